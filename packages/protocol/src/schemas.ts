@@ -1,0 +1,388 @@
+import { z } from "zod";
+import { refProblem } from "./refs";
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------------------------
+
+export const gitRef = z
+  .string()
+  .superRefine((ref, ctx) => {
+    const problem = refProblem(ref);
+    if (problem) ctx.addIssue({ code: "custom", message: `ref ${problem}` });
+  })
+  .describe("A branch, tag or commit sha");
+
+/** Host names and app names: what DNS and Docker container names accept. */
+export const name = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "must start with a letter or digit and use only letters, digits, '_', '.', '-'");
+
+export const label = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.=:/-]*$/, "must be letters, digits and _ . = : / -");
+
+/** A job goes to one named host, or to any agent that carries every one of the labels. */
+export const target = z.union([
+  z.object({ host: name }).strict(),
+  z.object({ labels: z.array(label).min(1).max(16) }).strict(),
+]);
+export type Target = z.infer<typeof target>;
+
+export const jobKinds = ["deploy", "build", "run", "stop", "restart", "remove"] as const;
+export const jobKind = z.enum(jobKinds);
+export type JobKind = z.infer<typeof jobKind>;
+
+export const jobStatuses = [
+  "pending",
+  "assigned",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+  "lost",
+  "timed_out",
+] as const;
+export const jobStatus = z.enum(jobStatuses);
+export type JobStatus = z.infer<typeof jobStatus>;
+export const finalStatuses: readonly JobStatus[] = ["succeeded", "failed", "cancelled", "lost", "timed_out"];
+export const activeStatuses: readonly JobStatus[] = ["pending", "assigned", "running"];
+export const isFinal = (s: JobStatus): boolean => finalStatuses.includes(s);
+
+/** A relative path inside a build context: no absolute paths, no `..`, no NUL. */
+export const relativePath = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine(
+    (p) =>
+      !p.startsWith("/") &&
+      !p.startsWith("\\") &&
+      !/^[a-zA-Z]:/.test(p) &&
+      !p.includes("\0") &&
+      !p.split(/[\\/]/).some((part) => part === ".."),
+    "must be a relative path inside the tree (no leading '/', no '..')",
+  );
+
+export const source = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("git"), url: z.string().min(1).max(2048), ref: gitRef }).strict(),
+  z.object({ type: z.literal("files"), files: z.record(relativePath, z.string()) }).strict(),
+  z
+    .object({
+      type: z.literal("archive"),
+      format: z.enum(["tar", "tar.gz", "zip"]),
+      /** base64 of the archive bytes */
+      data: z.string().min(1),
+    })
+    .strict(),
+  z.object({ type: z.literal("image"), image: z.string().min(1).max(512) }).strict(),
+]);
+export type Source = z.infer<typeof source>;
+
+export const buildSpec = z
+  .object({
+    dockerfile: relativePath.default("Dockerfile"),
+    context: z
+      .string()
+      .default(".")
+      .refine((p) => p === "." || relativePath.safeParse(p).success, "must be '.' or a relative path"),
+    args: z.record(z.string(), z.string()).default({}),
+    target: z.string().max(128).optional(),
+  })
+  .strict();
+export type BuildSpec = z.infer<typeof buildSpec>;
+
+export const healthcheck = z
+  .object({
+    path: z.string().startsWith("/").default("/"),
+    port: z.number().int().min(1).max(65535),
+    timeout_seconds: z.number().int().min(1).max(3600).default(30),
+    interval_seconds: z.number().min(0.1).max(60).default(1),
+  })
+  .strict();
+
+export const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a valid environment variable name");
+
+export const runSpec = z
+  .object({
+    ports: z.array(z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}:)?\d{1,5}:\d{1,5}(\/(tcp|udp))?$/, "must look like HOST:CONTAINER")).default([]),
+    env: z.record(envName, z.string()).default({}),
+    secrets: z.array(envName).default([]),
+    healthcheck: healthcheck.optional(),
+    restart: z.enum(["no", "always", "unless-stopped", "on-failure"]).default("unless-stopped"),
+    memory: z
+      .string()
+      .regex(/^\d+[kmg]?$/i, "must be a size like 512m")
+      .optional(),
+    cpus: z.number().positive().max(1024).optional(),
+    command: z.array(z.string()).optional(),
+    /** `run` jobs: a file in the container copied out into the result */
+    result_file: z.string().startsWith("/").optional(),
+  })
+  .strict();
+export type RunSpec = z.infer<typeof runSpec>;
+
+export const registryCredentials = z
+  .object({ url: z.string().min(1), username: z.string(), password: z.string() })
+  .strict();
+export type RegistryCredentials = z.infer<typeof registryCredentials>;
+
+/**
+ * What an agent needs to run a job. Stored without credentials; the controller adds
+ * `registry` and secret `env` values only to the copy it hands to the claiming agent.
+ */
+export const jobSpec = z
+  .object({
+    kind: jobKind,
+    app: name,
+    source: source.optional(),
+    build: buildSpec.optional(),
+    /** repository to tag and push to, e.g. 127.0.0.1:5000/web (no tag) */
+    image: z.string().min(1).max(512).optional(),
+    /** the version tag; defaults to the git sha or the job id */
+    version: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/).optional(),
+    run: runSpec.optional(),
+    release: z.string().max(128).optional(),
+  })
+  .strict();
+export type JobSpec = z.infer<typeof jobSpec>;
+
+export const agentJobSpec = jobSpec.extend({
+  registry: registryCredentials.optional(),
+  secretEnv: z.record(envName, z.string()).optional(),
+});
+export type AgentJobSpec = z.infer<typeof agentJobSpec>;
+
+// ---------------------------------------------------------------------------------------------
+// Jobs (REST)
+// ---------------------------------------------------------------------------------------------
+
+export const job = z.object({
+  id: z.string(),
+  kind: jobKind,
+  app: z.string(),
+  status: jobStatus,
+  target,
+  spec: jobSpec,
+  deploymentId: z.string().nullable(),
+  agentId: z.string().nullable(),
+  attempts: z.number().int(),
+  maxAttempts: z.number().int(),
+  cancelRequested: z.boolean(),
+  timeoutSeconds: z.number().int(),
+  result: z.unknown().nullable(),
+  error: z.string().nullable(),
+  logLines: z.number().int(),
+  createdAt: z.string(),
+  assignedAt: z.string().nullable(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+});
+export type Job = z.infer<typeof job>;
+
+/** The seeds' short form: deploy the app mapped to `repo` at `ref` on `host`. */
+export const submitRepoJob = z
+  .object({
+    repo: z.string().min(1).max(512),
+    ref: gitRef,
+    host: name,
+    timeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+  })
+  .strict();
+
+export const submitSpecJob = z
+  .object({
+    spec: jobSpec,
+    target,
+    timeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+    maxAttempts: z.number().int().min(1).max(10).optional(),
+  })
+  .strict();
+
+export const submitJob = z.union([submitRepoJob, submitSpecJob]);
+export type SubmitJob = z.infer<typeof submitJob>;
+
+export const listJobsQuery = z.object({
+  status: jobStatus.optional(),
+  host: name.optional(),
+  app: name.optional(),
+  cursor: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+});
+
+export const jobPage = z.object({ jobs: z.array(job), nextCursor: z.string().nullable() });
+
+// ---------------------------------------------------------------------------------------------
+// Agents (wire protocol)
+// ---------------------------------------------------------------------------------------------
+
+export const capabilities = z
+  .object({
+    engineVersion: z.string().max(64).optional(),
+    arch: z.string().max(32).optional(),
+    os: z.string().max(64).optional(),
+    cpus: z.number().int().min(0).optional(),
+    memoryBytes: z.number().int().min(0).optional(),
+  })
+  .passthrough();
+
+export const registerRequest = z
+  .object({
+    hostname: name,
+    labels: z.array(label).max(32).default([]),
+    version: z.string().max(64).default("unknown"),
+    capabilities: capabilities.default({}),
+    heldJobIds: z.array(z.string().max(64)).max(16).default([]),
+  })
+  .strict();
+export type RegisterRequest = z.infer<typeof registerRequest>;
+
+export const agent = z.object({
+  id: z.string(),
+  hostname: z.string(),
+  labels: z.array(z.string()),
+  version: z.string(),
+  capabilities: z.record(z.string(), z.unknown()),
+  state: z.enum(["idle", "busy", "draining"]),
+  online: z.boolean(),
+  lastHeartbeatAt: z.string().nullable(),
+  registeredAt: z.string(),
+  containers: z.array(z.unknown()),
+  currentJobId: z.string().nullable(),
+});
+export type Agent = z.infer<typeof agent>;
+
+export const registerResponse = z.object({
+  agent,
+  token: z.string(),
+  heartbeatIntervalSeconds: z.number(),
+});
+
+export const managedContainer = z
+  .object({
+    id: z.string().max(128),
+    name: z.string().max(256).optional(),
+    app: z.string().max(128).optional(),
+    job: z.string().max(64).optional(),
+    release: z.string().max(128).optional(),
+    image: z.string().max(512).optional(),
+    state: z.string().max(32).optional(),
+  })
+  .strict();
+
+export const heartbeatRequest = z
+  .object({
+    status: z.enum(["idle", "busy", "draining"]).default("idle"),
+    heldJobIds: z.array(z.string().max(64)).max(16).default([]),
+    containers: z.array(managedContainer).max(1000).default([]),
+  })
+  .strict();
+export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
+
+export const heartbeatQuery = z.object({ wait: z.coerce.number().min(0).max(30).default(0) });
+
+/** A job as handed to the agent that claimed it: the spec with credentials, and the lease. */
+export const claimedJob = z.object({
+  id: z.string(),
+  kind: jobKind,
+  app: z.string(),
+  leaseId: z.string(),
+  spec: agentJobSpec,
+  timeoutSeconds: z.number().int(),
+  attempt: z.number().int(),
+  logOffset: z.number().int(),
+});
+export type ClaimedJob = z.infer<typeof claimedJob>;
+
+export const heartbeatResponse = z.object({
+  acknowledged: z.literal(true),
+  job: claimedJob.nullable(),
+  cancelJobIds: z.array(z.string()),
+  heartbeatIntervalSeconds: z.number(),
+});
+export type HeartbeatResponse = z.infer<typeof heartbeatResponse>;
+
+export const logStream = z.enum(["stdout", "stderr", "system"]);
+export const logEntry = z
+  .object({
+    ts: z.string().max(40),
+    stream: logStream.default("stdout"),
+    line: z.string().max(65_536),
+  })
+  .strict();
+export type LogEntry = z.infer<typeof logEntry>;
+
+export const appendLogsRequest = z
+  .object({
+    leaseId: z.string().min(1).max(64),
+    offset: z.number().int().min(0),
+    entries: z.array(logEntry).max(5000),
+  })
+  .strict();
+export type AppendLogsRequest = z.infer<typeof appendLogsRequest>;
+
+export const appendLogsResponse = z.object({
+  offset: z.number().int(),
+  truncated: z.boolean(),
+  cancelRequested: z.boolean(),
+});
+
+export const reportStatusRequest = z
+  .object({
+    leaseId: z.string().min(1).max(64),
+    status: z.enum(["running", "succeeded", "failed", "cancelled"]),
+    result: z.record(z.string(), z.unknown()).optional(),
+    error: z.string().max(16_384).optional(),
+    /** how many log lines the agent produced for the job in all */
+    logLines: z.number().int().min(0).optional(),
+  })
+  .strict();
+export type ReportStatusRequest = z.infer<typeof reportStatusRequest>;
+
+export const jobLogsQuery = z.object({
+  after: z.coerce.number().int().min(-1).default(-1),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+});
+
+export const storedLogEntry = z.object({
+  seq: z.number().int(),
+  ts: z.string(),
+  stream: z.string(),
+  line: z.string(),
+});
+export const jobLogsResponse = z.object({
+  jobId: z.string(),
+  entries: z.array(storedLogEntry),
+  next: z.number().int(),
+  truncated: z.boolean(),
+  finished: z.boolean(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// API tokens
+// ---------------------------------------------------------------------------------------------
+
+export const tokenScope = z.enum(["admin", "deploy", "read"]);
+export type TokenScope = z.infer<typeof tokenScope>;
+export const createTokenRequest = z.object({ name: z.string().min(1).max(100), scope: tokenScope }).strict();
+export const apiToken = z.object({
+  id: z.string(),
+  name: z.string(),
+  scope: tokenScope,
+  createdAt: z.string(),
+  lastUsedAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+export const errorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+});
+export type ErrorBody = z.infer<typeof errorBody>;
