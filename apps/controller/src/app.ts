@@ -1,0 +1,54 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { Logger } from "pino";
+import type { Config } from "./config";
+import type { Db } from "./db/client";
+import { errorResponse, handleError } from "./lib/errors";
+import type { AppEnv } from "./middleware/auth";
+import { requestLog } from "./middleware/requestLog";
+import { agentRoutes } from "./routes/agents";
+import { hostRoutes } from "./routes/hosts";
+import { jobRoutes } from "./routes/jobs";
+import { tokenRoutes } from "./routes/tokens";
+import { createServices } from "./services";
+import type { AppsConfig } from "./services/appsConfig";
+import { Notifier } from "./services/notifier";
+
+export const JSON_BODY_LIMIT = 1024 * 1024;
+
+export interface AppOptions {
+  db: Db;
+  config: Config;
+  logger: Logger;
+  apps: () => AppsConfig;
+  secretKey: string;
+  clock?: () => number;
+}
+
+/** Builds the controller without side effects: no listening, no timers, no files. */
+export function createApp(opts: AppOptions) {
+  const clock = opts.clock ?? Date.now;
+  const deps = { db: opts.db, config: opts.config, logger: opts.logger, apps: opts.apps, clock, notifier: new Notifier() };
+  const services = createServices(deps, opts.secretKey);
+
+  const app = new Hono<AppEnv>()
+    .use(requestLog(opts.logger))
+    .use(
+      "/v1/*",
+      bodyLimit({
+        maxSize: JSON_BODY_LIMIT,
+        onError: (c) => errorResponse(c, 413, "payload_too_large", `request body is larger than ${JSON_BODY_LIMIT} bytes`),
+      }),
+    )
+    .get("/healthz", (c) => c.json({ ok: true }))
+    .route("/v1/agents", agentRoutes(services, opts.config.joinToken))
+    .route("/v1/jobs", jobRoutes(services, opts.db, clock))
+    .route("/v1/hosts", hostRoutes(services))
+    .route("/v1/tokens", tokenRoutes(services));
+
+  app.notFound((c) => errorResponse(c, 404, "not_found", `no route for ${c.req.method} ${c.req.path}`));
+  app.onError(handleError(opts.logger));
+  return { app, services, deps };
+}
+
+export type ControllerApp = ReturnType<typeof createApp>;

@@ -1,0 +1,105 @@
+import { z } from "zod";
+
+const optionalSecret = z
+  .string()
+  .optional()
+  .transform((v) => (v && v.length > 0 ? v : undefined));
+
+/** Every setting the controller reads from the environment. Nothing else reads process.env. */
+const envSchema = z.object({
+  /** HTTP port. */
+  DEPLOYBOT_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Address to bind; 0.0.0.0 so agents on other hosts can reach it. */
+  DEPLOYBOT_HOST: z.string().default("0.0.0.0"),
+  /** SQLite file (WAL); ":memory:" for throwaway runs. */
+  DEPLOYBOT_DB: z.string().default("./data/deploybot.db"),
+  /** App definitions. */
+  DEPLOYBOT_CONFIG: z.string().default("config/apps.yaml"),
+  /** Shared secret agents present at registration. Without it no agent can register. */
+  DEPLOYBOT_JOIN_TOKEN: optionalSecret,
+  /** Bootstrap API token with the admin scope. */
+  DEPLOYBOT_ADMIN_TOKEN: optionalSecret,
+  /** GitHub webhook secret (HMAC SHA-256). */
+  DEPLOYBOT_WEBHOOK_SECRET: optionalSecret,
+  /** Signs agent JWTs and encrypts secrets; generated into the data dir when absent. */
+  DEPLOYBOT_SECRET_KEY: optionalSecret,
+  /** Default registry for app images, and its credentials (handed only to claiming agents). */
+  DEPLOYBOT_REGISTRY_URL: optionalSecret,
+  DEPLOYBOT_REGISTRY_USERNAME: optionalSecret,
+  DEPLOYBOT_REGISTRY_PASSWORD: optionalSecret,
+  /** How often agents heartbeat; leases last three intervals. */
+  DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: z.coerce.number().min(0.2).max(300).default(10),
+  /** Default job execution timeout. */
+  DEPLOYBOT_JOB_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(1800),
+  /** A pending job nobody claims within this time ends timed_out. */
+  DEPLOYBOT_QUEUE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(86_400),
+  /** Per-job log cap in bytes; past it one truncation marker is stored and lines are dropped. */
+  DEPLOYBOT_LOG_MAX_BYTES: z.coerce.number().int().min(1024).default(10 * 1024 * 1024),
+  /** How many times an assigned job whose lease expired is handed out again. */
+  DEPLOYBOT_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
+  /** pino level. */
+  DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  dbPath: string;
+  configPath: string;
+  joinToken: string | undefined;
+  adminToken: string | undefined;
+  webhookSecret: string | undefined;
+  secretKey: string | undefined;
+  registry: { url: string; username: string; password: string } | undefined;
+  heartbeatIntervalSeconds: number;
+  jobTimeoutSeconds: number;
+  queueTimeoutSeconds: number;
+  logMaxBytes: number;
+  maxAttempts: number;
+  logLevel: string;
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new Error(`invalid controller configuration:\n${lines.join("\n")}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.DEPLOYBOT_PORT,
+    host: e.DEPLOYBOT_HOST,
+    dbPath: e.DEPLOYBOT_DB,
+    configPath: e.DEPLOYBOT_CONFIG,
+    joinToken: e.DEPLOYBOT_JOIN_TOKEN,
+    adminToken: e.DEPLOYBOT_ADMIN_TOKEN,
+    webhookSecret: e.DEPLOYBOT_WEBHOOK_SECRET,
+    secretKey: e.DEPLOYBOT_SECRET_KEY,
+    registry: e.DEPLOYBOT_REGISTRY_URL
+      ? {
+          url: e.DEPLOYBOT_REGISTRY_URL,
+          username: e.DEPLOYBOT_REGISTRY_USERNAME ?? "",
+          password: e.DEPLOYBOT_REGISTRY_PASSWORD ?? "",
+        }
+      : undefined,
+    heartbeatIntervalSeconds: e.DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS,
+    jobTimeoutSeconds: e.DEPLOYBOT_JOB_TIMEOUT_SECONDS,
+    queueTimeoutSeconds: e.DEPLOYBOT_QUEUE_TIMEOUT_SECONDS,
+    logMaxBytes: e.DEPLOYBOT_LOG_MAX_BYTES,
+    maxAttempts: e.DEPLOYBOT_MAX_ATTEMPTS,
+    logLevel: e.DEPLOYBOT_LOG_LEVEL,
+  };
+}
+
+/** Test and bench defaults: in-memory, fixed secrets, fast heartbeats. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return {
+    ...loadConfig({
+      DEPLOYBOT_DB: ":memory:",
+      DEPLOYBOT_JOIN_TOKEN: "join-secret",
+      DEPLOYBOT_ADMIN_TOKEN: "admin-secret",
+      DEPLOYBOT_SECRET_KEY: "test-secret-key-with-enough-entropy-000000",
+    }),
+    ...overrides,
+  };
+}

@@ -1,0 +1,103 @@
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+/** Milliseconds since the epoch; every timestamp in the database is one of these. */
+const ms = (column: string) => integer(column, { mode: "number" });
+const createdAt = () => ms("created_at").notNull();
+const json = <T>(column: string) => text(column, { mode: "json" }).$type<T>();
+
+export const agents = sqliteTable("agents", {
+  id: text("id").primaryKey(),
+  hostname: text("hostname").notNull().unique(),
+  labels: json<string[]>("labels").notNull().default(sql`'[]'`),
+  version: text("version").notNull(),
+  capabilities: json<Record<string, unknown>>("capabilities").notNull().default(sql`'{}'`),
+  /** what the agent last said it was doing: idle | busy | draining */
+  state: text("state").notNull().default("idle"),
+  containers: json<unknown[]>("containers").notNull().default(sql`'[]'`),
+  /** bumped on every registration and revocation; a JWT carrying an older one is refused */
+  tokenVersion: integer("token_version").notNull().default(1),
+  revoked: integer("revoked", { mode: "boolean" }).notNull().default(false),
+  lastHeartbeatAt: ms("last_heartbeat_at"),
+  registeredAt: createdAt(),
+});
+
+export const jobs = sqliteTable(
+  "jobs",
+  {
+    /** time-ordered (ULID), so ordering by id is ordering by creation */
+    id: text("id").primaryKey(),
+    deploymentId: text("deployment_id"),
+    kind: text("kind").notNull(),
+    app: text("app").notNull(),
+    targetHost: text("target_host"),
+    targetLabels: json<string[]>("target_labels"),
+    spec: json<Record<string, unknown>>("spec").notNull(),
+    status: text("status").notNull().default("pending"),
+    agentId: text("agent_id").references(() => agents.id),
+    leaseId: text("lease_id"),
+    leaseExpiresAt: ms("lease_expires_at"),
+    attempts: integer("attempts").notNull().default(0),
+    maxAttempts: integer("max_attempts").notNull(),
+    cancelRequested: integer("cancel_requested", { mode: "boolean" }).notNull().default(false),
+    /** repo|ref|target for the seeds' short form: one active job per triple */
+    dedupeKey: text("dedupe_key"),
+    result: json<Record<string, unknown>>("result"),
+    error: text("error"),
+    timeoutSeconds: integer("timeout_seconds").notNull(),
+    queueDeadline: ms("queue_deadline").notNull(),
+    /** lines the agent has sent (its offset), stored or dropped past the cap */
+    logOffset: integer("log_offset").notNull().default(0),
+    logBytes: integer("log_bytes").notNull().default(0),
+    logTruncated: integer("log_truncated", { mode: "boolean" }).notNull().default(false),
+    createdAt: createdAt(),
+    assignedAt: ms("assigned_at"),
+    startedAt: ms("started_at"),
+    finishedAt: ms("finished_at"),
+  },
+  (t) => [
+    index("jobs_claim_idx").on(t.status, t.targetHost, t.id),
+    index("jobs_agent_idx").on(t.agentId, t.status),
+    index("jobs_app_idx").on(t.app, t.id),
+    index("jobs_dedupe_idx").on(t.dedupeKey, t.status),
+  ],
+);
+
+export const jobLogs = sqliteTable(
+  "job_logs",
+  {
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
+    seq: integer("seq").notNull(),
+    ts: text("ts").notNull(),
+    stream: text("stream").notNull(),
+    line: text("line").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.seq] })],
+);
+
+export const apiTokens = sqliteTable("api_tokens", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  scope: text("scope").notNull(),
+  /** sha256 of the token; the token itself is shown once and never stored */
+  hash: text("hash").notNull().unique(),
+  createdAt: createdAt(),
+  lastUsedAt: ms("last_used_at"),
+  revokedAt: ms("revoked_at"),
+});
+
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    key: text("key").notNull(),
+    principal: text("principal").notNull(),
+    route: text("route").notNull(),
+    requestHash: text("request_hash").notNull(),
+    status: integer("status").notNull(),
+    body: text("body").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex("idempotency_keys_key_idx").on(t.principal, t.key)],
+);

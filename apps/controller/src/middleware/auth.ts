@@ -1,0 +1,43 @@
+import type { TokenScope } from "@deploybot/protocol";
+import { createMiddleware } from "hono/factory";
+import { ApiError } from "../lib/errors";
+import type { AgentTokens, ApiTokens } from "../services/auth";
+import { bearer, scopeAllows, secretsEqual } from "../services/auth";
+import type { AgentService } from "../services/agents";
+
+export type AgentRow = ReturnType<AgentService["authenticate"]>;
+export type UserPrincipal = { tokenId: string; scope: TokenScope };
+export type AppEnv = { Variables: { user: UserPrincipal; agent: AgentRow; requestId: string } };
+
+/** User routes: an API token (never an agent JWT) with at least `scope`. */
+export function requireScope(tokens: ApiTokens, scope: TokenScope) {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    const principal = tokens.authenticate(bearer(c.req.header("authorization")));
+    if (principal?.kind !== "user") throw new ApiError(401, "unauthorized", "invalid or revoked API token");
+    if (!scopeAllows(principal.scope, scope)) throw new ApiError(403, "forbidden", `this route needs the '${scope}' scope`);
+    c.set("user", { tokenId: principal.tokenId, scope: principal.scope });
+    await next();
+  });
+}
+
+/** Agent routes: a current agent JWT (never an API token); `:id` in the path must be its own. */
+export function requireAgent(jwt: AgentTokens, agents: AgentService) {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    const check = await jwt.verify(bearer(c.req.header("authorization")));
+    if (!check.ok) throw new ApiError(401, "unauthorized", `agent token refused: ${check.reason}`);
+    const agent = agents.authenticate(check.agentId, check.tokenVersion);
+    const pathAgent = c.req.param("agentId");
+    if (pathAgent !== undefined && pathAgent !== agent.id) throw new ApiError(403, "forbidden", "the token belongs to another agent");
+    c.set("agent", agent);
+    await next();
+  });
+}
+
+export function requireJoinToken(joinToken: string | undefined) {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    const given = bearer(c.req.header("authorization"));
+    if (!joinToken) throw new ApiError(403, "registration_closed", "DEPLOYBOT_JOIN_TOKEN is not set on the controller");
+    if (!secretsEqual(given, joinToken)) throw new ApiError(401, "unauthorized", "invalid join token");
+    await next();
+  });
+}

@@ -1,0 +1,34 @@
+import { appendLogsRequest, jobLogsQuery, listJobsQuery, reportStatusRequest, submitJob } from "@deploybot/protocol";
+import { Hono } from "hono";
+import type { Db } from "../db/client";
+import { type AppEnv, requireAgent, requireScope } from "../middleware/auth";
+import { idempotency } from "../middleware/idempotency";
+import { validate } from "../middleware/validate";
+import type { Services } from "../services";
+import { jobToWire } from "../services/jobs";
+
+/** Users submit, read and cancel jobs; the agent holding a job reports its status and logs. */
+export function jobRoutes(s: Services, db: Db, clock: () => number) {
+  const read = requireScope(s.apiTokens, "read");
+  const deploy = requireScope(s.apiTokens, "deploy");
+  const agent = requireAgent(s.agentTokens, s.agents);
+  return new Hono<AppEnv>()
+    .post("/", deploy, idempotency(db, clock), validate("json", submitJob), (c) => {
+      const { job, created } = s.jobs.create(s.jobs.resolveSubmission(c.req.valid("json")));
+      return c.json({ job }, created ? 201 : 200);
+    })
+    .get("/", read, validate("query", listJobsQuery), (c) => c.json(s.jobs.list(c.req.valid("query"))))
+    .get("/:jobId", read, (c) => c.json({ job: s.jobs.get(c.req.param("jobId")) }))
+    .post("/:jobId/cancel", deploy, idempotency(db, clock), (c) => c.json({ job: s.jobs.cancel(c.req.param("jobId")) }))
+    .get("/:jobId/logs", read, validate("query", jobLogsQuery), (c) => {
+      const { after, limit } = c.req.valid("query");
+      return c.json(s.jobLogs.read(c.req.param("jobId"), after, limit));
+    })
+    .post("/:jobId/status", agent, validate("json", reportStatusRequest), (c) => {
+      const row = s.leases.reportStatus(c.get("agent").id, c.req.param("jobId"), c.req.valid("json"));
+      return c.json({ job: jobToWire(row) });
+    })
+    .post("/:jobId/logs", agent, validate("json", appendLogsRequest), (c) =>
+      c.json(s.jobLogs.append(c.get("agent").id, c.req.param("jobId"), c.req.valid("json"))),
+    );
+}

@@ -1,0 +1,69 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { serve } from "@hono/node-server";
+import pino from "pino";
+import { createApp } from "./app";
+import type { Config } from "./config";
+import { openDb } from "./db/client";
+import { type AppsConfig, loadAppsConfig } from "./services/appsConfig";
+
+/** DEPLOYBOT_SECRET_KEY, or a key generated once into the data dir (mode 0600). */
+function resolveSecretKey(config: Config): string {
+  if (config.secretKey) return config.secretKey;
+  if (config.dbPath === ":memory:") return randomBytes(32).toString("base64url");
+  const file = join(dirname(config.dbPath), "secret.key");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  mkdirSync(dirname(file), { recursive: true });
+  const key = randomBytes(32).toString("base64url");
+  writeFileSync(file, `${key}\n`, { mode: 0o600, flag: "wx" });
+  return key;
+}
+
+/** Wires the real world to the app factory: database file, config file, port, timers, signals. */
+export async function startController(config: Config) {
+  const logger = pino({ level: config.logLevel, base: { service: "controller" } });
+  const db = openDb(config.dbPath);
+  let apps: AppsConfig = loadAppsConfig(config.configPath);
+  const { app, services } = createApp({ db, config, logger, apps: () => apps, secretKey: resolveSecretKey(config) });
+
+  const rearmed = services.leases.rearmLeases();
+  if (rearmed > 0) logger.info({ jobs: rearmed }, "re-armed leases after start");
+  const reaper = setInterval(() => {
+    try {
+      services.leases.sweep();
+    } catch (err) {
+      logger.error({ err }, "sweep failed");
+    }
+  }, 1000);
+
+  // apps.yaml is re-read on SIGHUP; a broken edit keeps the last good config running.
+  const reload = () => {
+    try {
+      apps = loadAppsConfig(config.configPath);
+      logger.info({ apps: apps.apps.length }, "apps config reloaded");
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, "apps config reload failed; keeping the previous config");
+    }
+  };
+  process.on("SIGHUP", reload);
+
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  logger.info({ port, db: config.dbPath, apps: apps.apps.length }, "controller listening");
+
+  const stop = async () => {
+    clearInterval(reaper);
+    process.off("SIGHUP", reload);
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      // long-polls would hold close() open for up to 30 s
+      (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+    });
+    db.$client.close();
+  };
+  return { port, stop, services, logger };
+}

@@ -1,0 +1,138 @@
+import type { Agent, HeartbeatRequest, HeartbeatResponse, RegisterRequest } from "@deploybot/protocol";
+import { and, eq, inArray, sql } from "drizzle-orm";
+import { agents, jobs } from "../db/schema";
+import { ApiError, notFound } from "../lib/errors";
+import { newId } from "../lib/ids";
+import type { AgentTokens } from "./auth";
+import { type Deps, iso } from "./deps";
+import type { LeaseService } from "./leases";
+
+type AgentRow = typeof agents.$inferSelect;
+
+export class AgentService {
+  constructor(
+    private readonly deps: Deps,
+    private readonly tokens: AgentTokens,
+    private readonly leases: LeaseService,
+  ) {}
+
+  private get intervalSeconds() {
+    return this.deps.config.heartbeatIntervalSeconds;
+  }
+
+  toWire(row: AgentRow, currentJobId: string | null = null): Agent {
+    const silentFor = row.lastHeartbeatAt == null ? Number.POSITIVE_INFINITY : this.deps.clock() - row.lastHeartbeatAt;
+    return {
+      id: row.id,
+      hostname: row.hostname,
+      labels: row.labels,
+      version: row.version,
+      capabilities: row.capabilities,
+      state: row.state as Agent["state"],
+      online: !row.revoked && silentFor <= this.intervalSeconds * 3 * 1000,
+      lastHeartbeatAt: iso(row.lastHeartbeatAt),
+      registeredAt: iso(row.registeredAt)!,
+      containers: row.containers,
+      currentJobId,
+    };
+  }
+
+  /**
+   * Join token already checked by the route. Re-registering a hostname keeps its id and bumps
+   * the token version, so the previous token stops working at once.
+   */
+  async register(req: RegisterRequest) {
+    const { db, clock, logger } = this.deps;
+    const now = clock();
+    const existing = db.select().from(agents).where(eq(agents.hostname, req.hostname)).get();
+    if (existing?.revoked) throw new ApiError(403, "agent_revoked", `host '${req.hostname}' was revoked; delete it before it registers again`);
+    const fields = { labels: req.labels, version: req.version, capabilities: req.capabilities, lastHeartbeatAt: now, state: "idle" };
+    const row = existing
+      ? db
+          .update(agents)
+          .set({ ...fields, tokenVersion: sql`${agents.tokenVersion} + 1` })
+          .where(eq(agents.id, existing.id))
+          .returning()
+          .get()
+      : db
+          .insert(agents)
+          .values({ id: newId("agt"), hostname: req.hostname, registeredAt: now, ...fields })
+          .returning()
+          .get();
+    // What the agent holds after a restart is the truth: anything else it had is handed back or failed.
+    this.leases.reconcile(row.id, req.heldJobIds);
+    logger.info({ agentId: row.id, hostname: row.hostname, reregistered: !!existing }, "agent registered");
+    return {
+      agent: this.toWire(row),
+      token: await this.tokens.sign(row.id, row.tokenVersion),
+      heartbeatIntervalSeconds: this.intervalSeconds,
+    };
+  }
+
+  /** The token is valid only for the current version of a live agent. */
+  authenticate(agentId: string, tokenVersion: number): AgentRow {
+    const row = this.deps.db.select().from(agents).where(eq(agents.id, agentId)).get();
+    if (!row || row.revoked || row.tokenVersion !== tokenVersion) {
+      throw new ApiError(401, "unauthorized", "agent token was rotated or revoked; register again");
+    }
+    return row;
+  }
+
+  /**
+   * Records liveness, reconciles held jobs, and hands out at most one job to an idle agent.
+   * With `waitSeconds`, an idle agent that got nothing waits until a job for it is queued.
+   */
+  async heartbeat(agent: AgentRow, body: HeartbeatRequest, waitSeconds: number, signal?: AbortSignal): Promise<HeartbeatResponse> {
+    const { db, clock, notifier } = this.deps;
+    const deadline = clock() + waitSeconds * 1000;
+    const touch = () =>
+      db
+        .update(agents)
+        .set({ lastHeartbeatAt: clock(), state: body.status, containers: body.containers })
+        .where(eq(agents.id, agent.id))
+        .run();
+    touch();
+    for (;;) {
+      const cancelJobIds = this.leases.reconcile(agent.id, body.heldJobIds);
+      const mayClaim = body.status === "idle" && body.heldJobIds.length === 0 && !this.leases.hasActiveJob(agent.id);
+      const job = mayClaim ? this.leases.claimNextJob(agent) : null;
+      const remaining = deadline - clock();
+      if (job || cancelJobIds.length > 0 || remaining <= 0 || signal?.aborted) {
+        if (waitSeconds > 0) touch();
+        return { acknowledged: true, job, cancelJobIds, heartbeatIntervalSeconds: this.intervalSeconds };
+      }
+      await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, remaining, signal);
+    }
+  }
+
+  list(): Agent[] {
+    const rows = this.deps.db.select().from(agents).orderBy(agents.hostname).all();
+    const held = this.deps.db
+      .select({ id: jobs.id, agentId: jobs.agentId })
+      .from(jobs)
+      .where(inArray(jobs.status, ["assigned", "running"]))
+      .all();
+    return rows.map((r) => this.toWire(r, held.find((h) => h.agentId === r.id)?.id ?? null));
+  }
+
+  /** Revoking bumps the token version (the current token dies) and refuses re-registration. */
+  revoke(hostnameOrId: string): Agent {
+    const row = this.deps.db
+      .update(agents)
+      .set({ revoked: true, tokenVersion: sql`${agents.tokenVersion} + 1` })
+      .where(sql`${agents.hostname} = ${hostnameOrId} OR ${agents.id} = ${hostnameOrId}`)
+      .returning()
+      .get();
+    if (!row) throw notFound("host", hostnameOrId);
+    this.deps.logger.warn({ agentId: row.id, hostname: row.hostname }, "agent revoked");
+    return this.toWire(row);
+  }
+
+  remove(hostnameOrId: string): void {
+    const row = this.deps.db.select().from(agents).where(sql`${agents.hostname} = ${hostnameOrId} OR ${agents.id} = ${hostnameOrId}`).get();
+    if (!row) throw notFound("host", hostnameOrId);
+    if (this.leases.hasActiveJob(row.id)) throw new ApiError(409, "agent_busy", `host '${row.hostname}' holds a job; cancel it first`);
+    this.deps.db.update(jobs).set({ agentId: null }).where(and(eq(jobs.agentId, row.id))).run();
+    this.deps.db.delete(agents).where(eq(agents.id, row.id)).run();
+  }
+}

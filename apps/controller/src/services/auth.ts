@@ -1,0 +1,126 @@
+import { createHash, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
+import type { TokenScope } from "@deploybot/protocol";
+import { eq } from "drizzle-orm";
+import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import type { Db } from "../db/client";
+import { apiTokens } from "../db/schema";
+import { ApiError, notFound } from "../lib/errors";
+import { newId } from "../lib/ids";
+
+export type Principal =
+  | { kind: "user"; tokenId: string; scope: TokenScope }
+  | { kind: "agent"; agentId: string; tokenVersion: number };
+
+const sha256 = (value: string) => createHash("sha256").update(value).digest();
+export const hashToken = (token: string) => sha256(token).toString("hex");
+
+/** Constant-time comparison of two secrets of any length (compares their digests). */
+export function secretsEqual(given: string, expected: string): boolean {
+  return timingSafeEqual(sha256(given), sha256(expected));
+}
+
+/** Derives independent keys for each use from the one configured secret. */
+export function deriveKey(secret: string, purpose: string): Uint8Array {
+  return new Uint8Array(hkdfSync("sha256", secret, "deploybot", purpose, 32));
+}
+
+const scopeRank: Record<TokenScope, number> = { read: 1, deploy: 2, admin: 3 };
+export const scopeAllows = (have: TokenScope, need: TokenScope) => scopeRank[have] >= scopeRank[need];
+
+// -------------------------------------------------------------------------------------------
+// Agent JWTs
+// -------------------------------------------------------------------------------------------
+
+const ISSUER = "deploybot";
+const AUDIENCE = "deploybot-agent";
+const AGENT_TOKEN_TTL = "30d";
+
+export type AgentTokenCheck = { ok: true; agentId: string; tokenVersion: number } | { ok: false; reason: string };
+
+export class AgentTokens {
+  private readonly key: Uint8Array;
+  constructor(secretKey: string) {
+    this.key = deriveKey(secretKey, "agent-jwt");
+  }
+
+  sign(agentId: string, tokenVersion: number): Promise<string> {
+    return new SignJWT({ tv: tokenVersion })
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject(agentId)
+      .setIssuedAt()
+      .setExpirationTime(AGENT_TOKEN_TTL)
+      .sign(this.key);
+  }
+
+  async verify(token: string): Promise<AgentTokenCheck> {
+    try {
+      const { payload } = await jwtVerify(token, this.key, { algorithms: ["HS256"], issuer: ISSUER, audience: AUDIENCE });
+      if (typeof payload.sub !== "string" || typeof payload.tv !== "number") return { ok: false, reason: "malformed claims" };
+      return { ok: true, agentId: payload.sub, tokenVersion: payload.tv };
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: "token expired" };
+      return { ok: false, reason: "invalid token" };
+    }
+  }
+}
+
+// -------------------------------------------------------------------------------------------
+// API tokens (users, CLI, CI)
+// -------------------------------------------------------------------------------------------
+
+const toWire = (row: typeof apiTokens.$inferSelect) => ({
+  id: row.id,
+  name: row.name,
+  scope: row.scope as TokenScope,
+  createdAt: new Date(row.createdAt).toISOString(),
+  lastUsedAt: row.lastUsedAt ? new Date(row.lastUsedAt).toISOString() : null,
+  revokedAt: row.revokedAt ? new Date(row.revokedAt).toISOString() : null,
+});
+
+export class ApiTokens {
+  constructor(
+    private readonly db: Db,
+    private readonly adminToken: string | undefined,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Resolves a bearer token to a user principal, or null. The bootstrap admin token has id "bootstrap". */
+  authenticate(token: string): Principal | null {
+    if (this.adminToken && secretsEqual(token, this.adminToken)) return { kind: "user", tokenId: "bootstrap", scope: "admin" };
+    if (!token.startsWith("dbt_")) return null;
+    const row = this.db.select().from(apiTokens).where(eq(apiTokens.hash, hashToken(token))).get();
+    if (!row || row.revokedAt) return null;
+    const now = this.clock();
+    // Touch at most once a minute: a write per request would serialise every read on the WAL.
+    if (!row.lastUsedAt || now - row.lastUsedAt > 60_000) {
+      this.db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, row.id)).run();
+    }
+    return { kind: "user", tokenId: row.id, scope: row.scope as TokenScope };
+  }
+
+  create(name: string, scope: TokenScope) {
+    const token = `dbt_${randomBytes(32).toString("base64url")}`;
+    const row = { id: newId("tok"), name, scope, hash: hashToken(token), createdAt: this.clock() };
+    this.db.insert(apiTokens).values(row).run();
+    return { ...toWire({ ...row, lastUsedAt: null, revokedAt: null }), token };
+  }
+
+  list() {
+    return this.db.select().from(apiTokens).orderBy(apiTokens.id).all().map(toWire);
+  }
+
+  revoke(id: string) {
+    const row = this.db.select().from(apiTokens).where(eq(apiTokens.id, id)).get();
+    if (!row) throw notFound("token", id);
+    if (!row.revokedAt) this.db.update(apiTokens).set({ revokedAt: this.clock() }).where(eq(apiTokens.id, id)).run();
+    return toWire({ ...row, revokedAt: row.revokedAt ?? this.clock() });
+  }
+}
+
+export function bearer(header: string | undefined): string {
+  const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  if (!match) throw new ApiError(401, "unauthorized", "missing bearer token");
+  return match[1]!;
+}

@@ -1,0 +1,17 @@
+import type { Logger } from "pino";
+import type { Config } from "../config";
+import type { Db } from "../db/client";
+import type { AppsConfig } from "./appsConfig";
+import type { Notifier } from "./notifier";
+
+/** What every service is built from; tests pass their own clock and in-memory db. */
+export interface Deps {
+  db: Db;
+  config: Config;
+  clock: () => number;
+  logger: Logger;
+  notifier: Notifier;
+  apps: () => AppsConfig;
+}
+
+export const iso = (ms: number | null | undefined) => (ms == null ? null : new Date(ms).toISOString());

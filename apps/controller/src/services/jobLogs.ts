@@ -1,0 +1,88 @@
+import { type AppendLogsRequest, isFinal, type JobStatus } from "@deploybot/protocol";
+import { and, asc, eq, gt } from "drizzle-orm";
+import { jobLogs, jobs } from "../db/schema";
+import { ApiError } from "../lib/errors";
+import type { Deps } from "./deps";
+import type { LeaseService } from "./leases";
+
+export const TRUNCATION_MARKER = "[deploybot] log truncated: the job's log reached its size limit; later lines were dropped";
+
+/**
+ * Job logs are an append-only sequence addressed by the agent's line offset. An append names
+ * the offset of its first entry: a retry of lines already stored is a no-op, an overlap stores
+ * only the new tail, and a gap is refused with the controller's offset so the agent resyncs.
+ */
+export class JobLogService {
+  private readonly insert;
+  private readonly advance;
+
+  constructor(
+    private readonly deps: Deps,
+    private readonly leases: LeaseService,
+  ) {
+    const sqlite = deps.db.$client;
+    this.insert = sqlite.prepare("INSERT INTO job_logs (job_id, seq, ts, stream, line) VALUES (?, ?, ?, ?, ?)");
+    this.advance = sqlite.prepare(
+      "UPDATE jobs SET log_offset = ?, log_bytes = ?, log_truncated = ? WHERE id = ? AND log_offset = ?",
+    );
+  }
+
+  append(agentId: string, jobId: string, body: AppendLogsRequest) {
+    const max = this.deps.config.logMaxBytes;
+    // Synchronous transaction: the offset check and the inserts commit together.
+    return this.deps.db.$client.transaction(() => {
+      let job = this.leases.fence(jobId, agentId, body.leaseId);
+      if (body.offset > job.logOffset) {
+        throw new ApiError(409, "offset_mismatch", `expected offset ${job.logOffset}, got ${body.offset}`, {
+          offset: job.logOffset,
+        });
+      }
+      const fresh = body.entries.slice(job.logOffset - body.offset);
+      let bytes = job.logBytes;
+      let truncated = job.logTruncated;
+      let seq = job.logOffset;
+      for (const entry of fresh) {
+        if (!truncated) {
+          const size = Buffer.byteLength(entry.line);
+          if (bytes + size > max) {
+            truncated = true;
+            this.insert.run(jobId, seq, entry.ts, "system", TRUNCATION_MARKER);
+          } else {
+            bytes += size;
+            this.insert.run(jobId, seq, entry.ts, entry.stream, entry.line);
+          }
+        }
+        seq++;
+      }
+      if (fresh.length > 0) {
+        this.advance.run(seq, bytes, truncated ? 1 : 0, jobId, job.logOffset);
+        if (!isFinal(job.status as JobStatus)) job = this.leases.renew(job);
+      }
+      return { offset: seq, truncated, cancelRequested: job.cancelRequested };
+    })();
+  }
+
+  read(jobId: string, after: number, limit: number) {
+    const job = this.deps.db
+      .select({ status: jobs.status, truncated: jobs.logTruncated, offset: jobs.logOffset })
+      .from(jobs)
+      .where(eq(jobs.id, jobId))
+      .get();
+    if (!job) throw new ApiError(404, "not_found", `job '${jobId}' does not exist`);
+    const entries = this.deps.db
+      .select({ seq: jobLogs.seq, ts: jobLogs.ts, stream: jobLogs.stream, line: jobLogs.line })
+      .from(jobLogs)
+      .where(and(eq(jobLogs.jobId, jobId), gt(jobLogs.seq, after)))
+      .orderBy(asc(jobLogs.seq))
+      .limit(limit)
+      .all();
+    const last = entries[entries.length - 1];
+    return {
+      jobId,
+      entries,
+      next: last ? last.seq : after,
+      truncated: job.truncated,
+      finished: isFinal(job.status as JobStatus),
+    };
+  }
+}

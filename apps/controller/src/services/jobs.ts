@@ -1,0 +1,176 @@
+import {
+  activeStatuses,
+  isFinal,
+  type Job,
+  type JobSpec,
+  type JobStatus,
+  jobSpec,
+  type SubmitJob,
+  type Target,
+} from "@deploybot/protocol";
+import { and, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
+import { jobs } from "../db/schema";
+import { ApiError, notFound } from "../lib/errors";
+import { newId } from "../lib/ids";
+import { type Deps, iso } from "./deps";
+
+export type JobRow = typeof jobs.$inferSelect;
+
+export function jobToWire(row: JobRow): Job {
+  return {
+    id: row.id,
+    kind: row.kind as Job["kind"],
+    app: row.app,
+    status: row.status as JobStatus,
+    target: row.targetHost ? { host: row.targetHost } : { labels: row.targetLabels ?? [] },
+    spec: row.spec as JobSpec,
+    deploymentId: row.deploymentId,
+    agentId: row.agentId,
+    attempts: row.attempts,
+    maxAttempts: row.maxAttempts,
+    cancelRequested: row.cancelRequested,
+    timeoutSeconds: row.timeoutSeconds,
+    result: row.result ?? null,
+    error: row.error,
+    logLines: row.logOffset,
+    createdAt: iso(row.createdAt)!,
+    assignedAt: iso(row.assignedAt),
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+  };
+}
+
+const targetKey = (t: Target) => ("host" in t ? `host:${t.host}` : `labels:${[...t.labels].sort().join(",")}`);
+
+/** Jobs from one git ref to one target are the same job while one is still active. */
+function dedupeKey(spec: JobSpec, target: Target): string | null {
+  if (spec.source?.type !== "git") return null;
+  return `${spec.kind}|${spec.app}|${spec.source.ref}|${targetKey(target)}`;
+}
+
+export interface CreateJobInput {
+  spec: JobSpec;
+  target: Target;
+  timeoutSeconds?: number;
+  maxAttempts?: number;
+  deploymentId?: string;
+}
+
+export class JobService {
+  constructor(private readonly deps: Deps) {}
+
+  /** Turns the seeds' `{repo, ref, host}` into a full deploy spec from apps.yaml. */
+  resolveSubmission(body: SubmitJob): CreateJobInput {
+    if ("spec" in body) return body;
+    const app = this.deps.apps().byRepo(body.repo);
+    if (!app) {
+      throw new ApiError(422, "unknown_repo", `no app in ${this.deps.config.configPath} has repo '${body.repo}'`);
+    }
+    const registry = this.deps.config.registry;
+    const image = app.image ?? (registry ? `${registry.url.replace(/^https?:\/\//, "")}/${app.name}` : undefined);
+    const spec = jobSpec.parse({
+      kind: "deploy",
+      app: app.name,
+      source: { type: "git", url: app.url, ref: body.ref },
+      build: app.build,
+      run: app.run,
+      ...(image ? { image } : {}),
+    });
+    return { spec, target: { host: body.host }, timeoutSeconds: body.timeoutSeconds };
+  }
+
+  /** Creates a job, or returns the active job with the same git ref and target (`created: false`). */
+  create(input: CreateJobInput): { job: Job; created: boolean } {
+    const { db, config, clock } = this.deps;
+    const key = dedupeKey(input.spec, input.target);
+    const existing = key
+      ? db
+          .select()
+          .from(jobs)
+          .where(and(eq(jobs.dedupeKey, key), inArray(jobs.status, [...activeStatuses])))
+          .get()
+      : undefined;
+    if (existing) return { job: jobToWire(existing), created: false };
+
+    const now = clock();
+    const row = db
+      .insert(jobs)
+      .values({
+        id: newId("job"),
+        deploymentId: input.deploymentId ?? null,
+        kind: input.spec.kind,
+        app: input.spec.app,
+        targetHost: "host" in input.target ? input.target.host : null,
+        targetLabels: "labels" in input.target ? input.target.labels : null,
+        spec: input.spec,
+        status: "pending",
+        maxAttempts: input.maxAttempts ?? config.maxAttempts,
+        dedupeKey: key,
+        timeoutSeconds: input.timeoutSeconds ?? config.jobTimeoutSeconds,
+        queueDeadline: now + config.queueTimeoutSeconds * 1000,
+        createdAt: now,
+      })
+      .returning()
+      .get();
+    this.deps.logger.info({ jobId: row.id, app: row.app, kind: row.kind, target: targetKey(input.target) }, "job queued");
+    this.deps.notifier.jobQueued({ host: row.targetHost, labels: row.targetLabels });
+    return { job: jobToWire(row), created: true };
+  }
+
+  getRow(id: string): JobRow {
+    const row = this.deps.db.select().from(jobs).where(eq(jobs.id, id)).get();
+    if (!row) throw notFound("job", id);
+    return row;
+  }
+
+  get(id: string): Job {
+    return jobToWire(this.getRow(id));
+  }
+
+  /** Newest first; `cursor` is the id of the last job of the previous page. */
+  list(q: { status?: JobStatus; host?: string; app?: string; cursor?: string; limit: number }) {
+    const where: SQL[] = [];
+    if (q.status) where.push(eq(jobs.status, q.status));
+    if (q.host) where.push(eq(jobs.targetHost, q.host));
+    if (q.app) where.push(eq(jobs.app, q.app));
+    if (q.cursor) where.push(lt(jobs.id, q.cursor));
+    const rows = this.deps.db
+      .select()
+      .from(jobs)
+      .where(and(...where))
+      .orderBy(desc(jobs.id))
+      .limit(q.limit + 1)
+      .all();
+    const page = rows.slice(0, q.limit);
+    return { jobs: page.map(jobToWire), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
+  }
+
+  /** A pending job is cancelled at once; a held one is asked to stop through its agent. */
+  cancel(id: string): Job {
+    const { db, clock, notifier, logger } = this.deps;
+    const row = this.getRow(id);
+    const status = row.status as JobStatus;
+    if (status === "cancelled" || (row.cancelRequested && !isFinal(status))) return jobToWire(row);
+    if (isFinal(status)) throw new ApiError(409, "job_finished", `job ${id} already ended ${status}`);
+    const now = clock();
+    const updated =
+      status === "pending"
+        ? db
+            .update(jobs)
+            .set({ status: "cancelled", cancelRequested: true, finishedAt: now, error: "cancelled before it started" })
+            .where(and(eq(jobs.id, id), eq(jobs.status, "pending")))
+            .returning()
+            .get()
+        : db
+            .update(jobs)
+            .set({ cancelRequested: true })
+            .where(and(eq(jobs.id, id), inArray(jobs.status, ["assigned", "running"])))
+            .returning()
+            .get();
+    // The job moved on between the read and the write (it was claimed): ask again.
+    if (!updated) return this.cancel(id);
+    logger.info({ jobId: id, status: updated.status }, "job cancel requested");
+    if (updated.agentId) notifier.agentChanged(updated.agentId);
+    return jobToWire(updated);
+  }
+}

@@ -1,0 +1,249 @@
+import { randomBytes } from "node:crypto";
+import { type ClaimedJob, isFinal, type JobStatus } from "@deploybot/protocol";
+import { and, eq, inArray, isNotNull, lt, notInArray, sql } from "drizzle-orm";
+import { jobs } from "../db/schema";
+import { ApiError, notFound } from "../lib/errors";
+import type { Deps } from "./deps";
+import type { JobRow } from "./jobs";
+
+const HELD: JobStatus[] = ["assigned", "running"];
+
+/**
+ * The lease is the lock: a job belongs to one agent while its lease lives, every write for the
+ * job names the lease id (compare-and-swap), and an expired lease hands the job back.
+ */
+export class LeaseService {
+  private readonly claimStatement;
+
+  constructor(private readonly deps: Deps) {
+    // One statement picks and takes the oldest matching pending job, so two agents can never
+    // hold the same job. Two index-backed probes (by host, then by labels) instead of one OR,
+    // which SQLite would answer with a scan of every pending job.
+    this.claimStatement = deps.db.$client.prepare(`
+      UPDATE jobs SET status = 'assigned', agent_id = @agentId, lease_id = @leaseId,
+        lease_expires_at = @leaseExpiresAt, assigned_at = @now, attempts = attempts + 1
+      WHERE id = (
+        SELECT id FROM (
+          SELECT id FROM (SELECT id FROM jobs WHERE status = 'pending' AND target_host = @hostname ORDER BY id LIMIT 1)
+          UNION ALL
+          SELECT id FROM (
+            SELECT j.id FROM jobs j
+            WHERE j.status = 'pending' AND j.target_host IS NULL
+              AND NOT EXISTS (
+                SELECT 1 FROM json_each(j.target_labels) wanted
+                WHERE wanted.value NOT IN (SELECT value FROM json_each(@labels))
+              )
+            ORDER BY j.id LIMIT 1)
+        ) ORDER BY id LIMIT 1
+      ) AND status = 'pending'
+      RETURNING *`);
+  }
+
+  get leaseMs(): number {
+    return this.deps.config.heartbeatIntervalSeconds * 3 * 1000;
+  }
+
+  /** Takes the oldest pending job this agent may run, or returns null. */
+  claimNextJob(agent: { id: string; hostname: string; labels: string[] }): ClaimedJob | null {
+    const now = this.deps.clock();
+    const raw = this.claimStatement.get({
+      agentId: agent.id,
+      hostname: agent.hostname,
+      labels: JSON.stringify(agent.labels),
+      leaseId: `lse_${randomBytes(12).toString("base64url")}`,
+      leaseExpiresAt: now + this.leaseMs,
+      now,
+    }) as Record<string, unknown> | undefined;
+    if (!raw) return null;
+    const spec = JSON.parse(raw.spec as string);
+    this.deps.logger.info({ jobId: raw.id, agentId: agent.id, attempt: raw.attempts }, "job assigned");
+    return {
+      id: raw.id as string,
+      kind: raw.kind as ClaimedJob["kind"],
+      app: raw.app as string,
+      leaseId: raw.lease_id as string,
+      spec: this.withCredentials(spec),
+      timeoutSeconds: raw.timeout_seconds as number,
+      attempt: raw.attempts as number,
+      logOffset: raw.log_offset as number,
+    };
+  }
+
+  /** Credentials exist only in the copy handed to the claiming agent, never in the stored spec. */
+  private withCredentials(spec: ClaimedJob["spec"]): ClaimedJob["spec"] {
+    const registry = this.deps.config.registry;
+    if (!registry || !spec.image) return spec;
+    const host = registry.url.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+    return spec.image.startsWith(`${host}/`) ? { ...spec, registry } : spec;
+  }
+
+  /**
+   * Makes the controller's view agree with what the agent says it holds: a job it no longer
+   * holds is handed back (never started) or failed (it was running). Returns the ids the
+   * agent must drop: cancel requests, jobs that ended here, and jobs that are not its own.
+   */
+  reconcile(agentId: string, heldJobIds: readonly string[]): string[] {
+    const { db, clock, logger } = this.deps;
+    const now = clock();
+    const mine = db
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.agentId, agentId), inArray(jobs.status, HELD)))
+      .all();
+    for (const job of mine) {
+      if (heldJobIds.includes(job.id)) continue;
+      if (job.status === "assigned") this.requeue(job, "the agent did not take the job", now);
+      else {
+        db.update(jobs)
+          .set({ status: "failed", error: "the agent no longer holds the job (it restarted or lost it)", finishedAt: now, leaseExpiresAt: null })
+          .where(and(eq(jobs.id, job.id), eq(jobs.leaseId, job.leaseId!)))
+          .run();
+        logger.warn({ jobId: job.id, agentId }, "job failed: agent no longer holds it");
+      }
+    }
+    if (heldJobIds.length === 0) return [];
+    db.update(jobs)
+      .set({ leaseExpiresAt: now + this.leaseMs })
+      .where(and(eq(jobs.agentId, agentId), inArray(jobs.id, [...heldJobIds]), inArray(jobs.status, HELD)))
+      .run();
+    const known = db
+      .select({ id: jobs.id, status: jobs.status, agentId: jobs.agentId, cancelRequested: jobs.cancelRequested })
+      .from(jobs)
+      .where(inArray(jobs.id, [...heldJobIds]))
+      .all();
+    return heldJobIds.filter((id) => {
+      const j = known.find((k) => k.id === id);
+      return !j || j.agentId !== agentId || j.cancelRequested || isFinal(j.status as JobStatus);
+    });
+  }
+
+  hasActiveJob(agentId: string): boolean {
+    return !!this.deps.db
+      .select({ id: jobs.id })
+      .from(jobs)
+      .where(and(eq(jobs.agentId, agentId), inArray(jobs.status, HELD)))
+      .get();
+  }
+
+  private requeue(job: JobRow, reason: string, now: number) {
+    const exhausted = job.attempts >= job.maxAttempts;
+    const cancelled = job.cancelRequested;
+    this.deps.db
+      .update(jobs)
+      .set(
+        cancelled
+          ? { status: "cancelled", finishedAt: now, leaseExpiresAt: null, error: "cancelled before it started" }
+          : exhausted
+            ? { status: "failed", finishedAt: now, leaseExpiresAt: null, error: `${reason}; gave up after ${job.attempts} attempts` }
+            : { status: "pending", agentId: null, leaseId: null, leaseExpiresAt: null, assignedAt: null },
+      )
+      .where(and(eq(jobs.id, job.id), eq(jobs.status, "assigned"), eq(jobs.leaseId, job.leaseId!)))
+      .run();
+    this.deps.logger.warn({ jobId: job.id, agentId: job.agentId, reason, attempts: job.attempts }, "job handed back");
+    if (!cancelled && !exhausted) this.deps.notifier.jobQueued({ host: job.targetHost, labels: job.targetLabels });
+  }
+
+  /**
+   * The reaper: expired leases, execution timeouts and queue timeouts. Runs every second in
+   * the server and directly in tests with a fake clock.
+   */
+  sweep(): void {
+    const { db, clock, logger } = this.deps;
+    const now = clock();
+    const expired = db
+      .select()
+      .from(jobs)
+      .where(and(inArray(jobs.status, HELD), isNotNull(jobs.leaseExpiresAt), lt(jobs.leaseExpiresAt, now)))
+      .all();
+    for (const job of expired) {
+      if (job.status === "assigned") this.requeue(job, "lease expired before the job started", now);
+      else {
+        db.update(jobs)
+          .set({ status: "lost", finishedAt: now, leaseExpiresAt: null, error: "the agent stopped renewing its lease" })
+          .where(and(eq(jobs.id, job.id), eq(jobs.status, "running"), eq(jobs.leaseId, job.leaseId!)))
+          .run();
+        logger.warn({ jobId: job.id, agentId: job.agentId }, "job lost: lease expired");
+      }
+    }
+    const timedOut = db
+      .update(jobs)
+      .set({ status: "timed_out", finishedAt: now, leaseExpiresAt: null, error: sql`'exceeded its timeout of ' || ${jobs.timeoutSeconds} || ' s'` })
+      .where(and(eq(jobs.status, "running"), sql`${jobs.startedAt} + ${jobs.timeoutSeconds} * 1000 < ${now}`))
+      .returning({ id: jobs.id, agentId: jobs.agentId })
+      .all();
+    for (const j of timedOut) {
+      logger.warn({ jobId: j.id }, "job timed out");
+      if (j.agentId) this.deps.notifier.agentChanged(j.agentId);
+    }
+    const stale = db
+      .update(jobs)
+      .set({ status: "timed_out", finishedAt: now, error: "no agent claimed the job in time" })
+      .where(and(eq(jobs.status, "pending"), lt(jobs.queueDeadline, now)))
+      .returning({ id: jobs.id })
+      .all();
+    for (const j of stale) logger.warn({ jobId: j.id }, "job timed out in queue");
+  }
+
+  /** After a controller restart, every lease gets one full period so agents can check in. */
+  rearmLeases(): number {
+    const until = this.deps.clock() + this.leaseMs;
+    return this.deps.db
+      .update(jobs)
+      .set({ leaseExpiresAt: until })
+      .where(and(inArray(jobs.status, HELD), lt(jobs.leaseExpiresAt, until)))
+      .run().changes;
+  }
+
+  /**
+   * Fencing for an agent's call about a job: the job must be this agent's (403 otherwise)
+   * under this lease (409 otherwise, changing nothing).
+   */
+  fence(jobId: string, agentId: string, leaseId: string): JobRow {
+    const job = this.deps.db.select().from(jobs).where(eq(jobs.id, jobId)).get();
+    if (!job) throw notFound("job", jobId);
+    if (job.agentId !== agentId) throw new ApiError(403, "forbidden", `job ${jobId} is not held by this agent`);
+    if (job.leaseId !== leaseId) throw new ApiError(409, "stale_lease", `lease ${leaseId} no longer holds job ${jobId}`);
+    return job;
+  }
+
+  /** running | succeeded | failed | cancelled from the agent holding the lease. */
+  reportStatus(
+    agentId: string,
+    jobId: string,
+    body: { leaseId: string; status: "running" | "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string },
+  ): JobRow {
+    const { db, clock, logger } = this.deps;
+    const job = this.fence(jobId, agentId, body.leaseId);
+    const current = job.status as JobStatus;
+    if (current === body.status && isFinal(current)) return job; // a retried final report
+    if (isFinal(current)) throw new ApiError(409, "job_finished", `job ${jobId} already ended ${current}`, { status: current });
+    if (body.status === "running" && current === "running") return this.renew(job);
+    const now = clock();
+    const updated = db
+      .update(jobs)
+      .set(
+        body.status === "running"
+          ? { status: "running", startedAt: now, leaseExpiresAt: now + this.leaseMs }
+          : {
+              status: body.status,
+              finishedAt: now,
+              leaseExpiresAt: null,
+              result: body.result ?? null,
+              error: body.error ?? (body.status === "cancelled" ? "cancelled" : null),
+              startedAt: job.startedAt ?? now,
+            },
+      )
+      .where(and(eq(jobs.id, jobId), eq(jobs.leaseId, body.leaseId), notInArray(jobs.status, ["succeeded", "failed", "cancelled", "lost", "timed_out"])))
+      .returning()
+      .get();
+    if (!updated) throw new ApiError(409, "stale_lease", `job ${jobId} changed while reporting; fetch it again`);
+    logger.info({ jobId, agentId, status: body.status }, "job status");
+    return updated;
+  }
+
+  renew(job: JobRow): JobRow {
+    const until = this.deps.clock() + this.leaseMs;
+    this.deps.db.update(jobs).set({ leaseExpiresAt: until }).where(and(eq(jobs.id, job.id), inArray(jobs.status, HELD))).run();
+    return { ...job, leaseExpiresAt: until };
+  }
+}

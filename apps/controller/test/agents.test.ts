@@ -1,0 +1,110 @@
+import { heartbeatResponse, registerResponse } from "@deploybot/protocol";
+import { describe, expect } from "vitest";
+import { ADMIN, JOIN, seedJob, test } from "./fixture";
+
+describe("POST /v1/agents/register", () => {
+  test("issues an agent token and reports the heartbeat interval", async ({ h }) => {
+    const res = await h.call("POST", "/v1/agents/register", {
+      token: JOIN,
+      body: { hostname: "web-1", labels: ["builder"], version: "1.2.3", capabilities: { arch: "x86_64", cpus: 2 } },
+    });
+    expect(res.status).toBe(200);
+    const body = registerResponse.parse(await res.json());
+    expect(body.agent.hostname).toBe("web-1");
+    expect(body.agent.labels).toEqual(["builder"]);
+    expect(body.agent.online).toBe(true);
+    expect(body.token.split(".")).toHaveLength(3);
+    expect(body.heartbeatIntervalSeconds).toBe(h.config.heartbeatIntervalSeconds);
+  });
+
+  test("re-registering a hostname keeps its id and kills the old token", async ({ h }) => {
+    const first = await h.register("web-1");
+    const second = await h.register("web-1");
+    expect(second.id).toBe(first.id);
+    expect(second.token).not.toBe(first.token);
+    expect((await h.heartbeat(first)).status).toBe(401);
+    expect((await h.heartbeat(second)).status).toBe(200);
+  });
+
+  test("refuses a wrong or missing join token", async ({ h }) => {
+    const wrong = await h.call("POST", "/v1/agents/register", { token: "nope", body: { hostname: "web-1" } });
+    expect(wrong.status).toBe(401);
+    expect((await wrong.json()).error.code).toBe("unauthorized");
+    const missing = await h.call("POST", "/v1/agents/register", { body: { hostname: "web-1" } });
+    expect(missing.status).toBe(401);
+    // an API token is not a join token
+    expect((await h.call("POST", "/v1/agents/register", { token: ADMIN, body: { hostname: "web-1" } })).status).toBe(401);
+  });
+
+  test("validates the hostname", async ({ h }) => {
+    const res = await h.call("POST", "/v1/agents/register", { token: JOIN, body: { hostname: "-bad host" } });
+    expect(res.status).toBe(400);
+    const { error } = await res.json();
+    expect(error.code).toBe("invalid_body");
+    expect(error.message).toContain("hostname");
+  });
+});
+
+describe("POST /v1/agents/:id/heartbeat", () => {
+  test("answers with no job when the queue is empty", async ({ h }) => {
+    const agent = await h.register("web-1");
+    const res = await h.heartbeat(agent);
+    expect(res.status).toBe(200);
+    expect(heartbeatResponse.parse(await res.json())).toMatchObject({ acknowledged: true, job: null, cancelJobIds: [] });
+  });
+
+  test("a token may only heartbeat for its own agent id", async ({ h }) => {
+    const a = await h.register("web-1");
+    const b = await h.register("web-2");
+    const res = await h.call("POST", `/v1/agents/${b.id}/heartbeat`, { token: a.token, body: {} });
+    expect(res.status).toBe(403);
+  });
+
+  test("user tokens never work on agent routes, agent tokens never on user routes", async ({ h }) => {
+    const agent = await h.register("web-1");
+    expect((await h.call("POST", `/v1/agents/${agent.id}/heartbeat`, { token: ADMIN, body: {} })).status).toBe(401);
+    expect((await h.call("GET", "/v1/hosts", { token: agent.token })).status).toBe(401);
+    expect((await h.submit(seedJob, agent.token)).status).toBe(401);
+  });
+
+  test("a forged or tampered JWT is refused", async ({ h }) => {
+    const agent = await h.register("web-1");
+    const [head, payload] = agent.token.split(".");
+    const forged = `${head}.${payload}.${"A".repeat(43)}`;
+    expect((await h.heartbeat({ id: agent.id, token: forged })).status).toBe(401);
+    const none = `${Buffer.from('{"alg":"none"}').toString("base64url")}.${payload}.`;
+    expect((await h.heartbeat({ id: agent.id, token: none })).status).toBe(401);
+  });
+});
+
+describe("GET /v1/hosts", () => {
+  test("shows online/offline from the last heartbeat and what the agent reported", async ({ h }) => {
+    const agent = await h.register("web-1", ["eu"]);
+    await h.register("web-2");
+    await h.heartbeat(agent);
+    h.clock.advance(h.config.heartbeatIntervalSeconds * 2 * 1000);
+    await h.heartbeat(agent, { containers: [{ id: "abc", app: "web", state: "running" }] });
+    h.clock.advance(h.config.heartbeatIntervalSeconds * 2 * 1000);
+    const res = await h.call("GET", "/v1/hosts", { token: ADMIN });
+    expect(res.status).toBe(200);
+    const { hosts } = await res.json();
+    expect(hosts.map((x: { hostname: string; online: boolean }) => [x.hostname, x.online])).toEqual([
+      ["web-1", true],
+      ["web-2", false],
+    ]);
+    expect(hosts[0].labels).toEqual(["eu"]);
+    expect(hosts[0].containers).toEqual([{ id: "abc", app: "web", state: "running" }]);
+  });
+
+  test("needs a token", async ({ h }) => {
+    expect((await h.call("GET", "/v1/hosts")).status).toBe(401);
+  });
+
+  test("a revoked agent's token stops working and it cannot re-register", async ({ h }) => {
+    const agent = await h.register("web-1");
+    expect((await h.call("POST", "/v1/agents/web-1/revoke", { token: ADMIN })).status).toBe(200);
+    expect((await h.heartbeat(agent)).status).toBe(401);
+    const again = await h.call("POST", "/v1/agents/register", { token: JOIN, body: { hostname: "web-1" } });
+    expect(again.status).toBe(403);
+  });
+});

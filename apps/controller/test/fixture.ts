@@ -1,0 +1,93 @@
+import pino from "pino";
+import { test as base } from "vitest";
+import { createApp } from "../src/app";
+import { type Config, testConfig } from "../src/config";
+import { openDb } from "../src/db/client";
+import { parseAppsConfig } from "../src/services/appsConfig";
+
+export const APPS_YAML = `
+apps:
+  - name: web
+    repo: acme/web
+    url: https://git.example.test/acme/web.git
+    hosts: [web-1]
+    build: { dockerfile: Dockerfile, context: . }
+    run:
+      ports: ["8080:80"]
+      healthcheck: { path: /health, port: 80 }
+`;
+
+export interface Harness {
+  app: ReturnType<typeof createApp>["app"];
+  services: ReturnType<typeof createApp>["services"];
+  config: Config;
+  clock: { now: number; advance(ms: number): void };
+  /** request helper: JSON body, bearer token */
+  call(method: string, path: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
+  register(hostname: string, labels?: string[], heldJobIds?: string[]): Promise<{ id: string; token: string }>;
+  heartbeat(agent: { id: string; token: string }, body?: Record<string, unknown>, wait?: number): Promise<Response>;
+  submit(body: unknown, token?: string): Promise<Response>;
+  logLines: string[];
+}
+
+export const ADMIN = "admin-secret";
+export const JOIN = "join-secret";
+
+export function makeHarness(overrides: Partial<Config> = {}): Harness {
+  const config = testConfig(overrides);
+  const logLines: string[] = [];
+  const logger = pino({ level: "info" }, { write: (line: string) => logLines.push(line) });
+  const clock = {
+    now: Date.parse("2026-11-22T12:00:00Z"),
+    advance(ms: number) {
+      clock.now += ms;
+    },
+  };
+  const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
+  const { app, services } = createApp({
+    db: openDb(":memory:"),
+    config,
+    logger,
+    apps: () => apps,
+    secretKey: config.secretKey!,
+    clock: () => clock.now,
+  });
+  const call: Harness["call"] = (method, path, opts = {}) =>
+    app.request(path, {
+      method,
+      headers: {
+        ...(opts.body !== undefined ? { "content-type": "application/json" } : {}),
+        ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+        ...opts.headers,
+      },
+      body: opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body),
+    });
+  const register: Harness["register"] = async (hostname, labels = [], heldJobIds = []) => {
+    const res = await call("POST", "/v1/agents/register", { token: JOIN, body: { hostname, labels, version: "test", heldJobIds } });
+    if (res.status !== 200) throw new Error(`register failed: ${res.status} ${await res.text()}`);
+    const body = (await res.json()) as { agent: { id: string }; token: string };
+    return { id: body.agent.id, token: body.token };
+  };
+  return {
+    app,
+    services,
+    config,
+    clock,
+    call,
+    register,
+    heartbeat: (agent, body = {}, wait) =>
+      call("POST", `/v1/agents/${agent.id}/heartbeat${wait ? `?wait=${wait}` : ""}`, { token: agent.token, body }),
+    submit: (body, token = ADMIN) => call("POST", "/v1/jobs", { token, body }),
+    logLines,
+  };
+}
+
+/** A fresh controller on a fresh in-memory database, migrated by the real migrations. */
+export const test = base.extend<{ h: Harness }>({
+  // biome-ignore lint/correctness/noEmptyPattern: vitest fixtures take their dependencies as a destructured first argument
+  h: async ({}, use) => {
+    await use(makeHarness());
+  },
+});
+
+export const seedJob = { repo: "acme/web", ref: "main", host: "web-1" };
