@@ -52,7 +52,7 @@ export function makeHarness(overrides: Partial<Config> = {}): Harness {
     secretKey: config.secretKey!,
     clock: () => clock.now,
   });
-  const call: Harness["call"] = (method, path, opts = {}) =>
+  const call: Harness["call"] = async (method, path, opts = {}) =>
     app.request(path, {
       method,
       headers: {

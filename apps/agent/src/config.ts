@@ -1,0 +1,64 @@
+import { hostname } from "node:os";
+import { z } from "zod";
+
+const nonEmpty = z
+  .string()
+  .optional()
+  .transform((v) => (v && v.length > 0 ? v : undefined));
+
+/** Every setting the agent reads from the environment. Nothing else reads process.env. */
+const envSchema = z.object({
+  /** Controller base URL, e.g. http://controller:8080 */
+  DEPLOYBOT_URL: z.string().url(),
+  /** Join token the controller accepts at registration. */
+  DEPLOYBOT_JOIN_TOKEN: z.string().min(1),
+  /** Name of this host as jobs target it; defaults to the OS hostname. */
+  DEPLOYBOT_HOSTNAME: nonEmpty,
+  /** Comma-separated labels, e.g. builder,region=eu */
+  DEPLOYBOT_LABELS: z.string().default(""),
+  /** Identity, held job, log spool and git caches live here. */
+  DEPLOYBOT_STATE_DIR: z.string().default("/var/lib/deploybot-agent"),
+  /** The agent's own registry credentials (used when a job carries none for that registry). */
+  DEPLOYBOT_REGISTRY_URL: nonEmpty,
+  DEPLOYBOT_REGISTRY_USERNAME: nonEmpty,
+  DEPLOYBOT_REGISTRY_PASSWORD: nonEmpty,
+  /** On SIGTERM, how long a running job may go on before it is cancelled. */
+  DEPLOYBOT_DRAIN_TIMEOUT_SECONDS: z.coerce.number().min(0).default(600),
+  /** Longest long-poll the agent asks for while idle. */
+  DEPLOYBOT_POLL_WAIT_SECONDS: z.coerce.number().min(0).max(30).default(25),
+  DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export interface AgentConfig {
+  url: string;
+  joinToken: string;
+  hostname: string;
+  labels: string[];
+  stateDir: string;
+  registries: { url: string; username: string; password: string }[];
+  drainTimeoutSeconds: number;
+  pollWaitSeconds: number;
+  logLevel: string;
+}
+
+export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new Error(`invalid agent configuration:\n${lines.join("\n")}`);
+  }
+  const e = parsed.data;
+  return {
+    url: e.DEPLOYBOT_URL.replace(/\/$/, ""),
+    joinToken: e.DEPLOYBOT_JOIN_TOKEN,
+    hostname: e.DEPLOYBOT_HOSTNAME ?? hostname(),
+    labels: e.DEPLOYBOT_LABELS.split(",").map((l) => l.trim()).filter(Boolean),
+    stateDir: e.DEPLOYBOT_STATE_DIR,
+    registries: e.DEPLOYBOT_REGISTRY_URL
+      ? [{ url: e.DEPLOYBOT_REGISTRY_URL, username: e.DEPLOYBOT_REGISTRY_USERNAME ?? "", password: e.DEPLOYBOT_REGISTRY_PASSWORD ?? "" }]
+      : [],
+    drainTimeoutSeconds: e.DEPLOYBOT_DRAIN_TIMEOUT_SECONDS,
+    pollWaitSeconds: e.DEPLOYBOT_POLL_WAIT_SECONDS,
+    logLevel: e.DEPLOYBOT_LOG_LEVEL,
+  };
+}

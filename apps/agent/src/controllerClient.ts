@@ -1,0 +1,50 @@
+import type { ErrorBody } from "@deploybot/protocol";
+
+export class ControllerError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** A network failure or 5xx: worth retrying. A 4xx is an answer. */
+export const isRetryable = (err: unknown) => !(err instanceof ControllerError) || err.status >= 500 || err.status === 429;
+
+/** The agent's only way out: JSON over HTTP to the controller, bearer token, bounded time. */
+export class ControllerClient {
+  token: string | undefined;
+
+  constructor(private readonly baseUrl: string) {}
+
+  async post<T>(path: string, body: unknown, opts: { token?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(this.baseUrl + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${opts.token ?? this.token ?? ""}` },
+        body: JSON.stringify(body),
+        signal: opts.signal
+          ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 15_000)])
+          : AbortSignal.timeout(opts.timeoutMs ?? 15_000),
+      });
+    } catch (err) {
+      throw new Error(`controller unreachable: ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      throw new ControllerError(res.status, "bad_response", `controller answered ${res.status} with non-JSON`);
+    }
+    if (!res.ok) {
+      const e = (json as Partial<ErrorBody>).error;
+      throw new ControllerError(res.status, e?.code ?? "http_error", e?.message ?? `HTTP ${res.status}`, e?.details);
+    }
+    return json as T;
+  }
+}

@@ -1,0 +1,199 @@
+import { arch, cpus, platform, totalmem } from "node:os";
+import { join } from "node:path";
+import type { ClaimedJob, HeartbeatResponse } from "@deploybot/protocol";
+import type Dockerode from "dockerode";
+import type { Logger } from "pino";
+import { backoffMs, sleep } from "./backoff";
+import type { AgentConfig } from "./config";
+import { ControllerClient, ControllerError, isRetryable } from "./controllerClient";
+import { findJobContainer, listManagedContainers } from "./executors";
+import { JobRunner } from "./jobRunner";
+import { JobLogSpool } from "./logSpool";
+import { Redactor } from "./redact";
+import { AgentState } from "./state";
+
+export const AGENT_VERSION = "0.1.0";
+
+/**
+ * The agent's life: register, heartbeat (long-polling while idle), take at most one job per
+ * heartbeat, run it, report it. Outbound HTTP only; a controller outage is waited out, never fatal.
+ */
+export class AgentDaemon {
+  private readonly client: ControllerClient;
+  private readonly state: AgentState;
+  private readonly redactor = new Redactor();
+  private agentId = "";
+  private intervalSeconds = 10;
+  private current: JobRunner | null = null;
+  private draining = false;
+  private readonly stopped = new AbortController();
+  private spools: JobLogSpool[] = [];
+  /** aborted to cut the current sleep or long-poll short (a job ended, a drain began) */
+  private wakeup = new AbortController();
+
+  private nudge() {
+    this.wakeup.abort();
+    this.wakeup = new AbortController();
+  }
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly docker: Dockerode,
+    private readonly logger: Logger,
+  ) {
+    this.client = new ControllerClient(config.url);
+    this.state = new AgentState(config.stateDir);
+    this.redactor.add(config.joinToken, ...config.registries.map((r) => r.password));
+  }
+
+  private get spoolDir() {
+    return join(this.config.stateDir, "spool");
+  }
+
+  /** Retries `fn` with backoff while the controller is away; 4xx answers are thrown. */
+  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isRetryable(err) || this.stopped.signal.aborted) throw err;
+        const wait = backoffMs(attempt, 500, 30_000);
+        this.logger.warn({ what, err: (err as Error).message, retryInMs: Math.round(wait) }, "controller call failed; retrying");
+        await sleep(wait, this.stopped.signal);
+      }
+    }
+  }
+
+  private async capabilities() {
+    const engine = await this.docker.version().catch(() => null);
+    return { engineVersion: engine?.Version, arch: arch(), os: platform(), cpus: cpus().length, memoryBytes: totalmem() };
+  }
+
+  async register(): Promise<void> {
+    const held = this.state.loadHeldJob();
+    const capabilities = await this.capabilities();
+    const res = await this.retrying("register", () =>
+      this.client.post<{ agent: { id: string }; token: string; heartbeatIntervalSeconds: number }>(
+        "/v1/agents/register",
+        { hostname: this.config.hostname, labels: this.config.labels, version: AGENT_VERSION, capabilities, heldJobIds: held ? [held.id] : [] },
+        { token: this.config.joinToken },
+      ),
+    );
+    this.agentId = res.agent.id;
+    this.client.token = res.token;
+    this.intervalSeconds = res.heartbeatIntervalSeconds;
+    this.state.saveIdentity({ agentId: res.agent.id, token: res.token, hostname: this.config.hostname });
+    this.logger.info({ agentId: this.agentId, hostname: this.config.hostname }, "registered");
+  }
+
+  async run(): Promise<void> {
+    await this.register();
+    await this.recover();
+    while (!this.stopped.signal.aborted) {
+      if (this.draining && !this.current) break;
+      const idle = !this.current && !this.draining;
+      let res: HeartbeatResponse;
+      try {
+        res = await this.retrying("heartbeat", async () =>
+          this.client.post<HeartbeatResponse>(
+            `/v1/agents/${this.agentId}/heartbeat${idle && this.config.pollWaitSeconds > 0 ? `?wait=${this.config.pollWaitSeconds}` : ""}`,
+            {
+              status: this.draining ? "draining" : this.current ? "busy" : "idle",
+              heldJobIds: this.current ? [this.current.job.id] : [],
+              containers: await listManagedContainers(this.docker).catch(() => []),
+            },
+            { timeoutMs: (this.config.pollWaitSeconds + 15) * 1000, signal: this.stopped.signal },
+          ),
+        );
+      } catch (err) {
+        if (err instanceof ControllerError && err.status === 401) {
+          this.logger.warn("agent token refused; registering again");
+          await this.register();
+          continue;
+        }
+        if (this.stopped.signal.aborted) break;
+        this.logger.error({ err: (err as Error).message }, "heartbeat refused");
+        await sleep(backoffMs(3), this.stopped.signal);
+        continue;
+      }
+      this.intervalSeconds = res.heartbeatIntervalSeconds;
+      if (this.current && res.cancelJobIds.includes(this.current.job.id)) this.current.cancel("cancel requested");
+      if (res.job) {
+        this.start(res.job);
+        continue; // heartbeat again at once: the controller learns we hold it
+      }
+      if (!idle || this.config.pollWaitSeconds === 0) {
+        // ±20% jitter so a fleet restarted together does not heartbeat in lockstep
+        await sleep(this.intervalSeconds * 1000 * (0.8 + Math.random() * 0.4), AbortSignal.any([this.wakeup.signal, this.stopped.signal]));
+      }
+    }
+    await Promise.all(this.spools.map((s) => s.close(10_000)));
+    this.logger.info("stopped");
+  }
+
+  private start(job: ClaimedJob) {
+    this.logger.info({ jobId: job.id, kind: job.kind, app: job.app }, "job claimed");
+    this.redactor.add(job.spec.registry?.password, ...Object.values(job.spec.secretEnv ?? {}));
+    this.state.saveHeldJob({ id: job.id, leaseId: job.leaseId, kind: job.kind, app: job.app, startedAt: Date.now() });
+    const spool = new JobLogSpool(this.spoolDir, job.id, job.leaseId, this.client, this.redactor, this.logger, () =>
+      this.current?.cancel("cancel requested"),
+    );
+    this.current = JobRunner.start(job, {
+      docker: this.docker,
+      client: this.client,
+      spool,
+      state: this.state,
+      logger: this.logger.child({ jobId: job.id }),
+      stateDir: this.config.stateDir,
+      registries: this.config.registries,
+      retrying: (what, fn) => this.retrying(what, fn),
+    });
+    this.current.finished.then(() => {
+      this.current = null;
+      this.nudge();
+    });
+  }
+
+  /**
+   * After a crash: resume uploading spooled logs, finish reporting a job that had ended, and
+   * for a job cut off mid-way either re-attach to its container or fail it at once with why.
+   */
+  private async recover(): Promise<void> {
+    const held = this.state.loadHeldJob();
+    for (const left of JobLogSpool.leftovers(this.spoolDir)) {
+      if (left.jobId === held?.id) continue;
+      this.spools.push(new JobLogSpool(this.spoolDir, left.jobId, left.leaseId, this.client, this.redactor, this.logger));
+    }
+    if (!held) return;
+    const spool = new JobLogSpool(this.spoolDir, held.id, held.leaseId, this.client, this.redactor, this.logger);
+    const container = held.final ? null : await findJobContainer(this.docker, held.id).catch(() => null);
+    this.current = JobRunner.recovered(held, container, {
+      docker: this.docker,
+      client: this.client,
+      spool,
+      state: this.state,
+      logger: this.logger.child({ jobId: held.id }),
+      stateDir: this.config.stateDir,
+      registries: this.config.registries,
+      retrying: (what, fn) => this.retrying(what, fn),
+    });
+    this.current.finished.then(() => {
+      this.current = null;
+      this.nudge();
+    });
+  }
+
+  /** SIGTERM: take no new job, let the current one finish within the drain time, flush, stop. */
+  async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.logger.info({ job: this.current?.job.id ?? null }, "draining");
+    const job = this.current;
+    if (job) {
+      const timer = setTimeout(() => job.cancel("agent shutting down"), this.config.drainTimeoutSeconds * 1000);
+      await job.finished;
+      clearTimeout(timer);
+    }
+    this.stopped.abort();
+  }
+}

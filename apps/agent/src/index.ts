@@ -1,0 +1,2 @@
+export { loadAgentConfig, type AgentConfig } from "./config";
+export { AgentDaemon } from "./daemon";
