@@ -23,6 +23,7 @@ export class JobLogSpool {
   private pendingDisk: string[] = [];
   private closed = false;
   private abandoned = false;
+  private halted = false;
   private wake: (() => void) | null = null;
   readonly done: Promise<void>;
 
@@ -93,9 +94,17 @@ export class JobLogSpool {
     return (await Promise.race([this.done.then(() => "done" as const), timedOut])) === "done";
   }
 
+  /** Stops uploading and keeps the spool on disk for the next run (a process that is going away). */
+  async halt(): Promise<void> {
+    this.flushDisk();
+    this.halted = true;
+    this.wake?.();
+    await this.done;
+  }
+
   private async uploadLoop(): Promise<void> {
     let failures = 0;
-    while (!this.abandoned) {
+    while (!this.abandoned && !this.halted) {
       this.flushDisk();
       if (this.acked >= this.entries.length) {
         if (this.closed) break;
@@ -133,7 +142,7 @@ export class JobLogSpool {
         }
       }
     }
-    if (this.acked >= this.entries.length || this.abandoned) this.remove();
+    if (!this.halted && (this.acked >= this.entries.length || this.abandoned)) this.remove();
   }
 
   private setAcked(offset: number) {

@@ -184,9 +184,12 @@ export class LeaseService {
     for (const j of stale) logger.warn({ jobId: j.id }, "job timed out in queue");
   }
 
-  /** After a controller restart, every lease gets one full period so agents can check in. */
+  /**
+   * After a controller restart, every lease gets a grace period so agents can check in. At least
+   * a minute: agents back off for up to 30 s while the controller is away.
+   */
   rearmLeases(): number {
-    const until = this.deps.clock() + this.leaseMs;
+    const until = this.deps.clock() + Math.max(this.leaseMs, 60_000);
     return this.deps.db
       .update(jobs)
       .set({ leaseExpiresAt: until })

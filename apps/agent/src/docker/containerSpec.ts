@@ -1,0 +1,70 @@
+import type { RunSpec } from "@deploybot/protocol";
+import type Dockerode from "dockerode";
+
+export interface PortBinding {
+  hostIp: string;
+  hostPort: string;
+  containerPort: string; // "80/tcp"
+}
+
+/** "8080:80", "127.0.0.1:8080:80/udp" -> binding; the schema has checked the shape already. */
+export function parsePort(spec: string): PortBinding {
+  const [mapping, proto = "tcp"] = spec.split("/");
+  const parts = (mapping ?? "").split(":");
+  const containerPort = parts.pop() ?? "";
+  const hostPort = parts.pop() ?? "";
+  return { hostIp: parts.pop() ?? "", hostPort, containerPort: `${containerPort}/${proto}` };
+}
+
+const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+export function parseMemory(value: string): number {
+  const match = /^(\d+)([kmg]?)$/i.exec(value);
+  if (!match) throw new Error(`bad memory size ${value}`);
+  return Number(match[1]) * (UNITS[(match[2] ?? "").toLowerCase()] ?? 1);
+}
+
+/**
+ * Container create options for an app. `publish: "temporary"` binds every container port the
+ * app uses (and the health check port) to a random port on 127.0.0.1 instead of the real host
+ * ports, so a candidate can be checked while the old container still holds them.
+ */
+export function containerOptions(input: {
+  name: string;
+  image: string;
+  run: RunSpec;
+  secretEnv?: Record<string, string>;
+  labels: Record<string, string>;
+  publish: "real" | "temporary";
+}): Dockerode.ContainerCreateOptions {
+  const { run } = input;
+  const bindings = run.ports.map(parsePort);
+  const exposed = new Set(bindings.map((b) => b.containerPort));
+  if (run.healthcheck) exposed.add(`${run.healthcheck.port}/tcp`);
+  const portBindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  if (input.publish === "temporary") {
+    for (const port of exposed) portBindings[port] = [{ HostIp: "127.0.0.1", HostPort: "" }];
+  } else {
+    for (const b of bindings) portBindings[b.containerPort] = [...(portBindings[b.containerPort] ?? []), { HostIp: b.hostIp, HostPort: b.hostPort }];
+  }
+  const env = { ...run.env, ...(input.secretEnv ?? {}) };
+  return {
+    name: input.name,
+    Image: input.image,
+    ...(run.command ? { Cmd: run.command } : {}),
+    Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    Labels: input.labels,
+    ExposedPorts: Object.fromEntries([...exposed].map((p) => [p, {}])),
+    HostConfig: {
+      PortBindings: portBindings,
+      // A candidate must not come back by itself after it was removed from consideration.
+      RestartPolicy: { Name: input.publish === "temporary" ? "no" : run.restart },
+      ...(run.memory ? { Memory: parseMemory(run.memory) } : {}),
+      ...(run.cpus ? { NanoCpus: Math.round(run.cpus * 1e9) } : {}),
+    },
+  };
+}
+
+/** Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Job ids come from the controller. */
+export const containerName = (app: string, jobId: string, suffix = ""): string =>
+  `${app}-${jobId}${suffix}`.replace(/[^a-zA-Z0-9_.-]/g, "-").replace(/^[^a-zA-Z0-9]+/, "c");

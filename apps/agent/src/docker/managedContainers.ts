@@ -1,0 +1,79 @@
+import type Dockerode from "dockerode";
+
+/** Every container the agent creates carries these, so it can list, replace and report them. */
+export const LABELS = {
+  managed: "deploybot.managed",
+  app: "deploybot.app",
+  job: "deploybot.job",
+  release: "deploybot.release",
+  /** "candidate" while a deploy health-checks on a temporary port, absent for serving containers */
+  role: "deploybot.role",
+} as const;
+
+/** Same shape as `managedContainer` in @deploybot/protocol (heartbeats). */
+export interface ManagedContainer {
+  id: string;
+  name?: string;
+  app?: string;
+  job?: string;
+  release?: string;
+  image?: string;
+  state?: string;
+}
+
+export const managedLabels = (app: string, jobId: string, release: string): Record<string, string> => ({
+  [LABELS.managed]: "true",
+  [LABELS.app]: app,
+  [LABELS.job]: jobId,
+  [LABELS.release]: release,
+});
+
+const toManaged = (c: Dockerode.ContainerInfo): ManagedContainer => ({
+  id: c.Id,
+  name: c.Names?.[0]?.replace(/^\//, ""),
+  app: c.Labels?.[LABELS.app],
+  job: c.Labels?.[LABELS.job],
+  release: c.Labels?.[LABELS.release],
+  image: c.Image,
+  state: c.State,
+});
+
+async function listByLabels(docker: Dockerode, labels: string[]): Promise<Dockerode.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`, ...labels] } });
+}
+
+export async function listManagedContainers(docker: Dockerode): Promise<ManagedContainer[]> {
+  return (await listByLabels(docker, [])).map(toManaged);
+}
+
+export async function listAppContainers(docker: Dockerode, app: string): Promise<ManagedContainer[]> {
+  return (await listByLabels(docker, [`${LABELS.app}=${app}`])).map(toManaged);
+}
+
+/** For restart recovery: the container a held job started, if it still exists. */
+export async function findJobContainer(docker: Dockerode, jobId: string): Promise<ManagedContainer | null> {
+  const found = (await listByLabels(docker, [`${LABELS.job}=${jobId}`])).map(toManaged);
+  // A deploy may briefly own a candidate and the serving container; report the serving one.
+  return found.find((c) => c.state === "running") ?? found[0] ?? null;
+}
+
+/**
+ * Stops (SIGTERM, `stopSeconds` grace, then the engine's SIGKILL), kills if it still runs, and
+ * removes. Never takes the job's signal: cleanup must run precisely when the job was aborted.
+ */
+export async function stopAndRemove(docker: Dockerode, id: string, stopSeconds = 5): Promise<void> {
+  const container = docker.getContainer(id);
+  await container.stop({ t: stopSeconds }).catch(() => undefined);
+  const state = await container.inspect().catch(() => null);
+  if (state?.State.Running) await container.kill().catch(() => undefined);
+  await container.remove({ force: true, v: true }).catch((err: { statusCode?: number }) => {
+    if (err.statusCode !== 404 && err.statusCode !== 409) throw err;
+  });
+}
+
+/** Removes every container labelled with the job id; returns their ids. */
+export async function cleanupJob(docker: Dockerode, jobId: string): Promise<string[]> {
+  const containers = await listByLabels(docker, [`${LABELS.job}=${jobId}`]);
+  await Promise.all(containers.map((c) => stopAndRemove(docker, c.Id)));
+  return containers.map((c) => c.Id);
+}

@@ -1,0 +1,51 @@
+import { mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { cleanupJob } from "../docker/managedContainers";
+import { buildJob } from "./buildJob";
+import { deployJob } from "./deployJob";
+import { lifecycleJob } from "./lifecycleJobs";
+import { runJob } from "./runJob";
+import { CANCELLED, type ClaimedJob, type JobContext, type JobOutcome } from "./types";
+
+/**
+ * The one entry point the daemon calls. Owns the job's work dir (`<workRoot>/<jobId>`, removed
+ * afterwards whatever happens) and the cancellation contract: when `ctx.signal` aborts, work in
+ * flight is cut, every container labelled with the job is stopped and removed, and the outcome
+ * is `{ok:false, error:"cancelled"}`. Unexpected errors (engine gone, disk full) also come back
+ * as a failed outcome rather than a throw, so the daemon has one path to report.
+ */
+export async function executeJob(job: ClaimedJob, ctx: JobContext): Promise<JobOutcome> {
+  const workDir = path.join(ctx.workRoot, job.id.replace(/[^A-Za-z0-9_.-]/g, "_"));
+  let outcome: JobOutcome;
+  try {
+    await rm(workDir, { recursive: true, force: true });
+    await mkdir(workDir, { recursive: true });
+    ctx.log("system", `job ${job.id}: ${job.kind} ${job.app} (attempt ${job.attempt})`);
+    outcome = await runByKind(job, ctx, workDir);
+  } catch (err) {
+    outcome = { ok: false, error: ctx.signal.aborted ? CANCELLED : `${job.kind} failed: ${(err as Error).message}` };
+  } finally {
+    await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+  if (!outcome.ok && ctx.signal.aborted) {
+    const removed = await cleanupJob(ctx.docker, job.id).catch(() => []);
+    if (removed.length > 0) ctx.log("system", `cancelled: removed ${removed.length} container(s) of job ${job.id}`);
+    return { ok: false, error: CANCELLED, ...(outcome.result ? { result: outcome.result } : {}) };
+  }
+  return outcome;
+}
+
+function runByKind(job: ClaimedJob, ctx: JobContext, workDir: string): Promise<JobOutcome> {
+  switch (job.kind) {
+    case "deploy":
+      return deployJob(job, ctx, workDir);
+    case "build":
+      return buildJob(job, ctx, workDir);
+    case "run":
+      return runJob(job, ctx, workDir);
+    case "stop":
+    case "restart":
+    case "remove":
+      return lifecycleJob(job, ctx, job.kind);
+  }
+}

@@ -1,0 +1,28 @@
+import type { ClaimedJob, RegistryCredentials } from "@deploybot/protocol";
+import type Dockerode from "dockerode";
+
+export type LogStream = "stdout" | "stderr" | "system";
+export type JobLog = (stream: LogStream, line: string) => void;
+
+/** Everything an executor may touch. The daemon owns redaction, spooling and timeouts. */
+export interface JobContext {
+  docker: Dockerode;
+  /** parent of per-job work dirs; the executor creates and removes `<workRoot>/<jobId>` */
+  workRoot: string;
+  /** survives jobs: git mirrors per app live here so a redeploy only fetches what changed */
+  cacheRoot: string;
+  log: JobLog;
+  /** aborted on cancel or timeout: in-flight docker calls are cut and the job's containers removed */
+  signal: AbortSignal;
+  /** the agent's own registry credentials, matched by registry host when the job carries none */
+  registries?: RegistryCredentials[];
+}
+
+/** Expected failures are values (STYLE.md rule 16); `error: "cancelled"` means the signal fired. */
+export type JobOutcome =
+  | { ok: true; result: Record<string, unknown> }
+  | { ok: false; error: string; result?: Record<string, unknown> };
+
+export type { ClaimedJob, RegistryCredentials };
+
+export const CANCELLED = "cancelled";

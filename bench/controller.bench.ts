@@ -1,0 +1,344 @@
+/**
+ * `pnpm bench`: load on a real controller (child process, file database, loopback only).
+ *   1. 1,000 agents heartbeat round-robin over 64 keep-alive connections, against /healthz as
+ *      the framework's ceiling; then the same with 10,000 jobs pending for a label they lack.
+ *   2. 10,000 jobs queued for label `pool`, claimed by 1,000 `pool` agents through heartbeats
+ *      and finished with `succeeded`; every job must be claimed exactly once.
+ * Writes bench/results/<date>-controller.{md,json}. Env: BENCH_CPU_PROF=<dir> profiles the child.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client, Recorder, type Reply, runEach, runFor, type Stats } from "./load";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const JOIN = "bench-join-token";
+const ADMIN = "bench-admin-token";
+const CONNECTIONS = 64;
+const AGENTS = 1_000;
+const JOBS = 10_000;
+const WARMUP_MS = 1_000;
+const DURATION_MS = 5_000;
+const TARGET = { heartbeatShareOfHealthz: 0.4, heartbeatP99Ms: 20, claimsPerSecond: 2_000 };
+
+// Same shape as apps/controller/test/fixture.ts APPS_YAML: the bench needs only that `web` exists.
+const APPS_YAML = `
+apps:
+  - name: web
+    repo: acme/web
+    url: https://git.example.test/acme/web.git
+    hosts: [web-1]
+    build: { dockerfile: Dockerfile, context: . }
+    run:
+      ports: ["8080:80"]
+      healthcheck: { path: /health, port: 80 }
+`;
+
+interface AgentCreds {
+  id: string;
+  token: string;
+}
+
+async function startChild(dir: string): Promise<{ child: ChildProcess; port: number }> {
+  writeFileSync(join(dir, "apps.yaml"), APPS_YAML);
+  const prof = process.env.BENCH_CPU_PROF;
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", ...(prof ? ["--cpu-prof", "--cpu-prof-dir", prof] : []), join(ROOT, "bench/controllerProcess.ts")],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      env: {
+        ...process.env,
+        DEPLOYBOT_PORT: "0",
+        DEPLOYBOT_HOST: "127.0.0.1",
+        DEPLOYBOT_DB: join(dir, "deploybot.db"),
+        DEPLOYBOT_CONFIG: join(dir, "apps.yaml"),
+        DEPLOYBOT_JOIN_TOKEN: JOIN,
+        DEPLOYBOT_ADMIN_TOKEN: ADMIN,
+        DEPLOYBOT_SECRET_KEY: "bench-secret-key-with-enough-entropy-0000000",
+        // One pino line per request would measure the logger, not the controller.
+        DEPLOYBOT_LOG_LEVEL: "silent",
+      },
+    },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("controller did not start within 30 s")), 30_000);
+    child.once("message", (m) => {
+      clearTimeout(timer);
+      resolve((m as { port: number }).port);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`controller exited during start-up (code ${code})`));
+    });
+  });
+  return { child, port };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  if (child.connected) child.send("stop");
+  else child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function waitHealthy(client: Client): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await client.request("GET", "/healthz").then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("/healthz never answered 200");
+}
+
+function must(reply: Reply, what: string): void {
+  if (reply.status < 200 || reply.status >= 300) throw new Error(`${what}: ${reply.status} ${reply.body.slice(0, 300)}`);
+}
+
+async function registerAgents(client: Client, pid: number | undefined, prefix: string, labels: string[], rec: Recorder): Promise<AgentCreds[]> {
+  const agents: AgentCreds[] = [];
+  const names = Array.from({ length: AGENTS }, (_, i) => `${prefix}-${String(i).padStart(4, "0")}`);
+  await runEach({
+    items: names,
+    connections: CONNECTIONS,
+    serverPid: pid,
+    rec,
+    send: (hostname) => client.request("POST", "/v1/agents/register", JOIN, { hostname, labels, version: "bench" }),
+    onReply: (_, r) => {
+      const body = JSON.parse(r.body) as { agent: { id: string }; token: string };
+      agents.push({ id: body.agent.id, token: body.token });
+    },
+  });
+  if (agents.length !== AGENTS) throw new Error(`registered ${agents.length} of ${AGENTS} agents: ${JSON.stringify(rec.stats().firstError)}`);
+  return agents;
+}
+
+/** Round-robin over all agents from every connection, so each request carries a different JWT. */
+function heartbeatLoad(client: Client, agents: AgentCreds[], pid: number | undefined): Promise<Stats> {
+  let i = 0;
+  return runFor({
+    connections: CONNECTIONS,
+    warmupMs: WARMUP_MS,
+    durationMs: DURATION_MS,
+    serverPid: pid,
+    send: () => {
+      const a = agents[i++ % agents.length]!;
+      return client.request("POST", `/v1/agents/${a.id}/heartbeat`, a.token, {});
+    },
+  });
+}
+
+interface Claim {
+  agent: AgentCreds;
+  jobId: string;
+  leaseId: string;
+}
+
+/**
+ * Rounds: every pool agent heartbeats once (claim-only window), then every agent that got a job
+ * reports it succeeded (finish window). Timing the two windows apart gives an honest claim-only
+ * rate; their sum is the full claim+finish cycle rate.
+ */
+async function claimAll(client: Client, pool: AgentCreds[], pid: number | undefined) {
+  const claimRec = new Recorder();
+  const finishRec = new Recorder();
+  const claimed = new Map<string, number>();
+  let rounds = 0;
+  let totalClaims = 0;
+  // Stops once every job was claimed, so no empty round dilutes the claim rate; the caller then
+  // checks that nothing is left pending.
+  while (totalClaims < JOBS && rounds < 3 * Math.ceil(JOBS / pool.length)) {
+    rounds++;
+    const got: Claim[] = [];
+    await runEach({
+      items: pool,
+      connections: CONNECTIONS,
+      serverPid: pid,
+      rec: claimRec,
+      send: (a) => client.request("POST", `/v1/agents/${a.id}/heartbeat`, a.token, {}),
+      onReply: (agent, r) => {
+        const job = (JSON.parse(r.body) as { job: { id: string; leaseId: string } | null }).job;
+        if (job) got.push({ agent, jobId: job.id, leaseId: job.leaseId });
+      },
+    });
+    if (got.length === 0) break; // nothing claimable although jobs are missing: the checks report it
+    totalClaims += got.length;
+    for (const c of got) claimed.set(c.jobId, (claimed.get(c.jobId) ?? 0) + 1);
+    await runEach({
+      items: got,
+      connections: CONNECTIONS,
+      serverPid: pid,
+      rec: finishRec,
+      send: (c) => client.request("POST", `/v1/jobs/${c.jobId}/status`, c.agent.token, { leaseId: c.leaseId, status: "succeeded" }),
+    });
+  }
+  return { claim: claimRec.stats(), finish: finishRec.stats(), claimed, totalClaims, rounds };
+}
+
+const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "-");
+const rate = (v: number) => Math.round(v).toLocaleString("en-US");
+const pct = (v: number | null) => (v === null ? "-" : `${Math.round(v * 100)}%`);
+
+function row(name: string, s: Stats, perSecondLabel = rate(s.perSecond)): string {
+  return `| ${name} | ${s.requests.toLocaleString("en-US")} | ${s.errors} | ${perSecondLabel} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.max)} | ${pct(s.serverCpu)} | ${pct(s.clientCpu)} |`;
+}
+
+async function main() {
+  const dir = mkdtempSync(join(os.tmpdir(), "deploybot-bench-"));
+  let child: ChildProcess | undefined;
+  // Last resort if main() throws past its finally or the user hits ^C: no orphan controller.
+  const killChild = () => child?.kill("SIGKILL");
+  process.on("exit", killChild);
+  process.on("SIGINT", () => process.exit(130));
+  let client: Client | undefined;
+  try {
+    const started = await startChild(dir);
+    child = started.child;
+    const pid = child.pid;
+    client = new Client("127.0.0.1", started.port, CONNECTIONS);
+    await waitHealthy(client);
+    const c = client;
+    const loadBefore = os.loadavg()[0]!;
+
+    console.error("registering 2 x 1,000 agents ...");
+    const registerRec = new Recorder();
+    const hbAgents = await registerAgents(c, pid, "hb", [], registerRec);
+    const poolAgents = await registerAgents(c, pid, "pool", ["pool"], registerRec);
+    const register = registerRec.stats();
+
+    console.error("GET /healthz ...");
+    const healthz = await runFor({
+      connections: CONNECTIONS,
+      warmupMs: WARMUP_MS,
+      durationMs: DURATION_MS,
+      serverPid: pid,
+      send: () => c.request("GET", "/healthz"),
+    });
+    console.error("heartbeats, empty queue ...");
+    const heartbeat = await heartbeatLoad(c, hbAgents, pid);
+
+    console.error(`submitting ${JOBS.toLocaleString("en-US")} jobs ...`);
+    const submitted = new Set<string>();
+    const submitRec = new Recorder();
+    await runEach({
+      items: Array.from({ length: JOBS }, (_, i) => i),
+      connections: CONNECTIONS,
+      serverPid: pid,
+      rec: submitRec,
+      send: (i) =>
+        c.request("POST", "/v1/jobs", ADMIN, {
+          spec: { kind: "build", app: "web", source: { type: "image", image: `img-${i}` } },
+          target: { labels: ["pool"] },
+        }),
+      onReply: (_, r) => submitted.add((JSON.parse(r.body) as { job: { id: string } }).job.id),
+    });
+    const submit = submitRec.stats();
+
+    // Agents without the label still run the claim query on every heartbeat: does a backlog they
+    // cannot take slow them down?
+    console.error("heartbeats, 10,000 jobs pending for a label these agents lack ...");
+    const heartbeatBacklog = await heartbeatLoad(c, hbAgents, pid);
+
+    console.error("claiming ...");
+    const claims = await claimAll(c, poolAgents, pid);
+    const cycleSeconds = claims.claim.seconds + claims.finish.seconds;
+    const cyclesPerSecond = claims.totalClaims / cycleSeconds;
+    const claimsPerSecond = claims.totalClaims / claims.claim.seconds;
+
+    const finalCheck = await c.request("GET", "/v1/jobs?status=pending&limit=1", ADMIN);
+    must(finalCheck, "list pending jobs");
+    const pendingLeft = (JSON.parse(finalCheck.body) as { jobs: unknown[] }).jobs.length;
+    const duplicates = [...claims.claimed.values()].filter((n) => n > 1).length;
+    const strangers = [...claims.claimed.keys()].filter((id) => !submitted.has(id)).length;
+    const exact = claims.claimed.size === JOBS && submitted.size === JOBS && duplicates === 0 && strangers === 0 && pendingLeft === 0;
+
+    const ratio = heartbeat.perSecond / healthz.perSecond;
+    const errors = [register, healthz, heartbeat, submit, heartbeatBacklog, claims.claim, claims.finish].reduce((n, s) => n + s.errors, 0);
+    const cpus = os.cpus();
+    const date = new Date();
+    const machine = {
+      cpu: `${cpus[0]?.model ?? "unknown"} x ${cpus.length}`,
+      memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+      node: process.version,
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      loadAverageBefore: loadBefore.toFixed(2),
+    };
+    const check = (ok: boolean) => (ok ? "met" : "**MISSED**");
+
+    const md = [
+      `# Controller benchmark, ${date.toISOString()}`,
+      "",
+      `Machine: ${machine.cpu}, ${machine.memory}, Node ${machine.node}, ${machine.os}; 1-min load average before the run ${machine.loadAverageBefore}.`,
+      `Controller: child process, SQLite file (WAL) in a temp dir, log level silent. Load: one node:http client, ${CONNECTIONS} keep-alive connections on 127.0.0.1, closed loop; timed runs are ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s.`,
+      "Server/client CPU = share of one core used by the controller / by the load generator during the window (~100% server = the controller's one event loop is the limit).",
+      "",
+      "| scenario | requests | errors | req/s | p50 ms | p99 ms | max ms | server CPU | client CPU |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+      row("register (2 x 1,000 agents)", register),
+      row("GET /healthz (framework ceiling)", healthz),
+      row("heartbeat, 1,000 agents, empty queue", heartbeat),
+      row("submit job (POST /v1/jobs)", submit),
+      row("heartbeat, 1,000 agents, 10k jobs pending for another label", heartbeatBacklog),
+      row(`claim-only heartbeats (${claims.rounds} rounds of 1,000 pool agents)`, claims.claim),
+      row("finish (POST /v1/jobs/{id}/status succeeded)", claims.finish),
+      "",
+      "| target | measured | |",
+      "|---|---:|---|",
+      `| heartbeat rate >= ${TARGET.heartbeatShareOfHealthz * 100}% of /healthz | ${(ratio * 100).toFixed(1)}% | ${check(ratio >= TARGET.heartbeatShareOfHealthz)} |`,
+      `| heartbeat p99 <= ${TARGET.heartbeatP99Ms} ms at 1,000 agents | ${ms(heartbeat.p99)} ms | ${check(heartbeat.p99 <= TARGET.heartbeatP99Ms)} |`,
+      `| claims/s >= ${rate(TARGET.claimsPerSecond)} (claim-only heartbeats: claims / time in claim windows) | ${rate(claimsPerSecond)} | ${check(claimsPerSecond >= TARGET.claimsPerSecond)} |`,
+      `| full claim+finish cycles/s (claims / time in claim + finish windows) | ${rate(cyclesPerSecond)} | ${check(cyclesPerSecond >= TARGET.claimsPerSecond)} |`,
+      `| every job claimed exactly once | ${claims.claimed.size.toLocaleString("en-US")} distinct of ${submitted.size.toLocaleString("en-US")} submitted, ${claims.totalClaims.toLocaleString("en-US")} claims, ${duplicates} duplicates, ${strangers} unknown, ${pendingLeft} pending left | ${exact ? "ok" : "**FAILED**"} |`,
+      `| non-2xx answers | ${errors} | ${errors === 0 ? "ok" : "**FAILED**"} |`,
+      "",
+    ].join("\n");
+    console.log(md);
+
+    const resultsDir = join(ROOT, "bench/results");
+    mkdirSync(resultsDir, { recursive: true });
+    const base = join(resultsDir, `${date.toISOString().slice(0, 10)}-controller`);
+    writeFileSync(`${base}.md`, md);
+    writeFileSync(
+      `${base}.json`,
+      `${JSON.stringify(
+        {
+          date: date.toISOString(),
+          machine,
+          settings: { connections: CONNECTIONS, agents: AGENTS, jobs: JOBS, warmupMs: WARMUP_MS, durationMs: DURATION_MS },
+          register,
+          healthz,
+          heartbeat,
+          heartbeatShareOfHealthz: ratio,
+          submit,
+          heartbeatBacklog,
+          claimOnly: { ...claims.claim, claimsPerSecond },
+          finish: claims.finish,
+          cycles: { claims: claims.totalClaims, distinct: claims.claimed.size, rounds: claims.rounds, seconds: cycleSeconds, cyclesPerSecond },
+          exact,
+          errors,
+          targets: TARGET,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    console.error(`wrote ${base}.md and ${base}.json`);
+    // Slow numbers are findings; a wrong count or a failed request is a broken controller.
+    if (!exact || errors > 0) process.exitCode = 1;
+  } finally {
+    client?.close();
+    if (child) await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

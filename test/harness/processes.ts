@@ -1,0 +1,154 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { freePort } from "../support/docker";
+
+const repoRoot = resolve(import.meta.dirname, "../..");
+export const ADMIN = "e2e-admin-token";
+export const JOIN = "e2e-join-token";
+
+/** A real `node` process running one of the apps' main.ts, its output kept in a file. */
+function spawnApp(app: "controller" | "agent", env: Record<string, string>, logFile: string): ChildProcess {
+  const out = createWriteStream(logFile, { flags: "a" });
+  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, `apps/${app}/src/main.ts`)], {
+    cwd: join(repoRoot, `apps/${app}`),
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  return child;
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once("exit", (code) => r(code))));
+
+export interface ControllerProcess {
+  url: string;
+  dir: string;
+  logFile: string;
+  start(): Promise<void>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+}
+
+export async function controllerProcess(appsYaml: string, env: Record<string, string> = {}): Promise<ControllerProcess> {
+  const dir = mkdtempSync(join(tmpdir(), "deploybot-e2e-ctl-"));
+  writeFileSync(join(dir, "apps.yaml"), appsYaml);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const logFile = join(dir, "controller.log");
+  let child: ChildProcess | null = null;
+  const handle: ControllerProcess = {
+    url,
+    dir,
+    logFile,
+    async start() {
+      child = spawnApp(
+        "controller",
+        {
+          DEPLOYBOT_PORT: String(port),
+          DEPLOYBOT_HOST: "127.0.0.1",
+          DEPLOYBOT_DB: join(dir, "deploybot.db"),
+          DEPLOYBOT_CONFIG: join(dir, "apps.yaml"),
+          DEPLOYBOT_JOIN_TOKEN: JOIN,
+          DEPLOYBOT_ADMIN_TOKEN: ADMIN,
+          DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "1",
+          ...env,
+        },
+        logFile,
+      );
+      for (let i = 0; i < 150; i++) {
+        if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode}; see ${logFile}`);
+        const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+        if (ok) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error("controller did not answer /healthz in 15 s");
+    },
+    async stop(signal = "SIGTERM") {
+      if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+      child.kill(signal);
+      return exited(child);
+    },
+    async api(method, path, body) {
+      const res = await fetch(url + path, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    },
+  };
+  await handle.start();
+  return handle;
+}
+
+export interface AgentProcess {
+  stateDir: string;
+  logFile: string;
+  start(): void;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function agentProcess(url: string, hostname: string, env: Record<string, string> = {}): AgentProcess {
+  const stateDir = mkdtempSync(join(tmpdir(), `deploybot-e2e-agent-${hostname}-`));
+  const logFile = join(stateDir, "agent.log");
+  let child: ChildProcess | null = null;
+  const handle: AgentProcess = {
+    stateDir,
+    logFile,
+    start() {
+      child = spawnApp(
+        "agent",
+        {
+          DEPLOYBOT_URL: url,
+          DEPLOYBOT_JOIN_TOKEN: JOIN,
+          DEPLOYBOT_HOSTNAME: hostname,
+          DEPLOYBOT_STATE_DIR: stateDir,
+          DEPLOYBOT_POLL_WAIT_SECONDS: "5",
+          ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}),
+          ...env,
+        },
+        logFile,
+      );
+    },
+    async stop(signal = "SIGTERM") {
+      if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+      child.kill(signal);
+      return exited(child);
+    },
+  };
+  handle.start();
+  return handle;
+}
+
+/** Polls until `check` returns a value (not undefined) or the time is up. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+const FINAL = ["succeeded", "failed", "cancelled", "lost", "timed_out"];
+
+export async function waitForJob(ctl: ControllerProcess, jobId: string, statuses = FINAL, timeoutMs = 180_000) {
+  return waitFor(
+    `job ${jobId} to be ${statuses.join("|")}`,
+    async () => {
+      const { body } = await ctl.api("GET", `/v1/jobs/${jobId}`);
+      return statuses.includes(body.job.status) ? body.job : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+export async function jobLog(ctl: ControllerProcess, jobId: string): Promise<{ seq: number; line: string; stream: string }[]> {
+  const { body } = await ctl.api("GET", `/v1/jobs/${jobId}/logs?limit=10000`);
+  return body.entries;
+}
