@@ -31,6 +31,7 @@ export const jobs = sqliteTable(
     kind: text("kind").notNull(),
     app: text("app").notNull(),
     targetHost: text("target_host"),
+    /** sorted and de-duplicated, so the JSON text is a key for one label set */
     targetLabels: json<string[]>("target_labels"),
     spec: json<Record<string, unknown>>("spec").notNull(),
     status: text("status").notNull().default("pending"),
@@ -56,7 +57,9 @@ export const jobs = sqliteTable(
     finishedAt: ms("finished_at"),
   },
   (t) => [
+    // claims probe by (status, host) and by (status, exact label set), oldest first
     index("jobs_claim_idx").on(t.status, t.targetHost, t.id),
+    index("jobs_claim_labels_idx").on(t.status, t.targetLabels, t.id),
     index("jobs_agent_idx").on(t.agentId, t.status),
     index("jobs_app_idx").on(t.app, t.id),
     index("jobs_dedupe_idx").on(t.dedupeKey, t.status),

@@ -10,11 +10,24 @@ import type { LeaseService } from "./leases";
 type AgentRow = typeof agents.$inferSelect;
 
 export class AgentService {
+  // Heartbeats are the hottest path: their statements are prepared once, not rebuilt per call.
+  private readonly byId;
+  private readonly touchStatement;
+
   constructor(
     private readonly deps: Deps,
     private readonly tokens: AgentTokens,
     private readonly leases: LeaseService,
-  ) {}
+  ) {
+    this.byId = deps.db
+      .select()
+      .from(agents)
+      .where(eq(agents.id, sql.placeholder("id")))
+      .prepare();
+    this.touchStatement = deps.db.$client.prepare(
+      "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ? WHERE id = ?",
+    );
+  }
 
   private get intervalSeconds() {
     return this.deps.config.heartbeatIntervalSeconds;
@@ -71,7 +84,7 @@ export class AgentService {
 
   /** The token is valid only for the current version of a live agent. */
   authenticate(agentId: string, tokenVersion: number): AgentRow {
-    const row = this.deps.db.select().from(agents).where(eq(agents.id, agentId)).get();
+    const row = this.byId.get({ id: agentId });
     if (!row || row.revoked || row.tokenVersion !== tokenVersion) {
       throw new ApiError(401, "unauthorized", "agent token was rotated or revoked; register again");
     }
@@ -83,19 +96,20 @@ export class AgentService {
    * With `waitSeconds`, an idle agent that got nothing waits until a job for it is queued.
    */
   async heartbeat(agent: AgentRow, body: HeartbeatRequest, waitSeconds: number, signal?: AbortSignal): Promise<HeartbeatResponse> {
-    const { db, clock, notifier } = this.deps;
+    const { clock, notifier } = this.deps;
     const deadline = clock() + waitSeconds * 1000;
-    const touch = () =>
-      db
-        .update(agents)
-        .set({ lastHeartbeatAt: clock(), state: body.status, containers: body.containers })
-        .where(eq(agents.id, agent.id))
-        .run();
-    touch();
-    for (;;) {
+    const containers = JSON.stringify(body.containers);
+    const touch = () => this.touchStatement.run(clock(), body.status, containers, agent.id);
+    // One write transaction per round: liveness, reconciliation and the claim commit together.
+    // After reconcile, an agent that holds nothing has no active job here either.
+    const round = this.deps.db.$client.transaction((first: boolean) => {
+      if (first) touch();
       const cancelJobIds = this.leases.reconcile(agent.id, body.heldJobIds);
-      const mayClaim = body.status === "idle" && body.heldJobIds.length === 0 && !this.leases.hasActiveJob(agent.id);
-      const job = mayClaim ? this.leases.claimNextJob(agent) : null;
+      const mayClaim = body.status === "idle" && body.heldJobIds.length === 0;
+      return { cancelJobIds, job: mayClaim ? this.leases.claimNextJob(agent) : null };
+    });
+    for (let first = true; ; first = false) {
+      const { cancelJobIds, job } = round(first);
       const remaining = deadline - clock();
       if (job || cancelJobIds.length > 0 || remaining <= 0 || signal?.aborted) {
         if (waitSeconds > 0) touch();

@@ -39,6 +39,9 @@ export type AgentTokenCheck = { ok: true; agentId: string; tokenVersion: number 
 
 export class AgentTokens {
   private readonly key: Uint8Array;
+  /** verified tokens: HMAC verification is deterministic, so a token checked once need not be checked again before it expires */
+  private readonly verified = new Map<string, { agentId: string; tokenVersion: number; exp: number }>();
+
   constructor(secretKey: string) {
     this.key = deriveKey(secretKey, "agent-jwt");
   }
@@ -55,9 +58,16 @@ export class AgentTokens {
   }
 
   async verify(token: string): Promise<AgentTokenCheck> {
+    const cached = this.verified.get(token);
+    if (cached && cached.exp * 1000 > Date.now()) return { ok: true, agentId: cached.agentId, tokenVersion: cached.tokenVersion };
     try {
       const { payload } = await jwtVerify(token, this.key, { algorithms: ["HS256"], issuer: ISSUER, audience: AUDIENCE });
-      if (typeof payload.sub !== "string" || typeof payload.tv !== "number") return { ok: false, reason: "malformed claims" };
+      if (typeof payload.sub !== "string" || typeof payload.tv !== "number" || typeof payload.exp !== "number") {
+        return { ok: false, reason: "malformed claims" };
+      }
+      // Bounded: one entry per live agent token; a full map starts over rather than growing.
+      if (this.verified.size >= 50_000) this.verified.clear();
+      this.verified.set(token, { agentId: payload.sub, tokenVersion: payload.tv, exp: payload.exp });
       return { ok: true, agentId: payload.sub, tokenVersion: payload.tv };
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: "token expired" };

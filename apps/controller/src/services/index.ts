@@ -15,7 +15,7 @@ export function createServices(deps: Deps, secretKey: string) {
     apiTokens: new ApiTokens(deps.db, deps.config.adminToken, deps.clock),
     leases,
     agents: new AgentService(deps, agentTokens, leases),
-    jobs: new JobService(deps),
+    jobs: new JobService(deps, leases),
     jobLogs: new JobLogService(deps, leases),
   };
 }

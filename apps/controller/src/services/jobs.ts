@@ -13,6 +13,7 @@ import { jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { type Deps, iso } from "./deps";
+import { LeaseService } from "./leases";
 
 export type JobRow = typeof jobs.$inferSelect;
 
@@ -57,7 +58,10 @@ export interface CreateJobInput {
 }
 
 export class JobService {
-  constructor(private readonly deps: Deps) {}
+  constructor(
+    private readonly deps: Deps,
+    private readonly leases: LeaseService,
+  ) {}
 
   /** Turns the seeds' `{repo, ref, host}` into a full deploy spec from apps.yaml. */
   resolveSubmission(body: SubmitJob): CreateJobInput {
@@ -101,7 +105,7 @@ export class JobService {
         kind: input.spec.kind,
         app: input.spec.app,
         targetHost: "host" in input.target ? input.target.host : null,
-        targetLabels: "labels" in input.target ? input.target.labels : null,
+        targetLabels: "labels" in input.target ? LeaseService.canonicalLabels(input.target.labels) : null,
         spec: input.spec,
         status: "pending",
         maxAttempts: input.maxAttempts ?? config.maxAttempts,
@@ -112,6 +116,7 @@ export class JobService {
       })
       .returning()
       .get();
+    if (row.targetLabels) this.leases.noteLabelSet(row.targetLabels);
     this.deps.logger.info({ jobId: row.id, app: row.app, kind: row.kind, target: targetKey(input.target) }, "job queued");
     this.deps.notifier.jobQueued({ host: row.targetHost, labels: row.targetLabels });
     return { job: jobToWire(row), created: true };

@@ -13,47 +13,81 @@ const HELD: JobStatus[] = ["assigned", "running"];
  * job names the lease id (compare-and-swap), and an expired lease hands the job back.
  */
 export class LeaseService {
-  private readonly claimStatement;
+  private readonly probeByHost;
+  private readonly probeByLabels;
+  private readonly take;
+  private readonly heldByAgent;
+  /** label sets (canonical JSON) that pending jobs may carry; probed one by one at claim time */
+  private readonly labelSets = new Set<string>();
 
   constructor(private readonly deps: Deps) {
-    // One statement picks and takes the oldest matching pending job, so two agents can never
-    // hold the same job. Two index-backed probes (by host, then by labels) instead of one OR,
-    // which SQLite would answer with a scan of every pending job.
-    this.claimStatement = deps.db.$client.prepare(`
+    const sqlite = deps.db.$client;
+    // A claim is a few index probes (by host, then by each label set this agent satisfies) and
+    // one compare-and-swap UPDATE, inside one synchronous transaction: two agents can never hold
+    // the same job. Probing label sets by exact key keeps a claim O(label sets), not O(pending jobs).
+    this.probeByHost = sqlite.prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_host = ? ORDER BY id LIMIT 1").pluck();
+    this.probeByLabels = sqlite
+      .prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_labels = ? ORDER BY id LIMIT 1")
+      .pluck();
+    this.take = sqlite.prepare(`
       UPDATE jobs SET status = 'assigned', agent_id = @agentId, lease_id = @leaseId,
         lease_expires_at = @leaseExpiresAt, assigned_at = @now, attempts = attempts + 1
-      WHERE id = (
-        SELECT id FROM (
-          SELECT id FROM (SELECT id FROM jobs WHERE status = 'pending' AND target_host = @hostname ORDER BY id LIMIT 1)
-          UNION ALL
-          SELECT id FROM (
-            SELECT j.id FROM jobs j
-            WHERE j.status = 'pending' AND j.target_host IS NULL
-              AND NOT EXISTS (
-                SELECT 1 FROM json_each(j.target_labels) wanted
-                WHERE wanted.value NOT IN (SELECT value FROM json_each(@labels))
-              )
-            ORDER BY j.id LIMIT 1)
-        ) ORDER BY id LIMIT 1
-      ) AND status = 'pending'
+      WHERE id = @id AND status = 'pending'
       RETURNING *`);
+    this.heldByAgent = deps.db
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.agentId, sql.placeholder("agentId")), inArray(jobs.status, HELD)))
+      .prepare();
+    for (const key of sqlite
+      .prepare("SELECT DISTINCT target_labels FROM jobs WHERE status = 'pending' AND target_labels IS NOT NULL")
+      .pluck()
+      .all() as string[]) {
+      this.labelSets.add(key);
+    }
   }
 
   get leaseMs(): number {
     return this.deps.config.heartbeatIntervalSeconds * 3 * 1000;
   }
 
+  /** The canonical form of a label set, as stored in jobs.target_labels. */
+  static canonicalLabels(labels: readonly string[]): string[] {
+    return [...new Set(labels)].sort();
+  }
+
+  /** A job was queued for this label set (called by the job service). */
+  noteLabelSet(labels: readonly string[]): void {
+    this.labelSets.add(JSON.stringify(LeaseService.canonicalLabels(labels)));
+  }
+
+  private oldestMatching(agent: { hostname: string; labels: string[] }): string | undefined {
+    let best = this.probeByHost.get(agent.hostname) as string | undefined;
+    for (const key of this.labelSets) {
+      const wanted = JSON.parse(key) as string[];
+      if (!wanted.every((l) => agent.labels.includes(l))) continue;
+      const id = this.probeByLabels.get(key) as string | undefined;
+      // Nothing pending for this set any more: forget it until a job brings it back.
+      if (id === undefined) this.labelSets.delete(key);
+      else if (best === undefined || id < best) best = id;
+    }
+    return best;
+  }
+
   /** Takes the oldest pending job this agent may run, or returns null. */
   claimNextJob(agent: { id: string; hostname: string; labels: string[] }): ClaimedJob | null {
     const now = this.deps.clock();
-    const raw = this.claimStatement.get({
-      agentId: agent.id,
-      hostname: agent.hostname,
-      labels: JSON.stringify(agent.labels),
-      leaseId: `lse_${randomBytes(12).toString("base64url")}`,
-      leaseExpiresAt: now + this.leaseMs,
-      now,
-    }) as Record<string, unknown> | undefined;
+    const raw = this.deps.db.$client.transaction(() => {
+      const id = this.oldestMatching(agent);
+      if (id === undefined) return undefined;
+      return this.take.get({
+        id,
+        agentId: agent.id,
+        leaseId: `lse_${randomBytes(12).toString("base64url")}`,
+        leaseExpiresAt: now + this.leaseMs,
+        now,
+      }) as Record<string, unknown> | undefined;
+    })();
     if (!raw) return null;
     const spec = JSON.parse(raw.spec as string);
     this.deps.logger.info({ jobId: raw.id, agentId: agent.id, attempt: raw.attempts }, "job assigned");
@@ -85,11 +119,7 @@ export class LeaseService {
   reconcile(agentId: string, heldJobIds: readonly string[]): string[] {
     const { db, clock, logger } = this.deps;
     const now = clock();
-    const mine = db
-      .select()
-      .from(jobs)
-      .where(and(eq(jobs.agentId, agentId), inArray(jobs.status, HELD)))
-      .all();
+    const mine = this.heldByAgent.all({ agentId });
     for (const job of mine) {
       if (heldJobIds.includes(job.id)) continue;
       if (job.status === "assigned") this.requeue(job, "the agent did not take the job", now);
@@ -118,11 +148,7 @@ export class LeaseService {
   }
 
   hasActiveJob(agentId: string): boolean {
-    return !!this.deps.db
-      .select({ id: jobs.id })
-      .from(jobs)
-      .where(and(eq(jobs.agentId, agentId), inArray(jobs.status, HELD)))
-      .get();
+    return this.heldByAgent.all({ agentId }).length > 0;
   }
 
   private requeue(job: JobRow, reason: string, now: number) {

@@ -1,0 +1,1 @@
+CREATE INDEX `jobs_claim_labels_idx` ON `jobs` (`status`,`target_labels`,`id`);
