@@ -30,6 +30,7 @@ export interface ControllerProcess {
   logFile: string;
   start(): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read answers loosely and check them with assertions
   api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
 }
 
