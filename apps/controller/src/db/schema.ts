@@ -61,6 +61,8 @@ export const jobs = sqliteTable(
     index("jobs_claim_idx").on(t.status, t.targetHost, t.id),
     index("jobs_claim_labels_idx").on(t.status, t.targetLabels, t.id),
     index("jobs_agent_idx").on(t.agentId, t.status),
+    // the reaper's once-a-second look at queue deadlines must not visit every pending job
+    index("jobs_queue_deadline_idx").on(t.status, t.queueDeadline),
     index("jobs_app_idx").on(t.app, t.id),
     index("jobs_dedupe_idx").on(t.dedupeKey, t.status),
   ],

@@ -17,6 +17,10 @@ export class LeaseService {
   private readonly probeByLabels;
   private readonly take;
   private readonly heldByAgent;
+  private readonly jobById;
+  private readonly startJob;
+  private readonly endJob;
+  private readonly renewLease;
   /** label sets (canonical JSON) that pending jobs may carry; probed one by one at claim time */
   private readonly labelSets = new Set<string>();
 
@@ -38,6 +42,41 @@ export class LeaseService {
       .select()
       .from(jobs)
       .where(and(eq(jobs.agentId, sql.placeholder("agentId")), inArray(jobs.status, HELD)))
+      .prepare();
+    this.jobById = deps.db
+      .select()
+      .from(jobs)
+      .where(eq(jobs.id, sql.placeholder("id")))
+      .prepare();
+    const open = and(
+      eq(jobs.id, sql.placeholder("id")),
+      eq(jobs.leaseId, sql.placeholder("leaseId")),
+      inArray(jobs.status, HELD),
+    );
+    this.startJob = deps.db
+      .update(jobs)
+      .set({ status: "running", startedAt: sql`${sql.placeholder("now")}`, leaseExpiresAt: sql`${sql.placeholder("until")}` })
+      .where(open)
+      .returning()
+      .prepare();
+    // result is a JSON column: the placeholder takes its text (or NULL) as stored
+    this.endJob = deps.db
+      .update(jobs)
+      .set({
+        status: sql`${sql.placeholder("status")}`,
+        finishedAt: sql`${sql.placeholder("now")}`,
+        leaseExpiresAt: null,
+        result: sql`${sql.placeholder("result")}`,
+        error: sql`${sql.placeholder("error")}`,
+        startedAt: sql`coalesce(${jobs.startedAt}, ${sql.placeholder("now")})`,
+      })
+      .where(open)
+      .returning()
+      .prepare();
+    this.renewLease = deps.db
+      .update(jobs)
+      .set({ leaseExpiresAt: sql`${sql.placeholder("until")}` })
+      .where(and(eq(jobs.id, sql.placeholder("id")), inArray(jobs.status, HELD)))
       .prepare();
     for (const key of sqlite
       .prepare("SELECT DISTINCT target_labels FROM jobs WHERE status = 'pending' AND target_labels IS NOT NULL")
@@ -228,7 +267,7 @@ export class LeaseService {
    * under this lease (409 otherwise, changing nothing).
    */
   fence(jobId: string, agentId: string, leaseId: string): JobRow {
-    const job = this.deps.db.select().from(jobs).where(eq(jobs.id, jobId)).get();
+    const job = this.jobById.get({ id: jobId });
     if (!job) throw notFound("job", jobId);
     if (job.agentId !== agentId) throw new ApiError(403, "forbidden", `job ${jobId} is not held by this agent`);
     if (job.leaseId !== leaseId) throw new ApiError(409, "stale_lease", `lease ${leaseId} no longer holds job ${jobId}`);
@@ -241,30 +280,24 @@ export class LeaseService {
     jobId: string,
     body: { leaseId: string; status: "running" | "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string },
   ): JobRow {
-    const { db, clock, logger } = this.deps;
+    const { clock, logger } = this.deps;
     const job = this.fence(jobId, agentId, body.leaseId);
     const current = job.status as JobStatus;
     if (current === body.status && isFinal(current)) return job; // a retried final report
     if (isFinal(current)) throw new ApiError(409, "job_finished", `job ${jobId} already ended ${current}`, { status: current });
     if (body.status === "running" && current === "running") return this.renew(job);
     const now = clock();
-    const updated = db
-      .update(jobs)
-      .set(
-        body.status === "running"
-          ? { status: "running", startedAt: now, leaseExpiresAt: now + this.leaseMs }
-          : {
-              status: body.status,
-              finishedAt: now,
-              leaseExpiresAt: null,
-              result: body.result ?? null,
-              error: body.error ?? (body.status === "cancelled" ? "cancelled" : null),
-              startedAt: job.startedAt ?? now,
-            },
-      )
-      .where(and(eq(jobs.id, jobId), eq(jobs.leaseId, body.leaseId), notInArray(jobs.status, ["succeeded", "failed", "cancelled", "lost", "timed_out"])))
-      .returning()
-      .get();
+    const updated =
+      body.status === "running"
+        ? this.startJob.get({ id: jobId, leaseId: body.leaseId, now, until: now + this.leaseMs })
+        : this.endJob.get({
+            id: jobId,
+            leaseId: body.leaseId,
+            now,
+            status: body.status,
+            result: body.result ? JSON.stringify(body.result) : null,
+            error: body.error ?? (body.status === "cancelled" ? "cancelled" : null),
+          });
     if (!updated) throw new ApiError(409, "stale_lease", `job ${jobId} changed while reporting; fetch it again`);
     logger.info({ jobId, agentId, status: body.status }, "job status");
     return updated;
@@ -272,7 +305,7 @@ export class LeaseService {
 
   renew(job: JobRow): JobRow {
     const until = this.deps.clock() + this.leaseMs;
-    this.deps.db.update(jobs).set({ leaseExpiresAt: until }).where(and(eq(jobs.id, job.id), inArray(jobs.status, HELD))).run();
+    this.renewLease.run({ id: job.id, until });
     return { ...job, leaseExpiresAt: until };
   }
 }

@@ -1,0 +1,120 @@
+import { errorBody } from "@deploybot/protocol";
+import type { z } from "zod";
+
+/** The documented exit codes (apps/cli/README.md); scripts depend on them, so never renumber. */
+export const ExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  auth: 3,
+  notFound: 4,
+  unreachable: 5,
+  api: 6,
+  /** Ctrl-C while following: the job itself goes on */
+  interrupted: 130,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** The one error the CLI throws on purpose: main prints `message` and exits with `exitCode`. */
+export class CliError extends Error {
+  constructor(
+    readonly exitCode: ExitCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+export const usageError = (message: string) => new CliError(ExitCode.usage, message);
+
+/** What a call returns: the answer as the API sent it (for --json) and as the schema reads it. */
+export interface ApiAnswer<T> {
+  raw: unknown;
+  data: T;
+  status: number;
+}
+
+// Generous: a deploy POST resolves config and writes SQLite, never anything slow.
+const REQUEST_TIMEOUT_MS = 30_000;
+
+export class ApiClient {
+  readonly baseUrl: string;
+
+  constructor(
+    url: string,
+    private readonly token: string,
+    private readonly interrupt?: AbortSignal,
+  ) {
+    this.baseUrl = url.replace(/\/+$/, "");
+  }
+
+  get<S extends z.ZodType>(path: string, schema: S): Promise<ApiAnswer<z.infer<S>>> {
+    return this.request("GET", path, schema);
+  }
+
+  post<S extends z.ZodType>(path: string, schema: S, body?: unknown): Promise<ApiAnswer<z.infer<S>>> {
+    return this.request("POST", path, schema, body);
+  }
+
+  delete<S extends z.ZodType>(path: string, schema: S): Promise<ApiAnswer<z.infer<S>>> {
+    return this.request("DELETE", path, schema);
+  }
+
+  async request<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown): Promise<ApiAnswer<z.infer<S>>> {
+    const url = this.baseUrl + path;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept: "application/json",
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: this.interrupt ? AbortSignal.any([this.interrupt, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+    } catch (err) {
+      if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
+      throw new CliError(ExitCode.unreachable, `cannot reach the controller at ${this.baseUrl}: ${networkReason(err)}`);
+    }
+
+    const text = await res.text();
+    let raw: unknown = null;
+    if (text.length > 0) {
+      try {
+        raw = JSON.parse(text);
+      } catch {
+        throw new CliError(ExitCode.api, `${method} ${url} answered ${res.status} with a body that is not JSON (is ${this.baseUrl} a deploybot controller?)`);
+      }
+    }
+    if (!res.ok) throw apiError(res.status, raw, this.baseUrl);
+
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue?.path.length ? issue.path.join(".") : "body";
+      throw new CliError(ExitCode.api, `unexpected answer from ${method} ${path}: '${where}' ${issue?.message ?? "is invalid"} (controller and CLI versions differ?)`);
+    }
+    return { raw, data: parsed.data, status: res.status };
+  }
+}
+
+function apiError(status: number, raw: unknown, baseUrl: string): CliError {
+  const parsed = errorBody.safeParse(raw);
+  const detail = parsed.success ? `${parsed.data.error.code}: ${parsed.data.error.message}` : `HTTP ${status}`;
+  if (status === 401) return new CliError(ExitCode.auth, `${detail} (token refused by ${baseUrl}; run 'deploybot login' or set DEPLOYBOT_TOKEN)`);
+  if (status === 403) return new CliError(ExitCode.auth, detail);
+  if (status === 404) return new CliError(ExitCode.notFound, detail);
+  return new CliError(ExitCode.api, detail);
+}
+
+/** fetch wraps the socket error in `cause`; that is where ECONNREFUSED and friends live. */
+function networkReason(err: unknown): string {
+  if (err instanceof Error && err.name === "TimeoutError") return `no answer within ${REQUEST_TIMEOUT_MS / 1000} s`;
+  const cause = err instanceof Error ? (err.cause as { code?: string; message?: string } | undefined) : undefined;
+  if (cause?.code) return cause.code;
+  if (cause?.message) return cause.message;
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,124 @@
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { type ApiClient, CliError, ExitCode, usageError } from "./client";
+import type { Env } from "./config";
+import type { Output } from "./output";
+
+export interface OptionSpec {
+  type: "string" | "boolean";
+  short?: string;
+  /** shown in help as `--name VALUE` */
+  value?: string;
+  description: string;
+}
+
+export interface Context {
+  env: Env;
+  out: Output;
+  /** the logged-in client; throws exit 3 when there is no login */
+  client(): ApiClient;
+  /** aborted on Ctrl-C, so long follows stop cleanly */
+  signal: AbortSignal;
+}
+
+export type Values = Record<string, string | boolean | undefined>;
+
+export interface Command {
+  /** as typed: "deploy", "tokens create" */
+  name: string;
+  summary: string;
+  /** the arguments part of the synopsis */
+  usage: string;
+  options?: Record<string, OptionSpec>;
+  /** names of positional arguments, and how many are required */
+  positionals?: { names: string[]; required: number };
+  examples: string[];
+  notes?: string[];
+  run(ctx: Context, values: Values, positionals: string[]): Promise<number>;
+}
+
+const commonOptions: Record<string, OptionSpec> = {
+  json: { type: "boolean", description: "print the raw API answer as one JSON document" },
+  help: { type: "boolean", short: "h", description: "show this help" },
+};
+
+export function parseCommandArgs(cmd: Command, argv: string[]) {
+  const specs = { ...cmd.options, ...commonOptions };
+  const options: ParseArgsConfig["options"] = {};
+  for (const [name, spec] of Object.entries(specs)) options[name] = spec.short ? { type: spec.type, short: spec.short } : { type: spec.type };
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as typeof parsed;
+  } catch (err) {
+    throw usageError(`${(err as Error).message.split("\n")[0]}\n${hintHelp(cmd)}`);
+  }
+  if (parsed.values.help) return { ...parsed, help: true as const };
+  const max = cmd.positionals?.names.length ?? 0;
+  const required = cmd.positionals?.required ?? 0;
+  if (parsed.positionals.length > max) throw usageError(`unexpected argument '${parsed.positionals[max]}'\n${hintHelp(cmd)}`);
+  if (parsed.positionals.length < required) {
+    throw usageError(`missing ${cmd.positionals!.names[parsed.positionals.length]}\n${hintHelp(cmd)}`);
+  }
+  return { ...parsed, help: false as const };
+}
+
+const hintHelp = (cmd: Command) => `usage: deploybot ${cmd.name} ${cmd.usage}\nsee 'deploybot ${cmd.name} --help'`;
+
+export function commandHelp(cmd: Command): string {
+  const specs = { ...cmd.options, ...commonOptions };
+  const flag = (name: string, s: OptionSpec) => `${s.short ? `-${s.short}, ` : "    "}--${name}${s.value ? ` ${s.value}` : ""}`;
+  const rows = Object.entries(specs).map(([name, s]) => [flag(name, s), s.description] as const);
+  const width = Math.max(...rows.map(([f]) => f.length));
+  return [
+    `${cmd.summary}`,
+    "",
+    `usage: deploybot ${cmd.name} ${cmd.usage}`.trimEnd(),
+    "",
+    "options:",
+    ...rows.map(([f, d]) => `  ${f.padEnd(width)}  ${d}`),
+    ...(cmd.notes ? ["", ...cmd.notes] : []),
+    "",
+    "examples:",
+    ...cmd.examples.map((e) => `  ${e}`),
+    "",
+  ].join("\n");
+}
+
+export function stringOption(values: Values, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+export function requiredOption(cmd: Command, values: Values, name: string): string {
+  const v = stringOption(values, name);
+  if (v === undefined || v === "") throw usageError(`missing --${name}\n${hintHelp(cmd)}`);
+  return v;
+}
+
+export function intOption(values: Values, name: string, min: number, max: number): number | undefined {
+  const v = stringOption(values, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw usageError(`--${name} must be a whole number from ${min} to ${max}, got '${v}'`);
+  return n;
+}
+
+/** Path segments come from the user; never let one change the route. */
+export const seg = (value: string) => encodeURIComponent(value);
+
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(interrupted());
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(interrupted());
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+export const interrupted = () => new CliError(ExitCode.interrupted, "interrupted");
+export { ExitCode };

@@ -1,0 +1,59 @@
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { z } from "zod";
+import { CliError, ExitCode } from "./client";
+
+const storedConfig = z.object({ url: z.string().url(), token: z.string().min(1) });
+export type StoredConfig = z.infer<typeof storedConfig>;
+
+export type Env = Record<string, string | undefined>;
+
+/** `$XDG_CONFIG_HOME/deploybot/config.json`, else `~/.config/deploybot/config.json`. */
+export function configFile(env: Env): string {
+  const base = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), ".config");
+  return join(base, "deploybot", "config.json");
+}
+
+export function readStoredConfig(env: Env): StoredConfig | undefined {
+  const file = configFile(env);
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new CliError(ExitCode.auth, `cannot read ${file}: ${(err as Error).message}`);
+  }
+  try {
+    return storedConfig.parse(JSON.parse(text));
+  } catch {
+    throw new CliError(ExitCode.auth, `${file} is not a valid deploybot config; run 'deploybot login' again`);
+  }
+}
+
+/** Where to talk to and as whom: DEPLOYBOT_URL / DEPLOYBOT_TOKEN win over the stored login. */
+export function resolveCredentials(env: Env): StoredConfig {
+  const envUrl = env.DEPLOYBOT_URL || undefined;
+  const envToken = env.DEPLOYBOT_TOKEN || undefined;
+  const stored = envUrl && envToken ? undefined : readStoredConfig(env);
+  const url = envUrl ?? stored?.url;
+  const token = envToken ?? stored?.token;
+  if (!url || !token) {
+    const missing = !url && !token ? "no controller URL and no token" : !url ? "no controller URL" : "no token";
+    throw new CliError(ExitCode.auth, `not logged in (${missing}): run 'deploybot login --url URL --token TOKEN' or set DEPLOYBOT_URL and DEPLOYBOT_TOKEN`);
+  }
+  return { url, token };
+}
+
+/** Writes through a temp file so a crash never leaves half a config; the token makes it 0600. */
+export function saveStoredConfig(env: Env, config: StoredConfig): string {
+  const file = configFile(env);
+  const dir = dirname(file);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, file);
+  return file;
+}

@@ -1,0 +1,143 @@
+import { readFileSync } from "node:fs";
+import { ApiClient, CliError, ExitCode } from "./client";
+import { type Command, type Context, commandHelp, parseCommandArgs } from "./command";
+import { type Env, resolveCredentials } from "./config";
+import { Output } from "./output";
+import { agentsRemove, agentsRevoke } from "./commands/agents";
+import { deploy } from "./commands/deploy";
+import { hosts } from "./commands/hosts";
+import { cancel, jobs, status } from "./commands/jobs";
+import { login } from "./commands/login";
+import { logs } from "./commands/logs";
+import { tokensCreate, tokensList, tokensRevoke } from "./commands/tokens";
+
+const commands: Command[] = [login, deploy, status, logs, jobs, cancel, hosts, tokensCreate, tokensList, tokensRevoke, agentsRevoke, agentsRemove];
+const groups = new Set(commands.filter((c) => c.name.includes(" ")).map((c) => c.name.split(" ")[0]!));
+
+function topHelp(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return [
+    "deploybot — deploy apps to your Docker hosts through a deploybot controller.",
+    "",
+    "usage: deploybot COMMAND [options]      deploybot COMMAND --help",
+    "",
+    "commands:",
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Every command takes --json (the raw API answer, one JSON document) and --help.",
+    "Login: deploybot login, or DEPLOYBOT_URL and DEPLOYBOT_TOKEN (these win over the saved login).",
+    "Exit codes: 0 ok, 1 job/operation failed, 2 usage, 3 not logged in or token refused,",
+    "            4 not found, 5 controller unreachable, 6 other API error, 130 interrupted.",
+    "",
+    "examples:",
+    "  deploybot login --url http://127.0.0.1:8080 --token \"$DEPLOYBOT_ADMIN_TOKEN\"",
+    "  deploybot deploy --repo acme/web --ref main --host web-1",
+    "  deploybot jobs --status failed --limit 10",
+    "",
+  ].join("\n");
+}
+
+function groupHelp(group: string): string {
+  const members = commands.filter((c) => c.name.startsWith(`${group} `));
+  const width = Math.max(...members.map((c) => c.name.length));
+  return [
+    `usage: deploybot ${group} SUBCOMMAND [options]`,
+    "",
+    "subcommands:",
+    ...members.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "examples:",
+    ...members.map((c) => `  ${c.examples[0]}`),
+    "",
+  ].join("\n");
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Picks the command (one or two words), parses its flags, runs it; returns the exit code. */
+export async function main(argv: string[], env: Env, streams = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const [first, second] = argv;
+  if (first === undefined) {
+    streams.stderr.write(topHelp());
+    return ExitCode.usage;
+  }
+  if (first === "--help" || first === "-h" || first === "help") {
+    streams.stdout.write(topHelp());
+    return ExitCode.ok;
+  }
+  if (first === "--version" || first === "-V") {
+    streams.stdout.write(`${version()}\n`);
+    return ExitCode.ok;
+  }
+
+  let cmd: Command | undefined;
+  let rest: string[];
+  if (groups.has(first)) {
+    if (second === undefined || second === "--help" || second === "-h") {
+      (second === undefined ? streams.stderr : streams.stdout).write(groupHelp(first));
+      return second === undefined ? ExitCode.usage : ExitCode.ok;
+    }
+    cmd = commands.find((c) => c.name === `${first} ${second}`);
+    rest = argv.slice(2);
+    if (!cmd) {
+      streams.stderr.write(`deploybot: unknown command '${first} ${second}'\n\n${groupHelp(first)}`);
+      return ExitCode.usage;
+    }
+  } else {
+    cmd = commands.find((c) => c.name === first);
+    rest = argv.slice(1);
+    if (!cmd) {
+      streams.stderr.write(`deploybot: unknown command '${first}' (see deploybot --help)\n`);
+      return ExitCode.usage;
+    }
+  }
+
+  const interrupt = new AbortController();
+  const onSigint = () => {
+    if (interrupt.signal.aborted) process.exit(ExitCode.interrupted);
+    interrupt.abort();
+  };
+  process.on("SIGINT", onSigint);
+  let out = new Output(streams, env, { json: rest.includes("--json") });
+  try {
+    const parsed = parseCommandArgs(cmd, rest);
+    if (parsed.help) {
+      streams.stdout.write(commandHelp(cmd));
+      return ExitCode.ok;
+    }
+    out = new Output(streams, env, { json: parsed.values.json === true });
+    let client: ApiClient | undefined;
+    const ctx: Context = {
+      env,
+      out,
+      signal: interrupt.signal,
+      client: () => {
+        if (!client) {
+          const { url, token } = resolveCredentials(env);
+          client = new ApiClient(url, token, interrupt.signal);
+        }
+        return client;
+      },
+    };
+    return await cmd.run(ctx, parsed.values, parsed.positionals);
+  } catch (err) {
+    out.clearProgress();
+    if (err instanceof CliError) {
+      if (err.exitCode === ExitCode.interrupted) {
+        streams.stderr.write("deploybot: stopped following; the job goes on (deploybot cancel JOB stops it)\n");
+      } else {
+        streams.stderr.write(`deploybot ${cmd.name}: ${err.message}\n`);
+      }
+      return err.exitCode;
+    }
+    streams.stderr.write(`deploybot ${cmd.name}: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return ExitCode.api;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2), process.env);

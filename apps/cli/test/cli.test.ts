@@ -1,0 +1,318 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { ADMIN, JOIN, startTestController } from "../../controller/test/server";
+
+// The real binary (launcher + tsx) against a real controller on a loopback port.
+const BIN = fileURLToPath(new URL("../bin/deploybot.mjs", import.meta.url));
+// Each run starts node + tsx + zod (~0.8 s, more on a busy machine); some tests run a dozen.
+vi.setConfig({ testTimeout: 60_000 });
+
+type Controller = Awaited<ReturnType<typeof startTestController>>;
+let ctl: Controller;
+let home: string;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deploybot ...args` with a clean environment: a temp HOME, and the controller's URL and token unless overridden. */
+function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+  const fullEnv: Record<string, string> = {};
+  const merged = { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, "config"), DEPLOYBOT_URL: ctl.url, DEPLOYBOT_TOKEN: ADMIN, ...env };
+  for (const [k, v] of Object.entries(merged)) if (v !== undefined) fullEnv[k] = v;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: fullEnv, timeout: 20_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const json = (run: Run) => {
+  expect(run.stderr).not.toMatch(/unexpected error/);
+  // biome-ignore lint/suspicious/noExplicitAny: checked field by field below
+  return JSON.parse(run.stdout) as any;
+};
+
+/** A fake agent that speaks the wire protocol over HTTP, so the CLI sees a job move and log. */
+async function fakeAgent(hostname: string) {
+  const reg = await ctl.call("POST", "/v1/agents/register", JOIN, { hostname });
+  expect(reg.status).toBe(200);
+  const { id } = reg.body.agent as { id: string };
+  const token = reg.body.token as string;
+  return {
+    id,
+    /** long-polls until the controller hands out a job */
+    async claim(): Promise<{ id: string; leaseId: string }> {
+      for (let i = 0; i < 20; i++) {
+        const hb = await ctl.call("POST", `/v1/agents/${id}/heartbeat?wait=2`, token, {});
+        expect(hb.status).toBe(200);
+        if (hb.body.job) return hb.body.job;
+      }
+      throw new Error("no job was handed out");
+    },
+    status: (jobId: string, leaseId: string, status: string, error?: string) =>
+      ctl.call("POST", `/v1/jobs/${jobId}/status`, token, { leaseId, status, ...(error ? { error } : {}) }),
+    logs: (jobId: string, leaseId: string, offset: number, lines: string[]) =>
+      ctl.call("POST", `/v1/jobs/${jobId}/logs`, token, {
+        leaseId,
+        offset,
+        entries: lines.map((line) => ({ ts: new Date().toISOString(), stream: "stdout", line })),
+      }),
+  };
+}
+
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+beforeAll(async () => {
+  ctl = await startTestController();
+  home = mkdtempSync(join(tmpdir(), "deploybot-cli-home-"));
+});
+
+afterAll(async () => {
+  await ctl?.stop();
+});
+
+describe("help and usage", () => {
+  test("--help on the top level and every command, each with an example", async () => {
+    const top = await cli(["--help"]);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toMatch(/examples:/);
+    const names = ["login", "deploy", "status", "logs", "jobs", "cancel", "hosts", "tokens create", "tokens list", "tokens revoke", "agents revoke", "agents remove"];
+    const runs = await Promise.all(names.map((n) => cli([...n.split(" "), "--help"])));
+    runs.forEach((run, i) => {
+      expect(run.code, names[i]).toBe(0);
+      expect(run.stdout, names[i]).toMatch(new RegExp(`usage: deploybot ${names[i]}`));
+      expect(run.stdout, names[i]).toMatch(/examples:\n {2}deploybot /);
+    });
+    expect((await cli(["tokens", "--help"])).stdout).toMatch(/tokens create/);
+  });
+
+  test("usage errors exit 2", async () => {
+    for (const args of [[], ["nope"], ["deploy", "--repo", "acme/web"], ["jobs", "--status", "bogus"], ["jobs", "--limit", "0"], ["status"], ["hosts", "--frobnicate"], ["tokens", "create", "--name", "x", "--scope", "root"]]) {
+      const run = await cli(args);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr.length, args.join(" ")).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe("login", () => {
+  test("stores url and token with private modes, and later commands use them", async () => {
+    const fresh = mkdtempSync(join(tmpdir(), "deploybot-cli-login-"));
+    const env = { HOME: fresh, XDG_CONFIG_HOME: join(fresh, "xdg"), DEPLOYBOT_URL: undefined, DEPLOYBOT_TOKEN: undefined };
+
+    const before = await cli(["hosts"], env);
+    expect(before.code).toBe(3);
+    expect(before.stderr).toMatch(/not logged in/);
+
+    const login = await cli(["login", "--url", `${ctl.url}/`, "--token", ADMIN], env);
+    expect(login.code).toBe(0);
+    expect(login.stdout).toMatch(/logged in/);
+    const file = join(fresh, "xdg", "deploybot", "config.json");
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual({ url: ctl.url, token: ADMIN });
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(join(fresh, "xdg", "deploybot")).mode & 0o777).toBe(0o700);
+
+    const hosts = await cli(["hosts", "--json"], env);
+    expect(hosts.code).toBe(0);
+    expect(Array.isArray(json(hosts).hosts)).toBe(true);
+
+    // the environment wins over the stored login
+    const overridden = await cli(["hosts"], { ...env, DEPLOYBOT_TOKEN: "wrong" });
+    expect(overridden.code).toBe(3);
+  });
+
+  test("a refused token is reported and nothing is stored", async () => {
+    const fresh = mkdtempSync(join(tmpdir(), "deploybot-cli-login-"));
+    const run = await cli(["login", "--url", ctl.url, "--token", "wrong"], { HOME: fresh, XDG_CONFIG_HOME: undefined });
+    expect(run.code).toBe(3);
+    expect(run.stderr).toMatch(/unauthorized/);
+    expect(() => statSync(join(fresh, ".config", "deploybot", "config.json"))).toThrow();
+  });
+
+  test("login --json says what was stored, without the token", async () => {
+    const fresh = mkdtempSync(join(tmpdir(), "deploybot-cli-login-"));
+    const run = await cli(["login", "--url", ctl.url, "--token", ADMIN, "--json"], { HOME: fresh, XDG_CONFIG_HOME: undefined });
+    expect(run.code).toBe(0);
+    const body = json(run);
+    expect(body.url).toBe(ctl.url);
+    expect(body.configFile).toBe(join(fresh, ".config", "deploybot", "config.json"));
+    expect(run.stdout).not.toContain(ADMIN);
+  });
+});
+
+describe("errors", () => {
+  test("a bad token exits 3", async () => {
+    const run = await cli(["jobs"], { DEPLOYBOT_TOKEN: "not-a-token" });
+    expect(run.code).toBe(3);
+    expect(run.stderr).toMatch(/unauthorized: /);
+  });
+
+  test("an unreachable controller exits 5 and names the URL", async () => {
+    const url = `http://127.0.0.1:${await closedPort()}`;
+    const run = await cli(["hosts"], { DEPLOYBOT_URL: url });
+    expect(run.code).toBe(5);
+    expect(run.stderr).toContain(url);
+    expect(run.stderr).toMatch(/ECONNREFUSED/);
+  });
+
+  test("an unknown job exits 4 for status, logs and cancel", async () => {
+    for (const args of [["status", "job_nope"], ["logs", "--job", "job_nope"], ["cancel", "job_nope"]]) {
+      const run = await cli(args);
+      expect(run.code, args.join(" ")).toBe(4);
+      expect(run.stderr, args.join(" ")).toMatch(/not_found: job 'job_nope' does not exist/);
+    }
+  });
+
+  test("other API errors exit 6 with code: message", async () => {
+    const run = await cli(["deploy", "--repo", "acme/unknown", "--ref", "main", "--host", "web-1", "--detach"]);
+    expect(run.code).toBe(6);
+    expect(run.stderr).toMatch(/deploybot deploy: [a-z_]+: /);
+  });
+});
+
+describe("jobs", () => {
+  test("deploy --detach, status, jobs, cancel", async () => {
+    const detached = await cli(["deploy", "--repo", "acme/web", "--ref", "detached", "--host", "web-1", "--detach", "--json"]);
+    expect(detached.code).toBe(0);
+    const { job } = json(detached);
+    expect(job).toMatchObject({ app: "web", status: "pending", target: { host: "web-1" } });
+
+    // human --detach: the id alone on stdout; an identical active job is reused, not duplicated
+    const again = await cli(["deploy", "--repo", "acme/web", "--ref", "detached", "--host", "web-1", "--detach"]);
+    expect(again.code).toBe(0);
+    expect(again.stdout.trim()).toBe(job.id);
+    expect(again.stderr).toMatch(/already active/);
+
+    const status = await cli(["status", job.id, "--json"]);
+    expect(status.code).toBe(0);
+    expect(json(status).job).toMatchObject({ id: job.id, status: "pending" });
+    const human = await cli(["status", job.id]);
+    expect(human.stdout).toMatch(/status:\s+pending/);
+    expect(human.stdout).toMatch(/ref:\s+detached/);
+
+    const list = await cli(["jobs", "--status", "pending", "--host", "web-1", "--app", "web", "--limit", "10", "--json"]);
+    expect(list.code).toBe(0);
+    expect(json(list).jobs.map((j: { id: string }) => j.id)).toContain(job.id);
+    const table = await cli(["jobs"]);
+    expect(table.stdout.split("\n")[0]).toMatch(/^JOB\s+STATUS\s+APP\s+KIND\s+REF\s+TARGET\s+CREATED\s+DURATION$/);
+    expect(table.stdout).toMatch(new RegExp(`${job.id}\\s+pending\\s+web\\s+deploy\\s+detached\\s+web-1`));
+    expect(table.stdout).not.toContain("\x1b["); // piped: no colour
+
+    const cancel = await cli(["cancel", job.id, "--json"]);
+    expect(cancel.code).toBe(0);
+    expect(json(cancel).job.status).toBe("cancelled");
+    expect((await cli(["cancel", job.id])).stdout).toMatch(/cancelled/);
+  });
+
+  test("deploy follows the log live and exits 0 when the job succeeds", async () => {
+    const agent = await fakeAgent("web-1");
+    const running = cli(["deploy", "--repo", "acme/web", "--ref", "main", "--host", "web-1"]);
+    const claimed = await agent.claim();
+    expect((await agent.status(claimed.id, claimed.leaseId, "running")).status).toBe(200);
+    expect((await agent.logs(claimed.id, claimed.leaseId, 0, ["cloning acme/web", "building image"])).status).toBe(200);
+    await sleep(800); // at least one poll sees the job running with lines
+    expect((await agent.logs(claimed.id, claimed.leaseId, 2, ["container healthy"])).status).toBe(200);
+    expect((await agent.status(claimed.id, claimed.leaseId, "succeeded")).status).toBe(200);
+
+    const run = await running;
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe("cloning acme/web\nbuilding image\ncontainer healthy\n");
+    expect(run.stderr).toMatch(new RegExp(`job ${claimed.id} succeeded`));
+
+    const logs = await cli(["logs", "--job", claimed.id]);
+    expect(logs.stdout).toBe("cloning acme/web\nbuilding image\ncontainer healthy\n");
+    const logsJson = await cli(["logs", claimed.id, "--json"]);
+    expect(json(logsJson)).toMatchObject({ jobId: claimed.id, finished: true, next: 2 });
+    expect(json(logsJson).entries.map((e: { line: string }) => e.line)).toEqual(["cloning acme/web", "building image", "container healthy"]);
+  });
+
+  test("deploy --json and logs -f exit 1 when the job fails", async () => {
+    const agent = await fakeAgent("web-1");
+    const deploying = cli(["deploy", "--repo", "acme/web", "--ref", "broken", "--host", "web-1", "--json"]);
+    const claimed = await agent.claim();
+    const following = cli(["logs", "--job", claimed.id, "-f"]);
+    await agent.status(claimed.id, claimed.leaseId, "running");
+    await agent.logs(claimed.id, claimed.leaseId, 0, ["health check failed"]);
+    await sleep(600);
+    await agent.status(claimed.id, claimed.leaseId, "failed", "the new container never became healthy");
+
+    const [deployed, followed] = await Promise.all([deploying, following]);
+    expect(deployed.code).toBe(1);
+    expect(json(deployed).job).toMatchObject({ id: claimed.id, status: "failed", error: "the new container never became healthy" });
+    expect(deployed.stderr).toMatch(/health check failed/); // under --json the log streams to stderr
+    expect(deployed.stderr).toMatch(/failed after .*never became healthy/);
+    expect(followed.code).toBe(1);
+    expect(followed.stdout).toBe("health check failed\n");
+  });
+});
+
+describe("hosts, tokens and agents", () => {
+  test("hosts lists registered agents", async () => {
+    await fakeAgent("web-1");
+    const run = await cli(["hosts", "--json"]);
+    expect(run.code).toBe(0);
+    expect(json(run).hosts.find((h: { hostname: string }) => h.hostname === "web-1")).toMatchObject({ online: true });
+    const table = await cli(["hosts"]);
+    expect(table.stdout).toMatch(/^HOST\s+ONLINE\s+STATE/);
+    expect(table.stdout).toMatch(/web-1\s+online\s+idle/);
+  });
+
+  test("tokens create, list and revoke; scopes are enforced", async () => {
+    const created = await cli(["tokens", "create", "--name", "ci-read", "--scope", "read", "--json"]);
+    expect(created.code).toBe(0);
+    const token = json(created);
+    expect(token).toMatchObject({ name: "ci-read", scope: "read" });
+    expect(token.token).toMatch(/^dbt_/);
+
+    const human = await cli(["tokens", "create", "--name", "ci-deploy", "--scope", "deploy"]);
+    expect(human.stdout).toMatch(/token:\s+dbt_/);
+    expect(human.stderr).toMatch(/store the token now/);
+
+    expect((await cli(["jobs"], { DEPLOYBOT_TOKEN: token.token })).code).toBe(0);
+    const forbidden = await cli(["deploy", "--repo", "acme/web", "--ref", "main", "--host", "web-1", "--detach"], { DEPLOYBOT_TOKEN: token.token });
+    expect(forbidden.code).toBe(3);
+    expect(forbidden.stderr).toMatch(/forbidden: /);
+
+    const list = await cli(["tokens", "list", "--json"]);
+    expect(json(list).tokens.map((t: { id: string }) => t.id)).toContain(token.id);
+    expect(list.stdout).not.toContain(token.token);
+    expect((await cli(["tokens", "list"])).stdout).toMatch(new RegExp(`${token.id}\\s+ci-read\\s+read`));
+
+    const revoked = await cli(["tokens", "revoke", token.id, "--json"]);
+    expect(revoked.code).toBe(0);
+    expect(json(revoked).revokedAt).not.toBeNull();
+    expect((await cli(["jobs"], { DEPLOYBOT_TOKEN: token.token })).code).toBe(3);
+    expect((await cli(["tokens", "revoke", "tok_nope"])).code).toBe(4);
+  });
+
+  test("agents revoke and remove a host", async () => {
+    await fakeAgent("web-9");
+    const revoked = await cli(["agents", "revoke", "web-9", "--json"]);
+    expect(revoked.code).toBe(0);
+    expect(json(revoked).agent).toMatchObject({ hostname: "web-9", online: false });
+    expect((await ctl.call("POST", "/v1/agents/register", JOIN, { hostname: "web-9" })).status).toBe(403);
+
+    const removed = await cli(["agents", "remove", "web-9"]);
+    expect(removed.code).toBe(0);
+    expect(removed.stdout).toMatch(/web-9 removed/);
+    expect((await cli(["agents", "revoke", "web-9"])).code).toBe(4);
+  });
+});

@@ -1,1 +1,0 @@
-CREATE INDEX `jobs_claim_labels_idx` ON `jobs` (`status`,`target_labels`,`id`);
