@@ -185,3 +185,29 @@ export async function runEach<T>(opts: {
   };
   opts.rec.addWindow(await measured(opts.serverPid, () => Promise.all(Array.from({ length: opts.connections }, worker))));
 }
+
+/**
+ * Open loop at a fixed rate (requests leave on schedule whether or not earlier ones answered),
+ * so latency is the server's own and not the queue a closed loop builds in front of it.
+ */
+export async function runAtRate(opts: { perSecond: number; durationMs: number; serverPid: number | undefined; send: () => Promise<Reply> }): Promise<Stats> {
+  const rec = new Recorder();
+  const tickMs = 10;
+  const window = await measured(opts.serverPid, async () => {
+    const inFlight: Promise<void>[] = [];
+    const start = performance.now();
+    let sent = 0;
+    while (performance.now() - start < opts.durationMs) {
+      // catch up to the schedule: timers are late under load, the schedule is not
+      const due = Math.floor(((performance.now() - start) / 1000) * opts.perSecond);
+      for (; sent < due; sent++) {
+        const t0 = performance.now();
+        inFlight.push(opts.send().then((reply) => void rec.record(reply, performance.now() - t0)));
+      }
+      await new Promise((r) => setTimeout(r, tickMs));
+    }
+    await Promise.all(inFlight);
+  });
+  rec.addWindow(window);
+  return rec.stats();
+}

@@ -1,10 +1,10 @@
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "pino";
 import type { Config } from "./config";
 import type { Db } from "./db/client";
 import { errorResponse, handleError } from "./lib/errors";
 import type { AppEnv } from "./middleware/auth";
+import { limitBody } from "./middleware/bodyLimit";
 import { requestLog } from "./middleware/requestLog";
 import { agentRoutes } from "./routes/agents";
 import { hostRoutes } from "./routes/hosts";
@@ -33,13 +33,7 @@ export function createApp(opts: AppOptions) {
 
   const app = new Hono<AppEnv>()
     .use(requestLog(opts.logger))
-    .use(
-      "/v1/*",
-      bodyLimit({
-        maxSize: JSON_BODY_LIMIT,
-        onError: (c) => errorResponse(c, 413, "payload_too_large", `request body is larger than ${JSON_BODY_LIMIT} bytes`),
-      }),
-    )
+    .use("/v1/*", limitBody(JSON_BODY_LIMIT))
     .get("/healthz", (c) => c.json({ ok: true }))
     .route("/v1/agents", agentRoutes(services, opts.config.joinToken))
     .route("/v1/jobs", jobRoutes(services, opts.db, clock))

@@ -31,6 +31,7 @@ export async function startController(config: Config) {
   if (rearmed > 0) logger.info({ jobs: rearmed }, "re-armed leases after start");
   const reaper = setInterval(() => {
     try {
+      services.agents.flushLiveness();
       services.leases.sweep();
     } catch (err) {
       logger.error({ err }, "sweep failed");
@@ -57,6 +58,7 @@ export async function startController(config: Config) {
 
   const stop = async () => {
     clearInterval(reaper);
+    services.agents.flushLiveness();
     process.off("SIGHUP", reload);
     await new Promise<void>((resolve) => {
       server.close(() => resolve());

@@ -23,6 +23,11 @@ describe("errors", () => {
     expect(errorBody.parse(await res.json()).error.code).toBe("payload_too_large");
   });
 
+  test("a declared length over 1 MiB is refused before the body is read", async ({ h }) => {
+    const res = await h.call("POST", "/v1/jobs", { token: ADMIN, body: "{}", headers: { "content-length": String(2 * 1024 * 1024) } });
+    expect(res.status).toBe(413);
+  });
+
   test("unknown routes are a 404 with the envelope", async ({ h }) => {
     const res = await h.call("GET", "/v1/nope", { token: ADMIN });
     expect(res.status).toBe(404);

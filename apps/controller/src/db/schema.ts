@@ -57,12 +57,13 @@ export const jobs = sqliteTable(
     finishedAt: ms("finished_at"),
   },
   (t) => [
-    // claims probe by (status, host) and by (status, exact label set), oldest first
-    index("jobs_claim_idx").on(t.status, t.targetHost, t.id),
-    index("jobs_claim_labels_idx").on(t.status, t.targetLabels, t.id),
+    // Claims probe pending jobs by host and by exact label set, oldest first. Partial indexes:
+    // only pending rows live in them, so they stay small and a claim updates fewer entries.
+    index("jobs_claim_host_idx").on(t.targetHost, t.id).where(sql`status = 'pending'`),
+    index("jobs_claim_labels_idx").on(t.targetLabels, t.id).where(sql`status = 'pending'`),
     index("jobs_agent_idx").on(t.agentId, t.status),
     // the reaper's once-a-second look at queue deadlines must not visit every pending job
-    index("jobs_queue_deadline_idx").on(t.status, t.queueDeadline),
+    index("jobs_queue_deadline_idx").on(t.queueDeadline).where(sql`status = 'pending'`),
     index("jobs_app_idx").on(t.app, t.id),
     index("jobs_dedupe_idx").on(t.dedupeKey, t.status),
   ],

@@ -9,8 +9,10 @@ export function requestLog(logger: Logger) {
     const started = performance.now();
     const requestId = c.req.header("x-request-id")?.slice(0, 64) || randomUUID();
     c.set("requestId", requestId);
-    await next();
+    // set before the handler answers: a header added afterwards makes Hono rebuild the Response
+    // around a stream, which costs the node adapter its fast path
     c.header("x-request-id", requestId);
+    await next();
     logger.info(
       {
         requestId,

@@ -12,7 +12,7 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
     )
     .post("/:agentId/heartbeat", agentAuth, validate("query", heartbeatQuery), validate("json", heartbeatRequest), async (c) => {
       const { wait } = c.req.valid("query");
-      return c.json(await s.agents.heartbeat(c.get("agent"), c.req.valid("json"), wait, c.req.raw.signal));
+      return c.json(await s.agents.heartbeat(c.get("agent"), c.req.valid("json"), wait, () => c.req.raw.signal));
     })
     .post("/:agentId/revoke", requireScope(s.apiTokens, "admin"), (c) => c.json({ agent: s.agents.revoke(c.req.param("agentId")) }))
     .delete("/:agentId", requireScope(s.apiTokens, "admin"), (c) => {

@@ -13,6 +13,14 @@ export class AgentService {
   // Heartbeats are the hottest path: their statements are prepared once, not rebuilt per call.
   private readonly byId;
   private readonly touchStatement;
+  /**
+   * Liveness reported since the last flush. Heartbeats only record it here and a timer writes
+   * all of it in one transaction a second: an idle fleet's heartbeats then cost no write at
+   * all. A crash loses at most a second of "last seen", which leases (re-armed at start) cover.
+   */
+  /** agent rows by id for token checks: identity, labels, token version, revocation */
+  private readonly authCache = new Map<string, AgentRow>();
+  private readonly liveness = new Map<string, { at: number; state: string; containers: string }>();
 
   constructor(
     private readonly deps: Deps,
@@ -60,6 +68,7 @@ export class AgentService {
     const existing = db.select().from(agents).where(eq(agents.hostname, req.hostname)).get();
     if (existing?.revoked) throw new ApiError(403, "agent_revoked", `host '${req.hostname}' was revoked; delete it before it registers again`);
     const fields = { labels: req.labels, version: req.version, capabilities: req.capabilities, lastHeartbeatAt: now, state: "idle" };
+    if (existing) this.authCache.delete(existing.id);
     const row = existing
       ? db
           .update(agents)
@@ -84,7 +93,12 @@ export class AgentService {
 
   /** The token is valid only for the current version of a live agent. */
   authenticate(agentId: string, tokenVersion: number): AgentRow {
-    const row = this.byId.get({ id: agentId });
+    // This process is the only writer of agents, so the cache is dropped exactly where rows change.
+    let row = this.authCache.get(agentId);
+    if (!row) {
+      row = this.byId.get({ id: agentId });
+      if (row) this.authCache.set(agentId, row);
+    }
     if (!row || row.revoked || row.tokenVersion !== tokenVersion) {
       throw new ApiError(401, "unauthorized", "agent token was rotated or revoked; register again");
     }
@@ -95,31 +109,42 @@ export class AgentService {
    * Records liveness, reconciles held jobs, and hands out at most one job to an idle agent.
    * With `waitSeconds`, an idle agent that got nothing waits until a job for it is queued.
    */
-  async heartbeat(agent: AgentRow, body: HeartbeatRequest, waitSeconds: number, signal?: AbortSignal): Promise<HeartbeatResponse> {
+  async heartbeat(agent: AgentRow, body: HeartbeatRequest, waitSeconds: number, signal?: () => AbortSignal): Promise<HeartbeatResponse> {
     const { clock, notifier } = this.deps;
     const deadline = clock() + waitSeconds * 1000;
     const containers = JSON.stringify(body.containers);
-    const touch = () => this.touchStatement.run(clock(), body.status, containers, agent.id);
-    // One write transaction per round: liveness, reconciliation and the claim commit together.
+    const touch = () => this.liveness.set(agent.id, { at: clock(), state: body.status, containers });
+    touch();
+    // One transaction per round: reconciliation and the claim commit together.
     // After reconcile, an agent that holds nothing has no active job here either.
-    const round = this.deps.db.$client.transaction((first: boolean) => {
-      if (first) touch();
+    const round = this.deps.db.$client.transaction(() => {
       const cancelJobIds = this.leases.reconcile(agent.id, body.heldJobIds);
       const mayClaim = body.status === "idle" && body.heldJobIds.length === 0;
       return { cancelJobIds, job: mayClaim ? this.leases.claimNextJob(agent) : null };
     });
-    for (let first = true; ; first = false) {
-      const { cancelJobIds, job } = round(first);
+    for (;;) {
+      const { cancelJobIds, job } = round();
       const remaining = deadline - clock();
-      if (job || cancelJobIds.length > 0 || remaining <= 0 || signal?.aborted) {
+      if (job || cancelJobIds.length > 0 || remaining <= 0 || (waitSeconds > 0 && signal?.().aborted)) {
         if (waitSeconds > 0) touch();
         return { acknowledged: true, job, cancelJobIds, heartbeatIntervalSeconds: this.intervalSeconds };
       }
-      await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, remaining, signal);
+      await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, remaining, signal?.());
     }
   }
 
+  /** Writes the liveness heartbeats reported since the last flush. */
+  flushLiveness(): void {
+    if (this.liveness.size === 0) return;
+    const entries = [...this.liveness];
+    this.liveness.clear();
+    this.deps.db.$client.transaction(() => {
+      for (const [id, l] of entries) this.touchStatement.run(l.at, l.state, l.containers, id);
+    })();
+  }
+
   list(): Agent[] {
+    this.flushLiveness();
     const rows = this.deps.db.select().from(agents).orderBy(agents.hostname).all();
     const held = this.deps.db
       .select({ id: jobs.id, agentId: jobs.agentId })
@@ -131,6 +156,7 @@ export class AgentService {
 
   /** Revoking bumps the token version (the current token dies) and refuses re-registration. */
   revoke(hostnameOrId: string): Agent {
+    this.authCache.clear();
     const row = this.deps.db
       .update(agents)
       .set({ revoked: true, tokenVersion: sql`${agents.tokenVersion} + 1` })
@@ -143,6 +169,7 @@ export class AgentService {
   }
 
   remove(hostnameOrId: string): void {
+    this.authCache.clear();
     const row = this.deps.db.select().from(agents).where(sql`${agents.hostname} = ${hostnameOrId} OR ${agents.id} = ${hostnameOrId}`).get();
     if (!row) throw notFound("host", hostnameOrId);
     if (this.leases.hasActiveJob(row.id)) throw new ApiError(409, "agent_busy", `host '${row.hostname}' holds a job; cancel it first`);

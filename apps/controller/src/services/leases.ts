@@ -243,7 +243,7 @@ export class LeaseService {
     const stale = db
       .update(jobs)
       .set({ status: "timed_out", finishedAt: now, error: "no agent claimed the job in time" })
-      .where(and(eq(jobs.status, "pending"), lt(jobs.queueDeadline, now)))
+      .where(and(sql`status = 'pending'`, lt(jobs.queueDeadline, now))) // literal, so the partial index applies
       .returning({ id: jobs.id })
       .all();
     for (const j of stale) logger.warn({ jobId: j.id }, "job timed out in queue");
