@@ -175,4 +175,19 @@ apps:
     expect(steps.map((l) => l.trim())).toEqual([1, 2, 3, 4, 5, 6].map((i) => `build-step-${i}`));
     expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "v4\n" });
   });
+
+  it("SIGTERM lets the current job finish, flushes its log and exits 0", async () => {
+    const files = testAppFiles("v5", { salt: app });
+    files.Dockerfile = files.Dockerfile!.replace("COPY www/", "RUN for i in 1 2 3 4; do echo drain-step-$i; sleep 1; done\nCOPY www/");
+    await repo.commit(files, "v5");
+    const jobId = await deploy("main");
+    await waitFor("the job to run", async () => ((await jobLog(ctl, jobId)).length > 0 ? true : undefined));
+    expect(await agent.stop("SIGTERM")).toBe(0);
+    const job = await waitForJob(ctl, jobId, undefined, 10_000);
+    expect(job.status).toBe("succeeded");
+    const log = await jobLog(ctl, jobId);
+    expect(log.length).toBe(job.logLines);
+    expect(log.filter((e) => /^drain-step-\d$/.test(e.line.trim()))).toHaveLength(4);
+    expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "v5\n" });
+  });
 });

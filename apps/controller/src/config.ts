@@ -1,3 +1,4 @@
+import { isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 
 const optionalSecret = z
@@ -66,11 +67,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new Error(`invalid controller configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
+  // `pnpm controller` runs inside apps/controller; relative paths mean the caller's directory.
+  const base = env.INIT_CWD ?? process.cwd();
+  const fromCaller = (p: string) => (p === ":memory:" || isAbsolute(p) ? p : resolve(base, p));
   return {
     port: e.DEPLOYBOT_PORT,
     host: e.DEPLOYBOT_HOST,
-    dbPath: e.DEPLOYBOT_DB,
-    configPath: e.DEPLOYBOT_CONFIG,
+    dbPath: fromCaller(e.DEPLOYBOT_DB),
+    configPath: fromCaller(e.DEPLOYBOT_CONFIG),
     joinToken: e.DEPLOYBOT_JOIN_TOKEN,
     adminToken: e.DEPLOYBOT_ADMIN_TOKEN,
     webhookSecret: e.DEPLOYBOT_WEBHOOK_SECRET,
