@@ -12,6 +12,7 @@ import { jobRoutes } from "./routes/jobs";
 import { tokenRoutes } from "./routes/tokens";
 import { createServices } from "./services";
 import type { AppsConfig } from "./services/appsConfig";
+import { JobEvents } from "./services/events";
 import { Notifier } from "./services/notifier";
 
 export const JSON_BODY_LIMIT = 1024 * 1024;
@@ -28,7 +29,7 @@ export interface AppOptions {
 /** Builds the controller without side effects: no listening, no timers, no files. */
 export function createApp(opts: AppOptions) {
   const clock = opts.clock ?? Date.now;
-  const deps = { db: opts.db, config: opts.config, logger: opts.logger, apps: opts.apps, clock, notifier: new Notifier() };
+  const deps = { db: opts.db, config: opts.config, logger: opts.logger, apps: opts.apps, clock, notifier: new Notifier(), events: new JobEvents() };
   const services = createServices(deps, opts.secretKey);
 
   const app = new Hono<AppEnv>()

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { Config } from "../config";
 import type { Db } from "../db/client";
 import type { AppsConfig } from "./appsConfig";
+import type { JobEvents } from "./events";
 import type { Notifier } from "./notifier";
 
 /** What every service is built from; tests pass their own clock and in-memory db. */
@@ -11,6 +12,7 @@ export interface Deps {
   clock: () => number;
   logger: Logger;
   notifier: Notifier;
+  events: JobEvents;
   apps: () => AppsConfig;
 }
 

@@ -3,6 +3,7 @@ import { and, asc, eq, gt } from "drizzle-orm";
 import { jobLogs, jobs } from "../db/schema";
 import { ApiError } from "../lib/errors";
 import type { Deps } from "./deps";
+import type { StoredLogLine } from "./events";
 import type { LeaseService } from "./leases";
 
 export const TRUNCATION_MARKER = "[deploybot] log truncated: the job's log reached its size limit; later lines were dropped";
@@ -30,7 +31,7 @@ export class JobLogService {
   append(agentId: string, jobId: string, body: AppendLogsRequest) {
     const max = this.deps.config.logMaxBytes;
     // Synchronous transaction: the offset check and the inserts commit together.
-    return this.deps.db.$client.transaction(() => {
+    const result = this.deps.db.$client.transaction(() => {
       let job = this.leases.fence(jobId, agentId, body.leaseId);
       if (body.offset > job.logOffset) {
         throw new ApiError(409, "offset_mismatch", `expected offset ${job.logOffset}, got ${body.offset}`, {
@@ -41,16 +42,18 @@ export class JobLogService {
       let bytes = job.logBytes;
       let truncated = job.logTruncated;
       let seq = job.logOffset;
+      const stored: StoredLogLine[] = [];
       for (const entry of fresh) {
         if (!truncated) {
           const size = Buffer.byteLength(entry.line);
-          if (bytes + size > max) {
-            truncated = true;
-            this.insert.run(jobId, seq, entry.ts, "system", TRUNCATION_MARKER);
-          } else {
-            bytes += size;
-            this.insert.run(jobId, seq, entry.ts, entry.stream, entry.line);
-          }
+          const over = bytes + size > max;
+          const line: StoredLogLine = over
+            ? { seq, ts: entry.ts, stream: "system", line: TRUNCATION_MARKER }
+            : { seq, ts: entry.ts, stream: entry.stream, line: entry.line };
+          if (over) truncated = true;
+          else bytes += size;
+          this.insert.run(jobId, line.seq, line.ts, line.stream, line.line);
+          stored.push(line);
         }
         seq++;
       }
@@ -58,8 +61,10 @@ export class JobLogService {
         this.advance.run(seq, bytes, truncated ? 1 : 0, jobId, job.logOffset);
         if (!isFinal(job.status as JobStatus)) job = this.leases.renew(job);
       }
-      return { offset: seq, truncated, cancelRequested: job.cancelRequested };
+      return { stored, answer: { offset: seq, truncated, cancelRequested: job.cancelRequested } };
     })();
+    this.deps.events.logsAppended(jobId, result.stored);
+    return result.answer;
   }
 
   read(jobId: string, after: number, limit: number) {

@@ -13,6 +13,7 @@ import { jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { type Deps, iso } from "./deps";
+import { changeOf } from "./events";
 import { LeaseService } from "./leases";
 
 export type JobRow = typeof jobs.$inferSelect;
@@ -117,6 +118,7 @@ export class JobService {
       .returning()
       .get();
     if (row.targetLabels) this.leases.noteLabelSet(row.targetLabels);
+    this.deps.events.jobChanged(changeOf(row));
     this.deps.logger.info({ jobId: row.id, app: row.app, kind: row.kind, target: targetKey(input.target) }, "job queued");
     this.deps.notifier.jobQueued({ host: row.targetHost, labels: row.targetLabels });
     return { job: jobToWire(row), created: true };
@@ -175,6 +177,7 @@ export class JobService {
     // The job moved on between the read and the write (it was claimed): ask again.
     if (!updated) return this.cancel(id);
     logger.info({ jobId: id, status: updated.status }, "job cancel requested");
+    this.deps.events.jobChanged(changeOf(updated));
     if (updated.agentId) notifier.agentChanged(updated.agentId);
     return jobToWire(updated);
   }

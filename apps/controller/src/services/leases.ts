@@ -4,6 +4,7 @@ import { and, eq, inArray, isNotNull, lt, notInArray, sql } from "drizzle-orm";
 import { jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import type { Deps } from "./deps";
+import { changeOf } from "./events";
 import type { JobRow } from "./jobs";
 
 const HELD: JobStatus[] = ["assigned", "running"];
@@ -168,6 +169,7 @@ export class LeaseService {
           .where(and(eq(jobs.id, job.id), eq(jobs.leaseId, job.leaseId!)))
           .run();
         logger.warn({ jobId: job.id, agentId }, "job failed: agent no longer holds it");
+        this.changed(job.id);
       }
     }
     if (heldJobIds.length === 0) return [];
@@ -205,6 +207,7 @@ export class LeaseService {
       .where(and(eq(jobs.id, job.id), eq(jobs.status, "assigned"), eq(jobs.leaseId, job.leaseId!)))
       .run();
     this.deps.logger.warn({ jobId: job.id, agentId: job.agentId, reason, attempts: job.attempts }, "job handed back");
+    this.changed(job.id);
     if (!cancelled && !exhausted) this.deps.notifier.jobQueued({ host: job.targetHost, labels: job.targetLabels });
   }
 
@@ -228,6 +231,7 @@ export class LeaseService {
           .where(and(eq(jobs.id, job.id), eq(jobs.status, "running"), eq(jobs.leaseId, job.leaseId!)))
           .run();
         logger.warn({ jobId: job.id, agentId: job.agentId }, "job lost: lease expired");
+        this.changed(job.id);
       }
     }
     const timedOut = db
@@ -238,6 +242,7 @@ export class LeaseService {
       .all();
     for (const j of timedOut) {
       logger.warn({ jobId: j.id }, "job timed out");
+      this.changed(j.id);
       if (j.agentId) this.deps.notifier.agentChanged(j.agentId);
     }
     const stale = db
@@ -246,7 +251,10 @@ export class LeaseService {
       .where(and(sql`status = 'pending'`, lt(jobs.queueDeadline, now))) // literal, so the partial index applies
       .returning({ id: jobs.id })
       .all();
-    for (const j of stale) logger.warn({ jobId: j.id }, "job timed out in queue");
+    for (const j of stale) {
+      logger.warn({ jobId: j.id }, "job timed out in queue");
+      this.changed(j.id);
+    }
   }
 
   /**
@@ -300,7 +308,13 @@ export class LeaseService {
           });
     if (!updated) throw new ApiError(409, "stale_lease", `job ${jobId} changed while reporting; fetch it again`);
     logger.info({ jobId, agentId, status: body.status }, "job status");
+    this.deps.events.jobChanged(changeOf(updated));
     return updated;
+  }
+
+  private changed(id: string): void {
+    const row = this.jobById.get({ id });
+    if (row) this.deps.events.jobChanged(changeOf(row));
   }
 
   renew(job: JobRow): JobRow {
