@@ -38,6 +38,16 @@ const envSchema = z.object({
   DEPLOYBOT_LOG_MAX_BYTES: z.coerce.number().int().min(1024).default(10 * 1024 * 1024),
   /** How many times an assigned job whose lease expired is handed out again. */
   DEPLOYBOT_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
+  /** GitHub API token: tag listing, tag resolution and commit statuses (optional). */
+  DEPLOYBOT_GITHUB_TOKEN: optionalSecret,
+  /** GitHub API base URL (GitHub Enterprise: https://HOST/api/v3). */
+  DEPLOYBOT_GITHUB_API_URL: z.string().url().default("https://api.github.com"),
+  /** Public URL of this controller, for links in GitHub commit statuses. */
+  DEPLOYBOT_PUBLIC_URL: z.string().url().optional(),
+  /** Body limit of POST /v1/builds, which carries whole file trees. */
+  DEPLOYBOT_BUILD_BODY_LIMIT: z.coerce.number().int().min(1024).default(50 * 1024 * 1024),
+  /** Images of an app a host keeps (older ones are pruned, never a rollback target). */
+  DEPLOYBOT_KEEP_IMAGES: z.coerce.number().int().min(1).max(100).default(5),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -58,6 +68,11 @@ export interface Config {
   logMaxBytes: number;
   maxAttempts: number;
   logLevel: string;
+  githubToken: string | undefined;
+  githubApiUrl: string;
+  publicUrl: string | undefined;
+  buildBodyLimit: number;
+  keepImages: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -92,6 +107,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logMaxBytes: e.DEPLOYBOT_LOG_MAX_BYTES,
     maxAttempts: e.DEPLOYBOT_MAX_ATTEMPTS,
     logLevel: e.DEPLOYBOT_LOG_LEVEL,
+    githubToken: e.DEPLOYBOT_GITHUB_TOKEN,
+    githubApiUrl: e.DEPLOYBOT_GITHUB_API_URL.replace(/\/$/, ""),
+    publicUrl: e.DEPLOYBOT_PUBLIC_URL?.replace(/\/$/, ""),
+    buildBodyLimit: e.DEPLOYBOT_BUILD_BODY_LIMIT,
+    keepImages: e.DEPLOYBOT_KEEP_IMAGES,
   };
 }
 

@@ -1,2 +1,3 @@
 export * from "./refs";
 export * from "./schemas";
+export * from "./deployments";

@@ -107,3 +107,80 @@ export const idempotencyKeys = sqliteTable(
   },
   (t) => [uniqueIndex("idempotency_keys_key_idx").on(t.principal, t.key)],
 );
+
+/** One request to put an app at a version on its hosts; fans out to one job per host. */
+export const deployments = sqliteTable(
+  "deployments",
+  {
+    id: text("id").primaryKey(),
+    app: text("app").notNull(),
+    ref: text("ref"),
+    sha: text("sha"),
+    image: text("image"),
+    hosts: json<string[]>("hosts").notNull(),
+    /** api | webhook | rollback */
+    trigger: text("trigger").notNull(),
+    /** who or what asked: a token id, a webhook delivery id, a release id */
+    triggeredBy: text("triggered_by"),
+    releaseId: text("release_id"),
+    /** the build job when the image is built once and pulled by every host */
+    buildJobId: text("build_job_id"),
+    /** pending | building | deploying | succeeded | failed | superseded | cancelled */
+    status: text("status").notNull(),
+    error: text("error"),
+    createdAt: createdAt(),
+    finishedAt: ms("finished_at"),
+  },
+  (t) => [index("deployments_app_idx").on(t.app, t.id)],
+);
+
+/** An immutable image of an app plus the config it runs with; rollback re-runs one. */
+export const releases = sqliteTable(
+  "releases",
+  {
+    id: text("id").primaryKey(),
+    app: text("app").notNull(),
+    version: text("version").notNull(),
+    sha: text("sha"),
+    imageTag: text("image_tag"),
+    digest: text("digest"),
+    /** the run spec it was deployed with; secret values are never here, only their names */
+    config: json<Record<string, unknown>>("config").notNull(),
+    /** pending | building | success | failed */
+    status: text("status").notNull(),
+    /** the job whose log is the build log */
+    buildJobId: text("build_job_id"),
+    trigger: text("trigger").notNull(),
+    triggeredBy: text("triggered_by"),
+    createdAt: createdAt(),
+    builtAt: ms("built_at"),
+  },
+  (t) => [index("releases_app_idx").on(t.app, t.id)],
+);
+
+/** Every GitHub delivery and what was decided; the id makes redeliveries no-ops. */
+export const webhookDeliveries = sqliteTable("webhook_deliveries", {
+  deliveryId: text("delivery_id").primaryKey(),
+  event: text("event").notNull(),
+  repo: text("repo"),
+  ref: text("ref"),
+  sha: text("sha"),
+  /** deployed | ignored | pong | rejected */
+  outcome: text("outcome").notNull(),
+  reason: text("reason").notNull(),
+  deploymentId: text("deployment_id"),
+  receivedAt: ms("received_at").notNull(),
+});
+
+/** App secrets, AES-256-GCM encrypted; values leave only inside the job that needs them. */
+export const secrets = sqliteTable(
+  "secrets",
+  {
+    app: text("app").notNull(),
+    key: text("key").notNull(),
+    /** base64 of iv (12) | tag (16) | ciphertext */
+    value: text("value").notNull(),
+    updatedAt: ms("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.app, t.key] })],
+);
