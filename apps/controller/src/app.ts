@@ -7,9 +7,16 @@ import type { AppEnv } from "./middleware/auth";
 import { limitBody } from "./middleware/bodyLimit";
 import { requestLog } from "./middleware/requestLog";
 import { agentRoutes } from "./routes/agents";
+import { docsRoutes } from "./routes/docs";
+import { appRoutes } from "./routes/apps";
+import { buildRoutes } from "./routes/builds";
+import { deploymentRoutes } from "./routes/deployments";
+import { githubRoutes } from "./routes/github";
 import { hostRoutes } from "./routes/hosts";
 import { jobRoutes } from "./routes/jobs";
+import { logStreamRoutes } from "./routes/logStream";
 import { tokenRoutes } from "./routes/tokens";
+import { webhookRoutes } from "./routes/webhooks";
 import { createServices } from "./services";
 import type { AppsConfig } from "./services/appsConfig";
 import { JobEvents } from "./services/events";
@@ -34,12 +41,19 @@ export function createApp(opts: AppOptions) {
 
   const app = new Hono<AppEnv>()
     .use(requestLog(opts.logger))
-    .use("/v1/*", limitBody(JSON_BODY_LIMIT))
+    .use("/v1/*", limitBody(JSON_BODY_LIMIT, { "POST /v1/builds": opts.config.buildBodyLimit }))
     .get("/healthz", (c) => c.json({ ok: true }))
+    .route("/", docsRoutes())
+    .route("/v1/logs/stream", logStreamRoutes(services, deps))
     .route("/v1/agents", agentRoutes(services, opts.config.joinToken))
     .route("/v1/jobs", jobRoutes(services, opts.db, clock))
     .route("/v1/hosts", hostRoutes(services))
-    .route("/v1/tokens", tokenRoutes(services));
+    .route("/v1/tokens", tokenRoutes(services))
+    .route("/v1/deployments", deploymentRoutes(services, opts.db, clock))
+    .route("/v1/apps", appRoutes(services, opts.db, clock, opts.apps))
+    .route("/v1/builds", buildRoutes(services, opts.db, clock, opts.config))
+    .route("/v1/webhooks", webhookRoutes(services))
+    .route("/v1/github", githubRoutes(services));
 
   app.notFound((c) => errorResponse(c, 404, "not_found", `no route for ${c.req.method} ${c.req.path}`));
   app.onError(handleError(opts.logger));

@@ -15,6 +15,14 @@ apps:
     run:
       ports: ["8080:80"]
       healthcheck: { path: /health, port: 80 }
+  - name: api
+    repo: acme/api
+    url: https://git.example.test/acme/api.git
+    hosts: [api-1, api-2]
+    image: 127.0.0.1:5000/acme/api
+    run:
+      env: { MODE: blue }
+      secrets: [DATABASE_URL]
 `;
 
 export interface Harness {

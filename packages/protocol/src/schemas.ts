@@ -147,6 +147,10 @@ export const jobSpec = z
     version: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/).optional(),
     run: runSpec.optional(),
     release: z.string().max(128).optional(),
+    /** after a successful deploy, keep this many images of the app on the host and prune older ones */
+    keepImages: z.number().int().min(1).max(100).optional(),
+    /** images never pruned (the rollback target) */
+    protectImages: z.array(z.string().max(512)).max(20).optional(),
   })
   .strict();
 export type JobSpec = z.infer<typeof jobSpec>;

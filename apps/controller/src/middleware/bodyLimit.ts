@@ -8,7 +8,14 @@ import { errorResponse } from "../lib/errors";
  * wrap every request in a web stream (a third of a heartbeat's CPU, measured). Chunked bodies,
  * whose size is only known by reading them, still go through hono's counting reader.
  */
-export function limitBody(maxSize: number) {
+export function limitBody(defaultMax: number, exceptions: Record<string, number> = {}) {
+  const guards = new Map<number, ReturnType<typeof guard>>();
+  const guardFor = (max: number) => guards.get(max) ?? guards.set(max, guard(max)).get(max)!;
+  // per-route limits: "POST /v1/builds" carries whole file trees
+  return createMiddleware(async (c, next) => guardFor(exceptions[`${c.req.method} ${c.req.path}`] ?? defaultMax)(c, next));
+}
+
+function guard(maxSize: number) {
   const tooLarge = (c: Parameters<typeof errorResponse>[0]) =>
     errorResponse(c, 413, "payload_too_large", `request body is larger than ${maxSize} bytes`);
   const counting = bodyLimit({ maxSize, onError: tooLarge });

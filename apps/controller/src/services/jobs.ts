@@ -56,6 +56,8 @@ export interface CreateJobInput {
   timeoutSeconds?: number;
   maxAttempts?: number;
   deploymentId?: string;
+  /** false: always a new job (deployments coalesce by superseding instead) */
+  dedupe?: boolean;
 }
 
 export class JobService {
@@ -87,7 +89,7 @@ export class JobService {
   /** Creates a job, or returns the active job with the same git ref and target (`created: false`). */
   create(input: CreateJobInput): { job: Job; created: boolean } {
     const { db, config, clock } = this.deps;
-    const key = dedupeKey(input.spec, input.target);
+    const key = input.dedupe === false ? null : dedupeKey(input.spec, input.target);
     const existing = key
       ? db
           .select()

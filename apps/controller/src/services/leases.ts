@@ -25,7 +25,10 @@ export class LeaseService {
   /** label sets (canonical JSON) that pending jobs may carry; probed one by one at claim time */
   private readonly labelSets = new Set<string>();
 
-  constructor(private readonly deps: Deps) {
+  constructor(
+    private readonly deps: Deps,
+    private readonly secretsFor: (app: string, names: readonly string[]) => Record<string, string> = () => ({}),
+  ) {
     const sqlite = deps.db.$client;
     // A claim is a few index probes (by host, then by each label set this agent satisfies) and
     // one compare-and-swap UPDATE, inside one synchronous transaction: two agents can never hold
@@ -145,10 +148,21 @@ export class LeaseService {
 
   /** Credentials exist only in the copy handed to the claiming agent, never in the stored spec. */
   private withCredentials(spec: ClaimedJob["spec"]): ClaimedJob["spec"] {
+    let out = spec;
     const registry = this.deps.config.registry;
-    if (!registry || !spec.image) return spec;
-    const host = registry.url.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
-    return spec.image.startsWith(`${host}/`) ? { ...spec, registry } : spec;
+    if (registry) {
+      const host = registry.url.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+      const images = [spec.image, spec.source?.type === "image" ? spec.source.image : undefined];
+      if (images.some((i) => i?.startsWith(`${host}/`))) out = { ...out, registry };
+    }
+    const names = spec.run?.secrets ?? [];
+    if (names.length > 0) {
+      const values = this.secretsFor(spec.app, names);
+      const missing = names.filter((n) => !(n in values));
+      if (missing.length > 0) this.deps.logger.warn({ app: spec.app, missing }, "secrets named by the app are not set");
+      out = { ...out, secretEnv: values };
+    }
+    return out;
   }
 
   /**

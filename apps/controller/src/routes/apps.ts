@@ -1,0 +1,58 @@
+import { putSecretRequest, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Db } from "../db/client";
+import { type AppEnv, requireScope } from "../middleware/auth";
+import { notFound } from "../lib/errors";
+import { idempotency } from "../middleware/idempotency";
+import { validate } from "../middleware/validate";
+import type { Services } from "../services";
+import type { AppDefinition, AppsConfig } from "../services/appsConfig";
+
+const secretParams = z.object({ name: z.string(), key: secretKeyParam });
+
+/** What apps.yaml says of an app, with its current release. Secret values are never part of it. */
+const appToWire = (s: Services, app: AppDefinition) => ({
+  name: app.name,
+  repo: app.repo,
+  url: app.url,
+  branch: app.branch,
+  deployOnPush: app.deploy_on_push,
+  hosts: app.hosts,
+  image: app.image ?? null,
+  build: app.build,
+  run: app.run,
+  currentRelease: s.deployments.currentRelease(app.name),
+});
+
+export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => AppsConfig) {
+  const read = requireScope(s.apiTokens, "read");
+  const deploy = requireScope(s.apiTokens, "deploy");
+  const admin = requireScope(s.apiTokens, "admin");
+  const appNamed = (name: string) => {
+    const app = apps().byName(name);
+    if (!app) throw notFound("app", name);
+    return app;
+  };
+  return new Hono<AppEnv>()
+    .get("/", read, (c) => c.json({ apps: apps().apps.map((a) => appToWire(s, a)) }))
+    .get("/:name", read, (c) => {
+      const app = appNamed(c.req.param("name"));
+      return c.json({ app: appToWire(s, app), releases: s.deployments.releases(app.name).slice(0, 10) });
+    })
+    .get("/:name/releases", read, (c) => c.json({ releases: s.deployments.releases(c.req.param("name")) }))
+    .post("/:name/rollback", deploy, idempotency(db, clock), validate("json", rollbackRequest), (c) => {
+      const deployment = s.deployments.rollback(c.req.param("name"), c.req.valid("json").release, c.get("user").tokenId);
+      return c.json({ deployment }, 201);
+    })
+    .get("/:name/secrets", admin, (c) => c.json({ secrets: s.secrets.list(c.req.param("name")) }))
+    .put("/:name/secrets/:key", admin, validate("param", secretParams), validate("json", putSecretRequest), (c) => {
+      const { name, key } = c.req.valid("param");
+      return c.json({ secret: s.secrets.put(name, key, c.req.valid("json").value) });
+    })
+    .delete("/:name/secrets/:key", admin, validate("param", secretParams), (c) => {
+      const { name, key } = c.req.valid("param");
+      s.secrets.remove(name, key);
+      return c.body(null, 204);
+    });
+}

@@ -1,0 +1,18 @@
+import { createDeploymentRequest, listDeploymentsQuery } from "@deploybot/protocol";
+import { Hono } from "hono";
+import type { Db } from "../db/client";
+import { type AppEnv, requireScope } from "../middleware/auth";
+import { idempotency } from "../middleware/idempotency";
+import { validate } from "../middleware/validate";
+import type { Services } from "../services";
+
+export function deploymentRoutes(s: Services, db: Db, clock: () => number) {
+  const read = requireScope(s.apiTokens, "read");
+  return new Hono<AppEnv>()
+    .post("/", requireScope(s.apiTokens, "deploy"), idempotency(db, clock), validate("json", createDeploymentRequest), async (c) => {
+      const deployment = await s.deployments.create({ ...c.req.valid("json"), trigger: "api", triggeredBy: c.get("user").tokenId });
+      return c.json({ deployment }, 201);
+    })
+    .get("/", read, validate("query", listDeploymentsQuery), (c) => c.json(s.deployments.list(c.req.valid("query"))))
+    .get("/:deploymentId", read, (c) => c.json({ deployment: s.deployments.get(c.req.param("deploymentId")) }));
+}

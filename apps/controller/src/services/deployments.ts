@@ -1,0 +1,449 @@
+import { type Deployment, type JobSpec, jobSpec, type Release, type Target } from "@deploybot/protocol";
+import { and, desc, eq, inArray, isNotNull, lt, type SQL } from "drizzle-orm";
+import { agents, deployments, jobs, releases } from "../db/schema";
+import { ApiError, notFound } from "../lib/errors";
+import { newId } from "../lib/ids";
+import type { AppDefinition } from "./appsConfig";
+import { type Deps, iso } from "./deps";
+import type { JobChange } from "./events";
+import type { JobService } from "./jobs";
+
+type DeploymentRow = typeof deployments.$inferSelect;
+type ReleaseRow = typeof releases.$inferSelect;
+type Trigger = Deployment["trigger"];
+
+export interface CreateDeploymentInput {
+  app: string;
+  ref?: string;
+  sha?: string;
+  image?: string;
+  hosts?: string[];
+  trigger: Trigger;
+  triggeredBy?: string;
+}
+
+const FAILED = ["failed", "lost", "timed_out"];
+const ACTIVE = ["pending", "assigned", "running"];
+const SUPERSEDED = "superseded by ";
+
+/**
+ * Deployments put an app at a version on its hosts: one job per host. With an image repository
+ * the image is built once (on a `builder` agent, else the first host) and every host pulls it by
+ * digest; without one, each host builds. Every successful build is a release; a rollback
+ * re-runs an earlier release with the config it ran with.
+ */
+export class DeploymentService {
+  private readonly listeners = new Set<(d: Deployment) => void>();
+  private refResolver: ((repo: string, ref: string) => Promise<string>) | null = null;
+
+  constructor(
+    private readonly deps: Deps,
+    private readonly jobs: JobService,
+  ) {
+    deps.events.onJob((change) => this.jobChanged(change));
+  }
+
+  /** GitHub tag/branch resolution, when a GitHub token is configured. */
+  setRefResolver(resolve: (repo: string, ref: string) => Promise<string>): void {
+    this.refResolver = resolve;
+  }
+
+  onChange(listener: (d: Deployment) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(id: string) {
+    const d = this.get(id);
+    for (const l of this.listeners) {
+      try {
+        l(d);
+      } catch (err) {
+        this.deps.logger.warn({ err: (err as Error).message, deploymentId: id }, "deployment listener failed");
+      }
+    }
+  }
+
+  private appOf(name: string): AppDefinition {
+    const app = this.deps.apps().byName(name);
+    if (!app) throw new ApiError(404, "unknown_app", `no app '${name}' in ${this.deps.config.configPath}`);
+    return app;
+  }
+
+  async create(input: CreateDeploymentInput): Promise<Deployment> {
+    const app = this.appOf(input.app);
+    const hosts = input.hosts ?? app.hosts;
+    if (hosts.length === 0) throw new ApiError(422, "no_hosts", `app '${app.name}' has no hosts; name some in apps.yaml or in the request`);
+    let sha = input.sha ?? null;
+    const ref = input.image || input.sha ? (input.ref ?? null) : (input.ref ?? app.branch);
+    if (!sha && ref && this.refResolver && this.deps.config.githubToken) sha = await this.refResolver(app.repo, ref);
+    const id = this.deps.db.$client.transaction(() => {
+      const depId = newId("dep");
+      this.supersedePending(app.name, hosts, depId);
+      const now = this.deps.clock();
+      const releaseId = newId("rel");
+      const buildOnce = !input.image && !!this.imageRepository(app);
+      this.deps.db
+        .insert(releases)
+        .values({
+          id: releaseId,
+          app: app.name,
+          version: input.image ? (input.image.split(/[:@]/).pop() ?? "image") : (sha?.slice(0, 12) ?? ref ?? "unknown"),
+          sha,
+          imageTag: input.image ?? null,
+          config: app.run,
+          status: input.image ? "pending" : "building",
+          trigger: input.trigger,
+          triggeredBy: input.triggeredBy ?? null,
+          createdAt: now,
+        })
+        .run();
+      this.deps.db
+        .insert(deployments)
+        .values({
+          id: depId,
+          app: app.name,
+          ref,
+          sha,
+          image: input.image ?? null,
+          hosts,
+          trigger: input.trigger,
+          triggeredBy: input.triggeredBy ?? null,
+          releaseId,
+          status: buildOnce ? "building" : "deploying",
+          createdAt: now,
+        })
+        .run();
+      const gitRef = sha ?? ref ?? app.branch;
+      if (buildOnce) {
+        const build = this.jobs.create({
+          spec: jobSpec.parse({
+            kind: "build",
+            app: app.name,
+            source: { type: "git", url: app.url, ref: gitRef },
+            build: app.build,
+            image: this.imageRepository(app),
+            release: releaseId,
+          }),
+          target: this.builderTarget(hosts[0]!),
+          deploymentId: depId,
+          dedupe: false,
+        });
+        this.deps.db.update(deployments).set({ buildJobId: build.job.id }).where(eq(deployments.id, depId)).run();
+        this.deps.db.update(releases).set({ buildJobId: build.job.id }).where(eq(releases.id, releaseId)).run();
+      } else {
+        const source = input.image ? { type: "image" as const, image: input.image } : { type: "git" as const, url: app.url, ref: gitRef };
+        this.fanOut(depId, app, hosts, { source, build: input.image ? undefined : app.build, run: app.run, release: releaseId });
+      }
+      return depId;
+    })();
+    this.deps.logger.info({ deploymentId: id, app: app.name, trigger: input.trigger, hosts }, "deployment created");
+    this.emit(id);
+    return this.get(id);
+  }
+
+  /** Re-runs a release (default: the one deployed before the current one) with its own config. */
+  rollback(appName: string, releaseId?: string, triggeredBy?: string): Deployment {
+    const app = this.appOf(appName);
+    const history = this.deployedReleaseIds(app.name);
+    const targetId = releaseId ?? history[1];
+    if (!targetId) throw new ApiError(409, "no_previous_release", `app '${app.name}' has no earlier successful release to roll back to`);
+    const target = this.deps.db.select().from(releases).where(and(eq(releases.id, targetId), eq(releases.app, app.name))).get();
+    if (!target) throw notFound("release", targetId);
+    if (target.status !== "success") throw new ApiError(409, "release_not_deployable", `release ${targetId} is ${target.status}`);
+    const image = this.pullableImage(target);
+    if (!image) throw new ApiError(409, "release_without_image", `release ${targetId} has no image to run`);
+    const hosts = app.hosts;
+    const id = this.deps.db.$client.transaction(() => {
+      const depId = newId("dep");
+      this.supersedePending(app.name, hosts, depId);
+      this.deps.db
+        .insert(deployments)
+        .values({
+          id: depId,
+          app: app.name,
+          ref: null,
+          sha: target.sha,
+          image,
+          hosts,
+          trigger: "rollback",
+          triggeredBy: triggeredBy ?? target.id,
+          releaseId: target.id,
+          status: "deploying",
+          createdAt: this.deps.clock(),
+        })
+        .run();
+      this.fanOut(depId, app, hosts, {
+        source: { type: "image", image },
+        run: target.config as JobSpec["run"],
+        release: target.id,
+        version: target.version,
+      });
+      return depId;
+    })();
+    this.deps.logger.info({ deploymentId: id, app: app.name, release: target.id }, "rollback created");
+    this.emit(id);
+    return this.get(id);
+  }
+
+  get(id: string): Deployment {
+    const row = this.deps.db.select().from(deployments).where(eq(deployments.id, id)).get();
+    if (!row) throw notFound("deployment", id);
+    return this.toWire(row);
+  }
+
+  list(q: { app?: string; cursor?: string; limit: number }) {
+    const where: SQL[] = [];
+    if (q.app) where.push(eq(deployments.app, q.app));
+    if (q.cursor) where.push(lt(deployments.id, q.cursor));
+    const rows = this.deps.db
+      .select()
+      .from(deployments)
+      .where(and(...where))
+      .orderBy(desc(deployments.id))
+      .limit(q.limit + 1)
+      .all();
+    const page = rows.slice(0, q.limit);
+    return { deployments: page.map((r) => this.toWire(r)), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
+  }
+
+  releases(appName: string): Release[] {
+    this.appOf(appName);
+    const current = this.deployedReleaseIds(appName)[0] ?? null;
+    return this.deps.db
+      .select()
+      .from(releases)
+      .where(eq(releases.app, appName))
+      .orderBy(desc(releases.id))
+      .all()
+      .map((r) => releaseToWire(r, r.id === current));
+  }
+
+  currentRelease(appName: string): Release | null {
+    const id = this.deployedReleaseIds(appName)[0];
+    const row = id ? this.deps.db.select().from(releases).where(eq(releases.id, id)).get() : undefined;
+    return row ? releaseToWire(row, true) : null;
+  }
+
+  /** Releases in the order they were last deployed successfully, newest first, without repeats. */
+  private deployedReleaseIds(appName: string): string[] {
+    const rows = this.deps.db
+      .select({ releaseId: deployments.releaseId })
+      .from(deployments)
+      .where(and(eq(deployments.app, appName), eq(deployments.status, "succeeded"), isNotNull(deployments.releaseId)))
+      .orderBy(desc(deployments.id))
+      .limit(200)
+      .all();
+    return [...new Set(rows.map((r) => r.releaseId!))];
+  }
+
+  private imageRepository(app: AppDefinition): string | undefined {
+    if (app.image) return app.image;
+    const registry = this.deps.config.registry;
+    return registry ? `${registry.url.replace(/^https?:\/\//, "").replace(/\/$/, "")}/${app.name}` : undefined;
+  }
+
+  /** A `builder`-labelled agent builds when one is online; otherwise the first host does. */
+  private builderTarget(firstHost: string): Target {
+    const builders = this.deps.db.select({ labels: agents.labels, revoked: agents.revoked }).from(agents).all();
+    return builders.some((a) => !a.revoked && a.labels.includes("builder")) ? { labels: ["builder"] } : { host: firstHost };
+  }
+
+  private pullableImage(r: ReleaseRow): string | null {
+    if (r.digest && r.imageTag) return `${r.imageTag.replace(/:[^:/]+$/, "")}@${r.digest}`;
+    return r.imageTag;
+  }
+
+  /** Images the hosts must keep: the current release and the one a rollback would bring back. */
+  private protectedImages(appName: string): string[] {
+    const ids = this.deployedReleaseIds(appName).slice(0, 2);
+    if (ids.length === 0) return [];
+    const rows = this.deps.db.select().from(releases).where(inArray(releases.id, ids)).all();
+    return rows.flatMap((r) => [r.imageTag, this.pullableImage(r)].filter((x): x is string => !!x));
+  }
+
+  private fanOut(depId: string, app: AppDefinition, hosts: string[], spec: Partial<JobSpec>) {
+    for (const host of hosts) {
+      this.jobs.create({
+        spec: jobSpec.parse({
+          kind: "deploy",
+          app: app.name,
+          ...spec,
+          keepImages: this.deps.config.keepImages,
+          protectImages: this.protectedImages(app.name),
+        }),
+        target: { host },
+        deploymentId: depId,
+        dedupe: false,
+      });
+    }
+  }
+
+  /**
+   * A newer deploy of an app supersedes the older deploys still waiting for the same hosts
+   * (coalescing); a running one is never interrupted.
+   */
+  private supersedePending(appName: string, hosts: string[], byId: string) {
+    const waiting = this.deps.db
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.app, appName), eq(jobs.status, "pending"), isNotNull(jobs.deploymentId), inArray(jobs.kind, ["deploy", "build"])))
+      .all()
+      .filter((j) => j.kind === "build" || (j.targetHost !== null && hosts.includes(j.targetHost)));
+    const now = this.deps.clock();
+    for (const j of waiting) {
+      this.deps.db
+        .update(jobs)
+        .set({ status: "cancelled", cancelRequested: true, finishedAt: now, error: `${SUPERSEDED}${byId}` })
+        .where(and(eq(jobs.id, j.id), eq(jobs.status, "pending")))
+        .run();
+    }
+    for (const depId of new Set(waiting.map((j) => j.deploymentId!))) this.refresh(depId);
+  }
+
+  private jobChanged(change: JobChange) {
+    if (!change.deploymentId || ACTIVE.includes(change.status)) return;
+    const dep = this.deps.db.select().from(deployments).where(eq(deployments.id, change.deploymentId)).get();
+    if (!dep) return;
+    if (dep.buildJobId === change.id) this.buildEnded(dep, change);
+    else this.deployJobEnded(dep, change);
+    this.refresh(dep.id);
+  }
+
+  private buildEnded(dep: DeploymentRow, change: JobChange) {
+    const job = this.jobs.getRow(change.id);
+    const now = this.deps.clock();
+    if (change.status !== "succeeded") {
+      this.deps.db.update(releases).set({ status: "failed" }).where(eq(releases.id, dep.releaseId!)).run();
+      return;
+    }
+    const result = (job.result ?? {}) as Record<string, unknown>;
+    const repository = this.imageRepository(this.appOf(dep.app));
+    const version = String(result.version ?? dep.sha?.slice(0, 12) ?? job.id);
+    const digest = typeof result.digest === "string" ? result.digest : null;
+    const imageTag = `${repository}:${version}`;
+    this.deps.db
+      .update(releases)
+      .set({ status: "success", version, digest, imageTag, sha: (result.sha as string) ?? dep.sha, builtAt: now })
+      .where(eq(releases.id, dep.releaseId!))
+      .run();
+    if (dep.status !== "building") return; // superseded or cancelled meanwhile
+    const image = digest ? `${repository}@${digest}` : imageTag;
+    this.deps.db.update(deployments).set({ status: "deploying", image, sha: (result.sha as string) ?? dep.sha }).where(eq(deployments.id, dep.id)).run();
+    const app = this.appOf(dep.app);
+    const release = this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId!)).get()!;
+    this.fanOut(dep.id, app, dep.hosts, { source: { type: "image", image }, run: release.config as JobSpec["run"], release: release.id, version });
+  }
+
+  /** The first host that built and ran a release records what it built. */
+  private deployJobEnded(dep: DeploymentRow, change: JobChange) {
+    if (change.status !== "succeeded" || !dep.releaseId) return;
+    const release = this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId)).get();
+    if (!release || release.status === "success") return;
+    const result = (this.jobs.getRow(change.id).result ?? {}) as Record<string, unknown>;
+    this.deps.db
+      .update(releases)
+      .set({
+        status: "success",
+        version: typeof result.version === "string" ? result.version : release.version,
+        sha: typeof result.sha === "string" ? result.sha : release.sha,
+        imageTag: typeof result.image === "string" ? result.image : release.imageTag,
+        digest: typeof result.digest === "string" ? result.digest : release.digest,
+        buildJobId: release.buildJobId ?? change.id,
+        builtAt: this.deps.clock(),
+      })
+      .where(eq(releases.id, release.id))
+      .run();
+  }
+
+  /** Derives the deployment's status from its jobs and tells listeners when it changed. */
+  private refresh(depId: string) {
+    const dep = this.deps.db.select().from(deployments).where(eq(deployments.id, depId)).get();
+    if (!dep) return;
+    const all = this.deps.db.select().from(jobs).where(eq(jobs.deploymentId, depId)).all();
+    const build = all.find((j) => j.id === dep.buildJobId);
+    const hostJobs = all.filter((j) => j.id !== dep.buildJobId);
+    const superseded = (j: (typeof all)[number]) => j.status === "cancelled" && j.error?.startsWith(SUPERSEDED);
+    let status = dep.status;
+    let error: string | null = null;
+    if (build && hostJobs.length === 0) {
+      if (ACTIVE.includes(build.status)) status = "building";
+      else if (superseded(build)) status = "superseded";
+      else if (build.status !== "succeeded") {
+        status = build.status === "cancelled" ? "cancelled" : "failed";
+        error = `build failed: ${build.error ?? build.status}`;
+      }
+    } else if (hostJobs.some((j) => ACTIVE.includes(j.status))) status = "deploying";
+    else if (hostJobs.length > 0) {
+      const failed = hostJobs.filter((j) => FAILED.includes(j.status));
+      if (hostJobs.every(superseded)) status = "superseded";
+      else if (failed.length > 0) {
+        status = "failed";
+        error = failed.map((j) => `${j.targetHost}: ${j.error ?? j.status}`).join("; ");
+      } else if (hostJobs.every((j) => j.status === "succeeded" || superseded(j))) status = "succeeded";
+      else status = "cancelled";
+    }
+    if (status === dep.status && error === dep.error) return;
+    const final = !["pending", "building", "deploying"].includes(status);
+    this.deps.db
+      .update(deployments)
+      .set({ status, error, finishedAt: final ? this.deps.clock() : null })
+      .where(eq(deployments.id, depId))
+      .run();
+    if (status === "failed" && dep.releaseId && build === undefined) {
+      // a release nobody managed to run is not a rollback target
+      this.deps.db
+        .update(releases)
+        .set({ status: "failed" })
+        .where(and(eq(releases.id, dep.releaseId), inArray(releases.status, ["pending", "building"])))
+        .run();
+    }
+    this.deps.logger.info({ deploymentId: depId, status }, "deployment status");
+    this.emit(depId);
+  }
+
+  toWire(row: DeploymentRow): Deployment {
+    const js = this.deps.db
+      .select({ id: jobs.id, kind: jobs.kind, host: jobs.targetHost, status: jobs.status })
+      .from(jobs)
+      .where(eq(jobs.deploymentId, row.id))
+      .orderBy(jobs.id)
+      .all();
+    return {
+      id: row.id,
+      app: row.app,
+      ref: row.ref,
+      sha: row.sha,
+      image: row.image,
+      hosts: row.hosts,
+      trigger: row.trigger as Trigger,
+      triggeredBy: row.triggeredBy,
+      status: row.status as Deployment["status"],
+      error: row.error,
+      releaseId: row.releaseId,
+      buildJobId: row.buildJobId,
+      jobs: js,
+      createdAt: iso(row.createdAt)!,
+      finishedAt: iso(row.finishedAt),
+    };
+  }
+}
+
+export function releaseToWire(r: ReleaseRow, current: boolean): Release {
+  return {
+    id: r.id,
+    app: r.app,
+    version: r.version,
+    sha: r.sha,
+    imageTag: r.imageTag,
+    digest: r.digest,
+    config: r.config,
+    status: r.status as Release["status"],
+    buildJobId: r.buildJobId,
+    trigger: r.trigger,
+    triggeredBy: r.triggeredBy,
+    createdAt: iso(r.createdAt)!,
+    builtAt: iso(r.builtAt),
+    current,
+  };
+}

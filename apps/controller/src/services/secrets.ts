@@ -1,0 +1,83 @@
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { and, asc, eq, inArray } from "drizzle-orm";
+import { secrets } from "../db/schema";
+import { notFound } from "../lib/errors";
+import { deriveKey } from "./auth";
+import { type Deps, iso } from "./deps";
+
+/**
+ * App secrets, encrypted at rest with AES-256-GCM under a key derived from DEPLOYBOT_SECRET_KEY.
+ * Values are read back only to go into the job copy handed to the claiming agent.
+ */
+export class SecretStore {
+  private readonly key: Buffer;
+
+  constructor(
+    private readonly deps: Deps,
+    secretKey: string,
+  ) {
+    this.key = Buffer.from(deriveKey(secretKey, "app-secrets"));
+  }
+
+  private seal(plain: string, aad: string): string {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", this.key, iv);
+    cipher.setAAD(Buffer.from(aad));
+    const data = Buffer.concat([cipher.update(plain, "utf8"), cipher.final()]);
+    return Buffer.concat([iv, cipher.getAuthTag(), data]).toString("base64");
+  }
+
+  private open(sealed: string, aad: string): string {
+    const raw = Buffer.from(sealed, "base64");
+    const decipher = createDecipheriv("aes-256-gcm", this.key, raw.subarray(0, 12));
+    decipher.setAAD(Buffer.from(aad));
+    decipher.setAuthTag(raw.subarray(12, 28));
+    return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString("utf8");
+  }
+
+  private requireApp(app: string) {
+    if (!this.deps.apps().byName(app)) throw notFound("app", app);
+  }
+
+  put(app: string, key: string, value: string) {
+    this.requireApp(app);
+    // the app and key are bound into the ciphertext: a value copied to another row will not open
+    const row = { app, key, value: this.seal(value, `${app}/${key}`), updatedAt: this.deps.clock() };
+    this.deps.db
+      .insert(secrets)
+      .values(row)
+      .onConflictDoUpdate({ target: [secrets.app, secrets.key], set: { value: row.value, updatedAt: row.updatedAt } })
+      .run();
+    this.deps.logger.info({ app, key }, "secret set");
+    return { key, updatedAt: iso(row.updatedAt)! };
+  }
+
+  list(app: string) {
+    this.requireApp(app);
+    return this.deps.db
+      .select({ key: secrets.key, updatedAt: secrets.updatedAt })
+      .from(secrets)
+      .where(eq(secrets.app, app))
+      .orderBy(asc(secrets.key))
+      .all()
+      .map((r) => ({ key: r.key, updatedAt: iso(r.updatedAt)! }));
+  }
+
+  remove(app: string, key: string): void {
+    this.requireApp(app);
+    const done = this.deps.db.delete(secrets).where(and(eq(secrets.app, app), eq(secrets.key, key))).run();
+    if (done.changes === 0) throw notFound("secret", `${app}/${key}`);
+    this.deps.logger.info({ app, key }, "secret removed");
+  }
+
+  /** Decrypted values of `names` for `app` (those that are set). */
+  valuesFor(app: string, names: readonly string[]): Record<string, string> {
+    if (names.length === 0) return {};
+    const rows = this.deps.db
+      .select()
+      .from(secrets)
+      .where(and(eq(secrets.app, app), inArray(secrets.key, [...names])))
+      .all();
+    return Object.fromEntries(rows.map((r) => [r.key, this.open(r.value, `${app}/${r.key}`)]));
+  }
+}
