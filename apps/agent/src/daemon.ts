@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { backoffMs, sleep } from "./backoff";
 import type { AgentConfig } from "./config";
 import { ControllerClient, ControllerError, isRetryable } from "./controllerClient";
-import { findJobContainer, listManagedContainers } from "./executors";
+import { findJobContainer, listManagedContainers, scopeToHost } from "./executors";
 import { JobRunner } from "./jobRunner";
 import { JobLogSpool } from "./logSpool";
 import { Redactor } from "./redact";
@@ -43,6 +43,7 @@ export class AgentDaemon {
   ) {
     this.client = new ControllerClient(config.url);
     this.state = new AgentState(config.stateDir);
+    scopeToHost(config.hostname);
     this.redactor.add(config.joinToken, ...config.registries.map((r) => r.password));
   }
 

@@ -8,7 +8,19 @@ export const LABELS = {
   release: "deploybot.release",
   /** "candidate" while a deploy health-checks on a temporary port, absent for serving containers */
   role: "deploybot.role",
+  /** the agent (host name) that owns the container, so agents sharing one engine never touch each other's */
+  host: "deploybot.host",
 } as const;
+
+let agentHost: string | null = null;
+
+/**
+ * Scopes every container this process creates and lists to one agent. Set once by the daemon;
+ * unset (executor tests) means every managed container on the engine.
+ */
+export function scopeToHost(hostname: string | null): void {
+  agentHost = hostname;
+}
 
 /** Same shape as `managedContainer` in @deploybot/protocol (heartbeats). */
 export interface ManagedContainer {
@@ -26,6 +38,7 @@ export const managedLabels = (app: string, jobId: string, release: string): Reco
   [LABELS.app]: app,
   [LABELS.job]: jobId,
   [LABELS.release]: release,
+  ...(agentHost ? { [LABELS.host]: agentHost } : {}),
 });
 
 const toManaged = (c: Dockerode.ContainerInfo): ManagedContainer => ({
@@ -39,7 +52,8 @@ const toManaged = (c: Dockerode.ContainerInfo): ManagedContainer => ({
 });
 
 async function listByLabels(docker: Dockerode, labels: string[]): Promise<Dockerode.ContainerInfo[]> {
-  return docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`, ...labels] } });
+  const scope = agentHost ? [`${LABELS.host}=${agentHost}`] : [];
+  return docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`, ...scope, ...labels] } });
 }
 
 export async function listManagedContainers(docker: Dockerode): Promise<ManagedContainer[]> {

@@ -34,6 +34,13 @@ export async function pullImage(docker: Dockerode, ref: string, auth: AuthConfig
   if (signal.aborted) return { ok: false, reason: "cancelled" };
   const { repo, tag } = splitImageRef(ref);
   const full = ref.includes("@") ? ref : `${repo}:${tag ?? "latest"}`;
+  // A digest names immutable content, and a repository with no registry host (a local build
+  // such as deploybot/web:v1, kept for rollback) lives only here: use the local copy.
+  const local = await docker.getImage(full).inspect().catch(() => null);
+  if (local && (full.includes("@sha256:") || !hasRegistryHost(repo))) {
+    log("system", `pull: ${full} is present locally`);
+    return { ok: true, imageId: local.Id, digest: local.RepoDigests?.find((d) => d.startsWith(`${repo}@`))?.split("@")[1] };
+  }
   try {
     log("system", `pull: ${full}`);
     const stream = await docker.pull(full, { authconfig: auth, abortSignal: signal });
@@ -45,4 +52,10 @@ export async function pullImage(docker: Dockerode, ref: string, auth: AuthConfig
   } catch (err) {
     return { ok: false, reason: signal.aborted ? "cancelled" : `pull of ${full} failed: ${(err as Error).message}` };
   }
+}
+
+/** `host:port/x` or `registry.example.com/x` carry a registry host; `deploybot/web` does not. */
+function hasRegistryHost(repo: string): boolean {
+  const first = repo.split("/")[0]!;
+  return repo.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost");
 }

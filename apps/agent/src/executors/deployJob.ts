@@ -2,6 +2,7 @@ import { type RunSpec, runSpec } from "@deploybot/protocol";
 import { lastLogLines } from "../docker/containerLogs";
 import { containerName, containerOptions } from "../docker/containerSpec";
 import { waitHealthy } from "../docker/healthCheck";
+import { pruneAppImages } from "../docker/pruneImages";
 import { LABELS, listAppContainers, type ManagedContainer, managedLabels, stopAndRemove } from "../docker/managedContainers";
 import { imageResult, prepareImage } from "./prepareImage";
 import { CANCELLED, type ClaimedJob, type JobContext, type JobOutcome } from "./types";
@@ -85,6 +86,11 @@ export async function deployJob(job: ClaimedJob, ctx: JobContext, workDir: strin
     await stopAndRemove(docker, c.id, 10).catch((err: Error) => log("stderr", `deploy: could not remove ${c.id}: ${err.message}`));
   }
   log("system", `deploy: ${job.app} release ${release} is serving (${newId.slice(0, 12)})`);
+  if (job.spec.keepImages) {
+    const repositories = [prepared.image, job.spec.image, `deploybot/${job.app.toLowerCase()}`].filter((r): r is string => !!r);
+    const protect = [...(job.spec.protectImages ?? []), prepared.image];
+    result.prunedImages = (await pruneAppImages(docker, { repositories, keep: job.spec.keepImages, protect }, log)).length;
+  }
   return { ok: true, result: { ...result, containerId: newId, containerName: containerName(job.app, job.id, suffix), replaced: old.map((c) => c.id) } };
 }
 
