@@ -30,6 +30,8 @@ export interface ControllerProcess {
   logFile: string;
   start(): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** SIGHUP: the controller re-reads apps.yaml */
+  reload(): Promise<void>;
   // biome-ignore lint/suspicious/noExplicitAny: tests read answers loosely and check them with assertions
   api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
 }
@@ -72,6 +74,10 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
       if (!child || child.exitCode !== null) return child?.exitCode ?? null;
       child.kill(signal);
       return exited(child);
+    },
+    async reload() {
+      child?.kill("SIGHUP");
+      await new Promise((r) => setTimeout(r, 500));
     },
     async api(method, path, body) {
       const res = await fetch(url + path, {
