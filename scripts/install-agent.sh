@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# Installs (or removes) the deploybot agent as a systemd service on a Debian/Ubuntu host.
+# Run it as root from a checkout of the deploybot repository:
+#
+#   sudo bash scripts/install-agent.sh --url https://deploy.example.com \
+#        --join-token "$JOIN_TOKEN" --labels builder,region=eu [--hostname web-1] [--no-start]
+#   sudo bash scripts/install-agent.sh --uninstall [--purge]
+#
+# What it does: checks Docker (CLI or /var/run/docker.sock answering /_ping), Node >= 20.19 and
+# git; copies apps/agent, packages/protocol and the workspace root files to /opt/deploybot-agent
+# and installs their dependencies with pnpm (frozen lockfile); links /opt/deploybot-agent/bin/node
+# to the node it checked; writes /etc/deploybot/agent.env (0600); creates the `deploybot` system
+# user in the `docker` group; installs deploybot-agent.service; daemon-reload, enable --now.
+#
+# Re-running it is safe: files are only rewritten when their content changes, the env file keeps
+# its values (and any lines you added, e.g. DEPLOYBOT_REGISTRY_*) unless flags replace them, and
+# the service is restarted only when something changed.
+#
+# Testing: --root DIR (or DEPLOYBOT_INSTALL_ROOT=DIR) prefixes every path written. When DIR is
+# not /, no user is created, systemctl is not called (what would run is printed) and a missing
+# Docker engine is only a warning. DEPLOYBOT_INSTALL_SKIP_DEPS=1 skips the pnpm install.
+set -euo pipefail
+umask 022
+
+readonly PROG="install-agent"
+readonly UNIT_NAME="deploybot-agent.service"
+readonly SERVICE_USER="deploybot"
+readonly MIN_NODE="20.19.0"
+
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
+die() {
+  printf '%s: error: %s\n' "$PROG" "$*" >&2
+  exit 1
+}
+
+usage() {
+  cat <<'USAGE'
+Usage: install-agent.sh --url URL --join-token TOKEN [--labels L1,L2] [--hostname NAME]
+                        [--no-start] [--root DIR]
+       install-agent.sh --uninstall [--purge] [--root DIR]
+
+  --url URL          controller base URL (http:// or https://)
+  --join-token TOK   the controller's DEPLOYBOT_JOIN_TOKEN (or set DEPLOYBOT_JOIN_TOKEN in the
+                     environment, which keeps it out of the process list)
+  --labels LIST      comma-separated labels, e.g. builder,region=eu ('' clears them)
+  --hostname NAME    host name jobs target (default: the OS hostname)
+  --no-start         install and enable, but do not start (or restart) the service
+  --uninstall        stop, disable and remove the service, /opt/deploybot-agent and the env file
+  --purge            with --uninstall: also remove /var/lib/deploybot-agent and the user
+  --root DIR         install under DIR instead of / (testing; no user, no systemctl)
+
+Re-running with some flags keeps the other values already in /etc/deploybot/agent.env.
+USAGE
+}
+
+# --- arguments -------------------------------------------------------------------------------
+
+root="${DEPLOYBOT_INSTALL_ROOT:-/}"
+url="" url_set=0
+token="" token_set=0
+labels="" labels_set=0
+host_name="" host_set=0
+no_start=0 uninstall=0 purge=0
+
+need_value() { [ "$#" -ge 2 ] || die "$1 needs a value (see --help)"; }
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --url) need_value "$@"; url="$2"; url_set=1; shift 2 ;;
+    --url=*) url="${1#*=}"; url_set=1; shift ;;
+    --join-token) need_value "$@"; token="$2"; token_set=1; shift 2 ;;
+    --join-token=*) token="${1#*=}"; token_set=1; shift ;;
+    --labels) need_value "$@"; labels="$2"; labels_set=1; shift 2 ;;
+    --labels=*) labels="${1#*=}"; labels_set=1; shift ;;
+    --hostname) need_value "$@"; host_name="$2"; host_set=1; shift 2 ;;
+    --hostname=*) host_name="${1#*=}"; host_set=1; shift ;;
+    --root) need_value "$@"; root="$2"; shift 2 ;;
+    --root=*) root="${1#*=}"; shift ;;
+    --no-start) no_start=1; shift ;;
+    --uninstall) uninstall=1; shift ;;
+    --purge) purge=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+
+# --- validation (before anything is written) ---------------------------------------------------
+
+if [ "$purge" = 1 ] && [ "$uninstall" = 0 ]; then die "--purge only goes with --uninstall"; fi
+if [ "$uninstall" = 1 ] && [ "$((url_set + token_set + labels_set + host_set + no_start))" -gt 0 ]; then
+  die "--uninstall takes no install flags"
+fi
+if [ "$token_set" = 0 ] && [ -n "${DEPLOYBOT_JOIN_TOKEN:-}" ] && [ "$uninstall" = 0 ]; then
+  token="$DEPLOYBOT_JOIN_TOKEN"
+  token_set=1
+fi
+
+case "$root" in
+  /*) ;;
+  *) die "--root must be an absolute path, got '$root'" ;;
+esac
+[ -d "$root" ] || die "--root '$root' is not a directory"
+root="$(cd "$root" && pwd -P)"
+live=0
+[ "$root" = "/" ] && live=1
+# P /etc/x -> the path under the install root.
+P() { printf '%s%s' "${root%/}" "$1"; }
+
+validate_url() {
+  local re_host='([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])'
+  local re="^https?://${re_host}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
+  if [ "${#1}" -gt 2048 ] || ! [[ "$1" =~ $re ]]; then
+    die "--url must be an http:// or https:// URL without credentials, query or spaces (e.g. https://deploy.example.com:8080), got '$1'"
+  fi
+}
+validate_token() {
+  [[ "$1" =~ ^[A-Za-z0-9._~+/=-]{1,512}$ ]] ||
+    die "--join-token must be 1-512 characters of letters, digits and . _ ~ + / = - (no spaces or quotes)"
+}
+validate_labels() {
+  local rest="$1" item count=0
+  [ -z "$rest" ] && return 0
+  if [[ "$rest" == *,,* || "$rest" == ,* || "$rest" == *, ]]; then
+    die "--labels must be comma-separated labels without empty items, got '$1'"
+  fi
+  # Split by hand (not `read`, which would stop at a newline and let the rest through).
+  while :; do
+    item="${rest%%,*}"
+    count=$((count + 1))
+    if [ "${#item}" -gt 128 ] || ! [[ "$item" =~ ^[A-Za-z0-9][A-Za-z0-9_.=:/-]*$ ]]; then
+      die "label '$item' is invalid: labels are letters, digits and _ . = : / - (starting with a letter or digit), comma-separated, no spaces"
+    fi
+    [ "$item" = "$rest" ] && break
+    rest="${rest#*,}"
+  done
+  if [ "$count" -gt 32 ]; then die "--labels: at most 32 labels"; fi
+}
+validate_hostname() {
+  if [ "${#1}" -gt 63 ] || ! [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]]; then
+    die "--hostname must be 1-63 letters, digits, '_', '.', '-' starting with a letter or digit, got '$1'"
+  fi
+}
+
+if [ "$url_set" = 1 ]; then validate_url "$url"; fi
+if [ "$token_set" = 1 ]; then validate_token "$token"; fi
+if [ "$labels_set" = 1 ]; then validate_labels "$labels"; fi
+if [ "$host_set" = 1 ]; then validate_hostname "$host_name"; fi
+
+if [ "$live" = 1 ] && [ "$(id -u)" != 0 ]; then
+  die "run me as root (sudo bash $0 ...)"
+fi
+
+OPT_DIR="$(P /opt/deploybot-agent)"
+ETC_DIR="$(P /etc/deploybot)"
+ENV_FILE="$(P /etc/deploybot/agent.env)"
+UNIT_FILE="$(P "/etc/systemd/system/$UNIT_NAME")"
+STATE_DIR="$(P /var/lib/deploybot-agent)"
+readonly OPT_DIR ETC_DIR ENV_FILE UNIT_FILE STATE_DIR
+
+if [ "$uninstall" = 0 ]; then
+  # First install: the URL and the token are required; later runs keep what the file has.
+  has_key() { [ -f "$ENV_FILE" ] && grep -q "^$1=." -- "$ENV_FILE"; }
+  if [ "$url_set" = 0 ] && ! has_key DEPLOYBOT_URL; then die "--url is required (no DEPLOYBOT_URL in $ENV_FILE yet)"; fi
+  if [ "$token_set" = 0 ] && ! has_key DEPLOYBOT_JOIN_TOKEN; then
+    die "--join-token (or DEPLOYBOT_JOIN_TOKEN in the environment) is required (none in $ENV_FILE yet)"
+  fi
+fi
+
+# run CMD...: runs it for real on /, prints it otherwise.
+run() {
+  if [ "$live" = 1 ]; then
+    "$@"
+  else
+    local cmd
+    cmd="$(printf '%q ' "$@")"
+    say "would run: ${cmd% }"
+  fi
+}
+
+systemd_running() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+# --- uninstall -------------------------------------------------------------------------------
+
+if [ "$uninstall" = 1 ]; then
+  if [ "$live" = 1 ] && systemd_running; then
+    say "stopping $UNIT_NAME (a running job may take up to the drain timeout to finish)"
+    systemctl disable --now "$UNIT_NAME" 2>/dev/null || true
+  else
+    run systemctl disable --now "$UNIT_NAME"
+  fi
+  rm -f -- "$UNIT_FILE"
+  rm -rf -- "$OPT_DIR"
+  rm -f -- "$ENV_FILE"
+  rmdir -- "$ETC_DIR" 2>/dev/null || true
+  if [ "$live" = 1 ] && systemd_running; then
+    systemctl daemon-reload
+    systemctl reset-failed "$UNIT_NAME" 2>/dev/null || true
+  else
+    run systemctl daemon-reload
+  fi
+  if [ "$purge" = 1 ]; then
+    rm -rf -- "$STATE_DIR"
+    if [ "$live" = 1 ]; then
+      if id -u "$SERVICE_USER" >/dev/null 2>&1; then userdel "$SERVICE_USER" || warn "could not remove user $SERVICE_USER"; fi
+    else
+      run userdel "$SERVICE_USER"
+    fi
+    say "removed the agent, its state directory and the $SERVICE_USER user"
+  else
+    say "removed the agent; kept its state in $STATE_DIR (--uninstall --purge removes it)"
+  fi
+  exit 0
+fi
+
+# --- prerequisites ---------------------------------------------------------------------------
+
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+for f in package.json pnpm-workspace.yaml pnpm-lock.yaml tsconfig.base.json \
+  apps/agent/package.json apps/agent/src/main.ts packages/protocol/package.json \
+  scripts/systemd/$UNIT_NAME; do
+  [ -f "$SRC/$f" ] || die "$SRC/$f is missing: run me from a deploybot checkout"
+done
+
+docker_ok() {
+  if command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+    return 0
+  fi
+  local sock=/var/run/docker.sock
+  [ -S "$sock" ] && command -v curl >/dev/null 2>&1 &&
+    [ "$(curl -fsS --max-time 5 --unix-socket "$sock" http://localhost/_ping 2>/dev/null)" = "OK" ]
+}
+if ! docker_ok; then
+  msg="no Docker engine answers: neither 'docker version' works nor does /var/run/docker.sock answer GET /_ping (install Docker Engine, e.g. apt-get install docker.io, and start it)"
+  if [ "$live" = 1 ]; then die "$msg"; else warn "$msg"; fi
+fi
+if ! command -v git >/dev/null 2>&1; then
+  if [ "$live" = 1 ]; then die "git is required to clone apps (apt-get install git)"; else warn "git not found"; fi
+fi
+
+node_bin="$(command -v node 2>/dev/null)" || die "node not found: install Node.js >= $MIN_NODE (e.g. from https://deb.nodesource.com)"
+node_bin="$(readlink -f -- "$node_bin")"
+node_version="$("$node_bin" -p 'process.versions.node')" || die "$node_bin does not run"
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+version_ge "$node_version" "$MIN_NODE" || die "node $node_version at $node_bin is too old: the agent needs Node >= $MIN_NODE"
+case "$node_bin" in
+  /home/* | /root/* | /run/user/*)
+    die "node at $node_bin lives in a home directory, which the service cannot see (ProtectHome=yes): install a system Node.js >= $MIN_NODE (e.g. /usr/bin/node)" ;;
+esac
+
+if [ "$live" = 1 ] && ! systemd_running; then
+  die "systemd is not running on this machine (no /run/systemd/system): this installer sets up a systemd service"
+fi
+if [ "$live" = 1 ] && ! getent group docker >/dev/null; then
+  die "there is no 'docker' group: the agent reaches the Docker socket through it (is Docker Engine installed from the distribution or docker.com packages?)"
+fi
+
+# --- files -----------------------------------------------------------------------------------
+
+changed=0
+# put_file SRC DST MODE: installs SRC as DST unless DST already has that content and mode.
+put_file() {
+  local src="$1" dst="$2" mode="$3"
+  if [ -f "$dst" ] && cmp -s -- "$src" "$dst" && [ "$(stat -c %a -- "$dst")" = "${mode#0}" ]; then
+    return 0
+  fi
+  mkdir -p -- "$(dirname -- "$dst")"
+  install -m "$mode" -- "$src" "$dst"
+  changed=1
+}
+# sync_tree SRC DST: DST gets exactly SRC's files (tests excluded), only changed ones rewritten.
+sync_tree() {
+  local src="$1" dst="$2" rel
+  while IFS= read -r -d '' rel; do
+    put_file "$src/$rel" "$dst/$rel" 0644
+  done < <(cd "$src" && find . -type f ! -path './node_modules/*' ! -path './test/*' -printf '%P\0')
+  if [ -d "$dst" ]; then
+    while IFS= read -r -d '' rel; do
+      if [ ! -f "$src/$rel" ]; then
+        rm -f -- "${dst:?}/$rel"
+        changed=1
+      fi
+    done < <(cd "$dst" && find . -type f ! -path './node_modules/*' -printf '%P\0')
+  fi
+}
+
+mkdir -p -- "$OPT_DIR"
+for f in package.json pnpm-workspace.yaml pnpm-lock.yaml tsconfig.base.json .npmrc; do
+  if [ -f "$SRC/$f" ]; then put_file "$SRC/$f" "$OPT_DIR/$f" 0644; fi
+done
+put_file "$SRC/apps/agent/package.json" "$OPT_DIR/apps/agent/package.json" 0644
+sync_tree "$SRC/apps/agent/src" "$OPT_DIR/apps/agent/src"
+put_file "$SRC/packages/protocol/package.json" "$OPT_DIR/packages/protocol/package.json" 0644
+sync_tree "$SRC/packages/protocol/src" "$OPT_DIR/packages/protocol/src"
+
+mkdir -p -- "$OPT_DIR/bin"
+if [ "$(readlink -- "$OPT_DIR/bin/node" 2>/dev/null)" != "$node_bin" ]; then
+  ln -sfn -- "$node_bin" "$OPT_DIR/bin/node"
+  changed=1
+fi
+
+# Dependencies. tsx runs the TypeScript sources, so it must be installed: with --prod only when
+# the agent lists it under "dependencies"; otherwise the agent's devDependencies come too.
+if [ "${DEPLOYBOT_INSTALL_SKIP_DEPS:-0}" = 1 ]; then
+  say "skipping the dependency install (DEPLOYBOT_INSTALL_SKIP_DEPS=1)"
+else
+  stamp="$OPT_DIR/node_modules/.deploybot-deps"
+  want="$(cat -- "$OPT_DIR/pnpm-lock.yaml" "$OPT_DIR/package.json" "$OPT_DIR/apps/agent/package.json" \
+    "$OPT_DIR/packages/protocol/package.json" | sha256sum | cut -d' ' -f1) node-$node_version"
+  if [ -f "$stamp" ] && [ "$(cat -- "$stamp")" = "$want" ] && [ -e "$OPT_DIR/apps/agent/node_modules/tsx" ]; then
+    say "dependencies are up to date"
+  else
+    pnpm_cmd=()
+    if command -v pnpm >/dev/null 2>&1 && version_ge "$(pnpm --version 2>/dev/null || echo 0)" 9.5.0; then
+      pnpm_cmd=(pnpm)
+    elif command -v npx >/dev/null 2>&1; then
+      pnpm_cmd=(npx --yes pnpm@10)
+    else
+      die "pnpm >= 9.5 is needed to install the dependencies (npm install -g pnpm@10)"
+    fi
+    prod=()
+    if "$node_bin" -e 'process.exit(require(process.argv[1]).dependencies?.tsx ? 0 : 1)' "$OPT_DIR/apps/agent/package.json"; then
+      prod=(--prod)
+    fi
+    say "installing dependencies with ${pnpm_cmd[*]} ${prod[*]} (frozen lockfile)"
+    (cd "$OPT_DIR" && PATH="$(dirname -- "$node_bin"):$PATH" CI=true "${pnpm_cmd[@]}" install "${prod[@]}" \
+      --frozen-lockfile --config.confirmModulesPurge=false --filter '@deploybot/agent...') ||
+      die "the dependency install failed (see above)"
+    [ -e "$OPT_DIR/apps/agent/node_modules/tsx" ] || die "tsx is missing from $OPT_DIR/apps/agent/node_modules after the install"
+    printf '%s\n' "$want" >"$stamp"
+    changed=1
+  fi
+fi
+
+# Env file: managed keys are replaced when their flag is given, everything else is kept.
+mkdir -p -- "$ETC_DIR"
+chmod 0755 -- "$ETC_DIR"
+tmp_env="$(mktemp "$ETC_DIR/.agent.env.XXXXXX")"
+trap 'rm -f -- "$tmp_env"' EXIT
+chmod 0600 -- "$tmp_env"
+declare -A new_value=()
+if [ "$url_set" = 1 ]; then new_value[DEPLOYBOT_URL]="$url"; fi
+if [ "$token_set" = 1 ]; then new_value[DEPLOYBOT_JOIN_TOKEN]="$token"; fi
+if [ "$labels_set" = 1 ]; then new_value[DEPLOYBOT_LABELS]="$labels"; fi
+if [ "$host_set" = 1 ]; then new_value[DEPLOYBOT_HOSTNAME]="$host_name"; fi
+declare -A seen=()
+{
+  if [ -f "$ENV_FILE" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      key="${line%%=*}"
+      if [ "$key" != "$line" ] && [ -n "${new_value[$key]+x}" ]; then
+        printf '%s=%s\n' "$key" "${new_value[$key]}"
+        seen[$key]=1
+      else
+        printf '%s\n' "$line"
+        [ "$key" != "$line" ] && seen[$key]=1
+      fi
+    done <"$ENV_FILE"
+  else
+    printf '# deploybot agent settings (written by scripts/install-agent.sh; re-running it keeps\n'
+    printf '# lines it does not manage). See the README for DOCKER_HOST, DEPLOYBOT_REGISTRY_*, ...\n'
+  fi
+  for key in DEPLOYBOT_URL DEPLOYBOT_JOIN_TOKEN DEPLOYBOT_LABELS DEPLOYBOT_HOSTNAME; do
+    if [ -z "${seen[$key]+x}" ] && [ -n "${new_value[$key]+x}" ]; then
+      printf '%s=%s\n' "$key" "${new_value[$key]}"
+      seen[$key]=1
+    fi
+  done
+} >"$tmp_env"
+if [ -f "$ENV_FILE" ] && cmp -s -- "$tmp_env" "$ENV_FILE" && [ "$(stat -c %a -- "$ENV_FILE")" = 600 ]; then
+  rm -f -- "$tmp_env"
+  say "$ENV_FILE unchanged"
+else
+  mv -f -- "$tmp_env" "$ENV_FILE"
+  changed=1
+  say "wrote $ENV_FILE (mode 0600)"
+fi
+trap - EXIT
+if [ "$live" = 1 ]; then chown root:root -- "$ENV_FILE"; fi
+
+put_file "$SRC/scripts/systemd/$UNIT_NAME" "$UNIT_FILE" 0644
+
+# State directory (systemd's StateDirectory= creates and chowns it too; this keeps --purge honest).
+if [ ! -d "$STATE_DIR" ]; then
+  mkdir -p -- "$(dirname -- "$STATE_DIR")"
+  mkdir -m 0750 -- "$STATE_DIR"
+fi
+
+# --- user and service ------------------------------------------------------------------------
+
+if [ "$live" = 1 ]; then
+  if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
+    group_opt=(--user-group)
+    getent group "$SERVICE_USER" >/dev/null && group_opt=(--gid "$SERVICE_USER")
+    useradd --system "${group_opt[@]}" --groups docker --home-dir /var/lib/deploybot-agent \
+      --no-create-home --shell /usr/sbin/nologin --comment "deploybot agent" "$SERVICE_USER"
+    say "created system user $SERVICE_USER (groups: $SERVICE_USER, docker)"
+    changed=1
+  elif ! id -nG "$SERVICE_USER" | tr ' ' '\n' | grep -qx docker; then
+    usermod --append --groups docker "$SERVICE_USER"
+    changed=1
+  fi
+  chown -- "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
+  systemctl daemon-reload
+  if [ "$no_start" = 1 ]; then
+    systemctl enable "$UNIT_NAME"
+    say "installed and enabled; start it with: systemctl start $UNIT_NAME"
+  elif systemctl is-active --quiet "$UNIT_NAME"; then
+    if [ "$changed" = 1 ]; then
+      systemctl restart --no-block "$UNIT_NAME"
+      say "restart queued (the agent finishes its current job first); follow it with: journalctl -fu $UNIT_NAME"
+    else
+      systemctl enable "$UNIT_NAME" >/dev/null 2>&1
+      say "nothing changed; $UNIT_NAME is running"
+    fi
+  else
+    systemctl enable --now "$UNIT_NAME"
+    say "started; follow it with: journalctl -fu $UNIT_NAME"
+  fi
+else
+  run useradd --system --user-group --groups docker --home-dir /var/lib/deploybot-agent \
+    --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
+  run chown "$SERVICE_USER:$SERVICE_USER" /var/lib/deploybot-agent
+  run systemctl daemon-reload
+  if [ "$no_start" = 1 ]; then
+    run systemctl enable "$UNIT_NAME"
+  else
+    run systemctl enable --now "$UNIT_NAME"
+  fi
+  say "installed under $root ($([ "$changed" = 1 ] && echo changed || echo unchanged))"
+fi
