@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { type ClaimedJob, isFinal, type JobStatus } from "@deploybot/protocol";
-import { and, eq, inArray, isNotNull, lt, notInArray, sql } from "drizzle-orm";
+import { and, eq, inArray, isNotNull, lt, sql } from "drizzle-orm";
 import { jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import type { Deps } from "./deps";

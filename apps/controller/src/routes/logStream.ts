@@ -1,0 +1,36 @@
+import { name } from "@deploybot/protocol";
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import { type AppEnv, requireScope } from "../middleware/auth";
+import { validate } from "../middleware/validate";
+import type { Services } from "../services";
+import type { Deps } from "../services/deps";
+import { LogStreams, parseAppCursor, parseJobCursor } from "../services/logStream";
+
+// TODO(protocol): move to packages/protocol beside jobLogsQuery so the CLI can share it.
+export const logStreamQuery = z
+  .object({
+    job: z.string().min(1).max(64).optional().describe("follow one job's log"),
+    host: name.optional().describe("with app: follow every job of the app on this host"),
+    app: name.optional(),
+    after: z.string().max(2048).optional().describe("resume after this event id (the Last-Event-ID header wins)"),
+  })
+  .refine((q) => (q.job ? !q.host && !q.app : Boolean(q.host && q.app)), "give either 'job', or both 'host' and 'app'");
+
+/**
+ * `GET /v1/logs/stream`: Server-Sent Events of a job's log (`?job=`) or of a host's app
+ * (`?host=&app=`), history first, then live, resumable with `Last-Event-ID`.
+ */
+export function logStreamRoutes(s: Services, deps: Deps, streams = new LogStreams(deps, s.jobLogs)) {
+  return new Hono<AppEnv>().get("/", requireScope(s.apiTokens, "read"), validate("query", logStreamQuery), (c) => {
+    const q = c.req.valid("query");
+    const from = c.req.header("last-event-id") || q.after;
+    // opened before the response starts: a missing job or a bad cursor is still a JSON error
+    const serve = q.job
+      ? streams.openJob(q.job, from === undefined ? -1 : parseJobCursor(from))
+      : streams.openHostApp(q.host!, q.app!, from === undefined ? undefined : parseAppCursor(from));
+    c.header("X-Accel-Buffering", "no");
+    return streamSSE(c, serve);
+  });
+}

@@ -1,0 +1,217 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Deployment } from "@deploybot/protocol";
+import { desc, eq, sql } from "drizzle-orm";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { webhookDeliveries } from "../db/schema";
+import { ApiError } from "../lib/errors";
+import type { CreateDeploymentInput } from "./deployments";
+import { type Deps, iso } from "./deps";
+import { CommitStatusReporter, type DeploymentFeed, GitHubClient } from "./github";
+
+export type WebhookOutcome = "deployed" | "ignored" | "pong" | "rejected";
+
+export interface Delivery {
+  deliveryId: string;
+  event: string;
+  repo: string | null;
+  ref: string | null;
+  sha: string | null;
+  outcome: WebhookOutcome;
+  reason: string;
+  deploymentId: string | null;
+  receivedAt: string;
+}
+
+export interface IncomingWebhook {
+  event: string | undefined;
+  deliveryId: string | undefined;
+  signature: string | undefined;
+  contentType: string | undefined;
+  body: string;
+}
+
+export interface WebhookAnswer {
+  status: ContentfulStatusCode;
+  body: Record<string, unknown>;
+}
+
+/** The part of a push payload we act on; GitHub sends far more, which passes through unread. */
+const pushPayload = z.object({
+  ref: z.string(),
+  after: z.string(),
+  deleted: z.boolean().optional(),
+  repository: z.object({ full_name: z.string() }),
+  head_commit: z.object({ id: z.string(), message: z.string() }).nullish(),
+});
+
+const ZERO_SHA = /^0{40}$/;
+const SKIP_MARKERS = ["[skip deploy]", "[skip ci]", "[ci skip]"];
+const MAX_DELIVERY_ID = 128;
+
+interface Creator {
+  create(input: CreateDeploymentInput): Promise<Deployment>;
+}
+
+type Decision = Omit<Delivery, "deliveryId" | "event" | "receivedAt"> & { status: ContentfulStatusCode };
+
+/**
+ * GitHub push webhooks: signature first (nothing unsigned is stored), then one decision per
+ * delivery id, recorded, so a redelivery repeats the first answer instead of deploying twice.
+ */
+export class WebhookService {
+  /** deliveries being decided now: a concurrent redelivery waits for the first answer */
+  private readonly inFlight = new Map<string, Promise<WebhookAnswer>>();
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly deps: Deps,
+    private readonly deployments: Creator,
+  ) {
+    this.logger = deps.logger.child({ component: "webhooks" });
+  }
+
+  async receive(hook: IncomingWebhook): Promise<WebhookAnswer> {
+    const secret = this.deps.config.webhookSecret;
+    if (!secret) throw new ApiError(503, "webhooks_disabled", "DEPLOYBOT_WEBHOOK_SECRET is not set on the controller");
+    if (!signatureMatches(secret, hook.body, hook.signature)) {
+      this.logger.warn({ deliveryId: hook.deliveryId?.slice(0, MAX_DELIVERY_ID), hasSignature: !!hook.signature }, "webhook signature refused");
+      throw new ApiError(401, "invalid_signature", "X-Hub-Signature-256 is missing or does not match the webhook secret");
+    }
+    const deliveryId = hook.deliveryId?.trim();
+    const event = hook.event?.trim();
+    if (!deliveryId || deliveryId.length > MAX_DELIVERY_ID || !event) {
+      throw new ApiError(400, "invalid_delivery", "X-GitHub-Delivery and X-GitHub-Event headers are required");
+    }
+
+    const running = this.inFlight.get(deliveryId);
+    if (running) return running.then(() => this.duplicate(deliveryId));
+    const first = this.find(deliveryId);
+    if (first) return this.duplicate(deliveryId, first);
+
+    const answer = this.decideAndRecord(deliveryId, event, hook);
+    this.inFlight.set(deliveryId, answer);
+    try {
+      return await answer;
+    } finally {
+      this.inFlight.delete(deliveryId);
+    }
+  }
+
+  list(limit: number): Delivery[] {
+    return this.deps.db
+      .select()
+      .from(webhookDeliveries)
+      .orderBy(desc(webhookDeliveries.receivedAt), desc(sql`rowid`))
+      .limit(limit)
+      .all()
+      .map(toWire);
+  }
+
+  private find(deliveryId: string): Delivery | undefined {
+    const row = this.deps.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId)).get();
+    return row ? toWire(row) : undefined;
+  }
+
+  private duplicate(deliveryId: string, first = this.find(deliveryId)): WebhookAnswer {
+    this.logger.info({ deliveryId }, "webhook redelivery ignored");
+    return { status: 200, body: { duplicate: true, ...(first ?? { deliveryId }) } };
+  }
+
+  private async decideAndRecord(deliveryId: string, event: string, hook: IncomingWebhook): Promise<WebhookAnswer> {
+    let decision: Decision;
+    try {
+      decision = await this.decide(deliveryId, event, hook);
+    } catch (err) {
+      // a refused deployment is GitHub's business too: recorded, and answered with the error
+      const reason = err instanceof ApiError ? `${err.code}: ${err.message}` : "internal error";
+      this.record(deliveryId, event, { repo: null, ref: null, sha: null, outcome: "rejected", reason, deploymentId: null, status: 500 });
+      throw err;
+    }
+    const delivery = this.record(deliveryId, event, decision);
+    if (decision.outcome === "rejected") throw new ApiError(decision.status, "invalid_payload", decision.reason);
+    return { status: decision.status, body: { ...delivery } };
+  }
+
+  private async decide(deliveryId: string, event: string, hook: IncomingWebhook): Promise<Decision> {
+    const none = { repo: null, ref: null, sha: null, deploymentId: null };
+    if (event === "ping") return { ...none, outcome: "pong", reason: "pong", status: 200 };
+    if (event !== "push") return { ...none, outcome: "ignored", reason: `event '${event.slice(0, 64)}' is not handled`, status: 202 };
+
+    const parsed = pushPayload.safeParse(parseBody(hook));
+    if (!parsed.success) return { ...none, outcome: "rejected", reason: "the push payload is not valid JSON in GitHub's format", status: 400 };
+    const push = parsed.data;
+    const seen = { repo: push.repository.full_name, ref: push.ref, sha: push.after, deploymentId: null };
+    const ignore = (reason: string): Decision => ({ ...seen, outcome: "ignored", reason, status: 200 });
+
+    const app = this.deps.apps().byRepo(push.repository.full_name);
+    if (!app) return ignore(`no app in apps.yaml has repo '${push.repository.full_name}'`);
+    if (!push.ref.startsWith("refs/heads/")) return ignore(push.ref.startsWith("refs/tags/") ? "tag pushes are not deployed" : `'${push.ref}' is not a branch`);
+    const branch = push.ref.slice("refs/heads/".length);
+    if (push.deleted || ZERO_SHA.test(push.after)) return ignore(`branch '${branch}' was deleted`);
+    if (branch !== app.branch) return ignore(`branch '${branch}' is not '${app.branch}', the branch app '${app.name}' deploys`);
+    if (!app.deploy_on_push) return ignore(`app '${app.name}' has deploy_on_push: false`);
+    const message = push.head_commit?.message.toLowerCase() ?? "";
+    const marker = SKIP_MARKERS.find((m) => message.includes(m));
+    if (marker) return ignore(`the head commit asks to skip: ${marker}`);
+    if (!/^[0-9a-f]{40}$/.test(push.after)) return { ...seen, outcome: "rejected", reason: "'after' is not a commit sha", status: 400 };
+
+    const deployment = await this.deployments.create({ app: app.name, sha: push.after, ref: branch, trigger: "webhook", triggeredBy: deliveryId });
+    return { ...seen, outcome: "deployed", reason: `deploying ${push.after.slice(0, 12)} of ${branch} to app '${app.name}'`, deploymentId: deployment.id, status: 202 };
+  }
+
+  private record(deliveryId: string, event: string, d: Decision): Delivery {
+    const row = {
+      deliveryId,
+      event: event.slice(0, 64),
+      repo: d.repo,
+      ref: d.ref,
+      sha: d.sha,
+      outcome: d.outcome,
+      reason: d.reason,
+      deploymentId: d.deploymentId,
+      receivedAt: this.deps.clock(),
+    };
+    this.deps.db.insert(webhookDeliveries).values(row).onConflictDoNothing().run();
+    this.logger.info({ deliveryId, event: row.event, repo: d.repo, outcome: d.outcome, reason: d.reason, deploymentId: d.deploymentId }, "webhook delivery");
+    return toWire(row);
+  }
+}
+
+/** `sha256=` + hex HMAC of the raw body, compared in constant time. */
+export function signatureMatches(secret: string, body: string, header: string | undefined): boolean {
+  if (!header) return false;
+  const expected = Buffer.from(`sha256=${createHmac("sha256", secret).update(body, "utf8").digest("hex")}`);
+  const given = Buffer.from(header.trim());
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/** GitHub sends JSON, or `payload=<json>` when the hook is set to the form content type. */
+function parseBody(hook: IncomingWebhook): unknown {
+  try {
+    if (hook.contentType?.startsWith("application/x-www-form-urlencoded")) {
+      const payload = new URLSearchParams(hook.body).get("payload");
+      return payload === null ? undefined : JSON.parse(payload);
+    }
+    return JSON.parse(hook.body);
+  } catch {
+    return undefined;
+  }
+}
+
+function toWire(row: typeof webhookDeliveries.$inferSelect): Delivery {
+  return { ...row, outcome: row.outcome as WebhookOutcome, receivedAt: iso(row.receivedAt)! };
+}
+
+/**
+ * Everything GitHub-facing, wired to the deployments: tags and refs are resolved through the
+ * client, deployments are mirrored as commit statuses, push webhooks create deployments.
+ */
+export function connectGitHub(deps: Deps, deployments: Creator & DeploymentFeed & { setRefResolver(r: (repo: string, ref: string) => Promise<string>): void }) {
+  const github = new GitHubClient(deps);
+  deployments.setRefResolver((repo, ref) => github.resolveRef(repo, ref));
+  const commitStatuses = new CommitStatusReporter(deps, github);
+  commitStatuses.attach(deployments);
+  return { github, commitStatuses, webhooks: new WebhookService(deps, deployments) };
+}

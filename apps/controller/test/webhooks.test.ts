@@ -1,0 +1,222 @@
+import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { deployment as deploymentSchema } from "@deploybot/protocol";
+import pino from "pino";
+import { describe, expect, test } from "vitest";
+import { createApp } from "../src/app";
+import { testConfig } from "../src/config";
+import { openDb } from "../src/db/client";
+import { parseAppsConfig } from "../src/services/appsConfig";
+import { ADMIN, type Harness, makeHarness } from "./fixture";
+
+const SECRET = "It's a Secret to Everybody";
+const fixture = (name: string) => readFileSync(new URL(`./fixtures/github/${name}`, import.meta.url), "utf8");
+const PUSH = JSON.parse(fixture("push.json"));
+const PING = fixture("ping.json");
+const PUSHED_SHA = PUSH.after as string;
+
+const sign = (body: string, secret = SECRET) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+let deliveries = 0;
+const newDeliveryId = () => `72d3162e-cc78-11e3-81ab-${String(++deliveries).padStart(12, "0")}`;
+
+interface Send {
+  event?: string;
+  deliveryId?: string;
+  signature?: string | null;
+  contentType?: string;
+}
+
+/** Sends `body` as GitHub does: raw bytes, signed with the shared secret unless told otherwise. */
+async function deliver(h: Pick<Harness, "app">, body: string | object, opts: Send = {}) {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  const headers: Record<string, string> = {
+    "content-type": opts.contentType ?? "application/json",
+    "user-agent": "GitHub-Hookshot/044aadd",
+    "x-github-event": opts.event ?? "push",
+    "x-github-delivery": opts.deliveryId ?? newDeliveryId(),
+    "x-github-hook-id": "467512345",
+  };
+  const signature = opts.signature === undefined ? sign(text) : opts.signature;
+  if (signature !== null) headers["x-hub-signature-256"] = signature;
+  return h.app.request("/v1/webhooks/github", { method: "POST", headers, body: text });
+}
+
+const push = (overrides: Record<string, unknown> = {}) => ({ ...PUSH, ...overrides });
+const commitMessage = (message: string) => push({ head_commit: { ...PUSH.head_commit, message } });
+
+const jobsOf = async (h: Harness) => (await (await h.call("GET", "/v1/jobs", { token: ADMIN })).json()).jobs as { id: string; target: unknown; spec: { source: unknown }; deploymentId: string }[];
+const deliveryLog = async (h: Harness, limit?: number) =>
+  (await (await h.call("GET", `/v1/webhooks/deliveries${limit ? `?limit=${limit}` : ""}`, { token: ADMIN })).json()).deliveries as Record<string, unknown>[];
+
+const harness = () => makeHarness({ webhookSecret: SECRET });
+
+describe("POST /v1/webhooks/github: happy path", () => {
+  test("a signed push to the app's branch deploys the pushed sha to its hosts", async () => {
+    const h = harness();
+    const id = newDeliveryId();
+    // the fixture's own bytes (pretty-printed): the signature covers the raw body, not a re-serialisation
+    const res = await deliver(h, fixture("push.json"), { deliveryId: id });
+    expect(res.status).toBe(202);
+    const body = await res.json();
+    expect(body).toMatchObject({ deliveryId: id, event: "push", outcome: "deployed", repo: "acme/web", ref: "refs/heads/main", sha: PUSHED_SHA });
+
+    const d = deploymentSchema.parse((await (await h.call("GET", `/v1/deployments/${body.deploymentId}`, { token: ADMIN })).json()).deployment);
+    expect(d).toMatchObject({ app: "web", sha: PUSHED_SHA, ref: "main", trigger: "webhook", triggeredBy: id, hosts: ["web-1"] });
+
+    const jobs = await jobsOf(h);
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]).toMatchObject({ deploymentId: d.id, target: { host: "web-1" } });
+    expect(jobs[0]!.spec.source).toEqual({ type: "git", url: "https://git.example.test/acme/web.git", ref: PUSHED_SHA });
+
+    expect(await deliveryLog(h)).toEqual([expect.objectContaining({ deliveryId: id, outcome: "deployed", deploymentId: d.id })]);
+  });
+
+  test("the repository name matches apps.yaml case-insensitively", async () => {
+    const h = harness();
+    const res = await deliver(h, push({ repository: { ...PUSH.repository, full_name: "ACME/Web" } }));
+    expect((await res.json()).outcome).toBe("deployed");
+  });
+
+  test("a hook set to the form content type (payload=...) works too", async () => {
+    const h = harness();
+    const form = new URLSearchParams({ payload: JSON.stringify(PUSH) }).toString();
+    const res = await deliver(h, form, { contentType: "application/x-www-form-urlencoded" });
+    expect(res.status).toBe(202);
+    expect(await jobsOf(h)).toHaveLength(1);
+  });
+
+  test("ping is answered with pong and recorded", async () => {
+    const h = harness();
+    const res = await deliver(h, PING, { event: "ping" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ outcome: "pong", event: "ping" });
+    expect((await deliveryLog(h))[0]).toMatchObject({ event: "ping", outcome: "pong" });
+  });
+
+  test("other events are accepted and ignored", async () => {
+    const h = harness();
+    const res = await deliver(h, { action: "opened", issue: { number: 1 } }, { event: "issues" });
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ outcome: "ignored", reason: "event 'issues' is not handled" });
+    expect(await jobsOf(h)).toEqual([]);
+  });
+});
+
+describe("POST /v1/webhooks/github: security", () => {
+  const RAW = fixture("push.json");
+  test.for([
+    ["forged (wrong secret)", RAW, sign(RAW, "not the secret")],
+    ["tampered (body changed after signing)", RAW.replace("refs/heads/main", "refs/heads/prod"), sign(RAW)],
+    ["missing signature", RAW, null],
+    ["sha1 signature only", RAW, `sha1=${createHmac("sha1", SECRET).update(RAW).digest("hex")}`],
+    ["truncated signature", RAW, sign(RAW).slice(0, 20)],
+    ["signature of an empty secret", RAW, sign(RAW, "")],
+  ] as const)("%s: 401 and nothing created or recorded", async ([, body, signature]) => {
+    const h = harness();
+    const res = await deliver(h, body, { signature });
+    expect(res.status).toBe(401);
+    expect((await res.json()).error.code).toBe("invalid_signature");
+    expect(await jobsOf(h)).toEqual([]);
+    expect(await deliveryLog(h)).toEqual([]);
+  });
+
+  test("a replayed delivery id is a no-op answered with the first outcome", async () => {
+    const h = harness();
+    const id = newDeliveryId();
+    const first = await (await deliver(h, PUSH, { deliveryId: id })).json();
+    const again = await deliver(h, PUSH, { deliveryId: id });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ duplicate: true, deliveryId: id, outcome: "deployed", deploymentId: first.deploymentId });
+    expect(await jobsOf(h)).toHaveLength(1);
+    expect(await deliveryLog(h)).toHaveLength(1);
+  });
+
+  test("concurrent redeliveries of one id create one deployment", async () => {
+    const h = harness();
+    const id = newDeliveryId();
+    const answers = await Promise.all([1, 2, 3].map(() => deliver(h, PUSH, { deliveryId: id }).then((r) => r.json())));
+    expect(answers.filter((a) => a.duplicate)).toHaveLength(2);
+    expect(new Set(answers.map((a) => a.deploymentId)).size).toBe(1);
+    expect(await jobsOf(h)).toHaveLength(1);
+  });
+
+  test("without DEPLOYBOT_WEBHOOK_SECRET webhooks are disabled (503)", async () => {
+    const h = makeHarness();
+    const res = await deliver(h, PUSH);
+    expect(res.status).toBe(503);
+    expect((await res.json()).error.code).toBe("webhooks_disabled");
+    expect(await jobsOf(h)).toEqual([]);
+  });
+
+  test("signed garbage is a 400 invalid_payload, recorded as rejected", async () => {
+    const h = harness();
+    for (const garbage of ["{not json", JSON.stringify({ hello: "world" })]) {
+      const res = await deliver(h, garbage);
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.code).toBe("invalid_payload");
+    }
+    expect(await jobsOf(h)).toEqual([]);
+    expect((await deliveryLog(h)).map((d) => d.outcome)).toEqual(["rejected", "rejected"]);
+  });
+
+  test("the deliveries list needs the read scope", async () => {
+    const h = harness();
+    expect((await h.call("GET", "/v1/webhooks/deliveries")).status).toBe(401);
+  });
+});
+
+describe("POST /v1/webhooks/github: pushes that deploy nothing", () => {
+  test.for([
+    ["another branch", push({ ref: "refs/heads/feature/login" }), "branch 'feature/login' is not 'main'"],
+    [
+      "a deleted branch",
+      push({ after: "0000000000000000000000000000000000000000", deleted: true, head_commit: null, commits: [] }),
+      "branch 'main' was deleted",
+    ],
+    ["an unmapped repository", push({ repository: { ...PUSH.repository, full_name: "acme/other" } }), "no app in apps.yaml has repo 'acme/other'"],
+    ["a tag", push({ ref: "refs/tags/v1.2.0", base_ref: "refs/heads/main" }), "tag pushes are not deployed"],
+    ["[skip deploy] in the head commit", commitMessage("Fix typo [skip deploy]"), "[skip deploy]"],
+    ["[skip ci] in the head commit", commitMessage("Docs\n\n[skip ci]"), "[skip ci]"],
+  ] as const)("%s: ignored with its reason, nothing created", async ([, payload, reason]) => {
+    const h = harness();
+    const id = newDeliveryId();
+    const res = await deliver(h, payload, { deliveryId: id });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body.outcome).toBe("ignored");
+    expect(body.reason).toContain(reason);
+    expect(await jobsOf(h)).toEqual([]);
+    expect(await deliveryLog(h)).toEqual([expect.objectContaining({ deliveryId: id, outcome: "ignored", reason: body.reason, deploymentId: null })]);
+  });
+
+  test("an app with deploy_on_push: false ignores pushes", async () => {
+    const apps = parseAppsConfig(
+      "apps:\n  - name: web\n    repo: acme/web\n    deploy_on_push: false\n    hosts: [web-1]\n",
+      "apps.yaml",
+    );
+    const { app } = createApp({
+      db: openDb(":memory:"),
+      config: testConfig({ webhookSecret: SECRET }),
+      logger: pino({ level: "silent" }),
+      apps: () => apps,
+      secretKey: "test-secret-key-with-enough-entropy-000000",
+    });
+    const res = await deliver({ app }, PUSH);
+    expect(await res.json()).toMatchObject({ outcome: "ignored", reason: "app 'web' has deploy_on_push: false" });
+  });
+});
+
+describe("GET /v1/webhooks/deliveries", () => {
+  test("lists deliveries newest first, up to limit", async () => {
+    const h = harness();
+    await deliver(h, PING, { event: "ping" });
+    h.clock.advance(1000);
+    await deliver(h, push({ ref: "refs/heads/dev" }));
+    h.clock.advance(1000);
+    await deliver(h, PUSH);
+    const all = await deliveryLog(h);
+    expect(all.map((d) => d.outcome)).toEqual(["deployed", "ignored", "pong"]);
+    expect(all[0]).toMatchObject({ receivedAt: "2026-11-22T12:00:02.000Z" });
+    expect(await deliveryLog(h, 1)).toHaveLength(1);
+  });
+});
