@@ -108,3 +108,21 @@ describe("GET /v1/hosts", () => {
     expect(again.status).toBe(403);
   });
 });
+
+describe("GET /v1/agents/install-command", () => {
+  test("hands an admin a ready, quoted install command with the join token", async ({ h }) => {
+    const res = await h.call("GET", "/v1/agents/install-command?url=https://deploy.example.com&labels=builder,region=eu", { token: ADMIN });
+    expect(res.status).toBe(200);
+    const { command } = await res.json();
+    expect(command).toBe(
+      "sudo DEPLOYBOT_JOIN_TOKEN='join-secret' bash scripts/install-agent.sh --url 'https://deploy.example.com' --labels 'builder,region=eu'",
+    );
+  });
+
+  test("refuses non-admins and input that would need escaping", async ({ h }) => {
+    const read = (await (await h.call("POST", "/v1/tokens", { token: ADMIN, body: { name: "r", scope: "read" } })).json()).token;
+    expect((await h.call("GET", "/v1/agents/install-command", { token: read })).status).toBe(403);
+    expect((await h.call("GET", "/v1/agents/install-command?url=http://x/$(id)'", { token: ADMIN })).status).toBe(400);
+    expect((await h.call("GET", "/v1/agents/install-command?labels=a;b", { token: ADMIN })).status).toBe(400);
+  });
+});

@@ -141,6 +141,15 @@ export const apiRoutes: ApiRoute[] = [
     responses: { 200: "acknowledged", 400: "invalid body", ...agentAuth },
   },
   {
+    method: "get",
+    path: "/v1/agents/install-command",
+    summary: "A ready install command for a new Docker host (contains the join token)",
+    auth: "admin",
+    query: z.object({ url: z.string().url().optional(), labels: z.string().optional() }),
+    response: z.object({ url: z.string(), command: z.string(), note: z.string() }),
+    responses: { 200: "the command", 400: "bad url or labels", ...user, 409: "no join token configured" },
+  },
+  {
     method: "post",
     path: "/v1/agents/{agentId}/revoke",
     summary: "Revoke an agent's token and refuse it",

@@ -1,8 +1,26 @@
 import { heartbeatQuery, heartbeatRequest, registerRequest } from "@deploybot/protocol";
 import { Hono } from "hono";
+import { ApiError } from "../lib/errors";
 import { type AppEnv, requireAgent, requireJoinToken, requireScope } from "../middleware/auth";
 import { validate } from "../middleware/validate";
 import type { Services } from "../services";
+
+/** Shell-quotes one argument: the command is pasted into a root shell on a new server. */
+const quote = (v: string) => `'${v.replace(/'/g, "'\\''")}'`;
+
+/** A ready command for a new Docker host, run from a checkout of deploybot as root. */
+function installCommand(url: string, joinToken: string, labels?: string) {
+  if (!/^https?:\/\/[^\s'"]+$/.test(url)) throw new ApiError(400, "invalid_url", "url must be an http(s) URL");
+  if (labels !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.=:/-]*(,[A-Za-z0-9][A-Za-z0-9_.=:/-]*)*$/.test(labels)) {
+    throw new ApiError(400, "invalid_labels", "labels must be a comma-separated list of letters, digits and _ . = : / -");
+  }
+  const args = ["--url", quote(url), ...(labels ? ["--labels", quote(labels)] : [])];
+  return {
+    url,
+    command: `sudo DEPLOYBOT_JOIN_TOKEN=${quote(joinToken)} bash scripts/install-agent.sh ${args.join(" ")}`,
+    note: "run from a checkout of deploybot on the new host; the command contains the join token",
+  };
+}
 
 export function agentRoutes(s: Services, joinToken: string | undefined) {
   const agentAuth = requireAgent(s.agentTokens, s.agents);
@@ -13,6 +31,12 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
     .post("/:agentId/heartbeat", agentAuth, validate("query", heartbeatQuery), validate("json", heartbeatRequest), async (c) => {
       const { wait } = c.req.valid("query");
       return c.json(await s.agents.heartbeat(c.get("agent"), c.req.valid("json"), wait, () => c.req.raw.signal));
+    })
+    .get("/install-command", requireScope(s.apiTokens, "admin"), (c) => {
+      if (!joinToken) throw new ApiError(409, "registration_closed", "DEPLOYBOT_JOIN_TOKEN is not set on the controller");
+      const url = c.req.query("url") ?? new URL(c.req.url).origin;
+      const labels = c.req.query("labels");
+      return c.json(installCommand(url, joinToken, labels));
     })
     .post("/:agentId/revoke", requireScope(s.apiTokens, "admin"), (c) => c.json({ agent: s.agents.revoke(c.req.param("agentId")) }))
     .delete("/:agentId", requireScope(s.apiTokens, "admin"), (c) => {
