@@ -41,7 +41,11 @@ export function createApp(opts: AppOptions) {
 
   const app = new Hono<AppEnv>()
     .use(requestLog(opts.logger))
-    .use("/v1/*", limitBody(JSON_BODY_LIMIT, { "POST /v1/builds": opts.config.buildBodyLimit }))
+    .use("/v1/*", limitBody(JSON_BODY_LIMIT, {
+        "POST /v1/builds": opts.config.buildBodyLimit,
+        // GitHub sends push payloads of up to 25 MB
+        "POST /v1/webhooks/github": 25 * 1024 * 1024,
+      }))
     .get("/healthz", (c) => c.json({ ok: true }))
     .route("/", docsRoutes())
     .route("/v1/logs/stream", logStreamRoutes(services, deps))
