@@ -109,21 +109,14 @@ apps:
     expect(all).toHaveLength(1);
   });
 
-  it("the files source builds and pushes name:version and :latest", async () => {
+  it("the builds API: the seeds' {name, version, files} builds and pushes name:version and :latest", async () => {
     const name = uniqueName("files");
-    const res = await ctl.api("POST", "/v1/jobs", {
-      spec: {
-        kind: "build",
-        app: name,
-        source: { type: "files", files: testAppFiles("files-1") },
-        image: `${testRegistry.host}/${name}`,
-        version: "1.0.0",
-      },
-      target: { host },
-    });
+    const res = await ctl.api("POST", "/v1/builds", { name, version: "1.0.0", files: testAppFiles("files-1"), host });
     expect(res.status).toBe(201);
     const job = await waitForJob(ctl, res.body.job.id);
     expect(job.status).toBe("succeeded");
+    const answer = (await ctl.api("GET", `/v1/builds/${job.id}`)).body;
+    expect(answer).toMatchObject({ success: true, image_tag: `${testRegistry.host}/${name}:1.0.0`, error: null });
     const version = await registryDigest(name, "1.0.0");
     expect(version).toMatch(/^sha256:/);
     expect(await registryDigest(name, "latest")).toBe(version);
