@@ -13,6 +13,7 @@ if [ ! -f data/dev.env ]; then
   {
     echo "DEPLOYBOT_JOIN_TOKEN=$(node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))')"
     echo "DEPLOYBOT_ADMIN_TOKEN=$(node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))')"
+    echo "DEPLOYBOT_WEBHOOK_SECRET=$(node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))')"
   } > data/dev.env
 fi
 set -a
