@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { APPS_YAML } from "../apps/controller/test/appsYaml";
 import { Client, Recorder, type Reply, runAtRate, runEach, runFor, type Stats } from "./load";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -25,19 +26,6 @@ const DURATION_MS = 5_000;
 /** 1,000 agents at the default 10 s heartbeat interval. */
 const REAL_HEARTBEATS_PER_SECOND = 100;
 const TARGET = { heartbeatShareOfHealthz: 0.4, heartbeatP99Ms: 20, claimsPerSecond: 2_000 };
-
-// Same shape as apps/controller/test/fixture.ts APPS_YAML: the bench needs only that `web` exists.
-const APPS_YAML = `
-apps:
-  - name: web
-    repo: acme/web
-    url: https://git.example.test/acme/web.git
-    hosts: [web-1]
-    build: { dockerfile: Dockerfile, context: . }
-    run:
-      ports: ["8080:80"]
-      healthcheck: { path: /health, port: 80 }
-`;
 
 /** Which controller code was measured: others edit the tree while benches run. */
 function codeVersion(): string {

@@ -7,7 +7,7 @@ import { backoffMs, sleep } from "./backoff";
 import type { AgentConfig } from "./config";
 import { ControllerClient, ControllerError, isRetryable } from "./controllerClient";
 import { findJobContainer, listManagedContainers, scopeToHost } from "./executors";
-import { JobRunner } from "./jobRunner";
+import { JobRunner, type RunnerDeps } from "./jobRunner";
 import { JobLogSpool } from "./logSpool";
 import { Redactor } from "./redact";
 import { AgentState } from "./state";
@@ -139,17 +139,26 @@ export class AgentDaemon {
     const spool = new JobLogSpool(this.spoolDir, job.id, job.leaseId, this.client, this.redactor, this.logger, () =>
       this.current?.cancel("cancel requested"),
     );
-    this.current = JobRunner.start(job, {
+    this.adopt(JobRunner.start(job, this.runnerDeps(job.id, spool)));
+  }
+
+  private runnerDeps(jobId: string, spool: JobLogSpool): RunnerDeps {
+    return {
       docker: this.docker,
       client: this.client,
       spool,
       state: this.state,
-      logger: this.logger.child({ jobId: job.id }),
+      logger: this.logger.child({ jobId }),
       stateDir: this.config.stateDir,
       registries: this.config.registries,
       retrying: (what, fn) => this.retrying(what, fn),
-    });
-    this.current.finished.then(() => {
+    };
+  }
+
+  /** The runner is the current job until it has reported its end; then the loop wakes. */
+  private adopt(runner: JobRunner): void {
+    this.current = runner;
+    runner.finished.then(() => {
       this.current = null;
       this.nudge();
     });
@@ -168,20 +177,7 @@ export class AgentDaemon {
     if (!held) return;
     const spool = new JobLogSpool(this.spoolDir, held.id, held.leaseId, this.client, this.redactor, this.logger);
     const container = held.final ? null : await findJobContainer(this.docker, held.id).catch(() => null);
-    this.current = JobRunner.recovered(held, container, {
-      docker: this.docker,
-      client: this.client,
-      spool,
-      state: this.state,
-      logger: this.logger.child({ jobId: held.id }),
-      stateDir: this.config.stateDir,
-      registries: this.config.registries,
-      retrying: (what, fn) => this.retrying(what, fn),
-    });
-    this.current.finished.then(() => {
-      this.current = null;
-      this.nudge();
-    });
+    this.adopt(JobRunner.recovered(held, container, this.runnerDeps(held.id, spool)));
   }
 
   /** SIGTERM: take no new job, let the current one finish within the drain time, flush, stop. */

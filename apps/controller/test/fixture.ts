@@ -4,26 +4,11 @@ import { createApp } from "../src/app";
 import { type Config, testConfig } from "../src/config";
 import { openDb } from "../src/db/client";
 import { parseAppsConfig } from "../src/services/appsConfig";
+import { APPS_YAML } from "./appsYaml";
 
-export const APPS_YAML = `
-apps:
-  - name: web
-    repo: acme/web
-    url: https://git.example.test/acme/web.git
-    hosts: [web-1]
-    build: { dockerfile: Dockerfile, context: . }
-    run:
-      ports: ["8080:80"]
-      healthcheck: { path: /health, port: 80 }
-  - name: api
-    repo: acme/api
-    url: https://git.example.test/acme/api.git
-    hosts: [api-1, api-2]
-    image: 127.0.0.1:5000/acme/api
-    run:
-      env: { MODE: blue }
-      secrets: [DATABASE_URL]
-`;
+export { APPS_YAML };
+
+
 
 export interface Harness {
   app: ReturnType<typeof createApp>["app"];

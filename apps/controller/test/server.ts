@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../src/config";
 import { startController } from "../src/server";
-import { APPS_YAML } from "./fixture";
+import { APPS_YAML } from "./appsYaml";
 
 export const ADMIN = "admin-secret";
 export const JOIN = "join-secret";
