@@ -115,13 +115,13 @@ export class AgentService {
     const containers = JSON.stringify(body.containers);
     const touch = () => this.liveness.set(agent.id, { at: clock(), state: body.status, containers });
     touch();
-    // One transaction per round: reconciliation and the claim commit together.
-    // After reconcile, an agent that holds nothing has no active job here either.
-    const round = this.deps.db.$client.transaction(() => {
+    // No transaction: an idle heartbeat only reads, and every write here is a single guarded
+    // statement. After reconcile, an agent that holds nothing has no active job here either.
+    const round = () => {
       const cancelJobIds = this.leases.reconcile(agent.id, body.heldJobIds);
       const mayClaim = body.status === "idle" && body.heldJobIds.length === 0;
       return { cancelJobIds, job: mayClaim ? this.leases.claimNextJob(agent) : null };
-    });
+    };
     for (;;) {
       const { cancelJobIds, job } = round();
       const remaining = deadline - clock();

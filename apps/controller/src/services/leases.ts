@@ -31,8 +31,8 @@ export class LeaseService {
   ) {
     const sqlite = deps.db.$client;
     // A claim is a few index probes (by host, then by each label set this agent satisfies) and
-    // one compare-and-swap UPDATE, inside one synchronous transaction: two agents can never hold
-    // the same job. Probing label sets by exact key keeps a claim O(label sets), not O(pending jobs).
+    // one compare-and-swap UPDATE (WHERE id = ? AND status = 'pending'): two agents can never
+    // hold the same job. Probing label sets by exact key keeps a claim O(label sets), not O(pending jobs).
     this.probeByHost = sqlite.prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_host = ? ORDER BY id LIMIT 1").pluck();
     this.probeByLabels = sqlite
       .prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_labels = ? ORDER BY id LIMIT 1")
@@ -120,17 +120,20 @@ export class LeaseService {
   /** Takes the oldest pending job this agent may run, or returns null. */
   claimNextJob(agent: { id: string; hostname: string; labels: string[] }): ClaimedJob | null {
     const now = this.deps.clock();
-    const raw = this.deps.db.$client.transaction(() => {
+    // Probe, then take with a compare-and-swap on status: no transaction is needed, and if the
+    // row was taken in between (by another writer), the next candidate is tried.
+    let raw: Record<string, unknown> | undefined;
+    for (let tries = 0; tries < 3 && !raw; tries++) {
       const id = this.oldestMatching(agent);
-      if (id === undefined) return undefined;
-      return this.take.get({
+      if (id === undefined) return null;
+      raw = this.take.get({
         id,
         agentId: agent.id,
         leaseId: `lse_${randomBytes(12).toString("base64url")}`,
         leaseExpiresAt: now + this.leaseMs,
         now,
       }) as Record<string, unknown> | undefined;
-    })();
+    }
     if (!raw) return null;
     const spec = JSON.parse(raw.spec as string);
     this.deps.logger.info({ jobId: raw.id, agentId: agent.id, attempt: raw.attempts }, "job assigned");
