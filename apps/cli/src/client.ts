@@ -24,6 +24,13 @@ export class CliError extends Error {
     super(message);
     this.name = "CliError";
   }
+
+  /** The HTTP status, when the error is an API answer (a 5xx is worth a retry while following). */
+  httpStatus?: number;
+  withStatus(status: number): this {
+    this.httpStatus = status;
+    return this;
+  }
 }
 
 export const usageError = (message: string) => new CliError(ExitCode.usage, message);
@@ -59,6 +66,47 @@ export class ApiClient {
 
   delete<S extends z.ZodType>(path: string, schema: S): Promise<ApiAnswer<z.infer<S>>> {
     return this.request("DELETE", path, schema);
+  }
+
+  /**
+   * Opens a Server-Sent Events stream. The 30 s limit covers only the answer's headers; the body
+   * may stay open for hours. Errors come back as CliErrors, like `request`'s.
+   */
+  async stream(path: string, lastEventId: string | undefined, signal: AbortSignal): Promise<Response> {
+    const headersTimeout = new AbortController();
+    const timer = setTimeout(() => headersTimeout.abort(new DOMException("timeout", "TimeoutError")), REQUEST_TIMEOUT_MS);
+    let res: Response;
+    try {
+      res = await fetch(this.baseUrl + path, {
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept: "text/event-stream",
+          ...(lastEventId === undefined ? {} : { "last-event-id": lastEventId }),
+        },
+        signal: AbortSignal.any([signal, headersTimeout.signal, ...(this.interrupt ? [this.interrupt] : [])]),
+      });
+    } catch (err) {
+      if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
+      const reason = headersTimeout.signal.aborted ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : networkReason(err);
+      throw new CliError(ExitCode.unreachable, `cannot reach the controller at ${this.baseUrl}: ${reason}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) {
+      const text = await res.text().catch(() => "");
+      let raw: unknown = null;
+      try {
+        raw = JSON.parse(text);
+      } catch {
+        // not JSON: apiError falls back to the HTTP status
+      }
+      throw apiError(res.status, raw, this.baseUrl);
+    }
+    if (!res.body || !(res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
+      await res.body?.cancel();
+      throw new CliError(ExitCode.api, `GET ${path} did not answer with an event stream (is ${this.baseUrl} a deploybot controller of this version?)`);
+    }
+    return res;
   }
 
   async request<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown): Promise<ApiAnswer<z.infer<S>>> {
@@ -101,13 +149,13 @@ export class ApiClient {
   }
 }
 
-function apiError(status: number, raw: unknown, baseUrl: string): CliError {
+export function apiError(status: number, raw: unknown, baseUrl: string): CliError {
   const parsed = errorBody.safeParse(raw);
   const detail = parsed.success ? `${parsed.data.error.code}: ${parsed.data.error.message}` : `HTTP ${status}`;
   if (status === 401) return new CliError(ExitCode.auth, `${detail} (token refused by ${baseUrl}; run 'deploybot login' or set DEPLOYBOT_TOKEN)`);
   if (status === 403) return new CliError(ExitCode.auth, detail);
   if (status === 404) return new CliError(ExitCode.notFound, detail);
-  return new CliError(ExitCode.api, detail);
+  return new CliError(ExitCode.api, detail).withStatus(status);
 }
 
 /** fetch wraps the socket error in `cause`; that is where ECONNREFUSED and friends live. */

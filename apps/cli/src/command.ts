@@ -8,6 +8,8 @@ export interface OptionSpec {
   short?: string;
   /** shown in help as `--name VALUE` */
   value?: string;
+  /** may be given more than once (`--host a --host b`); the value is then a string[] */
+  multiple?: boolean;
   description: string;
 }
 
@@ -20,7 +22,7 @@ export interface Context {
   signal: AbortSignal;
 }
 
-export type Values = Record<string, string | boolean | undefined>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
 
 export interface Command {
   /** as typed: "deploy", "tokens create" */
@@ -44,7 +46,9 @@ const commonOptions: Record<string, OptionSpec> = {
 export function parseCommandArgs(cmd: Command, argv: string[]) {
   const specs = { ...cmd.options, ...commonOptions };
   const options: ParseArgsConfig["options"] = {};
-  for (const [name, spec] of Object.entries(specs)) options[name] = spec.short ? { type: spec.type, short: spec.short } : { type: spec.type };
+  for (const [name, spec] of Object.entries(specs)) {
+    options[name] = { type: spec.type, ...(spec.short ? { short: spec.short } : {}), ...(spec.multiple ? { multiple: true } : {}) };
+  }
   let parsed: { values: Values; positionals: string[] };
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as typeof parsed;
@@ -86,6 +90,12 @@ export function commandHelp(cmd: Command): string {
 export function stringOption(values: Values, name: string): string | undefined {
   const v = values[name];
   return typeof v === "string" ? v : undefined;
+}
+
+/** Every value of an option given with `multiple` (or the one value of a plain string option). */
+export function listOption(values: Values, name: string): string[] {
+  const v = values[name];
+  return Array.isArray(v) ? v : typeof v === "string" ? [v] : [];
 }
 
 export function requiredOption(cmd: Command, values: Values, name: string): string {

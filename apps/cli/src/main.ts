@@ -3,15 +3,39 @@ import { ApiClient, CliError, ExitCode } from "./client";
 import { type Command, type Context, commandHelp, parseCommandArgs } from "./command";
 import { type Env, resolveCredentials } from "./config";
 import { Output } from "./output";
-import { agentsRemove, agentsRevoke } from "./commands/agents";
+import { agentsInstallCommand, agentsRemove, agentsRevoke } from "./commands/agents";
+import { apps, releases } from "./commands/apps";
 import { deploy } from "./commands/deploy";
+import { deployments, rollback } from "./commands/deployments";
 import { hosts } from "./commands/hosts";
 import { cancel, jobs, status } from "./commands/jobs";
 import { login } from "./commands/login";
 import { logs } from "./commands/logs";
+import { secretsList, secretsRemove, secretsSet } from "./commands/secrets";
 import { tokensCreate, tokensList, tokensRevoke } from "./commands/tokens";
 
-const commands: Command[] = [login, deploy, status, logs, jobs, cancel, hosts, tokensCreate, tokensList, tokensRevoke, agentsRevoke, agentsRemove];
+const commands: Command[] = [
+  login,
+  deploy,
+  deployments,
+  rollback,
+  apps,
+  releases,
+  status,
+  logs,
+  jobs,
+  cancel,
+  hosts,
+  secretsSet,
+  secretsList,
+  secretsRemove,
+  tokensCreate,
+  tokensList,
+  tokensRevoke,
+  agentsInstallCommand,
+  agentsRevoke,
+  agentsRemove,
+];
 const groups = new Set(commands.filter((c) => c.name.includes(" ")).map((c) => c.name.split(" ")[0]!));
 
 function topHelp(): string {
@@ -31,7 +55,8 @@ function topHelp(): string {
     "",
     "examples:",
     "  deploybot login --url http://127.0.0.1:8080 --token \"$DEPLOYBOT_ADMIN_TOKEN\"",
-    "  deploybot deploy --repo acme/web --ref main --host web-1",
+    "  deploybot deploy web --ref main",
+    "  deploybot logs --host web-1 --app web -f",
     "  deploybot jobs --status failed --limit 10",
     "",
   ].join("\n");
@@ -127,7 +152,7 @@ export async function main(argv: string[], env: Env, streams = { stdout: process
     out.clearProgress();
     if (err instanceof CliError) {
       if (err.exitCode === ExitCode.interrupted) {
-        streams.stderr.write("deploybot: stopped following; the job goes on (deploybot cancel JOB stops it)\n");
+        streams.stderr.write("deploybot: stopped following; the job or deployment goes on (deploybot cancel JOB stops a job)\n");
       } else {
         streams.stderr.write(`deploybot ${cmd.name}: ${err.message}\n`);
       }

@@ -62,6 +62,12 @@ export class Output {
     this.streams.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   }
 
+  /** One compact JSON object on its own line (a never-ending --json follow prints these). */
+  jsonLine(value: unknown): void {
+    this.clearProgress();
+    this.streams.stdout.write(`${JSON.stringify(value)}\n`);
+  }
+
   table(headers: string[], rows: string[][]): void {
     if (rows.length === 0) return;
     const widths = headers.map((h, i) => Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[i] ?? ""))));

@@ -1,6 +1,6 @@
 import { agent } from "@deploybot/protocol";
 import { z } from "zod";
-import { type Command, seg } from "../command";
+import { type Command, seg, stringOption } from "../command";
 
 export const agentsRevoke: Command = {
   name: "agents revoke",
@@ -37,6 +37,36 @@ export const agentsRemove: Command = {
       return 0;
     }
     ctx.out.line(`host ${host} removed`);
+    return 0;
+  },
+};
+
+const installCommandAnswer = z.object({ url: z.string(), command: z.string(), note: z.string() });
+
+export const agentsInstallCommand: Command = {
+  name: "agents install-command",
+  summary: "Print the command that installs an agent on a new host (it contains the join token; admin).",
+  usage: "[--url URL] [--labels L]",
+  options: {
+    url: { type: "string", value: "URL", description: "the controller URL the agent will use (default: the one the controller sees)" },
+    labels: { type: "string", value: "L", description: "comma-separated agent labels, e.g. builder,eu" },
+  },
+  notes: ["The command goes to stdout alone, so it can be piped; treat it as a secret."],
+  examples: ["deploybot agents install-command --url https://deploy.example.com --labels builder", "deploybot agents install-command --json | jq -r .command"],
+  async run(ctx, values) {
+    const query = new URLSearchParams();
+    const url = stringOption(values, "url");
+    const labels = stringOption(values, "labels");
+    if (url !== undefined) query.set("url", url);
+    if (labels !== undefined) query.set("labels", labels);
+    const qs = query.toString();
+    const answer = await ctx.client().get(`/v1/agents/install-command${qs ? `?${qs}` : ""}`, installCommandAnswer);
+    if (ctx.out.json) {
+      ctx.out.printJson(answer.raw);
+      return 0;
+    }
+    ctx.out.note(`${answer.data.note} (controller: ${answer.data.url})`);
+    ctx.out.line(answer.data.command);
     return 0;
   },
 };

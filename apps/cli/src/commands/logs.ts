@@ -1,23 +1,22 @@
-import { type Job, job as jobSchema, jobLogsResponse, type storedLogEntry } from "@deploybot/protocol";
+import { type Job, jobPage, job as jobSchema, jobLogsResponse, storedLogEntry } from "@deploybot/protocol";
 import { z } from "zod";
-import { type ApiClient, usageError } from "../client";
-import { type Command, type Context, seg, sleep, stringOption } from "../command";
+import { type ApiClient, CliError, ExitCode, usageError } from "../client";
+import { type Command, type Context, seg, stringOption } from "../command";
 import { duration } from "../output";
+import { followEvents, type SseEvent } from "../sse";
 
 type LogEntry = z.infer<typeof storedLogEntry>;
 type LogPage = z.infer<typeof jobLogsResponse>;
 
 const jobAnswer = z.object({ job: jobSchema });
 const PAGE = 1000;
-// The brief's figure: quick enough to feel live, cheap for the controller (two small GETs).
-export const POLL_MS = 500;
 
 export const fetchJob = (client: ApiClient, id: string) => client.get(`/v1/jobs/${seg(id)}`, jobAnswer);
 
-function printEntry(ctx: Context, e: LogEntry) {
+export function printEntry(ctx: Context, e: LogEntry, prefix = "") {
   const { paint } = ctx.out;
   const text = e.stream === "system" ? paint.cyan(e.line) : e.stream === "stderr" ? paint.yellow(e.line) : e.line;
-  ctx.out.line(text);
+  ctx.out.line(prefix ? `${paint.dim(prefix)}${text}` : text);
 }
 
 /** Reads the log from `after` to its current end, printing as it goes. */
@@ -33,25 +32,74 @@ async function drain(ctx: Context, client: ApiClient, id: string, after: number,
   }
 }
 
-/**
- * Follows a job until it ends: its log from `GET .../logs?after=SEQ`, its status from
- * `GET /v1/jobs/{id}`, every POLL_MS. Log lines go to stdout (stderr under --json).
- * `finished` in a log page is read before its entries, so once it is true the page holds
- * every line the job will ever have.
- */
-export async function followJob(ctx: Context, client: ApiClient, id: string, opts: { collect?: LogEntry[]; print?: boolean } = {}) {
-  const print = opts.print ?? true;
-  let after = -1;
-  let last: LogPage;
-  for (;;) {
-    const drained = await drain(ctx, client, id, after, opts.collect, print);
-    after = drained.after;
-    last = drained.page;
-    const current = await fetchJob(client, id);
-    if (drained.page.finished) return { job: current, logs: { ...last, entries: opts.collect ?? [] } };
-    ctx.out.progress(`${id} ${current.data.job.status} ${duration(current.data.job.createdAt, null)}`);
-    await sleep(POLL_MS, ctx.signal);
+const logEvent = storedLogEntry.extend({ jobId: z.string().optional() });
+const endEvent = z.object({ jobId: z.string(), status: z.string() });
+
+/** Reads an event's JSON data; a malformed one is a version mismatch, not a crash. */
+export function eventData<S extends z.ZodType>(schema: S, event: SseEvent): z.infer<S> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(event.data);
+  } catch {
+    raw = undefined;
   }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new CliError(ExitCode.api, `unexpected '${event.type}' event in the log stream: ${event.data.slice(0, 200)} (controller and CLI versions differ?)`);
+  return parsed.data;
+}
+
+export interface FollowOptions {
+  collect?: LogEntry[];
+  print?: boolean;
+  /** put before each printed line, e.g. "web-1 | " */
+  prefix?: string;
+  /** stops following without an error (the caller's own reasons); Ctrl-C is ctx.signal */
+  signal?: AbortSignal;
+}
+
+/**
+ * Streams one job's log over SSE (`GET /v1/logs/stream?job=ID`) until the controller says
+ * `end`, resuming with Last-Event-ID after a dropped connection. Lines are printed once each,
+ * in seq order: a seq at or before the last one printed is skipped.
+ */
+export async function streamJobLog(ctx: Context, client: ApiClient, id: string, opts: FollowOptions = {}) {
+  const print = opts.print ?? true;
+  let last = -1;
+  let status: string | undefined;
+  await followEvents(client, {
+    path: `/v1/logs/stream?job=${encodeURIComponent(id)}`,
+    signal: opts.signal ? AbortSignal.any([ctx.signal, opts.signal]) : ctx.signal,
+    onEvent(event) {
+      if (event.type === "log") {
+        const e = eventData(logEvent, event);
+        if (e.seq <= last) return undefined;
+        last = e.seq;
+        const entry = { seq: e.seq, ts: e.ts, stream: e.stream, line: e.line };
+        opts.collect?.push(entry);
+        if (print) printEntry(ctx, entry, opts.prefix);
+      } else if (event.type === "end") {
+        status = eventData(endEvent, event).status;
+        return "stop";
+      }
+      return undefined;
+    },
+    onReconnect(reason) {
+      ctx.out.note(ctx.out.paint.dim(`log stream of ${id}: ${reason}; resuming after line ${last}`));
+    },
+  });
+  return { last, status };
+}
+
+/**
+ * Follows a job until it ends: its log over SSE, then its final state from `GET /v1/jobs/{id}`.
+ * Log lines go to stdout (stderr under --json).
+ */
+export async function followJob(ctx: Context, client: ApiClient, id: string, opts: FollowOptions = {}) {
+  const collect = opts.collect ?? [];
+  const { last } = await streamJobLog(ctx, client, id, { ...opts, collect });
+  const [current, tail] = await Promise.all([fetchJob(client, id), client.get(`/v1/jobs/${seg(id)}/logs?after=${last}&limit=1`, jobLogsResponse)]);
+  const logs: LogPage = { jobId: id, entries: collect, next: Math.max(last, tail.data.next), truncated: tail.data.truncated, finished: true };
+  return { job: current, logs };
 }
 
 export function describeEnd(ctx: Context, job: Job): number {
@@ -64,24 +112,46 @@ export function describeEnd(ctx: Context, job: Job): number {
   return 1;
 }
 
+// A host+app stream replays this many recent jobs; `logs --host --app` without -f prints as many.
+const HISTORY_JOBS = 5;
+
 export const logs: Command = {
   name: "logs",
-  summary: "Print a job's log; with -f, keep printing until the job ends.",
-  usage: "--job ID [-f]",
+  summary: "Print a job's log, or an app's recent logs on a host; with -f, keep printing live.",
+  usage: "--job ID [-f] | --host HOST --app APP [-f]",
   options: {
     job: { type: "string", value: "ID", description: "the job (also accepted as the only argument)" },
-    follow: { type: "boolean", short: "f", description: "follow the log live until the job ends; exit 1 unless it succeeded" },
+    host: { type: "string", value: "HOST", description: "with --app: every job of the app on this host" },
+    app: { type: "string", value: "APP", description: "with --host" },
+    follow: { type: "boolean", short: "f", description: "follow live (a job: until it ends, exit 1 unless it succeeded; host+app: until Ctrl-C)" },
   },
   positionals: { names: ["JOB"], required: 0 },
   notes: [
-    "Without -f the exit code is 0 whatever the job's state. With --json the whole log is one",
+    "Live logs come over Server-Sent Events (GET /v1/logs/stream); a dropped connection is",
+    "resumed with Last-Event-ID, so no line is lost or printed twice.",
+    "--job without -f: exit 0 whatever the job's state. With --json the whole log is one",
     "document ({jobId, entries, next, truncated, finished}); with -f it is printed when the job ends.",
+    `--host/--app without -f prints the last ${HISTORY_JOBS} jobs' logs, oldest first, each after a '== job ID' line;`,
+    "with --json: {host, app, jobs: [{job, entries}]}. With -f --json: one JSON object per line",
+    "({jobId, seq, ts, stream, line}), since that stream never ends.",
   ],
-  examples: ["deploybot logs --job job_01J9Z8 -f", "deploybot logs job_01J9Z8 --json | jq -r '.entries[].line'"],
+  examples: [
+    "deploybot logs --job job_01J9Z8 -f",
+    "deploybot logs job_01J9Z8 --json | jq -r '.entries[].line'",
+    "deploybot logs --host web-1 --app web -f",
+  ],
   async run(ctx, values, positionals) {
-    const id = stringOption(values, "job") ?? positionals[0];
-    if (!id) throw usageError("missing --job ID\nusage: deploybot logs --job ID [-f]");
-    if (stringOption(values, "job") && positionals[0]) throw usageError("give the job once: --job ID or JOB, not both");
+    const host = stringOption(values, "host");
+    const app = stringOption(values, "app");
+    const jobOpt = stringOption(values, "job");
+    if (host !== undefined || app !== undefined) {
+      if (jobOpt || positionals[0]) throw usageError("give either --job ID, or --host HOST with --app APP\nusage: deploybot logs --job ID [-f] | --host HOST --app APP [-f]");
+      if (!host || !app) throw usageError(`missing --${host ? "app" : "host"}: --host and --app go together\nusage: deploybot logs --host HOST --app APP [-f]`);
+      return values.follow ? followHostApp(ctx, host, app) : hostAppHistory(ctx, host, app);
+    }
+    const id = jobOpt ?? positionals[0];
+    if (!id) throw usageError("missing --job ID (or --host HOST --app APP)\nusage: deploybot logs --job ID [-f] | --host HOST --app APP [-f]");
+    if (jobOpt && positionals[0]) throw usageError("give the job once: --job ID or JOB, not both");
     const client = ctx.client();
     const collect: LogEntry[] = [];
 
@@ -99,3 +169,58 @@ export const logs: Command = {
     return 0;
   },
 };
+
+const jobHeader = (ctx: Context, job: Pick<Job, "id"> & Partial<Pick<Job, "status" | "kind">>) =>
+  ctx.out.line(ctx.out.paint.dim(`== job ${job.id}${job.kind ? ` (${job.kind}${job.status ? `, ${job.status}` : ""})` : ""}`));
+
+/** The last few jobs of an app on a host, oldest first, each job's whole log: what the stream would replay. */
+async function hostAppHistory(ctx: Context, host: string, app: string): Promise<number> {
+  const client = ctx.client();
+  const q = new URLSearchParams({ host, app, limit: String(HISTORY_JOBS) });
+  const page = await client.get(`/v1/jobs?${q}`, jobPage);
+  const jobs = [...page.data.jobs].reverse();
+  const out: { job: Job; entries: LogEntry[] }[] = [];
+  for (const job of jobs) {
+    if (!ctx.out.json) jobHeader(ctx, job);
+    const entries: LogEntry[] = [];
+    await drain(ctx, client, job.id, -1, entries, !ctx.out.json);
+    out.push({ job, entries });
+  }
+  if (ctx.out.json) ctx.out.printJson({ host, app, jobs: out });
+  else if (jobs.length === 0) ctx.out.note(`no jobs of app ${app} on host ${host} yet`);
+  return 0;
+}
+
+/** `GET /v1/logs/stream?host=&app=`: the recent history, then every new job's lines, until Ctrl-C. */
+async function followHostApp(ctx: Context, host: string, app: string): Promise<number> {
+  const client = ctx.client();
+  const seen = new Map<string, number>();
+  let current: string | undefined;
+  await followEvents(client, {
+    path: `/v1/logs/stream?${new URLSearchParams({ host, app })}`,
+    signal: ctx.signal,
+    onEvent(event) {
+      if (event.type === "log") {
+        const e = eventData(logEvent, event);
+        const jobId = e.jobId ?? "?";
+        if (e.seq <= (seen.get(jobId) ?? -1)) return undefined;
+        seen.set(jobId, e.seq);
+        if (ctx.out.json) {
+          ctx.out.jsonLine({ jobId, seq: e.seq, ts: e.ts, stream: e.stream, line: e.line });
+          return undefined;
+        }
+        if (jobId !== current) jobHeader(ctx, { id: jobId });
+        current = jobId;
+        printEntry(ctx, e);
+      } else if (event.type === "job") {
+        const end = eventData(endEvent, event);
+        if (!ctx.out.json) ctx.out.note(`job ${end.jobId} ${ctx.out.status(end.status)}`);
+      }
+      return undefined;
+    },
+    onReconnect(reason) {
+      ctx.out.note(ctx.out.paint.dim(`log stream of ${app} on ${host}: ${reason}; resuming`));
+    },
+  });
+  return 0;
+}

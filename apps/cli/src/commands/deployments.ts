@@ -1,0 +1,215 @@
+import { type Deployment, deployment as deploymentSchema } from "@deploybot/protocol";
+import { z } from "zod";
+import { type ApiAnswer, type ApiClient, CliError, ExitCode, usageError } from "../client";
+import { type Command, type Context, intOption, seg, sleep, stringOption } from "../command";
+import { age, duration } from "../output";
+import { streamJobLog } from "./logs";
+
+export const deploymentAnswer = z.object({ deployment: deploymentSchema });
+const deploymentPage = z.object({ deployments: z.array(deploymentSchema), nextCursor: z.string().nullable() });
+
+const FINAL = new Set(["succeeded", "failed", "superseded", "cancelled"]);
+// Deployment status is polled (there is no deployment event stream); logs come over SSE.
+const POLL_MS = 500;
+// After the deployment ends, a job's stream says `end` once its log has been quiet ~2 s.
+const DRAIN_MS = 10_000;
+
+export function describeDeployment(d: Deployment): string {
+  const what = d.image ? d.image : d.sha ? d.sha.slice(0, 12) : (d.ref ?? "-");
+  return `deployment ${d.id}: ${d.trigger === "rollback" ? "rollback of " : ""}${d.app} @ ${what} on ${d.hosts.join(", ")}`;
+}
+
+export function paintDeployment(ctx: Context, status: string): string {
+  const { paint } = ctx.out;
+  if (status === "succeeded") return paint.green(status);
+  if (status === "failed") return paint.red(status);
+  if (status === "superseded" || status === "cancelled") return paint.yellow(status);
+  if (status === "building" || status === "deploying") return paint.cyan(status);
+  return status;
+}
+
+type DeploymentJob = Deployment["jobs"][number];
+
+/**
+ * Follows a deployment until it ends: its status and each job's status by polling
+ * `GET /v1/deployments/{id}`, each job's log over SSE. Log lines go to stdout (prefixed with
+ * the host when the deployment has more than one), progress to stderr. Exit 0 only on succeeded.
+ */
+export async function followDeployment(ctx: Context, client: ApiClient, first: ApiAnswer<z.infer<typeof deploymentAnswer>>): Promise<number> {
+  const { out } = ctx;
+  let answer = first;
+  let dep = first.data.deployment;
+  const multi = dep.hosts.length > 1;
+  const width = Math.max(5, ...dep.hosts.map((h) => h.length));
+  const label = (j: DeploymentJob) => (j.kind === "build" ? "build" : (j.host ?? j.kind));
+  const prefix = (j: DeploymentJob) => (multi ? `${label(j).padEnd(width)} | ` : "");
+
+  const stopStreams = new AbortController();
+  const streams = new Map<string, Promise<void>>();
+  const jobStatus = new Map<string, string>();
+  let lastStatus: string | undefined;
+
+  const follow = (job: DeploymentJob) => {
+    const run = streamJobLog(ctx, client, job.id, { prefix: prefix(job), signal: stopStreams.signal }).then(
+      () => undefined,
+      (err: unknown) => {
+        if (stopStreams.signal.aborted || ctx.signal.aborted) return;
+        out.note(`${label(job)}: cannot follow the log of ${job.id}: ${(err as Error).message}`);
+      },
+    );
+    streams.set(job.id, run);
+  };
+
+  try {
+    for (;;) {
+      if (dep.status !== lastStatus) {
+        out.note(`${lastStatus === undefined ? describeDeployment(dep) : `deployment ${dep.id}`}: ${paintDeployment(ctx, dep.status)}`);
+        lastStatus = dep.status;
+      }
+      for (const job of dep.jobs) {
+        if (jobStatus.get(job.id) !== job.status) {
+          out.note(`  ${label(job)}: ${job.kind} job ${job.id} ${out.status(job.status)}`);
+          jobStatus.set(job.id, job.status);
+        }
+        if (!streams.has(job.id)) follow(job);
+      }
+      if (FINAL.has(dep.status)) break;
+      out.progress(`${dep.id} ${dep.status} ${duration(dep.createdAt, null)}`);
+      await sleep(POLL_MS, ctx.signal);
+      answer = await client.get(`/v1/deployments/${seg(dep.id)}`, deploymentAnswer);
+      dep = answer.data.deployment;
+    }
+    // the last lines arrive before each stream's `end`; never wait for ever on a stuck one
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(streams.values()), new Promise((resolve) => (timer = setTimeout(resolve, DRAIN_MS)))]);
+    clearTimeout(timer);
+  } finally {
+    stopStreams.abort();
+  }
+  if (ctx.signal.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
+
+  if (out.json) out.printJson(answer.raw);
+  const took = duration(dep.createdAt, dep.finishedAt);
+  if (dep.status === "succeeded") {
+    out.note(`deployment ${dep.id} ${paintDeployment(ctx, dep.status)} in ${took}`);
+    return ExitCode.ok;
+  }
+  out.note(`deployment ${dep.id} ${paintDeployment(ctx, dep.status)} after ${took}${dep.error ? `: ${dep.error}` : ""}`);
+  return ExitCode.failed;
+}
+
+export function printDeployment(ctx: Context, d: Deployment) {
+  ctx.out.fields([
+    ["deployment", d.id],
+    ["status", paintDeployment(ctx, d.status)],
+    ["app", d.app],
+    ["trigger", `${d.trigger}${d.triggeredBy ? ` (${d.triggeredBy})` : ""}`],
+    ["ref", d.ref ?? "-"],
+    ["sha", d.sha ?? "-"],
+    ["image", d.image ?? "-"],
+    ["release", d.releaseId ?? "-"],
+    ["hosts", d.hosts.join(", ")],
+    ["created", `${d.createdAt} (${age(d.createdAt)})`],
+    ["duration", duration(d.createdAt, d.finishedAt)],
+    ...(d.error ? ([["error", ctx.out.paint.red(d.error)]] as [string, string][]) : []),
+  ]);
+  if (d.jobs.length > 0) {
+    ctx.out.line();
+    ctx.out.table(
+      ["JOB", "KIND", "HOST", "STATUS"],
+      d.jobs.map((j) => [j.id, j.kind, j.host ?? "-", ctx.out.status(j.status)]),
+    );
+  }
+}
+
+/** `--detach`: the id alone on stdout (or the API's answer under --json). */
+export function printDetached(ctx: Context, answer: ApiAnswer<z.infer<typeof deploymentAnswer>>, verb: string): number {
+  const d = answer.data.deployment;
+  if (ctx.out.json) ctx.out.printJson(answer.raw);
+  else {
+    ctx.out.note(`${verb} ${describeDeployment(d)} (${paintDeployment(ctx, d.status)}); follow: deploybot deployments ${d.id} -f`);
+    ctx.out.line(d.id);
+  }
+  return ExitCode.ok;
+}
+
+export const rollback: Command = {
+  name: "rollback",
+  summary: "Roll an app back to its previous release (or --to RELEASE) and follow it until it ends.",
+  usage: "APP [--to RELEASE] [--detach]",
+  positionals: { names: ["APP"], required: 1 },
+  options: {
+    to: { type: "string", value: "RELEASE", description: "the release id to run (deploybot releases APP); default: the one before the current" },
+    detach: { type: "boolean", short: "d", description: "print the deployment id and return at once" },
+  },
+  notes: [
+    "Runs the release's image with the config it ran with, on the app's hosts (POST /v1/apps/{app}/rollback).",
+    "Exit 0 when the deployment succeeds, 1 otherwise; 6 when there is nothing to roll back to (409).",
+  ],
+  examples: ["deploybot rollback web", "deploybot rollback api --to rel_01J9Z8 --detach --json | jq -r .deployment.id"],
+  async run(ctx, values, [app]) {
+    const client = ctx.client();
+    const to = stringOption(values, "to");
+    const created = await client.post(`/v1/apps/${seg(app!)}/rollback`, deploymentAnswer, to ? { release: to } : {});
+    if (values.detach) return printDetached(ctx, created, "rolling back:");
+    return followDeployment(ctx, client, created);
+  },
+};
+
+export const deployments: Command = {
+  name: "deployments",
+  summary: "List deployments, newest first; or show one (ID), or follow it (ID -f).",
+  usage: "[--app APP] [--limit N] [--cursor C] | ID [-f]",
+  positionals: { names: ["ID"], required: 0 },
+  options: {
+    follow: { type: "boolean", short: "f", description: "with ID: follow it like deploy does until it ends; exit 1 unless it succeeded" },
+    app: { type: "string", value: "APP", description: "only this app's deployments" },
+    limit: { type: "string", value: "N", description: "at most N, 1 to 200 (default 50)" },
+    cursor: { type: "string", value: "C", description: "continue after this deployment id (from the previous page)" },
+  },
+  examples: ["deploybot deployments --app web", "deploybot deployments dep_01J9Z8 -f", "deploybot deployments --json | jq -r '.deployments[] | select(.status == \"failed\") | .id'"],
+  async run(ctx, values, [id]) {
+    if (id !== undefined) {
+      const client = ctx.client();
+      const answer = await client.get(`/v1/deployments/${seg(id)}`, deploymentAnswer);
+      if (values.follow) return followDeployment(ctx, client, answer);
+      if (ctx.out.json) ctx.out.printJson(answer.raw);
+      else printDeployment(ctx, answer.data.deployment);
+      return 0;
+    }
+    if (values.follow) throw usageError("-f needs a deployment ID\nusage: deploybot deployments ID -f");
+    const query = new URLSearchParams();
+    for (const key of ["app", "cursor"] as const) {
+      const v = stringOption(values, key);
+      if (v !== undefined) query.set(key, v);
+    }
+    const limit = intOption(values, "limit", 1, 200);
+    if (limit !== undefined) query.set("limit", String(limit));
+    const qs = query.toString();
+    const answer = await ctx.client().get(`/v1/deployments${qs ? `?${qs}` : ""}`, deploymentPage);
+    if (ctx.out.json) {
+      ctx.out.printJson(answer.raw);
+      return 0;
+    }
+    const page = answer.data;
+    if (page.deployments.length === 0) {
+      ctx.out.note("no deployments yet");
+      return 0;
+    }
+    ctx.out.table(
+      ["DEPLOYMENT", "APP", "STATUS", "TRIGGER", "VERSION", "HOSTS", "CREATED", "DURATION"],
+      page.deployments.map((d) => [
+        d.id,
+        d.app,
+        paintDeployment(ctx, d.status),
+        d.trigger,
+        d.image ?? d.sha?.slice(0, 12) ?? d.ref ?? "-",
+        d.hosts.join(","),
+        age(d.createdAt),
+        duration(d.createdAt, d.finishedAt),
+      ]),
+    );
+    if (page.nextCursor) ctx.out.note(`more: deploybot deployments --cursor ${page.nextCursor}${qs ? " (with the same filters)" : ""}`);
+    return 0;
+  },
+};
