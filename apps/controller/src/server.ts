@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { serve } from "@hono/node-server";
 import pino from "pino";
@@ -48,6 +48,9 @@ export async function startController(config: Config) {
     }
   };
   process.on("SIGHUP", reload);
+  // `kill -HUP $(cat data/controller.pid)` reloads apps.yaml; the process sits under pnpm and tsx.
+  const pidFile = config.dbPath === ":memory:" ? null : join(dirname(config.dbPath), "controller.pid");
+  if (pidFile) writeFileSync(pidFile, `${process.pid}\n`);
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
@@ -59,6 +62,7 @@ export async function startController(config: Config) {
   const stop = async () => {
     clearInterval(reaper);
     services.agents.flushLiveness();
+    if (pidFile) rmSync(pidFile, { force: true });
     process.off("SIGHUP", reload);
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
