@@ -93,8 +93,9 @@ async function claimJob(ctl: Ctl, host = "web-1") {
       expect(r.status).toBe(200);
       offset += lines.length;
     },
-    async finish(status = "succeeded") {
-      const r = await ctl.call("POST", `/v1/jobs/${id}/status`, agent.token, { leaseId, status, logLines: offset });
+    /** `lateLines`: lines the agent still has to upload after reporting the end (counted in logLines) */
+    async finish(status = "succeeded", lateLines = 0) {
+      const r = await ctl.call("POST", `/v1/jobs/${id}/status`, agent.token, { leaseId, status, logLines: offset + lateLines });
       expect(r.status).toBe(200);
     },
   };
@@ -125,7 +126,7 @@ describe("GET /v1/logs/stream?job=", () => {
 
     await job.log(...range(3, 5)); // live, and not buffered: each batch arrives on its own
     expect((await s.logs(2)).map(lineOf)).toEqual(range(3, 5));
-    await job.finish("failed");
+    await job.finish("failed", 1);
     await job.log("late line"); // an agent may flush its spool after reporting the end
     const [late] = await s.logs(1);
     expect(lineOf(late!)).toBe("late line");
@@ -232,10 +233,11 @@ describe("GET /v1/logs/stream?host=&app=", () => {
     const three = await claimJob(ctl);
     await three.log("three 0");
     const resumed = await openStream(`${ctl.url}/v1/logs/stream?host=web-1&app=web`, { ...auth, "last-event-id": live!.id! });
-    expect((await resumed.logs(2)).map(lineOf)).toEqual(["two 2", "three 0"]);
-    // a job's `job` event comes once its log is complete (job one's may come first: it was still open)
+    expect((await resumed.logs(1)).map(lineOf)).toEqual(["two 2"]);
+    // a job's `job` event comes as soon as its log is complete: the agent reported 3 lines
     const ended = await resumed.next((e) => e.event === "job" && JSON.parse(e.data).jobId === two.id);
     expect(JSON.parse(ended.data)).toEqual({ jobId: two.id, status: "succeeded" });
+    expect((await resumed.logs(1)).map(lineOf)).toEqual(["three 0"]);
     expect(resumed.queue.filter((e) => e.event === "log")).toEqual([]);
     await resumed.close();
 

@@ -51,6 +51,8 @@ export const jobs = sqliteTable(
     logOffset: integer("log_offset").notNull().default(0),
     logBytes: integer("log_bytes").notNull().default(0),
     logTruncated: integer("log_truncated", { mode: "boolean" }).notNull().default(false),
+    /** how many lines the agent says the job produced, from its final report: the log is complete at this offset */
+    expectedLogLines: integer("expected_log_lines"),
     createdAt: createdAt(),
     assignedAt: ms("assigned_at"),
     startedAt: ms("started_at"),

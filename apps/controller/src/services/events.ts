@@ -7,6 +7,7 @@ export interface JobChange {
   host: string | null;
   agentId: string | null;
   deploymentId: string | null;
+  expectedLogLines: number | null;
 }
 
 export interface StoredLogLine {
@@ -54,6 +55,7 @@ export const changeOf = (row: {
   targetHost: string | null;
   agentId: string | null;
   deploymentId: string | null;
+  expectedLogLines: number | null;
 }): JobChange => ({
   id: row.id,
   status: row.status,
@@ -61,4 +63,5 @@ export const changeOf = (row: {
   host: row.targetHost,
   agentId: row.agentId,
   deploymentId: row.deploymentId,
+  expectedLogLines: row.expectedLogLines,
 });

@@ -72,6 +72,7 @@ export class LeaseService {
         leaseExpiresAt: null,
         result: sql`${sql.placeholder("result")}`,
         error: sql`${sql.placeholder("error")}`,
+        expectedLogLines: sql`${sql.placeholder("expectedLogLines")}`,
         startedAt: sql`coalesce(${jobs.startedAt}, ${sql.placeholder("now")})`,
       })
       .where(open)
@@ -303,7 +304,13 @@ export class LeaseService {
   reportStatus(
     agentId: string,
     jobId: string,
-    body: { leaseId: string; status: "running" | "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string },
+    body: {
+      leaseId: string;
+      status: "running" | "succeeded" | "failed" | "cancelled";
+      result?: Record<string, unknown>;
+      error?: string;
+      logLines?: number;
+    },
   ): JobRow {
     const { clock, logger } = this.deps;
     const job = this.fence(jobId, agentId, body.leaseId);
@@ -322,6 +329,7 @@ export class LeaseService {
             status: body.status,
             result: body.result ? JSON.stringify(body.result) : null,
             error: body.error ?? (body.status === "cancelled" ? "cancelled" : null),
+            expectedLogLines: body.logLines ?? null,
           });
     if (!updated) throw new ApiError(409, "stale_lease", `job ${jobId} changed while reporting; fetch it again`);
     logger.info({ jobId, agentId, status: body.status }, "job status");

@@ -82,6 +82,8 @@ class JobTail {
     public status: string,
     private readonly graceMs: number,
     endedAgoMs: number,
+    /** the agent's line count from its final report; once every line is sent, no grace is needed */
+    private expected: number | null = null,
   ) {
     if (isFinal(status as JobStatus)) this.quietFrom = performance.now() - endedAgoMs;
   }
@@ -98,15 +100,20 @@ class JobTail {
     if (this.liveLines > MAX_LIVE_BACKLOG) this.dropBacklog();
   }
 
-  setStatus(status: string) {
+  setStatus(status: string, expected: number | null = null) {
     if (!this.final && isFinal(status as JobStatus)) this.quietFrom = performance.now();
     this.status = status;
+    this.expected = expected ?? this.expected;
   }
 
   /** ms until the stream may call this job done; Infinity while it runs. */
   graceLeft(): number {
     if (!this.final) return Number.POSITIVE_INFINITY;
-    return this.reread || this.live.length > 0 ? 0 : this.quietFrom + this.graceMs - performance.now();
+    if (this.reread || this.live.length > 0) return 0;
+    // Without the agent's count (a job the controller ended, or an older agent), late lines
+    // are waited for until the log has been quiet for the grace period.
+    if (this.expected !== null && this.cursor + 1 >= this.expected) return 0;
+    return this.quietFrom + this.graceMs - performance.now();
   }
 
   get drained() {
@@ -212,7 +219,7 @@ export function parseJobCursor(text: string): number {
   return Number(text);
 }
 
-type JobState = { id: string; status: string; finishedAt: number | null };
+type JobState = { id: string; status: string; finishedAt: number | null; expectedLogLines: number | null };
 
 export class LogStreams {
   readonly options: LogStreamOptions;
@@ -235,12 +242,12 @@ export class LogStreams {
 
   private tailFor(job: JobState, after: number) {
     const endedAgo = job.finishedAt === null ? 0 : Math.max(0, this.deps.clock() - job.finishedAt);
-    return new JobTail(job.id, after, job.status, this.options.graceMs, endedAgo);
+    return new JobTail(job.id, after, job.status, this.options.graceMs, endedAgo, job.expectedLogLines);
   }
 
   private jobStates(where: SQL | undefined, limit?: number): JobState[] {
     const q = this.deps.db
-      .select({ id: jobs.id, status: jobs.status, finishedAt: jobs.finishedAt })
+      .select({ id: jobs.id, status: jobs.status, finishedAt: jobs.finishedAt, expectedLogLines: jobs.expectedLogLines })
       .from(jobs)
       .where(where)
       .orderBy(desc(jobs.id));
@@ -262,7 +269,7 @@ export class LogStreams {
       }),
       this.deps.events.onJob((change) => {
         if (change.id !== jobId) return;
-        tail.setStatus(change.status);
+        tail.setStatus(change.status, change.expectedLogLines);
         wakeup.notify();
       }),
     ];
@@ -302,9 +309,9 @@ export class LogStreams {
       this.deps.events.onJob((change) => {
         if (change.app !== app) return;
         const tail = tails.get(change.id);
-        if (tail) tail.setStatus(change.status);
+        if (tail) tail.setStatus(change.status, change.expectedLogLines);
         else if (onHost(change) && (!newest || change.id > newest.jobId)) {
-          track({ id: change.id, status: change.status, finishedAt: null }, -1);
+          track({ id: change.id, status: change.status, finishedAt: null, expectedLogLines: change.expectedLogLines }, -1);
         } else return;
         wakeup.notify();
       }),

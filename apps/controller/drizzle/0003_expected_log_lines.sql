@@ -1,0 +1,1 @@
+ALTER TABLE `jobs` ADD `expected_log_lines` integer;
