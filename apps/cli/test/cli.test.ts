@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { ADMIN, JOIN, startTestController } from "../../controller/test/server";
+import { fakeAgent as makeFakeAgent } from "./fakeAgent";
 
 // The real binary (launcher + tsx) against a real controller on a loopback port.
 const BIN = fileURLToPath(new URL("../bin/deploybot.mjs", import.meta.url));
@@ -42,32 +43,7 @@ const json = (run: Run) => {
 };
 
 /** A fake agent that speaks the wire protocol over HTTP, so the CLI sees a job move and log. */
-async function fakeAgent(hostname: string) {
-  const reg = await ctl.call("POST", "/v1/agents/register", JOIN, { hostname });
-  expect(reg.status).toBe(200);
-  const { id } = reg.body.agent as { id: string };
-  const token = reg.body.token as string;
-  return {
-    id,
-    /** long-polls until the controller hands out a job */
-    async claim(): Promise<{ id: string; leaseId: string }> {
-      for (let i = 0; i < 20; i++) {
-        const hb = await ctl.call("POST", `/v1/agents/${id}/heartbeat?wait=2`, token, {});
-        expect(hb.status).toBe(200);
-        if (hb.body.job) return hb.body.job;
-      }
-      throw new Error("no job was handed out");
-    },
-    status: (jobId: string, leaseId: string, status: string, error?: string) =>
-      ctl.call("POST", `/v1/jobs/${jobId}/status`, token, { leaseId, status, ...(error ? { error } : {}) }),
-    logs: (jobId: string, leaseId: string, offset: number, lines: string[]) =>
-      ctl.call("POST", `/v1/jobs/${jobId}/logs`, token, {
-        leaseId,
-        offset,
-        entries: lines.map((line) => ({ ts: new Date().toISOString(), stream: "stdout", line })),
-      }),
-  };
-}
+const fakeAgent = (hostname: string) => makeFakeAgent(ctl, hostname);
 
 async function closedPort(): Promise<number> {
   const server = createServer();

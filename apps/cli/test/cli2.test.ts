@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
-import { ADMIN, JOIN, startTestController } from "../../controller/test/server";
+import { ADMIN, startTestController } from "../../controller/test/server";
 import { SseParser } from "../src/sse";
+import { fakeAgent as makeFakeAgent } from "./fakeAgent";
 
 // Deployments, releases, rollback, secrets and SSE log following: the real binary against a real
 // controller (one for the whole file), with fake agents speaking the wire protocol over HTTP.
@@ -44,40 +45,7 @@ const json = (run: Run) => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function fakeAgent(hostname: string) {
-  const reg = await ctl.call("POST", "/v1/agents/register", JOIN, { hostname });
-  expect(reg.status).toBe(200);
-  const { id } = reg.body.agent as { id: string };
-  const token = reg.body.token as string;
-  const agent = {
-    async claim(): Promise<{ id: string; leaseId: string }> {
-      for (let i = 0; i < 20; i++) {
-        const hb = await ctl.call("POST", `/v1/agents/${id}/heartbeat?wait=2`, token, {});
-        expect(hb.status).toBe(200);
-        if (hb.body.job) return hb.body.job;
-      }
-      throw new Error("no job was handed out");
-    },
-    status: (jobId: string, leaseId: string, status: string, error?: string) =>
-      ctl.call("POST", `/v1/jobs/${jobId}/status`, token, { leaseId, status, ...(error ? { error } : {}) }),
-    logs: (jobId: string, leaseId: string, offset: number, lines: string[]) =>
-      ctl.call("POST", `/v1/jobs/${jobId}/logs`, token, {
-        leaseId,
-        offset,
-        entries: lines.map((line) => ({ ts: new Date().toISOString(), stream: "stdout", line })),
-      }),
-    /** claims the next job, logs `lines`, ends it with `status` */
-    async run(lines: string[], status = "succeeded", error?: string) {
-      const job = await agent.claim();
-      expect((await agent.status(job.id, job.leaseId, "running")).status).toBe(200);
-      expect((await agent.logs(job.id, job.leaseId, 0, lines)).status).toBe(200);
-      await sleep(300);
-      expect((await agent.status(job.id, job.leaseId, status, error)).status).toBe(200);
-      return job;
-    },
-  };
-  return agent;
-}
+const fakeAgent = (hostname: string) => makeFakeAgent(ctl, hostname);
 
 /** A TCP proxy to the controller whose connections the test can cut. */
 async function cuttableProxy(target: string) {

@@ -1,0 +1,41 @@
+import { expect } from "vitest";
+import { JOIN, type startTestController } from "../../controller/test/server";
+
+type Controller = Awaited<ReturnType<typeof startTestController>>;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** An agent spoken over HTTP, so the CLI sees real jobs claimed, logged and ended. */
+export async function fakeAgent(ctl: Controller, hostname: string) {
+  const reg = await ctl.call("POST", "/v1/agents/register", JOIN, { hostname });
+  expect(reg.status).toBe(200);
+  const { id } = reg.body.agent as { id: string };
+  const token = reg.body.token as string;
+  const agent = {
+    async claim(): Promise<{ id: string; leaseId: string }> {
+      for (let i = 0; i < 20; i++) {
+        const hb = await ctl.call("POST", `/v1/agents/${id}/heartbeat?wait=2`, token, {});
+        expect(hb.status).toBe(200);
+        if (hb.body.job) return hb.body.job;
+      }
+      throw new Error("no job was handed out");
+    },
+    status: (jobId: string, leaseId: string, status: string, error?: string) =>
+      ctl.call("POST", `/v1/jobs/${jobId}/status`, token, { leaseId, status, ...(error ? { error } : {}) }),
+    logs: (jobId: string, leaseId: string, offset: number, lines: string[]) =>
+      ctl.call("POST", `/v1/jobs/${jobId}/logs`, token, {
+        leaseId,
+        offset,
+        entries: lines.map((line) => ({ ts: new Date().toISOString(), stream: "stdout", line })),
+      }),
+    /** claims the next job, logs `lines`, ends it with `status` */
+    async run(lines: string[], status = "succeeded", error?: string) {
+      const job = await agent.claim();
+      expect((await agent.status(job.id, job.leaseId, "running")).status).toBe(200);
+      expect((await agent.logs(job.id, job.leaseId, 0, lines)).status).toBe(200);
+      await sleep(300);
+      expect((await agent.status(job.id, job.leaseId, status, error)).status).toBe(200);
+      return job;
+    },
+  };
+  return agent;
+}
