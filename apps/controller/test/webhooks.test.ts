@@ -220,3 +220,22 @@ describe("GET /v1/webhooks/deliveries", () => {
     expect(await deliveryLog(h, 1)).toHaveLength(1);
   });
 });
+
+describe("a failure on our side while deploying a push", () => {
+  test("is not recorded, so GitHub's redelivery deploys it", async () => {
+    const h = harness();
+    const id = newDeliveryId();
+    const create = h.services.deployments.create.bind(h.services.deployments);
+    h.services.deployments.create = async () => {
+      throw new Error("disk full");
+    };
+    const first = await deliver(h, PUSH, { deliveryId: id });
+    expect(first.status).toBe(500);
+    expect(await deliveryLog(h)).toEqual([]);
+    h.services.deployments.create = create;
+    const again = await deliver(h, PUSH, { deliveryId: id });
+    expect(again.status).toBe(202);
+    expect((await again.json()).outcome).toBe("deployed");
+    expect(await jobsOf(h)).toHaveLength(1);
+  });
+});

@@ -124,9 +124,12 @@ export class WebhookService {
     try {
       decision = await this.decide(deliveryId, event, hook);
     } catch (err) {
-      // a refused deployment is GitHub's business too: recorded, and answered with the error
-      const reason = err instanceof ApiError ? `${err.code}: ${err.message}` : "internal error";
-      this.record(deliveryId, event, { repo: null, ref: null, sha: null, outcome: "rejected", reason, deploymentId: null, status: 500 });
+      // A refused deployment (4xx: no hosts, unknown app) is final and recorded, so a redelivery
+      // is a no-op. A failure on our side is not recorded: GitHub's redelivery then tries again.
+      if (err instanceof ApiError && err.status < 500) {
+        const reason = `${err.code}: ${err.message}`;
+        this.record(deliveryId, event, { repo: null, ref: null, sha: null, outcome: "rejected", reason, deploymentId: null, status: err.status });
+      }
       throw err;
     }
     const delivery = this.record(deliveryId, event, decision);
