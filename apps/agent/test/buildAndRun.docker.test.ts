@@ -97,6 +97,18 @@ describeDocker("build, run, cancel and lifecycle jobs (real engine + registry)",
     expect(failed).toMatchObject({ ok: false, error: "container exited with code 7", result: { exitCode: 7 } });
   });
 
+  it("run.init puts an init process at PID 1 (apps that ignore SIGTERM still stop)", async () => {
+    const app = newApp("init");
+    const files = { Dockerfile: 'FROM deploybot-test/busybox:latest\nCMD ["cat", "/proc/1/comm"]\n' };
+    const run = (init: boolean) => ({ ports: [], env: {}, secrets: [], restart: "no" as const, init });
+    const withInit = await newContext();
+    expect(await executeJob(makeJob({ kind: "run", app, source: { type: "files", files }, run: run(true) }), withInit)).toMatchObject({ ok: true });
+    expect(withInit.lines).toContainEqual({ stream: "stdout", line: "docker-init" });
+    const without = await newContext();
+    expect(await executeJob(makeJob({ kind: "run", app, source: { type: "files", files }, run: run(false) }), without)).toMatchObject({ ok: true });
+    expect(without.lines).toContainEqual({ stream: "stdout", line: "cat" });
+  });
+
   it("stop, restart and remove act on the app's managed containers", async () => {
     const app = newApp("life");
     const deployed = await executeJob(makeJob({ kind: "deploy", app, source: { type: "files", files: testAppFiles("life", { salt: app }) } }), await newContext());

@@ -120,6 +120,8 @@ export const runSpec = z
       .optional(),
     cpus: z.number().positive().max(1024).optional(),
     command: z.array(z.string()).optional(),
+    /** run a tiny init as PID 1 (HostConfig.Init), so apps that ignore SIGTERM still stop promptly */
+    init: z.boolean().optional(),
     /** `run` jobs: a file in the container copied out into the result */
     result_file: z.string().startsWith("/").optional(),
   })

@@ -59,6 +59,7 @@ export function containerOptions(input: {
       PortBindings: portBindings,
       // A candidate must not come back by itself after it was removed from consideration.
       RestartPolicy: { Name: input.publish === "temporary" ? "no" : run.restart },
+      ...(run.init ? { Init: true } : {}),
       ...(run.memory ? { Memory: parseMemory(run.memory) } : {}),
       ...(run.cpus ? { NanoCpus: Math.round(run.cpus * 1e9) } : {}),
     },
