@@ -360,6 +360,20 @@ export const storedLogEntry = z.object({
   stream: z.string(),
   line: z.string(),
 });
+/** `GET /v1/logs/stream`: one job (`job`), or every job of an app on a host (`host` + `app`). */
+export const logStreamQuery = z
+  .object({
+    job: z.string().min(1).max(64).optional().describe("follow one job's log"),
+    host: name.optional().describe("with app: follow every job of the app on this host"),
+    app: name.optional(),
+    after: z.string().max(2048).optional().describe("resume after this event id (the Last-Event-ID header wins)"),
+  })
+  .refine((q) => (q.job ? !q.host && !q.app : Boolean(q.host && q.app)), "give either 'job', or both 'host' and 'app'");
+
+/** Data of the stream's events: `log` (a line; `jobId` on host+app streams), `end` / `job` (a job's log is complete). */
+export const logStreamLine = storedLogEntry.extend({ jobId: z.string().optional() });
+export const logStreamEnd = z.object({ jobId: z.string(), status: z.string() });
+
 export const jobLogsResponse = z.object({
   jobId: z.string(),
   entries: z.array(storedLogEntry),

@@ -1,4 +1,4 @@
-import { type Job, jobPage, job as jobSchema, jobLogsResponse, storedLogEntry } from "@deploybot/protocol";
+import { type Job, jobPage, job as jobSchema, jobLogsResponse, logStreamEnd, logStreamLine, type storedLogEntry } from "@deploybot/protocol";
 import { z } from "zod";
 import { type ApiClient, CliError, ExitCode, usageError } from "../client";
 import { type Command, type Context, seg, stringOption } from "../command";
@@ -32,8 +32,8 @@ async function drain(ctx: Context, client: ApiClient, id: string, after: number,
   }
 }
 
-const logEvent = storedLogEntry.extend({ jobId: z.string().optional() });
-const endEvent = z.object({ jobId: z.string(), status: z.string() });
+const logEvent = logStreamLine;
+const endEvent = logStreamEnd;
 
 /** Reads an event's JSON data; a malformed one is a version mismatch, not a crash. */
 export function eventData<S extends z.ZodType>(schema: S, event: SseEvent): z.infer<S> {

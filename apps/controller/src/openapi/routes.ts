@@ -26,7 +26,7 @@ import {
   submitJob,
 } from "@deploybot/protocol";
 import { z } from "zod";
-import { logStreamQuery } from "../routes/logStream";
+import { logStreamQuery } from "@deploybot/protocol";
 import type { ApiRoute } from "./types";
 
 const jobAnswer = z.object({ job });

@@ -1,22 +1,12 @@
-import { name } from "@deploybot/protocol";
+import { logStreamQuery } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import { z } from "zod";
 import { type AppEnv, requireScope } from "../middleware/auth";
 import { validate } from "../middleware/validate";
 import type { Services } from "../services";
 import type { Deps } from "../services/deps";
 import { LogStreams, parseAppCursor, parseJobCursor } from "../services/logStream";
 
-// TODO(protocol): move to packages/protocol beside jobLogsQuery so the CLI can share it.
-export const logStreamQuery = z
-  .object({
-    job: z.string().min(1).max(64).optional().describe("follow one job's log"),
-    host: name.optional().describe("with app: follow every job of the app on this host"),
-    app: name.optional(),
-    after: z.string().max(2048).optional().describe("resume after this event id (the Last-Event-ID header wins)"),
-  })
-  .refine((q) => (q.job ? !q.host && !q.app : Boolean(q.host && q.app)), "give either 'job', or both 'host' and 'app'");
 
 /**
  * `GET /v1/logs/stream`: Server-Sent Events of a job's log (`?job=`) or of a host's app
