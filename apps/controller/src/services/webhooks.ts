@@ -8,7 +8,8 @@ import { webhookDeliveries } from "../db/schema";
 import { ApiError } from "../lib/errors";
 import type { CreateDeploymentInput } from "./deployments";
 import { type Deps, iso } from "./deps";
-import { CommitStatusReporter, type DeploymentFeed, GitHubClient } from "./github";
+import { CommitStatusReporter, type DeploymentFeed } from "./commitStatuses";
+import { GitHubClient } from "./github";
 
 export type WebhookOutcome = "deployed" | "ignored" | "pong" | "rejected";
 

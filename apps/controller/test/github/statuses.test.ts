@@ -1,7 +1,7 @@
 import { deploymentStatuses } from "@deploybot/protocol";
 import { HttpResponse, http } from "msw";
 import { describe, expect, test, vi } from "vitest";
-import { commitStateFor } from "../../src/services/github";
+import { commitStateFor } from "../../src/services/commitStatuses";
 import { ADMIN, type Harness, makeHarness } from "../fixture";
 import { API, REPO, SHA, seen } from "./handlers";
 import { server, useFakeGitHub } from "./server";
