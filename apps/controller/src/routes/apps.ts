@@ -22,7 +22,7 @@ const appToWire = (s: Services, app: AppDefinition) => ({
   image: app.image ?? null,
   build: app.build,
   run: app.run,
-  currentRelease: s.deployments.currentRelease(app.name),
+  currentRelease: s.deployments.catalog.current(app.name),
 });
 
 export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => AppsConfig) {
@@ -38,9 +38,9 @@ export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => 
     .get("/", read, (c) => c.json({ apps: apps().apps.map((a) => appToWire(s, a)) }))
     .get("/:name", read, (c) => {
       const app = appNamed(c.req.param("name"));
-      return c.json({ app: appToWire(s, app), releases: s.deployments.releases(app.name).slice(0, 10) });
+      return c.json({ app: appToWire(s, app), releases: s.deployments.catalog.list(app.name).slice(0, 10) });
     })
-    .get("/:name/releases", read, (c) => c.json({ releases: s.deployments.releases(c.req.param("name")) }))
+    .get("/:name/releases", read, (c) => c.json({ releases: s.deployments.catalog.list(c.req.param("name")) }))
     .post("/:name/rollback", deploy, idempotency(db, clock), validate("json", rollbackRequest), (c) => {
       const deployment = s.deployments.rollback(c.req.param("name"), c.req.valid("json").release, c.get("user").tokenId);
       return c.json({ deployment }, 201);

@@ -1,4 +1,4 @@
-import { type Deployment, type JobSpec, jobSpec, type Release, type Target } from "@deploybot/protocol";
+import { type Deployment, type JobSpec, jobSpec, type Target } from "@deploybot/protocol";
 import { and, desc, eq, inArray, isNotNull, lt, type SQL } from "drizzle-orm";
 import { agents, deployments, jobs, releases } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
@@ -7,9 +7,9 @@ import type { AppDefinition } from "./appsConfig";
 import { type Deps, iso } from "./deps";
 import type { JobChange } from "./events";
 import type { JobService } from "./jobs";
+import { ReleaseCatalog } from "./releases";
 
 type DeploymentRow = typeof deployments.$inferSelect;
-type ReleaseRow = typeof releases.$inferSelect;
 type Trigger = Deployment["trigger"];
 
 export interface CreateDeploymentInput {
@@ -36,10 +36,13 @@ export class DeploymentService {
   private readonly listeners = new Set<(d: Deployment) => void>();
   private refResolver: ((repo: string, ref: string) => Promise<string>) | null = null;
 
+  readonly catalog: ReleaseCatalog;
+
   constructor(
     private readonly deps: Deps,
     private readonly jobs: JobService,
   ) {
+    this.catalog = new ReleaseCatalog(deps, (name) => this.appOf(name));
     deps.events.onJob((change) => this.jobChanged(change));
   }
 
@@ -145,13 +148,13 @@ export class DeploymentService {
   /** Re-runs a release (default: the one deployed before the current one) with its own config. */
   rollback(appName: string, releaseId?: string, triggeredBy?: string): Deployment {
     const app = this.appOf(appName);
-    const history = this.deployedReleaseIds(app.name);
+    const history = this.catalog.deployedIds(app.name);
     const targetId = releaseId ?? history[1];
     if (!targetId) throw new ApiError(409, "no_previous_release", `app '${app.name}' has no earlier successful release to roll back to`);
     const target = this.deps.db.select().from(releases).where(and(eq(releases.id, targetId), eq(releases.app, app.name))).get();
     if (!target) throw notFound("release", targetId);
     if (target.status !== "success") throw new ApiError(409, "release_not_deployable", `release ${targetId} is ${target.status}`);
-    const image = this.pullableImage(target);
+    const image = this.catalog.pullableImage(target);
     if (!image) throw new ApiError(409, "release_without_image", `release ${targetId} has no image to run`);
     const hosts = app.hosts;
     const id = this.deps.db.$client.transaction(() => {
@@ -207,36 +210,6 @@ export class DeploymentService {
     return { deployments: page.map((r) => this.toWire(r)), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
   }
 
-  releases(appName: string): Release[] {
-    this.appOf(appName);
-    const current = this.deployedReleaseIds(appName)[0] ?? null;
-    return this.deps.db
-      .select()
-      .from(releases)
-      .where(eq(releases.app, appName))
-      .orderBy(desc(releases.id))
-      .all()
-      .map((r) => releaseToWire(r, r.id === current));
-  }
-
-  currentRelease(appName: string): Release | null {
-    const id = this.deployedReleaseIds(appName)[0];
-    const row = id ? this.deps.db.select().from(releases).where(eq(releases.id, id)).get() : undefined;
-    return row ? releaseToWire(row, true) : null;
-  }
-
-  /** Releases in the order they were last deployed successfully, newest first, without repeats. */
-  private deployedReleaseIds(appName: string): string[] {
-    const rows = this.deps.db
-      .select({ releaseId: deployments.releaseId })
-      .from(deployments)
-      .where(and(eq(deployments.app, appName), eq(deployments.status, "succeeded"), isNotNull(deployments.releaseId)))
-      .orderBy(desc(deployments.id))
-      .limit(200)
-      .all();
-    return [...new Set(rows.map((r) => r.releaseId!))];
-  }
-
   private imageRepository(app: AppDefinition): string | undefined {
     if (app.image) return app.image;
     const registry = this.deps.config.registry;
@@ -249,19 +222,6 @@ export class DeploymentService {
     return builders.some((a) => !a.revoked && a.labels.includes("builder")) ? { labels: ["builder"] } : { host: firstHost };
   }
 
-  private pullableImage(r: ReleaseRow): string | null {
-    if (r.digest && r.imageTag) return `${r.imageTag.replace(/:[^:/]+$/, "")}@${r.digest}`;
-    return r.imageTag;
-  }
-
-  /** Images the hosts must keep: the current release and the one a rollback would bring back. */
-  private protectedImages(appName: string): string[] {
-    const ids = this.deployedReleaseIds(appName).slice(0, 2);
-    if (ids.length === 0) return [];
-    const rows = this.deps.db.select().from(releases).where(inArray(releases.id, ids)).all();
-    return rows.flatMap((r) => [r.imageTag, this.pullableImage(r)].filter((x): x is string => !!x));
-  }
-
   private fanOut(depId: string, app: AppDefinition, hosts: string[], spec: Partial<JobSpec>) {
     for (const host of hosts) {
       this.jobs.create({
@@ -270,7 +230,7 @@ export class DeploymentService {
           app: app.name,
           ...spec,
           keepImages: this.deps.config.keepImages,
-          protectImages: this.protectedImages(app.name),
+          protectImages: this.catalog.protectedImages(app.name),
         }),
         target: { host },
         deploymentId: depId,
@@ -427,23 +387,4 @@ export class DeploymentService {
       finishedAt: iso(row.finishedAt),
     };
   }
-}
-
-export function releaseToWire(r: ReleaseRow, current: boolean): Release {
-  return {
-    id: r.id,
-    app: r.app,
-    version: r.version,
-    sha: r.sha,
-    imageTag: r.imageTag,
-    digest: r.digest,
-    config: r.config,
-    status: r.status as Release["status"],
-    buildJobId: r.buildJobId,
-    trigger: r.trigger,
-    triggeredBy: r.triggeredBy,
-    createdAt: iso(r.createdAt)!,
-    builtAt: iso(r.builtAt),
-    current,
-  };
 }
