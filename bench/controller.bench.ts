@@ -7,17 +7,13 @@
  *      and finished with `succeeded`; every job must be claimed exactly once.
  * Writes bench/results/<date>-controller.{md,json}. Env: BENCH_CPU_PROF=<dir> profiles the child.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { APPS_YAML } from "../apps/controller/test/appsYaml";
+import { ADMIN, JOIN, ROOT, startChild, stopChild, waitHealthy } from "./child";
 import { Client, Recorder, type Reply, runAtRate, runEach, runFor, type Stats } from "./load";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const JOIN = "bench-join-token";
-const ADMIN = "bench-admin-token";
 const CONNECTIONS = 64;
 const AGENTS = 1_000;
 const JOBS = 10_000;
@@ -41,65 +37,6 @@ function codeVersion(): string {
 interface AgentCreds {
   id: string;
   token: string;
-}
-
-async function startChild(dir: string): Promise<{ child: ChildProcess; port: number }> {
-  writeFileSync(join(dir, "apps.yaml"), APPS_YAML);
-  const prof = process.env.BENCH_CPU_PROF;
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", ...(prof ? ["--cpu-prof", "--cpu-prof-dir", prof] : []), join(ROOT, "bench/controllerProcess.ts")],
-    {
-      cwd: ROOT,
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
-      env: {
-        ...process.env,
-        DEPLOYBOT_PORT: "0",
-        DEPLOYBOT_HOST: "127.0.0.1",
-        DEPLOYBOT_DB: join(dir, "deploybot.db"),
-        DEPLOYBOT_CONFIG: join(dir, "apps.yaml"),
-        DEPLOYBOT_JOIN_TOKEN: JOIN,
-        DEPLOYBOT_ADMIN_TOKEN: ADMIN,
-        DEPLOYBOT_SECRET_KEY: "bench-secret-key-with-enough-entropy-0000000",
-        // One pino line per request would measure the logger, not the controller.
-        DEPLOYBOT_LOG_LEVEL: "silent",
-      },
-    },
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("controller did not start within 30 s")), 30_000);
-    child.once("message", (m) => {
-      clearTimeout(timer);
-      resolve((m as { port: number }).port);
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`controller exited during start-up (code ${code})`));
-    });
-  });
-  return { child, port };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  if (child.connected) child.send("stop");
-  else child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitHealthy(client: Client): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await client.request("GET", "/healthz").then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error("/healthz never answered 200");
 }
 
 function must(reply: Reply, what: string): void {
