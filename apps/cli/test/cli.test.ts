@@ -1,15 +1,13 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { ADMIN, JOIN, startTestController } from "../../controller/test/server";
 import { fakeAgent as makeFakeAgent } from "./fakeAgent";
+import { json, runCli } from "./runCli";
 
-// The real binary (launcher + tsx) against a real controller on a loopback port.
-const BIN = fileURLToPath(new URL("../bin/deploybot.mjs", import.meta.url));
+// The real binary (see runCli.ts) against a real controller on a loopback port.
 // Each run starts node + tsx + zod (~0.8 s, more on a busy machine); some tests run a dozen.
 vi.setConfig({ testTimeout: 60_000 });
 
@@ -17,30 +15,7 @@ type Controller = Awaited<ReturnType<typeof startTestController>>;
 let ctl: Controller;
 let home: string;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `deploybot ...args` with a clean environment: a temp HOME, and the controller's URL and token unless overridden. */
-function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const fullEnv: Record<string, string> = {};
-  const merged = { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, "config"), DEPLOYBOT_URL: ctl.url, DEPLOYBOT_TOKEN: ADMIN, ...env };
-  for (const [k, v] of Object.entries(merged)) if (v !== undefined) fullEnv[k] = v;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: fullEnv, timeout: 20_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const json = (run: Run) => {
-  expect(run.stderr).not.toMatch(/unexpected error/);
-  // biome-ignore lint/suspicious/noExplicitAny: checked field by field below
-  return JSON.parse(run.stdout) as any;
-};
+const cli = (args: string[], env: Record<string, string | undefined> = {}) => runCli({ url: ctl.url, home }, args, { env });
 
 /** A fake agent that speaks the wire protocol over HTTP, so the CLI sees a job move and log. */
 const fakeAgent = (hostname: string) => makeFakeAgent(ctl, hostname);

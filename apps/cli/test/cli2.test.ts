@@ -1,47 +1,23 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { createServer, type Socket, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
-import { ADMIN, startTestController } from "../../controller/test/server";
+import { startTestController } from "../../controller/test/server";
 import { SseParser } from "../src/sse";
 import { fakeAgent as makeFakeAgent } from "./fakeAgent";
+import { json, runCli } from "./runCli";
 
 // Deployments, releases, rollback, secrets and SSE log following: the real binary against a real
 // controller (one for the whole file), with fake agents speaking the wire protocol over HTTP.
-const BIN = fileURLToPath(new URL("../bin/deploybot.mjs", import.meta.url));
 vi.setConfig({ testTimeout: 60_000 });
 
 type Controller = Awaited<ReturnType<typeof startTestController>>;
 let ctl: Controller;
 let home: string;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], opts: { env?: Record<string, string | undefined>; input?: string } = {}): Promise<Run> {
-  const fullEnv: Record<string, string> = {};
-  const merged = { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, "config"), DEPLOYBOT_URL: ctl.url, DEPLOYBOT_TOKEN: ADMIN, ...opts.env };
-  for (const [k, v] of Object.entries(merged)) if (v !== undefined) fullEnv[k] = v;
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [BIN, ...args], { env: fullEnv, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin?.end(opts.input ?? "");
-  });
-}
-
-const json = (run: Run) => {
-  expect(run.stderr).not.toMatch(/unexpected error/);
-  // biome-ignore lint/suspicious/noExplicitAny: checked field by field below
-  return JSON.parse(run.stdout) as any;
-};
+const cli = (args: string[], opts: { env?: Record<string, string | undefined>; input?: string } = {}) =>
+  runCli({ url: ctl.url, home }, args, opts);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
