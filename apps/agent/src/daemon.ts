@@ -73,13 +73,22 @@ export class AgentDaemon {
   async register(): Promise<void> {
     const held = this.state.loadHeldJob();
     const capabilities = await this.capabilities();
-    const res = await this.retrying("register", () =>
-      this.client.post<{ agent: { id: string }; token: string; heartbeatIntervalSeconds: number }>(
-        "/v1/agents/register",
-        { hostname: this.config.hostname, labels: this.config.labels, version: AGENT_VERSION, capabilities, heldJobIds: held ? [held.id] : [] },
-        { token: this.config.joinToken },
-      ),
-    );
+    const body = { hostname: this.config.hostname, labels: this.config.labels, version: AGENT_VERSION, capabilities, heldJobIds: held ? [held.id] : [] };
+    const registerWith = (token: string) =>
+      this.retrying("register", () =>
+        this.client.post<{ agent: { id: string }; token: string; heartbeatIntervalSeconds: number }>("/v1/agents/register", body, { token }),
+      );
+    // Our own token first: an agent keeps working after the join token is rotated. A refused
+    // (expired, rotated, revoked) token falls back to the join token.
+    const saved = this.state.loadIdentity();
+    let res: Awaited<ReturnType<typeof registerWith>> | null = null;
+    if (saved?.hostname === this.config.hostname) {
+      res = await registerWith(saved.token).catch((err) => {
+        if (err instanceof ControllerError && (err.status === 401 || err.status === 403)) return null;
+        throw err;
+      });
+    }
+    res ??= await registerWith(this.config.joinToken);
     this.agentId = res.agent.id;
     this.client.token = res.token;
     this.intervalSeconds = res.heartbeatIntervalSeconds;

@@ -36,6 +36,20 @@ describe("POST /v1/agents/register", () => {
     expect((await h.call("POST", "/v1/agents/register", { token: ADMIN, body: { hostname: "web-1" } })).status).toBe(401);
   });
 
+  test("an agent re-registers with its own token, which then rotates; never for another host", async ({ h }) => {
+    const first = await h.register("web-1");
+    const again = await h.call("POST", "/v1/agents/register", { token: first.token, body: { hostname: "web-1", version: "2" } });
+    expect(again.status).toBe(200);
+    const body = registerResponse.parse(await again.json());
+    expect(body.agent).toMatchObject({ id: first.id, version: "2" });
+    expect((await h.heartbeat(first)).status).toBe(401);
+    expect((await h.heartbeat({ id: first.id, token: body.token })).status).toBe(200);
+    const other = await h.call("POST", "/v1/agents/register", { token: body.token, body: { hostname: "web-2" } });
+    expect(other.status).toBe(403);
+    // an old token re-registers nothing
+    expect((await h.call("POST", "/v1/agents/register", { token: first.token, body: { hostname: "web-1" } })).status).toBe(401);
+  });
+
   test("validates the hostname", async ({ h }) => {
     const res = await h.call("POST", "/v1/agents/register", { token: JOIN, body: { hostname: "-bad host" } });
     expect(res.status).toBe(400);

@@ -33,11 +33,20 @@ export function requireAgent(jwt: AgentTokens, agents: AgentService) {
   });
 }
 
-export function requireJoinToken(joinToken: string | undefined) {
+/**
+ * Registration: the join token, or an agent's own current token (an agent that registered once
+ * keeps working after the join token is rotated, as a CI runner keeps its runner token).
+ */
+export function requireJoinOrAgentToken(joinToken: string | undefined, jwt: AgentTokens, agents: AgentService) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const given = bearer(c.req.header("authorization"));
+    if (joinToken && secretsEqual(given, joinToken)) return next();
+    const check = given.split(".").length === 3 ? await jwt.verify(given) : null;
+    if (check?.ok) {
+      c.set("agent", agents.authenticate(check.agentId, check.tokenVersion));
+      return next();
+    }
     if (!joinToken) throw new ApiError(403, "registration_closed", "DEPLOYBOT_JOIN_TOKEN is not set on the controller");
-    if (!secretsEqual(given, joinToken)) throw new ApiError(401, "unauthorized", "invalid join token");
-    await next();
+    throw new ApiError(401, "unauthorized", "invalid join token");
   });
 }

@@ -1,7 +1,7 @@
 import { heartbeatQuery, heartbeatRequest, registerRequest } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { ApiError } from "../lib/errors";
-import { type AppEnv, requireAgent, requireJoinToken, requireScope } from "../middleware/auth";
+import { type AppEnv, requireAgent, requireJoinOrAgentToken, requireScope } from "../middleware/auth";
 import { validate } from "../middleware/validate";
 import type { Services } from "../services";
 
@@ -25,9 +25,12 @@ function installCommand(url: string, joinToken: string, labels?: string) {
 export function agentRoutes(s: Services, joinToken: string | undefined) {
   const agentAuth = requireAgent(s.agentTokens, s.agents);
   return new Hono<AppEnv>()
-    .post("/register", requireJoinToken(joinToken), validate("json", registerRequest), async (c) =>
-      c.json(await s.agents.register(c.req.valid("json")), 200),
-    )
+    .post("/register", requireJoinOrAgentToken(joinToken, s.agentTokens, s.agents), validate("json", registerRequest), async (c) => {
+      const body = c.req.valid("json");
+      const self = c.get("agent");
+      if (self && self.hostname !== body.hostname) throw new ApiError(403, "forbidden", "an agent token may only re-register its own host");
+      return c.json(await s.agents.register(body), 200);
+    })
     .post("/:agentId/heartbeat", agentAuth, validate("query", heartbeatQuery), validate("json", heartbeatRequest), async (c) => {
       const { wait } = c.req.valid("query");
       return c.json(await s.agents.heartbeat(c.get("agent"), c.req.valid("json"), wait, () => c.req.raw.signal));
