@@ -124,7 +124,7 @@ export const apiRoutes: ApiRoute[] = [
   {
     method: "post",
     path: "/v1/agents/register",
-    summary: "Agent: register with the join token, get an agent id and a JWT",
+    summary: "Agent: register with the join token (or re-register with its own current token), get an agent id and a fresh JWT",
     auth: "join",
     body: registerRequest,
     response: registerResponse,
