@@ -21,6 +21,15 @@ mkdir -p "$STATE_DIR"
 
 # --- packages ---------------------------------------------------------------------------------
 PACKAGES=(docker.io docker-registry busybox-static apache2-utils git)
+# Each scripts/test-services.d/*.sh may add to EXTRA_PACKAGES before the install and starts its
+# own service afterwards (one file per service keeps them independent).
+EXTRA_PACKAGES=()
+PHASE=packages
+for f in "$REPO_ROOT"/scripts/test-services.d/*.sh; do
+  # shellcheck disable=SC1090
+  [ -f "$f" ] && . "$f"
+done
+PACKAGES+=("${EXTRA_PACKAGES[@]}")
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -120,5 +129,13 @@ DEPLOYBOT_TEST_REGISTRY=$REGISTRY_ADDR
 DEPLOYBOT_TEST_REGISTRY_USERNAME=$REGISTRY_USER
 DEPLOYBOT_TEST_REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 EOF
+
+# --- extra services (scripts/test-services.d) -------------------------------------------------
+# Each file's services phase starts what it needs and appends its own lines to $ENV_FILE.
+PHASE=services
+for f in "$REPO_ROOT"/scripts/test-services.d/*.sh; do
+  # shellcheck disable=SC1090
+  [ -f "$f" ] && . "$f"
+done
 cat "$ENV_FILE"
 say "ready (written to $ENV_FILE)"
