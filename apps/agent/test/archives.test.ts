@@ -31,7 +31,7 @@ describe("readTar", () => {
     for (const format of ["gnu", "pax", "ustar"]) {
       if (format === "ustar") await rm(path.join(src, "deep"), { recursive: true });
       const { stdout } = await run("tar", [`--format=${format}`, "-cf", "-", "-C", src, "."], { encoding: "buffer", maxBuffer: 1 << 24 });
-      const parsed = readTar(stdout);
+      const parsed = await readTar(stdout);
       expect(parsed.ok, format).toBe(true);
       if (!parsed.ok) continue;
       const byPath = new Map(parsed.entries.map((e) => [e.path.replace(/^\.\//, ""), e]));
@@ -41,17 +41,31 @@ describe("readTar", () => {
     }
   });
 
-  it("reads gzip and refuses garbage", () => {
-    expect(readTar(makeTar([{ name: "x", content: "1" }], { gzip: true }), { gzip: true })).toMatchObject({ ok: true, entries: [{ path: "x" }] });
-    expect(readTar(Buffer.from("not a tar".repeat(100)))).toMatchObject({ ok: false });
-    expect(readTar(Buffer.from("nope"), { gzip: true })).toMatchObject({ ok: false, reason: expect.stringContaining("gzip") });
+  it("reads gzip and refuses garbage", async () => {
+    expect(await readTar(makeTar([{ name: "x", content: "1" }], { gzip: true }), { gzip: true })).toMatchObject({ ok: true, entries: [{ path: "x" }] });
+    expect(await readTar(Buffer.from("not a tar".repeat(100)))).toMatchObject({ ok: false });
+    expect(await readTar(Buffer.from("nope"), { gzip: true })).toMatchObject({ ok: false, reason: expect.stringContaining("gzip") });
+  });
+});
+
+describe("readTar refuses what is broken", () => {
+  it("a truncated archive and a device file", async () => {
+    const whole = makeTar([{ name: "a.txt", content: "x".repeat(2000) }]);
+    expect(await readTar(whole.subarray(0, 1024))).toMatchObject({ ok: false });
+    const fifo = Buffer.from(makeTar([{ name: "p", content: "" }]));
+    fifo.write("6", 156, "ascii"); // FIFO
+    fifo.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of fifo.subarray(0, 512)) sum += b;
+    fifo.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "ascii");
+    expect(await readTar(fifo)).toMatchObject({ ok: false, reason: expect.stringContaining("unsupported tar entry type") });
   });
 });
 
 describe("readZip", () => {
-  it("reads deflated files, directories and unix symlinks", () => {
+  it("reads deflated files, directories and unix symlinks", async () => {
     const zip = makeZip([{ name: "dir", type: "dir" }, { name: "dir/a.txt", content: "hello zip" }, { name: "l", type: "symlink", target: "dir/a.txt" }]);
-    expect(readZip(zip)).toMatchObject({
+    expect(await readZip(zip)).toMatchObject({
       ok: true,
       entries: [{ type: "dir", path: "dir/" }, { type: "file", path: "dir/a.txt", data: Buffer.from("hello zip") }, { type: "symlink", path: "l", target: "dir/a.txt" }],
     });
@@ -61,11 +75,23 @@ describe("readZip", () => {
     const script = "import zipfile,sys,io\nb=io.BytesIO()\nz=zipfile.ZipFile(b,'w',zipfile.ZIP_DEFLATED)\nz.writestr('a/b.txt','py'*100)\nz.close()\nsys.stdout.buffer.write(b.getvalue())";
     const made = await run("python3", ["-c", script], { encoding: "buffer" }).catch(() => null);
     if (!made) return;
-    expect(readZip(made.stdout)).toMatchObject({ ok: true, entries: [{ type: "file", path: "a/b.txt", data: Buffer.from("py".repeat(100)) }] });
+    expect(await readZip(made.stdout)).toMatchObject({ ok: true, entries: [{ type: "file", path: "a/b.txt", data: Buffer.from("py".repeat(100)) }] });
   });
 
-  it("refuses what is not a zip", () => {
-    expect(readZip(Buffer.from("PK not really"))).toMatchObject({ ok: false });
+  it("reads zip64 members (python's zipfile with force_zip64), which the old reader refused", async () => {
+    const script = "import zipfile,sys,io\nb=io.BytesIO()\nz=zipfile.ZipFile(b,'w',zipfile.ZIP_DEFLATED)\nw=z.open('big/z.txt','w',force_zip64=True)\nw.write(b'z64'*50)\nw.close()\nz.close()\nsys.stdout.buffer.write(b.getvalue())";
+    const made = await run("python3", ["-c", script], { encoding: "buffer" });
+    expect(await readZip(made.stdout)).toMatchObject({ ok: true, entries: [{ type: "file", path: "big/z.txt", data: Buffer.from("z64".repeat(50)) }] });
+  });
+
+  it("hands traversal names through to the path checks, which refuse them", async () => {
+    const parsed = await readZip(makeZip([{ name: "../../evil", content: "x" }]));
+    expect(parsed).toMatchObject({ ok: true, entries: [{ path: "../../evil" }] });
+    if (parsed.ok) expect(checkEntries(parsed.entries)).toMatchObject({ ok: false, reason: expect.stringContaining("escapes the tree") });
+  });
+
+  it("refuses what is not a zip", async () => {
+    expect(await readZip(Buffer.from("PK not really"))).toMatchObject({ ok: false });
   });
 });
 
@@ -100,7 +126,7 @@ describe("checkEntries refuses traversal before anything is written", () => {
 describe("writeEntries", () => {
   it("writes files, dirs, in-tree symlinks and hardlinks", async () => {
     const root = await tempDir();
-    const checked = checkEntries(readTarOk(makeTar([{ name: "d", type: "dir" }, { name: "d/f", content: "data" }, { name: "s", type: "symlink", target: "d/f" }, { name: "h", type: "hardlink", target: "d/f" }])));
+    const checked = checkEntries(await readTarOk(makeTar([{ name: "d", type: "dir" }, { name: "d/f", content: "data" }, { name: "s", type: "symlink", target: "d/f" }, { name: "h", type: "hardlink", target: "d/f" }])));
     expect(checked.ok).toBe(true);
     if (!checked.ok) return;
     expect(await writeEntries(root, checked.entries)).toBe(2);
@@ -119,8 +145,8 @@ describe("writeEntries", () => {
   });
 });
 
-function readTarOk(buf: Buffer) {
-  const parsed = readTar(buf);
+async function readTarOk(buf: Buffer) {
+  const parsed = await readTar(buf);
   if (!parsed.ok) throw new Error(parsed.reason);
   return parsed.entries;
 }

@@ -1,3 +1,4 @@
+import { createParser, type EventSourceParser } from "eventsource-parser";
 import { type ApiClient, CliError, ExitCode } from "./client";
 import { interrupted, sleep } from "./command";
 
@@ -9,69 +10,39 @@ export interface SseEvent {
 }
 
 /**
- * An incremental `text/event-stream` parser (the WHATWG rules): lines end in CRLF, LF or CR,
- * even split across chunks; `:` starts a comment; a blank line dispatches the event. The last
- * event id only moves when an event is dispatched, so a connection cut half-way through an
- * event resumes before it, never after it.
+ * A `text/event-stream` parser: eventsource-parser does the WHATWG line rules (CRLF, LF or CR,
+ * even split across chunks; comments; multi-line data); this wrapper only keeps the stream's
+ * last event id, which moves when an event is dispatched, so a connection cut half-way through
+ * an event resumes before it, never after it.
  */
 export class SseParser {
   /** the id to send as Last-Event-ID when reconnecting */
   lastEventId: string | undefined;
   /** the server's `retry:` advice, in ms */
   retry: number | undefined;
-  private buffer = "";
-  private skipLf = false;
-  private data: string[] = [];
-  private type = "";
-  private idBuffer: string | undefined;
+  private out: SseEvent[] = [];
+  private readonly parser: EventSourceParser;
 
   constructor(lastEventId?: string) {
     this.lastEventId = lastEventId;
-    this.idBuffer = lastEventId;
+    this.parser = createParser({
+      onEvent: (event) => {
+        if (event.id !== undefined) this.lastEventId = event.id;
+        this.out.push({ type: event.event ?? "message", data: event.data, id: this.lastEventId });
+      },
+      onComment: (comment) => {
+        this.out.push({ type: ":", data: comment.trimStart(), id: this.lastEventId });
+      },
+      onRetry: (ms) => {
+        this.retry = ms;
+      },
+    });
   }
 
   /** Feeds decoded text; answers the events (and comments, as type ":") it completed. */
   feed(text: string): SseEvent[] {
-    const out: SseEvent[] = [];
-    if (this.skipLf && text.startsWith("\n")) text = text.slice(1);
-    this.skipLf = false;
-    const buf = this.buffer + text;
-    let start = 0;
-    for (let i = 0; i < buf.length; i++) {
-      const c = buf.charCodeAt(i);
-      if (c !== 10 && c !== 13) continue;
-      this.line(buf.slice(start, i), out);
-      if (c === 13) {
-        if (i + 1 < buf.length) {
-          if (buf.charCodeAt(i + 1) === 10) i++;
-        } else this.skipLf = true;
-      }
-      start = i + 1;
-    }
-    this.buffer = buf.slice(start);
-    return out;
-  }
-
-  private line(line: string, out: SseEvent[]) {
-    if (line === "") {
-      this.lastEventId = this.idBuffer;
-      if (this.data.length > 0) out.push({ type: this.type || "message", data: this.data.join("\n"), id: this.lastEventId });
-      this.data = [];
-      this.type = "";
-      return;
-    }
-    if (line.startsWith(":")) {
-      out.push({ type: ":", data: line.slice(1).trimStart(), id: this.lastEventId });
-      return;
-    }
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "data") this.data.push(value);
-    else if (field === "event") this.type = value;
-    else if (field === "id" && !value.includes("\0")) this.idBuffer = value;
-    else if (field === "retry" && /^\d+$/.test(value)) this.retry = Number(value);
+    this.parser.feed(text);
+    return this.out.splice(0);
   }
 }
 

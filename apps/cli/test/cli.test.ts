@@ -8,7 +8,7 @@ import { fakeAgent as makeFakeAgent } from "./fakeAgent";
 import { json, runCli } from "./runCli";
 
 // The real binary (see runCli.ts) against a real controller on a loopback port.
-// Each run starts node + tsx + zod (~0.8 s, more on a busy machine); some tests run a dozen.
+// Each run starts node with the bundled CLI (~0.15 s, more on a busy machine); some tests run a dozen.
 vi.setConfig({ testTimeout: 60_000 });
 
 type Controller = Awaited<ReturnType<typeof startTestController>>;

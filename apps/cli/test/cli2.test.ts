@@ -76,6 +76,17 @@ describe("SSE parser", () => {
   });
 });
 
+describe("SSE parser keeps the stream's last id", () => {
+  test("an event without an id carries the last one; a resumed parser starts from the given id", () => {
+    const p = new SseParser("7");
+    expect(p.feed("data: a\n\nid: 8\ndata: b\n\ndata: c\n\n")).toEqual([
+      { type: "message", data: "a", id: "7" },
+      { type: "message", data: "b", id: "8" },
+      { type: "message", data: "c", id: "8" },
+    ]);
+  });
+});
+
 describe("help", () => {
   test("every new command has --help with an example", async () => {
     const names = ["deploy", "deployments", "rollback", "apps", "releases", "logs", "secrets set", "secrets list", "secrets rm", "agents install-command"];

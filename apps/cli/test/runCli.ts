@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { ADMIN } from "../../controller/test/server";
 
-// The real binary (launcher + tsx). Each run starts node + tsx + zod (~0.8 s, more on a busy machine).
+// The real binary: the launcher, which runs the bundled CLI (rebuilt first when a source changed).
 const BIN = fileURLToPath(new URL("../bin/deploybot.mjs", import.meta.url));
 
 export interface Run {

@@ -47,7 +47,7 @@ async function copyResultFile(ctx: JobContext, id: string, file: string): Promis
     const stream = (await ctx.docker.getContainer(id).getArchive({ path: file })) as NodeJS.ReadableStream;
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
-    const parsed = readTar(Buffer.concat(chunks));
+    const parsed = await readTar(Buffer.concat(chunks));
     const entry = parsed.ok ? parsed.entries.find((e) => e.type === "file") : undefined;
     if (entry?.type !== "file") return { path: file, error: "not a regular file" };
     const truncated = entry.data.length > RESULT_FILE_LIMIT;

@@ -67,7 +67,7 @@ export async function checkoutGit(
 
   const archive = await runGit(["archive", "--format=tar", sha], { cwd: cache, signal });
   if (!archive.ok) return archive;
-  const parsed = readTar(archive.stdout);
+  const parsed = await readTar(archive.stdout);
   if (!parsed.ok) return { ok: false, reason: `git archive: ${parsed.reason}` };
   const checked = checkEntries(parsed.entries);
   if (!checked.ok) return { ok: false, reason: `repository refused: ${checked.reason}` };

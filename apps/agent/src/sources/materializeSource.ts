@@ -33,7 +33,7 @@ export async function materializeSource(
       if (!checkout.ok) return checkout;
       return { ok: true, kind: "tree", dir: input.dest, sha: checkout.sha };
     }
-    const parsed = decodeEntries(source);
+    const parsed = await decodeEntries(source);
     if (!parsed.ok) return { ok: false, reason: `${source.type} source refused: ${parsed.reason}` };
     const checked = checkEntries(parsed.entries);
     if (!checked.ok) return { ok: false, reason: `${source.type} source refused: ${checked.reason}` };
@@ -46,7 +46,7 @@ export async function materializeSource(
   }
 }
 
-function decodeEntries(source: Extract<Source, { type: "files" | "archive" }>): ParseResult {
+async function decodeEntries(source: Extract<Source, { type: "files" | "archive" }>): Promise<ParseResult> {
   if (source.type === "files") {
     return {
       ok: true,

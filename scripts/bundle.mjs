@@ -1,0 +1,58 @@
+// Bundles an app's TypeScript entry (and its workspace packages and npm dependencies) into one
+// ES module with esbuild, so it runs on plain Node: the CLI answers --help in ~0.12 s instead
+// of ~0.43 s through tsx, and hosts run the agent as one process without a node_modules tree.
+import { randomBytes } from "node:crypto";
+import { readdirSync, renameSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/**
+ * Writes `outfile` atomically (a temp file, then rename), so a reader never sees half a bundle
+ * and two builds racing leave one whole file. `define` replaces identifiers at build time.
+ */
+export async function bundle({ entry, outfile, define = {}, external = [] }) {
+  const { build } = await import("esbuild");
+  const tmp = `${outfile}.${randomBytes(4).toString("hex")}.tmp`;
+  await build({
+    entryPoints: [entry],
+    outfile: tmp,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    legalComments: "none",
+    logLevel: "warning",
+    define,
+    external,
+    // CommonJS dependencies (dockerode, pino's helpers) call require(); give the ES module one.
+    banner: { js: 'import { createRequire as __dbCreateRequire } from "node:module"; const require = __dbCreateRequire(import.meta.url);' },
+  });
+  renameSync(tmp, outfile);
+  return outfile;
+}
+
+/** True when `outfile` is missing or older than any of `paths` (files, or directories walked) (a checkout that moved on). */
+export function isStale(outfile, paths) {
+  let built;
+  try {
+    built = statSync(outfile).mtimeMs;
+  } catch {
+    return true;
+  }
+  for (const path of paths) {
+    let stat;
+    try {
+      stat = statSync(path);
+    } catch {
+      continue;
+    }
+    if (stat.mtimeMs > built) return true;
+    if (!stat.isDirectory()) continue;
+    for (const name of readdirSync(path, { recursive: true })) {
+      if (statSync(join(path, name)).mtimeMs > built) return true;
+    }
+  }
+  return false;
+}
