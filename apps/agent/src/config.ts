@@ -39,6 +39,8 @@ export interface AgentConfig {
   drainTimeoutSeconds: number;
   pollWaitSeconds: number;
   logLevel: string;
+  /** DEPLOYBOT_* variables set but not known here: warned about at start (a misspelt setting) */
+  unknownSettings: string[];
 }
 
 export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
@@ -60,5 +62,6 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     drainTimeoutSeconds: e.DEPLOYBOT_DRAIN_TIMEOUT_SECONDS,
     pollWaitSeconds: e.DEPLOYBOT_POLL_WAIT_SECONDS,
     logLevel: e.DEPLOYBOT_LOG_LEVEL,
+    unknownSettings: Object.keys(env).filter((k) => k.startsWith("DEPLOYBOT_") && !(k in envSchema.shape)).sort(),
   };
 }

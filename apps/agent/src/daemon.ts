@@ -21,7 +21,6 @@ export const AGENT_VERSION = "0.1.0";
 export class AgentDaemon {
   private readonly client: ControllerClient;
   private readonly state: AgentState;
-  private readonly redactor = new Redactor();
   private agentId = "";
   private intervalSeconds = 10;
   private current: JobRunner | null = null;
@@ -40,6 +39,8 @@ export class AgentDaemon {
     private readonly config: AgentConfig,
     private readonly docker: Dockerode,
     private readonly logger: Logger,
+    /** shared with the agent's own log, so job secrets learnt here are masked there too */
+    private readonly redactor = new Redactor(),
   ) {
     this.client = new ControllerClient(config.url);
     this.state = new AgentState(config.stateDir);
@@ -144,11 +145,16 @@ export class AgentDaemon {
   private start(job: ClaimedJob) {
     this.logger.info({ jobId: job.id, kind: job.kind, app: job.app }, "job claimed");
     this.redactor.add(job.spec.registry?.password, ...Object.values(job.spec.secretEnv ?? {}));
-    this.state.saveHeldJob({ id: job.id, leaseId: job.leaseId, kind: job.kind, app: job.app, startedAt: Date.now() });
+    let localError: string | undefined;
+    try {
+      this.state.saveHeldJob({ id: job.id, leaseId: job.leaseId, kind: job.kind, app: job.app, startedAt: Date.now() });
+    } catch (err) {
+      localError = (err as Error).message;
+    }
     const spool = new JobLogSpool(this.spoolDir, job.id, job.leaseId, this.client, this.redactor, this.logger, () =>
       this.current?.cancel("cancel requested"),
     );
-    this.adopt(JobRunner.start(job, this.runnerDeps(job.id, spool)));
+    this.adopt(JobRunner.start(job, this.runnerDeps(job.id, spool), localError ?? spool.ioError ?? undefined));
   }
 
   private runnerDeps(jobId: string, spool: JobLogSpool): RunnerDeps {
@@ -161,6 +167,7 @@ export class AgentDaemon {
       stateDir: this.config.stateDir,
       registries: this.config.registries,
       retrying: (what, fn) => this.retrying(what, fn),
+      redactor: this.redactor,
     };
   }
 

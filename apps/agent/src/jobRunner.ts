@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { type ControllerClient, ControllerError } from "./controllerClient";
 import { CANCELLED, cleanupJob, executeJob, type JobOutcome, type ManagedContainer } from "./executors";
 import type { JobLogSpool } from "./logSpool";
+import type { Redactor } from "./redact";
 import type { AgentState, HeldJob } from "./state";
 
 export interface RunnerDeps {
@@ -16,6 +17,8 @@ export interface RunnerDeps {
   stateDir: string;
   registries: RegistryCredentials[];
   retrying: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+  /** masks the job's secrets in the error and result, as in its log lines */
+  redactor: Redactor;
 }
 
 type Final = NonNullable<HeldJob["final"]>;
@@ -35,12 +38,19 @@ export class JobRunner {
     body: (runner: JobRunner) => Promise<Final | null>,
   ) {
     this.finished = body(this)
-      .then((final) => (final ? this.finish(final) : this.deps.state.clearHeldJob()))
+      .then(
+        (final) => (final ? this.finish(final) : this.deps.state.clearHeldJob()),
+        // an unexpected failure on our side is still the job's end, reported with its reason
+        (err) => this.finish({ status: "failed", error: `agent error: ${(err as Error).message}` }),
+      )
       .catch((err) => this.deps.logger.error({ err: (err as Error).message }, "job runner failed"));
   }
 
-  static start(job: ClaimedJob, deps: RunnerDeps): JobRunner {
-    return new JobRunner(job, deps, (r) => r.execute(job));
+  /** `localError`: the job could not even be recorded on disk (a full state disk); it fails with that. */
+  static start(job: ClaimedJob, deps: RunnerDeps, localError?: string): JobRunner {
+    return new JobRunner(job, deps, async (r) =>
+      localError ? { status: "failed", error: `local I/O error on the agent: ${localError}` } : r.execute(job),
+    );
   }
 
   /** Picks up a job held before a restart: finish reporting it, re-attach to it, or fail it. */
@@ -110,9 +120,24 @@ export class JobRunner {
   }
 
   /** Persists the outcome, flushes the log, and reports the final status until it lands. */
-  private async finish(final: Final): Promise<void> {
+  private async finish(outcome: Final): Promise<void> {
     const { deps, job } = this;
-    deps.state.saveHeldJob({ id: job.id, leaseId: job.leaseId, kind: job.kind, app: job.app, startedAt: Date.now(), final });
+    // The error and result carry container output (a crashed app's last lines): they leave the
+    // host like log lines do, so they are redacted like log lines, before they reach the disk.
+    let final: Final = deps.redactor.redactDeep(outcome);
+    const ioErrors = [deps.spool.ioError];
+    try {
+      deps.state.saveHeldJob({ id: job.id, leaseId: job.leaseId, kind: job.kind, app: job.app, startedAt: Date.now(), final });
+    } catch (err) {
+      ioErrors.push((err as Error).message);
+    }
+    const ioError = ioErrors.find((e) => e);
+    if (ioError) {
+      // ENOSPC and friends: the job's record and log on this host are incomplete; say so in
+      // the job itself rather than only in the agent's own log
+      const note = `local I/O error on the agent: ${ioError}`;
+      final = { ...final, status: final.status === "cancelled" ? "cancelled" : "failed", error: final.error ? `${final.error}; ${note}` : note };
+    }
     deps.logger.info({ status: final.status, error: final.error }, "job ended");
     const deadline = Date.now() + REPORT_FOR_MS;
     await deps.spool.close(60_000);
@@ -125,6 +150,10 @@ export class JobRunner {
       // 409 job_finished: the controller already ended it (timeout, cancel); nothing more to say
       deps.logger.warn({ err: (err as Error).message }, "final status not accepted");
     }
-    deps.state.clearHeldJob();
+    try {
+      deps.state.clearHeldJob();
+    } catch {
+      // nothing was written, nothing to remove
+    }
   }
 }

@@ -25,6 +25,8 @@ export class JobLogSpool {
   private abandoned = false;
   private halted = false;
   private wake: (() => void) | null = null;
+  /** the first local write that failed (ENOSPC, EIO): lines stay in memory and are still sent */
+  ioError: string | null = null;
   readonly done: Promise<void>;
 
   constructor(
@@ -50,7 +52,7 @@ export class JobLogSpool {
       }
       this.acked = Math.min(this.readMeta()?.acked ?? 0, this.entries.length);
     } else {
-      writeFileSync(this.metaFile, JSON.stringify({ leaseId, acked: 0 }), { mode: 0o600 });
+      this.writeLocal(() => writeFileSync(this.metaFile, JSON.stringify({ leaseId, acked: 0 }), { mode: 0o600 }));
     }
     this.done = this.uploadLoop();
   }
@@ -79,8 +81,21 @@ export class JobLogSpool {
 
   private flushDisk(): void {
     if (this.pendingDisk.length === 0) return;
-    appendFileSync(this.file, this.pendingDisk.join(""), { mode: 0o600 });
+    const chunk = this.pendingDisk.join("");
     this.pendingDisk = [];
+    this.writeLocal(() => appendFileSync(this.file, chunk, { mode: 0o600 }));
+  }
+
+  /** A full or failing state disk must not stop the job's log or its report: note it, go on. */
+  private writeLocal(write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      if (!this.ioError) {
+        this.ioError = (err as Error).message;
+        this.logger.error({ jobId: this.jobId, err: this.ioError }, "cannot write the log spool; lines are kept in memory");
+      }
+    }
   }
 
   /** No more lines; resolves when everything is uploaded (or `timeoutMs` passes). */
@@ -147,7 +162,7 @@ export class JobLogSpool {
 
   private setAcked(offset: number) {
     this.acked = Math.min(offset, this.entries.length);
-    writeFileSync(this.metaFile, JSON.stringify({ leaseId: this.leaseId, acked: this.acked }), { mode: 0o600 });
+    this.writeLocal(() => writeFileSync(this.metaFile, JSON.stringify({ leaseId: this.leaseId, acked: this.acked }), { mode: 0o600 }));
   }
 
   private remove() {

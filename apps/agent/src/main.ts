@@ -2,6 +2,7 @@ import Dockerode from "dockerode";
 import pino from "pino";
 import { loadAgentConfig } from "./config";
 import { AgentDaemon } from "./daemon";
+import { Redactor } from "./redact";
 
 let config: ReturnType<typeof loadAgentConfig>;
 try {
@@ -10,9 +11,16 @@ try {
   console.error(`deploybot agent: ${(err as Error).message}`);
   process.exit(1);
 }
-const logger = pino({ level: config.logLevel, base: { service: "agent", hostname: config.hostname } });
+// The agent's own log is one more way out: every line passes the redactor that masks the job
+// secrets, the registry password and the join token, as the uploaded job logs do.
+const redactor = new Redactor(config.joinToken, ...config.registries.map((r) => r.password));
+const logger = pino(
+  { level: config.logLevel, base: { service: "agent", hostname: config.hostname } },
+  { write: (line: string) => process.stdout.write(redactor.redact(line)) },
+);
+for (const name of config.unknownSettings) logger.warn({ name }, "unknown DEPLOYBOT_* setting ignored (misspelt?)");
 // dockerode/docker-modem read DOCKER_HOST themselves; the default is the local socket.
-const daemon = new AgentDaemon(config, new Dockerode(), logger);
+const daemon = new AgentDaemon(config, new Dockerode(), logger, redactor);
 
 process.on("SIGTERM", () => void daemon.drain());
 process.on("SIGINT", () => void daemon.drain());

@@ -37,6 +37,7 @@ describe("deployments", () => {
 
   test("with a repository the image is built once and every host pulls it by digest", async ({ h }) => {
     h.config.registry = { url: "127.0.0.1:5000", username: "u", password: "registry-pw" };
+    await h.call("PUT", "/v1/apps/api/secrets/DATABASE_URL", { token: ADMIN, body: { value: "postgres://db" } });
     const a1 = await h.register("api-1");
     const a2 = await h.register("api-2");
     const d = await deploy(h, { app: "api", sha: "0123456789abcdef0123456789abcdef01234567" });

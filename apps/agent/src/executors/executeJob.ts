@@ -15,6 +15,12 @@ import { CANCELLED, type ClaimedJob, type JobContext, type JobOutcome } from "./
  * as a failed outcome rather than a throw, so the daemon has one path to report.
  */
 export async function executeJob(job: ClaimedJob, ctx: JobContext): Promise<JobOutcome> {
+  const missing = missingSecrets(job);
+  if (missing.length > 0) {
+    const list = missing.map((k) => `'${k}'`).join(", ");
+    ctx.log("system", `job ${job.id}: secret ${list} was not handed to this host; nothing was run`);
+    return { ok: false, error: `secret ${list} of app '${job.app}' is declared but the controller sent no value (not set, or this host is not one of the app's hosts); nothing was run` };
+  }
   const workDir = path.join(ctx.workRoot, job.id.replace(/[^A-Za-z0-9_.-]/g, "_"));
   let outcome: JobOutcome;
   try {
@@ -33,6 +39,13 @@ export async function executeJob(job: ClaimedJob, ctx: JobContext): Promise<JobO
     return { ok: false, error: CANCELLED, ...(outcome.result ? { result: outcome.result } : {}) };
   }
   return outcome;
+}
+
+/** Declared secrets without a value: running without them would start the app misconfigured. */
+function missingSecrets(job: ClaimedJob): string[] {
+  if (job.kind !== "deploy" && job.kind !== "run") return [];
+  const given = job.spec.secretEnv ?? {};
+  return (job.spec.run?.secrets ?? []).filter((k) => !(k in given));
 }
 
 function runByKind(job: ClaimedJob, ctx: JobContext, workDir: string): Promise<JobOutcome> {

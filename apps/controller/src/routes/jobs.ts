@@ -25,7 +25,8 @@ export function jobRoutes(s: Services, db: Db, clock: () => number) {
       return c.json(s.jobLogs.read(c.req.param("jobId"), after, limit));
     })
     .post("/:jobId/status", agent, validate("json", reportStatusRequest), (c) => {
-      const row = s.leases.reportStatus(c.get("agent").id, c.req.param("jobId"), c.req.valid("json"));
+      const jobId = c.req.param("jobId");
+      const row = s.leases.reportStatus(c.get("agent").id, jobId, s.redaction.statusReport(jobId, c.req.valid("json")));
       return c.json({ job: jobToWire(row) });
     })
     .post("/:jobId/logs", agent, validate("json", appendLogsRequest), (c) =>

@@ -8,6 +8,7 @@ import { type Deps, iso } from "./deps";
 import type { JobChange } from "./events";
 import type { JobService } from "./jobs";
 import { ReleaseCatalog } from "./releases";
+import type { SecretStore } from "./secrets";
 
 type DeploymentRow = typeof deployments.$inferSelect;
 type Trigger = Deployment["trigger"];
@@ -41,6 +42,7 @@ export class DeploymentService {
   constructor(
     private readonly deps: Deps,
     private readonly jobs: JobService,
+    private readonly secrets?: Pick<SecretStore, "requireSet">,
   ) {
     this.catalog = new ReleaseCatalog(deps, (name) => this.appOf(name));
     deps.events.onJob((change) => this.jobChanged(change));
@@ -77,6 +79,7 @@ export class DeploymentService {
     const app = this.appOf(input.app);
     const hosts = input.hosts ?? app.hosts;
     if (hosts.length === 0) throw new ApiError(422, "no_hosts", `app '${app.name}' has no hosts; name some in apps.yaml or in the request`);
+    this.secrets?.requireSet(app.name, app.run?.secrets ?? []);
     let sha = input.sha ?? null;
     const ref = input.image || input.sha ? (input.ref ?? null) : (input.ref ?? app.branch);
     if (!sha && ref && this.refResolver && this.deps.config.githubToken) sha = await this.refResolver(app.repo, ref);
@@ -157,6 +160,7 @@ export class DeploymentService {
     const image = this.catalog.pullableImage(target);
     if (!image) throw new ApiError(409, "release_without_image", `release ${targetId} has no image to run`);
     const hosts = app.hosts;
+    this.secrets?.requireSet(app.name, (target.config as JobSpec["run"])?.secrets ?? []);
     const id = this.deps.db.$client.transaction(() => {
       const depId = newId("dep");
       this.supersedePending(app.name, hosts, depId);

@@ -5,6 +5,7 @@ import type { Deps } from "./deps";
 import { JobLogService } from "./jobLogs";
 import { JobService } from "./jobs";
 import { LeaseService } from "./leases";
+import { IngestRedaction } from "./redaction";
 import { SecretStore } from "./secrets";
 import { connectGitHub } from "./webhooks";
 
@@ -13,9 +14,14 @@ export type Services = ReturnType<typeof createServices>;
 export function createServices(deps: Deps, secretKey: string) {
   const agentTokens = new AgentTokens(secretKey);
   const secrets = new SecretStore(deps, secretKey);
-  const leases = new LeaseService(deps, (app, names) => secrets.valuesFor(app, names));
-  const jobs = new JobService(deps, leases);
-  const deployments = new DeploymentService(deps, jobs);
+  // A job's secrets go only to an agent of a host the app is configured for: a job that reached
+  // another host (a label target, a renamed host) gets none, and the agent then fails it naming the key.
+  const leases = new LeaseService(deps, (app, names, host) =>
+    deps.apps().byName(app)?.hosts.includes(host) ? secrets.valuesFor(app, names) : {},
+  );
+  const jobs = new JobService(deps, leases, secrets);
+  const redaction = new IngestRedaction(deps, secrets);
+  const deployments = new DeploymentService(deps, jobs, secrets);
   return {
     secrets,
     deployments,
@@ -25,6 +31,7 @@ export function createServices(deps: Deps, secretKey: string) {
     leases,
     agents: new AgentService(deps, agentTokens, leases),
     jobs,
-    jobLogs: new JobLogService(deps, leases),
+    redaction,
+    jobLogs: new JobLogService(deps, leases, redaction),
   };
 }

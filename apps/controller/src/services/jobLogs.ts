@@ -5,6 +5,7 @@ import { ApiError } from "../lib/errors";
 import type { Deps } from "./deps";
 import type { StoredLogLine } from "./events";
 import type { LeaseService } from "./leases";
+import type { IngestRedaction } from "./redaction";
 
 export const TRUNCATION_MARKER = "[deploybot] log truncated: the job's log reached its size limit; later lines were dropped";
 
@@ -20,6 +21,7 @@ export class JobLogService {
   constructor(
     private readonly deps: Deps,
     private readonly leases: LeaseService,
+    private readonly redaction?: IngestRedaction,
   ) {
     const sqlite = deps.db.$client;
     this.insert = sqlite.prepare("INSERT INTO job_logs (job_id, seq, ts, stream, line) VALUES (?, ?, ?, ?, ?)");
@@ -39,6 +41,7 @@ export class JobLogService {
         });
       }
       const fresh = body.entries.slice(job.logOffset - body.offset);
+      const redactor = fresh.length > 0 ? this.redaction?.forApp(job.app) : undefined;
       let bytes = job.logBytes;
       let truncated = job.logTruncated;
       let seq = job.logOffset;
@@ -49,7 +52,7 @@ export class JobLogService {
           const over = bytes + size > max;
           const line: StoredLogLine = over
             ? { seq, ts: entry.ts, stream: "system", line: TRUNCATION_MARKER }
-            : { seq, ts: entry.ts, stream: entry.stream, line: entry.line };
+            : { seq, ts: entry.ts, stream: entry.stream, line: redactor ? redactor.redact(entry.line) : entry.line };
           if (over) truncated = true;
           else bytes += size;
           this.insert.run(jobId, line.seq, line.ts, line.stream, line.line);

@@ -15,6 +15,7 @@ import { newId } from "../lib/ids";
 import { type Deps, iso } from "./deps";
 import { changeOf } from "./events";
 import { LeaseService } from "./leases";
+import type { SecretStore } from "./secrets";
 
 export type JobRow = typeof jobs.$inferSelect;
 
@@ -64,6 +65,7 @@ export class JobService {
   constructor(
     private readonly deps: Deps,
     private readonly leases: LeaseService,
+    private readonly secrets?: Pick<SecretStore, "requireSet">,
   ) {}
 
   /** Turns the seeds' `{repo, ref, host}` into a full deploy spec from apps.yaml. */
@@ -83,6 +85,7 @@ export class JobService {
       run: app.run,
       ...(image ? { image } : {}),
     });
+    this.secrets?.requireSet(app.name, spec.run?.secrets ?? []);
     return { spec, target: { host: body.host }, timeoutSeconds: body.timeoutSeconds };
   }
 

@@ -27,7 +27,7 @@ export class LeaseService {
 
   constructor(
     private readonly deps: Deps,
-    private readonly secretsFor: (app: string, names: readonly string[]) => Record<string, string> = () => ({}),
+    private readonly secretsFor: (app: string, names: readonly string[], host: string) => Record<string, string> = () => ({}),
   ) {
     const sqlite = deps.db.$client;
     // A claim is a few index probes (by host, then by each label set this agent satisfies) and
@@ -143,7 +143,7 @@ export class LeaseService {
       kind: raw.kind as ClaimedJob["kind"],
       app: raw.app as string,
       leaseId: raw.lease_id as string,
-      spec: this.withCredentials(spec),
+      spec: this.withCredentials(spec, agent.hostname),
       timeoutSeconds: raw.timeout_seconds as number,
       attempt: raw.attempts as number,
       logOffset: raw.log_offset as number,
@@ -151,7 +151,7 @@ export class LeaseService {
   }
 
   /** Credentials exist only in the copy handed to the claiming agent, never in the stored spec. */
-  private withCredentials(spec: ClaimedJob["spec"]): ClaimedJob["spec"] {
+  private withCredentials(spec: ClaimedJob["spec"], host: string): ClaimedJob["spec"] {
     let out = spec;
     const registry = this.deps.config.registry;
     if (registry) {
@@ -161,9 +161,9 @@ export class LeaseService {
     }
     const names = spec.run?.secrets ?? [];
     if (names.length > 0) {
-      const values = this.secretsFor(spec.app, names);
+      const values = this.secretsFor(spec.app, names, host);
       const missing = names.filter((n) => !(n in values));
-      if (missing.length > 0) this.deps.logger.warn({ app: spec.app, missing }, "secrets named by the app are not set");
+      if (missing.length > 0) this.deps.logger.warn({ app: spec.app, host, missing }, "secrets withheld: not set, or not a host of the app");
       out = { ...out, secretEnv: values };
     }
     return out;

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { and, asc, eq, inArray } from "drizzle-orm";
 import { secrets } from "../db/schema";
-import { notFound } from "../lib/errors";
+import { ApiError, notFound } from "../lib/errors";
 import { deriveKey } from "./auth";
 import { type Deps, iso } from "./deps";
 
@@ -68,6 +68,32 @@ export class SecretStore {
     const done = this.deps.db.delete(secrets).where(and(eq(secrets.app, app), eq(secrets.key, key))).run();
     if (done.changes === 0) throw notFound("secret", `${app}/${key}`);
     this.deps.logger.info({ app, key }, "secret removed");
+  }
+
+  /**
+   * A deploy of an app that declares a secret nobody set would run without it: refused before
+   * anything is queued, naming the key and how to set it.
+   */
+  requireSet(app: string, names: readonly string[]): void {
+    if (names.length === 0) return;
+    const set = new Set(
+      this.deps.db
+        .select({ key: secrets.key })
+        .from(secrets)
+        .where(and(eq(secrets.app, app), inArray(secrets.key, [...names])))
+        .all()
+        .map((r) => r.key),
+    );
+    const missing = names.filter((n) => !set.has(n));
+    if (missing.length === 0) return;
+    const list = missing.map((n) => `'${n}'`).join(", ");
+    throw new ApiError(422, "secret_not_set", `app '${app}' declares secret ${list} but no value is set; set it with: deploybot secrets set ${app} ${missing[0]}`, { missing });
+  }
+
+  /** Every decrypted value of an app's secrets, for redaction of what its jobs send back. */
+  allValues(app: string): Record<string, string> {
+    const rows = this.deps.db.select().from(secrets).where(eq(secrets.app, app)).all();
+    return Object.fromEntries(rows.map((r) => [r.key, this.open(r.value, `${app}/${r.key}`)]));
   }
 
   /** Decrypted values of `names` for `app` (those that are set). */
