@@ -21,6 +21,7 @@ import { createServices } from "./services";
 import type { AppsConfig } from "./services/appsConfig";
 import { JobEvents } from "./services/events";
 import { Notifier } from "./services/notifier";
+import type { SchedulerHooks } from "./services/scheduler";
 
 export const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -31,13 +32,15 @@ export interface AppOptions {
   apps: () => AppsConfig;
   secretKey: string;
   clock?: () => number;
+  /** test hooks into the scheduler's transactions */
+  schedulerHooks?: SchedulerHooks;
 }
 
 /** Builds the controller without side effects: no listening, no timers, no files. */
 export function createApp(opts: AppOptions) {
   const clock = opts.clock ?? Date.now;
   const deps = { db: opts.db, config: opts.config, logger: opts.logger, apps: opts.apps, clock, notifier: new Notifier(), events: new JobEvents() };
-  const services = createServices(deps, opts.secretKey);
+  const services = createServices(deps, opts.secretKey, opts.schedulerHooks);
 
   const app = new Hono<AppEnv>()
     .use(requestLog(opts.logger))

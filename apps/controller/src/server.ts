@@ -38,6 +38,21 @@ export async function startController(config: Config) {
     }
   }, 1000);
 
+  // Schedules are decided just after each second boundary, so a seconds-level cron runs within
+  // tens of milliseconds of its tick (a plain 1 s interval would drift up to a second late).
+  let schedulerTimer: NodeJS.Timeout | undefined;
+  const scheduleNextPass = () => {
+    schedulerTimer = setTimeout(() => {
+      try {
+        services.scheduler.tick();
+      } catch (err) {
+        logger.error({ err }, "scheduler pass failed");
+      }
+      scheduleNextPass();
+    }, 1000 - (Date.now() % 1000) + 20);
+  };
+  scheduleNextPass();
+
   // apps.yaml is re-read on SIGHUP; a broken edit keeps the last good config running.
   const reload = () => {
     try {
@@ -61,6 +76,7 @@ export async function startController(config: Config) {
 
   const stop = async () => {
     clearInterval(reaper);
+    clearTimeout(schedulerTimer);
     services.agents.flushLiveness();
     if (pidFile) rmSync(pidFile, { force: true });
     process.off("SIGHUP", reload);

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "vitest";
 import { AppsConfigError, normaliseRepo, parseAppsConfig } from "../src/services/appsConfig";
 
+const SCHEDULE = "apps:\n  - name: web\n    repo: a/b\n    schedules:\n      - name: nightly\n        command: [echo, hi]\n";
+
 describe("apps.yaml", () => {
   test("applies defaults and indexes apps by repo in any form", () => {
     const cfg = parseAppsConfig("apps:\n  - name: web\n    repo: Acme/Web\n", "apps.yaml");
@@ -15,10 +17,23 @@ describe("apps.yaml", () => {
     ["apps:\n  - name: web\n", /apps\.yaml:2: apps\[0\]\.repo: /],
     ["apps:\n  - name: web\n    repo: a/b\n  - name: web\n    repo: c/d\n", /apps\.yaml:4: apps\[1\]\.name: duplicate app name 'web'/],
     ["apps: [\n", /apps\.yaml:\d+: invalid YAML/],
-    ["apps:\n  - name: web\n    repo: a/b\n    colour: red\n", /apps\.yaml:2: apps\[0\]: Unrecognized key/],
+    ["apps:\n  - name: web\n    repo: a/b\n    colour: red\n", /apps\.yaml:4: apps\[0\]\.colour: unknown key 'colour'/],
+    [`${SCHEDULE}        cron: "61 * * * *"\n`, /apps\.yaml:7: apps\[0\]\.schedules\[0\]\.cron: invalid cron '61 \* \* \* \*': .*0-59/],
+    [`${SCHEDULE}        cron: "* * *"\n`, /apps\.yaml:7: apps\[0\]\.schedules\[0\]\.cron: cron must have 5 fields .* got 3/],
+    [`${SCHEDULE}        cron: "0 3 * * *"\n        timezone: Europe/Londn\n`, /apps\.yaml:8: apps\[0\]\.schedules\[0\]\.timezone: unknown IANA time zone 'Europe\/Londn'/],
+    [`${SCHEDULE}        cron: "0 3 * * *"\n        concurency: forbid\n`, /apps\.yaml:8: apps\[0\]\.schedules\[0\]\.concurency: unknown key 'concurency'/],
+    [`${SCHEDULE}        cron: "0 3 * * *"\n        concurrency: sometimes\n`, /apps\.yaml:8: apps\[0\]\.schedules\[0\]\.concurrency: /],
   ])("a bad file names the file, line, path and reason (%#)", (text, message) => {
     expect(() => parseAppsConfig(text, "apps.yaml")).toThrow(AppsConfigError);
     expect(() => parseAppsConfig(text, "apps.yaml")).toThrow(message);
+  });
+
+  test("schedules: defaults, 6-field cron with seconds, IANA zones", () => {
+    const cfg = parseAppsConfig(`${SCHEDULE}        cron: "*/5 * * * * *"\n      - name: report\n        cron: "30 1 * * *"\n        timezone: America/New_York\n        command: [sh, -c, "exit 0"]\n        concurrency: replace\n        host: web-1\n`, "apps.yaml");
+    expect(cfg.byName("web")?.schedules).toMatchObject([
+      { name: "nightly", cron: "*/5 * * * * *", timezone: "UTC", concurrency: "forbid", env: {} },
+      { name: "report", timezone: "America/New_York", concurrency: "replace", host: "web-1" },
+    ]);
   });
 
   test("the shipped example is valid", async () => {

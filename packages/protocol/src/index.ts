@@ -1,3 +1,4 @@
 export * from "./refs";
 export * from "./schemas";
 export * from "./deployments";
+export * from "./runs";

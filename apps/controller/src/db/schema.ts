@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /** Milliseconds since the epoch; every timestamp in the database is one of these. */
 const ms = (column: string) => integer(column, { mode: "number" });
@@ -186,3 +186,56 @@ export const secrets = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.app, t.key] })],
 );
+
+/** The scheduler's state per schedule of apps.yaml (the definitions stay in the file). */
+export const schedules = sqliteTable("schedules", {
+  /** app/name */
+  key: text("key").primaryKey(),
+  app: text("app").notNull(),
+  name: text("name").notNull(),
+  paused: integer("paused", { mode: "boolean" }).notNull().default(false),
+  /** the newest decided tick (run, missed or skipped), or when the schedule was first seen or resumed */
+  cursorAt: ms("cursor_at").notNull(),
+  updatedAt: ms("updated_at").notNull(),
+});
+
+/**
+ * One row per run and per decided tick. The unique (app, schedule, tick_at) key is what makes a
+ * tick run once across restarts and controllers: it is taken in the transaction that queues the
+ * job. One-off and "trigger now" runs have no tick (NULLs never collide).
+ */
+export const runs = sqliteTable(
+  "runs",
+  {
+    id: text("id").primaryKey(),
+    app: text("app").notNull(),
+    schedule: text("schedule"),
+    tickAt: ms("tick_at"),
+    /** schedule | manual | one-off */
+    trigger: text("trigger").notNull(),
+    /** queued (a job exists; its status is the run's) | missed | skipped | failed (no job could be made) */
+    state: text("state").notNull(),
+    reason: text("reason"),
+    command: json<string[]>("command").notNull(),
+    jobId: text("job_id").references(() => jobs.id),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex("runs_tick_idx").on(t.app, t.schedule, t.tickAt),
+    index("runs_history_idx").on(t.app, t.schedule, t.id),
+    index("runs_job_idx").on(t.jobId),
+  ],
+);
+
+/** A run's result file, uploaded by the agent under the job's lease (capped at RESULT_FILE_LIMIT). */
+export const runResults = sqliteTable("run_results", {
+  jobId: text("job_id")
+    .primaryKey()
+    .references(() => jobs.id, { onDelete: "cascade" }),
+  path: text("path").notNull(),
+  content: blob("content", { mode: "buffer" }).notNull(),
+  /** the file's size in the container; content holds the first bytes of it */
+  size: integer("size").notNull(),
+  truncated: integer("truncated", { mode: "boolean" }).notNull(),
+  storedAt: ms("stored_at").notNull(),
+});

@@ -6,12 +6,14 @@ import { JobLogService } from "./jobLogs";
 import { JobService } from "./jobs";
 import { LeaseService } from "./leases";
 import { IngestRedaction } from "./redaction";
+import { RunService } from "./runs";
+import { Scheduler, type SchedulerHooks } from "./scheduler";
 import { SecretStore } from "./secrets";
 import { connectGitHub } from "./webhooks";
 
 export type Services = ReturnType<typeof createServices>;
 
-export function createServices(deps: Deps, secretKey: string) {
+export function createServices(deps: Deps, secretKey: string, schedulerHooks: SchedulerHooks = {}) {
   const agentTokens = new AgentTokens(secretKey);
   const secrets = new SecretStore(deps, secretKey);
   // A job's secrets go only to an agent of a host the app is configured for: a job that reached
@@ -22,7 +24,10 @@ export function createServices(deps: Deps, secretKey: string) {
   const jobs = new JobService(deps, leases, secrets);
   const redaction = new IngestRedaction(deps, secrets);
   const deployments = new DeploymentService(deps, jobs, secrets);
+  const runs = new RunService(deps, jobs, leases, deployments.catalog);
   return {
+    runs,
+    scheduler: new Scheduler(deps, runs, jobs, schedulerHooks),
     secrets,
     deployments,
     ...connectGitHub(deps, deployments),

@@ -59,6 +59,8 @@ export interface CreateJobInput {
   deploymentId?: string;
   /** false: always a new job (deployments coalesce by superseding instead) */
   dedupe?: boolean;
+  /** how long the job may wait for an agent (default: the controller's queue timeout) */
+  queueTimeoutSeconds?: number;
 }
 
 export class JobService {
@@ -117,7 +119,7 @@ export class JobService {
         maxAttempts: input.maxAttempts ?? config.maxAttempts,
         dedupeKey: key,
         timeoutSeconds: input.timeoutSeconds ?? config.jobTimeoutSeconds,
-        queueDeadline: now + config.queueTimeoutSeconds * 1000,
+        queueDeadline: now + (input.queueTimeoutSeconds ?? config.queueTimeoutSeconds) * 1000,
         createdAt: now,
       })
       .returning()
