@@ -1,4 +1,4 @@
-import { apiToken } from "@deploybot/protocol";
+import { apiToken, tokenSelf } from "@deploybot/protocol";
 import { describe, expect } from "vitest";
 import { ADMIN, test } from "./fixture";
 
@@ -33,6 +33,18 @@ describe("/v1/tokens", () => {
     expect(JSON.stringify(rows)).not.toContain(token);
     const db = (h.services.jobs as unknown as { deps: { db: { $client: { prepare(s: string): { all(): unknown[] } } } } }).deps.db;
     expect(JSON.stringify(db.$client.prepare("SELECT * FROM api_tokens").all())).not.toContain(token);
+  });
+
+  test("GET /v1/tokens/self tells any valid token its own id and scope, and refuses others", async ({ h }) => {
+    const read = await (await h.call("POST", "/v1/tokens", { token: ADMIN, body: { name: "viewer", scope: "read" } })).json();
+    const self = await h.call("GET", "/v1/tokens/self", { token: read.token });
+    expect(self.status).toBe(200);
+    expect(tokenSelf.parse(await self.json())).toEqual({ id: read.id, scope: "read" });
+    expect(await (await h.call("GET", "/v1/tokens/self", { token: ADMIN })).json()).toEqual({ id: "bootstrap", scope: "admin" });
+    expect((await h.call("GET", "/v1/tokens/self", { token: "dbt_not-a-token" })).status).toBe(401);
+    expect((await h.call("GET", "/v1/tokens/self")).status).toBe(401);
+    await h.call("DELETE", `/v1/tokens/${read.id}`, { token: ADMIN });
+    expect((await h.call("GET", "/v1/tokens/self", { token: read.token })).status).toBe(401);
   });
 
   test("unknown token id is a 404", async ({ h }) => {

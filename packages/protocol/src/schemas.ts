@@ -406,3 +406,7 @@ export const errorBody = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
 });
 export type ErrorBody = z.infer<typeof errorBody>;
+
+/** `GET /v1/tokens/self`: the token making the request, so a client can show only what it may do. */
+export const tokenSelf = z.object({ id: z.string(), scope: tokenScope });
+export type TokenSelf = z.infer<typeof tokenSelf>;

@@ -24,6 +24,7 @@ import {
   registerResponse,
   reportStatusRequest,
   submitJob,
+  tokenSelf,
 } from "@deploybot/protocol";
 import { z } from "zod";
 import { logStreamQuery } from "@deploybot/protocol";
@@ -170,6 +171,14 @@ export const apiRoutes: ApiRoute[] = [
     responses: { 201: "created", 400: "invalid body", ...user },
   },
   { method: "get", path: "/v1/tokens", summary: "List API tokens", auth: "admin", response: z.object({ tokens: z.array(apiToken) }), responses: { 200: "the tokens", ...user } },
+  {
+    method: "get",
+    path: "/v1/tokens/self",
+    summary: "The token making the request: its id and scope (the dashboard shows only what it may do)",
+    auth: "read",
+    response: tokenSelf,
+    responses: { 200: "the token", ...auth401 },
+  },
   { method: "delete", path: "/v1/tokens/{tokenId}", summary: "Revoke an API token", auth: "admin", response: apiToken, responses: { 200: "revoked", ...user, 404: "no such token" } },
   // deployments, apps, secrets, builds, webhooks, github (query schemas local to their route
   // files — listDeliveriesQuery, tagsQuery — are not exported yet, so those are undescribed)

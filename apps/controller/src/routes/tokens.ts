@@ -12,5 +12,9 @@ export function tokenRoutes(s: Services) {
       return c.json(s.apiTokens.create(name, scope), 201);
     })
     .get("/", admin, (c) => c.json({ tokens: s.apiTokens.list() }))
+    .get("/self", requireScope(s.apiTokens, "read"), (c) => {
+      const user = c.get("user");
+      return c.json({ id: user.tokenId, scope: user.scope });
+    })
     .delete("/:tokenId", admin, (c) => c.json(s.apiTokens.revoke(c.req.param("tokenId"))));
 }
