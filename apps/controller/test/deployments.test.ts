@@ -82,6 +82,10 @@ describe("deployments", () => {
     expect(job.spec.run.ports).toEqual(["8080:80"]);
     const current = (await (await h.call("GET", "/v1/apps/web", { token: ADMIN })).json()).app.currentRelease;
     expect(current.id).toBe(v1.releaseId);
+    // the list finds every app's current release in one pass; it must agree with the app's own view
+    const listed = (await (await h.call("GET", "/v1/apps", { token: ADMIN })).json()).apps as Array<{ name: string; currentRelease: { id: string } | null }>;
+    expect(listed.find((a) => a.name === "web")!.currentRelease).toEqual(current);
+    expect(listed.filter((a) => a.name !== "web").every((a) => a.currentRelease === null)).toBe(true);
   });
 
   test("rollback with nothing to roll back to is a 409", async ({ h }) => {

@@ -1,4 +1,4 @@
-import { putSecretRequest, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
+import { putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { Db } from "../db/client";
@@ -12,7 +12,7 @@ import type { AppDefinition, AppsConfig } from "../services/appsConfig";
 const secretParams = z.object({ name: z.string(), key: secretKeyParam });
 
 /** What apps.yaml says of an app, with its current release. Secret values are never part of it. */
-const appToWire = (s: Services, app: AppDefinition) => ({
+const appToWire = (app: AppDefinition, currentRelease: Release | null) => ({
   name: app.name,
   repo: app.repo,
   url: app.url,
@@ -22,7 +22,7 @@ const appToWire = (s: Services, app: AppDefinition) => ({
   image: app.image ?? null,
   build: app.build,
   run: app.run,
-  currentRelease: s.deployments.catalog.current(app.name),
+  currentRelease,
 });
 
 export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => AppsConfig) {
@@ -35,10 +35,13 @@ export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => 
     return app;
   };
   return new Hono<AppEnv>()
-    .get("/", read, (c) => c.json({ apps: apps().apps.map((a) => appToWire(s, a)) }))
+    .get("/", read, (c) => {
+      const current = s.deployments.catalog.currentByApp();
+      return c.json({ apps: apps().apps.map((a) => appToWire(a, current.get(a.name) ?? null)) });
+    })
     .get("/:name", read, (c) => {
       const app = appNamed(c.req.param("name"));
-      return c.json({ app: appToWire(s, app), releases: s.deployments.catalog.list(app.name).slice(0, 10) });
+      return c.json({ app: appToWire(app, s.deployments.catalog.current(app.name)), releases: s.deployments.catalog.list(app.name).slice(0, 10) });
     })
     .get("/:name/releases", read, (c) => c.json({ releases: s.deployments.catalog.list(c.req.param("name")) }))
     .post("/:name/rollback", deploy, idempotency(db, clock), validate("json", rollbackRequest), (c) => {
