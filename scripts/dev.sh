@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v pnpm >/dev/null || npm install -g pnpm@10
-[ -d node_modules ] || pnpm install --frozen-lockfile
+{ [ -d node_modules ] && [ -d apps/dashboard/node_modules ]; } || pnpm install --frozen-lockfile
+# The web dashboard at / is served from its build (a second or two; done every start so it
+# matches the checkout).
+pnpm --silent --filter @deploybot/dashboard build
 
 mkdir -p data
 if [ ! -f data/dev.env ]; then
@@ -49,6 +52,7 @@ fi
 cat <<MSG
 
   deploybot controller: ${DEPLOYBOT_URL}
+  dashboard:            ${DEPLOYBOT_URL}/   (sign in with the admin token)
   ${agent_note}
   admin token:          ${DEPLOYBOT_ADMIN_TOKEN}   (also in data/dev.env)
 

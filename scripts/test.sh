@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 command -v pnpm >/dev/null || npm install -g pnpm@10
 pnpm install --frozen-lockfile
+# the controller serves the dashboard from its build; the browser tests load it from there
+pnpm --filter @deploybot/dashboard build
 
 if [ "$(id -u)" = 0 ] || [ "${CI:-}" = "true" ]; then
   bash scripts/test-services.sh

@@ -18,6 +18,7 @@ import { logStreamRoutes } from "./routes/logStream";
 import { tokenRoutes } from "./routes/tokens";
 import { webhookRoutes } from "./routes/webhooks";
 import { createServices } from "./services";
+import { DashboardAssets } from "./services/dashboardAssets";
 import type { AppsConfig } from "./services/appsConfig";
 import { JobEvents } from "./services/events";
 import { Notifier } from "./services/notifier";
@@ -62,7 +63,14 @@ export function createApp(opts: AppOptions) {
     .route("/v1/webhooks", webhookRoutes(services))
     .route("/v1/github", githubRoutes(services));
 
-  app.notFound((c) => errorResponse(c, 404, "not_found", `no route for ${c.req.method} ${c.req.path}`));
+  // The dashboard's client routes (/apps/web, /deployments/...) are not API routes: every GET
+  // outside /v1 that no route answers gets the dashboard's file or its index.html.
+  const dashboard = new DashboardAssets(opts.config.dashboardDir);
+  app.notFound((c) => {
+    const page = c.req.method === "GET" || c.req.method === "HEAD" ? dashboard.answer(c.req.path, /\bgzip\b/.test(c.req.header("accept-encoding") ?? "")) : null;
+    if (page) return c.body(typeof page.body === "string" ? page.body : (page.body as Uint8Array<ArrayBuffer>), page.status, page.headers);
+    return errorResponse(c, 404, "not_found", `no route for ${c.req.method} ${c.req.path}`);
+  });
   app.onError(handleError(opts.logger));
   return { app, services, deps };
 }

@@ -1,4 +1,5 @@
 import { isAbsolute, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 
 const optionalSecret = z
@@ -48,6 +49,8 @@ const envSchema = z.object({
   DEPLOYBOT_BUILD_BODY_LIMIT: z.coerce.number().int().min(1024).default(50 * 1024 * 1024),
   /** Images of an app a host keeps (older ones are pruned, never a rollback target). */
   DEPLOYBOT_KEEP_IMAGES: z.coerce.number().int().min(1).max(100).default(5),
+  /** The built web dashboard served at `/` (`pnpm --filter @deploybot/dashboard build` writes it). */
+  DEPLOYBOT_DASHBOARD_DIR: z.string().default(fileURLToPath(new URL("../../dashboard/dist", import.meta.url))),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -73,6 +76,7 @@ export interface Config {
   publicUrl: string | undefined;
   buildBodyLimit: number;
   keepImages: number;
+  dashboardDir: string;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -112,6 +116,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicUrl: e.DEPLOYBOT_PUBLIC_URL?.replace(/\/$/, ""),
     buildBodyLimit: e.DEPLOYBOT_BUILD_BODY_LIMIT,
     keepImages: e.DEPLOYBOT_KEEP_IMAGES,
+    dashboardDir: fromCaller(e.DEPLOYBOT_DASHBOARD_DIR),
   };
 }
 

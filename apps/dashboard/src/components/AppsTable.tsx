@@ -1,0 +1,39 @@
+import { appHealth } from "../lib/health";
+import type { Agent, App } from "../lib/types";
+import { Badge, Empty } from "./ui";
+
+/** Apps with their current release and their state on each of their hosts. */
+export function AppsTable({ apps, hosts }: { apps: App[]; hosts: Map<string, Agent> }) {
+  if (apps.length === 0) return <Empty>No apps: add them to apps.yaml and reload the controller.</Empty>;
+  return (
+    <table class="grid">
+      <thead>
+        <tr>
+          <th scope="col">App</th>
+          <th scope="col">Current release</th>
+          <th scope="col">On its hosts</th>
+        </tr>
+      </thead>
+      <tbody>
+        {apps.map((app) => (
+          <tr key={app.name}>
+            <th scope="row">
+              <a href={`/apps/${encodeURIComponent(app.name)}`}>{app.name}</a>
+            </th>
+            <td class="mono">{app.currentRelease?.version ?? <span class="dim">never deployed</span>}</td>
+            <td>
+              {app.hosts.length === 0 ? <span class="dim">no hosts</span> : null}
+              <ul class="chips">
+                {app.hosts.map((h) => (
+                  <li key={h}>
+                    {h} <Badge status={appHealth(app, hosts.get(h))} />
+                  </li>
+                ))}
+              </ul>
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}

@@ -1,0 +1,33 @@
+import { useState } from "preact/hooks";
+import { type ApiFailure, api } from "../lib/api";
+import { useCan } from "../lib/session";
+import { Failure } from "./ui";
+
+const ACTIVE = ["pending", "assigned", "running"];
+
+/** Cancel for a job that has not ended, shown only to tokens that may deploy. */
+export function CancelJob({ jobId, status, onDone }: { jobId: string; status: string; onDone: () => void }) {
+  const mayDeploy = useCan("deploy");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiFailure | undefined>();
+  if (!mayDeploy || !ACTIVE.includes(status)) return null;
+  const cancel = async () => {
+    setBusy(true);
+    try {
+      await api("POST", `/v1/jobs/${encodeURIComponent(jobId)}/cancel`);
+      onDone();
+    } catch (err) {
+      setError(err as ApiFailure);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="actions-row">
+      <button type="button" class="secondary" disabled={busy} onClick={cancel}>
+        {busy ? "Cancelling…" : "Cancel job"}
+      </button>
+      <Failure error={error} />
+    </div>
+  );
+}

@@ -1,0 +1,45 @@
+import type { Deployment } from "../lib/types";
+import { Badge, Empty, Time } from "./ui";
+
+export function DeploymentsTable({ deployments, showApp = true }: { deployments: Deployment[]; showApp?: boolean }) {
+  if (deployments.length === 0) return <Empty>No deployments yet.</Empty>;
+  return (
+    <table class="grid">
+      <thead>
+        <tr>
+          <th scope="col">Deployment</th>
+          {showApp ? <th scope="col">App</th> : null}
+          <th scope="col">What</th>
+          <th scope="col">Trigger</th>
+          <th scope="col">Status</th>
+          <th scope="col">Started</th>
+        </tr>
+      </thead>
+      <tbody>
+        {deployments.map((d) => (
+          <tr key={d.id}>
+            <td>
+              <a href={`/deployments/${d.id}`} class="mono">
+                {d.id.slice(-8)}
+              </a>
+            </td>
+            {showApp ? (
+              <td>
+                <a href={`/apps/${encodeURIComponent(d.app)}`}>{d.app}</a>
+              </td>
+            ) : null}
+            <td class="mono">{d.image ?? d.ref ?? d.sha?.slice(0, 12) ?? "—"}</td>
+            <td>{d.trigger}</td>
+            <td>
+              <Badge status={d.status} />
+              {d.error ? <div class="small err-text">{d.error}</div> : null}
+            </td>
+            <td>
+              <Time iso={d.createdAt} />
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}

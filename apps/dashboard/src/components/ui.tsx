@@ -1,0 +1,92 @@
+import type { ComponentChildren } from "preact";
+import { useEffect } from "preact/hooks";
+import type { ApiFailure } from "../lib/api";
+
+const tone: Record<string, string> = {
+  succeeded: "ok",
+  success: "ok",
+  running: "ok",
+  online: "ok",
+  deployed: "ok",
+  idle: "ok",
+  pong: "ok",
+  failed: "bad",
+  lost: "bad",
+  timed_out: "bad",
+  offline: "bad",
+  rejected: "bad",
+  pending: "busy",
+  assigned: "busy",
+  building: "busy",
+  deploying: "busy",
+  busy: "busy",
+  draining: "busy",
+};
+
+/** A status word with a colour; the word itself carries the meaning (never colour alone). */
+export function Badge({ status }: { status: string }) {
+  return <span class={`badge ${tone[status] ?? "muted"}`}>{status.replace(/_/g, " ")}</span>;
+}
+
+export function ago(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return "never";
+  const s = Math.round((now - Date.parse(iso)) / 1000);
+  if (s < 5) return "just now";
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86_400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86_400)} d ago`;
+}
+
+export function Time({ iso }: { iso: string | null | undefined }) {
+  return iso ? <time datetime={iso} title={new Date(iso).toLocaleString()}>{ago(iso)}</time> : <span class="dim">—</span>;
+}
+
+export function Page({ title, children, actions }: { title: string; children: ComponentChildren; actions?: ComponentChildren }) {
+  useEffect(() => {
+    document.title = `${title} · deploybot`;
+  }, [title]);
+  return (
+    <>
+      <div class="page-head">
+        <h1>{title}</h1>
+        {actions ? <div class="actions">{actions}</div> : null}
+      </div>
+      {children}
+    </>
+  );
+}
+
+export function Failure({ error }: { error: ApiFailure | undefined }) {
+  if (!error) return null;
+  return (
+    <p class="error" role="alert">
+      {error.message}
+      {error.code && error.code !== "error" ? <span class="dim"> ({error.code})</span> : null}
+    </p>
+  );
+}
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <p class="dim" aria-busy="true">
+      Loading {what}…
+    </p>
+  );
+}
+
+export function Empty({ children }: { children: ComponentChildren }) {
+  return <p class="empty">{children}</p>;
+}
+
+export const short = (id: string | null | undefined, n = 8) => (id ? (id.length > n + 4 ? `${id.slice(0, n)}…` : id) : "—");
+
+/** A job's id as a link; deployments and jobs are ULIDs, so the tail is what tells them apart. */
+export function JobLink({ id }: { id: string | null }) {
+  if (!id) return <span class="dim">—</span>;
+  return (
+    <a href={`/jobs/${id}`} class="mono">
+      {id.slice(-8)}
+    </a>
+  );
+}

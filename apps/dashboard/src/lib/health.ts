@@ -1,0 +1,20 @@
+import type { Agent, App, HostContainer } from "./types";
+
+export type Health = "running" | "stopped" | "missing" | "offline" | "unknown";
+
+/** Hosts by name, for the per-host health of many apps in one pass (500 hosts x 200 apps). */
+export function indexHosts(hosts: Agent[]): Map<string, Agent> {
+  return new Map(hosts.map((h) => [h.hostname, h]));
+}
+
+/**
+ * An app's state on one host, from the containers its agent last reported: running when a
+ * container of the app runs, stopped when one exists but does not run, missing when none does.
+ */
+export function appHealth(app: Pick<App, "name">, host: Agent | undefined): Health {
+  if (!host) return "unknown";
+  if (!host.online) return "offline";
+  const mine = (host.containers as HostContainer[]).filter((c) => c.app === app.name);
+  if (mine.some((c) => c.state === "running")) return "running";
+  return mine.length > 0 ? "stopped" : "missing";
+}

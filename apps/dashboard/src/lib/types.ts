@@ -1,0 +1,53 @@
+import type { Agent, Deployment, Job, Release, RunSpec } from "@deploybot/protocol";
+
+export type { Agent, Deployment, Job, Release };
+
+/** `GET /v1/apps`: what apps.yaml says of an app, with its current release. */
+export interface App {
+  name: string;
+  repo: string;
+  url: string;
+  branch: string;
+  deployOnPush: boolean;
+  hosts: string[];
+  image: string | null;
+  run: RunSpec;
+  currentRelease: Release | null;
+}
+
+/** A container an agent reports in its heartbeat (`managedContainer` in the protocol). */
+export interface HostContainer {
+  id: string;
+  name?: string;
+  app?: string;
+  job?: string;
+  release?: string;
+  image?: string;
+  state?: string;
+}
+
+export interface Delivery {
+  deliveryId: string;
+  event: string;
+  repo: string | null;
+  ref: string | null;
+  sha: string | null;
+  outcome: string;
+  reason: string;
+  deploymentId: string | null;
+  receivedAt: string;
+}
+
+export interface ApiTokenRow {
+  id: string;
+  name: string;
+  scope: "admin" | "deploy" | "read";
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+export interface SecretName {
+  key: string;
+  updatedAt: string;
+}

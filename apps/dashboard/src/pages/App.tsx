@@ -1,0 +1,209 @@
+import { useMemo, useState } from "preact/hooks";
+import { DeployForm } from "../components/DeployForm";
+import { DeploymentsTable } from "../components/DeploymentsTable";
+import { Badge, Empty, Failure, Loading, Page, Time } from "../components/ui";
+import { type ApiFailure, api, get } from "../lib/api";
+import { appHealth, indexHosts } from "../lib/health";
+import { useResource } from "../lib/live";
+import { navigate } from "../lib/router";
+import { useCan } from "../lib/session";
+import type { Agent, App, Deployment, HostContainer, Release, SecretName } from "../lib/types";
+
+interface AppData {
+  app: App;
+  releases: Release[];
+  hosts: Agent[];
+  deployments: Deployment[];
+}
+
+function Releases({ app, releases }: { app: App; releases: Release[] }) {
+  const mayDeploy = useCan("deploy");
+  const [confirm, setConfirm] = useState<string | null>(null);
+  const [error, setError] = useState<ApiFailure | undefined>();
+  const current = releases.find((r) => r.current);
+
+  const rollback = async (release?: string) => {
+    setError(undefined);
+    try {
+      const { deployment } = await api<{ deployment: Deployment }>("POST", `/v1/apps/${encodeURIComponent(app.name)}/rollback`, release ? { release } : {});
+      navigate(`/deployments/${deployment.id}`);
+    } catch (err) {
+      setError(err as ApiFailure);
+      setConfirm(null);
+    }
+  };
+
+  if (releases.length === 0) return <Empty>No release yet: the first successful build makes one.</Empty>;
+  return (
+    <>
+      <Failure error={error} />
+      <table class="grid">
+        <thead>
+          <tr>
+            <th scope="col">Version</th>
+            <th scope="col">Image</th>
+            <th scope="col">Status</th>
+            <th scope="col">Trigger</th>
+            <th scope="col">Created</th>
+            {mayDeploy ? <th scope="col">Action</th> : null}
+          </tr>
+        </thead>
+        <tbody>
+          {releases.map((r) => (
+            <tr key={r.id} class={r.current ? "current" : undefined} data-testid={`release-${r.version}`}>
+              <th scope="row" class="mono">
+                {r.version} {r.current ? <span class="tag">current</span> : null}
+              </th>
+              <td class="mono small">{r.digest ? `${r.imageTag ?? ""}@${r.digest.slice(0, 19)}…` : (r.imageTag ?? "—")}</td>
+              <td>
+                <Badge status={r.status} />
+              </td>
+              <td>{r.trigger}</td>
+              <td>
+                <Time iso={r.createdAt} />
+              </td>
+              {mayDeploy ? (
+                <td>
+                  {r.current || r.status !== "success" ? null : confirm === r.id ? (
+                    <>
+                      <button type="button" class="danger" onClick={() => rollback(r.id)}>
+                        Confirm roll back to {r.version}
+                      </button>{" "}
+                      <button type="button" class="link" onClick={() => setConfirm(null)}>
+                        Keep {current?.version ?? "current"}
+                      </button>
+                    </>
+                  ) : (
+                    <button type="button" class="secondary" onClick={() => setConfirm(r.id)}>
+                      Roll back to {r.version}
+                    </button>
+                  )}
+                </td>
+              ) : null}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
+  );
+}
+
+function HostStates({ app, hosts }: { app: App; hosts: Agent[] }) {
+  const byName = useMemo(() => indexHosts(hosts), [hosts]);
+  if (app.hosts.length === 0) return <Empty>This app names no hosts in apps.yaml.</Empty>;
+  return (
+    <table class="grid">
+      <thead>
+        <tr>
+          <th scope="col">Host</th>
+          <th scope="col">State</th>
+          <th scope="col">Release running</th>
+          <th scope="col">Last heartbeat</th>
+        </tr>
+      </thead>
+      <tbody>
+        {app.hosts.map((name) => {
+          const host = byName.get(name);
+          const container = (host?.containers as HostContainer[] | undefined)?.find((c) => c.app === app.name && c.state === "running");
+          return (
+            <tr key={name} data-testid={`host-state-${name}`}>
+              <th scope="row">{name}</th>
+              <td>
+                <Badge status={appHealth(app, host)} />
+              </td>
+              <td class="mono small">{container?.release ?? container?.image ?? "—"}</td>
+              <td>{host ? <Time iso={host.lastHeartbeatAt} /> : <span class="dim">never registered</span>}</td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+  );
+}
+
+function SecretNames({ app }: { app: string }) {
+  const { data, error } = useResource(() => get<{ secrets: SecretName[] }>(`/v1/apps/${encodeURIComponent(app)}/secrets`).then((r) => r.secrets), [app]);
+  return (
+    <>
+      <Failure error={error} />
+      {!data ? null : data.length === 0 ? (
+        <Empty>No secrets stored for this app.</Empty>
+      ) : (
+        <ul class="chips">
+          {data.map((s) => (
+            <li key={s.key} class="mono">
+              {s.key} <span class="dim small">set <Time iso={s.updatedAt} /></span>
+            </li>
+          ))}
+        </ul>
+      )}
+      <p class="small dim">
+        Values are never shown. Set or remove them on <a href="/settings">Tokens &amp; secrets</a>.
+      </p>
+    </>
+  );
+}
+
+export function AppPage({ name }: { name: string }) {
+  const mayDeploy = useCan("deploy");
+  const isAdmin = useCan("admin");
+  const { data, error } = useResource(async (): Promise<AppData> => {
+    const enc = encodeURIComponent(name);
+    const [a, h, d] = await Promise.all([
+      get<{ app: App; releases: Release[] }>(`/v1/apps/${enc}`),
+      get<{ hosts: Agent[] }>("/v1/hosts"),
+      get<{ deployments: Deployment[] }>(`/v1/deployments?app=${enc}&limit=10`),
+    ]);
+    return { app: a.app, releases: a.releases, hosts: h.hosts, deployments: d.deployments };
+  }, [name]);
+
+  return (
+    <Page title={`App ${name}`}>
+      <Failure error={error} />
+      {!data ? (
+        error ? null : <Loading what="the app" />
+      ) : (
+        <>
+          <dl class="facts">
+            <dt>Repository</dt>
+            <dd class="mono">{data.app.repo}</dd>
+            <dt>Branch</dt>
+            <dd class="mono">{data.app.branch}</dd>
+            <dt>Deploy on push</dt>
+            <dd>{data.app.deployOnPush ? "yes" : "no"}</dd>
+            <dt>Image</dt>
+            <dd class="mono">{data.app.image ?? "the controller's registry"}</dd>
+            <dt>Current release</dt>
+            <dd class="mono" data-testid="current-release">
+              {data.app.currentRelease?.version ?? "none"}
+            </dd>
+          </dl>
+
+          <section aria-labelledby="on-hosts">
+            <h2 id="on-hosts">On its hosts</h2>
+            <HostStates app={data.app} hosts={data.hosts} />
+          </section>
+
+          {mayDeploy ? <DeployForm app={data.app} /> : null}
+
+          <section aria-labelledby="releases">
+            <h2 id="releases">Releases</h2>
+            <Releases app={data.app} releases={data.releases} />
+          </section>
+
+          <section aria-labelledby="deps">
+            <h2 id="deps">Deployments</h2>
+            <DeploymentsTable deployments={data.deployments} showApp={false} />
+          </section>
+
+          {isAdmin ? (
+            <section aria-labelledby="secrets">
+              <h2 id="secrets">Secrets</h2>
+              <SecretNames app={data.app.name} />
+            </section>
+          ) : null}
+        </>
+      )}
+    </Page>
+  );
+}
