@@ -1,6 +1,6 @@
 import { appHealth } from "../lib/health";
 import type { Agent, App } from "../lib/types";
-import { Badge, Empty } from "./ui";
+import { Badge, Empty, version } from "./ui";
 
 /** Apps with their current release and their state on each of their hosts. */
 export function AppsTable({ apps, hosts }: { apps: App[]; hosts: Map<string, Agent> }) {
@@ -20,7 +20,7 @@ export function AppsTable({ apps, hosts }: { apps: App[]; hosts: Map<string, Age
             <th scope="row">
               <a href={`/apps/${encodeURIComponent(app.name)}`}>{app.name}</a>
             </th>
-            <td class="mono">{app.currentRelease?.version ?? <span class="dim">never deployed</span>}</td>
+            <td class="mono">{app.currentRelease ? version(app.currentRelease.version) : <span class="dim">never deployed</span>}</td>
             <td>
               {app.hosts.length === 0 ? <span class="dim">no hosts</span> : null}
               <ul class="chips">

@@ -1,5 +1,5 @@
 import type { Deployment } from "../lib/types";
-import { Badge, Empty, Time } from "./ui";
+import { Badge, DeployedWhat, Empty, Time } from "./ui";
 
 export function DeploymentsTable({ deployments, showApp = true }: { deployments: Deployment[]; showApp?: boolean }) {
   if (deployments.length === 0) return <Empty>No deployments yet.</Empty>;
@@ -28,7 +28,9 @@ export function DeploymentsTable({ deployments, showApp = true }: { deployments:
                 <a href={`/apps/${encodeURIComponent(d.app)}`}>{d.app}</a>
               </td>
             ) : null}
-            <td class="mono">{d.image ?? d.ref ?? d.sha?.slice(0, 12) ?? "—"}</td>
+            <td>
+              <DeployedWhat d={d} />
+            </td>
             <td>{d.trigger}</td>
             <td>
               <Badge status={d.status} />

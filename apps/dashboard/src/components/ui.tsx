@@ -79,6 +79,20 @@ export function Empty({ children }: { children: ComponentChildren }) {
   return <p class="empty">{children}</p>;
 }
 
+/** A release named by its full commit sha reads better by its first 12 characters, as git shows it. */
+export const version = (v: string | null | undefined) => (v ? (/^[0-9a-f]{40}$/.test(v) ? v.slice(0, 12) : v) : "—");
+
+/** `registry:5000/team/web@sha256:abcdef…` -> `web@sha256:abcdef123456`: the full name is in the title. */
+export const shortImage = (image: string) => (image.split("/").pop() ?? image).replace(/@sha256:([0-9a-f]{12})[0-9a-f]+$/, "@sha256:$1");
+
+/** What a deployment put out: its ref (and commit), else its commit, else its image. */
+export function DeployedWhat({ d }: { d: { ref: string | null; sha: string | null; image: string | null } }) {
+  if (d.ref) return <span class="mono">{d.ref}{d.sha ? <span class="dim"> {d.sha.slice(0, 7)}</span> : null}</span>;
+  if (d.sha) return <span class="mono">{d.sha.slice(0, 12)}</span>;
+  if (d.image) return <span class="mono" title={d.image}>{shortImage(d.image)}</span>;
+  return <span class="dim">—</span>;
+}
+
 export const short = (id: string | null | undefined, n = 8) => (id ? (id.length > n + 4 ? `${id.slice(0, n)}…` : id) : "—");
 
 /** A job's id as a link; deployments and jobs are ULIDs, so the tail is what tells them apart. */

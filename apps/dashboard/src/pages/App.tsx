@@ -1,7 +1,7 @@
 import { useMemo, useState } from "preact/hooks";
 import { DeployForm } from "../components/DeployForm";
 import { DeploymentsTable } from "../components/DeploymentsTable";
-import { Badge, Empty, Failure, Loading, Page, Time } from "../components/ui";
+import { Badge, Empty, Failure, Loading, Page, shortImage, Time, version } from "../components/ui";
 import { type ApiFailure, api, get } from "../lib/api";
 import { appHealth, indexHosts } from "../lib/health";
 import { useResource } from "../lib/live";
@@ -50,11 +50,13 @@ function Releases({ app, releases }: { app: App; releases: Release[] }) {
         </thead>
         <tbody>
           {releases.map((r) => (
-            <tr key={r.id} class={r.current ? "current" : undefined} data-testid={`release-${r.version}`}>
-              <th scope="row" class="mono">
-                {r.version} {r.current ? <span class="tag">current</span> : null}
+            <tr key={r.id} class={r.current ? "current" : undefined} data-testid={`release-${version(r.version)}`}>
+              <th scope="row" class="mono" title={r.version}>
+                {version(r.version)} {r.current ? <span class="tag">current</span> : null}
               </th>
-              <td class="mono small">{r.digest ? `${r.imageTag ?? ""}@${r.digest.slice(0, 19)}…` : (r.imageTag ?? "—")}</td>
+              <td class="mono small" title={r.digest ? `${r.imageTag ?? ""} ${r.digest}` : (r.imageTag ?? undefined)}>
+                {r.imageTag ? shortImage(r.imageTag).replace(/:([0-9a-f]{12})[0-9a-f]{28}$/, ":$1") : "—"}
+              </td>
               <td>
                 <Badge status={r.status} />
               </td>
@@ -67,15 +69,15 @@ function Releases({ app, releases }: { app: App; releases: Release[] }) {
                   {r.current || r.status !== "success" ? null : confirm === r.id ? (
                     <>
                       <button type="button" class="danger" onClick={() => rollback(r.id)}>
-                        Confirm roll back to {r.version}
+                        Confirm roll back to {version(r.version)}
                       </button>{" "}
                       <button type="button" class="link" onClick={() => setConfirm(null)}>
-                        Keep {current?.version ?? "current"}
+                        Keep {current ? version(current.version) : "current"}
                       </button>
                     </>
                   ) : (
                     <button type="button" class="secondary" onClick={() => setConfirm(r.id)}>
-                      Roll back to {r.version}
+                      Roll back to {version(r.version)}
                     </button>
                   )}
                 </td>
@@ -88,7 +90,7 @@ function Releases({ app, releases }: { app: App; releases: Release[] }) {
   );
 }
 
-function HostStates({ app, hosts }: { app: App; hosts: Agent[] }) {
+function HostStates({ app, hosts, releases }: { app: App; hosts: Agent[]; releases: Release[] }) {
   const byName = useMemo(() => indexHosts(hosts), [hosts]);
   if (app.hosts.length === 0) return <Empty>This app names no hosts in apps.yaml.</Empty>;
   return (
@@ -111,7 +113,9 @@ function HostStates({ app, hosts }: { app: App; hosts: Agent[] }) {
               <td>
                 <Badge status={appHealth(app, host)} />
               </td>
-              <td class="mono small">{container?.release ?? container?.image ?? "—"}</td>
+              <td class="mono small" title={container?.release}>
+                {container?.release ? version(releases.find((r) => r.id === container.release)?.version ?? container.release) : (container?.image ?? "—")}
+              </td>
               <td>{host ? <Time iso={host.lastHeartbeatAt} /> : <span class="dim">never registered</span>}</td>
             </tr>
           );
@@ -175,13 +179,13 @@ export function AppPage({ name }: { name: string }) {
             <dd class="mono">{data.app.image ?? "the controller's registry"}</dd>
             <dt>Current release</dt>
             <dd class="mono" data-testid="current-release">
-              {data.app.currentRelease?.version ?? "none"}
+              {data.app.currentRelease ? version(data.app.currentRelease.version) : "none"}
             </dd>
           </dl>
 
           <section aria-labelledby="on-hosts">
             <h2 id="on-hosts">On its hosts</h2>
-            <HostStates app={data.app} hosts={data.hosts} />
+            <HostStates app={data.app} hosts={data.hosts} releases={data.releases} />
           </section>
 
           {mayDeploy ? <DeployForm app={data.app} /> : null}

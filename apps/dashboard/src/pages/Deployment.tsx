@@ -1,6 +1,6 @@
 import { CancelJob } from "../components/CancelJob";
 import { LogView } from "../components/LogView";
-import { Badge, Failure, Loading, Page, Time } from "../components/ui";
+import { Badge, DeployedWhat, Failure, Loading, Page, Time } from "../components/ui";
 import { get } from "../lib/api";
 import { useResource } from "../lib/live";
 import type { Deployment } from "../lib/types";
@@ -16,8 +16,7 @@ export function DeploymentPage({ id }: { id: string }) {
       ) : (
         <>
           <p class="lead">
-            <a href={`/apps/${encodeURIComponent(d.app)}`}>{d.app}</a> at <span class="mono">{d.image ?? d.ref ?? d.sha ?? "?"}</span>
-            {d.sha && d.ref ? <span class="mono dim"> ({d.sha.slice(0, 12)})</span> : null} —{" "}
+            <a href={`/apps/${encodeURIComponent(d.app)}`}>{d.app}</a> at <DeployedWhat d={d} /> —{" "}
             <span data-testid="deployment-status">
               <Badge status={d.status} />
             </span>
@@ -28,6 +27,12 @@ export function DeploymentPage({ id }: { id: string }) {
               {d.trigger}
               {d.triggeredBy ? <span class="dim"> by {d.triggeredBy}</span> : null}
             </dd>
+            {d.image ? (
+              <>
+                <dt>Image</dt>
+                <dd class="mono small">{d.image}</dd>
+              </>
+            ) : null}
             <dt>Hosts</dt>
             <dd>{d.hosts.join(", ")}</dd>
             <dt>Started</dt>

@@ -1,0 +1,222 @@
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor, waitForJob } from "../../../test/harness/processes";
+import { describeDocker, freePort, httpGet, makeGitRepo, removeAppContainers, type TestGitRepo, testAppFiles, testRegistry, uniqueName } from "../../../test/support/docker";
+import { describeBrowser, ensureBuilt, expectAccessible, launchChromium, screenshot, signIn } from "./browser";
+
+/**
+ * The dashboard as a person uses it, in Debian's chromium, against real controller and agent
+ * processes, the real Docker engine and registry, and a bare git repository.
+ */
+describeBrowser("dashboard in a browser", () => {
+  describeDocker("with a real controller, agent and Docker engine", () => {
+    const app = uniqueName("ui");
+    const host = uniqueName("uihost");
+    let port: number;
+    let repo: TestGitRepo;
+    let ctl: ControllerProcess;
+    let agent: AgentProcess;
+    let browser: Browser;
+    let admin: BrowserContext;
+    let page: Page;
+    let readToken: string;
+    const versions: string[] = [];
+
+    beforeAll(async () => {
+      ensureBuilt();
+      port = await freePort();
+      repo = await makeGitRepo();
+      versions.push((await repo.commit(testAppFiles("v1", { salt: app }), "v1")).slice(0, 12));
+      ctl = await controllerProcess(
+        `
+apps:
+  - name: ${app}
+    repo: acme/${app}
+    url: ${repo.url}
+    hosts: [${host}]
+    image: ${testRegistry.host}/${app}
+    run:
+      ports: ["127.0.0.1:${port}:80"]
+      healthcheck: { path: /health, port: 80, timeout_seconds: 8 }
+      memory: 64m
+`,
+        {
+          // the agent long-polls 5 s at a time: a 5 s interval keeps it online (3 intervals) on a busy machine
+          DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "5",
+          DEPLOYBOT_REGISTRY_URL: testRegistry.host,
+          DEPLOYBOT_REGISTRY_USERNAME: testRegistry.username,
+          DEPLOYBOT_REGISTRY_PASSWORD: testRegistry.password,
+        },
+      );
+      agent = agentProcess(ctl.url, host);
+      const launched = launchChromium();
+      await waitFor("the agent to register", async () => {
+        const { body } = await ctl.api("GET", "/v1/hosts");
+        return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
+      });
+      readToken = (await ctl.api("POST", "/v1/tokens", { name: "viewer", scope: "read" })).body.token;
+      browser = await launched;
+      admin = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      page = await admin.newPage();
+    });
+
+    afterAll(async () => {
+      await browser?.close();
+      await agent?.stop();
+      await ctl?.stop();
+      await removeAppContainers(app);
+      await repo?.cleanup();
+    });
+
+    it("a bad token is refused at sign-in and nothing is kept", async () => {
+      const context = await browser.newContext();
+      const p = await context.newPage();
+      await signIn(p, ctl.url, "dbt_this-token-does-not-exist");
+      await expect.poll(() => p.getByRole("alert").textContent()).toContain("refused this token");
+      expect(await p.evaluate(() => sessionStorage.length)).toBe(0);
+      // the API behind it says the same
+      expect((await p.evaluate(() => fetch("/v1/hosts", { headers: { authorization: "Bearer dbt_nope" } }).then((r) => r.status)))).toBe(401);
+      await screenshot(p, "login-refused");
+      await expectAccessible(p, "the sign-in page");
+      await context.close();
+    });
+
+    it("an admin signs in and sees the overview: the host online, the app, no deployment yet", async () => {
+      await signIn(page, ctl.url, ADMIN);
+      await expect.poll(() => page.getByTestId("hosts-online").textContent()).toBe("1");
+      expect(await page.getByTestId("scope").textContent()).toContain("admin");
+      await page.getByRole("link", { name: app }).waitFor();
+      await screenshot(page, "overview-empty");
+      await expectAccessible(page, "the overview");
+    });
+
+    it("deploying from the app page streams the build and deploy logs live, to success, without a reload", async () => {
+      await page.getByRole("link", { name: "Apps", exact: true }).click();
+      await page.getByRole("link", { name: app }).click();
+      await page.getByRole("heading", { name: `App ${app}` }).waitFor();
+      await expectAccessible(page, "the app page");
+      await page.getByRole("button", { name: `Deploy ${app}` }).click();
+      await page.waitForURL(/\/deployments\/dep_/);
+      // one document from here to the end: a reload would lose this marker
+      await page.evaluate(() => Object.assign(window, { sameDocument: true }));
+      const status = page.getByTestId("deployment-status");
+      const buildLog = page.locator("pre.log").first();
+      // Live: log lines are on screen while the deployment has not finished yet.
+      await waitFor(
+        "log lines before the deployment ends",
+        async () => {
+          const lines = await buildLog.locator("div").count();
+          const now = (await status.textContent()) ?? "";
+          if (now.includes("failed")) throw new Error(`the deployment failed: ${await page.locator("main").textContent()}`);
+          expect(now).not.toContain("succeeded");
+          return lines > 0 ? true : undefined;
+        },
+        120_000,
+        100,
+      );
+      expect(await page.locator("[data-testid^=log-state-]").first().textContent()).toMatch(/live|complete/);
+      await waitFor("the deployment to succeed on screen", async () => ((await status.textContent())?.includes("succeeded") ? true : undefined), 180_000);
+      expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+      // every job's log reached its end, and the app answers with the deployed version
+      await waitFor("every log to complete", async () => {
+        const states = await page.locator("[data-testid^=log-state-]").allTextContents();
+        return states.length >= 2 && states.every((s) => s.includes("complete")) ? true : undefined;
+      });
+      expect(await page.locator("pre.log").last().textContent()).toMatch(/health/i);
+      expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "v1\n" });
+      await screenshot(page, "deployment");
+      await expectAccessible(page, "the deployment page");
+    });
+
+    it("rolling back from the releases table brings the previous release back", async () => {
+      versions.push((await repo.commit(testAppFiles("v2", { salt: app }), "v2")).slice(0, 12));
+      const res = await ctl.api("POST", "/v1/deployments", { app });
+      expect(res.status).toBe(201);
+      for (const job of res.body.deployment.jobs) expect((await waitForJob(ctl, job.id)).status).toBe("succeeded");
+      await waitFor("the v2 deployment to finish", async () => {
+        const { body } = await ctl.api("GET", `/v1/deployments/${res.body.deployment.id}`);
+        return body.deployment.status === "succeeded" ? true : undefined;
+      });
+      expect(await httpGet(port, "/")).toMatchObject({ body: "v2\n" });
+
+      await page.getByRole("link", { name: "Apps", exact: true }).click();
+      await page.getByRole("link", { name: app }).click();
+      await expect.poll(() => page.getByTestId("current-release").textContent()).toBe(versions[1]);
+      await expect.poll(() => page.getByTestId(`release-${versions[1]}`).textContent()).toContain("current");
+      await screenshot(page, "app");
+      await page.getByRole("button", { name: `Roll back to ${versions[0]}` }).click();
+      await page.getByRole("button", { name: `Confirm roll back to ${versions[0]}` }).click();
+      await page.waitForURL(/\/deployments\/dep_/);
+      await waitFor("the rollback to succeed on screen", async () => ((await page.getByTestId("deployment-status").textContent())?.includes("succeeded") ? true : undefined), 180_000);
+      expect(await page.locator("main").textContent()).toContain("rollback");
+      expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "v1\n" });
+      await page.getByRole("link", { name: app }).first().click();
+      await expect.poll(() => page.getByTestId("current-release").textContent()).toBe(versions[0]);
+    });
+
+    it("hosts, jobs (filtered), a job, webhooks, tokens and secrets: each page renders and passes axe", async () => {
+      await page.getByRole("link", { name: "Hosts" }).click();
+      await page.getByRole("row", { name: new RegExp(host) }).waitFor();
+      expect(await page.getByRole("row", { name: new RegExp(host) }).textContent()).toContain("online");
+      await screenshot(page, "hosts");
+      await expectAccessible(page, "the hosts page");
+
+      await page.getByRole("link", { name: "Jobs" }).click();
+      await page.getByLabel("Status").selectOption("succeeded");
+      await page.getByRole("button", { name: "Apply" }).click();
+      await page.waitForURL(/status=succeeded/);
+      await expect.poll(() => page.locator("main tbody tr").count()).toBe(5);
+      for (const row of await page.locator("main tbody tr").allTextContents()) expect(row).toContain("succeeded");
+      await screenshot(page, "jobs");
+      await expectAccessible(page, "the jobs page");
+      await page.locator("main tbody tr a").first().click();
+      await page.getByRole("heading", { name: "Log" }).waitFor();
+      await expect.poll(() => page.locator("[data-testid^=log-state-]").textContent()).toContain("complete");
+      await screenshot(page, "job");
+      await expectAccessible(page, "the job page");
+
+      await page.getByRole("link", { name: "Webhooks" }).click();
+      await page.getByText("No delivery yet").waitFor();
+      await expectAccessible(page, "the webhooks page");
+
+      await page.getByRole("link", { name: "Tokens & secrets" }).click();
+      await page.getByRole("row", { name: /viewer/ }).waitFor();
+      await page.getByLabel("Name", { exact: true }).fill("GREETING_KEY");
+      await page.getByLabel("Value").fill("value-never-shown-again");
+      await page.getByRole("button", { name: "Set secret" }).click();
+      await page.getByRole("button", { name: "Remove GREETING_KEY" }).waitFor();
+      expect(await page.content()).not.toContain("value-never-shown-again");
+      await screenshot(page, "settings");
+      await expectAccessible(page, "the tokens and secrets page");
+    });
+
+    it("a read-only token sees every page but no action, and the API refuses it anyway", async () => {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const p = await context.newPage();
+      await signIn(p, ctl.url, readToken);
+      await expect.poll(() => p.getByTestId("scope").textContent()).toContain("read");
+      expect(await p.getByRole("link", { name: "Tokens & secrets" }).count()).toBe(0);
+      await p.getByRole("link", { name: app }).first().click();
+      await p.getByRole("heading", { name: "Releases" }).waitFor();
+      await expect.poll(() => p.getByTestId("current-release").textContent()).toBe(versions[0]);
+      expect(await p.getByRole("button").allTextContents()).toEqual(["Sign out"]);
+      expect(await p.getByRole("heading", { name: "Secrets" }).count()).toBe(0);
+      await screenshot(p, "app-read-only");
+      await expectAccessible(p, "the app page for a read-only token");
+      const status = await p.evaluate(
+        async ([name, token]) => (await fetch("/v1/deployments", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ app: name }) })).status,
+        [app, readToken] as const,
+      );
+      expect(status).toBe(403);
+      await context.close();
+    });
+
+    it("the overview lists the deployments", async () => {
+      await page.getByRole("link", { name: "Overview" }).click();
+      await expect.poll(() => page.locator("main table").first().locator("tbody tr").count()).toBe(3);
+      await screenshot(page, "overview");
+    });
+
+    it.todo("stop and start an app from its page (needs the app operations API, issue 11)");
+  });
+});
