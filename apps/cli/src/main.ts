@@ -8,6 +8,7 @@ import { apps, releases } from "./commands/apps";
 import { deploy } from "./commands/deploy";
 import { deployments, rollback } from "./commands/deployments";
 import { hosts } from "./commands/hosts";
+import { build, images } from "./commands/images";
 import { cancel, jobs, status } from "./commands/jobs";
 import { login } from "./commands/login";
 import { logs } from "./commands/logs";
@@ -21,6 +22,8 @@ const commands: Command[] = [
   rollback,
   apps,
   releases,
+  images,
+  build,
   status,
   logs,
   jobs,

@@ -13,6 +13,7 @@ import { buildRoutes } from "./routes/builds";
 import { deploymentRoutes } from "./routes/deployments";
 import { githubRoutes } from "./routes/github";
 import { hostRoutes } from "./routes/hosts";
+import { imageRoutes } from "./routes/images";
 import { jobRoutes } from "./routes/jobs";
 import { logStreamRoutes } from "./routes/logStream";
 import { tokenRoutes } from "./routes/tokens";
@@ -60,6 +61,7 @@ export function createApp(opts: AppOptions) {
     .route("/v1/deployments", deploymentRoutes(services, opts.db, clock))
     .route("/v1/apps", appRoutes(services, opts.db, clock, opts.apps))
     .route("/v1/builds", buildRoutes(services, opts.db, clock, opts.config))
+    .route("/v1/images", imageRoutes(services, opts.db, clock))
     .route("/v1/webhooks", webhookRoutes(services))
     .route("/v1/github", githubRoutes(services));
 

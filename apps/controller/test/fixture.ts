@@ -26,7 +26,7 @@ export interface Harness {
 export const ADMIN = "admin-secret";
 export const JOIN = "join-secret";
 
-export function makeHarness(overrides: Partial<Config> = {}): Harness {
+export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAML): Harness {
   const config = testConfig(overrides);
   const logLines: string[] = [];
   const logger = pino({ level: "info" }, { write: (line: string) => logLines.push(line) });
@@ -36,7 +36,7 @@ export function makeHarness(overrides: Partial<Config> = {}): Harness {
       clock.now += ms;
     },
   };
-  const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
+  const apps = parseAppsConfig(appsYaml, "apps.yaml");
   const { app, services } = createApp({
     db: openDb(":memory:"),
     config,

@@ -10,11 +10,13 @@ export const createDeploymentRequest = z
       .regex(/^[0-9a-f]{7,40}$/, "must be a hex commit sha")
       .optional(),
     image: z.string().min(1).max(512).optional(),
+    /** an image of the catalog (POST /v1/images) that built successfully */
+    imageId: z.string().min(1).max(64).optional(),
     hosts: z.array(name).min(1).max(100).optional(),
   })
   .strict()
-  .refine((b) => [b.ref, b.sha, b.image].filter((v) => v !== undefined).length <= 1, {
-    message: "give at most one of ref, sha, image",
+  .refine((b) => [b.ref, b.sha, b.image, b.imageId].filter((v) => v !== undefined).length <= 1, {
+    message: "give at most one of ref, sha, image, imageId",
   });
 export type CreateDeploymentRequest = z.infer<typeof createDeploymentRequest>;
 
@@ -63,7 +65,10 @@ export const release = z.object({
 });
 export type Release = z.infer<typeof release>;
 
-export const rollbackRequest = z.object({ release: z.string().max(64).optional() }).strict();
+export const rollbackRequest = z
+  .object({ release: z.string().max(64).optional(), imageId: z.string().min(1).max(64).optional() })
+  .strict()
+  .refine((b) => b.release === undefined || b.imageId === undefined, { message: "give at most one of release, imageId" });
 
 export const putSecretRequest = z.object({ value: z.string().min(1).max(65_536) }).strict();
 export const secretKeyParam = envName;

@@ -2,3 +2,4 @@ export * from "./refs";
 export * from "./schemas";
 export * from "./deployments";
 export * from "./runs";
+export * from "./images";

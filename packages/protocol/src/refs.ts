@@ -23,3 +23,15 @@ export function refProblem(ref: string): string | null {
 }
 
 export const isFullSha = (ref: string): boolean => /^[0-9a-f]{40}$/.test(ref);
+
+/** URL forms git accepts that cannot be read as an option or select a command-running transport. */
+export function gitUrlProblem(url: string): string | null {
+  if (url.startsWith("-")) return "git url starts with '-'";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(url)) return "git url contains a control character";
+  if (/^[a-z][a-z0-9+.-]*::/i.test(url)) return "git url uses a transport helper ('::')";
+  if (/^(https?|ssh|git|file):\/\//i.test(url)) return null;
+  if (/^[\w.-]+@[\w.-]+:/.test(url)) return null; // scp-like: git@github.com:acme/web.git
+  if (url.startsWith("/")) return null; // a local path: tests, or a mirror on the host
+  return "git url must be http(s)://, ssh://, git://, file://, user@host:path or an absolute path";
+}

@@ -1,24 +1,12 @@
 import { access, mkdir } from "node:fs/promises";
 import path from "node:path";
-import { isFullSha, refProblem } from "@deploybot/protocol";
+import { gitUrlProblem, isFullSha, refProblem } from "@deploybot/protocol";
 import type { JobLog } from "../executors/types";
 import { readTar } from "./tarReader";
 import { runGit } from "./runGit";
 import { checkEntries, writeEntries } from "./writeEntries";
 
 export type GitCheckout = { ok: true; sha: string } | { ok: false; reason: string };
-
-/** URL forms git accepts that cannot be read as an option or select a command-running transport. */
-export function gitUrlProblem(url: string): string | null {
-  if (url.startsWith("-")) return "git url starts with '-'";
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
-  if (/[\u0000-\u001f\u007f]/.test(url)) return "git url contains a control character";
-  if (/^[a-z][a-z0-9+.-]*::/i.test(url)) return "git url uses a transport helper ('::')";
-  if (/^(https?|ssh|git|file):\/\//i.test(url)) return null;
-  if (/^[\w.-]+@[\w.-]+:/.test(url)) return null; // scp-like: git@github.com:acme/web.git
-  if (url.startsWith("/")) return null; // a local path: tests, or a mirror on the host
-  return "git url must be http(s)://, ssh://, git://, file://, user@host:path or an absolute path";
-}
 
 /**
  * Checks out `ref` of `url` into `dest`. A bare cache per app under `cacheRoot` keeps every

@@ -10,12 +10,13 @@ const jobAnswer = z.object({ job: jobSchema });
 export const deploy: Command = {
   name: "deploy",
   summary: "Deploy an app (on all its hosts, or --host ...) and follow it live until it ends.",
-  usage: "APP [--ref REF | --sha SHA | --image IMAGE] [--host H ...] [--detach]  |  --repo REPO --ref REF --host HOST",
+  usage: "APP [--ref REF | --sha SHA | --image IMAGE | --image-id ID] [--host H ...] [--detach]  |  --repo REPO --ref REF --host HOST",
   positionals: { names: ["APP"], required: 0 },
   options: {
     ref: { type: "string", value: "REF", description: "branch or tag to deploy (default: the app's branch)" },
     sha: { type: "string", value: "SHA", description: "a commit sha to deploy" },
     image: { type: "string", value: "IMAGE", description: "run this image as it is, no build" },
+    "image-id": { type: "string", value: "ID", description: "run an image of the catalog (deploybot images, deploybot build)" },
     host: { type: "string", value: "H", multiple: true, description: "only these hosts (repeat for several; default: the app's hosts)" },
     detach: { type: "boolean", short: "d", description: "print the deployment (or job) id and return at once" },
     repo: { type: "string", value: "REPO", description: "single-job form: GitHub full name as in config/apps.yaml, e.g. acme/web" },
@@ -35,6 +36,7 @@ export const deploy: Command = {
   ],
   examples: [
     "deploybot deploy web --ref v1.4.2",
+    "deploybot deploy web --image-id img_01JD3K2M4N5P6Q7R8S9T0V1W2X",
     "deploybot deploy api --image 127.0.0.1:5000/acme/api:1.2 --host api-1 --detach --json",
     "deploybot deploy --repo acme/web --ref main --host web-1",
   ],
@@ -42,14 +44,15 @@ export const deploy: Command = {
     if (stringOption(values, "repo") === undefined) {
       if (app === undefined) throw usageError("missing APP\nusage: deploybot deploy APP [--ref REF | --sha SHA | --image IMAGE] [--host H ...]\nsee 'deploybot deploy --help'");
       if (values.timeout !== undefined) throw usageError("--timeout goes with the single-job form (--repo --ref --host)");
-      const given = (["ref", "sha", "image"] as const).filter((k) => stringOption(values, k) !== undefined);
-      if (given.length > 1) throw usageError(`give at most one of --ref, --sha, --image (got ${given.map((k) => `--${k}`).join(" and ")})`);
+      const given = (["ref", "sha", "image", "image-id"] as const).filter((k) => stringOption(values, k) !== undefined);
+      if (given.length > 1) throw usageError(`give at most one of --ref, --sha, --image, --image-id (got ${given.map((k) => `--${k}`).join(" and ")})`);
       const hosts = listOption(values, "host");
       const body = {
         app,
         ref: stringOption(values, "ref"),
         sha: stringOption(values, "sha"),
         image: stringOption(values, "image"),
+        imageId: stringOption(values, "image-id"),
         hosts: hosts.length > 0 ? hosts : undefined,
       };
       const client = ctx.client();
@@ -59,7 +62,7 @@ export const deploy: Command = {
     }
 
     if (app !== undefined) throw usageError(`give the app (${app}) or --repo, not both`);
-    for (const k of ["sha", "image"]) if (values[k] !== undefined) throw usageError(`--${k} needs the deployment form: deploybot deploy APP --${k} ...`);
+    for (const k of ["sha", "image", "image-id"]) if (values[k] !== undefined) throw usageError(`--${k} needs the deployment form: deploybot deploy APP --${k} ...`);
     const hosts = listOption(values, "host");
     if (hosts.length > 1) throw usageError("the single-job form takes one --host; for several: deploybot deploy APP --host A --host B");
     if (hosts.length === 0) requiredOption(this, values, "host");

@@ -139,7 +139,7 @@ export const rollback: Command = {
   usage: "APP [--to RELEASE] [--detach]",
   positionals: { names: ["APP"], required: 1 },
   options: {
-    to: { type: "string", value: "RELEASE", description: "the release id to run (deploybot releases APP); default: the one before the current" },
+    to: { type: "string", value: "RELEASE", description: "the release id (deploybot releases APP) or image id (deploybot images APP) to run; default: the release before the current" },
     detach: { type: "boolean", short: "d", description: "print the deployment id and return at once" },
   },
   notes: [
@@ -150,7 +150,8 @@ export const rollback: Command = {
   async run(ctx, values, [app]) {
     const client = ctx.client();
     const to = stringOption(values, "to");
-    const created = await client.post(`/v1/apps/${seg(app!)}/rollback`, deploymentAnswer, to ? { release: to } : {});
+    const body = to === undefined ? {} : to.startsWith("img_") ? { imageId: to } : { release: to };
+    const created = await client.post(`/v1/apps/${seg(app!)}/rollback`, deploymentAnswer, body);
     if (values.detach) return printDetached(ctx, created, "rolling back:");
     return followDeployment(ctx, client, created);
   },

@@ -239,3 +239,32 @@ export const runResults = sqliteTable("run_results", {
   truncated: integer("truncated", { mode: "boolean" }).notNull(),
   storedAt: ms("stored_at").notNull(),
 });
+
+/**
+ * The images catalog: an app's image built (and pushed) without deploying it. One row per app
+ * and tag, enforced by the unique key, so two requests for the same tag meet on one image; a
+ * rebuild reuses the row with a new build job.
+ */
+export const images = sqliteTable(
+  "images",
+  {
+    id: text("id").primaryKey(),
+    app: text("app").notNull(),
+    tag: text("tag").notNull(),
+    /** the git ref that was built: the tag itself, or the branch/sha asked for */
+    ref: text("ref").notNull(),
+    sha: text("sha"),
+    /** repository without a tag, e.g. 127.0.0.1:5000/web */
+    repository: text("repository").notNull(),
+    digest: text("digest"),
+    /** pending | building | success | failed */
+    status: text("status").notNull(),
+    error: text("error"),
+    buildJobId: text("build_job_id"),
+    builds: integer("builds").notNull().default(1),
+    createdAt: createdAt(),
+    startedAt: ms("started_at"),
+    finishedAt: ms("finished_at"),
+  },
+  (t) => [uniqueIndex("images_app_tag_idx").on(t.app, t.tag), index("images_build_job_idx").on(t.buildJobId)],
+);

@@ -1,4 +1,4 @@
-import { putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
+import { appRefsQuery, putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { Db } from "../db/client";
@@ -7,6 +7,7 @@ import { notFound } from "../lib/errors";
 import { idempotency } from "../middleware/idempotency";
 import { validate } from "../middleware/validate";
 import type { Services } from "../services";
+import { redactUrl } from "../services/gitRemote";
 import type { AppDefinition, AppsConfig } from "../services/appsConfig";
 
 const secretParams = z.object({ name: z.string(), key: secretKeyParam });
@@ -44,8 +45,16 @@ export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => 
       return c.json({ app: appToWire(app, s.deployments.catalog.current(app.name)), releases: s.deployments.catalog.list(app.name).slice(0, 10) });
     })
     .get("/:name/releases", read, (c) => c.json({ releases: s.deployments.catalog.list(c.req.param("name")) }))
-    .post("/:name/rollback", deploy, idempotency(db, clock), validate("json", rollbackRequest), (c) => {
-      const deployment = s.deployments.rollback(c.req.param("name"), c.req.valid("json").release, c.get("user").tokenId);
+    .get("/:name/refs", read, validate("query", appRefsQuery), async (c) => {
+      const app = appNamed(c.req.param("name"));
+      return c.json({ app: app.name, url: redactUrl(app.url), refs: await s.gitRefs.list(app, c.req.valid("query").type) });
+    })
+    .post("/:name/rollback", deploy, idempotency(db, clock), validate("json", rollbackRequest), async (c) => {
+      const { release, imageId } = c.req.valid("json");
+      const user = c.get("user").tokenId;
+      const deployment = imageId
+        ? await s.deployments.create({ app: c.req.param("name"), imageId, trigger: "rollback", triggeredBy: user })
+        : s.deployments.rollback(c.req.param("name"), release, user);
       return c.json({ deployment }, 201);
     })
     .get("/:name/secrets", admin, (c) => c.json({ secrets: s.secrets.list(c.req.param("name")) }))

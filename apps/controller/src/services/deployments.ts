@@ -6,6 +6,7 @@ import { newId } from "../lib/ids";
 import type { AppDefinition } from "./appsConfig";
 import { type Deps, iso } from "./deps";
 import type { JobChange } from "./events";
+import { deployableImage } from "./images";
 import type { JobService } from "./jobs";
 import { ReleaseCatalog } from "./releases";
 import type { SecretStore } from "./secrets";
@@ -18,6 +19,8 @@ export interface CreateDeploymentInput {
   ref?: string;
   sha?: string;
   image?: string;
+  /** an image of the catalog (POST /v1/images), deployed as it was built */
+  imageId?: string;
   hosts?: string[];
   trigger: Trigger;
   triggeredBy?: string;
@@ -75,8 +78,15 @@ export class DeploymentService {
     return app;
   }
 
-  async create(input: CreateDeploymentInput): Promise<Deployment> {
-    const app = this.appOf(input.app);
+  async create(request: CreateDeploymentInput): Promise<Deployment> {
+    const app = this.appOf(request.app);
+    let input = request;
+    let version: string | undefined;
+    if (request.imageId) {
+      const built = deployableImage(this.deps.db, request.imageId, app.name);
+      input = { ...request, image: built.image, sha: built.sha ?? undefined, ref: built.tag };
+      version = built.tag;
+    }
     const hosts = input.hosts ?? app.hosts;
     if (hosts.length === 0) throw new ApiError(422, "no_hosts", `app '${app.name}' has no hosts; name some in apps.yaml or in the request`);
     this.secrets?.requireSet(app.name, app.run?.secrets ?? []);
@@ -94,7 +104,7 @@ export class DeploymentService {
         .values({
           id: releaseId,
           app: app.name,
-          version: input.image ? (input.image.split(/[:@]/).pop() ?? "image") : (sha?.slice(0, 12) ?? ref ?? "unknown"),
+          version: version ?? (input.image ? (input.image.split(/[:@]/).pop() ?? "image") : (sha?.slice(0, 12) ?? ref ?? "unknown")),
           sha,
           imageTag: input.image ?? null,
           config: app.run,
@@ -131,7 +141,7 @@ export class DeploymentService {
             image: this.imageRepository(app),
             release: releaseId,
           }),
-          target: this.builderTarget(hosts[0]!),
+          target: this.builderTarget(hosts[0])!,
           deploymentId: depId,
           dedupe: false,
         });
@@ -139,7 +149,7 @@ export class DeploymentService {
         this.deps.db.update(releases).set({ buildJobId: build.job.id }).where(eq(releases.id, releaseId)).run();
       } else {
         const source = input.image ? { type: "image" as const, image: input.image } : { type: "git" as const, url: app.url, ref: gitRef };
-        this.fanOut(depId, app, hosts, { source, build: input.image ? undefined : app.build, run: app.run, release: releaseId });
+        this.fanOut(depId, app, hosts, { source, build: input.image ? undefined : app.build, run: app.run, release: releaseId, ...(version ? { version } : {}) });
       }
       return depId;
     })();
@@ -214,16 +224,17 @@ export class DeploymentService {
     return { deployments: page.map((r) => this.toWire(r)), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
   }
 
-  private imageRepository(app: AppDefinition): string | undefined {
+  imageRepository(app: AppDefinition): string | undefined {
     if (app.image) return app.image;
     const registry = this.deps.config.registry;
     return registry ? `${registry.url.replace(/^https?:\/\//, "").replace(/\/$/, "")}/${app.name}` : undefined;
   }
 
-  /** A `builder`-labelled agent builds when one is online; otherwise the first host does. */
-  private builderTarget(firstHost: string): Target {
+  /** A `builder`-labelled agent builds when one is online; otherwise the first host does (null: neither). */
+  builderTarget(firstHost: string | undefined): Target | null {
     const builders = this.deps.db.select({ labels: agents.labels, revoked: agents.revoked }).from(agents).all();
-    return builders.some((a) => !a.revoked && a.labels.includes("builder")) ? { labels: ["builder"] } : { host: firstHost };
+    if (builders.some((a) => !a.revoked && a.labels.includes("builder"))) return { labels: ["builder"] };
+    return firstHost ? { host: firstHost } : null;
   }
 
   private fanOut(depId: string, app: AppDefinition, hosts: string[], spec: Partial<JobSpec>) {

@@ -74,18 +74,27 @@ export class GitHubClient {
   }
 
   /** The first page of tags (newest commit first) with the commit each points at. */
-  async listTags(repo: string): Promise<GitHubTag[]> {
+  listTags(repo: string): Promise<GitHubTag[]> {
+    return this.listRefs(repo, "tags");
+  }
+
+  /** The first page of branches (newest commit first), like listTags. */
+  listBranches(repo: string): Promise<GitHubTag[]> {
+    return this.listRefs(repo, "branches");
+  }
+
+  private async listRefs(repo: string, kind: "tags" | "branches"): Promise<GitHubTag[]> {
     assertRepo(repo);
-    const tags = await this.request<{ name: string; commit: { sha: string } }[]>(
+    const refs = await this.request<{ name: string; commit: { sha: string } }[]>(
       "GET",
-      `/repos/${repo}/tags?per_page=${TAG_PAGE}`,
+      `/repos/${repo}/${kind}?per_page=${TAG_PAGE}`,
       { notFound: () => new ApiError(404, "github_repo_not_found", `repository '${repo}' was not found on GitHub (or the token cannot see it)`) },
     );
-    const list = await mapLimited(tags, COMMIT_CONCURRENCY, async (tag): Promise<GitHubTag> => {
-      const commit = await this.commitOf(repo, tag.commit.sha);
-      return { name: tag.name, sha: tag.commit.sha, ...commit };
+    const list = await mapLimited(refs, COMMIT_CONCURRENCY, async (ref): Promise<GitHubTag> => {
+      const commit = await this.commitOf(repo, ref.commit.sha);
+      return { name: ref.name, sha: ref.commit.sha, ...commit };
     });
-    // newest first; tags whose commit could not be read keep GitHub's order at the end
+    // newest first; refs whose commit could not be read keep GitHub's order at the end
     return list.sort((a, b) => (b.date ?? "").localeCompare(a.date ?? ""));
   }
 

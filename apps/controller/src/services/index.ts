@@ -2,6 +2,8 @@ import { AgentService } from "./agents";
 import { AgentTokens, ApiTokens } from "./auth";
 import { DeploymentService } from "./deployments";
 import type { Deps } from "./deps";
+import { GitRefs } from "./gitRefs";
+import { ImageService } from "./images";
 import { JobLogService } from "./jobLogs";
 import { JobService } from "./jobs";
 import { LeaseService } from "./leases";
@@ -25,12 +27,16 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const redaction = new IngestRedaction(deps, secrets);
   const deployments = new DeploymentService(deps, jobs, secrets);
   const runs = new RunService(deps, jobs, leases, deployments.catalog);
+  const gitHub = connectGitHub(deps, deployments);
+  const gitRefs = new GitRefs(deps, gitHub.github);
   return {
     runs,
     scheduler: new Scheduler(deps, runs, jobs, schedulerHooks),
     secrets,
     deployments,
-    ...connectGitHub(deps, deployments),
+    ...gitHub,
+    gitRefs,
+    images: new ImageService(deps, jobs, gitRefs, deployments),
     agentTokens,
     apiTokens: new ApiTokens(deps.db, deps.config.adminToken, deps.clock),
     leases,

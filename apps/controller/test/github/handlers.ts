@@ -50,6 +50,14 @@ export const handlers = [
       { name: "v1.1.0", commit: { sha: SHA.v110, url: `${API}/repos/${REPO}/commits/${SHA.v110}` }, zipball_url: "", tarball_url: "", node_id: "y" },
     ]);
   }),
+  http.get(`${API}/repos/:owner/:repo/branches`, ({ request, params }) => {
+    record(request);
+    if (`${params.owner}/${params.repo}` !== REPO) return notFound();
+    return HttpResponse.json([
+      { name: "main", commit: { sha: SHA.main, url: `${API}/repos/${REPO}/commits/${SHA.main}` }, protected: true },
+      { name: "feature/login", commit: { sha: SHA.v110, url: `${API}/repos/${REPO}/commits/${SHA.v110}` }, protected: false },
+    ]);
+  }),
   http.get(`${API}/repos/:owner/:repo/commits/:sha`, ({ request, params }) => {
     record(request);
     const sha = Object.keys(commits).find((s) => s.startsWith(String(params.sha)));
