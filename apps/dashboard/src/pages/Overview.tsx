@@ -13,6 +13,8 @@ interface OverviewData {
   deployments: Deployment[];
 }
 
+const plural = (n: number, word: string) => (n === 1 ? word : `${word}s`);
+
 const loadOverview = async (): Promise<OverviewData> => {
   const [h, a, d] = await Promise.all([
     get<{ hosts: Agent[] }>("/v1/hosts"),
@@ -47,7 +49,7 @@ export function Overview() {
               <span class="big" data-testid="hosts-online">
                 {data.hosts.length - offline.length}
               </span>{" "}
-              hosts online
+              {plural(data.hosts.length - offline.length, "host")} online
             </div>
             <div class={`card ${offline.length ? "warn" : ""}`}>
               <span class="big" data-testid="hosts-offline">
@@ -56,7 +58,7 @@ export function Overview() {
               offline
             </div>
             <div class="card">
-              <span class="big">{data.apps.length}</span> apps
+              <span class="big">{data.apps.length}</span> {plural(data.apps.length, "app")}
             </div>
             <div class="card">
               <span class="big">{data.deployments.filter((d) => d.status === "failed").length}</span> of the last {data.deployments.length} deployments failed
