@@ -20,13 +20,28 @@ export class ControllerClient {
 
   constructor(private readonly baseUrl: string) {}
 
-  async post<T>(path: string, body: unknown, opts: { token?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+  post<T>(path: string, body: unknown, opts: { token?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    return this.send<T>("POST", path, { "content-type": "application/json" }, JSON.stringify(body), opts);
+  }
+
+  /** Raw bytes (a run's result file), with headers of the caller's choosing. */
+  put<T>(path: string, body: Buffer, headers: Record<string, string>, opts: { timeoutMs?: number } = {}): Promise<T> {
+    return this.send<T>("PUT", path, { "content-type": "application/octet-stream", ...headers }, body, opts);
+  }
+
+  private async send<T>(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: string | Buffer,
+    opts: { token?: string; timeoutMs?: number; signal?: AbortSignal },
+  ): Promise<T> {
     let res: Response;
     try {
       res = await fetch(this.baseUrl + path, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${opts.token ?? this.token ?? ""}` },
-        body: JSON.stringify(body),
+        method,
+        headers: { ...headers, authorization: `Bearer ${opts.token ?? this.token ?? ""}` },
+        body: typeof body === "string" ? body : new Uint8Array(body),
         signal: opts.signal
           ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 15_000)])
           : AbortSignal.timeout(opts.timeoutMs ?? 15_000),

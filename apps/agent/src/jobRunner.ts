@@ -1,5 +1,6 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ClaimedJob, RegistryCredentials } from "@deploybot/protocol";
+import { type ClaimedJob, type RegistryCredentials, resultUploadHeaders } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { type ControllerClient, ControllerError } from "./controllerClient";
@@ -97,6 +98,7 @@ export class JobRunner {
     } finally {
       clearTimeout(timer);
     }
+    if (outcome.resultFile) this.keepResultFile(outcome.resultFile.content);
     if (outcome.ok) return { status: "succeeded", result: outcome.result };
     const result = outcome.result ? { result: outcome.result } : {};
     if (outcome.error === CANCELLED) {
@@ -117,6 +119,50 @@ export class JobRunner {
     return StatusCode === 0
       ? { status: "succeeded", result: { exitCode: 0, reattached: true } }
       : { status: "failed", error: `container exited with code ${StatusCode}`, result: { exitCode: StatusCode, reattached: true } };
+  }
+
+  /** A run's result file waits on disk (state dir) until it is uploaded, so an agent restart keeps it. */
+  private get resultPath(): string {
+    return join(this.deps.stateDir, "results", this.job.id.replace(/[^A-Za-z0-9_.-]/g, "_"));
+  }
+
+  private keepResultFile(content: Buffer): void {
+    mkdirSync(join(this.deps.stateDir, "results"), { recursive: true, mode: 0o700 });
+    writeFileSync(this.resultPath, content, { mode: 0o600 });
+  }
+
+  /**
+   * Uploads the result file on its own path, fenced by the lease, before the final status. A
+   * controller of the previous version has no such path (404): the file then travels inside the
+   * status report as it used to, cut to what that report allowed (256 KiB).
+   */
+  private async uploadResultFile(final: Final, deadline: number): Promise<void> {
+    let content: Buffer;
+    try {
+      content = readFileSync(this.resultPath);
+    } catch {
+      return;
+    }
+    const meta = (final.result?.resultFile ?? {}) as { path?: string; size?: number };
+    const path = meta.path ?? "result";
+    try {
+      await this.deps.retrying("upload result file", async () => {
+        if (Date.now() > deadline) throw new ControllerError(408, "gave_up", "controller unreachable for too long");
+        return this.deps.client.put(`/v1/jobs/${this.job.id}/result`, content, {
+          [resultUploadHeaders.lease]: this.job.leaseId,
+          [resultUploadHeaders.path]: encodeURIComponent(path),
+          [resultUploadHeaders.size]: String(meta.size ?? content.length),
+        }, { timeoutMs: 60_000 });
+      });
+    } catch (err) {
+      if (err instanceof ControllerError && err.status === 404 && err.code === "not_found" && final.result) {
+        const inline = content.subarray(0, 256 * 1024);
+        final.result.resultFile = { ...meta, content: inline.toString("utf8"), ...(inline.length < content.length ? { truncated: true } : {}) };
+      } else {
+        this.deps.logger.warn({ err: (err as Error).message }, "result file not accepted");
+      }
+    }
+    rmSync(this.resultPath, { force: true });
   }
 
   /** Persists the outcome, flushes the log, and reports the final status until it lands. */
@@ -141,6 +187,7 @@ export class JobRunner {
     deps.logger.info({ status: final.status, error: final.error }, "job ended");
     const deadline = Date.now() + REPORT_FOR_MS;
     await deps.spool.close(60_000);
+    await this.uploadResultFile(final, deadline);
     try {
       await deps.retrying("report final status", async () => {
         if (Date.now() > deadline) throw new ControllerError(408, "gave_up", "controller unreachable for too long");

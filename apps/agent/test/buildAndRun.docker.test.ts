@@ -87,7 +87,8 @@ describeDocker("build, run, cancel and lifecycle jobs (real engine + registry)",
     const ctx = await newContext();
     const files = { Dockerfile: "FROM deploybot-test/busybox:latest\nCMD [\"sh\", \"-c\", \"echo to-stdout; echo to-stderr >&2; echo '{\\\"n\\\":42}' > /tmp/result.json; exit 0\"]\n" };
     const outcome = await executeJob(makeJob({ kind: "run", app, source: { type: "files", files }, run: { ports: [], env: {}, secrets: [], restart: "no", result_file: "/tmp/result.json" } }), ctx);
-    expect(outcome).toMatchObject({ ok: true, result: { exitCode: 0, resultFile: { path: "/tmp/result.json", content: '{"n":42}\n' } } });
+    expect(outcome).toMatchObject({ ok: true, result: { exitCode: 0, resultFile: { path: "/tmp/result.json", size: 9, stored: 9, truncated: false } } });
+    expect(outcome.resultFile?.content.toString()).toBe('{"n":42}\n');
     expect(ctx.lines).toContainEqual({ stream: "stdout", line: "to-stdout" });
     expect(ctx.lines).toContainEqual({ stream: "stderr", line: "to-stderr" });
     expect(await containersWithLabels([`deploybot.app=${app}`])).toEqual([]);

@@ -16,6 +16,8 @@ import { hostRoutes } from "./routes/hosts";
 import { imageRoutes } from "./routes/images";
 import { jobRoutes } from "./routes/jobs";
 import { logStreamRoutes } from "./routes/logStream";
+import { runRoutes } from "./routes/runs";
+import { scheduleRoutes } from "./routes/schedules";
 import { tokenRoutes } from "./routes/tokens";
 import { webhookRoutes } from "./routes/webhooks";
 import { createServices } from "./services";
@@ -60,6 +62,8 @@ export function createApp(opts: AppOptions) {
     .route("/v1/tokens", tokenRoutes(services))
     .route("/v1/deployments", deploymentRoutes(services, opts.db, clock))
     .route("/v1/apps", appRoutes(services, opts.db, clock, opts.apps))
+    .route("/v1/runs", runRoutes(services))
+    .route("/v1/schedules", scheduleRoutes(services, opts.db, clock))
     .route("/v1/builds", buildRoutes(services, opts.db, clock, opts.config))
     .route("/v1/images", imageRoutes(services, opts.db, clock))
     .route("/v1/webhooks", webhookRoutes(services))

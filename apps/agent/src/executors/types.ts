@@ -20,8 +20,16 @@ export interface JobContext {
 
 /** Expected failures are values (STYLE.md rule 16); `error: "cancelled"` means the signal fired. */
 export type JobOutcome =
-  | { ok: true; result: Record<string, unknown> }
-  | { ok: false; error: string; result?: Record<string, unknown> };
+  | { ok: true; result: Record<string, unknown>; resultFile?: ResultFileContent }
+  | { ok: false; error: string; result?: Record<string, unknown>; resultFile?: ResultFileContent };
+
+/** A run's result file, uploaded on its own (`PUT /v1/jobs/{id}/result`) before the final status. */
+export interface ResultFileContent {
+  path: string;
+  size: number;
+  content: Buffer;
+  truncated: boolean;
+}
 
 export type { ClaimedJob, RegistryCredentials };
 

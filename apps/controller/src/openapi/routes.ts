@@ -34,7 +34,7 @@ import {
   tokenSelf,
 } from "@deploybot/protocol";
 import { z } from "zod";
-import { logStreamQuery } from "@deploybot/protocol";
+import { createRunRequest, listRunsQuery, listSchedulesQuery, logStreamQuery, runAnswer, runPage, scheduleAnswer, scheduleList } from "@deploybot/protocol";
 import type { ApiRoute } from "./types";
 
 const jobAnswer = z.object({ job });
@@ -305,4 +305,51 @@ export const apiRoutes: ApiRoute[] = [
   },
   { method: "get", path: "/v1/webhooks/deliveries", summary: "Recent webhook deliveries and what was decided", auth: "read", responses: { 200: "the deliveries", ...user } },
   { method: "get", path: "/v1/github/tags", summary: "A GitHub repository's tags (?repo=owner/name)", auth: "read", responses: { 200: "the tags", 400: "invalid repo", ...user } },
+
+  // runs and schedules
+  {
+    method: "post",
+    path: "/v1/apps/{name}/runs",
+    summary: "A one-off run: a command in a container of the app's current release (its image, config and secrets), no ports",
+    auth: "deploy",
+    body: createRunRequest,
+    response: runAnswer,
+    responses: { 201: "queued", 400: "invalid body", ...user, 404: "no such app", 409: "the app has no deployed release", 422: "no host to run on" },
+  },
+  { method: "get", path: "/v1/runs", summary: "Run history, newest first (?app, ?schedule), with exit code, duration and result file", auth: "read", query: listRunsQuery, response: runPage, responses: { 200: "a page", 400: "invalid query", ...user } },
+  { method: "get", path: "/v1/runs/{runId}", summary: "One run", auth: "read", response: runAnswer, responses: { 200: "the run", ...user, 404: "no such run" } },
+  {
+    method: "get",
+    path: "/v1/runs/{runId}/result",
+    summary: "A run's result file as stored (at most 1 MiB; x-deploybot-result-truncated says whether it was cut)",
+    auth: "read",
+    contentType: "application/octet-stream",
+    responses: { 200: "the file's bytes", ...user, 404: "no such run, or it has no result file" },
+  },
+  {
+    method: "put",
+    path: "/v1/jobs/{jobId}/result",
+    summary: "The agent holding a run uploads its result file (raw bytes, at most 1 MiB) with x-deploybot-lease, x-deploybot-result-path (URI-encoded) and x-deploybot-result-size",
+    auth: "agent",
+    responses: { 200: "stored", 400: "missing headers", ...agentAuth, 404: "no such job", 409: "stale lease, or not a run job", 413: "larger than 1 MiB" },
+  },
+  { method: "get", path: "/v1/schedules", summary: "Schedules from apps.yaml with their next run times and last run (?app)", auth: "read", query: listSchedulesQuery, response: scheduleList, responses: { 200: "the schedules", ...user, 404: "no such app" } },
+  { method: "get", path: "/v1/schedules/{app}/{name}", summary: "One schedule", auth: "read", response: scheduleAnswer, responses: { 200: "the schedule", ...user, 404: "no such schedule" } },
+  {
+    method: "post",
+    path: "/v1/schedules/{app}/{name}/trigger",
+    summary: "Run a schedule's command now, whatever its concurrency policy",
+    auth: "deploy",
+    response: runAnswer,
+    responses: { 201: "queued", ...user, 404: "no such schedule", 409: "the app has no deployed release" },
+  },
+  { method: "post", path: "/v1/schedules/{app}/{name}/pause", summary: "Pause a schedule: its ticks are not run", auth: "deploy", response: scheduleAnswer, responses: { 200: "paused", ...user, 404: "no such schedule" } },
+  {
+    method: "post",
+    path: "/v1/schedules/{app}/{name}/resume",
+    summary: "Resume a schedule from now on; the ticks of the pause are not made up",
+    auth: "deploy",
+    response: scheduleAnswer,
+    responses: { 200: "resumed", ...user, 404: "no such schedule" },
+  },
 ];

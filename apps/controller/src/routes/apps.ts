@@ -1,4 +1,4 @@
-import { appRefsQuery, putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
+import { appRefsQuery, createRunRequest, putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { Db } from "../db/client";
@@ -57,6 +57,9 @@ export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => 
         : s.deployments.rollback(c.req.param("name"), release, user);
       return c.json({ deployment }, 201);
     })
+    .post("/:name/runs", deploy, idempotency(db, clock), validate("json", createRunRequest), (c) =>
+      c.json({ run: s.runs.oneOff(c.req.param("name"), c.req.valid("json")) }, 201),
+    )
     .get("/:name/secrets", admin, (c) => c.json({ secrets: s.secrets.list(c.req.param("name")) }))
     .put("/:name/secrets/:key", admin, validate("param", secretParams), validate("json", putSecretRequest), (c) => {
       const { name, key } = c.req.valid("param");

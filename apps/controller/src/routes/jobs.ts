@@ -1,11 +1,39 @@
-import { appendLogsRequest, jobLogsQuery, listJobsQuery, reportStatusRequest, submitJob } from "@deploybot/protocol";
+import {
+  appendLogsRequest,
+  jobLogsQuery,
+  listJobsQuery,
+  RESULT_FILE_LIMIT,
+  reportStatusRequest,
+  resultUploadHeaders,
+  submitJob,
+} from "@deploybot/protocol";
 import { Hono } from "hono";
+import { z } from "zod";
+import { ApiError } from "../lib/errors";
 import type { Db } from "../db/client";
 import { type AppEnv, requireAgent, requireScope } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
 import { validate } from "../middleware/validate";
 import type { Services } from "../services";
 import { jobToWire } from "../services/jobs";
+
+/** The headers of a result upload; the path is URI-encoded so any file name fits in a header. */
+const resultUpload = z.object({
+  lease: z.string().min(1).max(64),
+  path: z
+    .string()
+    .min(1)
+    .max(3072)
+    .transform((p, ctx) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        ctx.addIssue({ code: "custom", message: "path is not URI-encoded" });
+        return z.NEVER;
+      }
+    }),
+  size: z.coerce.number().int().min(0),
+});
 
 /** Users submit, read and cancel jobs; the agent holding a job reports its status and logs. */
 export function jobRoutes(s: Services, db: Db, clock: () => number) {
@@ -27,7 +55,20 @@ export function jobRoutes(s: Services, db: Db, clock: () => number) {
     .post("/:jobId/status", agent, validate("json", reportStatusRequest), (c) => {
       const jobId = c.req.param("jobId");
       const row = s.leases.reportStatus(c.get("agent").id, jobId, s.redaction.statusReport(jobId, c.req.valid("json")));
+      s.runs.adoptInlineResult(row);
       return c.json({ job: jobToWire(row) });
+    })
+    .put("/:jobId/result", agent, async (c) => {
+      const upload = resultUpload.safeParse({
+        lease: c.req.header(resultUploadHeaders.lease),
+        path: c.req.header(resultUploadHeaders.path),
+        size: c.req.header(resultUploadHeaders.size),
+      });
+      if (!upload.success) throw new ApiError(400, "invalid_headers", `give ${Object.values(resultUploadHeaders).join(", ")}`);
+      const content = Buffer.from(await c.req.arrayBuffer());
+      const { lease, path, size } = upload.data;
+      s.runs.storeResult(c.get("agent").id, c.req.param("jobId"), lease, { path, size, content });
+      return c.json({ stored: Math.min(content.length, RESULT_FILE_LIMIT) });
     })
     .post("/:jobId/logs", agent, validate("json", appendLogsRequest), (c) =>
       c.json(s.jobLogs.append(c.get("agent").id, c.req.param("jobId"), c.req.valid("json"))),
