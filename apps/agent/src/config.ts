@@ -26,6 +26,26 @@ const envSchema = z.object({
   DEPLOYBOT_DRAIN_TIMEOUT_SECONDS: z.coerce.number().min(0).default(600),
   /** Longest long-poll the agent asks for while idle. */
   DEPLOYBOT_POLL_WAIT_SECONDS: z.coerce.number().min(0).max(30).default(25),
+  /**
+   * Who runs the host proxy (HAProxy) for apps with domains: `agent` starts it itself when it is
+   * not running (it outlives the agent); `external` means a service manager runs it (the
+   * deploybot-proxy systemd unit install-agent.sh writes, which may bind 80/443); `off`: no proxy,
+   * routed deploys fail.
+   */
+  DEPLOYBOT_PROXY: z.enum(["agent", "external", "off"]).default("agent"),
+  /** the proxy's http and https ports (high ports for tests and laptops) */
+  DEPLOYBOT_PROXY_HTTP_PORT: z.coerce.number().int().min(1).max(65535).default(80),
+  DEPLOYBOT_PROXY_HTTPS_PORT: z.coerce.number().int().min(1).max(65535).default(443),
+  /** the address the proxy listens on */
+  DEPLOYBOT_PROXY_ADDRESS: z.union([z.ipv4(), z.literal("::")]).default("0.0.0.0"),
+  /** the Docker network routed app containers join; the proxy reaches them on it */
+  DEPLOYBOT_NETWORK: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/)
+    .default("deploybot"),
+  DEPLOYBOT_HAPROXY_BIN: z.string().default("haproxy"),
+  /** a PEM file to trust for a private ACME server's own https (Pebble, step-ca); public CAs need none */
+  DEPLOYBOT_ACME_CA_CERT: nonEmpty,
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -41,6 +61,15 @@ export interface AgentConfig {
   logLevel: string;
   /** DEPLOYBOT_* variables set but not known here: warned about at start (a misspelt setting) */
   unknownSettings: string[];
+  proxy: {
+    supervision: "agent" | "external" | "off";
+    httpPort: number;
+    httpsPort: number;
+    bindAddress: string;
+    network: string;
+    haproxyBin: string;
+    acmeCaCertFile?: string;
+  };
 }
 
 export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
@@ -63,5 +92,14 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     pollWaitSeconds: e.DEPLOYBOT_POLL_WAIT_SECONDS,
     logLevel: e.DEPLOYBOT_LOG_LEVEL,
     unknownSettings: Object.keys(env).filter((k) => k.startsWith("DEPLOYBOT_") && !(k in envSchema.shape)).sort(),
+    proxy: {
+      supervision: e.DEPLOYBOT_PROXY,
+      httpPort: e.DEPLOYBOT_PROXY_HTTP_PORT,
+      httpsPort: e.DEPLOYBOT_PROXY_HTTPS_PORT,
+      bindAddress: e.DEPLOYBOT_PROXY_ADDRESS,
+      network: e.DEPLOYBOT_NETWORK,
+      haproxyBin: e.DEPLOYBOT_HAPROXY_BIN,
+      ...(e.DEPLOYBOT_ACME_CA_CERT ? { acmeCaCertFile: e.DEPLOYBOT_ACME_CA_CERT } : {}),
+    },
   };
 }

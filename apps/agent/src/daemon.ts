@@ -9,6 +9,7 @@ import { ControllerClient, ControllerError, isRetryable } from "./controllerClie
 import { findJobContainer, listManagedContainers, scopeToHost } from "./executors";
 import { JobRunner, type RunnerDeps } from "./jobRunner";
 import { JobLogSpool } from "./logSpool";
+import { HostProxy } from "./proxy";
 import { Redactor } from "./redact";
 import { AgentState } from "./state";
 
@@ -27,6 +28,8 @@ export class AgentDaemon {
   private draining = false;
   private readonly stopped = new AbortController();
   private spools: JobLogSpool[] = [];
+  /** the host proxy for apps with domains; null with DEPLOYBOT_PROXY=off */
+  readonly proxy: HostProxy | null;
   /** aborted to cut the current sleep or long-poll short (a job ended, a drain began) */
   private wakeup = new AbortController();
 
@@ -46,6 +49,36 @@ export class AgentDaemon {
     this.state = new AgentState(config.stateDir);
     scopeToHost(config.hostname);
     this.redactor.add(config.joinToken, ...config.registries.map((r) => r.password));
+    const p = config.proxy;
+    this.proxy =
+      p.supervision === "off"
+        ? null
+        : new HostProxy({
+            docker,
+            stateDir: config.stateDir,
+            network: p.network,
+            bindAddress: p.bindAddress,
+            httpPort: p.httpPort,
+            httpsPort: p.httpsPort,
+            supervision: p.supervision,
+            haproxyBin: p.haproxyBin,
+            ...(p.acmeCaCertFile ? { acmeCaCertFile: p.acmeCaCertFile } : {}),
+            log: (line) => logger.info(line),
+          });
+  }
+
+  /**
+   * Routes come back before anything else: the table on disk is applied (HAProxy started or
+   * reloaded, addresses re-read from the engine), then a watchdog restores them whenever
+   * HAProxy stops answering. A proxy that cannot start is logged, never fatal for the agent.
+   */
+  private async startProxy(): Promise<void> {
+    const proxy = this.proxy;
+    if (!proxy) return;
+    if (proxy.table.all().length > 0) {
+      await proxy.converge().catch((err: Error) => this.logger.error({ err: err.message }, "restoring routes failed"));
+    }
+    void proxy.watch(this.stopped.signal);
   }
 
   private get spoolDir() {
@@ -98,6 +131,7 @@ export class AgentDaemon {
   }
 
   async run(): Promise<void> {
+    await this.startProxy();
     await this.register();
     await this.recover();
     while (!this.stopped.signal.aborted) {
@@ -112,6 +146,7 @@ export class AgentDaemon {
               status: this.draining ? "draining" : this.current ? "busy" : "idle",
               heldJobIds: this.current ? [this.current.job.id] : [],
               containers: await listManagedContainers(this.docker).catch(() => []),
+              ...(this.proxy && this.proxy.table.all().length > 0 ? { routes: await this.proxy.routes().catch(() => []) } : {}),
             },
             { timeoutMs: (this.config.pollWaitSeconds + 15) * 1000, signal: this.stopped.signal },
           ),
@@ -166,6 +201,7 @@ export class AgentDaemon {
       logger: this.logger.child({ jobId }),
       stateDir: this.config.stateDir,
       registries: this.config.registries,
+      ...(this.proxy ? { proxy: this.proxy } : {}),
       retrying: (what, fn) => this.retrying(what, fn),
       redactor: this.redactor,
     };

@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { type ControllerClient, ControllerError } from "./controllerClient";
 import { CANCELLED, cleanupJob, executeJob, type JobOutcome, type ManagedContainer } from "./executors";
 import type { JobLogSpool } from "./logSpool";
+import type { HostProxy } from "./proxy";
 import type { Redactor } from "./redact";
 import type { AgentState, HeldJob } from "./state";
 
@@ -17,6 +18,7 @@ export interface RunnerDeps {
   logger: Logger;
   stateDir: string;
   registries: RegistryCredentials[];
+  proxy?: HostProxy;
   retrying: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
   /** masks the job's secrets in the error and result, as in its log lines */
   redactor: Redactor;
@@ -94,6 +96,7 @@ export class JobRunner {
         log: (stream, line) => deps.spool.append(stream, line),
         signal: this.abort.signal,
         registries: deps.registries,
+        ...(deps.proxy ? { proxy: deps.proxy } : {}),
       });
     } finally {
       clearTimeout(timer);

@@ -3,3 +3,4 @@ export * from "./schemas";
 export * from "./deployments";
 export * from "./runs";
 export * from "./images";
+export * from "./routing";

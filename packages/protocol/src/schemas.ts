@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { refProblem } from "./refs";
+import { routeInfo, routingFields } from "./routing";
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -153,6 +154,8 @@ export const jobSpec = z
     keepImages: z.number().int().min(1).max(100).optional(),
     /** images never pruned (the rollback target) */
     protectImages: z.array(z.string().max(512)).max(20).optional(),
+    /** routed deploys: domains, proxy, replicas, tls (see routing.ts) */
+    ...routingFields,
   })
   .strict();
 export type JobSpec = z.infer<typeof jobSpec>;
@@ -285,6 +288,8 @@ export const heartbeatRequest = z
     status: z.enum(["idle", "busy", "draining"]).default("idle"),
     heldJobIds: z.array(z.string().max(64)).max(16).default([]),
     containers: z.array(managedContainer).max(1000).default([]),
+    /** the host proxy's routes (agents with a proxy) */
+    routes: z.array(routeInfo).max(1000).optional(),
   })
   .strict();
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;

@@ -27,7 +27,8 @@ export function parseMemory(value: string): number {
 /**
  * Container create options for an app. `publish: "temporary"` binds every container port the
  * app uses (and the health check port) to a random port on 127.0.0.1 instead of the real host
- * ports, so a candidate can be checked while the old container still holds them.
+ * ports, so a candidate can be checked while the old container still holds them. `publish:
+ * "none"` binds nothing: routed apps are reached by the host proxy on `network`.
  */
 export function containerOptions(input: {
   name: string;
@@ -35,7 +36,9 @@ export function containerOptions(input: {
   run: RunSpec;
   secretEnv?: Record<string, string>;
   labels: Record<string, string>;
-  publish: "real" | "temporary";
+  publish: "real" | "temporary" | "none";
+  /** a user-defined bridge network to attach the container to (instead of the default bridge) */
+  network?: string;
 }): Dockerode.ContainerCreateOptions {
   const { run } = input;
   const bindings = run.ports.map(parsePort);
@@ -44,7 +47,7 @@ export function containerOptions(input: {
   const portBindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
   if (input.publish === "temporary") {
     for (const port of exposed) portBindings[port] = [{ HostIp: "127.0.0.1", HostPort: "" }];
-  } else {
+  } else if (input.publish === "real") {
     for (const b of bindings) portBindings[b.containerPort] = [...(portBindings[b.containerPort] ?? []), { HostIp: b.hostIp, HostPort: b.hostPort }];
   }
   const env = { ...run.env, ...(input.secretEnv ?? {}) };
@@ -55,8 +58,10 @@ export function containerOptions(input: {
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     Labels: input.labels,
     ExposedPorts: Object.fromEntries([...exposed].map((p) => [p, {}])),
+    ...(input.network ? { NetworkingConfig: { EndpointsConfig: { [input.network]: {} } } } : {}),
     HostConfig: {
       PortBindings: portBindings,
+      ...(input.network ? { NetworkMode: input.network } : {}),
       // A candidate must not come back by itself after it was removed from consideration.
       RestartPolicy: { Name: input.publish === "temporary" ? "no" : run.restart },
       ...(run.init ? { Init: true } : {}),

@@ -12,9 +12,16 @@ const SETTLE_MS = 2000;
 /**
  * Polls GET http://<host>:<port><path> until a 2xx answer, the timeout, the container exiting,
  * or the signal. The port is the host port the engine mapped to `healthcheck.port`; when that
- * port is not published (the app publishes nothing), the container's bridge IP is used.
+ * port is not published (the app publishes nothing), the container's IP on `network` is used
+ * (the deploybot network the proxy reaches it on), else its IP on its only network.
  */
-export async function waitHealthy(docker: Dockerode, containerId: string, check: Healthcheck | undefined, signal: AbortSignal): Promise<HealthResult> {
+export async function waitHealthy(
+  docker: Dockerode,
+  containerId: string,
+  check: Healthcheck | undefined,
+  signal: AbortSignal,
+  network?: string,
+): Promise<HealthResult> {
   const container = docker.getContainer(containerId);
   if (!check) {
     await sleep(SETTLE_MS, undefined, { signal }).catch(() => undefined);
@@ -28,7 +35,7 @@ export async function waitHealthy(docker: Dockerode, containerId: string, check:
   while (!signal.aborted) {
     const info = await container.inspect();
     if (!info.State.Running) return { ok: false, reason: `container exited with code ${info.State.ExitCode} before it became healthy` };
-    url ??= healthUrl(info, check);
+    url ??= healthUrl(info, check, network);
     if (url) {
       const status = await httpStatus(url, Math.min(2000, check.timeout_seconds * 1000));
       if (typeof status === "number" && status >= 200 && status < 300) return { ok: true, url };
@@ -43,13 +50,15 @@ export async function waitHealthy(docker: Dockerode, containerId: string, check:
   return { ok: false, reason: `health check GET ${url ?? `:${check.port}${check.path}`} did not answer 2xx within ${check.timeout_seconds}s (last: ${last})` };
 }
 
-function healthUrl(info: Dockerode.ContainerInspectInfo, check: Healthcheck): string | undefined {
+export function healthUrl(info: Dockerode.ContainerInspectInfo, check: Healthcheck, network?: string): string | undefined {
   const binding = info.NetworkSettings.Ports?.[`${check.port}/tcp`]?.[0];
   if (binding?.HostPort) {
     const host = !binding.HostIp || binding.HostIp === "0.0.0.0" || binding.HostIp === "::" ? "127.0.0.1" : binding.HostIp;
     return `http://${host.includes(":") ? `[${host}]` : host}:${binding.HostPort}${check.path}`;
   }
-  const ip = Object.values(info.NetworkSettings.Networks ?? {})[0]?.IPAddress;
+  const networks = info.NetworkSettings.Networks ?? {};
+  // With several networks the first one is arbitrary: the one the proxy uses decides.
+  const ip = network ? networks[network]?.IPAddress : Object.values(networks).find((n) => n.IPAddress)?.IPAddress;
   return ip ? `http://${ip}:${check.port}${check.path}` : undefined;
 }
 

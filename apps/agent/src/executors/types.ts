@@ -1,5 +1,6 @@
 import type { ClaimedJob, RegistryCredentials } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
+import type { HostProxy } from "../proxy/hostProxy";
 
 export type LogStream = "stdout" | "stderr" | "system";
 export type JobLog = (stream: LogStream, line: string) => void;
@@ -16,6 +17,8 @@ export interface JobContext {
   signal: AbortSignal;
   /** the agent's own registry credentials, matched by registry host when the job carries none */
   registries?: RegistryCredentials[];
+  /** the host's proxy (absent when the agent runs none): routed deploys go through it */
+  proxy?: HostProxy;
 }
 
 /** Expected failures are values (STYLE.md rule 16); `error: "cancelled"` means the signal fired. */
