@@ -10,6 +10,7 @@ import { AppPage } from "./pages/App";
 import { AppsPage } from "./pages/Apps";
 import { DeploymentPage } from "./pages/Deployment";
 import { HostsPage } from "./pages/Hosts";
+import { ImagesPage } from "./pages/Images";
 import { JobPage } from "./pages/Job";
 import { JobsPage } from "./pages/Jobs";
 import { Login } from "./pages/Login";
@@ -23,6 +24,7 @@ const routes: Array<[string, (p: Record<string, string>) => preact.JSX.Element]>
   ["/apps", () => <AppsPage />],
   ["/apps/:name", (p) => <AppPage name={p.name!} />],
   ["/deployments/:id", (p) => <DeploymentPage id={p.id!} />],
+  ["/images", () => <ImagesPage />],
   ["/jobs", () => <JobsPage />],
   ["/jobs/:id", (p) => <JobPage id={p.id!} />],
   ["/webhooks", () => <WebhooksPage />],
@@ -33,6 +35,7 @@ const nav: Array<[string, string]> = [
   ["/", "Overview"],
   ["/hosts", "Hosts"],
   ["/apps", "Apps"],
+  ["/images", "Images"],
   ["/jobs", "Jobs"],
   ["/webhooks", "Webhooks"],
   ["/settings", "Tokens & secrets"],

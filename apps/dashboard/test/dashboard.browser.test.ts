@@ -4,6 +4,19 @@ import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, control
 import { describeDocker, freePort, httpGet, makeGitRepo, removeAppContainers, type TestGitRepo, testAppFiles, testRegistry, uniqueName } from "../../../test/support/docker";
 import { describeBrowser, ensureBuilt, expectAccessible, launchChromium, screenshot, signIn } from "./browser";
 
+/** Waits for the deployment page on screen to say succeeded; a failure ends the wait with the page's text. */
+async function deploymentSucceedsOnScreen(page: Page, what: string) {
+  await waitFor(
+    `${what} to succeed on screen`,
+    async () => {
+      const status = (await page.getByTestId("deployment-status").textContent()) ?? "";
+      if (/failed|cancelled|superseded/.test(status)) throw new Error(`${what} ended ${status}: ${await page.locator("main").textContent()}`);
+      return status.includes("succeeded") ? true : undefined;
+    },
+    150_000,
+  );
+}
+
 /**
  * The dashboard as a person uses it, in Debian's chromium, against real controller and agent
  * processes, the real Docker engine and registry, and a bare git repository.
@@ -147,7 +160,7 @@ apps:
       await page.getByRole("button", { name: `Roll back to ${versions[0]}` }).click();
       await page.getByRole("button", { name: `Confirm roll back to ${versions[0]}` }).click();
       await page.waitForURL(/\/deployments\/dep_/);
-      await waitFor("the rollback to succeed on screen", async () => ((await page.getByTestId("deployment-status").textContent())?.includes("succeeded") ? true : undefined), 180_000);
+      await deploymentSucceedsOnScreen(page, "the rollback");
       expect(await page.locator("main").textContent()).toContain("rollback");
       expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "v1\n" });
       await page.getByRole("link", { name: app }).first().click();
@@ -211,9 +224,32 @@ apps:
       await context.close();
     });
 
+    it("the image picker: a tag of the app's remote is built into the catalog, then deployed from it", async () => {
+      await repo.commit(testAppFiles("v3", { salt: app }), "v3");
+      await repo.tag("v3.0.0");
+      await page.getByRole("link", { name: "Images" }).click();
+      await page.getByText(`No image in the catalog yet.`).waitFor();
+      await page.getByLabel("App", { exact: true }).first().selectOption(app);
+      await expect.poll(() => page.getByLabel("Tag").inputValue()).toBe("v3.0.0");
+      await page.getByRole("button", { name: "Build image" }).click();
+      const row = page.getByTestId(`image-${app}-v3.0.0`);
+      await row.waitFor();
+      await waitFor("the image to build", async () => {
+        const text = (await row.textContent()) ?? "";
+        if (text.includes("failed")) throw new Error(`the image build failed: ${text}`);
+        return text.includes("success") ? true : undefined;
+      });
+      await screenshot(page, "images");
+      await expectAccessible(page, "the images page");
+      await page.getByRole("button", { name: `Deploy ${app} v3.0.0` }).click();
+      await page.waitForURL(/\/deployments\/dep_/);
+      await deploymentSucceedsOnScreen(page, "the image deployment");
+      expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "v3\n" });
+    });
+
     it("the overview lists the deployments", async () => {
       await page.getByRole("link", { name: "Overview" }).click();
-      await expect.poll(() => page.locator("main table").first().locator("tbody tr").count()).toBe(3);
+      await expect.poll(() => page.locator("main table").first().locator("tbody tr").count()).toBe(4);
       await screenshot(page, "overview");
     });
 
