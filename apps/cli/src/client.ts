@@ -68,6 +68,31 @@ export class ApiClient {
     return this.request("DELETE", path, schema);
   }
 
+  /** A GET whose answer is bytes (a run's result file); errors are JSON like everywhere else. */
+  async bytes(path: string): Promise<{ data: Buffer; headers: Headers }> {
+    let res: Response;
+    try {
+      res = await fetch(this.baseUrl + path, {
+        headers: { authorization: `Bearer ${this.token}` },
+        signal: this.interrupt ? AbortSignal.any([this.interrupt, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+    } catch (err) {
+      if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
+      throw new CliError(ExitCode.unreachable, `cannot reach the controller at ${this.baseUrl}: ${networkReason(err)}`);
+    }
+    const data = Buffer.from(await res.arrayBuffer());
+    if (!res.ok) {
+      let raw: unknown = null;
+      try {
+        raw = JSON.parse(data.toString("utf8"));
+      } catch {
+        // not JSON: apiError falls back to the HTTP status
+      }
+      throw apiError(res.status, raw, this.baseUrl);
+    }
+    return { data, headers: res.headers };
+  }
+
   /**
    * Opens a Server-Sent Events stream. The 30 s limit covers only the answer's headers; the body
    * may stay open for hours. Errors come back as CliErrors, like `request`'s.

@@ -31,8 +31,8 @@ export interface Command {
   /** the arguments part of the synopsis */
   usage: string;
   options?: Record<string, OptionSpec>;
-  /** names of positional arguments, and how many are required */
-  positionals?: { names: string[]; required: number };
+  /** names of positional arguments, and how many are required; `rest`: any number more (after `--`) */
+  positionals?: { names: string[]; required: number; rest?: boolean };
   examples: string[];
   notes?: string[];
   run(ctx: Context, values: Values, positionals: string[]): Promise<number>;
@@ -58,7 +58,7 @@ export function parseCommandArgs(cmd: Command, argv: string[]) {
   if (parsed.values.help) return { ...parsed, help: true as const };
   const max = cmd.positionals?.names.length ?? 0;
   const required = cmd.positionals?.required ?? 0;
-  if (parsed.positionals.length > max) throw usageError(`unexpected argument '${parsed.positionals[max]}'\n${hintHelp(cmd)}`);
+  if (parsed.positionals.length > max && !cmd.positionals?.rest) throw usageError(`unexpected argument '${parsed.positionals[max]}'\n${hintHelp(cmd)}`);
   if (parsed.positionals.length < required) {
     throw usageError(`missing ${cmd.positionals!.names[parsed.positionals.length]}\n${hintHelp(cmd)}`);
   }

@@ -12,6 +12,7 @@ import { build, images } from "./commands/images";
 import { cancel, jobs, status } from "./commands/jobs";
 import { login } from "./commands/login";
 import { logs } from "./commands/logs";
+import { result, run, runs, scheduleResume, schedulePause, scheduleTrigger, schedules } from "./commands/runs";
 import { secretsList, secretsRemove, secretsSet } from "./commands/secrets";
 import { tokensCreate, tokensList, tokensRevoke } from "./commands/tokens";
 
@@ -29,6 +30,13 @@ const commands: Command[] = [
   jobs,
   cancel,
   hosts,
+  run,
+  runs,
+  result,
+  schedules,
+  scheduleTrigger,
+  schedulePause,
+  scheduleResume,
   secretsSet,
   secretsList,
   secretsRemove,
