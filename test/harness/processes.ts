@@ -28,7 +28,8 @@ export interface ControllerProcess {
   url: string;
   dir: string;
   logFile: string;
-  start(): Promise<void>;
+  /** `env` adds to (or overrides) the environment given at creation, for this start only */
+  start(env?: Record<string, string>): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** SIGHUP: the controller re-reads apps.yaml */
   reload(): Promise<void>;
@@ -47,7 +48,7 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
     url,
     dir,
     logFile,
-    async start() {
+    async start(extra = {}) {
       child = spawnApp(
         "controller",
         {
@@ -59,6 +60,7 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
           DEPLOYBOT_ADMIN_TOKEN: ADMIN,
           DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "1",
           ...env,
+          ...extra,
         },
         logFile,
       );

@@ -11,6 +11,7 @@ import { docsRoutes } from "./routes/docs";
 import { appRoutes } from "./routes/apps";
 import { buildRoutes } from "./routes/builds";
 import { deploymentRoutes } from "./routes/deployments";
+import { eventRoutes } from "./routes/events";
 import { githubRoutes } from "./routes/github";
 import { hostRoutes } from "./routes/hosts";
 import { imageRoutes } from "./routes/images";
@@ -26,6 +27,7 @@ import type { AppsConfig } from "./services/appsConfig";
 import { JobEvents } from "./services/events";
 import { Notifier } from "./services/notifier";
 import type { SchedulerHooks } from "./services/scheduler";
+import { Outbox } from "./services/outbox";
 
 export const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -43,7 +45,16 @@ export interface AppOptions {
 /** Builds the controller without side effects: no listening, no timers, no files. */
 export function createApp(opts: AppOptions) {
   const clock = opts.clock ?? Date.now;
-  const deps = { db: opts.db, config: opts.config, logger: opts.logger, apps: opts.apps, clock, notifier: new Notifier(), events: new JobEvents() };
+  const deps = {
+    db: opts.db,
+    config: opts.config,
+    logger: opts.logger,
+    apps: opts.apps,
+    clock,
+    notifier: new Notifier(),
+    events: new JobEvents(),
+    outbox: new Outbox(opts.db, clock),
+  };
   const services = createServices(deps, opts.secretKey, opts.schedulerHooks);
 
   const app = new Hono<AppEnv>()
@@ -56,16 +67,17 @@ export function createApp(opts: AppOptions) {
     .get("/healthz", (c) => c.json({ ok: true }))
     .route("/", docsRoutes())
     .route("/v1/logs/stream", logStreamRoutes(services, deps))
+    .route("/v1/events", eventRoutes(services, deps))
     .route("/v1/agents", agentRoutes(services, opts.config.joinToken))
-    .route("/v1/jobs", jobRoutes(services, opts.db, clock))
+    .route("/v1/jobs", jobRoutes(services))
     .route("/v1/hosts", hostRoutes(services))
     .route("/v1/tokens", tokenRoutes(services))
-    .route("/v1/deployments", deploymentRoutes(services, opts.db, clock))
-    .route("/v1/apps", appRoutes(services, opts.db, clock, opts.apps))
+    .route("/v1/deployments", deploymentRoutes(services))
+    .route("/v1/apps", appRoutes(services, opts.apps))
     .route("/v1/runs", runRoutes(services))
-    .route("/v1/schedules", scheduleRoutes(services, opts.db, clock))
-    .route("/v1/builds", buildRoutes(services, opts.db, clock, opts.config))
-    .route("/v1/images", imageRoutes(services, opts.db, clock))
+    .route("/v1/schedules", scheduleRoutes(services))
+    .route("/v1/builds", buildRoutes(services, opts.config))
+    .route("/v1/images", imageRoutes(services))
     .route("/v1/webhooks", webhookRoutes(services))
     .route("/v1/github", githubRoutes(services));
 

@@ -51,6 +51,13 @@ const envSchema = z.object({
   DEPLOYBOT_KEEP_IMAGES: z.coerce.number().int().min(1).max(100).default(5),
   /** The built web dashboard served at `/` (`pnpm --filter @deploybot/dashboard build` writes it). */
   DEPLOYBOT_DASHBOARD_DIR: z.string().default(fileURLToPath(new URL("../../dashboard/dist", import.meta.url))),
+  /** How long `GET /v1/events` can resume: applied outbox rows older than this are pruned. */
+  DEPLOYBOT_EVENTS_RETENTION_HOURS: z.coerce.number().min(0.01).max(24 * 365).default(168),
+  /** Tests only: record changes but apply none of their consequences (to test a crash in between). */
+  DEPLOYBOT_TEST_PAUSE_CONSEQUENCES: z
+    .enum(["0", "1", "true", "false", ""])
+    .default("")
+    .transform((v) => v === "1" || v === "true"),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -77,6 +84,8 @@ export interface Config {
   buildBodyLimit: number;
   keepImages: number;
   dashboardDir: string;
+  eventsRetentionMs: number;
+  pauseConsequences: boolean;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -117,6 +126,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     buildBodyLimit: e.DEPLOYBOT_BUILD_BODY_LIMIT,
     keepImages: e.DEPLOYBOT_KEEP_IMAGES,
     dashboardDir: fromCaller(e.DEPLOYBOT_DASHBOARD_DIR),
+    eventsRetentionMs: e.DEPLOYBOT_EVENTS_RETENTION_HOURS * 3600 * 1000,
+    pauseConsequences: e.DEPLOYBOT_TEST_PAUSE_CONSEQUENCES,
   };
 }
 

@@ -25,18 +25,29 @@ export async function startController(config: Config) {
   const logger = pino({ level: config.logLevel, base: { service: "controller" } });
   const db = openDb(config.dbPath);
   let apps: AppsConfig = loadAppsConfig(config.configPath);
-  const { app, services } = createApp({ db, config, logger, apps: () => apps, secretKey: resolveSecretKey(config) });
+  const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey: resolveSecretKey(config) });
 
   const rearmed = services.leases.rearmLeases();
   if (rearmed > 0) logger.info({ jobs: rearmed }, "re-armed leases after start");
+  // consequences left unapplied by the previous process first, then the outbox as it grows
+  services.drainer.start();
   const reaper = setInterval(() => {
     try {
       services.agents.flushLiveness();
+      services.agents.markOffline();
       services.leases.sweep();
     } catch (err) {
       logger.error({ err }, "sweep failed");
     }
   }, 1000);
+  const housekeeping = setInterval(() => {
+    try {
+      services.housekeeping();
+    } catch (err) {
+      logger.error({ err }, "housekeeping failed");
+    }
+  }, 60_000);
+  housekeeping.unref();
 
   // Schedules are decided just after each second boundary, so a seconds-level cron runs within
   // tens of milliseconds of its tick (a plain 1 s interval would drift up to a second late).
@@ -55,12 +66,15 @@ export async function startController(config: Config) {
 
   // apps.yaml is re-read on SIGHUP; a broken edit keeps the last good config running.
   const reload = () => {
+    let error: string | null = null;
     try {
       apps = loadAppsConfig(config.configPath);
       logger.info({ apps: apps.apps.length }, "apps config reloaded");
     } catch (err) {
-      logger.error({ err: (err as Error).message }, "apps config reload failed; keeping the previous config");
+      error = (err as Error).message;
+      logger.error({ err: error }, "apps config reload failed; keeping the previous config");
     }
+    deps.outbox.append("config.reloaded", { app: null, subject: null }, { ok: error === null, apps: apps.apps.length, error });
   };
   process.on("SIGHUP", reload);
   // `kill -HUP $(cat data/controller.pid)` reloads apps.yaml; the process sits under pnpm and tsx.
@@ -77,6 +91,8 @@ export async function startController(config: Config) {
   const stop = async () => {
     clearInterval(reaper);
     clearTimeout(schedulerTimer);
+    clearInterval(housekeeping);
+    services.drainer.stop();
     services.agents.flushLiveness();
     if (pidFile) rmSync(pidFile, { force: true });
     process.off("SIGHUP", reload);

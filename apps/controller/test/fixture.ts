@@ -21,6 +21,10 @@ export interface Harness {
   heartbeat(agent: { id: string; token: string }, body?: Record<string, unknown>, wait?: number): Promise<Response>;
   submit(body: unknown, token?: string): Promise<Response>;
   logLines: string[];
+  /** replaces apps.yaml, as a SIGHUP reload of an edited file would */
+  setApps(yaml: string): void;
+  /** waits until the drainer applied every committed change (each request already waits for it) */
+  settle(): Promise<void>;
 }
 
 export const ADMIN = "admin-secret";
@@ -36,7 +40,7 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
       clock.now += ms;
     },
   };
-  const apps = parseAppsConfig(appsYaml, "apps.yaml");
+  let apps = parseAppsConfig(appsYaml, "apps.yaml");
   const { app, services } = createApp({
     db: openDb(":memory:"),
     config,
@@ -45,8 +49,8 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
     secretKey: config.secretKey!,
     clock: () => clock.now,
   });
-  const call: Harness["call"] = async (method, path, opts = {}) =>
-    app.request(path, {
+  const call: Harness["call"] = async (method, path, opts = {}) => {
+    const res = await app.request(path, {
       method,
       headers: {
         ...(opts.body !== undefined ? { "content-type": "application/json" } : {}),
@@ -55,6 +59,11 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
       },
       body: opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body),
     });
+    // what follows from a change is applied by the drainer just after it commits; tests read
+    // the state once it is applied, as a client following GET /v1/events would
+    await services.drainer.idle();
+    return res;
+  };
   const register: Harness["register"] = async (hostname, labels = [], heldJobIds = []) => {
     const res = await call("POST", "/v1/agents/register", { token: JOIN, body: { hostname, labels, version: "test", heldJobIds } });
     if (res.status !== 200) throw new Error(`register failed: ${res.status} ${await res.text()}`);
@@ -72,6 +81,10 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
       call("POST", `/v1/agents/${agent.id}/heartbeat${wait ? `?wait=${wait}` : ""}`, { token: agent.token, body }),
     submit: (body, token = ADMIN) => call("POST", "/v1/jobs", { token, body }),
     logLines,
+    settle: () => services.drainer.idle(),
+    setApps: (yaml) => {
+      apps = parseAppsConfig(yaml, "apps.yaml");
+    },
   };
 }
 

@@ -33,6 +33,8 @@ export const deployment = z.object({
   triggeredBy: z.string().nullable(),
   status: z.enum(deploymentStatuses),
   error: z.string().nullable(),
+  /** a consequence of this deployment's changes (a commit status, say) that failed and is being retried */
+  consequenceError: z.string().nullable().default(null),
   releaseId: z.string().nullable(),
   buildJobId: z.string().nullable(),
   jobs: z.array(z.object({ id: z.string(), kind: z.string(), host: z.string().nullable(), status: z.string() })),

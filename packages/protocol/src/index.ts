@@ -4,3 +4,4 @@ export * from "./deployments";
 export * from "./runs";
 export * from "./images";
 export * from "./routing";
+export * from "./events";

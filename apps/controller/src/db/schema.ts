@@ -19,6 +19,8 @@ export const agents = sqliteTable("agents", {
   tokenVersion: integer("token_version").notNull().default(1),
   revoked: integer("revoked", { mode: "boolean" }).notNull().default(false),
   lastHeartbeatAt: ms("last_heartbeat_at"),
+  /** what the last host.online / host.offline event said; moved only by those transitions */
+  online: integer("online", { mode: "boolean" }).notNull().default(false),
   registeredAt: createdAt(),
 });
 
@@ -130,6 +132,8 @@ export const deployments = sqliteTable(
     /** pending | building | deploying | succeeded | failed | superseded | cancelled */
     status: text("status").notNull(),
     error: text("error"),
+    /** the last failure of a consequence of this deployment's changes, while it is retried */
+    consequenceError: text("consequence_error"),
     createdAt: createdAt(),
     finishedAt: ms("finished_at"),
   },
@@ -267,4 +271,46 @@ export const images = sqliteTable(
     finishedAt: ms("finished_at"),
   },
   (t) => [uniqueIndex("images_app_tag_idx").on(t.app, t.tag), index("images_build_job_idx").on(t.buildJobId)],
+);
+
+/**
+ * Every change, in commit order: appended in the same synchronous transaction as the change
+ * itself, applied by the drainer, streamed by `GET /v1/events`. The id is the rowid without
+ * AUTOINCREMENT (AUTOINCREMENT's sqlite_sequence write cost 25% of claim+finish cycles, measured);
+ * ids stay unique and increasing because pruning always keeps the newest row.
+ */
+export const outbox = sqliteTable(
+  "outbox",
+  {
+    id: integer("id").primaryKey(),
+    type: text("type").notNull(),
+    app: text("app"),
+    /** the id of the job, deployment or host it is about */
+    subject: text("subject"),
+    data: text("data").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index("outbox_app_idx").on(t.app, t.id)],
+);
+
+/** How far each reader of the outbox has applied it (the drainer is `consequences`). */
+export const outboxCursors = sqliteTable("outbox_cursors", {
+  name: text("name").primaryKey(),
+  lastId: integer("last_id").notNull(),
+  updatedAt: ms("updated_at").notNull(),
+});
+
+/** A consequence of an outbox row still to apply: failed ones wait here with backoff, async ones until sent. */
+export const outboxRetries = sqliteTable(
+  "outbox_retries",
+  {
+    eventId: integer("event_id").notNull(),
+    consequence: text("consequence").notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    /** null once it gave up (the failure stays visible here and on the deployment) */
+    nextAttemptAt: ms("next_attempt_at"),
+    lastError: text("last_error"),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.eventId, t.consequence] }), index("outbox_retries_due_idx").on(t.nextAttemptAt)],
 );

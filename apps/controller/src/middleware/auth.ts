@@ -4,10 +4,13 @@ import { ApiError } from "../lib/errors";
 import type { AgentTokens, ApiTokens } from "../services/auth";
 import { bearer, scopeAllows, secretsEqual } from "../services/auth";
 import type { AgentService } from "../services/agents";
+import type { IdempotencyHandle } from "./idempotency";
 
 export type AgentRow = ReturnType<AgentService["authenticate"]>;
 export type UserPrincipal = { tokenId: string; scope: TokenScope };
-export type AppEnv = { Variables: { user: UserPrincipal; agent: AgentRow; requestId: string } };
+export type AppEnv = {
+  Variables: { user: UserPrincipal; agent: AgentRow; requestId: string; idempotency: IdempotencyHandle | undefined };
+};
 
 /** User routes: an API token (never an agent JWT) with at least `scope`. */
 export function requireScope(tokens: ApiTokens, scope: TokenScope) {

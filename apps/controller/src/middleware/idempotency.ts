@@ -1,40 +1,82 @@
 import { createHash } from "node:crypto";
-import { and, eq, lt } from "drizzle-orm";
 import { createMiddleware } from "hono/factory";
-import type { Db } from "../db/client";
-import { idempotencyKeys } from "../db/schema";
 import { ApiError } from "../lib/errors";
+import { type IdempotencyClaim, type IdempotencyKeys, IdempotencyKeyTaken, type StoredAnswer } from "../services/idempotency";
 import type { AppEnv } from "./auth";
 
-const KEEP_MS = 24 * 3600 * 1000;
+/** What a handler hands to the service whose transaction creates the request's rows. */
+export interface IdempotencyHandle {
+  /** call inside that transaction, before its writes */
+  take(): void;
+}
+
+const WAIT_MS = 10_000;
+const POLL_MS = 20;
 
 /**
- * `Idempotency-Key` on any user POST: the first answer (below 500) is stored and replayed for a
- * retry of the same request; the same key with a different request is refused.
+ * `Idempotency-Key` on a user POST: the first answer below 500 is stored and replayed for a
+ * retry of the same request; the same key with a different request is refused (422).
+ * `inTransaction`: the handler passes `c.get("idempotency")` to the service, which takes the key
+ * in the transaction that creates the row — the work and the key commit together. Otherwise the
+ * key is taken before the handler runs. Either way, of concurrent requests with one key one
+ * runs and the others wait for its answer (409 if it takes longer than 10 s).
  */
-export function idempotency(db: Db, clock: () => number) {
+export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boolean } = {}) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const key = c.req.header("idempotency-key");
     if (c.req.method !== "POST" || !key) return next();
     if (key.length > 200) throw new ApiError(400, "invalid_idempotency_key", "Idempotency-Key is longer than 200 characters");
-    const principal = c.get("user")?.tokenId ?? "anonymous";
     const route = `${c.req.method} ${c.req.path}`;
-    const requestHash = createHash("sha256").update(route).update("\0").update(await c.req.text()).digest("hex");
-    const where = and(eq(idempotencyKeys.principal, principal), eq(idempotencyKeys.key, key));
-    const stored = db.select().from(idempotencyKeys).where(where).get();
-    if (stored) {
-      if (stored.requestHash !== requestHash) {
+    const claim: IdempotencyClaim = {
+      principal: c.get("user")?.tokenId ?? "anonymous",
+      key,
+      route,
+      requestHash: createHash("sha256").update(route).update("\0").update(await c.req.text()).digest("hex"),
+    };
+    const replay = (stored: StoredAnswer) => {
+      if (stored.requestHash !== claim.requestHash) {
         throw new ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different request");
       }
       return c.body(stored.body, stored.status as 200, { "content-type": "application/json", "idempotent-replayed": "true" });
+    };
+    const answered = async () => {
+      for (const until = Date.now() + WAIT_MS; ; ) {
+        const stored = keys.lookup(claim);
+        if (stored && stored.status > 0) return replay(stored);
+        if (stored && stored.requestHash !== claim.requestHash) return replay(stored);
+        if (!stored || Date.now() > until) break;
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
+      throw new ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being answered; retry later");
+    };
+
+    const first = keys.lookup(claim);
+    if (first) return answered();
+    let taken = false;
+    const handle: IdempotencyHandle = {
+      take: () => {
+        keys.take(claim);
+        taken = true;
+      },
+    };
+    if (!opts.inTransaction) handle.take();
+    c.set("idempotency", handle);
+    try {
+      await next();
+    } catch (err) {
+      if (taken) keys.release(claim);
+      throw err;
     }
-    await next();
-    if (c.res.status >= 500) return;
-    const now = clock();
-    db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, now - KEEP_MS)).run();
-    db.insert(idempotencyKeys)
-      .values({ key, principal, route, requestHash, status: c.res.status, body: await c.res.clone().text(), createdAt: now })
-      .onConflictDoNothing()
-      .run();
+    // A concurrent request took the key first: its transaction committed, ours rolled back.
+    // (After next() the answer is replaced by assigning c.res: a returned one would be ignored.)
+    if (c.error instanceof IdempotencyKeyTaken) {
+      c.res = await answered();
+      return;
+    }
+    const status = c.res.status;
+    const body = status < 500 ? await c.res.clone().text() : "";
+    if (taken && status < 500) keys.complete(claim, status, body);
+    else if (taken) keys.release(claim);
+    else if (status < 500 && !keys.record(claim, status, body)) c.res = await answered();
   });
 }

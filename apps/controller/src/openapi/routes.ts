@@ -34,7 +34,7 @@ import {
   tokenSelf,
 } from "@deploybot/protocol";
 import { z } from "zod";
-import { createRunRequest, listRunsQuery, listSchedulesQuery, logStreamQuery, runAnswer, runPage, scheduleAnswer, scheduleList } from "@deploybot/protocol";
+import { createRunRequest, eventsQuery, listRunsQuery, listSchedulesQuery, logStreamQuery, runAnswer, runPage, scheduleAnswer, scheduleList } from "@deploybot/protocol";
 import type { ApiRoute } from "./types";
 
 const jobAnswer = z.object({ job });
@@ -118,6 +118,16 @@ export const apiRoutes: ApiRoute[] = [
     query: logStreamQuery,
     contentType: "text/event-stream",
     responses: { 200: "the event stream", 400: "invalid query or event id", ...user, 404: "no such job" },
+  },
+  {
+    method: "get",
+    path: "/v1/events",
+    summary:
+      "Server-Sent Events: every change as it commits (job.changed, deployment.changed, host.online, host.offline, config.reloaded, consequence.failed); event ids are outbox ids, resumable with Last-Event-ID within the retention",
+    auth: "read",
+    query: eventsQuery,
+    contentType: "text/event-stream",
+    responses: { 200: "the event stream", 400: "invalid query or event id", ...user },
   },
 
   // hosts and agents

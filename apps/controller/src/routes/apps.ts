@@ -1,7 +1,6 @@
 import { appRefsQuery, createRunRequest, putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Db } from "../db/client";
 import { type AppEnv, requireScope } from "../middleware/auth";
 import { notFound } from "../lib/errors";
 import { idempotency } from "../middleware/idempotency";
@@ -26,7 +25,7 @@ const appToWire = (app: AppDefinition, currentRelease: Release | null) => ({
   currentRelease,
 });
 
-export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => AppsConfig) {
+export function appRoutes(s: Services, apps: () => AppsConfig) {
   const read = requireScope(s.apiTokens, "read");
   const deploy = requireScope(s.apiTokens, "deploy");
   const admin = requireScope(s.apiTokens, "admin");
@@ -49,15 +48,15 @@ export function appRoutes(s: Services, db: Db, clock: () => number, apps: () => 
       const app = appNamed(c.req.param("name"));
       return c.json({ app: app.name, url: redactUrl(app.url), refs: await s.gitRefs.list(app, c.req.valid("query").type) });
     })
-    .post("/:name/rollback", deploy, idempotency(db, clock), validate("json", rollbackRequest), async (c) => {
+    .post("/:name/rollback", deploy, idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", rollbackRequest), async (c) => {
       const { release, imageId } = c.req.valid("json");
       const user = c.get("user").tokenId;
       const deployment = imageId
-        ? await s.deployments.create({ app: c.req.param("name"), imageId, trigger: "rollback", triggeredBy: user })
-        : s.deployments.rollback(c.req.param("name"), release, user);
+        ? await s.deployments.create({ app: c.req.param("name"), imageId, trigger: "rollback", triggeredBy: user }, c.get("idempotency"))
+        : s.deployments.rollback(c.req.param("name"), release, user, c.get("idempotency"));
       return c.json({ deployment }, 201);
     })
-    .post("/:name/runs", deploy, idempotency(db, clock), validate("json", createRunRequest), (c) =>
+    .post("/:name/runs", deploy, idempotency(s.idempotencyKeys), validate("json", createRunRequest), (c) =>
       c.json({ run: s.runs.oneOff(c.req.param("name"), c.req.valid("json")) }, 201),
     )
     .get("/:name/secrets", admin, (c) => c.json({ secrets: s.secrets.list(c.req.param("name")) }))

@@ -1,6 +1,5 @@
 import { buildRequest } from "@deploybot/protocol";
 import { Hono } from "hono";
-import type { Db } from "../db/client";
 import { ApiError } from "../lib/errors";
 import { type AppEnv, requireScope } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
@@ -12,16 +11,16 @@ import type { Config } from "../config";
  * For services that hold the files themselves (the seeds' build agent): build a file tree and
  * push `registry/name:version` and `:latest`. Its body limit is DEPLOYBOT_BUILD_BODY_LIMIT.
  */
-export function buildRoutes(s: Services, db: Db, clock: () => number, config: Config) {
+export function buildRoutes(s: Services, config: Config) {
   return new Hono<AppEnv>()
-    .post("/", requireScope(s.apiTokens, "deploy"), idempotency(db, clock), validate("json", buildRequest), (c) => {
+    .post("/", requireScope(s.apiTokens, "deploy"), idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", buildRequest), (c) => {
       const body = c.req.valid("json");
       if (!config.registry) throw new ApiError(422, "no_registry", "DEPLOYBOT_REGISTRY_URL is not set, so there is nowhere to push");
       const registry = config.registry.url.replace(/^https?:\/\//, "").replace(/\/$/, "");
       const { job, created } = s.jobs.create({
         spec: { kind: "build", app: body.name, source: { type: "files", files: body.files }, image: `${registry}/${body.name}`, version: body.version },
         target: body.host ? { host: body.host } : { labels: ["builder"] },
-      });
+      }, c.get("idempotency"));
       return c.json({ job, imageTag: `${registry}/${body.name}:${body.version}` }, created ? 201 : 200);
     })
     .get("/:jobId", requireScope(s.apiTokens, "read"), (c) => {

@@ -1,17 +1,16 @@
 import { createImageRequest, listImagesQuery } from "@deploybot/protocol";
 import { Hono } from "hono";
-import type { Db } from "../db/client";
 import { type AppEnv, requireScope } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
 import { validate } from "../middleware/validate";
 import type { Services } from "../services";
 
 /** The images catalog: build an app at a tag without deploying it, list, inspect, forget. */
-export function imageRoutes(s: Services, db: Db, clock: () => number) {
+export function imageRoutes(s: Services) {
   const read = requireScope(s.apiTokens, "read");
   const deploy = requireScope(s.apiTokens, "deploy");
   return new Hono<AppEnv>()
-    .post("/", deploy, idempotency(db, clock), validate("json", createImageRequest), async (c) => {
+    .post("/", deploy, idempotency(s.idempotencyKeys), validate("json", createImageRequest), async (c) => {
       const answer = await s.images.create(c.req.valid("json"));
       return c.json(answer, answer.created ? 201 : 200);
     })

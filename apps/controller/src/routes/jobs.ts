@@ -10,7 +10,6 @@ import {
 import { Hono } from "hono";
 import { z } from "zod";
 import { ApiError } from "../lib/errors";
-import type { Db } from "../db/client";
 import { type AppEnv, requireAgent, requireScope } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
 import { validate } from "../middleware/validate";
@@ -36,18 +35,18 @@ const resultUpload = z.object({
 });
 
 /** Users submit, read and cancel jobs; the agent holding a job reports its status and logs. */
-export function jobRoutes(s: Services, db: Db, clock: () => number) {
+export function jobRoutes(s: Services) {
   const read = requireScope(s.apiTokens, "read");
   const deploy = requireScope(s.apiTokens, "deploy");
   const agent = requireAgent(s.agentTokens, s.agents);
   return new Hono<AppEnv>()
-    .post("/", deploy, idempotency(db, clock), validate("json", submitJob), (c) => {
-      const { job, created } = s.jobs.create(s.jobs.resolveSubmission(c.req.valid("json")));
+    .post("/", deploy, idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", submitJob), (c) => {
+      const { job, created } = s.jobs.create(s.jobs.resolveSubmission(c.req.valid("json")), c.get("idempotency"));
       return c.json({ job }, created ? 201 : 200);
     })
     .get("/", read, validate("query", listJobsQuery), (c) => c.json(s.jobs.list(c.req.valid("query"))))
     .get("/:jobId", read, (c) => c.json({ job: s.jobs.get(c.req.param("jobId")) }))
-    .post("/:jobId/cancel", deploy, idempotency(db, clock), (c) => c.json({ job: s.jobs.cancel(c.req.param("jobId")) }))
+    .post("/:jobId/cancel", deploy, idempotency(s.idempotencyKeys), (c) => c.json({ job: s.jobs.cancel(c.req.param("jobId")) }))
     .get("/:jobId/logs", read, validate("query", jobLogsQuery), (c) => {
       const { after, limit } = c.req.valid("query");
       return c.json(s.jobLogs.read(c.req.param("jobId"), after, limit));

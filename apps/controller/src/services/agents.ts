@@ -35,6 +35,34 @@ export class AgentService {
     this.touchStatement = deps.db.$client.prepare(
       "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ? WHERE id = ?",
     );
+    this.markOnline = deps.db.$client.prepare("UPDATE agents SET online = 1 WHERE id = ? AND online = 0 AND revoked = 0 RETURNING id, hostname");
+  }
+
+  private readonly markOnline;
+
+  /** host.online when an agent that was offline (or new) is heard from; inside the transaction that records it. */
+  private cameOnline(id: string): void {
+    const row = this.markOnline.get(id) as { id: string; hostname: string } | undefined;
+    if (row) this.deps.outbox.append("host.online", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname });
+  }
+
+  /**
+   * host.offline for agents silent for three intervals (or revoked) that were online. Runs with
+   * the reaper, after the liveness flush.
+   */
+  markOffline(): void {
+    const silentSince = this.deps.clock() - this.intervalSeconds * 3 * 1000;
+    this.deps.db.$client.transaction(() => {
+      const gone = this.deps.db.$client
+        .prepare(
+          "UPDATE agents SET online = 0 WHERE online = 1 AND (revoked = 1 OR last_heartbeat_at IS NULL OR last_heartbeat_at < ?) RETURNING id, hostname",
+        )
+        .all(silentSince) as Array<{ id: string; hostname: string }>;
+      for (const a of gone) {
+        this.deps.outbox.append("host.offline", { app: null, subject: a.id }, { id: a.id, hostname: a.hostname });
+        this.deps.logger.warn({ agentId: a.id, hostname: a.hostname }, "host offline");
+      }
+    })();
   }
 
   private get intervalSeconds() {
@@ -81,6 +109,7 @@ export class AgentService {
           .values({ id: newId("agt"), hostname: req.hostname, registeredAt: now, ...fields })
           .returning()
           .get();
+    this.deps.db.$client.transaction(() => this.cameOnline(row.id))();
     // What the agent holds after a restart is the truth: anything else it had is handed back or failed.
     this.leases.reconcile(row.id, req.heldJobIds);
     logger.info({ agentId: row.id, hostname: row.hostname, reregistered: !!existing }, "agent registered");
@@ -139,7 +168,10 @@ export class AgentService {
     const entries = [...this.liveness];
     this.liveness.clear();
     this.deps.db.$client.transaction(() => {
-      for (const [id, l] of entries) this.touchStatement.run(l.at, l.state, l.containers, id);
+      for (const [id, l] of entries) {
+        this.touchStatement.run(l.at, l.state, l.containers, id);
+        this.cameOnline(id);
+      }
     })();
   }
 

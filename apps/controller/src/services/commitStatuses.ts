@@ -41,43 +41,37 @@ function describe(d: Deployment): string {
   }
 }
 
-export interface DeploymentFeed {
-  onChange(listener: (d: Deployment) => void): () => void;
-}
-
 /**
- * Mirrors deployments onto their commits as GitHub commit statuses. Reports go out in order per
- * deployment (a slow `pending` never lands after `success`); a failed report is logged and
- * changes nothing about the deployment.
+ * Mirrors deployments onto their commits as GitHub commit statuses: an `external` consequence of
+ * `deployment.changed` (drainer.ts), so a failed report is retried with backoff and never
+ * changes the deployment. A report whose deployment has moved on since its event is skipped —
+ * the newer event sends the newer state — so a retried `pending` never lands after `success`.
  */
 export class CommitStatusReporter {
-  private readonly chains = new Map<string, Promise<void>>();
-  /** the last state+description sent per unfinished deployment: a repeated change is not re-sent */
+  /** the last state+description sent per deployment: a repeated change is not re-sent */
   private readonly lastSent = new Map<string, string>();
   private readonly logger: Logger;
 
   constructor(
     private readonly deps: Pick<Deps, "config" | "logger" | "apps">,
     private readonly github: GitHubClient,
+    private readonly deploymentById: (id: string) => Deployment,
   ) {
     this.logger = deps.logger.child({ component: "commit-status" });
   }
 
-  /** Subscribes when a token is configured (statuses need one); returns the unsubscribe. */
-  attach(feed: DeploymentFeed): () => void {
-    if (!this.github.authenticated) return () => {};
-    return feed.onChange((d) => this.report(d));
+  /** Statuses need a token; without one there is nothing to report to. */
+  get enabled(): boolean {
+    return this.github.authenticated;
   }
 
-  /** Resolves once every report queued so far has been sent (or has failed). */
-  async idle(): Promise<void> {
-    while (this.chains.size > 0) await Promise.all(this.chains.values());
-  }
-
-  report(d: Deployment): void {
+  /** Sends the status of the deployment an event is about; throws when GitHub refuses it (retried). */
+  async report(event: { subject: string | null; data: Record<string, unknown> }): Promise<void> {
+    if (!event.subject) return;
+    const d = this.deploymentById(event.subject);
+    if (d.status !== event.data.status) return;
     const repo = d.sha ? this.deps.apps().byName(d.app)?.repo : undefined;
     if (!d.sha || !repo) return;
-    const sha = d.sha;
     const status: CommitStatus = {
       state: commitStateFor(d.status),
       target_url: `${this.deps.config.publicUrl ?? "http://localhost:8080"}/v1/deployments/${d.id}`,
@@ -86,22 +80,15 @@ export class CommitStatusReporter {
     };
     const key = `${status.state}|${status.description}`;
     if (this.lastSent.get(d.id) === key) return;
+    try {
+      await this.github.setCommitStatus(repo, d.sha, status);
+    } catch (err) {
+      const code = err instanceof ApiError ? err.code : "internal";
+      const message = err instanceof ApiError ? err.message : "unexpected error";
+      this.logger.warn({ deploymentId: d.id, state: status.state, code, message }, "could not report the commit status");
+      throw new ApiError(502, code, `GitHub refused the commit status: ${message}`);
+    }
     if (status.state === "pending") this.lastSent.set(d.id, key);
     else this.lastSent.delete(d.id);
-    const previous = this.chains.get(d.id) ?? Promise.resolve();
-    const next = previous
-      .then(() => this.github.setCommitStatus(repo, sha, status))
-      .then(
-        () => undefined,
-        (err: unknown) => {
-          const code = err instanceof ApiError ? err.code : "internal";
-          const message = err instanceof ApiError ? err.message : "unexpected error";
-          this.logger.warn({ deploymentId: d.id, state: status.state, code, message }, "could not report the commit status");
-        },
-      )
-      .finally(() => {
-        if (this.chains.get(d.id) === next) this.chains.delete(d.id);
-      });
-    this.chains.set(d.id, next);
   }
 }

@@ -1,13 +1,13 @@
-import { type Deployment, type JobSpec, jobSpec, type Target } from "@deploybot/protocol";
+import { type Deployment, type DeploymentChangedEvent, type JobChangedEvent, type JobSpec, jobSpec, type Target } from "@deploybot/protocol";
 import { and, desc, eq, inArray, isNotNull, lt, type SQL } from "drizzle-orm";
 import { agents, deployments, jobs, releases } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import type { AppDefinition } from "./appsConfig";
 import { type Deps, iso } from "./deps";
-import type { JobChange } from "./events";
 import { deployableImage } from "./images";
 import type { JobService } from "./jobs";
+import { type JobState, SUPERSEDED } from "./jobState";
 import { ReleaseCatalog } from "./releases";
 import type { SecretStore } from "./secrets";
 
@@ -28,7 +28,6 @@ export interface CreateDeploymentInput {
 
 const FAILED = ["failed", "lost", "timed_out"];
 const ACTIVE = ["pending", "assigned", "running"];
-const SUPERSEDED = "superseded by ";
 
 /**
  * Deployments put an app at a version on its hosts: one job per host. With an image repository
@@ -37,7 +36,6 @@ const SUPERSEDED = "superseded by ";
  * re-runs an earlier release with the config it ran with.
  */
 export class DeploymentService {
-  private readonly listeners = new Set<(d: Deployment) => void>();
   private refResolver: ((repo: string, ref: string) => Promise<string>) | null = null;
 
   readonly catalog: ReleaseCatalog;
@@ -45,10 +43,10 @@ export class DeploymentService {
   constructor(
     private readonly deps: Deps,
     private readonly jobs: JobService,
+    private readonly state: JobState,
     private readonly secrets?: Pick<SecretStore, "requireSet">,
   ) {
     this.catalog = new ReleaseCatalog(deps, (name) => this.appOf(name));
-    deps.events.onJob((change) => this.jobChanged(change));
   }
 
   /** GitHub tag/branch resolution, when a GitHub token is configured. */
@@ -56,20 +54,23 @@ export class DeploymentService {
     this.refResolver = resolve;
   }
 
-  onChange(listener: (d: Deployment) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  private emit(id: string) {
-    const d = this.get(id);
-    for (const l of this.listeners) {
-      try {
-        l(d);
-      } catch (err) {
-        this.deps.logger.warn({ err: (err as Error).message, deploymentId: id }, "deployment listener failed");
-      }
-    }
+  /** Appends `deployment.changed` with the row as it is now; inside the transaction that changed it. */
+  private changed(id: string): void {
+    const row = this.deps.db.select().from(deployments).where(eq(deployments.id, id)).get();
+    if (!row) return;
+    const data: DeploymentChangedEvent = {
+      id: row.id,
+      app: row.app,
+      status: row.status as Deployment["status"],
+      error: row.error,
+      consequenceError: row.consequenceError,
+      releaseId: row.releaseId,
+      sha: row.sha,
+      image: row.image,
+      hosts: row.hosts,
+      trigger: row.trigger,
+    };
+    this.deps.outbox.append("deployment.changed", { app: row.app, subject: row.id }, data);
   }
 
   private appOf(name: string): AppDefinition {
@@ -78,7 +79,8 @@ export class DeploymentService {
     return app;
   }
 
-  async create(request: CreateDeploymentInput): Promise<Deployment> {
+  /** `idempotency` takes the request's key inside the transaction that creates the deployment. */
+  async create(request: CreateDeploymentInput, idempotency?: { take(): void }): Promise<Deployment> {
     const app = this.appOf(request.app);
     let input = request;
     let version: string | undefined;
@@ -94,6 +96,7 @@ export class DeploymentService {
     const ref = input.image || input.sha ? (input.ref ?? null) : (input.ref ?? app.branch);
     if (!sha && ref && this.refResolver && this.deps.config.githubToken) sha = await this.refResolver(app.repo, ref);
     const id = this.deps.db.$client.transaction(() => {
+      idempotency?.take();
       const depId = newId("dep");
       this.supersedePending(app.name, hosts, depId);
       const now = this.deps.clock();
@@ -149,17 +152,17 @@ export class DeploymentService {
         this.deps.db.update(releases).set({ buildJobId: build.job.id }).where(eq(releases.id, releaseId)).run();
       } else {
         const source = input.image ? { type: "image" as const, image: input.image } : { type: "git" as const, url: app.url, ref: gitRef };
-        this.fanOut(depId, app, hosts, { source, build: input.image ? undefined : app.build, run: app.run, release: releaseId, ...(version ? { version } : {}) });
+        this.fanOut(depId, app.name, hosts, { source, build: input.image ? undefined : app.build, run: app.run, release: releaseId, ...(version ? { version } : {}) });
       }
+      this.changed(depId);
       return depId;
     })();
     this.deps.logger.info({ deploymentId: id, app: app.name, trigger: input.trigger, hosts }, "deployment created");
-    this.emit(id);
     return this.get(id);
   }
 
   /** Re-runs a release (default: the one deployed before the current one) with its own config. */
-  rollback(appName: string, releaseId?: string, triggeredBy?: string): Deployment {
+  rollback(appName: string, releaseId?: string, triggeredBy?: string, idempotency?: { take(): void }): Deployment {
     const app = this.appOf(appName);
     const history = this.catalog.deployedIds(app.name);
     const targetId = releaseId ?? history[1];
@@ -172,6 +175,7 @@ export class DeploymentService {
     const hosts = app.hosts;
     this.secrets?.requireSet(app.name, (target.config as JobSpec["run"])?.secrets ?? []);
     const id = this.deps.db.$client.transaction(() => {
+      idempotency?.take();
       const depId = newId("dep");
       this.supersedePending(app.name, hosts, depId);
       this.deps.db
@@ -190,16 +194,16 @@ export class DeploymentService {
           createdAt: this.deps.clock(),
         })
         .run();
-      this.fanOut(depId, app, hosts, {
+      this.fanOut(depId, app.name, hosts, {
         source: { type: "image", image },
         run: target.config as JobSpec["run"],
         release: target.id,
         version: target.version,
       });
+      this.changed(depId);
       return depId;
     })();
     this.deps.logger.info({ deploymentId: id, app: app.name, release: target.id }, "rollback created");
-    this.emit(id);
     return this.get(id);
   }
 
@@ -237,15 +241,15 @@ export class DeploymentService {
     return firstHost ? { host: firstHost } : null;
   }
 
-  private fanOut(depId: string, app: AppDefinition, hosts: string[], spec: Partial<JobSpec>) {
+  private fanOut(depId: string, appName: string, hosts: string[], spec: Partial<JobSpec>) {
     for (const host of hosts) {
       this.jobs.create({
         spec: jobSpec.parse({
           kind: "deploy",
-          app: app.name,
+          app: appName,
           ...spec,
           keepImages: this.deps.config.keepImages,
-          protectImages: this.catalog.protectedImages(app.name),
+          protectImages: this.catalog.protectedImages(appName),
         }),
         target: { host },
         deploymentId: depId,
@@ -256,27 +260,25 @@ export class DeploymentService {
 
   /**
    * A newer deploy of an app supersedes the older deploys still waiting for the same hosts
-   * (coalescing); a running one is never interrupted.
+   * (coalescing); a running one is never interrupted. The superseded deployments' status follows
+   * from their jobs' `job.changed` events, like every other change.
    */
   private supersedePending(appName: string, hosts: string[], byId: string) {
     const waiting = this.deps.db
-      .select()
+      .select({ id: jobs.id, kind: jobs.kind, targetHost: jobs.targetHost })
       .from(jobs)
       .where(and(eq(jobs.app, appName), eq(jobs.status, "pending"), isNotNull(jobs.deploymentId), inArray(jobs.kind, ["deploy", "build"])))
       .all()
       .filter((j) => j.kind === "build" || (j.targetHost !== null && hosts.includes(j.targetHost)));
-    const now = this.deps.clock();
-    for (const j of waiting) {
-      this.deps.db
-        .update(jobs)
-        .set({ status: "cancelled", cancelRequested: true, finishedAt: now, error: `${SUPERSEDED}${byId}` })
-        .where(and(eq(jobs.id, j.id), eq(jobs.status, "pending")))
-        .run();
-    }
-    for (const depId of new Set(waiting.map((j) => j.deploymentId!))) this.refresh(depId);
+    for (const j of waiting) this.state.supersede(j.id, byId);
   }
 
-  private jobChanged(change: JobChange) {
+  /**
+   * The consequence of a job's change for its deployment (applied by the drainer from the
+   * outbox, in its transaction): fan-out after a build, the release, the deployment's status.
+   * Idempotent: it derives everything from the jobs as they are, so applying it twice is once.
+   */
+  applyJobChange(change: JobChangedEvent): void {
     if (!change.deploymentId || ACTIVE.includes(change.status)) return;
     const dep = this.deps.db.select().from(deployments).where(eq(deployments.id, change.deploymentId)).get();
     if (!dep) return;
@@ -285,7 +287,7 @@ export class DeploymentService {
     this.refresh(dep.id);
   }
 
-  private buildEnded(dep: DeploymentRow, change: JobChange) {
+  private buildEnded(dep: DeploymentRow, change: JobChangedEvent) {
     const job = this.jobs.getRow(change.id);
     const now = this.deps.clock();
     if (change.status !== "succeeded") {
@@ -293,26 +295,38 @@ export class DeploymentService {
       return;
     }
     const result = (job.result ?? {}) as Record<string, unknown>;
-    const repository = this.imageRepository(this.appOf(dep.app));
+    // the repository the build pushed to, as the job was given it: today's apps.yaml may differ
+    const repository = String((job.spec as { image?: string }).image);
     const version = String(result.version ?? dep.sha?.slice(0, 12) ?? job.id);
     const digest = typeof result.digest === "string" ? result.digest : null;
     const imageTag = `${repository}:${version}`;
     this.deps.db
       .update(releases)
       .set({ status: "success", version, digest, imageTag, sha: (result.sha as string) ?? dep.sha, builtAt: now })
-      .where(eq(releases.id, dep.releaseId!))
+      .where(and(eq(releases.id, dep.releaseId!), inArray(releases.status, ["pending", "building"])))
       .run();
-    if (dep.status !== "building") return; // superseded or cancelled meanwhile
+    if (dep.status !== "building") return; // superseded, cancelled or failed meanwhile (or applied before)
+    const app = this.deps.apps().byName(dep.app);
+    if (!app) {
+      // Removed from apps.yaml while it was building: the image exists, but nothing says where to run it.
+      this.deps.db
+        .update(deployments)
+        .set({ status: "failed", error: `app '${dep.app}' is no longer in ${this.deps.config.configPath}; the image was built but not deployed`, finishedAt: now })
+        .where(eq(deployments.id, dep.id))
+        .run();
+      this.deps.logger.warn({ deploymentId: dep.id, app: dep.app }, "deployment failed: its app was removed from the config");
+      this.changed(dep.id);
+      return;
+    }
     const image = digest ? `${repository}@${digest}` : imageTag;
     this.deps.db.update(deployments).set({ status: "deploying", image, sha: (result.sha as string) ?? dep.sha }).where(eq(deployments.id, dep.id)).run();
-    const app = this.appOf(dep.app);
     const release = this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId!)).get()!;
-    this.fanOut(dep.id, app, dep.hosts, { source: { type: "image", image }, run: release.config as JobSpec["run"], release: release.id, version });
+    this.fanOut(dep.id, app.name, dep.hosts, { source: { type: "image", image }, run: release.config as JobSpec["run"], release: release.id, version });
+    this.changed(dep.id);
   }
 
   /** The first host that built and ran a release records what it built. */
-  private deployJobEnded(dep: DeploymentRow, change: JobChange) {
-    if (change.status !== "succeeded" || !dep.releaseId) return;
+  private deployJobEnded(dep: DeploymentRow, change: JobChangedEvent) {    if (change.status !== "succeeded" || !dep.releaseId) return;
     const release = this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId)).get();
     if (!release || release.status === "success") return;
     const result = (this.jobs.getRow(change.id).result ?? {}) as Record<string, unknown>;
@@ -347,7 +361,7 @@ export class DeploymentService {
       else if (build.status !== "succeeded") {
         status = build.status === "cancelled" ? "cancelled" : "failed";
         error = `build failed: ${build.error ?? build.status}`;
-      }
+      } else error = dep.error; // built, and either fanned out next or failed with its own reason
     } else if (hostJobs.some((j) => ACTIVE.includes(j.status))) status = "deploying";
     else if (hostJobs.length > 0) {
       const failed = hostJobs.filter((j) => FAILED.includes(j.status));
@@ -374,7 +388,7 @@ export class DeploymentService {
         .run();
     }
     this.deps.logger.info({ deploymentId: depId, status }, "deployment status");
-    this.emit(depId);
+    this.changed(depId);
   }
 
   toWire(row: DeploymentRow): Deployment {
@@ -395,6 +409,7 @@ export class DeploymentService {
       triggeredBy: row.triggeredBy,
       status: row.status as Deployment["status"],
       error: row.error,
+      consequenceError: row.consequenceError,
       releaseId: row.releaseId,
       buildJobId: row.buildJobId,
       jobs: js,

@@ -4,6 +4,7 @@ import type { Db } from "../db/client";
 import type { AppsConfig } from "./appsConfig";
 import type { JobEvents } from "./events";
 import type { Notifier } from "./notifier";
+import type { Outbox } from "./outbox";
 
 /** What every service is built from; tests pass their own clock and in-memory db. */
 export interface Deps {
@@ -13,6 +14,8 @@ export interface Deps {
   logger: Logger;
   notifier: Notifier;
   events: JobEvents;
+  /** append an event in the transaction of the change it records */
+  outbox: Outbox;
   apps: () => AppsConfig;
 }
 

@@ -1,14 +1,8 @@
+import type { JobChangedEvent } from "@deploybot/protocol";
 import { EventEmitter } from "node:events";
 
-export interface JobChange {
-  id: string;
-  status: string;
-  app: string;
-  host: string | null;
-  agentId: string | null;
-  deploymentId: string | null;
-  expectedLogLines: number | null;
-}
+/** What a log stream hears of a job's change: the `job.changed` event's data. */
+export type JobChange = JobChangedEvent;
 
 export interface StoredLogLine {
   seq: number;
@@ -18,8 +12,9 @@ export interface StoredLogLine {
 }
 
 /**
- * In-process facts about jobs, for listeners that must not poll: live log streams and
- * deployments that act when their jobs end. Emitted after the change is committed.
+ * In-process signals for live log streams: job changes (emitted by the drainer, from the
+ * outbox, after the change committed) and appended log lines. Nothing durable listens here:
+ * consequences that must happen are outbox consumers (drainer.ts).
  */
 export class JobEvents {
   private readonly emitter = new EventEmitter();
@@ -47,21 +42,3 @@ export class JobEvents {
     return () => this.emitter.off("logs", listener);
   }
 }
-
-export const changeOf = (row: {
-  id: string;
-  status: string;
-  app: string;
-  targetHost: string | null;
-  agentId: string | null;
-  deploymentId: string | null;
-  expectedLogLines: number | null;
-}): JobChange => ({
-  id: row.id,
-  status: row.status,
-  app: row.app,
-  host: row.targetHost,
-  agentId: row.agentId,
-  deploymentId: row.deploymentId,
-  expectedLogLines: row.expectedLogLines,
-});

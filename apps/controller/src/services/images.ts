@@ -37,9 +37,7 @@ export class ImageService {
     private readonly jobs: JobService,
     private readonly refs: GitRefs,
     private readonly placement: ImagePlacement,
-  ) {
-    deps.events.onJob((change) => this.buildChanged(change));
-  }
+  ) {}
 
   async create(input: CreateImageRequest): Promise<{ image: Image; created: boolean }> {
     const app = this.appOf(input.app);
@@ -119,7 +117,8 @@ export class ImageService {
     return app;
   }
 
-  private buildChanged(change: JobChange) {
+  /** The consequence of a build job's change (drainer, `job.changed`): the image's status follows it. */
+  applyJobChange(change: JobChange) {
     const row = this.deps.db.select().from(images).where(eq(images.buildJobId, change.id)).get();
     if (!row) return;
     const status = BUILD_STATUS[change.status] ?? "failed";

@@ -1,11 +1,16 @@
+import type { JobChangedEvent } from "@deploybot/protocol";
 import { AgentService } from "./agents";
 import { AgentTokens, ApiTokens } from "./auth";
 import { DeploymentService } from "./deployments";
 import type { Deps } from "./deps";
 import { GitRefs } from "./gitRefs";
 import { ImageService } from "./images";
+import { Drainer } from "./drainer";
+import { IdempotencyKeys } from "./idempotency";
 import { JobLogService } from "./jobLogs";
 import { JobService } from "./jobs";
+import { JobState } from "./jobState";
+import { SqliteJobStore } from "./jobStore";
 import { LeaseService } from "./leases";
 import { IngestRedaction } from "./redaction";
 import { RunService } from "./runs";
@@ -18,17 +23,23 @@ export type Services = ReturnType<typeof createServices>;
 export function createServices(deps: Deps, secretKey: string, schedulerHooks: SchedulerHooks = {}) {
   const agentTokens = new AgentTokens(secretKey);
   const secrets = new SecretStore(deps, secretKey);
+  const jobState = new JobState(deps, new SqliteJobStore(deps.db), deps.outbox);
   // A job's secrets go only to an agent of a host the app is configured for: a job that reached
   // another host (a label target, a renamed host) gets none, and the agent then fails it naming the key.
-  const leases = new LeaseService(deps, (app, names, host) =>
+  const leases = new LeaseService(deps, jobState, (app, names, host) =>
     deps.apps().byName(app)?.hosts.includes(host) ? secrets.valuesFor(app, names) : {},
   );
-  const jobs = new JobService(deps, leases, secrets);
+  const jobs = new JobService(deps, jobState, secrets);
   const redaction = new IngestRedaction(deps, secrets);
-  const deployments = new DeploymentService(deps, jobs, secrets);
+  const deployments = new DeploymentService(deps, jobs, jobState, secrets);
   const runs = new RunService(deps, jobs, leases, deployments.catalog);
   const gitHub = connectGitHub(deps, deployments);
   const gitRefs = new GitRefs(deps, gitHub.github);
+  const images = new ImageService(deps, jobs, gitRefs, deployments);
+  const drainer = new Drainer(deps);
+  const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock);
+  registerConsequences(deps, drainer, { deployments, images, commitStatuses: gitHub.commitStatuses });
+  drainer.follow();
   return {
     runs,
     scheduler: new Scheduler(deps, runs, jobs, schedulerHooks),
@@ -36,13 +47,71 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     deployments,
     ...gitHub,
     gitRefs,
-    images: new ImageService(deps, jobs, gitRefs, deployments),
+    images,
     agentTokens,
     apiTokens: new ApiTokens(deps.db, deps.config.adminToken, deps.clock),
+    idempotencyKeys,
+    jobState,
     leases,
     agents: new AgentService(deps, agentTokens, leases),
     jobs,
     redaction,
     jobLogs: new JobLogService(deps, leases, redaction),
+    drainer,
+    /** every minute: expired idempotency keys, outbox rows past the retention that were applied */
+    housekeeping() {
+      const keys = idempotencyKeys.sweep();
+      const events = deps.outbox.prune(deps.config.eventsRetentionMs, drainer.appliedUpTo());
+      if (keys + events > 0) deps.logger.debug({ keys, events }, "housekeeping");
+    },
   };
+}
+
+/**
+ * What follows from each kind of change. A feature adds its own here (see README, "Adding an
+ * event type and a consequence"); the drainer applies them in outbox order.
+ */
+function registerConsequences(
+  deps: Deps,
+  drainer: Drainer,
+  s: { deployments: DeploymentService; images: ImageService; commitStatuses: ReturnType<typeof connectGitHub>["commitStatuses"] },
+) {
+  drainer.register({
+    name: "deployment-progress",
+    types: ["job.changed"],
+    kind: "db",
+    apply: (e) => s.deployments.applyJobChange(e.data as JobChangedEvent),
+  });
+  drainer.register({
+    name: "image-status",
+    types: ["job.changed"],
+    kind: "db",
+    apply: (e) => s.images.applyJobChange(e.data as JobChangedEvent),
+  });
+  drainer.register({
+    name: "wake-agents",
+    types: ["job.changed"],
+    kind: "signal",
+    apply: (e) => {
+      const job = e.data as JobChangedEvent;
+      // a queued (or handed back) job wakes the long-polls that may take it; a cancel request
+      // or a timeout wakes the agent holding the job
+      if (job.status === "pending") deps.notifier.jobQueued({ host: job.host, labels: job.labels });
+      else if (job.agentId && (job.transition === "cancel_requested" || job.transition === "timed_out")) deps.notifier.agentChanged(job.agentId);
+    },
+  });
+  drainer.register({
+    name: "log-streams",
+    types: ["job.changed"],
+    kind: "signal",
+    apply: (e) => deps.events.jobChanged(e.data as JobChangedEvent),
+  });
+  if (s.commitStatuses.enabled) {
+    drainer.register({
+      name: "commit-status",
+      types: ["deployment.changed"],
+      kind: "external",
+      apply: (e) => s.commitStatuses.report(e),
+    });
+  }
 }

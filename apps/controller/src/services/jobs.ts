@@ -1,5 +1,4 @@
 import {
-  activeStatuses,
   isFinal,
   type Job,
   type JobSpec,
@@ -8,16 +7,16 @@ import {
   type SubmitJob,
   type Target,
 } from "@deploybot/protocol";
-import { and, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
+import { and, desc, eq, lt, type SQL } from "drizzle-orm";
 import { jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { type Deps, iso } from "./deps";
-import { changeOf } from "./events";
-import { LeaseService } from "./leases";
+import { canonicalLabels, type JobState } from "./jobState";
+import type { JobRow } from "./jobStore";
 import type { SecretStore } from "./secrets";
 
-export type JobRow = typeof jobs.$inferSelect;
+export type { JobRow };
 
 export function jobToWire(row: JobRow): Job {
   return {
@@ -66,7 +65,7 @@ export interface CreateJobInput {
 export class JobService {
   constructor(
     private readonly deps: Deps,
-    private readonly leases: LeaseService,
+    private readonly state: JobState,
     private readonly secrets?: Pick<SecretStore, "requireSet">,
   ) {}
 
@@ -92,43 +91,31 @@ export class JobService {
   }
 
   /** Creates a job, or returns the active job with the same git ref and target (`created: false`). */
-  create(input: CreateJobInput): { job: Job; created: boolean } {
-    const { db, config, clock } = this.deps;
+  create(input: CreateJobInput, idempotency?: { take(): void }): { job: Job; created: boolean } {
+    const { config, clock } = this.deps;
     const key = input.dedupe === false ? null : dedupeKey(input.spec, input.target);
-    const existing = key
-      ? db
-          .select()
-          .from(jobs)
-          .where(and(eq(jobs.dedupeKey, key), inArray(jobs.status, [...activeStatuses])))
-          .get()
-      : undefined;
-    if (existing) return { job: jobToWire(existing), created: false };
-
     const now = clock();
-    const row = db
-      .insert(jobs)
-      .values({
+    const { row, created } = this.state.queue(
+      {
         id: newId("job"),
         deploymentId: input.deploymentId ?? null,
         kind: input.spec.kind,
         app: input.spec.app,
         targetHost: "host" in input.target ? input.target.host : null,
-        targetLabels: "labels" in input.target ? LeaseService.canonicalLabels(input.target.labels) : null,
+        targetLabels: "labels" in input.target ? canonicalLabels(input.target.labels) : null,
         spec: input.spec,
-        status: "pending",
         maxAttempts: input.maxAttempts ?? config.maxAttempts,
-        dedupeKey: key,
         timeoutSeconds: input.timeoutSeconds ?? config.jobTimeoutSeconds,
         queueDeadline: now + (input.queueTimeoutSeconds ?? config.queueTimeoutSeconds) * 1000,
         createdAt: now,
-      })
-      .returning()
-      .get();
-    if (row.targetLabels) this.leases.noteLabelSet(row.targetLabels);
-    this.deps.events.jobChanged(changeOf(row));
-    this.deps.logger.info({ jobId: row.id, app: row.app, kind: row.kind, target: targetKey(input.target) }, "job queued");
-    this.deps.notifier.jobQueued({ host: row.targetHost, labels: row.targetLabels });
-    return { job: jobToWire(row), created: true };
+      },
+      key,
+      idempotency?.take,
+    );
+    if (created) {
+      this.deps.logger.info({ jobId: row.id, app: row.app, kind: row.kind, target: targetKey(input.target) }, "job queued");
+    }
+    return { job: jobToWire(row), created };
   }
 
   getRow(id: string): JobRow {
@@ -161,31 +148,11 @@ export class JobService {
 
   /** A pending job is cancelled at once; a held one is asked to stop through its agent. */
   cancel(id: string): Job {
-    const { db, clock, notifier, logger } = this.deps;
-    const row = this.getRow(id);
-    const status = row.status as JobStatus;
-    if (status === "cancelled" || (row.cancelRequested && !isFinal(status))) return jobToWire(row);
-    if (isFinal(status)) throw new ApiError(409, "job_finished", `job ${id} already ended ${status}`);
-    const now = clock();
-    const updated =
-      status === "pending"
-        ? db
-            .update(jobs)
-            .set({ status: "cancelled", cancelRequested: true, finishedAt: now, error: "cancelled before it started" })
-            .where(and(eq(jobs.id, id), eq(jobs.status, "pending")))
-            .returning()
-            .get()
-        : db
-            .update(jobs)
-            .set({ cancelRequested: true })
-            .where(and(eq(jobs.id, id), inArray(jobs.status, ["assigned", "running"])))
-            .returning()
-            .get();
-    // The job moved on between the read and the write (it was claimed): ask again.
-    if (!updated) return this.cancel(id);
-    logger.info({ jobId: id, status: updated.status }, "job cancel requested");
-    this.deps.events.jobChanged(changeOf(updated));
-    if (updated.agentId) notifier.agentChanged(updated.agentId);
-    return jobToWire(updated);
+    const row = this.state.cancel(id);
+    if (!row) throw notFound("job", id);
+    if (row.status !== "cancelled" && isFinal(row.status as JobStatus)) {
+      throw new ApiError(409, "job_finished", `job ${id} already ended ${row.status}`);
+    }
+    return jobToWire(row);
   }
 }

@@ -8,7 +8,7 @@ import { webhookDeliveries } from "../db/schema";
 import { ApiError } from "../lib/errors";
 import type { CreateDeploymentInput } from "./deployments";
 import { type Deps, iso } from "./deps";
-import { CommitStatusReporter, type DeploymentFeed } from "./commitStatuses";
+import { CommitStatusReporter } from "./commitStatuses";
 import { GitHubClient } from "./github";
 
 export type WebhookOutcome = "deployed" | "ignored" | "pong" | "rejected";
@@ -210,12 +210,14 @@ function toWire(row: typeof webhookDeliveries.$inferSelect): Delivery {
 
 /**
  * Everything GitHub-facing, wired to the deployments: tags and refs are resolved through the
- * client, deployments are mirrored as commit statuses, push webhooks create deployments.
+ * client, push webhooks create deployments; commit statuses are a consequence (services/index.ts).
  */
-export function connectGitHub(deps: Deps, deployments: Creator & DeploymentFeed & { setRefResolver(r: (repo: string, ref: string) => Promise<string>): void }) {
+export function connectGitHub(
+  deps: Deps,
+  deployments: Creator & { get(id: string): Deployment; setRefResolver(r: (repo: string, ref: string) => Promise<string>): void },
+) {
   const github = new GitHubClient(deps);
   deployments.setRefResolver((repo, ref) => github.resolveRef(repo, ref));
-  const commitStatuses = new CommitStatusReporter(deps, github);
-  commitStatuses.attach(deployments);
+  const commitStatuses = new CommitStatusReporter(deps, github, (id) => deployments.get(id));
   return { github, commitStatuses, webhooks: new WebhookService(deps, deployments) };
 }

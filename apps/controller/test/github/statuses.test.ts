@@ -49,7 +49,7 @@ describe("commit statuses", () => {
     const d = await deployRef(h, "v1.1.0");
     expect(d.sha).toBe(SHA.v110);
     await finishNextJob(h, agent, "succeeded");
-    await h.services.commitStatuses.idle();
+    await h.settle();
     const statuses = posted();
     expect(statuses.map((s) => s.state)).toEqual(["pending", "success"]);
     for (const s of statuses) {
@@ -67,7 +67,7 @@ describe("commit statuses", () => {
     const agent = await h.register("web-1");
     const d = await deployRef(h, "main");
     await finishNextJob(h, agent, "failed");
-    await h.services.commitStatuses.idle();
+    await h.settle();
     const statuses = posted();
     expect(statuses.map((s) => s.state)).toEqual(["pending", "failure"]);
     expect(statuses[1]).toMatchObject({ path: `/repos/${REPO}/statuses/${SHA.main}`, target_url: `http://localhost:8080/v1/deployments/${d.id}` });
@@ -79,7 +79,7 @@ describe("commit statuses", () => {
     const agent = await h.register("web-1");
     const d = await deployRef(h, "main");
     await finishNextJob(h, agent, "succeeded");
-    await h.services.commitStatuses.idle();
+    await h.settle();
     const res = await h.call("GET", `/v1/deployments/${d.id}`, { token: ADMIN });
     expect((await res.json()).deployment.status).toBe("succeeded");
     await vi.waitFor(() => expect(h.logLines.some((l) => l.includes("could not report the commit status"))).toBe(true));
@@ -91,7 +91,7 @@ describe("commit statuses", () => {
     const agent = await h.register("web-1");
     await deployRef(h, "main");
     await finishNextJob(h, agent, "succeeded");
-    await h.services.commitStatuses.idle();
+    await h.settle();
     expect(seen).toEqual([]);
   });
 });

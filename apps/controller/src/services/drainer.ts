@@ -1,0 +1,280 @@
+import type { Logger } from "pino";
+import type { Deps } from "./deps";
+import type { OutboxEvent } from "./outbox";
+
+/**
+ * Something that must happen because a change committed. The drainer applies each outbox row's
+ * consequences in id order, once the row committed:
+ * - `db`: synchronous database writes (deployment status, fan-out, releases). Each runs in a
+ *   savepoint of the drainer's transaction, which also moves the drainer's cursor: applied and
+ *   recorded together, so a crash re-applies nothing twice and skips nothing. It may append
+ *   events of its own (they are applied in a later batch).
+ * - `external`: calls out of the process (GitHub commit statuses). Recorded as a task in the same
+ *   transaction, sent after the commit, retried with backoff until it succeeds.
+ * - `signal`: in-memory wake-ups (long-polls, log streams) after the commit. Not retried: whoever
+ *   is woken reads the database, and after a restart there is nobody left to wake.
+ * A consequence must be idempotent: a retry, or a restart between its effect and the record of
+ * it (external ones), runs it again.
+ */
+export interface Consequence {
+  /** stable: retries are stored under it */
+  name: string;
+  /** the event types it follows */
+  types: readonly string[];
+  kind: "db" | "external" | "signal";
+  apply(event: OutboxEvent): void | Promise<void>;
+}
+
+export interface DrainerOptions {
+  /** rows applied per transaction */
+  batch: number;
+  /** first retry after this long, doubling per attempt up to `maxBackoffMs` */
+  backoffMs: number;
+  maxBackoffMs: number;
+  /** after this many failed attempts a consequence is given up (still visible in outbox_retries) */
+  maxAttempts: number;
+}
+
+type RetryRow = { event_id: number; consequence: string; attempts: number };
+
+export const DRAINER = "consequences";
+
+export class Drainer {
+  private readonly consequences: Consequence[] = [];
+  private readonly byType = new Map<string, Consequence[]>();
+  private readonly logger: Logger;
+  private readonly options: DrainerOptions;
+  private readonly addTask;
+  private readonly dueTasks;
+  private readonly bumpTask;
+  private readonly dropTask;
+  private readonly clearDeploymentError;
+  private cursor: number | undefined;
+  /** external tasks running now, by `eventId|consequence` */
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopListening: (() => void) | undefined;
+  private paused = false;
+
+  constructor(
+    private readonly deps: Deps,
+    options: Partial<DrainerOptions> = {},
+  ) {
+    this.logger = deps.logger.child({ component: "drainer" });
+    this.options = { batch: 500, backoffMs: 1_000, maxBackoffMs: 10 * 60_000, maxAttempts: 30, ...options };
+    const sqlite = deps.db.$client;
+    this.addTask = sqlite.prepare(
+      `INSERT INTO outbox_retries (event_id, consequence, attempts, next_attempt_at, last_error, created_at)
+       VALUES (@eventId, @consequence, @attempts, @nextAt, @error, @now)
+       ON CONFLICT(event_id, consequence) DO UPDATE SET attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error`,
+    );
+    this.dueTasks = sqlite.prepare(
+      "SELECT event_id, consequence, attempts FROM outbox_retries WHERE next_attempt_at <= ? ORDER BY event_id, consequence LIMIT 200",
+    );
+    this.bumpTask = this.addTask;
+    this.dropTask = sqlite.prepare("DELETE FROM outbox_retries WHERE event_id = ? AND consequence = ?");
+    this.clearDeploymentError = sqlite.prepare(
+      "UPDATE deployments SET consequence_error = NULL WHERE id = ? AND consequence_error LIKE ? || ':%'",
+    );
+  }
+
+  register(consequence: Consequence): void {
+    if (this.consequences.some((c) => c.name === consequence.name)) throw new Error(`consequence '${consequence.name}' is registered twice`);
+    this.consequences.push(consequence);
+    for (const type of consequence.types) this.byType.set(type, [...(this.byType.get(type) ?? []), consequence]);
+  }
+
+  /** Applies new rows as they are appended (the app factory calls this; no timer). */
+  follow(): void {
+    this.paused = this.deps.config.pauseConsequences;
+    if (this.paused) return;
+    this.stopListening ??= this.deps.outbox.onAppend(() => this.kick());
+  }
+
+  /**
+   * At start: applies what was left from before (a crash between a change and its
+   * consequences), then retries due tasks every second. DEPLOYBOT_TEST_PAUSE_CONSEQUENCES keeps
+   * the drainer from applying anything — only for tests that need the crash window.
+   */
+  start(retryEveryMs = 1_000): void {
+    this.follow();
+    if (this.paused) {
+      this.logger.warn("consequences are paused (DEPLOYBOT_TEST_PAUSE_CONSEQUENCES): changes are recorded but not applied");
+      return;
+    }
+    const left = this.deps.outbox.latestId() - this.position();
+    if (left > 0) this.logger.info({ events: left }, "applying consequences left from before the start");
+    this.timer = setInterval(() => this.kick(), retryEveryMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.stopListening?.();
+    this.stopListening = undefined;
+    this.paused = true;
+  }
+
+  /**
+   * Applies every committed row, then starts the tasks that are due. Synchronous: the outbox
+   * calls it once per turn of the event loop in which rows were appended, the timer every second
+   * (for retries whose backoff ran out). External tasks run on; `idle()` waits for them.
+   */
+  kick(): void {
+    if (this.paused) return;
+    try {
+      this.drain();
+      this.startDueTasks();
+    } catch (err) {
+      this.logger.error({ err }, "draining the outbox failed; trying again");
+    }
+  }
+
+  /** Resolves once every committed row is applied and no task that is due is running (tests, shutdown). */
+  async idle(): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      this.kick();
+      if (this.inFlight.size === 0 && (this.paused || this.deps.outbox.latestId() <= this.position())) return;
+      await Promise.all(this.inFlight.values());
+    }
+  }
+
+  /** The last outbox id whose consequences were applied (or recorded as tasks). */
+  appliedUpTo(): number {
+    return this.position();
+  }
+
+  private position(): number {
+    this.cursor ??= this.deps.outbox.cursor(DRAINER);
+    return this.cursor;
+  }
+
+  /** Applies every committed row past the cursor, a batch per transaction. Synchronous. */
+  drain(): number {
+    let applied = 0;
+    const { db, outbox } = this.deps;
+    for (;;) {
+      const rows = outbox.after(this.position(), this.options.batch);
+      if (rows.length === 0) return applied;
+      const signals: Array<[Consequence, OutboxEvent]> = [];
+      let external = false;
+      const last = rows[rows.length - 1]!.id;
+      db.$client.transaction(() => {
+        const now = this.deps.clock();
+        for (const event of rows) {
+          for (const c of this.byType.get(event.type) ?? []) {
+            if (c.kind === "signal") signals.push([c, event]);
+            else if (c.kind === "external") {
+              this.addTask.run({ eventId: event.id, consequence: c.name, attempts: 0, nextAt: now, error: null, now });
+              external = true;
+            } else {
+              try {
+                db.$client.transaction(() => c.apply(event))();
+              } catch (err) {
+                this.failed(event, c, err, 0);
+              }
+            }
+          }
+        }
+        outbox.setCursor(DRAINER, last);
+      })();
+      this.cursor = last;
+      applied += rows.length;
+      for (const [c, event] of signals) {
+        try {
+          c.apply(event);
+        } catch (err) {
+          this.logger.warn({ err, consequence: c.name, eventId: event.id }, "a wake-up failed");
+        }
+      }
+      if (external) this.startDueTasks();
+    }
+  }
+
+  /** Starts the external tasks and retries whose time has come; resolves when those have ended. */
+  async runDueTasks(): Promise<void> {
+    await Promise.all(this.startDueTasks());
+  }
+
+  private startDueTasks(): Promise<void>[] {
+    const due = this.dueTasks.all(this.deps.clock()) as RetryRow[];
+    const runs: Promise<void>[] = [];
+    for (const task of due) {
+      const key = `${task.event_id}|${task.consequence}`;
+      if (this.inFlight.has(key)) continue;
+      const run = this.runTask(task).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, run);
+      runs.push(run);
+    }
+    return runs;
+  }
+
+  private async runTask(task: RetryRow): Promise<void> {
+    const c = this.consequences.find((x) => x.name === task.consequence);
+    const event = this.deps.outbox.get(task.event_id);
+    if (!c || !event) {
+      // a consequence no longer registered (or a row already gone) cannot be applied: drop it, loudly
+      this.logger.warn({ consequence: task.consequence, eventId: task.event_id }, "dropping a task nothing can apply");
+      this.dropTask.run(task.event_id, task.consequence);
+      return;
+    }
+    const sqlite = this.deps.db.$client;
+    try {
+      if (c.kind === "db") {
+        sqlite.transaction(() => {
+          c.apply(event);
+          this.succeeded(event, c);
+        })();
+      } else {
+        await c.apply(event);
+        this.succeeded(event, c);
+      }
+    } catch (err) {
+      sqlite.transaction(() => this.failed(event, c, err, task.attempts))();
+    }
+  }
+
+  private succeeded(event: OutboxEvent, c: Consequence) {
+    this.dropTask.run(event.id, c.name);
+    const deploymentId = deploymentOf(event);
+    if (deploymentId) this.clearDeploymentError.run(deploymentId, c.name);
+  }
+
+  /** Records a failed attempt: backoff, the error on the task and on the deployment, and an event. */
+  private failed(event: OutboxEvent, c: Consequence, err: unknown, attemptsBefore: number) {
+    const attempts = attemptsBefore + 1;
+    const message = errorMessage(err);
+    const giveUp = attempts >= this.options.maxAttempts;
+    const delay = Math.min(this.options.backoffMs * 2 ** (attempts - 1), this.options.maxBackoffMs);
+    const now = this.deps.clock();
+    // jitter: retries of many rows that failed together do not arrive together
+    const nextAt = giveUp ? null : now + Math.round(delay * (0.8 + Math.random() * 0.4));
+    this.bumpTask.run({ eventId: event.id, consequence: c.name, attempts, nextAt, error: message, now });
+    const summary = `${c.name}: ${message} (attempt ${attempts}${giveUp ? ", gave up" : `, retrying in ${Math.round(delay / 1000)} s`})`;
+    const deploymentId = deploymentOf(event);
+    if (deploymentId) {
+      this.deps.db.$client.prepare("UPDATE deployments SET consequence_error = ? WHERE id = ?").run(summary, deploymentId);
+    }
+    this.deps.outbox.append(
+      "consequence.failed",
+      { app: event.app, subject: deploymentId ?? event.subject },
+      { eventId: event.id, eventType: event.type, consequence: c.name, error: message, attempts, deploymentId, retrying: !giveUp },
+    );
+    const log = { consequence: c.name, eventId: event.id, eventType: event.type, deploymentId, attempts, error: message };
+    if (giveUp) this.logger.error(log, "a consequence failed for the last time; giving up");
+    else this.logger.warn(log, "a consequence failed; retrying with backoff");
+  }
+}
+
+function deploymentOf(event: OutboxEvent): string | null {
+  if (event.type === "deployment.changed") return event.subject;
+  const id = event.data.deploymentId;
+  return typeof id === "string" ? id : null;
+}
+
+function errorMessage(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown };
+  const message = typeof e?.message === "string" ? e.message : String(err);
+  return (typeof e?.code === "string" ? `${e.code}: ${message}` : message).slice(0, 500);
+}

@@ -1,0 +1,88 @@
+import { type ControllerEvent, type EventsQuery, eventTypeMatches } from "@deploybot/protocol";
+import { ApiError } from "../lib/errors";
+import type { Deps } from "./deps";
+import type { SseSink } from "./logStream";
+import { Wakeup } from "./logTail";
+import type { OutboxEvent } from "./outbox";
+
+export interface EventStreamOptions {
+  /** a `: ping` comment after this long without a write, so proxies keep the connection */
+  pingMs: number;
+  /** outbox rows read per query */
+  page: number;
+}
+
+const frame = (e: OutboxEvent) => {
+  const body: ControllerEvent = { id: e.id, type: e.type, at: new Date(e.createdAt).toISOString(), app: e.app, data: e.data };
+  return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(body)}\n\n`;
+};
+
+/** Parses `Last-Event-ID` / `?after=`: an outbox id. */
+export function parseEventCursor(text: string): number {
+  if (!/^\d{1,15}$/.test(text.trim())) throw new ApiError(400, "invalid_cursor", "the event id must be an event's numeric id");
+  return Number(text.trim());
+}
+
+/**
+ * `GET /v1/events`: the outbox as Server-Sent Events, in commit order. Each frame's id is the
+ * outbox id, so `Last-Event-ID` resumes exactly after the last event the client saw — across
+ * controller restarts, since the outbox is the database. Without a cursor the stream starts at
+ * the next change. A cursor older than the retention starts with a `gap` event (the events in
+ * between were pruned), then everything retained.
+ */
+export class EventStreams {
+  readonly options: EventStreamOptions;
+  private open = 0;
+
+  constructor(
+    private readonly deps: Deps,
+    options: Partial<EventStreamOptions> = {},
+  ) {
+    this.options = { pingMs: 15_000, page: 500, ...options };
+  }
+
+  get streams(): number {
+    return this.open;
+  }
+
+  serve(q: EventsQuery, after: number | undefined) {
+    const { outbox } = this.deps;
+    // read now, before the response starts: "from now" means the changes after this request
+    let cursor = after ?? outbox.latestId();
+    const oldest = outbox.oldestId();
+    const gap = after !== undefined && oldest !== null && after < oldest - 1 ? { after, oldestId: oldest } : null;
+    const wanted = (e: OutboxEvent) => (q.app === undefined || e.app === q.app) && eventTypeMatches(e.type, q.types);
+
+    return async (sink: SseSink) => {
+      this.open++;
+      const wakeup = new Wakeup();
+      const stop = outbox.onAppend(wakeup.notify);
+      sink.onAbort(wakeup.notify);
+      let lastWrite = performance.now();
+      const write = async (chunk: string) => {
+        lastWrite = performance.now();
+        await sink.write(chunk);
+      };
+      try {
+        await write("retry: 2000\n\n");
+        if (gap) await write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
+        while (!sink.aborted) {
+          const rows = outbox.after(cursor, this.options.page);
+          const text = rows.filter(wanted).map(frame).join("");
+          if (rows.length > 0) cursor = rows[rows.length - 1]!.id;
+          if (text) await write(text);
+          if (rows.length === this.options.page) continue;
+          const quiet = performance.now() - lastWrite;
+          if (quiet >= this.options.pingMs) {
+            await write(": ping\n\n");
+            continue;
+          }
+          await wakeup.wait(this.options.pingMs - quiet);
+        }
+      } finally {
+        this.open--;
+        stop();
+      }
+    };
+  }
+}

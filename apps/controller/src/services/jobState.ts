@@ -1,0 +1,240 @@
+import { randomBytes } from "node:crypto";
+import type { JobChangedEvent, JobStatus } from "@deploybot/protocol";
+import type { Deps } from "./deps";
+import type { JobFields, JobRow, JobStore, NewJob } from "./jobStore";
+import type { Outbox } from "./outbox";
+
+export type JobTransition = JobChangedEvent["transition"];
+
+export const SUPERSEDED = "superseded by ";
+
+export function jobEvent(row: JobRow, transition: JobTransition): JobChangedEvent {
+  return {
+    id: row.id,
+    kind: row.kind as JobChangedEvent["kind"],
+    app: row.app,
+    status: row.status as JobStatus,
+    transition,
+    host: row.targetHost,
+    labels: row.targetLabels,
+    agentId: row.agentId,
+    deploymentId: row.deploymentId,
+    attempts: row.attempts,
+    cancelRequested: row.cancelRequested,
+    error: row.error,
+    expectedLogLines: row.expectedLogLines,
+  };
+}
+
+/** The canonical form of a label set, as stored in jobs.target_labels. */
+export const canonicalLabels = (labels: readonly string[]): string[] => [...new Set(labels)].sort();
+
+/**
+ * The one owner of a job's status. Every transition — queue, claim, start, finish, requeue,
+ * fail, lose, cancel, supersede, time out — is one synchronous transaction that writes the job
+ * (guarded: compare-and-swap on status and lease) and appends its `job.changed` row to the
+ * outbox. What follows from a change (deployment status, fan-out, releases, commit statuses,
+ * wake-ups) is applied from the outbox by the drainer, never here: a transition cannot fail
+ * because a consequence does, and a consequence is never lost because the process died.
+ */
+export class JobState {
+  /** label sets (canonical JSON) pending jobs may carry; probed one by one at claim time */
+  private readonly labelSets = new Set<string>();
+
+  constructor(
+    private readonly deps: Deps,
+    readonly store: JobStore,
+    private readonly outbox: Outbox,
+  ) {
+    for (const key of store.pendingLabelSets()) this.labelSets.add(key);
+  }
+
+  private emit(row: JobRow, transition: JobTransition): JobRow {
+    this.outbox.append("job.changed", { app: row.app, subject: row.id }, jobEvent(row, transition));
+    return row;
+  }
+
+  /** Queues a job; with a dedupe key, the active job with that key is returned instead (`created: false`). */
+  queue(values: NewJob, dedupeKey: string | null, first?: () => void): { row: JobRow; created: boolean } {
+    const result = this.store.transaction(() => {
+      first?.(); // the request's Idempotency-Key, taken in the transaction that creates the job
+      const existing = dedupeKey ? this.store.activeByDedupeKey(dedupeKey) : undefined;
+      if (existing) return { row: existing, created: false };
+      return { row: this.emit(this.store.insert({ ...values, status: "pending", dedupeKey }), "queued"), created: true };
+    });
+    if (result.created && result.row.targetLabels) this.labelSets.add(JSON.stringify(result.row.targetLabels));
+    return result;
+  }
+
+  private oldestMatching(agent: { hostname: string; labels: readonly string[] }): string | undefined {
+    let best = this.store.oldestPendingForHost(agent.hostname);
+    for (const key of this.labelSets) {
+      const wanted = JSON.parse(key) as string[];
+      if (!wanted.every((l) => agent.labels.includes(l))) continue;
+      const id = this.store.oldestPendingForLabels(key);
+      // Nothing pending for this set any more: forget it until a job brings it back.
+      if (id === undefined) this.labelSets.delete(key);
+      else if (best === undefined || id < best) best = id;
+    }
+    return best;
+  }
+
+  /**
+   * pending -> assigned: the oldest pending job this agent may run, under a new lease. The probe
+   * runs outside any transaction, so an empty queue (most heartbeats) costs no write; the take
+   * and its event commit together, and a take that lost a race tries the next candidate.
+   */
+  claim(agent: { id: string; hostname: string; labels: readonly string[] }, leaseMs: number): JobRow | null {
+    for (let tries = 0; tries < 3; tries++) {
+      const id = this.oldestMatching(agent);
+      if (id === undefined) return null;
+      const now = this.deps.clock();
+      const leaseId = `lse_${randomBytes(12).toString("base64url")}`;
+      const row = this.store.transaction(() => {
+        const taken = this.store.take(id, agent.id, leaseId, now + leaseMs, now);
+        return taken && this.emit(taken, "claimed");
+      });
+      if (row) {
+        this.deps.logger.info({ jobId: row.id, agentId: agent.id, attempt: row.attempts }, "job assigned");
+        return row;
+      }
+    }
+    return null;
+  }
+
+  /** assigned|running -> running, under the caller's lease; undefined when the lease no longer holds it. */
+  start(jobId: string, leaseId: string, leaseMs: number): JobRow | undefined {
+    const now = this.deps.clock();
+    return this.store.transaction(() => {
+      const row = this.store.start(jobId, leaseId, now, now + leaseMs);
+      return row && this.emit(row, "started");
+    });
+  }
+
+  /** assigned|running -> succeeded | failed | cancelled, as the agent holding the lease reports. */
+  finish(
+    jobId: string,
+    leaseId: string,
+    report: { status: "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string; logLines?: number },
+  ): JobRow | undefined {
+    const now = this.deps.clock();
+    return this.store.transaction(() => {
+      const row = this.store.finish(jobId, leaseId, {
+        status: report.status,
+        now,
+        result: report.result ? JSON.stringify(report.result) : null,
+        error: report.error ?? (report.status === "cancelled" ? "cancelled" : null),
+        expectedLogLines: report.logLines ?? null,
+      });
+      return row && this.emit(row, "finished");
+    });
+  }
+
+  /**
+   * An assigned job its agent never started goes back to pending (attempts count), unless it
+   * was cancelled meanwhile or has used its attempts.
+   */
+  requeue(job: JobRow, reason: string): JobRow | undefined {
+    const now = this.deps.clock();
+    const exhausted = job.attempts >= job.maxAttempts;
+    const ended = { finishedAt: now, leaseExpiresAt: null };
+    const [status, fields, transition]: [string, JobFields, JobTransition] = job.cancelRequested
+      ? ["cancelled", { ...ended, error: "cancelled before it started" }, "cancelled"]
+      : exhausted
+        ? ["failed", { ...ended, error: `${reason}; gave up after ${job.attempts} attempts` }, "failed"]
+        : ["pending", { agentId: null, leaseId: null, leaseExpiresAt: null, assignedAt: null }, "requeued"];
+    const row = this.move(job, ["assigned"], status, fields, transition);
+    if (row) this.deps.logger.warn({ jobId: job.id, agentId: job.agentId, reason, attempts: job.attempts, status }, "job handed back");
+    return row;
+  }
+
+  /** running -> failed: the agent says it no longer holds the job (it restarted or lost it). */
+  failNotHeld(job: JobRow): JobRow | undefined {
+    const row = this.move(
+      job,
+      ["assigned", "running"],
+      "failed",
+      { error: "the agent no longer holds the job (it restarted or lost it)", finishedAt: this.deps.clock(), leaseExpiresAt: null },
+      "failed",
+    );
+    if (row) this.deps.logger.warn({ jobId: job.id, agentId: job.agentId }, "job failed: agent no longer holds it");
+    return row;
+  }
+
+  /** running -> lost: the agent stopped renewing its lease. */
+  lose(job: JobRow): JobRow | undefined {
+    const row = this.move(
+      job,
+      ["running"],
+      "lost",
+      { finishedAt: this.deps.clock(), leaseExpiresAt: null, error: "the agent stopped renewing its lease" },
+      "lost",
+    );
+    if (row) this.deps.logger.warn({ jobId: job.id, agentId: job.agentId }, "job lost: lease expired");
+    return row;
+  }
+
+  private move(job: JobRow, from: readonly string[], status: string, fields: JobFields, transition: JobTransition) {
+    return this.store.transaction(() => {
+      const row = this.store.move(job.id, from, job.leaseId, status, fields);
+      return row && this.emit(row, transition);
+    });
+  }
+
+  /**
+   * A pending job is cancelled at once; a held one is asked to stop (its agent hears on the next
+   * heartbeat). Answers the job as it is now; null when it no longer exists.
+   */
+  cancel(jobId: string): JobRow | null {
+    for (let tries = 0; tries < 3; tries++) {
+      const row = this.store.transaction(() => {
+        const job = this.store.byId(jobId);
+        if (!job) return null;
+        if (job.status === "pending") {
+          const moved = this.store.move(jobId, ["pending"], null, "cancelled", {
+            cancelRequested: true,
+            finishedAt: this.deps.clock(),
+            error: "cancelled before it started",
+          });
+          return moved ? this.emit(moved, "cancelled") : undefined;
+        }
+        if (job.status !== "assigned" && job.status !== "running") return job;
+        if (job.cancelRequested) return job;
+        const asked = this.store.requestCancel(jobId);
+        return asked ? this.emit(asked, "cancel_requested") : undefined;
+      });
+      // undefined: the job moved on between the read and the guarded write; look again
+      if (row !== undefined) {
+        if (row) this.deps.logger.info({ jobId, status: row.status }, "job cancel requested");
+        return row;
+      }
+    }
+    return this.store.byId(jobId) ?? null;
+  }
+
+  /** pending -> cancelled because a newer deployment of the app replaces this one (coalescing). */
+  supersede(jobId: string, byDeploymentId: string): JobRow | undefined {
+    return this.store.transaction(() => {
+      const row = this.store.move(jobId, ["pending"], null, "cancelled", {
+        cancelRequested: true,
+        finishedAt: this.deps.clock(),
+        error: `${SUPERSEDED}${byDeploymentId}`,
+      });
+      return row && this.emit(row, "superseded");
+    });
+  }
+
+  /** Expired leases (requeue or lost), execution timeouts and queue timeouts, at `now`. */
+  sweep(): void {
+    const now = this.deps.clock();
+    for (const job of this.store.expiredLeases(now)) {
+      if (job.status === "assigned") this.requeue(job, "lease expired before the job started");
+      else this.lose(job);
+    }
+    const timedOut = this.store.transaction(() => [
+      ...this.store.timeOutRunning(now).map((row) => this.emit(row, "timed_out")),
+      ...this.store.timeOutQueued(now).map((row) => this.emit(row, "timed_out")),
+    ]);
+    for (const row of timedOut) this.deps.logger.warn({ jobId: row.id, error: row.error }, "job timed out");
+  }
+}

@@ -1,0 +1,269 @@
+import { and, eq, inArray, isNotNull, lt, sql } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { jobs } from "../db/schema";
+
+export type JobRow = typeof jobs.$inferSelect;
+export type NewJob = typeof jobs.$inferInsert;
+
+/** The columns a status write may set besides the status itself. */
+export type JobFields = Partial<
+  Pick<JobRow, "agentId" | "leaseId" | "leaseExpiresAt" | "assignedAt" | "finishedAt" | "error" | "cancelRequested">
+>;
+
+/**
+ * Every statement that reads or writes a job's state, and nothing else: the job-state module
+ * (jobState.ts) is its only user. One method is one statement (graphile-worker's "one SQL
+ * operation per file" shape), so a second engine implements this interface and the transitions
+ * stay as they are. Issue 15's PostgreSQL store would answer with promises (its driver is
+ * asynchronous): the transitions are the only callers to adapt, `take` becomes
+ * `FOR UPDATE SKIP LOCKED`, and `transaction` a client checked out for the duration.
+ * SQLite keeps synchronous calls: a promise per statement costs about 1 µs, a claim+finish
+ * cycle here about 80 µs, and a synchronous transaction cannot be interleaved by another request.
+ */
+export interface JobStore {
+  /** Runs `fn` in one transaction (nested calls are savepoints). */
+  transaction<T>(fn: () => T): T;
+  insert(job: NewJob): JobRow;
+  byId(id: string): JobRow | undefined;
+  activeByDedupeKey(key: string): JobRow | undefined;
+  heldBy(agentId: string): JobRow[];
+  /** The oldest pending job aimed at this host, or carrying exactly this label set (canonical JSON). */
+  oldestPendingForHost(host: string): string | undefined;
+  oldestPendingForLabels(labelSet: string): string | undefined;
+  pendingLabelSets(): string[];
+  /** pending -> assigned, compare-and-swap on the status. */
+  take(id: string, agentId: string, leaseId: string, leaseExpiresAt: number, now: number): JobRow | undefined;
+  /** assigned|running -> running under this lease. */
+  start(id: string, leaseId: string, now: number, leaseUntil: number): JobRow | undefined;
+  /** assigned|running -> a final status under this lease. */
+  finish(
+    id: string,
+    leaseId: string,
+    f: { status: string; now: number; result: string | null; error: string | null; expectedLogLines: number | null },
+  ): JobRow | undefined;
+  /** `from` -> `status` (with `fields`), guarded by the lease when one is given. */
+  move(id: string, from: readonly string[], leaseId: string | null, status: string, fields: JobFields): JobRow | undefined;
+  /** Sets cancel_requested on a held job. */
+  requestCancel(id: string): JobRow | undefined;
+  expiredLeases(now: number): JobRow[];
+  timeOutRunning(now: number): JobRow[];
+  timeOutQueued(now: number): JobRow[];
+  renewLease(id: string, until: number): void;
+  renewHeld(agentId: string, ids: readonly string[], until: number): void;
+  states(ids: readonly string[]): Array<Pick<JobRow, "id" | "status" | "agentId" | "cancelRequested">>;
+  rearmLeases(until: number): number;
+}
+
+const HELD = ["assigned", "running"];
+
+type RawJob = Record<string, unknown>;
+
+/** A row read by a raw statement, in drizzle's shape (camelCase, JSON and booleans decoded). */
+function fromRaw(r: RawJob): JobRow {
+  return {
+    id: r.id as string,
+    deploymentId: r.deployment_id as string | null,
+    kind: r.kind as string,
+    app: r.app as string,
+    targetHost: r.target_host as string | null,
+    targetLabels: r.target_labels === null ? null : (JSON.parse(r.target_labels as string) as string[]),
+    spec: JSON.parse(r.spec as string) as Record<string, unknown>,
+    status: r.status as string,
+    agentId: r.agent_id as string | null,
+    leaseId: r.lease_id as string | null,
+    leaseExpiresAt: r.lease_expires_at as number | null,
+    attempts: r.attempts as number,
+    maxAttempts: r.max_attempts as number,
+    cancelRequested: r.cancel_requested === 1,
+    dedupeKey: r.dedupe_key as string | null,
+    result: r.result === null ? null : (JSON.parse(r.result as string) as Record<string, unknown>),
+    error: r.error as string | null,
+    timeoutSeconds: r.timeout_seconds as number,
+    queueDeadline: r.queue_deadline as number,
+    logOffset: r.log_offset as number,
+    logBytes: r.log_bytes as number,
+    logTruncated: r.log_truncated === 1,
+    expectedLogLines: r.expected_log_lines as number | null,
+    createdAt: r.created_at as number,
+    assignedAt: r.assigned_at as number | null,
+    startedAt: r.started_at as number | null,
+    finishedAt: r.finished_at as number | null,
+  };
+}
+
+/** The embedded engine: better-sqlite3, statements prepared once. */
+export class SqliteJobStore implements JobStore {
+  private readonly probeHost;
+  private readonly probeLabels;
+  private readonly takeStatement;
+  private readonly startStatement;
+  private readonly finishStatement;
+  private readonly byIdStatement;
+  private readonly heldStatement;
+  private readonly renewStatement;
+  private readonly requestCancelStatement;
+
+  constructor(private readonly db: Db) {
+    const sqlite = db.$client;
+    // A claim is index probes (by host, then by each label set the agent satisfies; partial
+    // indexes hold pending rows only) and one compare-and-swap UPDATE: two agents can never
+    // hold the same job, and probing label sets by exact key keeps a claim O(label sets).
+    this.probeHost = sqlite.prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_host = ? ORDER BY id LIMIT 1").pluck();
+    this.probeLabels = sqlite.prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_labels = ? ORDER BY id LIMIT 1").pluck();
+    this.takeStatement = sqlite.prepare(`
+      UPDATE jobs SET status = 'assigned', agent_id = @agentId, lease_id = @leaseId,
+        lease_expires_at = @leaseExpiresAt, assigned_at = @now, attempts = attempts + 1
+      WHERE id = @id AND status = 'pending'
+      RETURNING *`);
+    this.startStatement = sqlite.prepare(`
+      UPDATE jobs SET status = 'running', started_at = @now, lease_expires_at = @until
+      WHERE id = @id AND lease_id = @leaseId AND status IN ('assigned', 'running')
+      RETURNING *`);
+    // result is a JSON column: the parameter is its text (or NULL) as stored
+    this.finishStatement = sqlite.prepare(`
+      UPDATE jobs SET status = @status, finished_at = @now, lease_expires_at = NULL, result = @result, error = @error,
+        expected_log_lines = @expectedLogLines, started_at = coalesce(started_at, @now)
+      WHERE id = @id AND lease_id = @leaseId AND status IN ('assigned', 'running')
+      RETURNING *`);
+    this.byIdStatement = db
+      .select()
+      .from(jobs)
+      .where(eq(jobs.id, sql.placeholder("id")))
+      .prepare();
+    this.heldStatement = db
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.agentId, sql.placeholder("agentId")), inArray(jobs.status, HELD)))
+      .prepare();
+    this.renewStatement = sqlite.prepare("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND status IN ('assigned', 'running')");
+    this.requestCancelStatement = sqlite.prepare(
+      "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status IN ('assigned', 'running') RETURNING *",
+    );
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.$client.transaction(fn)();
+  }
+
+  insert(job: NewJob): JobRow {
+    return this.db.insert(jobs).values(job).returning().get();
+  }
+
+  byId(id: string): JobRow | undefined {
+    return this.byIdStatement.get({ id });
+  }
+
+  activeByDedupeKey(key: string): JobRow | undefined {
+    return this.db
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.dedupeKey, key), inArray(jobs.status, ["pending", ...HELD])))
+      .get();
+  }
+
+  heldBy(agentId: string): JobRow[] {
+    return this.heldStatement.all({ agentId });
+  }
+
+  oldestPendingForHost(host: string): string | undefined {
+    return this.probeHost.get(host) as string | undefined;
+  }
+
+  oldestPendingForLabels(labelSet: string): string | undefined {
+    return this.probeLabels.get(labelSet) as string | undefined;
+  }
+
+  pendingLabelSets(): string[] {
+    return this.db.$client
+      .prepare("SELECT DISTINCT target_labels FROM jobs WHERE status = 'pending' AND target_labels IS NOT NULL")
+      .pluck()
+      .all() as string[];
+  }
+
+  take(id: string, agentId: string, leaseId: string, leaseExpiresAt: number, now: number): JobRow | undefined {
+    const raw = this.takeStatement.get({ id, agentId, leaseId, leaseExpiresAt, now }) as RawJob | undefined;
+    return raw && fromRaw(raw);
+  }
+
+  start(id: string, leaseId: string, now: number, until: number): JobRow | undefined {
+    const raw = this.startStatement.get({ id, leaseId, now, until }) as RawJob | undefined;
+    return raw && fromRaw(raw);
+  }
+
+  finish(
+    id: string,
+    leaseId: string,
+    f: { status: string; now: number; result: string | null; error: string | null; expectedLogLines: number | null },
+  ): JobRow | undefined {
+    const raw = this.finishStatement.get({ id, leaseId, ...f }) as RawJob | undefined;
+    return raw && fromRaw(raw);
+  }
+
+  move(id: string, from: readonly string[], leaseId: string | null, status: string, fields: JobFields): JobRow | undefined {
+    return this.db
+      .update(jobs)
+      .set({ ...fields, status })
+      .where(and(eq(jobs.id, id), inArray(jobs.status, [...from]), leaseId === null ? undefined : eq(jobs.leaseId, leaseId)))
+      .returning()
+      .get();
+  }
+
+  requestCancel(id: string): JobRow | undefined {
+    const raw = this.requestCancelStatement.get(id) as RawJob | undefined;
+    return raw && fromRaw(raw);
+  }
+
+  expiredLeases(now: number): JobRow[] {
+    return this.db
+      .select()
+      .from(jobs)
+      .where(and(inArray(jobs.status, HELD), isNotNull(jobs.leaseExpiresAt), lt(jobs.leaseExpiresAt, now)))
+      .all();
+  }
+
+  timeOutRunning(now: number): JobRow[] {
+    return this.db
+      .update(jobs)
+      .set({ status: "timed_out", finishedAt: now, leaseExpiresAt: null, error: sql`'exceeded its timeout of ' || ${jobs.timeoutSeconds} || ' s'` })
+      .where(and(eq(jobs.status, "running"), sql`${jobs.startedAt} + ${jobs.timeoutSeconds} * 1000 < ${now}`))
+      .returning()
+      .all();
+  }
+
+  timeOutQueued(now: number): JobRow[] {
+    return this.db
+      .update(jobs)
+      .set({ status: "timed_out", finishedAt: now, error: "no agent claimed the job in time" })
+      .where(and(sql`status = 'pending'`, lt(jobs.queueDeadline, now))) // literal, so the partial index applies
+      .returning()
+      .all();
+  }
+
+  renewLease(id: string, until: number): void {
+    this.renewStatement.run(until, id);
+  }
+
+  renewHeld(agentId: string, ids: readonly string[], until: number): void {
+    this.db
+      .update(jobs)
+      .set({ leaseExpiresAt: until })
+      .where(and(eq(jobs.agentId, agentId), inArray(jobs.id, [...ids]), inArray(jobs.status, HELD)))
+      .run();
+  }
+
+  states(ids: readonly string[]) {
+    return this.db
+      .select({ id: jobs.id, status: jobs.status, agentId: jobs.agentId, cancelRequested: jobs.cancelRequested })
+      .from(jobs)
+      .where(inArray(jobs.id, [...ids]))
+      .all();
+  }
+
+  rearmLeases(until: number): number {
+    return this.db
+      .update(jobs)
+      .set({ leaseExpiresAt: until })
+      .where(and(inArray(jobs.status, HELD), lt(jobs.leaseExpiresAt, until)))
+      .run().changes;
+  }
+}
