@@ -57,7 +57,10 @@ apps:
         cron: "2/6 * * * * *"
         command: [sh, -c, "echo failing >&2; exit 5"]
         concurrency: allow
-`);
+`,
+      // leases of 15 s: an agent killed mid-run is back (and re-attached) before its lease ends
+      { DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "5" },
+    );
     agent = agentProcess(ctl.url, host);
     await waitFor("the agent to register", async () => {
       const { body } = await ctl.api("GET", "/v1/hosts");
@@ -154,5 +157,28 @@ apps:
     const file = await cli(["result", ok.id]);
     expect(file.code).toBe(0);
     expect(JSON.parse(file.stdout)).toEqual({ greeting: "hello" });
+  });
+  it("an agent killed during a run re-attaches after its restart: exit code and result file still arrive", async () => {
+    const created = await ctl.api("POST", `/v1/apps/${app}/runs`, {
+      command: ["sh", "-c", "sleep 4; echo survived > /tmp/r.txt; exit 4"],
+      resultFile: "/tmp/r.txt",
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.run.id as string;
+    await waitFor("the run to start", async () => ((await ctl.api("GET", `/v1/runs/${id}`)).body.run.status === "running" ? true : undefined));
+    await agent.stop("SIGKILL");
+    agent.start();
+    const run = await waitFor(
+      "the re-attached run to end",
+      async () => {
+        const { body } = await ctl.api("GET", `/v1/runs/${id}`);
+        return FINAL.includes(body.run.status) ? (body.run as RunBody) : undefined;
+      },
+      90_000,
+    );
+    expect(run).toMatchObject({ status: "failed", exitCode: 4, resultFile: { path: "/tmp/r.txt", size: 9 } });
+    const res = await fetch(`${ctl.url}/v1/runs/${id}/result`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(await res.text()).toBe("survived\n");
+    expect(await containersWithLabels([`deploybot.job=${run.jobId}`])).toEqual([]);
   });
 });

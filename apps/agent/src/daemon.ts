@@ -182,7 +182,14 @@ export class AgentDaemon {
     this.redactor.add(job.spec.registry?.password, ...Object.values(job.spec.secretEnv ?? {}));
     let localError: string | undefined;
     try {
-      this.state.saveHeldJob({ id: job.id, leaseId: job.leaseId, kind: job.kind, app: job.app, startedAt: Date.now() });
+      this.state.saveHeldJob({
+        id: job.id,
+        leaseId: job.leaseId,
+        kind: job.kind,
+        app: job.app,
+        startedAt: Date.now(),
+        ...(job.kind === "run" && job.spec.run?.result_file ? { resultFile: job.spec.run.result_file } : {}),
+      });
     } catch (err) {
       localError = (err as Error).message;
     }

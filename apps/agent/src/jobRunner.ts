@@ -4,6 +4,7 @@ import { type ClaimedJob, type RegistryCredentials, resultUploadHeaders } from "
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { type ControllerClient, ControllerError } from "./controllerClient";
+import { copyResultFile } from "./docker/resultFile";
 import { CANCELLED, cleanupJob, executeJob, type JobOutcome, type ManagedContainer } from "./executors";
 import type { JobLogSpool } from "./logSpool";
 import type { HostProxy } from "./proxy";
@@ -60,7 +61,7 @@ export class JobRunner {
   static recovered(held: HeldJob, container: ManagedContainer | null, deps: RunnerDeps): JobRunner {
     return new JobRunner(held, deps, async (r) => {
       if (held.final) return held.final;
-      if (container && held.kind === "run") return r.reattach(container);
+      if (container && held.kind === "run") return r.reattach(container, held.resultFile);
       const removed = await cleanupJob(deps.docker, held.id).catch(() => []);
       const error = `the agent restarted while the job was running; removed ${removed.length} container(s) it had started`;
       deps.spool.append("system", error);
@@ -113,15 +114,21 @@ export class JobRunner {
   }
 
   /** A `run` job's container outlived the agent: wait for it and report its exit code. */
-  private async reattach(container: ManagedContainer): Promise<Final> {
+  private async reattach(container: ManagedContainer, resultFile: string | undefined): Promise<Final> {
     const { deps } = this;
     deps.spool.append("system", `re-attached to container ${container.id.slice(0, 12)} after an agent restart`);
     const handle = deps.docker.getContainer(container.id);
     const { StatusCode } = (await handle.wait()) as { StatusCode: number };
+    const result: Record<string, unknown> = { exitCode: StatusCode, reattached: true };
+    if (resultFile) {
+      const copied = await copyResultFile(deps.docker, container.id, resultFile);
+      if (copied.ok) {
+        this.keepResultFile(copied.content);
+        result.resultFile = { path: copied.path, size: copied.size, stored: copied.content.length, truncated: copied.truncated };
+      } else result.resultFile = { path: copied.path, error: copied.error };
+    }
     await handle.remove({ force: true }).catch(() => undefined);
-    return StatusCode === 0
-      ? { status: "succeeded", result: { exitCode: 0, reattached: true } }
-      : { status: "failed", error: `container exited with code ${StatusCode}`, result: { exitCode: StatusCode, reattached: true } };
+    return StatusCode === 0 ? { status: "succeeded", result } : { status: "failed", error: `container exited with code ${StatusCode}`, result };
   }
 
   /** A run's result file waits on disk (state dir) until it is uploaded, so an agent restart keeps it. */

@@ -14,6 +14,8 @@ export interface HeldJob {
   kind: string;
   app: string;
   startedAt: number;
+  /** a run's result_file, so a run re-attached after an agent restart still keeps its result */
+  resultFile?: string;
   /** set once the job ended here, while the report to the controller may still be retrying */
   final?: { status: "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string };
 }
