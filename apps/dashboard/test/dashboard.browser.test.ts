@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor, waitForJob } from "../../../test/harness/processes";
@@ -52,6 +53,11 @@ apps:
       ports: ["127.0.0.1:${port}:80"]
       healthcheck: { path: /health, port: 80, timeout_seconds: 8 }
       memory: 64m
+    schedules:
+      - name: report
+        cron: "0 0 1 1 *"
+        command: ["sh", "-c", "echo report-of-$(cat /www/index.html) > /tmp/report.txt"]
+        result_file: /tmp/report.txt
 `,
         {
           // the agent long-polls 5 s at a time: a 5 s interval keeps it online (3 intervals) on a busy machine
@@ -167,6 +173,29 @@ apps:
       await expect.poll(() => page.getByTestId("current-release").textContent()).toBe(versions[0]);
     });
 
+    it("a schedule runs now from the app page; its run, exit code and result file show up", async () => {
+      await page.getByRole("link", { name: "Apps", exact: true }).click();
+      await page.getByRole("link", { name: app }).click();
+      const schedule = page.getByTestId("schedule-report");
+      await schedule.waitFor();
+      expect(await schedule.textContent()).toContain("never");
+      await page.getByRole("button", { name: "Run report now" }).click();
+      await waitFor("the run to succeed on screen", async () => {
+        const text = (await schedule.textContent()) ?? "";
+        if (/failed|lost|timed out/.test(text)) throw new Error(`the run ended: ${await page.locator("main").textContent()}`);
+        return text.includes("succeeded") ? true : undefined;
+      });
+      const run = page.getByRole("row", { name: /report manual/ });
+      await expect.poll(() => run.textContent()).toContain("report.txt");
+      expect(await run.textContent()).toMatch(/succeeded\s*0/);
+      const download = page.waitForEvent("download");
+      await run.getByRole("button", { name: /report\.txt/ }).click();
+      const file = await (await download).path();
+      expect(readFileSync(file, "utf8")).toBe("report-of-v1\n");
+      await screenshot(page, "app-schedules");
+      await expectAccessible(page, "the app page with schedules and runs");
+    });
+
     it("hosts, jobs (filtered), a job, webhooks, tokens and secrets: each page renders and passes axe", async () => {
       await page.getByRole("link", { name: "Hosts" }).click();
       await page.getByRole("row", { name: new RegExp(host) }).waitFor();
@@ -178,7 +207,7 @@ apps:
       await page.getByLabel("Status").selectOption("succeeded");
       await page.getByRole("button", { name: "Apply" }).click();
       await page.waitForURL(/status=succeeded/);
-      await expect.poll(() => page.locator("main tbody tr").count()).toBe(5);
+      await expect.poll(() => page.locator("main tbody tr").count()).toBe(6);
       for (const row of await page.locator("main tbody tr").allTextContents()) expect(row).toContain("succeeded");
       await screenshot(page, "jobs");
       await expectAccessible(page, "the jobs page");
@@ -212,7 +241,9 @@ apps:
       await p.getByRole("link", { name: app }).first().click();
       await p.getByRole("heading", { name: "Releases" }).waitFor();
       await expect.poll(() => p.getByTestId("current-release").textContent()).toBe(versions[0]);
-      expect(await p.getByRole("button").allTextContents()).toEqual(["Sign out"]);
+      // reading is all it may do: sign out and download a run's result file, nothing that changes anything
+      await p.getByRole("button", { name: /report\.txt/ }).waitFor();
+      expect((await p.getByRole("button").allTextContents()).filter((b) => b !== "Sign out" && !/^report\.txt \(/.test(b))).toEqual([]);
       expect(await p.getByRole("heading", { name: "Secrets" }).count()).toBe(0);
       await screenshot(p, "app-read-only");
       await expectAccessible(p, "the app page for a read-only token");

@@ -28,14 +28,19 @@ export function Badge({ status }: { status: string }) {
   return <span class={`badge ${tone[status] ?? "muted"}`}>{status.replace(/_/g, " ")}</span>;
 }
 
+function span(s: number): string {
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86_400) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86_400)} d`;
+}
+
+/** "12 s ago", or "in 5 min" for a time still ahead (a schedule's next run). */
 export function ago(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return "never";
   const s = Math.round((now - Date.parse(iso)) / 1000);
-  if (s < 5) return "just now";
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  if (s < 86_400) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86_400)} d ago`;
+  if (Math.abs(s) < 5) return "just now";
+  return s > 0 ? `${span(s)} ago` : `in ${span(-s)}`;
 }
 
 export function Time({ iso }: { iso: string | null | undefined }) {

@@ -1,6 +1,6 @@
-import type { Agent, Deployment, Job, Release, RunSpec } from "@deploybot/protocol";
+import type { Agent, Deployment, Job, Release, RunSpec, Schedule } from "@deploybot/protocol";
 
-export type { Agent, Deployment, Job, Release };
+export type { Agent, Deployment, Job, Release, Schedule };
 
 /** `GET /v1/apps`: what apps.yaml says of an app, with its current release. */
 export interface App {

@@ -1,6 +1,7 @@
 import { useMemo, useState } from "preact/hooks";
 import { DeployForm } from "../components/DeployForm";
 import { DeploymentsTable } from "../components/DeploymentsTable";
+import { SchedulesSection } from "../components/Schedules";
 import { Badge, Empty, Failure, Loading, Page, shortImage, Time, version } from "../components/ui";
 import { type ApiFailure, api, get } from "../lib/api";
 import { appHealth, indexHosts } from "../lib/health";
@@ -198,6 +199,11 @@ export function AppPage({ name }: { name: string }) {
           <section aria-labelledby="deps">
             <h2 id="deps">Deployments</h2>
             <DeploymentsTable deployments={data.deployments} showApp={false} />
+          </section>
+
+          <section aria-labelledby="schedules">
+            <h2 id="schedules">Schedules and runs</h2>
+            <SchedulesSection app={data.app.name} />
           </section>
 
           {isAdmin ? (

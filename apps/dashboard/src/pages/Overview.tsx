@@ -1,27 +1,32 @@
 import { useEffect, useMemo } from "preact/hooks";
 import { AppsTable } from "../components/AppsTable";
 import { DeploymentsTable } from "../components/DeploymentsTable";
-import { Failure, Loading, Page, Time } from "../components/ui";
+import { Badge, Failure, Loading, Page, Time } from "../components/ui";
 import { get } from "../lib/api";
 import { indexHosts } from "../lib/health";
 import { useResource } from "../lib/live";
-import type { Agent, App, Deployment } from "../lib/types";
+import type { Agent, App, Deployment, Schedule } from "../lib/types";
 
 interface OverviewData {
   hosts: Agent[];
   apps: App[];
   deployments: Deployment[];
+  failingSchedules: Schedule[];
 }
+
+const FAILED_RUN = ["failed", "lost", "timed_out"];
 
 const plural = (n: number, word: string) => (n === 1 ? word : `${word}s`);
 
 const loadOverview = async (): Promise<OverviewData> => {
-  const [h, a, d] = await Promise.all([
+  const [h, a, d, s] = await Promise.all([
     get<{ hosts: Agent[] }>("/v1/hosts"),
     get<{ apps: App[] }>("/v1/apps"),
     get<{ deployments: Deployment[] }>("/v1/deployments?limit=10"),
+    get<{ schedules: Schedule[] }>("/v1/schedules").catch(() => ({ schedules: [] as Schedule[] })),
   ]);
-  return { hosts: h.hosts, apps: a.apps, deployments: d.deployments };
+  const failingSchedules = s.schedules.filter((x) => x.lastRun && FAILED_RUN.includes(x.lastRun.status));
+  return { hosts: h.hosts, apps: a.apps, deployments: d.deployments, failingSchedules };
 };
 
 export function Overview() {
@@ -80,6 +85,23 @@ export function Overview() {
                   <a href="/hosts?status=offline">All {offline.length} offline hosts</a>
                 </p>
               ) : null}
+            </section>
+          ) : null}
+
+          {data.failingSchedules.length > 0 ? (
+            <section aria-labelledby="failing">
+              <h2 id="failing">Failing schedules</h2>
+              <ul class="plain">
+                {data.failingSchedules.map((x) => (
+                  <li key={`${x.app}/${x.name}`}>
+                    <a href={`/apps/${encodeURIComponent(x.app)}`}>{x.app}</a> <span class="mono">{x.name}</span> <Badge status={x.lastRun!.status} />{" "}
+                    <span class="dim small">
+                      <Time iso={x.lastRun!.finishedAt ?? x.lastRun!.createdAt} />
+                      {x.lastRun!.exitCode !== null ? `, exit code ${x.lastRun!.exitCode}` : ""}
+                    </span>
+                  </li>
+                ))}
+              </ul>
             </section>
           ) : null}
 
