@@ -104,6 +104,8 @@ apps:
       await signIn(page, ctl.url, ADMIN);
       await expect.poll(() => page.getByTestId("hosts-online").textContent()).toBe("1");
       expect(await page.getByTestId("scope").textContent()).toContain("admin");
+      // live updates come from GET /v1/events
+      await expect.poll(() => page.getByTestId("live-mode").textContent()).toBe("Live");
       await page.getByRole("link", { name: app }).waitFor();
       await screenshot(page, "overview-empty");
       await expectAccessible(page, "the overview");

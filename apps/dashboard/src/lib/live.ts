@@ -12,8 +12,13 @@ let stop: (() => void) | null = null;
 let pending: ReturnType<typeof setTimeout> | null = null;
 
 const POLL_SECONDS = 5;
-// Events come in bursts (a deployment's jobs change together): one refresh per burst.
+// Events come in bursts (a deployment's jobs change together): one refresh per burst, at most
+// one a second, so a busy fleet costs an open page one round of reads a second.
 const COALESCE_MS = 250;
+const MIN_GAP_MS = 1000;
+// Container states and heartbeat times change without an event: re-read them now and then.
+const BACKGROUND_SECONDS = 30;
+let lastRefresh = 0;
 
 function setMode(m: LiveMode) {
   mode = m;
@@ -22,16 +27,22 @@ function setMode(m: LiveMode) {
 
 function notifyAll() {
   if (pending) return;
+  const wait = Math.max(COALESCE_MS, lastRefresh + MIN_GAP_MS - Date.now());
   pending = setTimeout(() => {
     pending = null;
+    lastRefresh = Date.now();
     for (const l of listeners) l();
-  }, COALESCE_MS);
+  }, wait);
 }
 
 function startPolling() {
   const timer = setInterval(notifyAll, POLL_SECONDS * 1000);
   setMode({ kind: "polling", everySeconds: POLL_SECONDS });
-  stop = () => clearInterval(timer);
+  const closeStream = stop;
+  stop = () => {
+    clearInterval(timer);
+    closeStream?.();
+  };
 }
 
 /**
@@ -40,6 +51,7 @@ function startPolling() {
  */
 export function startLive() {
   stopLive();
+  const background = setInterval(notifyAll, BACKGROUND_SECONDS * 1000);
   const close = openStream(
     "/v1/events",
     {
@@ -49,12 +61,17 @@ export function startLive() {
       onState: (state) => {
         // after a reconnect the missed events are replayed by id; a refresh covers any gap
         if (state === "live" && mode.kind === "events" && mode.state === "reconnecting") notifyAll();
-        setMode({ kind: "events", state });
+        // refused (a token scope without events, say): fall back to reading on a timer
+        if (state === "failed") startPolling();
+        else setMode({ kind: "events", state });
       },
     },
     { onMissing: () => startPolling() },
   );
-  stop = close;
+  stop = () => {
+    clearInterval(background);
+    close();
+  };
 }
 
 export function stopLive() {
