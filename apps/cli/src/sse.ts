@@ -56,6 +56,8 @@ export interface FollowEventsOptions {
   onEvent(event: SseEvent): "stop" | undefined;
   /** told when a dropped connection is being resumed */
   onReconnect?(reason: string, lastEventId: string | undefined): void;
+  /** told each time a connection is open: events committed from then on will arrive */
+  onOpen?(): void;
   /** no byte for this long (the controller pings every 15 s) counts as a dropped connection */
   idleMs?: number;
 }
@@ -91,6 +93,7 @@ export async function followEvents(client: ApiClient, opts: FollowEventsOptions)
       continue;
     }
     connected = true;
+    opts.onOpen?.();
 
     const parser = new SseParser(lastEventId);
     const decoder = new TextDecoder();

@@ -1,4 +1,5 @@
 import { mkdtempSync } from "node:fs";
+import { createServer as createHttpServer, request as httpRequest } from "node:http";
 import { createServer, type Socket, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,6 +49,31 @@ async function cuttableProxy(target: string) {
       return sockets.size;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** An HTTP proxy to the controller that records each request's method and path. */
+async function countingProxy(target: string) {
+  const seen: string[] = [];
+  const server = createHttpServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    const { hostname, port } = new URL(target);
+    const upstream = httpRequest({ hostname, port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  return {
+    url: `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`,
+    seen,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 
@@ -273,6 +299,26 @@ describe("deployments", () => {
     const pending = json(shown).deployment.jobs[0].id as string;
     expect((await cli(["deployments", depId])).stdout).toMatch(new RegExp(`${pending}\\s+deploy\\s+web-1\\s+pending`));
     expect((await cli(["cancel", pending])).code).toBe(0);
+  });
+
+  test("deploy APP follows GET /v1/events: it reads the deployment when it changes, never on a timer", async () => {
+    const proxy = await countingProxy(ctl.url);
+    try {
+      const agent = await fakeAgent("web-1");
+      const deploying = cli(["deploy", "web", "--image", "registry.test/web:events"], { env: { DEPLOYBOT_URL: proxy.url } });
+      await sleep(3000); // nothing happens for a while: a poller would ask every 500 ms
+      await agent.run(["pulling"]);
+      const run = await deploying;
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toMatch(/deployment dep_\S+ succeeded in /);
+      expect(proxy.seen.some((r) => r.startsWith("GET /v1/events?app=web&types=deployment.changed,job.changed"))).toBe(true);
+      // once when the stream opens, then once per change (claimed, started, finished, deployment succeeded)
+      const reads = proxy.seen.filter((r) => /^GET \/v1\/deployments\/dep_/.test(r));
+      expect(reads.length).toBeGreaterThanOrEqual(1);
+      expect(reads.length).toBeLessThanOrEqual(5);
+    } finally {
+      await proxy.close();
+    }
   });
 
   test("deploy APP on several hosts prefixes each log line with its host", async () => {

@@ -3,13 +3,14 @@ import { z } from "zod";
 import { type ApiAnswer, type ApiClient, CliError, ExitCode, usageError } from "../client";
 import { type Command, type Context, intOption, seg, sleep, stringOption } from "../command";
 import { age, duration } from "../output";
+import { followEvents } from "../sse";
 import { streamJobLog } from "./logs";
 
 export const deploymentAnswer = z.object({ deployment: deploymentSchema });
 const deploymentPage = z.object({ deployments: z.array(deploymentSchema), nextCursor: z.string().nullable() });
 
 const FINAL = new Set(["succeeded", "failed", "superseded", "cancelled"]);
-// Deployment status is polled (there is no deployment event stream); logs come over SSE.
+// Controllers before GET /v1/events: the deployment is polled this often instead.
 const POLL_MS = 500;
 // After the deployment ends, a job's stream says `end` once its log has been quiet ~2 s.
 const DRAIN_MS = 10_000;
@@ -30,17 +31,19 @@ export function paintDeployment(ctx: Context, status: string): string {
 
 type DeploymentJob = Deployment["jobs"][number];
 
+type Answer = ApiAnswer<z.infer<typeof deploymentAnswer>>;
+
 /**
- * Follows a deployment until it ends: its status and each job's status by polling
- * `GET /v1/deployments/{id}`, each job's log over SSE. Log lines go to stdout (prefixed with
- * the host when the deployment has more than one), progress to stderr. Exit 0 only on succeeded.
+ * Follows a deployment until it ends: its status and each job's status from `GET /v1/events`
+ * (each change of the deployment or one of its jobs is read once, as it commits), each job's log
+ * over its own SSE stream. Log lines go to stdout (prefixed with the host when the deployment has
+ * more than one), progress to stderr. Exit 0 only on succeeded.
  */
-export async function followDeployment(ctx: Context, client: ApiClient, first: ApiAnswer<z.infer<typeof deploymentAnswer>>): Promise<number> {
+export async function followDeployment(ctx: Context, client: ApiClient, first: Answer): Promise<number> {
   const { out } = ctx;
   let answer = first;
-  let dep = first.data.deployment;
-  const multi = dep.hosts.length > 1;
-  const width = Math.max(5, ...dep.hosts.map((h) => h.length));
+  const multi = first.data.deployment.hosts.length > 1;
+  const width = Math.max(5, ...first.data.deployment.hosts.map((h) => h.length));
   const label = (j: DeploymentJob) => (j.kind === "build" ? "build" : (j.host ?? j.kind));
   const prefix = (j: DeploymentJob) => (multi ? `${label(j).padEnd(width)} | ` : "");
 
@@ -59,26 +62,26 @@ export async function followDeployment(ctx: Context, client: ApiClient, first: A
     );
     streams.set(job.id, run);
   };
+  const show = (next: Answer) => {
+    answer = next;
+    const dep = next.data.deployment;
+    if (dep.status !== lastStatus) {
+      out.note(`${lastStatus === undefined ? describeDeployment(dep) : `deployment ${dep.id}`}: ${paintDeployment(ctx, dep.status)}`);
+      lastStatus = dep.status;
+    }
+    for (const job of dep.jobs) {
+      if (jobStatus.get(job.id) !== job.status) {
+        out.note(`  ${label(job)}: ${job.kind} job ${job.id} ${out.status(job.status)}`);
+        jobStatus.set(job.id, job.status);
+      }
+      if (!streams.has(job.id)) follow(job);
+    }
+    if (!FINAL.has(dep.status)) out.progress(`${dep.id} ${dep.status} ${duration(dep.createdAt, null)}`);
+  };
 
   try {
-    for (;;) {
-      if (dep.status !== lastStatus) {
-        out.note(`${lastStatus === undefined ? describeDeployment(dep) : `deployment ${dep.id}`}: ${paintDeployment(ctx, dep.status)}`);
-        lastStatus = dep.status;
-      }
-      for (const job of dep.jobs) {
-        if (jobStatus.get(job.id) !== job.status) {
-          out.note(`  ${label(job)}: ${job.kind} job ${job.id} ${out.status(job.status)}`);
-          jobStatus.set(job.id, job.status);
-        }
-        if (!streams.has(job.id)) follow(job);
-      }
-      if (FINAL.has(dep.status)) break;
-      out.progress(`${dep.id} ${dep.status} ${duration(dep.createdAt, null)}`);
-      await sleep(POLL_MS, ctx.signal);
-      answer = await client.get(`/v1/deployments/${seg(dep.id)}`, deploymentAnswer);
-      dep = answer.data.deployment;
-    }
+    show(first);
+    if (!FINAL.has(first.data.deployment.status)) await watchDeployment(ctx, client, first.data.deployment, show);
     // the last lines arrive before each stream's `end`; never wait for ever on a stuck one
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(streams.values()), new Promise((resolve) => (timer = setTimeout(resolve, DRAIN_MS)))]);
@@ -88,6 +91,7 @@ export async function followDeployment(ctx: Context, client: ApiClient, first: A
   }
   if (ctx.signal.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
 
+  const dep = answer.data.deployment;
   if (out.json) out.printJson(answer.raw);
   const took = duration(dep.createdAt, dep.finishedAt);
   if (dep.status === "succeeded") {
@@ -96,6 +100,72 @@ export async function followDeployment(ctx: Context, client: ApiClient, first: A
   }
   out.note(`deployment ${dep.id} ${paintDeployment(ctx, dep.status)} after ${took}${dep.error ? `: ${dep.error}` : ""}`);
   return ExitCode.failed;
+}
+
+/**
+ * Reads the deployment each time it or one of its jobs changes, until it ends. The read on
+ * connect covers what changed before the stream opened; later changes arrive as events. A
+ * controller without `GET /v1/events` (404) is polled instead.
+ */
+async function watchDeployment(ctx: Context, client: ApiClient, dep: Deployment, show: (a: Answer) => void): Promise<void> {
+  const ended = new AbortController();
+  let failure: unknown;
+  let reading: Promise<void> | null = null;
+  let again = false;
+  const read = async () => {
+    const next = await client.get(`/v1/deployments/${seg(dep.id)}`, deploymentAnswer);
+    show(next);
+    if (FINAL.has(next.data.deployment.status)) ended.abort();
+  };
+  const refresh = () => {
+    if (reading) {
+      again = true;
+      return;
+    }
+    reading = (async () => {
+      do {
+        again = false;
+        await read();
+      } while (again && !ended.signal.aborted);
+    })()
+      .catch((err: unknown) => {
+        failure = err;
+        ended.abort();
+      })
+      .finally(() => {
+        reading = null;
+      });
+  };
+  const mine = (event: { type: string; data: string }) => {
+    const data = (JSON.parse(event.data) as { data?: { id?: unknown; deploymentId?: unknown } }).data;
+    return event.type === "deployment.changed" ? data?.id === dep.id : data?.deploymentId === dep.id;
+  };
+  try {
+    await followEvents(client, {
+      path: `/v1/events?app=${encodeURIComponent(dep.app)}&types=deployment.changed,job.changed`,
+      signal: AbortSignal.any([ctx.signal, ended.signal]),
+      onOpen: refresh,
+      onEvent(event) {
+        if (mine(event)) refresh();
+        return undefined;
+      },
+      onReconnect(reason) {
+        ctx.out.note(ctx.out.paint.dim(`event stream: ${reason}; resuming`));
+      },
+    });
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    if (!ended.signal.aborted) {
+      if (!(err instanceof CliError && err.httpStatus === 404)) throw err;
+      // an older controller: poll
+      while (!ended.signal.aborted) {
+        await sleep(POLL_MS, ctx.signal);
+        await read();
+      }
+    }
+  }
+  while (reading) await reading;
+  if (failure) throw failure;
 }
 
 export function printDeployment(ctx: Context, d: Deployment) {
