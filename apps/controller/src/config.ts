@@ -58,6 +58,10 @@ const envSchema = z.object({
     .enum(["0", "1", "true", "false", ""])
     .default("")
     .transform((v) => v === "1" || v === "true"),
+  /** ACME directory agents order certificates from for apps with `tls: auto` (default Let's Encrypt). */
+  DEPLOYBOT_ACME_CA: z.string().url().default("https://acme-v02.api.letsencrypt.org/directory"),
+  /** ACME account contact (expiry notices); optional. */
+  DEPLOYBOT_ACME_EMAIL: z.string().email().optional(),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -86,6 +90,8 @@ export interface Config {
   dashboardDir: string;
   eventsRetentionMs: number;
   pauseConsequences: boolean;
+  /** handed to agents with every routed deploy of a `tls: auto` app */
+  acme: { directory: string; email?: string };
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -128,6 +134,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dashboardDir: fromCaller(e.DEPLOYBOT_DASHBOARD_DIR),
     eventsRetentionMs: e.DEPLOYBOT_EVENTS_RETENTION_HOURS * 3600 * 1000,
     pauseConsequences: e.DEPLOYBOT_TEST_PAUSE_CONSEQUENCES,
+    acme: { directory: e.DEPLOYBOT_ACME_CA, ...(e.DEPLOYBOT_ACME_EMAIL ? { email: e.DEPLOYBOT_ACME_EMAIL } : {}) },
   };
 }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { buildSpec, concurrencyPolicy, envName, label, name, runSpec } from "@deploybot/protocol";
+import { buildSpec, concurrencyPolicy, domainName, envName, label, name, proxySpec, runSpec, tlsMode } from "@deploybot/protocol";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { cronProblem, timezoneProblem } from "./cron";
@@ -50,9 +50,31 @@ const appDefinition = z
     image: z.string().min(1).optional(),
     run: runSpec.default({ ports: [], env: {}, secrets: [], restart: "unless-stopped" }),
     schedules: z.array(scheduleDefinition).default([]),
+    /** served by the proxy on every host of the app (HAProxy, ports 80/443); no host port is published */
+    domains: z.array(domainName).max(100).default([]),
+    /** how the proxy reaches the app: container port, health path, drain_seconds, response timeout */
+    proxy: proxySpec.optional(),
+    /** containers per host (rolled one at a time) */
+    replicas: z.number().int().min(1).max(100).default(1),
+    /** auto: ACME (DEPLOYBOT_ACME_CA), internal: the host's own CA, off: http only */
+    tls: tlsMode.default("auto"),
   })
   .strict()
   .superRefine((app, ctx) => {
+    if (app.domains.length > 0 && !app.proxy) {
+      ctx.addIssue({ code: "custom", path: ["domains"], message: "an app with domains needs proxy.port (the port it listens on in its container)" });
+    }
+    if (app.domains.length > 0 && app.run.ports.length > 0) {
+      ctx.addIssue({ code: "custom", path: ["run", "ports"], message: "an app with domains publishes no host port: the proxy reaches it on the deploybot network" });
+    }
+    if (app.domains.length === 0 && app.replicas > 1 && app.run.ports.length > 0) {
+      ctx.addIssue({ code: "custom", path: ["replicas"], message: "replicas > 1 needs domains: a published host port can be bound by one container only" });
+    }
+    const domains = new Set<string>();
+    app.domains.forEach((d, i) => {
+      if (domains.has(d)) ctx.addIssue({ code: "custom", path: ["domains", i], message: `duplicate domain '${d}'` });
+      domains.add(d);
+    });
     const seen = new Set<string>();
     app.schedules.forEach((s, i) => {
       if (seen.has(s.name)) ctx.addIssue({ code: "custom", path: ["schedules", i, "name"], message: `duplicate schedule name '${s.name}'` });
@@ -65,9 +87,15 @@ const appsFile = z
   .strict()
   .superRefine((file, ctx) => {
     const seen = new Set<string>();
+    const domainOwner = new Map<string, string>();
     file.apps.forEach((app, i) => {
       if (seen.has(app.name)) ctx.addIssue({ code: "custom", path: ["apps", i, "name"], message: `duplicate app name '${app.name}'` });
       seen.add(app.name);
+      app.domains.forEach((d, j) => {
+        const owner = domainOwner.get(d);
+        if (owner && owner !== app.name) ctx.addIssue({ code: "custom", path: ["apps", i, "domains", j], message: `domain '${d}' is already app '${owner}''s` });
+        domainOwner.set(d, app.name);
+      });
     });
   });
 
@@ -110,7 +138,14 @@ export function parseAppsConfig(text: string, file: string): AppsConfig {
     const line = lineCounter.linePos(e.pos[0]).line;
     throw new AppsConfigError(`${file}${line ? `:${line}` : ""}: invalid YAML: ${e.message.split("\n")[0]}`);
   }
-  const result = appsFile.safeParse(doc.toJS() ?? {});
+  let value: unknown;
+  try {
+    value = doc.toJS() ?? {};
+  } catch (err) {
+    // e.g. an unquoted `*name` is a YAML alias that points nowhere
+    throw new AppsConfigError(`${file}: invalid YAML: ${(err as Error).message}`);
+  }
+  const result = appsFile.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     // An unknown key is reported by zod at its parent; point at the key itself.

@@ -4,6 +4,7 @@ import { agents, deployments, jobs, releases } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import type { AppDefinition } from "./appsConfig";
+import { deployableConfig, deploySpecFields, releaseConfig } from "./deployableConfig";
 import { type Deps, iso } from "./deps";
 import { deployableImage } from "./images";
 import type { JobService } from "./jobs";
@@ -110,7 +111,7 @@ export class DeploymentService {
           version: version ?? (input.image ? (input.image.split(/[:@]/).pop() ?? "image") : (sha?.slice(0, 12) ?? ref ?? "unknown")),
           sha,
           imageTag: input.image ?? null,
-          config: app.run,
+          config: deployableConfig(app),
           status: input.image ? "pending" : "building",
           trigger: input.trigger,
           triggeredBy: input.triggeredBy ?? null,
@@ -152,7 +153,7 @@ export class DeploymentService {
         this.deps.db.update(releases).set({ buildJobId: build.job.id }).where(eq(releases.id, releaseId)).run();
       } else {
         const source = input.image ? { type: "image" as const, image: input.image } : { type: "git" as const, url: app.url, ref: gitRef };
-        this.fanOut(depId, app.name, hosts, { source, build: input.image ? undefined : app.build, run: app.run, release: releaseId, ...(version ? { version } : {}) });
+        this.fanOut(depId, app.name, hosts, { source, build: input.image ? undefined : app.build, ...deploySpecFields(deployableConfig(app), this.deps.config.acme), release: releaseId, ...(version ? { version } : {}) });
       }
       this.changed(depId);
       return depId;
@@ -173,7 +174,8 @@ export class DeploymentService {
     const image = this.catalog.pullableImage(target);
     if (!image) throw new ApiError(409, "release_without_image", `release ${targetId} has no image to run`);
     const hosts = app.hosts;
-    this.secrets?.requireSet(app.name, (target.config as JobSpec["run"])?.secrets ?? []);
+    const targetConfig = releaseConfig(target.config);
+    this.secrets?.requireSet(app.name, targetConfig.run.secrets);
     const id = this.deps.db.$client.transaction(() => {
       idempotency?.take();
       const depId = newId("dep");
@@ -196,7 +198,7 @@ export class DeploymentService {
         .run();
       this.fanOut(depId, app.name, hosts, {
         source: { type: "image", image },
-        run: target.config as JobSpec["run"],
+        ...deploySpecFields(targetConfig, this.deps.config.acme),
         release: target.id,
         version: target.version,
       });
@@ -321,7 +323,7 @@ export class DeploymentService {
     const image = digest ? `${repository}@${digest}` : imageTag;
     this.deps.db.update(deployments).set({ status: "deploying", image, sha: (result.sha as string) ?? dep.sha }).where(eq(deployments.id, dep.id)).run();
     const release = this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId!)).get()!;
-    this.fanOut(dep.id, app.name, dep.hosts, { source: { type: "image", image }, run: release.config as JobSpec["run"], release: release.id, version });
+    this.fanOut(dep.id, app.name, dep.hosts, { source: { type: "image", image }, ...deploySpecFields(releaseConfig(release.config), this.deps.config.acme), release: release.id, version });
     this.changed(dep.id);
   }
 

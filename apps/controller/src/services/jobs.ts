@@ -15,6 +15,7 @@ import { type Deps, iso } from "./deps";
 import { canonicalLabels, type JobState } from "./jobState";
 import type { JobRow } from "./jobStore";
 import type { SecretStore } from "./secrets";
+import { deployableConfig, deploySpecFields } from "./deployableConfig";
 
 export type { JobRow };
 
@@ -83,7 +84,7 @@ export class JobService {
       app: app.name,
       source: { type: "git", url: app.url, ref: body.ref },
       build: app.build,
-      run: app.run,
+      ...deploySpecFields(deployableConfig(app), this.deps.config.acme),
       ...(image ? { image } : {}),
     });
     this.secrets?.requireSet(app.name, spec.run?.secrets ?? []);

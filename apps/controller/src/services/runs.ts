@@ -4,6 +4,7 @@ import { jobs, releases, runResults, runs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import type { AppDefinition } from "./appsConfig";
+import { releaseConfig } from "./deployableConfig";
 import { type Deps, iso } from "./deps";
 import type { JobRow, JobService } from "./jobs";
 import type { LeaseService } from "./leases";
@@ -127,7 +128,7 @@ export class RunService {
     const row = this.deps.db.select().from(releases).where(eq(releases.id, current.id)).get()!;
     const image = this.catalog.pullableImage(row);
     if (!image) throw new ApiError(409, "release_without_image", `release ${row.id} of '${req.app.name}' has no image to run`);
-    const config = (row.config ?? {}) as Record<string, unknown>;
+    const config = releaseConfig(row.config).run as Record<string, unknown>;
     const { ports: _ports, healthcheck: _healthcheck, restart: _restart, ...rest } = config;
     return jobSpec.parse({
       kind: "run",
