@@ -2,6 +2,9 @@ import { appHealth } from "../lib/health";
 import type { Agent, App } from "../lib/types";
 import { Badge, Empty, version } from "./ui";
 
+/** The hosts an app runs on: its status rows when the controller keeps desired state, else apps.yaml's list. */
+const hostsOf = (app: App) => app.status?.map((s) => s.host) ?? app.hosts;
+
 /** Apps with their current release and their state on each of their hosts. */
 export function AppsTable({ apps, hosts }: { apps: App[]; hosts: Map<string, Agent> }) {
   if (apps.length === 0) return <Empty>No apps: add them to apps.yaml and reload the controller.</Empty>;
@@ -22,11 +25,11 @@ export function AppsTable({ apps, hosts }: { apps: App[]; hosts: Map<string, Age
             </th>
             <td class="mono">{app.currentRelease ? version(app.currentRelease.version) : <span class="dim">never deployed</span>}</td>
             <td>
-              {app.hosts.length === 0 ? <span class="dim">no hosts</span> : null}
+              {hostsOf(app).length === 0 ? <span class="dim">no hosts</span> : null}
               <ul class="chips">
-                {app.hosts.map((h) => (
+                {hostsOf(app).map((h) => (
                   <li key={h}>
-                    {h} <Badge status={appHealth(app, hosts.get(h))} />
+                    {h} <Badge status={appHealth(app, hosts.get(h), h)} />
                   </li>
                 ))}
               </ul>

@@ -2,9 +2,13 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { openStream, type StreamState } from "../lib/sse";
 
 interface Line {
-  seq: number;
+  /** job logs number their lines `seq`, app logs `id` */
+  seq?: number;
+  id?: number;
   stream: string;
   line: string;
+  /** app logs: which host and container said it */
+  host?: string;
 }
 
 // The controller caps a job's log (10 MiB by default); the page keeps the newest lines only.
@@ -18,12 +22,16 @@ const stateText: Record<StreamState, string> = {
   failed: "unavailable",
 };
 
+/** One job's log from `GET /v1/logs/stream?job=`: the history, then live lines until the stream's `end`. */
+export function JobLog({ jobId, label, onEnd }: { jobId: string; label: string; onEnd?: (status: string) => void }) {
+  return <LogView path={`/v1/logs/stream?job=${encodeURIComponent(jobId)}`} id={jobId} label={label} onEnd={onEnd} />;
+}
+
 /**
- * One job's log from `GET /v1/logs/stream?job=`: the history, then live lines until the
- * stream's `end`. Follows the bottom unless the reader scrolled up; reconnects by itself and
- * resumes after the last line it has (Last-Event-ID).
+ * A log over SSE (`log` events, then `end` for a job). Follows the bottom unless the reader
+ * scrolled up; reconnects by itself and resumes after the last line it has (Last-Event-ID).
  */
-export function LogView({ jobId, label, onEnd }: { jobId: string; label: string; onEnd?: (status: string) => void }) {
+export function LogView({ path, id, label, onEnd, showHost }: { path: string; id: string; label: string; onEnd?: (status: string) => void; showHost?: boolean }) {
   const [lines, setLines] = useState<Line[]>([]);
   const [state, setState] = useState<StreamState>("connecting");
   const [detail, setDetail] = useState<string | undefined>();
@@ -47,7 +55,7 @@ export function LogView({ jobId, label, onEnd }: { jobId: string; label: string;
       });
     };
     const close = openStream(
-      `/v1/logs/stream?job=${encodeURIComponent(jobId)}`,
+      path,
       {
         onEvent: (event, data) => {
           if (event === "log") {
@@ -66,7 +74,7 @@ export function LogView({ jobId, label, onEnd }: { jobId: string; label: string;
       close();
       if (frame) cancelAnimationFrame(frame);
     };
-  }, [jobId]);
+  }, [path]);
 
   useLayoutEffect(() => {
     const el = box.current;
@@ -82,16 +90,17 @@ export function LogView({ jobId, label, onEnd }: { jobId: string; label: string;
     <div class="logview">
       <div class="log-state">
         <span class={`dot ${state}`} aria-hidden="true" />
-        <span data-testid={`log-state-${jobId}`}>
+        <span data-testid={`log-state-${id}`}>
           Log {stateText[state]}
           {detail ? `: ${detail}` : ""}
         </span>
         <span class="dim"> · {lines.length} lines</span>
       </div>
       {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling region must be reachable by keyboard */}
-      <pre class="log" ref={box} onScroll={onScroll} tabIndex={0} role="log" aria-label={label} data-testid={`log-${jobId}`}>
+      <pre class="log" ref={box} onScroll={onScroll} tabIndex={0} role="log" aria-label={label} data-testid={`log-${id}`}>
         {lines.map((l) => (
-          <div key={l.seq} class={l.stream === "stderr" ? "err" : l.stream === "system" ? "sys" : undefined}>
+          <div key={l.seq ?? l.id} class={l.stream === "stderr" ? "err" : l.stream === "system" ? "sys" : undefined}>
+            {showHost && l.host ? <span class="sys">{l.host} </span> : null}
             {l.line}
           </div>
         ))}

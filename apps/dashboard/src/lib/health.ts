@@ -11,7 +11,14 @@ export function indexHosts(hosts: Agent[]): Map<string, Agent> {
  * An app's state on one host, from the containers its agent last reported: running when a
  * container of the app runs, stopped when one exists but does not run, missing when none does.
  */
-export function appHealth(app: Pick<App, "name">, host: Agent | undefined): Health {
+export function appHealth(app: Pick<App, "name" | "status">, host: Agent | undefined, hostname = host?.hostname): Health {
+  // a controller that keeps desired state says what runs where, including stopped on purpose
+  const st = app.status?.find((x) => x.host === hostname);
+  if (st) {
+    if (!st.online) return "offline";
+    if (st.actual.running > 0) return "running";
+    return st.actual.containers > 0 || st.desired?.state === "stopped" ? "stopped" : "missing";
+  }
   if (!host) return "unknown";
   if (!host.online) return "offline";
   const mine = (host.containers as HostContainer[]).filter((c) => c.app === app.name);

@@ -13,6 +13,26 @@ export interface App {
   image: string | null;
   run: RunSpec;
   currentRelease: Release | null;
+  /** per host: what should run and what does (controllers with desired state; absent on older ones) */
+  status?: AppHostStatus[];
+}
+
+/** `status` of an app: the desired state the controller keeps and what the agent last reported. */
+export interface AppHostStatus {
+  host: string;
+  online: boolean;
+  desired: { release: string | null; replicas: number; state: string; updatedAt: string } | null;
+  actual: {
+    releases: string[];
+    containers: number;
+    running: number;
+    healthy: number;
+    restarts: number;
+    lastExitCode: number | null;
+    lastReason: string | null;
+    since: string | null;
+    nextRestartAt: string | null;
+  };
 }
 
 /** A container an agent reports in its heartbeat (`managedContainer` in the protocol). */

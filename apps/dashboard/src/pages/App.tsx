@@ -1,5 +1,7 @@
 import { useMemo, useState } from "preact/hooks";
+import { AppOperations } from "../components/AppOperations";
 import { DeployForm } from "../components/DeployForm";
+import { LogView } from "../components/LogView";
 import { DeploymentsTable } from "../components/DeploymentsTable";
 import { SchedulesSection } from "../components/Schedules";
 import { Badge, Empty, Failure, Loading, Page, shortImage, Time, version } from "../components/ui";
@@ -91,8 +93,70 @@ function Releases({ app, releases }: { app: App; releases: Release[] }) {
   );
 }
 
+/** Per host, from the controller's desired state and the agent's report (controllers that keep one). */
+function DesiredStates({ app, releases }: { app: App; releases: Release[] }) {
+  const name = (id: string | null) => (id ? version(releases.find((r) => r.id === id)?.version ?? id) : "—");
+  return (
+    <table class="grid">
+      <thead>
+        <tr>
+          <th scope="col">Host</th>
+          <th scope="col">Should be</th>
+          <th scope="col">Is</th>
+          <th scope="col">Restarts</th>
+          <th scope="col">Last exit</th>
+        </tr>
+      </thead>
+      <tbody>
+        {(app.status ?? []).map((st) => {
+          const running = st.actual.running > 0;
+          return (
+            <tr key={st.host} data-testid={`host-state-${st.host}`}>
+              <th scope="row">
+                {st.host} {st.online ? null : <Badge status="offline" />}
+              </th>
+              <td>
+                {st.desired ? (
+                  <>
+                    <Badge status={st.desired.state} /> <span class="mono small">{name(st.desired.release)}</span>
+                    {st.desired.replicas !== 1 ? <span class="small"> × {st.desired.replicas}</span> : null}
+                  </>
+                ) : (
+                  <span class="dim">nothing deployed</span>
+                )}
+              </td>
+              <td>
+                <Badge status={running ? "running" : st.actual.containers > 0 ? "stopped" : "missing"} />{" "}
+                <span class="small">
+                  {st.actual.running}/{st.actual.containers} running{st.actual.healthy ? `, ${st.actual.healthy} healthy` : ""}
+                </span>{" "}
+                <span class="mono small">{st.actual.releases.map(name).join(", ")}</span>
+              </td>
+              <td>
+                {st.actual.restarts}
+                {st.actual.nextRestartAt ? (
+                  <span class="small dim">
+                    {" "}
+                    next <Time iso={st.actual.nextRestartAt} />
+                  </span>
+                ) : null}
+              </td>
+              <td class="small">
+                {st.actual.lastExitCode ?? "—"}
+                {st.actual.lastReason ? <span class="dim"> {st.actual.lastReason}</span> : null}
+              </td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+  );
+}
+
+/** Per host, from the containers each agent last reported (controllers without desired state). */
 function HostStates({ app, hosts, releases }: { app: App; hosts: Agent[]; releases: Release[] }) {
   const byName = useMemo(() => indexHosts(hosts), [hosts]);
+  if (app.status) return <DesiredStates app={app} releases={releases} />;
   if (app.hosts.length === 0) return <Empty>This app names no hosts in apps.yaml.</Empty>;
   return (
     <table class="grid">
@@ -152,7 +216,7 @@ function SecretNames({ app }: { app: string }) {
 export function AppPage({ name }: { name: string }) {
   const mayDeploy = useCan("deploy");
   const isAdmin = useCan("admin");
-  const { data, error } = useResource(async (): Promise<AppData> => {
+  const { data, error, reload } = useResource(async (): Promise<AppData> => {
     const enc = encodeURIComponent(name);
     const [a, h, d] = await Promise.all([
       get<{ app: App; releases: Release[] }>(`/v1/apps/${enc}`),
@@ -187,6 +251,7 @@ export function AppPage({ name }: { name: string }) {
           <section aria-labelledby="on-hosts">
             <h2 id="on-hosts">On its hosts</h2>
             <HostStates app={data.app} hosts={data.hosts} releases={data.releases} />
+            {data.app.status && mayDeploy ? <AppOperations app={data.app} onDone={reload} /> : null}
           </section>
 
           {mayDeploy ? <DeployForm app={data.app} /> : null}
@@ -200,6 +265,13 @@ export function AppPage({ name }: { name: string }) {
             <h2 id="deps">Deployments</h2>
             <DeploymentsTable deployments={data.deployments} showApp={false} />
           </section>
+
+          {data.app.status ? (
+            <section aria-labelledby="runtime-logs">
+              <h2 id="runtime-logs">Runtime logs</h2>
+              <LogView path={`/v1/apps/${encodeURIComponent(data.app.name)}/logs?follow=1`} id={`app-${data.app.name}`} label={`Output of ${data.app.name}'s containers`} showHost />
+            </section>
+          ) : null}
 
           <section aria-labelledby="schedules">
             <h2 id="schedules">Schedules and runs</h2>

@@ -1,5 +1,5 @@
 import { CancelJob } from "../components/CancelJob";
-import { LogView } from "../components/LogView";
+import { JobLog } from "../components/LogView";
 import { Badge, DeployedWhat, Failure, Loading, Page, Time } from "../components/ui";
 import { get } from "../lib/api";
 import { useResource } from "../lib/live";
@@ -64,7 +64,7 @@ export function DeploymentPage({ id }: { id: string }) {
                 </a>
               </h2>
               <CancelJob jobId={job.id} status={job.status} onDone={reload} />
-              <LogView jobId={job.id} label={`Log of the ${job.kind} job on ${job.host ?? "any host"}`} onEnd={reload} />
+              <JobLog jobId={job.id} label={`Log of the ${job.kind} job on ${job.host ?? "any host"}`} onEnd={reload} />
             </section>
           ))}
         </>

@@ -1,5 +1,5 @@
 import { CancelJob } from "../components/CancelJob";
-import { LogView } from "../components/LogView";
+import { JobLog } from "../components/LogView";
 import { Badge, Failure, Loading, Page, Time } from "../components/ui";
 import { get } from "../lib/api";
 import { useResource } from "../lib/live";
@@ -59,7 +59,7 @@ export function JobPage({ id }: { id: string }) {
           ) : null}
           <CancelJob jobId={job.id} status={job.status} onDone={reload} />
           <h2>Log</h2>
-          <LogView jobId={job.id} label={`Log of job ${job.id}`} onEnd={reload} />
+          <JobLog jobId={job.id} label={`Log of job ${job.id}`} onEnd={reload} />
         </>
       )}
     </Page>
