@@ -35,6 +35,11 @@ export const testRegistry = {
   password: env.DEPLOYBOT_TEST_REGISTRY_PASSWORD ?? "deploybot-test-pw",
 };
 
+/** Pebble, the ACME test server scripts/test-services.d/proxy.sh starts (null when it did not). */
+export const testAcme = env.DEPLOYBOT_TEST_ACME_DIRECTORY
+  ? { directory: env.DEPLOYBOT_TEST_ACME_DIRECTORY, tlsCaFile: env.DEPLOYBOT_TEST_ACME_TLS_CA ?? "", rootsUrl: env.DEPLOYBOT_TEST_ACME_ROOTS ?? "" }
+  : null;
+
 /**
  * A raw Engine API call. The root test/ tree has no dependencies of its own (dockerode belongs
  * to apps/agent), so the helpers speak HTTP over the socket; tests bring their own client.

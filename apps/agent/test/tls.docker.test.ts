@@ -1,0 +1,83 @@
+import { readFileSync, statSync } from "node:fs";
+import https from "node:https";
+import tls from "node:tls";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { describeDocker, testAcme, uniqueName } from "../../../test/support/docker";
+import { type ProxyWorld, proxyWorld, viaProxy } from "./proxyFixture";
+
+/** Connects to the https port as `servername`, verifying the chain against `ca`; the served certificate and the answer to GET /. */
+function httpsGet(port: number, servername: string, ca: string): Promise<{ fingerprint: string; issuer: string; status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: "127.0.0.1", port, servername, path: "/", headers: { host: servername }, ca, agent: false, timeout: 5000 }, (res) => {
+      const cert = (res.socket as tls.TLSSocket).getPeerCertificate();
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        body += c;
+      });
+      res.on("end", () => resolve({ fingerprint: cert.fingerprint256, issuer: [cert.issuer.CN ?? ""].flat().join(","), status: res.statusCode ?? 0, body: body.trim() }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+/** Pebble makes a new root at every start: the test asks for the current one. */
+function pebbleRoot(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(testAcme!.rootsUrl, { ca: readFileSync(testAcme!.tlsCaFile), timeout: 5000 }, (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => {
+          body += c.toString();
+        });
+        res.on("end", () => resolve(body));
+      })
+      .on("error", reject);
+  });
+}
+
+describeDocker("TLS on the host proxy: ACME (Pebble) and the host's internal CA", () => {
+  let world: ProxyWorld;
+  const app = uniqueName("tls");
+  const domain = `${app}.deploybot.test`;
+  const privateApp = uniqueName("tlsint");
+  const privateDomain = `${privateApp}.internal.test`;
+
+  beforeAll(async () => {
+    if (!testAcme) throw new Error("Pebble is not running: bash scripts/test-services.sh starts it");
+    world = await proxyWorld({ acmeCaCertFile: testAcme.tlsCaFile });
+  });
+  afterAll(async () => {
+    await world?.cleanup();
+  });
+
+  it("a certificate issued by Pebble is served on the https port, http redirects to https, and restarts reuse it", async () => {
+    const acme = { directory: testAcme!.directory, email: "ops@deploybot.test" };
+    expect(await world.deploy(app, "t1", { domains: [domain], tls: "auto", acme })).toMatchObject({ ok: true });
+    const root = await pebbleRoot();
+    const first = await httpsGet(world.httpsPort, domain, root);
+    expect(first).toMatchObject({ status: 200, body: "t1" });
+    expect(first.issuer).toMatch(/Pebble Intermediate/);
+    const redirect = await viaProxy(world.httpPort, domain, "/path?q=1");
+    expect(redirect).toMatchObject({ status: 308, location: `https://${domain}:${world.httpsPort}/path?q=1` });
+
+    const certFile = world.proxy.certs.certFile(app);
+    const issuedAt = statSync(certFile).mtimeMs;
+    // A redeploy, an agent restart and a HAProxy restart serve the same certificate, ordering none.
+    expect(await world.deploy(app, "t2", { domains: [domain], tls: "auto", acme })).toMatchObject({ ok: true });
+    await world.proxy.stop();
+    await world.restartAgent().converge();
+    const after = await httpsGet(world.httpsPort, domain, root);
+    expect(after).toMatchObject({ status: 200, body: "t2", fingerprint: first.fingerprint });
+    expect(statSync(certFile).mtimeMs).toBe(issuedAt);
+  });
+
+  it("tls: internal serves a certificate of the host's own CA", async () => {
+    expect(await world.deploy(privateApp, "p1", { domains: [privateDomain], tls: "internal" })).toMatchObject({ ok: true });
+    const ca = readFileSync(world.proxy.certs.internalCaFile, "utf8");
+    expect(await httpsGet(world.httpsPort, privateDomain, ca)).toMatchObject({ status: 200, body: "p1", issuer: "deploybot internal CA" });
+    // The ACME app keeps its own certificate next to it (SNI).
+    await expect(httpsGet(world.httpsPort, domain, ca)).rejects.toThrow();
+  });
+});
