@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Installs (or removes) the deploybot agent as a systemd service on a Debian/Ubuntu host.
-# Run it as root from a checkout of the deploybot repository:
+# Installs (or removes) the deploybot agent as a systemd service on a Debian/Ubuntu host, from
+# the controller alone: no checkout of deploybot is needed on the host. The controller prints a
+# ready command (`deploybot agents install-command`), which runs this script as served by it:
 #
-#   sudo bash scripts/install-agent.sh --url https://deploy.example.com \
-#        --join-token "$JOIN_TOKEN" --labels builder,region=eu [--hostname web-1] [--no-start]
-#   sudo bash scripts/install-agent.sh --uninstall [--purge]
+#   curl -fsSL -H @<(printf 'Authorization: Bearer %s\n' "$DEPLOYBOT_JOIN_TOKEN") \
+#     https://deploy.example.com/v1/agents/dist/install-agent.sh |
+#     sudo --preserve-env=DEPLOYBOT_JOIN_TOKEN bash -s -- --url https://deploy.example.com --labels builder
+#   sudo bash install-agent.sh --uninstall [--purge]
 #
-# What it does: checks Docker (CLI or /var/run/docker.sock answering /_ping), Node >= 20.19 and
-# git; copies apps/agent, packages/protocol and the workspace root files to /opt/deploybot-agent
-# and installs their dependencies with pnpm (frozen lockfile); links /opt/deploybot-agent/bin/node
-# to the node it checked; writes /etc/deploybot/agent.env (0600); creates the `deploybot` system
-# user in the `docker` group; installs deploybot-agent.service; daemon-reload, enable --now.
+# What it does: checks Docker (CLI or /var/run/docker.sock answering /_ping), Node >= 20.19, git
+# and curl; fetches manifest.json, the bundled agent (one .mjs, no node_modules) and the unit from
+# the controller's /v1/agents/dist/ and checks each file's sha256 against the manifest; puts the
+# agent in /var/lib/deploybot-agent/releases/VERSION/ with the link `current` pointing at it (the
+# state dir is the one place the hardened unit may write, so the agent can update itself the
+# same way); links /opt/deploybot-agent/bin/node to the node it checked; writes
+# /etc/deploybot/agent.env (0600); creates the `deploybot` system user in the `docker` group;
+# installs deploybot-agent.service; daemon-reload, enable --now.
 #
 # Re-running it is safe: files are only rewritten when their content changes, the env file keeps
 # its values (and any lines you added, e.g. DEPLOYBOT_REGISTRY_*) unless flags replace them, and
@@ -18,7 +23,7 @@
 #
 # Testing: --root DIR (or DEPLOYBOT_INSTALL_ROOT=DIR) prefixes every path written. When DIR is
 # not /, no user is created, systemctl is not called (what would run is printed) and a missing
-# Docker engine is only a warning. DEPLOYBOT_INSTALL_SKIP_DEPS=1 skips the pnpm install.
+# Docker engine is only a warning. The controller is still asked for the files.
 set -euo pipefail
 umask 022
 
@@ -214,12 +219,8 @@ fi
 
 # --- prerequisites ---------------------------------------------------------------------------
 
-SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-for f in package.json pnpm-workspace.yaml pnpm-lock.yaml tsconfig.base.json \
-  apps/agent/package.json apps/agent/src/main.ts packages/protocol/package.json \
-  scripts/systemd/$UNIT_NAME; do
-  [ -f "$SRC/$f" ] || die "$SRC/$f is missing: run me from a deploybot checkout"
-done
+command -v curl >/dev/null 2>&1 || die "curl is required to fetch the agent from the controller (apt-get install curl)"
+command -v sha256sum >/dev/null 2>&1 || die "sha256sum is required (coreutils)"
 
 docker_ok() {
   if command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
@@ -267,30 +268,55 @@ put_file() {
   install -m "$mode" -- "$src" "$dst"
   changed=1
 }
-# sync_tree SRC DST: DST gets exactly SRC's files (tests excluded), only changed ones rewritten.
-sync_tree() {
-  local src="$1" dst="$2" rel
-  while IFS= read -r -d '' rel; do
-    put_file "$src/$rel" "$dst/$rel" 0644
-  done < <(cd "$src" && find . -type f ! -path './node_modules/*' ! -path './test/*' -printf '%P\0')
-  if [ -d "$dst" ]; then
-    while IFS= read -r -d '' rel; do
-      if [ ! -f "$src/$rel" ]; then
-        rm -f -- "${dst:?}/$rel"
-        changed=1
-      fi
-    done < <(cd "$dst" && find . -type f ! -path './node_modules/*' -printf '%P\0')
-  fi
+# The controller to fetch from, and the token to show it: the flags, else what the env file has.
+env_value() { [ -f "$ENV_FILE" ] && sed -n "s/^$1=//p" -- "$ENV_FILE" | tail -n 1; }
+fetch_url="$url"
+[ "$url_set" = 1 ] || fetch_url="$(env_value DEPLOYBOT_URL)"
+fetch_token="$token"
+[ "$token_set" = 1 ] || fetch_token="$(env_value DEPLOYBOT_JOIN_TOKEN)"
+fetch_url="${fetch_url%/}"
+download="$(mktemp -d)"
+trap 'rm -rf -- "$download"' EXIT
+# fetch NAME: GET /v1/agents/dist/NAME into the download dir. The token goes in a header read
+# from a process substitution, so it never appears in curl's argument list.
+fetch() {
+  curl -fsS --max-time 300 --retry 3 --retry-delay 2 -H @<(printf 'Authorization: Bearer %s\n' "$fetch_token") \
+    -o "$download/$1" "$fetch_url/v1/agents/dist/$1" || die "could not fetch $1 from $fetch_url (is the URL right, and the join token?)"
 }
-
-mkdir -p -- "$OPT_DIR"
-for f in package.json pnpm-workspace.yaml pnpm-lock.yaml tsconfig.base.json .npmrc; do
-  if [ -f "$SRC/$f" ]; then put_file "$SRC/$f" "$OPT_DIR/$f" 0644; fi
+# manifest KEY [FILE]: the version, or a file's sha256, from the fetched manifest.
+manifest() {
+  "$node_bin" -e '
+    const m = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const v = process.argv[2] === "version" ? m.version : m.files?.[process.argv[3]]?.sha256;
+    if (typeof v !== "string") process.exit(1);
+    process.stdout.write(v);' "$download/manifest.json" "$@"
+}
+fetch manifest.json
+version="$(manifest version)" || die "the controller's manifest.json has no version"
+[[ "$version" =~ ^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$ ]] || die "the controller's manifest names an odd version '$version'"
+for f in deploybot-agent.mjs deploybot-agent.service; do
+  fetch "$f"
+  want="$(manifest file "$f")" || die "the manifest lists no sha256 for $f"
+  got="$(sha256sum -- "$download/$f" | cut -d' ' -f1)"
+  [ "$got" = "$want" ] || die "$f from $fetch_url has sha256 $got, the manifest says $want: refusing it"
 done
-put_file "$SRC/apps/agent/package.json" "$OPT_DIR/apps/agent/package.json" 0644
-sync_tree "$SRC/apps/agent/src" "$OPT_DIR/apps/agent/src"
-put_file "$SRC/packages/protocol/package.json" "$OPT_DIR/packages/protocol/package.json" 0644
-sync_tree "$SRC/packages/protocol/src" "$OPT_DIR/packages/protocol/src"
+say "fetched agent $version from $fetch_url (checksums match)"
+
+# The agent lives under the state dir: releases/VERSION/ and the link `current` the unit starts.
+RELEASE_DIR="$STATE_DIR/releases/$version"
+if [ ! -d "$STATE_DIR" ]; then
+  mkdir -p -- "$(dirname -- "$STATE_DIR")"
+  mkdir -m 0750 -- "$STATE_DIR"
+fi
+mkdir -p -- "$STATE_DIR/releases"
+put_file "$download/deploybot-agent.mjs" "$RELEASE_DIR/deploybot-agent.mjs" 0644
+put_file "$download/manifest.json" "$RELEASE_DIR/manifest.json" 0644
+if [ "$(readlink -- "$STATE_DIR/current" 2>/dev/null)" != "releases/$version" ]; then
+  # a new link renamed over the old one: the switch is atomic
+  ln -sfn -- "releases/$version" "$STATE_DIR/.current.new"
+  mv -Tf -- "$STATE_DIR/.current.new" "$STATE_DIR/current"
+  changed=1
+fi
 
 mkdir -p -- "$OPT_DIR/bin"
 if [ "$(readlink -- "$OPT_DIR/bin/node" 2>/dev/null)" != "$node_bin" ]; then
@@ -298,44 +324,11 @@ if [ "$(readlink -- "$OPT_DIR/bin/node" 2>/dev/null)" != "$node_bin" ]; then
   changed=1
 fi
 
-# Dependencies. tsx runs the TypeScript sources, so it must be installed: with --prod only when
-# the agent lists it under "dependencies"; otherwise the agent's devDependencies come too.
-if [ "${DEPLOYBOT_INSTALL_SKIP_DEPS:-0}" = 1 ]; then
-  say "skipping the dependency install (DEPLOYBOT_INSTALL_SKIP_DEPS=1)"
-else
-  stamp="$OPT_DIR/node_modules/.deploybot-deps"
-  want="$(cat -- "$OPT_DIR/pnpm-lock.yaml" "$OPT_DIR/package.json" "$OPT_DIR/apps/agent/package.json" \
-    "$OPT_DIR/packages/protocol/package.json" | sha256sum | cut -d' ' -f1) node-$node_version"
-  if [ -f "$stamp" ] && [ "$(cat -- "$stamp")" = "$want" ] && [ -e "$OPT_DIR/apps/agent/node_modules/tsx" ]; then
-    say "dependencies are up to date"
-  else
-    pnpm_cmd=()
-    if command -v pnpm >/dev/null 2>&1 && version_ge "$(pnpm --version 2>/dev/null || echo 0)" 9.5.0; then
-      pnpm_cmd=(pnpm)
-    elif command -v npx >/dev/null 2>&1; then
-      pnpm_cmd=(npx --yes pnpm@10)
-    else
-      die "pnpm >= 9.5 is needed to install the dependencies (npm install -g pnpm@10)"
-    fi
-    prod=()
-    if "$node_bin" -e 'process.exit(require(process.argv[1]).dependencies?.tsx ? 0 : 1)' "$OPT_DIR/apps/agent/package.json"; then
-      prod=(--prod)
-    fi
-    say "installing dependencies with ${pnpm_cmd[*]} ${prod[*]} (frozen lockfile)"
-    (cd "$OPT_DIR" && PATH="$(dirname -- "$node_bin"):$PATH" CI=true "${pnpm_cmd[@]}" install "${prod[@]}" \
-      --frozen-lockfile --config.confirmModulesPurge=false --filter '@deploybot/agent...') ||
-      die "the dependency install failed (see above)"
-    [ -e "$OPT_DIR/apps/agent/node_modules/tsx" ] || die "tsx is missing from $OPT_DIR/apps/agent/node_modules after the install"
-    printf '%s\n' "$want" >"$stamp"
-    changed=1
-  fi
-fi
-
 # Env file: managed keys are replaced when their flag is given, everything else is kept.
 mkdir -p -- "$ETC_DIR"
 chmod 0755 -- "$ETC_DIR"
 tmp_env="$(mktemp "$ETC_DIR/.agent.env.XXXXXX")"
-trap 'rm -f -- "$tmp_env"' EXIT
+trap 'rm -f -- "$tmp_env"; rm -rf -- "$download"' EXIT
 chmod 0600 -- "$tmp_env"
 declare -A new_value=()
 if [ "$url_set" = 1 ]; then new_value[DEPLOYBOT_URL]="$url"; fi
@@ -374,16 +367,10 @@ else
   changed=1
   say "wrote $ENV_FILE (mode 0600)"
 fi
-trap - EXIT
+trap 'rm -rf -- "$download"' EXIT
 if [ "$live" = 1 ]; then chown root:root -- "$ENV_FILE"; fi
 
-put_file "$SRC/scripts/systemd/$UNIT_NAME" "$UNIT_FILE" 0644
-
-# State directory (systemd's StateDirectory= creates and chowns it too; this keeps --purge honest).
-if [ ! -d "$STATE_DIR" ]; then
-  mkdir -p -- "$(dirname -- "$STATE_DIR")"
-  mkdir -m 0750 -- "$STATE_DIR"
-fi
+put_file "$download/deploybot-agent.service" "$UNIT_FILE" 0644
 
 # --- user and service ------------------------------------------------------------------------
 
@@ -399,7 +386,8 @@ if [ "$live" = 1 ]; then
     usermod --append --groups docker "$SERVICE_USER"
     changed=1
   fi
-  chown -- "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
+  # the agent writes its own updates into releases/ and moves `current`
+  chown -R -- "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
   systemctl daemon-reload
   if [ "$no_start" = 1 ]; then
     systemctl enable "$UNIT_NAME"
@@ -419,7 +407,7 @@ if [ "$live" = 1 ]; then
 else
   run useradd --system --user-group --groups docker --home-dir /var/lib/deploybot-agent \
     --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
-  run chown "$SERVICE_USER:$SERVICE_USER" /var/lib/deploybot-agent
+  run chown -R "$SERVICE_USER:$SERVICE_USER" /var/lib/deploybot-agent
   run systemctl daemon-reload
   if [ "$no_start" = 1 ]; then
     run systemctl enable "$UNIT_NAME"

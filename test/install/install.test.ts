@@ -1,18 +1,17 @@
-import { execFile } from "node:child_process";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { appendFileSync, cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ADMIN, JOIN, startTestController } from "../../apps/controller/test/server";
+import { buildAgentDist } from "../../scripts/build-agent.mjs";
+import { uniqueName } from "../support/docker";
 
 /**
- * scripts/install-agent.sh against scratch roots (--root: no user, no systemctl), and
+ * scripts/install-agent.sh against scratch roots (--root: no user, no systemctl), installing
+ * from a running controller's agent distribution only (no checkout on the host), and
  * `systemd-analyze verify` on both units. Every command runs through execFile with an argument
  * vector; nothing here builds a shell string.
- *
- * Most runs set DEPLOYBOT_INSTALL_SKIP_DEPS=1 (file layout, env file, idempotence, validation);
- * one test runs the real `pnpm install --frozen-lockfile` into the scratch root (a couple of
- * seconds with the workspace's pnpm store warm) and starts the installed agent far enough to
- * prove every import resolves.
  */
 
 const repo = resolve(import.meta.dirname, "../..");
@@ -52,19 +51,21 @@ afterAll(() => {
   for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-const skipDeps = { DEPLOYBOT_INSTALL_SKIP_DEPS: "1" };
-const installArgs = (root: string) => [
-  script,
-  "--root",
-  root,
-  "--url",
-  "http://127.0.0.1:8080",
-  "--join-token",
-  "T",
-  "--labels",
-  "a,b",
-  "--no-start",
-];
+// One controller serving a distribution built once for this file (DEPLOYBOT_AGENT_DIST).
+let ctl: Awaited<ReturnType<typeof startTestController>>;
+let dist: string;
+let version: string;
+beforeAll(async () => {
+  dist = scratch();
+  version = (await buildAgentDist({ outDir: dist })).version;
+  ctl = await startTestController(undefined, { DEPLOYBOT_AGENT_DIST: dist });
+}, 60_000);
+afterAll(async () => {
+  await ctl?.stop();
+});
+
+const noEnv = {};
+const installArgs = (root: string) => [script, "--root", root, "--url", ctl.url, "--join-token", JOIN, "--labels", "a,b", "--no-start"];
 
 /** Every file and link under dir (node_modules left out) with its mode and content/target. */
 function snapshot(dir: string): Record<string, string> {
@@ -108,7 +109,7 @@ describe("systemd units", () => {
 
   it.skipIf(!existsSync(systemdAnalyze))("deploybot-agent.service verifies against the layout install-agent.sh writes", async () => {
     const root = scratch();
-    const install = await run("bash", installArgs(root), skipDeps);
+    const install = await run("bash", installArgs(root), noEnv);
     expect(install.code, install.stderr).toBe(0);
     const res = await verifyInRoot(agentUnit, "/opt/deploybot-agent", root);
     expect(res.stderr + res.stdout).toBe("");
@@ -148,7 +149,7 @@ describe("systemd units", () => {
       "ReadWritePaths=/var/lib/deploybot-agent",
       "ProtectHome=yes",
       "PrivateTmp=yes",
-      "ExecStart=/opt/deploybot-agent/bin/node --import tsx /opt/deploybot-agent/apps/agent/src/main.ts",
+      "ExecStart=/opt/deploybot-agent/bin/node /var/lib/deploybot-agent/current/deploybot-agent.mjs",
     ]) {
       expect(agent.split("\n"), line).toContain(line);
     }
@@ -173,98 +174,102 @@ describe("systemd units", () => {
   });
 });
 
-describe("install-agent.sh into a scratch root", () => {
-  it("installs the code, the env file (0600) and the unit, and only prints the user/systemctl steps", async () => {
+describe("install-agent.sh into a scratch root, from a running controller", () => {
+  it("fetches the bundled agent and its unit from the controller, checks their sha256, and only prints the user/systemctl steps", async () => {
     const root = scratch();
-    const res = await run("bash", installArgs(root), skipDeps);
+    const res = await run("bash", installArgs(root), noEnv);
     expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toContain(`fetched agent ${version} from ${ctl.url} (checksums match)`);
 
     const env = join(root, "etc/deploybot/agent.env");
     expect(mode(env)).toBe("600");
     const vars = readFileSync(env, "utf8")
       .split("\n")
       .filter((l) => l && !l.startsWith("#"));
-    expect(vars).toEqual(["DEPLOYBOT_URL=http://127.0.0.1:8080", "DEPLOYBOT_JOIN_TOKEN=T", "DEPLOYBOT_LABELS=a,b"]);
+    expect(vars).toEqual([`DEPLOYBOT_URL=${ctl.url}`, `DEPLOYBOT_JOIN_TOKEN=${JOIN}`, "DEPLOYBOT_LABELS=a,b"]);
 
     const unit = join(root, "etc/systemd/system/deploybot-agent.service");
     expect(mode(unit)).toBe("644");
     expect(readFileSync(unit, "utf8")).toBe(readFileSync(agentUnit, "utf8"));
 
-    const opt = join(root, "opt/deploybot-agent");
-    for (const f of [
-      "package.json",
-      "pnpm-workspace.yaml",
-      "pnpm-lock.yaml",
-      "tsconfig.base.json",
-      "apps/agent/package.json",
-      "apps/agent/src/main.ts",
-      "packages/protocol/package.json",
-      "packages/protocol/src/index.ts",
-    ]) {
-      expect(readFileSync(join(opt, f), "utf8"), f).toBe(readFileSync(join(repo, f), "utf8"));
-    }
-    expect(existsSync(join(opt, "apps/agent/test")), "tests are not installed").toBe(false);
-    expect(statSync(join(opt, "bin/node")).isFile()).toBe(true);
-    expect(mode(join(root, "var/lib/deploybot-agent"))).toBe("750");
+    // the agent: one file under the state dir, started through the `current` link
+    const state = join(root, "var/lib/deploybot-agent");
+    expect(mode(state)).toBe("750");
+    expect(readlinkSync(join(state, "current"))).toBe(`releases/${version}`);
+    expect(readFileSync(join(state, "current/deploybot-agent.mjs"))).toEqual(readFileSync(join(dist, "deploybot-agent.mjs")));
+    expect(readdirSync(join(state, "releases", version)).sort()).toEqual(["deploybot-agent.mjs", "manifest.json"]);
+    // nothing of the repository: no sources, no node_modules
+    expect(readdirSync(join(root, "opt/deploybot-agent"))).toEqual(["bin"]);
+    expect(statSync(join(root, "opt/deploybot-agent/bin/node")).isFile()).toBe(true);
 
     // Not installing into /: nothing touches the real system, the steps are printed instead.
     expect(res.stdout).toMatch(/would run: useradd --system .*--groups docker .*deploybot/);
     expect(res.stdout).toMatch(/would run: systemctl daemon-reload/);
     expect(res.stdout).toMatch(/would run: systemctl enable deploybot-agent\.service/);
     expect(res.stdout).not.toMatch(/--now/);
-    expect(`${res.stdout}${res.stderr}`).not.toContain("DEPLOYBOT_JOIN_TOKEN=T");
+    expect(`${res.stdout}${res.stderr}`).not.toContain(JOIN);
   });
 
   it("is idempotent: a second run with the same flags changes nothing", async () => {
     const root = scratch();
-    const first = await run("bash", installArgs(root), skipDeps);
+    const first = await run("bash", installArgs(root), noEnv);
     expect(first.code, first.stderr).toBe(0);
     const before = snapshot(root);
-    const second = await run("bash", installArgs(root), skipDeps);
+    const second = await run("bash", installArgs(root), noEnv);
     expect(second.code, second.stderr).toBe(0);
     expect(snapshot(root)).toEqual(before); // same files, modes, contents and mtimes
     expect(second.stdout).toContain("unchanged");
   });
 
-  it("keeps the token and lines it does not manage when re-run with fewer flags; new flags replace values", async () => {
+  it("keeps the URL, the token and lines it does not manage when re-run with fewer flags; new flags replace values", async () => {
     const root = scratch();
-    expect((await run("bash", installArgs(root), skipDeps)).code).toBe(0);
+    // the token can come from the environment instead of argv (kept out of `ps`)
+    const first = await run("bash", [script, "--root", root, "--url", ctl.url, "--labels", "a,b", "--no-start"], { DEPLOYBOT_JOIN_TOKEN: JOIN });
+    expect(first.code, first.stderr).toBe(0);
     const env = join(root, "etc/deploybot/agent.env");
     writeFileSync(env, `${readFileSync(env, "utf8")}DEPLOYBOT_REGISTRY_URL=registry.example.com\n`);
 
-    const relabel = await run("bash", [script, "--root", root, "--labels", "builder,region=eu", "--hostname", "web-1", "--no-start"], skipDeps);
+    const relabel = await run("bash", [script, "--root", root, "--labels", "builder,region=eu", "--hostname", "web-1", "--no-start"], noEnv);
     expect(relabel.code, relabel.stderr).toBe(0);
     const vars = readFileSync(env, "utf8")
       .split("\n")
       .filter((l) => l && !l.startsWith("#"));
     expect(vars).toEqual([
-      "DEPLOYBOT_URL=http://127.0.0.1:8080",
-      "DEPLOYBOT_JOIN_TOKEN=T",
+      `DEPLOYBOT_URL=${ctl.url}`,
+      `DEPLOYBOT_JOIN_TOKEN=${JOIN}`,
       "DEPLOYBOT_LABELS=builder,region=eu",
       "DEPLOYBOT_REGISTRY_URL=registry.example.com",
       "DEPLOYBOT_HOSTNAME=web-1",
     ]);
     expect(mode(env)).toBe("600");
-
-    // The token can come from the environment instead of argv (kept out of `ps`).
-    const rotate = await run("bash", [script, "--root", root, "--no-start"], { ...skipDeps, DEPLOYBOT_JOIN_TOKEN: "rotated.Token-2" });
-    expect(rotate.code, rotate.stderr).toBe(0);
-    expect(readFileSync(env, "utf8")).toContain("DEPLOYBOT_JOIN_TOKEN=rotated.Token-2\n");
-    expect(readFileSync(env, "utf8")).not.toContain("DEPLOYBOT_JOIN_TOKEN=T\n");
   });
 
-  it("removes files the source no longer has on re-install", async () => {
-    const root = scratch();
-    expect((await run("bash", installArgs(root), skipDeps)).code).toBe(0);
-    const stale = join(root, "opt/deploybot-agent/apps/agent/src/stale.ts");
-    writeFileSync(stale, "export {};\n");
-    expect((await run("bash", installArgs(root), skipDeps)).code).toBe(0);
-    expect(existsSync(stale)).toBe(false);
+  it("refuses a wrong join token and a download whose sha256 differs from the manifest, installing nothing", async () => {
+    const wrong = scratch();
+    const denied = await run("bash", [script, "--root", wrong, "--url", ctl.url, "--join-token", "not-the-token", "--no-start"], noEnv);
+    expect(denied.code, denied.stdout + denied.stderr).not.toBe(0);
+    expect(denied.stderr).toMatch(/could not fetch manifest\.json from .*join token/);
+    expect(existsSync(join(wrong, "var/lib/deploybot-agent/current"))).toBe(false);
+
+    const tampered = scratch();
+    cpSync(dist, tampered, { recursive: true });
+    appendFileSync(join(tampered, "deploybot-agent.mjs"), "\n// injected\n");
+    const evil = await startTestController(undefined, { DEPLOYBOT_AGENT_DIST: tampered });
+    try {
+      const root = scratch();
+      const res = await run("bash", [script, "--root", root, "--url", evil.url, "--join-token", JOIN, "--no-start"], noEnv);
+      expect(res.code).not.toBe(0);
+      expect(res.stderr).toMatch(/deploybot-agent\.mjs from .* has sha256 \w+, the manifest says \w+: refusing it/);
+      expect(existsSync(join(root, "var/lib/deploybot-agent/releases"))).toBe(false);
+      expect(existsSync(join(root, "etc/systemd/system/deploybot-agent.service"))).toBe(false);
+    } finally {
+      await evil.stop();
+    }
   });
 
   it("--uninstall removes the unit, /opt/deploybot-agent and the env file but keeps the state; --purge removes it", async () => {
     const root = scratch();
-    expect((await run("bash", installArgs(root), skipDeps)).code).toBe(0);
+    expect((await run("bash", installArgs(root), noEnv)).code).toBe(0);
     writeFileSync(join(root, "var/lib/deploybot-agent/identity.json"), "{}\n");
 
     const un = await run("bash", [script, "--root", root, "--uninstall"]);
@@ -301,7 +306,7 @@ describe("install-agent.sh into a scratch root", () => {
     for (const c of cases) {
       it(c.name, async () => {
         const root = scratch();
-        const res = await run("bash", [script, "--root", root, ...c.args, "--no-start"], skipDeps);
+        const res = await run("bash", [script, "--root", root, ...c.args, "--no-start"], noEnv);
         expect(res.code).not.toBe(0);
         expect(res.stderr).toMatch(/^install-agent: error: /);
         expect(res.stderr).toMatch(c.message);
@@ -309,47 +314,49 @@ describe("install-agent.sh into a scratch root", () => {
       });
     }
     it("a relative --root", async () => {
-      const res = await run("bash", [script, "--root", "relative/dir", "--url", "http://127.0.0.1:8080", "--join-token", "T"], skipDeps);
+      const res = await run("bash", [script, "--root", "relative/dir", "--url", "http://127.0.0.1:8080", "--join-token", "T"], noEnv);
       expect(res.code).not.toBe(0);
       expect(res.stderr).toMatch(/--root must be an absolute path/);
     });
   });
 
-  it("accepts the documented URL and label shapes", async () => {
-    for (const url of ["https://deploy.example.com", "http://10.0.0.5:8080/", "https://deploy.example.com:8443/base/path", "http://[::1]:8080"]) {
+  it("accepts the documented URL shapes (a trailing slash, a host name)", async () => {
+    const port = new URL(ctl.url).port;
+    for (const url of [`${ctl.url}/`, `http://localhost:${port}`]) {
       const root = scratch();
-      const res = await run("bash", [script, "--root", root, "--url", url, "--join-token", "tok_en-1.x", "--labels", "builder,region=eu,zone:a/b", "--no-start"], skipDeps);
+      const res = await run("bash", [script, "--root", root, "--url", url, "--join-token", JOIN, "--labels", "builder,region=eu,zone:a/b", "--no-start"], noEnv);
       expect(res.code, `${url}: ${res.stderr}`).toBe(0);
       expect(readFileSync(join(root, "etc/deploybot/agent.env"), "utf8")).toContain(`DEPLOYBOT_URL=${url}\n`);
     }
   });
 
-  it("installs the production dependencies with pnpm and the installed agent starts", async () => {
+  it("the installed agent runs from the unit's command line and registers with the controller", async () => {
     const root = scratch();
-    const res = await run("bash", installArgs(root), {}, 150_000);
-    expect(res.code, res.stderr + res.stdout).toBe(0);
-    const agentDir = join(root, "opt/deploybot-agent/apps/agent");
-    expect(existsSync(join(agentDir, "node_modules/tsx"))).toBe(true);
-    expect(existsSync(join(agentDir, "node_modules/dockerode"))).toBe(true);
-
-    // Second run: the lockfile stamp matches, pnpm is not run again.
-    const again = await run("bash", installArgs(root), {}, 150_000);
-    expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toContain("dependencies are up to date");
-
-    // The unit's command line, run from the unit's WorkingDirectory without configuration:
-    // every module resolves (dockerode, pino, the protocol) and the agent stops at its
-    // configuration check with exit code 1.
-    const node = join(root, "opt/deploybot-agent/bin/node");
-    const start = await new Promise<Run>((done) => {
-      execFile(
-        node,
-        ["--import", "tsx", join(agentDir, "src/main.ts")],
-        { cwd: agentDir, env: { PATH: "/usr/bin:/bin" }, timeout: 30_000 },
-        (err, stdout, stderr) => done({ code: err && typeof err.code === "number" ? err.code : err ? -1 : 0, stdout: String(stdout), stderr: String(stderr) }),
-      );
+    const res = await run("bash", installArgs(root), noEnv);
+    expect(res.code, res.stderr).toBe(0);
+    const hostname = uniqueName("installed");
+    const settings = Object.fromEntries(
+      readFileSync(join(root, "etc/deploybot/agent.env"), "utf8")
+        .split("\n")
+        .filter((l) => l.includes("=") && !l.startsWith("#"))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
+    const state = join(root, "var/lib/deploybot-agent");
+    // ExecStart with the scratch root in front of its paths, the unit's environment and the env file
+    const child: ChildProcess = spawn(join(root, "opt/deploybot-agent/bin/node"), [join(state, "current/deploybot-agent.mjs")], {
+      cwd: state,
+      env: { PATH: "/usr/bin:/bin", HOME: state, NODE_ENV: "production", ...settings, DEPLOYBOT_STATE_DIR: state, DEPLOYBOT_HOSTNAME: hostname, ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}) },
+      stdio: "ignore",
     });
-    expect(start.stderr).toContain("deploybot agent: invalid agent configuration");
-    expect(start.code).toBe(1);
-  }, 320_000);
+    try {
+      let host: { hostname: string; version: string; labels: string[] } | undefined;
+      for (let i = 0; i < 300 && !host; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        host = (await ctl.call("GET", "/v1/hosts", ADMIN)).body.hosts.find((h: { hostname: string }) => h.hostname === hostname);
+      }
+      expect(host).toMatchObject({ hostname, version, labels: ["a", "b"] });
+    } finally {
+      child.kill("SIGTERM");
+    }
+  });
 });

@@ -12,8 +12,9 @@ import { JobLogSpool } from "./logSpool";
 import { HostProxy } from "./proxy";
 import { Redactor } from "./redact";
 import { AgentState } from "./state";
+import { AGENT_VERSION } from "./version";
 
-export const AGENT_VERSION = "0.1.0";
+export { AGENT_VERSION };
 
 /**
  * The agent's life: register, heartbeat (long-polling while idle), take at most one job per

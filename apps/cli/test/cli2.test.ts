@@ -203,7 +203,7 @@ describe("apps, secrets, install command", () => {
     const human = await cli(["agents", "install-command"]);
     expect(human.code).toBe(0);
     expect(human.stdout.trim().split("\n")).toHaveLength(1);
-    expect(human.stdout).toMatch(/install-agent\.sh --url/);
+    expect(human.stdout).toMatch(/v1\/agents\/dist\/install-agent\.sh' \| sudo --preserve-env=DEPLOYBOT_JOIN_TOKEN bash -s -- --url/);
   });
 });
 

@@ -62,6 +62,14 @@ const envSchema = z.object({
   DEPLOYBOT_ACME_CA: z.string().url().default("https://acme-v02.api.letsencrypt.org/directory"),
   /** ACME account contact (expiry notices); optional. */
   DEPLOYBOT_ACME_EMAIL: z.string().email().optional(),
+  /**
+   * The agent distribution served at /v1/agents/dist/* (manifest.json, the bundled agent, its
+   * unit and installer; `node scripts/build-agent.mjs --out DIR` writes one). Unset: the
+   * checkout's own, rebuilt on demand when a source is newer.
+   */
+  DEPLOYBOT_AGENT_DIST: z.string().optional(),
+  /** Agents updating themselves at once (an older agent is told between jobs); 0 turns updates off. */
+  DEPLOYBOT_AGENT_UPDATE_CONCURRENCY: z.coerce.number().int().min(0).max(1000).default(1),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -92,6 +100,9 @@ export interface Config {
   pauseConsequences: boolean;
   /** handed to agents with every routed deploy of a `tls: auto` app */
   acme: { directory: string; email?: string };
+  /** undefined: the checkout's distribution, built on demand */
+  agentDist: string | undefined;
+  agentUpdateConcurrency: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -135,6 +146,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     eventsRetentionMs: e.DEPLOYBOT_EVENTS_RETENTION_HOURS * 3600 * 1000,
     pauseConsequences: e.DEPLOYBOT_TEST_PAUSE_CONSEQUENCES,
     acme: { directory: e.DEPLOYBOT_ACME_CA, ...(e.DEPLOYBOT_ACME_EMAIL ? { email: e.DEPLOYBOT_ACME_EMAIL } : {}) },
+    agentDist: e.DEPLOYBOT_AGENT_DIST ? fromCaller(e.DEPLOYBOT_AGENT_DIST) : undefined,
+    agentUpdateConcurrency: e.DEPLOYBOT_AGENT_UPDATE_CONCURRENCY,
   };
 }
 

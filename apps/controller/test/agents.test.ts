@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { heartbeatResponse, registerResponse } from "@deploybot/protocol";
 import { describe, expect } from "vitest";
 import { ADMIN, JOIN, seedJob, test } from "./fixture";
@@ -129,7 +131,7 @@ describe("GET /v1/agents/install-command", () => {
     expect(res.status).toBe(200);
     const { command } = await res.json();
     expect(command).toBe(
-      "sudo DEPLOYBOT_JOIN_TOKEN='join-secret' bash scripts/install-agent.sh --url 'https://deploy.example.com' --labels 'builder,region=eu'",
+      "export DEPLOYBOT_JOIN_TOKEN='join-secret'; curl -fsSL -H @<(printf 'Authorization: Bearer %s\\n' \"$DEPLOYBOT_JOIN_TOKEN\") 'https://deploy.example.com/v1/agents/dist/install-agent.sh' | sudo --preserve-env=DEPLOYBOT_JOIN_TOKEN bash -s -- --url 'https://deploy.example.com' --labels 'builder,region=eu'",
     );
   });
 
@@ -139,4 +141,31 @@ describe("GET /v1/agents/install-command", () => {
     expect((await h.call("GET", "/v1/agents/install-command?url=http://x/$(id)'", { token: ADMIN })).status).toBe(400);
     expect((await h.call("GET", "/v1/agents/install-command?labels=a;b", { token: ADMIN })).status).toBe(400);
   });
+});
+
+describe("GET /v1/agents/bundle and /v1/agents/dist/{file}", () => {
+  test("serve the checkout's agent, built on demand, with its version and sha256; the manifest lists every file", async ({ h }) => {
+    const res = await h.call("GET", "/v1/agents/bundle", { token: JOIN });
+    expect(res.status).toBe(200);
+    const body = Buffer.from(await res.arrayBuffer());
+    const sha = createHash("sha256").update(body).digest("hex");
+    const pkg = JSON.parse(readFileSync(new URL("../../agent/package.json", import.meta.url), "utf8"));
+    expect(res.headers.get("x-deploybot-agent-version")).toBe(pkg.version);
+    expect(res.headers.get("x-deploybot-sha256")).toBe(sha);
+    expect(body.toString("utf8")).not.toContain("--import tsx");
+
+    const manifest = await (await h.call("GET", "/v1/agents/dist/manifest.json", { token: JOIN })).json();
+    expect(manifest).toMatchObject({ version: pkg.version, files: { "deploybot-agent.mjs": { sha256: sha, size: body.length } } });
+    const unit = await h.call("GET", "/v1/agents/dist/deploybot-agent.service", { token: JOIN });
+    expect(await unit.text()).toContain("ExecStart=/opt/deploybot-agent/bin/node /var/lib/deploybot-agent/current/deploybot-agent.mjs");
+  }, 60_000);
+
+  test("need the join token or an agent token; no other file is served", async ({ h }) => {
+    expect((await h.call("GET", "/v1/agents/bundle")).status).toBe(401);
+    expect((await h.call("GET", "/v1/agents/bundle", { token: ADMIN })).status).toBe(401);
+    expect((await h.call("GET", "/v1/agents/dist/..%2F..%2Fpackage.json", { token: JOIN })).status).toBe(404);
+    expect((await h.call("GET", "/v1/agents/dist/package.json", { token: JOIN })).status).toBe(404);
+    const agent = await h.register("web-1");
+    expect((await h.call("GET", "/v1/agents/dist/manifest.json", { token: agent.token })).status).toBe(200);
+  }, 60_000);
 });

@@ -2,6 +2,7 @@ import type { JobChangedEvent } from "@deploybot/protocol";
 import { AgentService } from "./agents";
 import { AgentTokens, ApiTokens } from "./auth";
 import { DeploymentService } from "./deployments";
+import { AgentDistribution } from "./agentDist";
 import type { Deps } from "./deps";
 import { GitRefs } from "./gitRefs";
 import { ImageService } from "./images";
@@ -47,6 +48,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     deployments,
     ...gitHub,
     gitRefs,
+    agentDist: new AgentDistribution(deps.config.agentDist),
     images,
     agentTokens,
     apiTokens: new ApiTokens(deps.db, deps.config.adminToken, deps.clock),
