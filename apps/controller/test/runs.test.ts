@@ -59,6 +59,11 @@ describe("one-off runs: POST /v1/apps/{name}/runs", () => {
     });
     const done = runAnswer.parse(await (await h.call("GET", `/v1/runs/${run.id}`, { token: ADMIN })).json()).run;
     expect(done).toMatchObject({ status: "failed", exitCode: 3, durationMs: 1500, resultFile: { path: "/tmp/r.txt", size: 13, stored: 13, truncated: false } });
+    // GET /v1/events carries the run as it moved: queued, running, ended
+    await h.ctl.services.drainer.idle();
+    const events = h.ctl.deps.outbox.after(0, 1000).filter((e) => e.type === "run.changed" && e.subject === run.id);
+    expect(events.map((e) => runSchema.parse(e.data).status)).toEqual(["queued", "running", "failed"]);
+    expect(events.at(-1)).toMatchObject({ app: "bot", data: { exitCode: 3, resultFile: { size: 13 } } });
     const file = await h.call("GET", `/v1/runs/${run.id}/result`, { token: ADMIN });
     expect(file.status).toBe(200);
     expect(file.headers.get("content-disposition")).toBe('attachment; filename="r.txt"');

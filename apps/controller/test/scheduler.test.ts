@@ -96,6 +96,8 @@ describe("ticks missed while the controller was away", () => {
     ]);
     expect(s.db.select().from(jobs).all()).toHaveLength(1);
     expect(rows[0]!.reason).toMatch(/only the newest tick \(2026-11-22T13:00:00.000Z\) ran/);
+    const events = after.deps.outbox.after(0, 1000).filter((e) => e.type === "run.changed");
+    expect(events.map((e) => (e.data as { status: string }).status)).toEqual(["missed", "missed", "missed", "missed", "missed", "queued"]);
   });
 
   test("a newest tick past its deadline is recorded missed and runs nothing", () => {

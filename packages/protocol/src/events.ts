@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { deploymentStatuses } from "./deployments";
+import { run } from "./runs";
 import { jobKind, jobStatus, name } from "./schemas";
 
 /**
@@ -68,7 +69,14 @@ export const consequenceFailedEvent = z.object({
   retrying: z.boolean(),
 });
 
+/**
+ * `run.changed`: a run was queued, decided without a job (missed, skipped, failed before a job
+ * existed), started or ended; `data` is the run as `GET /v1/runs/{id}` answers it.
+ */
+export const runChangedEvent = run;
+
 export const eventTypes = {
+  "run.changed": runChangedEvent,
   "job.changed": jobChangedEvent,
   "deployment.changed": deploymentChangedEvent,
   "host.online": hostChangedEvent,

@@ -39,7 +39,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const images = new ImageService(deps, jobs, gitRefs, deployments);
   const drainer = new Drainer(deps);
   const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock);
-  registerConsequences(deps, drainer, { deployments, images, commitStatuses: gitHub.commitStatuses });
+  registerConsequences(deps, drainer, { deployments, images, runs, commitStatuses: gitHub.commitStatuses });
   drainer.follow();
   return {
     runs,
@@ -76,8 +76,14 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
 function registerConsequences(
   deps: Deps,
   drainer: Drainer,
-  s: { deployments: DeploymentService; images: ImageService; commitStatuses: ReturnType<typeof connectGitHub>["commitStatuses"] },
+  s: { deployments: DeploymentService; images: ImageService; runs: RunService; commitStatuses: ReturnType<typeof connectGitHub>["commitStatuses"] },
 ) {
+  drainer.register({
+    name: "run-progress",
+    types: ["job.changed"],
+    kind: "db",
+    apply: (e) => s.runs.applyJobChange(e.data as JobChangedEvent),
+  });
   drainer.register({
     name: "deployment-progress",
     types: ["job.changed"],

@@ -1,4 +1,4 @@
-import { activeStatuses, type JobStatus, jobSpec, RESULT_FILE_LIMIT, type Run, type RunStatus, type Target } from "@deploybot/protocol";
+import { activeStatuses, finalStatuses, type JobStatus, jobSpec, RESULT_FILE_LIMIT, type Run, type RunStatus, type Target } from "@deploybot/protocol";
 import { and, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
 import { jobs, releases, runResults, runs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
@@ -89,19 +89,37 @@ export class RunService {
         queueTimeoutSeconds: req.queueTimeoutSeconds,
         dedupe: false,
       }).job.id;
-      return this.deps.db.update(runs).set({ jobId }).where(eq(runs.id, row.id)).returning().get();
+      return this.announce(this.deps.db.update(runs).set({ jobId }).where(eq(runs.id, row.id)).returning().get());
     } catch (err) {
       if (!recordFailure || !(err instanceof ApiError)) throw err;
       return this.setState(row.id, "failed", err.message);
     }
   }
 
+  /** `run.changed` on the outbox, in the caller's transaction (GET /v1/events). */
+  private announce(row: RunRow, status?: RunStatus): RunRow {
+    const run = this.toWire(row);
+    this.deps.outbox.append("run.changed", { app: row.app, subject: row.id }, status ? { ...run, status } : run);
+    return row;
+  }
+
+  /**
+   * A run's job started or ended: say so on the outbox (a consequence of its job.changed). The
+   * event carries the status of that change, even when it is applied after a later one.
+   */
+  applyJobChange(change: { id: string; kind: string; status: string }): void {
+    const status = change.status as JobStatus;
+    if (change.kind !== "run" || (status !== "running" && !finalStatuses.includes(status))) return;
+    const row = this.deps.db.select().from(runs).where(eq(runs.jobId, change.id)).get();
+    if (row) this.announce(row, JOB_TO_RUN[status]);
+  }
+
   setState(id: string, state: "skipped" | "failed" | "missed", reason: string): RunRow {
-    return this.deps.db.update(runs).set({ state, reason }).where(eq(runs.id, id)).returning().get();
+    return this.announce(this.deps.db.update(runs).set({ state, reason }).where(eq(runs.id, id)).returning().get());
   }
 
   private insert(req: RunRequest, state: string, reason: string | null): RunRow | null {
-    return (
+    const row =
       this.deps.db
         .insert(runs)
         .values({
@@ -117,8 +135,10 @@ export class RunService {
         })
         .onConflictDoNothing()
         .returning()
-        .get() ?? null
-    );
+        .get() ?? null;
+    // a queued run is announced once its job exists (attachJob)
+    if (row && state !== "queued") this.announce(row);
+    return row;
   }
 
   /** The app's current release with today's command and env overrides; run jobs publish no ports. */
