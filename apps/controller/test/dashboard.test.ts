@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, test } from "vitest";
-import { makeHarness } from "./fixture";
+import { ADMIN, makeHarness } from "./fixture";
 
 const built = mkdtempSync(join(tmpdir(), "deploybot-dashboard-"));
 mkdirSync(join(built, "assets"));
@@ -64,5 +64,27 @@ describe("the dashboard at /", () => {
     // building while the controller runs is enough: the next request finds it
     writeFileSync(join(empty, "index.html"), INDEX);
     expect((await bare.call("GET", "/")).status).toBe(200);
+  });
+});
+
+describe("what the dashboard reads of an app", () => {
+  test("GET /v1/apps and /v1/apps/{name} carry the app's domains, TLS mode and replicas from apps.yaml", async () => {
+    const yaml = `
+apps:
+  - name: web
+    repo: acme/web
+    hosts: [web-1]
+    domains: [web.example.com]
+    proxy: { port: 8080 }
+    replicas: 2
+    tls: internal
+  - name: worker
+    repo: acme/worker
+`;
+    const h = makeHarness({}, yaml);
+    const one = (await (await h.call("GET", "/v1/apps/web", { token: ADMIN })).json()).app;
+    expect(one).toMatchObject({ domains: ["web.example.com"], tls: "internal", replicas: 2, proxy: { port: 8080 } });
+    const list = (await (await h.call("GET", "/v1/apps", { token: ADMIN })).json()).apps;
+    expect(list.find((a: { name: string }) => a.name === "worker")).toMatchObject({ domains: [], tls: "auto", replicas: 1, proxy: null });
   });
 });

@@ -22,6 +22,10 @@ const appToWire = (app: AppDefinition, currentRelease: Release | null) => ({
   image: app.image ?? null,
   build: app.build,
   run: app.run,
+  domains: app.domains,
+  tls: app.tls,
+  replicas: app.replicas,
+  proxy: app.proxy ?? null,
   currentRelease,
 });
 

@@ -12,6 +12,10 @@ export interface App {
   hosts: string[];
   image: string | null;
   run: RunSpec;
+  /** served by the host proxy (controllers with routing; absent on older ones) */
+  domains?: string[];
+  tls?: "auto" | "internal" | "off";
+  replicas?: number;
   currentRelease: Release | null;
   /** per host: what should run and what does (controllers with desired state; absent on older ones) */
   status?: AppHostStatus[];

@@ -242,6 +242,27 @@ export function AppPage({ name }: { name: string }) {
             <dd>{data.app.deployOnPush ? "yes" : "no"}</dd>
             <dt>Image</dt>
             <dd class="mono">{data.app.image ?? "the controller's registry"}</dd>
+            {data.app.domains && data.app.domains.length > 0 ? (
+              <>
+                <dt>Domains</dt>
+                <dd>
+                  <ul class="plain" data-testid="domains">
+                    {data.app.domains.map((d) => (
+                      <li key={d} class="mono">
+                        {data.app.tls === "off" ? "http" : "https"}://{d}
+                      </li>
+                    ))}
+                  </ul>
+                </dd>
+                <dt>TLS</dt>
+                <dd>
+                  {data.app.tls === "auto" ? "certificates from ACME (the agent's proxy orders and renews them)" : data.app.tls === "internal" ? "the proxy's own certificate authority" : "off: plain HTTP"}
+                  <span class="dim small"> · certificate state is not reported to the controller yet</span>
+                </dd>
+                <dt>Replicas</dt>
+                <dd>{data.app.replicas ?? 1} per host</dd>
+              </>
+            ) : null}
             <dt>Current release</dt>
             <dd class="mono" data-testid="current-release">
               {data.app.currentRelease ? version(data.app.currentRelease.version) : "none"}
