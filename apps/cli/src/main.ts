@@ -12,6 +12,7 @@ import { build, images } from "./commands/images";
 import { cancel, jobs, status } from "./commands/jobs";
 import { login } from "./commands/login";
 import { logs } from "./commands/logs";
+import { routes } from "./commands/routes";
 import { result, run, runs, scheduleResume, schedulePause, scheduleTrigger, schedules } from "./commands/runs";
 import { secretsList, secretsRemove, secretsSet } from "./commands/secrets";
 import { tokensCreate, tokensList, tokensRevoke } from "./commands/tokens";
@@ -23,6 +24,7 @@ const commands: Command[] = [
   rollback,
   apps,
   releases,
+  routes,
   images,
   build,
   status,

@@ -115,7 +115,7 @@ describe("SSE parser keeps the stream's last id", () => {
 
 describe("help", () => {
   test("every new command has --help with an example", async () => {
-    const names = ["deploy", "deployments", "rollback", "apps", "releases", "logs", "secrets set", "secrets list", "secrets rm", "agents install-command"];
+    const names = ["deploy", "deployments", "rollback", "apps", "releases", "routes", "logs", "secrets set", "secrets list", "secrets rm", "agents install-command"];
     const runs = await Promise.all(names.map((n) => cli([...n.split(" "), "--help"])));
     runs.forEach((run, i) => {
       expect(run.code, names[i]).toBe(0);
@@ -161,6 +161,12 @@ describe("apps, secrets, install command", () => {
     expect(rel.code).toBe(0);
     expect(json(rel)).toEqual({ releases: [] });
     expect((await cli(["releases", "nope"])).code).toBe(4);
+
+    const routes = await cli(["routes", "api"]);
+    expect(routes.code).toBe(0);
+    expect(routes.stderr + routes.stdout).toMatch(/app api has no domains: it runs in port mode/);
+    expect(json(await cli(["routes", "api", "--json"]))).toEqual({ app: "api", domains: [], routes: [] });
+    expect((await cli(["routes", "nope"])).code).toBe(4);
   });
 
   test("secrets set from stdin and from an argument, list shows names only, rm", async () => {

@@ -100,3 +100,26 @@ describe("routed deploys", () => {
     expect(job.spec).toMatchObject({ source: { type: "image", image: "deploybot/web:v1" }, domains: ["old.example.com"], replicas: 2 });
   });
 });
+
+describe("routes reported by agents", () => {
+  test("GET /v1/apps/{name} shows domains and each host's route with upstream health", async ({ h }) => {
+    h.setApps(routed("web.example.com"));
+    const agent = await h.register("web-1");
+    const route = {
+      app: "web",
+      domains: ["web.example.com"],
+      tls: "auto",
+      upstreams: [
+        { container: "aaaaaaaaaaaa", address: "172.18.0.2:8080", state: "ready", health: "up", release: "rel_1" },
+        { container: "bbbbbbbbbbbb", address: "172.18.0.3:8080", state: "ready", health: "down", release: "rel_1", futureField: 1 },
+      ],
+    };
+    const other = { ...route, app: "api", domains: ["api.example.com"] };
+    expect((await h.heartbeat(agent, { routes: [route, other] })).status).toBe(200);
+    const body = await (await h.call("GET", "/v1/apps/web", { token: ADMIN })).json();
+    expect(body.app).toMatchObject({ domains: ["web.example.com"], replicas: 2, tls: "auto", proxy: { port: 8080 } });
+    expect(body.routes).toEqual([
+      expect.objectContaining({ host: "web-1", online: true, healthy: 1, domains: ["web.example.com"], upstreams: [route.upstreams[0], expect.not.objectContaining({ futureField: 1 })] }),
+    ]);
+  });
+});

@@ -15,6 +15,8 @@ export const agents = sqliteTable("agents", {
   /** what the agent last said it was doing: idle | busy | draining */
   state: text("state").notNull().default("idle"),
   containers: json<unknown[]>("containers").notNull().default(sql`'[]'`),
+  /** the host proxy's routes as the agent last reported them (app, domains, upstreams and their health) */
+  routes: json<unknown[]>("routes").notNull().default(sql`'[]'`),
   /** bumped on every registration and revocation; a JWT carrying an older one is refused */
   tokenVersion: integer("token_version").notNull().default(1),
   revoked: integer("revoked", { mode: "boolean" }).notNull().default(false),

@@ -241,7 +241,7 @@ export const apiRoutes: ApiRoute[] = [
     responses: { 200: "the deployment", ...user, 404: "no such deployment" },
   },
   { method: "get", path: "/v1/apps", summary: "Apps from apps.yaml with their current release", auth: "read", responses: { 200: "the apps", ...user } },
-  { method: "get", path: "/v1/apps/{name}", summary: "One app", auth: "read", responses: { 200: "the app", ...user, 404: "no such app" } },
+  { method: "get", path: "/v1/apps/{name}", summary: "One app: its config, last releases and each host's route (domains, upstreams and their health)", auth: "read", responses: { 200: "the app", ...user, 404: "no such app" } },
   {
     method: "get",
     path: "/v1/apps/{name}/releases",

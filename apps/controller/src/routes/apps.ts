@@ -45,7 +45,12 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
     })
     .get("/:name", read, (c) => {
       const app = appNamed(c.req.param("name"));
-      return c.json({ app: appToWire(app, s.deployments.catalog.current(app.name)), releases: s.deployments.catalog.list(app.name).slice(0, 10) });
+      return c.json({
+        app: appToWire(app, s.deployments.catalog.current(app.name)),
+        releases: s.deployments.catalog.list(app.name).slice(0, 10),
+        // each host's route: domains, upstreams and their health, as its agent last reported
+        routes: s.routes.forApp(app.name),
+      });
     })
     .get("/:name/releases", read, (c) => c.json({ releases: s.deployments.catalog.list(c.req.param("name")) }))
     .get("/:name/refs", read, validate("query", appRefsQuery), async (c) => {

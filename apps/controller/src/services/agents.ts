@@ -20,7 +20,7 @@ export class AgentService {
    */
   /** agent rows by id for token checks: identity, labels, token version, revocation */
   private readonly authCache = new Map<string, AgentRow>();
-  private readonly liveness = new Map<string, { at: number; state: string; containers: string }>();
+  private readonly liveness = new Map<string, { at: number; state: string; containers: string; routes: string }>();
 
   constructor(
     private readonly deps: Deps,
@@ -33,7 +33,7 @@ export class AgentService {
       .where(eq(agents.id, sql.placeholder("id")))
       .prepare();
     this.touchStatement = deps.db.$client.prepare(
-      "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ? WHERE id = ?",
+      "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ?, routes = ? WHERE id = ?",
     );
     this.markOnline = deps.db.$client.prepare("UPDATE agents SET online = 1 WHERE id = ? AND online = 0 AND revoked = 0 RETURNING id, hostname");
   }
@@ -142,7 +142,8 @@ export class AgentService {
     const { clock, notifier } = this.deps;
     const deadline = clock() + waitSeconds * 1000;
     const containers = JSON.stringify(body.containers);
-    const touch = () => this.liveness.set(agent.id, { at: clock(), state: body.status, containers });
+    const routes = JSON.stringify(body.routes ?? []);
+    const touch = () => this.liveness.set(agent.id, { at: clock(), state: body.status, containers, routes });
     touch();
     // No transaction: an idle heartbeat only reads, and every write here is a single guarded
     // statement. After reconcile, an agent that holds nothing has no active job here either.
@@ -169,7 +170,7 @@ export class AgentService {
     this.liveness.clear();
     this.deps.db.$client.transaction(() => {
       for (const [id, l] of entries) {
-        this.touchStatement.run(l.at, l.state, l.containers, id);
+        this.touchStatement.run(l.at, l.state, l.containers, l.routes, id);
         this.cameOnline(id);
       }
     })();

@@ -14,6 +14,7 @@ import { JobState } from "./jobState";
 import { SqliteJobStore } from "./jobStore";
 import { LeaseService } from "./leases";
 import { IngestRedaction } from "./redaction";
+import { RouteReports } from "./routing";
 import { RunService } from "./runs";
 import { Scheduler, type SchedulerHooks } from "./scheduler";
 import { SecretStore } from "./secrets";
@@ -38,6 +39,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const gitRefs = new GitRefs(deps, gitHub.github);
   const images = new ImageService(deps, jobs, gitRefs, deployments);
   const drainer = new Drainer(deps);
+  const agentService = new AgentService(deps, agentTokens, leases);
   const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock);
   registerConsequences(deps, drainer, { deployments, images, runs, commitStatuses: gitHub.commitStatuses });
   drainer.follow();
@@ -55,7 +57,8 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     idempotencyKeys,
     jobState,
     leases,
-    agents: new AgentService(deps, agentTokens, leases),
+    agents: agentService,
+    routes: new RouteReports(deps, agentService),
     jobs,
     redaction,
     jobLogs: new JobLogService(deps, leases, redaction),
