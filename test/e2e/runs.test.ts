@@ -165,7 +165,11 @@ apps:
     });
     expect(created.status).toBe(201);
     const id = created.body.run.id as string;
-    await waitFor("the run to start", async () => ((await ctl.api("GET", `/v1/runs/${id}`)).body.run.status === "running" ? true : undefined));
+    const jobId = created.body.run.jobId as string;
+    // the job reports running before its container exists: wait for the container itself
+    await waitFor("the run's container", async () =>
+      (await containersWithLabels([`deploybot.job=${jobId}`])).some((c) => c.State === "running") ? true : undefined,
+    );
     await agent.stop("SIGKILL");
     agent.start();
     const run = await waitFor(
