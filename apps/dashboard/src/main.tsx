@@ -123,7 +123,7 @@ function Root() {
     api<TokenSelf>("GET", "/v1/tokens/self").then(
       (self) => {
         session.save(token, self);
-        setMe((old) => (old && old.id === self.id && old.scope === self.scope ? old : self));
+        setMe((old) => (old && JSON.stringify(old) === JSON.stringify(self) ? old : self));
       },
       (err: ApiFailure) => {
         if (err.status === 401) signOut("The controller refused the saved token.");
@@ -149,7 +149,7 @@ function Root() {
       />
     );
   }
-  const info: SessionInfo = { tokenId: me.id, scope: me.scope, signOut: () => signOut() };
+  const info: SessionInfo = { tokenId: me.id, scope: me.scope, apps: (me as { apps?: string[] | null }).apps ?? null, signOut: () => signOut() };
   let page: preact.JSX.Element = <NotFound />;
   for (const [pattern, view] of routes) {
     const params = match(pattern, path);

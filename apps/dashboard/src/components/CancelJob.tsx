@@ -6,8 +6,8 @@ import { Failure } from "./ui";
 const ACTIVE = ["pending", "assigned", "running"];
 
 /** Cancel for a job that has not ended, shown only to tokens that may deploy. */
-export function CancelJob({ jobId, status, onDone }: { jobId: string; status: string; onDone: () => void }) {
-  const mayDeploy = useCan("deploy");
+export function CancelJob({ jobId, app, status, onDone }: { jobId: string; app: string; status: string; onDone: () => void }) {
+  const mayDeploy = useCan("deploy", app);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiFailure | undefined>();
   if (!mayDeploy || !ACTIVE.includes(status)) return null;

@@ -70,7 +70,7 @@ export function RunsTable({ runs }: { runs: Run[] }) {
 
 /** An app's schedules (from apps.yaml) with their next and last runs; run now, pause, resume. */
 export function SchedulesSection({ app }: { app: string }) {
-  const mayDeploy = useCan("deploy");
+  const mayDeploy = useCan("deploy", app);
   const enc = encodeURIComponent(app);
   const schedules = useResource(() => get<{ schedules: Schedule[] }>(`/v1/schedules?app=${enc}`).then((r) => r.schedules), [app]);
   const runs = useResource(() => get<{ runs: Run[] }>(`/v1/runs?app=${enc}&limit=10`).then((r) => r.runs), [app]);

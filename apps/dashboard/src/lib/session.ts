@@ -6,6 +6,8 @@ import { can } from "./api";
 export interface SessionInfo {
   tokenId: string;
   scope: TokenScope;
+  /** the apps a token is limited to (null: every app), on controllers that limit tokens to apps */
+  apps: string[] | null;
   signOut: () => void;
 }
 
@@ -17,7 +19,12 @@ export function useSession(): SessionInfo {
   return s;
 }
 
-/** Whether the signed-in token may do what needs `scope` (the UI hides what it may not). */
-export function useCan(scope: TokenScope): boolean {
-  return can(useContext(SessionContext)?.scope, scope);
+/**
+ * Whether the signed-in token may do what needs `scope`, on `app` when one is named (the UI
+ * hides what it may not; the API refuses it anyway).
+ */
+export function useCan(scope: TokenScope, app?: string): boolean {
+  const s = useContext(SessionContext);
+  if (!can(s?.scope, scope)) return false;
+  return app === undefined || !s?.apps || s.apps.includes(app);
 }

@@ -20,7 +20,7 @@ interface AppData {
 }
 
 function Releases({ app, releases }: { app: App; releases: Release[] }) {
-  const mayDeploy = useCan("deploy");
+  const mayDeploy = useCan("deploy", app.name);
   const [confirm, setConfirm] = useState<string | null>(null);
   const [error, setError] = useState<ApiFailure | undefined>();
   const current = releases.find((r) => r.current);
@@ -214,7 +214,7 @@ function SecretNames({ app }: { app: string }) {
 }
 
 export function AppPage({ name }: { name: string }) {
-  const mayDeploy = useCan("deploy");
+  const mayDeploy = useCan("deploy", name);
   const isAdmin = useCan("admin");
   const { data, error, reload } = useResource(async (): Promise<AppData> => {
     const enc = encodeURIComponent(name);

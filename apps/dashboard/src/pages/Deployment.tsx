@@ -63,7 +63,7 @@ export function DeploymentPage({ id }: { id: string }) {
                   job {job.id.slice(-8)}
                 </a>
               </h2>
-              <CancelJob jobId={job.id} status={job.status} onDone={reload} />
+              <CancelJob jobId={job.id} app={d.app} status={job.status} onDone={reload} />
               <JobLog jobId={job.id} label={`Log of the ${job.kind} job on ${job.host ?? "any host"}`} onEnd={reload} />
             </section>
           ))}

@@ -4,7 +4,7 @@ import { Badge, Empty, Failure, JobLink, Loading, Page, shortImage, Time } from 
 import { type ApiFailure, api, get, qs } from "../lib/api";
 import { useResource } from "../lib/live";
 import { navigate, useLocation } from "../lib/router";
-import { useCan } from "../lib/session";
+import { useCan, useSession } from "../lib/session";
 import type { App, Deployment } from "../lib/types";
 
 /** Build an app at a tag of its remote (or a branch or commit) into the catalog, without deploying. */
@@ -81,7 +81,9 @@ function BuildForm({ apps, app, onBuilt }: { apps: string[]; app: string; onBuil
 export function ImagesPage() {
   const { query } = useLocation();
   const app = query.get("app") ?? "";
+  const session = useSession();
   const mayDeploy = useCan("deploy");
+  const mayDeployApp = (a: string) => mayDeploy && (!session.apps || session.apps.includes(a));
   const apps = useResource(() => get<{ apps: App[] }>("/v1/apps").then((r) => r.apps.map((a) => a.name)), []);
   const { data, error, reload } = useResource(() => get<{ images: Image[] }>(`/v1/images${qs({ app, limit: 200 })}`).then((r) => r.images), [app]);
   const [failure, setFailure] = useState<ApiFailure | undefined>();
@@ -107,7 +109,7 @@ export function ImagesPage() {
 
   return (
     <Page title="Images">
-      {mayDeploy && apps.data && apps.data.length > 0 ? <BuildForm apps={apps.data} app={app} onBuilt={reload} /> : null}
+      {mayDeploy && apps.data?.some(mayDeployApp) ? <BuildForm apps={apps.data.filter(mayDeployApp)} app={app} onBuilt={reload} /> : null}
       <div class="filters">
         <label for="i-app">Show images of</label>
         <select id="i-app" value={app} onChange={(e) => navigate(`/images${qs({ app: (e.target as HTMLSelectElement).value })}`)}>
@@ -161,12 +163,12 @@ export function ImagesPage() {
                 </td>
                 {mayDeploy ? (
                   <td>
-                    {img.status === "success" ? (
+                    {!mayDeployApp(img.app) ? null : img.status === "success" ? (
                       <button type="button" onClick={() => deploy(img)}>
                         Deploy {img.app} {img.tag}
                       </button>
                     ) : null}{" "}
-                    {img.status !== "pending" && img.status !== "building" ? (
+                    {mayDeployApp(img.app) && img.status !== "pending" && img.status !== "building" ? (
                       <button type="button" class="link" onClick={() => remove(img)}>
                         Remove {img.tag}
                       </button>

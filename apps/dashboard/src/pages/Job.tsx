@@ -57,7 +57,7 @@ export function JobPage({ id }: { id: string }) {
               <pre class="log">{JSON.stringify(job.result, null, 2)}</pre>
             </details>
           ) : null}
-          <CancelJob jobId={job.id} status={job.status} onDone={reload} />
+          <CancelJob jobId={job.id} app={job.app} status={job.status} onDone={reload} />
           <h2>Log</h2>
           <JobLog jobId={job.id} label={`Log of job ${job.id}`} onEnd={reload} />
         </>
