@@ -61,9 +61,20 @@ describeDocker("run jobs: result files, ports, cancel (real engine)", () => {
         kind: "run",
         app,
         source: { type: "image", image: BASE_IMAGE },
-        run: { ports: [`127.0.0.1:${port}:80`], env: {}, secrets: [], restart: "unless-stopped", command: ["sh", "-c", "echo ran"], healthcheck: { path: "/", port: 80, timeout_seconds: 5, interval_seconds: 1 } },
+        run: { ports: [`127.0.0.1:${port}:80`], env: {}, secrets: [], restart: "unless-stopped", command: ["sh", "-c", "sleep 1; echo ran"], healthcheck: { path: "/", port: 80, timeout_seconds: 5, interval_seconds: 1 } },
       });
-      const outcome = await executeJob(job, ctx);
+      const running = executeJob(job, ctx);
+      const seen = await (async () => {
+        for (let i = 0; i < 200; i++) {
+          const found = await containersWithLabels([`deploybot.job=${job.id}`]);
+          if (found.length > 0) return found;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return [];
+      })();
+      // a run's container is never mistaken for one of the app's serving replicas
+      expect(seen[0]?.Labels["deploybot.role"]).toBe("run");
+      const outcome = await running;
       expect(outcome).toMatchObject({ ok: true, result: { exitCode: 0 } });
       expect(ctx.lines).toContainEqual({ stream: "stdout", line: "ran" });
       expect(await containersWithLabels([`deploybot.job=${job.id}`])).toEqual([]);

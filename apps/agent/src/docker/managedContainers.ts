@@ -6,7 +6,7 @@ export const LABELS = {
   app: "deploybot.app",
   job: "deploybot.job",
   release: "deploybot.release",
-  /** "candidate" while a deploy health-checks on a temporary port, absent for serving containers */
+  /** "candidate" while a deploy health-checks on a temporary port, "run" for a run's terminating container; absent for serving containers */
   role: "deploybot.role",
   /** the agent (host name) that owns the container, so agents sharing one engine never touch each other's */
   host: "deploybot.host",

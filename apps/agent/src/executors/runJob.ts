@@ -1,7 +1,7 @@
 import { type RunSpec, runSpec } from "@deploybot/protocol";
 import { streamContainerLogs } from "../docker/containerLogs";
 import { containerName, containerOptions } from "../docker/containerSpec";
-import { managedLabels, stopAndRemove } from "../docker/managedContainers";
+import { LABELS, managedLabels, stopAndRemove } from "../docker/managedContainers";
 import { copyResultFile } from "../docker/resultFile";
 import { imageResult, prepareImage } from "./prepareImage";
 import { CANCELLED, type ClaimedJob, type JobContext, type JobOutcome, type ResultFileContent } from "./types";
@@ -24,7 +24,8 @@ export async function runJob(job: ClaimedJob, ctx: JobContext, workDir: string):
     image: prepared.image,
     run: { ...run, ports: [], healthcheck: undefined, restart: "no" },
     secretEnv: job.spec.secretEnv,
-    labels: managedLabels(job.app, job.id, job.spec.release ?? prepared.version),
+    // role=run: never counted as one of the app's serving replicas (reconcile, drift)
+    labels: { ...managedLabels(job.app, job.id, job.spec.release ?? prepared.version), [LABELS.role]: "run" },
     publish: "real",
   });
   const container = await docker.createContainer(options);
