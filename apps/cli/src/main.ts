@@ -4,6 +4,7 @@ import { type Command, type Context, commandHelp, parseCommandArgs } from "./com
 import { type Env, resolveCredentials } from "./config";
 import { Output } from "./output";
 import { agentsInstallCommand, agentsRemove, agentsRevoke } from "./commands/agents";
+import { agentsCloudInit, hostsCreate, hostsDestroy } from "./commands/cloudHosts";
 import { apps, releases } from "./commands/apps";
 import { deploy } from "./commands/deploy";
 import { deployments, rollback } from "./commands/deployments";
@@ -46,6 +47,9 @@ const commands: Command[] = [
   tokensList,
   tokensRevoke,
   agentsInstallCommand,
+  agentsCloudInit,
+  hostsCreate,
+  hostsDestroy,
   agentsRevoke,
   agentsRemove,
 ];
@@ -113,7 +117,9 @@ export async function main(argv: string[], env: Env, streams = { stdout: process
 
   let cmd: Command | undefined;
   let rest: string[];
-  if (groups.has(first)) {
+  // `hosts` is a command and a group (`hosts create`): the group only when a subcommand is named.
+  const alsoCommand = commands.some((c) => c.name === first);
+  if (groups.has(first) && (!alsoCommand || commands.some((c) => c.name === `${first} ${second}`))) {
     if (second === undefined || second === "--help" || second === "-h") {
       (second === undefined ? streams.stderr : streams.stdout).write(groupHelp(first));
       return second === undefined ? ExitCode.usage : ExitCode.ok;

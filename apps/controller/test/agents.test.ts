@@ -131,7 +131,7 @@ describe("GET /v1/agents/install-command", () => {
     expect(res.status).toBe(200);
     const { command } = await res.json();
     expect(command).toBe(
-      "export DEPLOYBOT_JOIN_TOKEN='join-secret'; curl -fsSL -H @<(printf 'Authorization: Bearer %s\\n' \"$DEPLOYBOT_JOIN_TOKEN\") 'https://deploy.example.com/v1/agents/dist/install-agent.sh' | sudo --preserve-env=DEPLOYBOT_JOIN_TOKEN bash -s -- --url 'https://deploy.example.com' --labels 'builder,region=eu'",
+      "export DEPLOYBOT_JOIN_TOKEN='join-secret'; curl -fsSL --retry 5 --retry-connrefused -H @<(printf 'Authorization: Bearer %s\\n' \"$DEPLOYBOT_JOIN_TOKEN\") 'https://deploy.example.com/v1/agents/dist/install-agent.sh' | sudo --preserve-env=DEPLOYBOT_JOIN_TOKEN bash -s -- --url 'https://deploy.example.com' --labels 'builder,region=eu'",
     );
   });
 

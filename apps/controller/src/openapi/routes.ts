@@ -160,6 +160,15 @@ export const apiRoutes: ApiRoute[] = [
   },
   {
     method: "get",
+    path: "/v1/agents/cloud-init",
+    summary: "cloud-init user-data for a new server: installs Docker, git and Node, then the agent from this controller (contains the join token)",
+    auth: "admin",
+    query: z.object({ url: z.string().url().optional(), labels: z.string().optional(), hostname: z.string().optional() }),
+    contentType: "text/cloud-config",
+    responses: { 200: "the user-data", 400: "bad url, labels or hostname", ...user, 409: "no join token configured" },
+  },
+  {
+    method: "get",
     path: "/v1/agents/bundle",
     summary: "The agent as one bundled ES module (plain Node >= 20.19); X-Deploybot-Agent-Version and X-Deploybot-Sha256 name it",
     auth: "join",
