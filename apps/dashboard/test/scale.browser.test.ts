@@ -8,6 +8,15 @@ const APPS = 200;
 const host = (i: number) => `scale-${String(i).padStart(3, "0")}`;
 const appName = (i: number) => `app-${String(i).padStart(3, "0")}`;
 // every app on three hosts; the first 40 hosts never heartbeat again and go offline
+const route = (i: number) => ({
+  app: appName(0),
+  domains: ["app-000.example.com"],
+  tls: "auto",
+  upstreams: [
+    { container: `c-${i}-0-a`, address: "10.0.0.2:8080", state: "ready", health: "up", release: "rel_x" },
+    { container: `c-${i}-0-b`, address: "10.0.0.3:8080", state: "ready", health: "down", release: "rel_x" },
+  ],
+});
 const hostsOf = (i: number) => [host(i % HOSTS), host((i + 170) % HOSTS), host((i + 340) % HOSTS)];
 
 /** The issue's size and speed limits, measured in the browser: 500 hosts, 200 apps. */
@@ -18,7 +27,9 @@ describeBrowser("dashboard at scale (500 hosts, 200 apps)", () => {
 
   beforeAll(async () => {
     ensureBuilt();
-    const apps = Array.from({ length: APPS }, (_, i) => `  - name: ${appName(i)}\n    repo: acme/${appName(i)}\n    hosts: [${hostsOf(i).join(", ")}]\n`).join("");
+    // app-000 is served by the host proxies on its domain; the others publish ports
+    const routed = "    domains: [app-000.example.com]\n    proxy: { port: 8080 }\n    replicas: 2\n";
+    const apps = Array.from({ length: APPS }, (_, i) => `  - name: ${appName(i)}\n    repo: acme/${appName(i)}\n    hosts: [${hostsOf(i).join(", ")}]\n${i === 0 ? routed : ""}`).join("");
     ctl = await controllerProcess(`apps:\n${apps}`, { DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "2" });
     // Registration is the only way in for a host; 500 of them over HTTP, eight at a time.
     const register = async (i: number) => {
@@ -41,7 +52,7 @@ describeBrowser("dashboard at scale (500 hosts, 200 apps)", () => {
       const res = await fetch(`${ctl.url}/v1/agents/${agents[i]!.agent.id}/heartbeat`, {
         method: "POST",
         headers: { authorization: `Bearer ${agents[i]!.token}`, "content-type": "application/json" },
-        body: JSON.stringify({ status: "idle", containers }),
+        body: JSON.stringify({ status: "idle", containers, ...(hostsOf(0).includes(host(i)) ? { routes: [route(i)] } : {}) }),
       });
       expect(res.status).toBe(200);
     };
@@ -101,6 +112,14 @@ describeBrowser("dashboard at scale (500 hosts, 200 apps)", () => {
     await page.getByTestId("hosts-online").waitFor();
     await screenshot(page, "scale-overview");
     await expectAccessible(page, "the overview at scale");
+    // the routed app: each host proxy's route with its upstreams' health, as the agents reported it
+    await page.getByRole("link", { name: appName(0), exact: true }).click();
+    const routeRow = page.getByTestId(`route-${host(170)}`);
+    await routeRow.waitFor();
+    expect(await routeRow.textContent()).toMatch(/auto\s*1 of 2/);
+    expect(await page.getByTestId("domains").textContent()).toContain("https://app-000.example.com");
+    await screenshot(page, "app-routed");
+    await expectAccessible(page, "the page of an app behind the host proxy");
     await context.close();
   });
 });

@@ -93,7 +93,9 @@ export function SchedulesSection({ app }: { app: string }) {
     <>
       <Failure error={schedules.error ?? failure} />
       {!schedules.data ? null : schedules.data.length === 0 ? (
-        <Empty>No schedules for this app (add them under `schedules:` in apps.yaml).</Empty>
+        <Empty>
+          No schedules for this app (add them under <code>schedules:</code> in apps.yaml).
+        </Empty>
       ) : (
         <table class="grid">
           <thead>

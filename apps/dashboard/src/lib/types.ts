@@ -75,3 +75,13 @@ export interface SecretName {
   key: string;
   updatedAt: string;
 }
+
+/** `routes` of `GET /v1/apps/{name}`: one host proxy's route for the app, as its agent last reported it. */
+export interface HostRoute {
+  host: string;
+  online: boolean;
+  healthy: number;
+  domains: string[];
+  tls: string;
+  upstreams: Array<{ container: string; address: string; state: string; health: string; release?: string }>;
+}

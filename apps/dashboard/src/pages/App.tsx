@@ -10,11 +10,13 @@ import { appHealth, indexHosts } from "../lib/health";
 import { useResource } from "../lib/live";
 import { navigate } from "../lib/router";
 import { useCan } from "../lib/session";
-import type { Agent, App, Deployment, HostContainer, Release, SecretName } from "../lib/types";
+import type { Agent, App, Deployment, HostContainer, HostRoute, Release, SecretName } from "../lib/types";
 
 interface AppData {
   app: App;
   releases: Release[];
+  /** controllers whose agents report their proxy's routes */
+  routes?: HostRoute[];
   hosts: Agent[];
   deployments: Deployment[];
 }
@@ -190,6 +192,47 @@ function HostStates({ app, hosts, releases }: { app: App; hosts: Agent[]; releas
   );
 }
 
+/** Each host proxy's route for the app: which containers take traffic and whether its checks pass. */
+function Routes({ routes, releases }: { routes: HostRoute[]; releases: Release[] }) {
+  if (routes.length === 0) return <Empty>No host proxy reports a route for this app yet (the first deploy creates them).</Empty>;
+  const name = (id?: string) => (id ? version(releases.find((r) => r.id === id)?.version ?? id) : "—");
+  return (
+    <table class="grid">
+      <thead>
+        <tr>
+          <th scope="col">Host</th>
+          <th scope="col">TLS</th>
+          <th scope="col">Healthy</th>
+          <th scope="col">Upstreams</th>
+        </tr>
+      </thead>
+      <tbody>
+        {routes.map((r) => (
+          <tr key={r.host} data-testid={`route-${r.host}`}>
+            <th scope="row">
+              {r.host} {r.online ? null : <Badge status="offline" />}
+            </th>
+            <td>{r.tls}</td>
+            <td>
+              {r.healthy} of {r.upstreams.length}
+            </td>
+            <td>
+              <ul class="plain">
+                {r.upstreams.map((u) => (
+                  <li key={u.container} class="small">
+                    <span class="mono">{u.container.slice(0, 12)}</span> {u.address} <Badge status={u.state === "ready" ? "ready" : u.state} /> <Badge status={u.health === "up" ? "healthy" : u.health} />{" "}
+                    <span class="mono dim">{name(u.release)}</span>
+                  </li>
+                ))}
+              </ul>
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 function SecretNames({ app }: { app: string }) {
   const { data, error } = useResource(() => get<{ secrets: SecretName[] }>(`/v1/apps/${encodeURIComponent(app)}/secrets`).then((r) => r.secrets), [app]);
   return (
@@ -219,11 +262,11 @@ export function AppPage({ name }: { name: string }) {
   const { data, error, reload } = useResource(async (): Promise<AppData> => {
     const enc = encodeURIComponent(name);
     const [a, h, d] = await Promise.all([
-      get<{ app: App; releases: Release[] }>(`/v1/apps/${enc}`),
+      get<{ app: App; releases: Release[]; routes?: HostRoute[] }>(`/v1/apps/${enc}`),
       get<{ hosts: Agent[] }>("/v1/hosts"),
       get<{ deployments: Deployment[] }>(`/v1/deployments?app=${enc}&limit=10`),
     ]);
-    return { app: a.app, releases: a.releases, hosts: h.hosts, deployments: d.deployments };
+    return { app: a.app, releases: a.releases, routes: a.routes, hosts: h.hosts, deployments: d.deployments };
   }, [name]);
 
   return (
@@ -268,6 +311,13 @@ export function AppPage({ name }: { name: string }) {
               {data.app.currentRelease ? version(data.app.currentRelease.version) : "none"}
             </dd>
           </dl>
+
+          {data.routes && data.app.domains && data.app.domains.length > 0 ? (
+            <section aria-labelledby="routes">
+              <h2 id="routes">Routes</h2>
+              <Routes routes={data.routes} releases={data.releases} />
+            </section>
+          ) : null}
 
           <section aria-labelledby="on-hosts">
             <h2 id="on-hosts">On its hosts</h2>
