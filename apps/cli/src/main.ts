@@ -3,7 +3,7 @@ import { ApiClient, CliError, ExitCode } from "./client";
 import { type Command, type Context, commandHelp, parseCommandArgs } from "./command";
 import { type Env, resolveCredentials } from "./config";
 import { Output } from "./output";
-import { agentsInstallCommand, agentsRemove, agentsRevoke } from "./commands/agents";
+import { agentsInstallCommand, agentsJoinToken, agentsRemove, agentsRevoke } from "./commands/agents";
 import { agentsCloudInit, hostsCreate, hostsDestroy } from "./commands/cloudHosts";
 import { apps, releases } from "./commands/apps";
 import { deploy } from "./commands/deploy";
@@ -50,6 +50,7 @@ const commands: Command[] = [
   agentsCloudInit,
   hostsCreate,
   hostsDestroy,
+  agentsJoinToken,
   agentsRevoke,
   agentsRemove,
 ];

@@ -254,6 +254,23 @@ describe("hosts, tokens and agents", () => {
     expect((await cli(["tokens", "revoke", "tok_nope"])).code).toBe(4);
   });
 
+  test("tokens create --apps limits a token to apps; agents join-token registers one new host once", async () => {
+    const limited = json(await cli(["tokens", "create", "--name", "ci-web", "--scope", "deploy", "--apps", "web", "--json"]));
+    expect(limited.apps).toEqual(["web"]);
+    const other = await cli(["deploy", "--repo", "acme/api", "--ref", "main", "--host", "api-1", "--detach"], { DEPLOYBOT_TOKEN: limited.token });
+    expect(other.code).toBe(3);
+    expect(other.stderr).toMatch(/limited to app web/);
+
+    const created = await cli(["agents", "join-token", "--host", "web-5"]);
+    expect(created.code).toBe(0);
+    const joinToken = created.stdout.trim();
+    expect(joinToken).toMatch(/^djt_/);
+    expect((await ctl.call("POST", "/v1/agents/register", joinToken, { hostname: "web-6" })).status).toBe(403);
+    expect((await ctl.call("POST", "/v1/agents/register", joinToken, { hostname: "web-5" })).status).toBe(200);
+    expect((await ctl.call("POST", "/v1/agents/register", joinToken, { hostname: "web-5" })).status).toBe(401);
+    expect((await cli(["agents", "join-token", "--ttl", "soon"])).code).toBe(2);
+  });
+
   test("agents revoke and remove a host", async () => {
     await fakeAgent("web-9");
     const revoked = await cli(["agents", "revoke", "web-9", "--json"]);

@@ -4,12 +4,16 @@ import { JOIN, type startTestController } from "../../controller/test/server";
 type Controller = Awaited<ReturnType<typeof startTestController>>;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Tokens of the hosts registered so far: a host that exists re-registers with its own, as the real agent does. */
+const tokens = new Map<string, string>();
+
 /** An agent spoken over HTTP, so the CLI sees real jobs claimed, logged and ended. */
 export async function fakeAgent(ctl: Controller, hostname: string) {
-  const reg = await ctl.call("POST", "/v1/agents/register", JOIN, { hostname });
+  const reg = await ctl.call("POST", "/v1/agents/register", tokens.get(`${ctl.url}|${hostname}`) ?? JOIN, { hostname });
   expect(reg.status).toBe(200);
   const { id } = reg.body.agent as { id: string };
   const token = reg.body.token as string;
+  tokens.set(`${ctl.url}|${hostname}`, token);
   const agent = {
     async claim(): Promise<{ id: string; leaseId: string }> {
       for (let i = 0; i < 20; i++) {

@@ -64,10 +64,13 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
     await services.drainer.idle();
     return res;
   };
+  // a host that exists re-registers with its own token, as the real agent does
+  const tokens = new Map<string, string>();
   const register: Harness["register"] = async (hostname, labels = [], heldJobIds = []) => {
-    const res = await call("POST", "/v1/agents/register", { token: JOIN, body: { hostname, labels, version: "test", heldJobIds } });
+    const res = await call("POST", "/v1/agents/register", { token: tokens.get(hostname) ?? JOIN, body: { hostname, labels, version: "test", heldJobIds } });
     if (res.status !== 200) throw new Error(`register failed: ${res.status} ${await res.text()}`);
     const body = (await res.json()) as { agent: { id: string }; token: string };
+    tokens.set(hostname, body.token);
     return { id: body.agent.id, token: body.token };
   };
   return {

@@ -15,9 +15,13 @@ import { openStream, type SseEvent } from "./sse";
 type Ctl = Awaited<ReturnType<typeof startTestController>>;
 
 /** A fake agent driven over HTTP: registers, claims the seeds' job, posts logs and status. */
+/** agent tokens by controller and host: a host that exists re-registers with its own token */
+const agentTokens = new Map<string, string>();
+
 async function claimJob(ctl: Ctl, host = "web-1") {
-  const reg = await ctl.call("POST", "/v1/agents/register", JOIN, { hostname: host });
+  const reg = await ctl.call("POST", "/v1/agents/register", agentTokens.get(`${ctl.url}|${host}`) ?? JOIN, { hostname: host });
   const agent = { id: reg.body.agent.id as string, token: reg.body.token as string };
+  agentTokens.set(`${ctl.url}|${host}`, agent.token);
   const submitted = await ctl.call("POST", "/v1/jobs", ADMIN, { repo: "acme/web", ref: "main", host });
   expect(submitted.status).toBe(201);
   const beat = await ctl.call("POST", `/v1/agents/${agent.id}/heartbeat`, agent.token, {});

@@ -265,6 +265,16 @@ export const agent = z.object({
 });
 export type Agent = z.infer<typeof agent>;
 
+/** `POST /v1/agents/join-tokens` (admin): a join token for one host name or any new one. */
+export const createJoinTokenRequest = z
+  .object({
+    /** the one host name it registers (and may take over); absent: any host name not registered yet */
+    host: name.optional(),
+    singleUse: z.boolean().default(true),
+    ttlSeconds: z.number().int().min(60).max(30 * 86_400).default(86_400),
+  })
+  .strict();
+
 export const registerResponse = z.object({
   agent,
   token: z.string(),
@@ -393,11 +403,19 @@ export const jobLogsResponse = z.object({
 
 export const tokenScope = z.enum(["admin", "deploy", "read"]);
 export type TokenScope = z.infer<typeof tokenScope>;
-export const createTokenRequest = z.object({ name: z.string().min(1).max(100), scope: tokenScope }).strict();
+export const createTokenRequest = z
+  .object({
+    name: z.string().min(1).max(100),
+    scope: tokenScope,
+    /** limit the token to these apps (deploy and read scopes) */
+    apps: z.array(name).min(1).max(100).optional(),
+  })
+  .strict();
 export const apiToken = z.object({
   id: z.string(),
   name: z.string(),
   scope: tokenScope,
+  apps: z.array(z.string()).nullable(),
   createdAt: z.string(),
   lastUsedAt: z.string().nullable(),
   revokedAt: z.string().nullable(),

@@ -1,5 +1,6 @@
 import { agent } from "@deploybot/protocol";
 import { z } from "zod";
+import { usageError } from "../client";
 import { type Command, seg, stringOption } from "../command";
 
 export const agentsRevoke: Command = {
@@ -67,6 +68,42 @@ export const agentsInstallCommand: Command = {
     }
     ctx.out.note(`${answer.data.note} (controller: ${answer.data.url})`);
     ctx.out.line(answer.data.command);
+    return 0;
+  },
+};
+
+const joinTokenAnswer = z.object({
+  joinToken: z.object({ id: z.string(), token: z.string(), hostname: z.string().nullable(), singleUse: z.boolean(), expiresAt: z.string() }).passthrough(),
+});
+
+export const agentsJoinToken: Command = {
+  name: "agents join-token",
+  summary: "Create a join token for one new host, single-use by default (admin). The token is shown once.",
+  usage: "[--host NAME] [--reusable] [--ttl SECONDS]",
+  options: {
+    host: { type: "string", value: "NAME", description: "the one host name it registers; it may also replace that host's identity (a reinstalled server)" },
+    reusable: { type: "boolean", description: "usable until it expires, not once" },
+    ttl: { type: "string", value: "SECONDS", description: "lifetime (default 86400, at most 30 days)" },
+  },
+  notes: [
+    "The shared DEPLOYBOT_JOIN_TOKEN registers new host names only; a host that exists re-registers with its own token.",
+    "Give the token to the new host as DEPLOYBOT_JOIN_TOKEN.",
+  ],
+  examples: ["deploybot agents join-token --host web-3", "deploybot agents join-token --host web-1 --json | jq -r .joinToken.token"],
+  async run(ctx, values) {
+    const host = stringOption(values, "host");
+    const ttl = stringOption(values, "ttl");
+    const ttlSeconds = ttl === undefined ? undefined : Number(ttl);
+    if (ttlSeconds !== undefined && !Number.isInteger(ttlSeconds)) throw usageError(`--ttl must be a whole number of seconds; got '${ttl}'`);
+    const body = { ...(host ? { host } : {}), singleUse: values.reusable !== true, ...(ttlSeconds !== undefined ? { ttlSeconds } : {}) };
+    const answer = await ctx.client().post("/v1/agents/join-tokens", joinTokenAnswer, body);
+    if (ctx.out.json) {
+      ctx.out.printJson(answer.raw);
+      return 0;
+    }
+    const t = answer.data.joinToken;
+    ctx.out.note(`join token ${t.id} for ${t.hostname ? `host ${t.hostname}` : "any new host"}, ${t.singleUse ? "single-use" : "reusable"}, expires ${t.expiresAt}`);
+    ctx.out.line(t.token);
     return 0;
   },
 };

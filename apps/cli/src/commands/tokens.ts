@@ -1,7 +1,7 @@
 import { apiToken, tokenScope } from "@deploybot/protocol";
 import { z } from "zod";
 import { usageError } from "../client";
-import { type Command, requiredOption, seg } from "../command";
+import { type Command, requiredOption, seg, stringOption } from "../command";
 import { age } from "../output";
 
 const createdToken = apiToken.extend({ token: z.string() });
@@ -9,17 +9,21 @@ const createdToken = apiToken.extend({ token: z.string() });
 export const tokensCreate: Command = {
   name: "tokens create",
   summary: "Create an API token (admin scope needed). The secret is shown once.",
-  usage: "--name N --scope admin|deploy|read",
+  usage: "--name N --scope admin|deploy|read [--apps A,B]",
   options: {
     name: { type: "string", value: "N", description: "what the token is for, e.g. ci-web" },
     scope: { type: "string", value: "S", description: "admin (everything), deploy (submit and cancel jobs) or read" },
+    apps: { type: "string", value: "A,B", description: "limit the token to these apps (deploy and read scopes): it acts on and sees nothing else" },
   },
-  examples: ["deploybot tokens create --name ci-web --scope deploy", "deploybot tokens create --name grafana --scope read --json | jq -r .token"],
+  notes: ["A deploy token for an app can run that app's code with that app's secrets; an --apps limit keeps it to that app."],
+  examples: ["deploybot tokens create --name ci-web --scope deploy --apps web", "deploybot tokens create --name grafana --scope read --json | jq -r .token"],
   async run(ctx, values) {
     const name = requiredOption(this, values, "name");
     const scope = requiredOption(this, values, "scope");
     if (!tokenScope.safeParse(scope).success) throw usageError(`--scope must be admin, deploy or read; got '${scope}'`);
-    const answer = await ctx.client().post("/v1/tokens", createdToken, { name, scope });
+    const appsOption = stringOption(values, "apps");
+    const apps = appsOption?.split(",").map((a) => a.trim()).filter(Boolean);
+    const answer = await ctx.client().post("/v1/tokens", createdToken, { name, scope, ...(apps ? { apps } : {}) });
     if (ctx.out.json) {
       ctx.out.printJson(answer.raw);
       return 0;
@@ -29,6 +33,7 @@ export const tokensCreate: Command = {
       ["id", t.id],
       ["name", t.name],
       ["scope", t.scope],
+      ["apps", t.apps ? t.apps.join(", ") : "all"],
       ["token", ctx.out.paint.bold(t.token)],
     ]);
     ctx.out.note("store the token now: the controller keeps only its hash and cannot show it again");
@@ -53,11 +58,12 @@ export const tokensList: Command = {
     }
     const { paint } = ctx.out;
     ctx.out.table(
-      ["ID", "NAME", "SCOPE", "CREATED", "LAST USED", "STATE"],
+      ["ID", "NAME", "SCOPE", "APPS", "CREATED", "LAST USED", "STATE"],
       answer.data.tokens.map((t) => [
         t.id,
         t.name,
         t.scope,
+        t.apps ? t.apps.join(",") : "all",
         age(t.createdAt),
         age(t.lastUsedAt),
         t.revokedAt ? paint.red(`revoked ${age(t.revokedAt)}`) : paint.green("active"),

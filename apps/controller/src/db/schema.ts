@@ -95,8 +95,30 @@ export const apiTokens = sqliteTable("api_tokens", {
   scope: text("scope").notNull(),
   /** sha256 of the token; the token itself is shown once and never stored */
   hash: text("hash").notNull().unique(),
+  /** the apps this token may act on and read; null: every app */
+  apps: json<string[]>("apps"),
   createdAt: createdAt(),
   lastUsedAt: ms("last_used_at"),
+  revokedAt: ms("revoked_at"),
+});
+
+/**
+ * Join tokens an admin creates: for one host name (which may then replace that host's identity)
+ * or any new one, single-use or until they expire. The shared DEPLOYBOT_JOIN_TOKEN stays valid
+ * for new host names only.
+ */
+export const joinTokens = sqliteTable("join_tokens", {
+  id: text("id").primaryKey(),
+  /** sha256 of the token */
+  hash: text("hash").notNull().unique(),
+  /** the one host name it registers; null: any host name not registered yet */
+  hostname: text("hostname"),
+  singleUse: integer("single_use", { mode: "boolean" }).notNull().default(true),
+  createdBy: text("created_by"),
+  createdAt: createdAt(),
+  expiresAt: ms("expires_at").notNull(),
+  usedAt: ms("used_at"),
+  usedBy: text("used_by"),
   revokedAt: ms("revoked_at"),
 });
 
@@ -179,6 +201,23 @@ export const webhookDeliveries = sqliteTable("webhook_deliveries", {
   deploymentId: text("deployment_id"),
   receivedAt: ms("received_at").notNull(),
 });
+
+/**
+ * One deploy per pushed commit: a push of (app, branch, sha) is deployed once whatever its
+ * delivery id, so a signed body replayed under a new X-GitHub-Delivery deploys nothing.
+ */
+export const webhookPushes = sqliteTable(
+  "webhook_pushes",
+  {
+    app: text("app").notNull(),
+    branch: text("branch").notNull(),
+    sha: text("sha").notNull(),
+    deliveryId: text("delivery_id").notNull(),
+    deploymentId: text("deployment_id"),
+    receivedAt: ms("received_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.app, t.branch, t.sha] })],
+);
 
 /** App secrets, AES-256-GCM encrypted; values leave only inside the job that needs them. */
 export const secrets = sqliteTable(

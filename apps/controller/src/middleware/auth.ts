@@ -4,12 +4,15 @@ import { ApiError } from "../lib/errors";
 import type { AgentTokens, ApiTokens } from "../services/auth";
 import { bearer, scopeAllows, secretsEqual } from "../services/auth";
 import type { AgentService } from "../services/agents";
+import type { JoinTokens } from "../services/joinTokens";
 import type { IdempotencyHandle } from "./idempotency";
 
 export type AgentRow = ReturnType<AgentService["authenticate"]>;
-export type UserPrincipal = { tokenId: string; scope: TokenScope };
+export type UserPrincipal = { tokenId: string; scope: TokenScope; apps: string[] | null };
+/** What a registration may do: `join` registers new host names only; `joinToken` may name the one host it (re)registers. */
+export type JoinGrant = { kind: "join" } | { kind: "joinToken"; id: string; hostname: string | null };
 export type AppEnv = {
-  Variables: { user: UserPrincipal; agent: AgentRow; requestId: string; idempotency: IdempotencyHandle | undefined };
+  Variables: { user: UserPrincipal; agent: AgentRow; joinGrant: JoinGrant; requestId: string; idempotency: IdempotencyHandle | undefined };
 };
 
 /** User routes: an API token (never an agent JWT) with at least `scope`. */
@@ -18,7 +21,7 @@ export function requireScope(tokens: ApiTokens, scope: TokenScope) {
     const principal = tokens.authenticate(bearer(c.req.header("authorization")));
     if (principal?.kind !== "user") throw new ApiError(401, "unauthorized", "invalid or revoked API token");
     if (!scopeAllows(principal.scope, scope)) throw new ApiError(403, "forbidden", `this route needs the '${scope}' scope`);
-    c.set("user", { tokenId: principal.tokenId, scope: principal.scope });
+    c.set("user", { tokenId: principal.tokenId, scope: principal.scope, apps: principal.apps });
     await next();
   });
 }
@@ -40,16 +43,25 @@ export function requireAgent(jwt: AgentTokens, agents: AgentService) {
  * Registration: the join token, or an agent's own current token (an agent that registered once
  * keeps working after the join token is rotated, as a CI runner keeps its runner token).
  */
-export function requireJoinOrAgentToken(joinToken: string | undefined, jwt: AgentTokens, agents: AgentService) {
+export function requireJoinOrAgentToken(joinToken: string | undefined, jwt: AgentTokens, agents: AgentService, joinTokens: JoinTokens) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const given = bearer(c.req.header("authorization"));
-    if (joinToken && secretsEqual(given, joinToken)) return next();
-    const check = given.split(".").length === 3 ? await jwt.verify(given) : null;
+    if (joinToken && secretsEqual(given, joinToken)) {
+      c.set("joinGrant", { kind: "join" });
+      return next();
+    }
+    const grant = joinTokens.check(given);
+    if (grant) {
+      c.set("joinGrant", { kind: "joinToken", id: grant.id, hostname: grant.hostname });
+      return next();
+    }
+    // an expired token of the current version still identifies the agent of its host
+    const check = given.split(".").length === 3 ? await jwt.verify(given, { allowExpired: true }) : null;
     if (check?.ok) {
       c.set("agent", agents.authenticate(check.agentId, check.tokenVersion));
       return next();
     }
-    if (!joinToken) throw new ApiError(403, "registration_closed", "DEPLOYBOT_JOIN_TOKEN is not set on the controller");
+    if (!joinToken && !joinTokens.any()) throw new ApiError(403, "registration_closed", "DEPLOYBOT_JOIN_TOKEN is not set on the controller and no join token was created");
     throw new ApiError(401, "unauthorized", "invalid join token");
   });
 }

@@ -1,4 +1,4 @@
-import { heartbeatQuery, heartbeatRequest, registerRequest } from "@deploybot/protocol";
+import { createJoinTokenRequest, heartbeatQuery, heartbeatRequest, registerRequest } from "@deploybot/protocol";
 import { type Context, Hono } from "hono";
 import { ApiError } from "../lib/errors";
 import { type AppEnv, requireAgent, requireJoinOrAgentToken, requireScope } from "../middleware/auth";
@@ -14,14 +14,17 @@ const installTarget = (c: Context): InstallTarget => ({
 
 export function agentRoutes(s: Services, joinToken: string | undefined) {
   const agentAuth = requireAgent(s.agentTokens, s.agents);
-  const joinOrAgent = requireJoinOrAgentToken(joinToken, s.agentTokens, s.agents);
+  const joinOrAgent = requireJoinOrAgentToken(joinToken, s.agentTokens, s.agents, s.joinTokens);
   return new Hono<AppEnv>()
-    .post("/register", joinOrAgent, validate("json", registerRequest), async (c) => {
-      const body = c.req.valid("json");
-      const self = c.get("agent");
-      if (self && self.hostname !== body.hostname) throw new ApiError(403, "forbidden", "an agent token may only re-register its own host");
-      return c.json(await s.agents.register(body), 200);
+    .post("/register", joinOrAgent, validate("json", registerRequest), async (c) =>
+      c.json(await s.agents.register(c.req.valid("json"), { self: c.get("agent"), grant: c.get("joinGrant") }), 200),
+    )
+    .post("/join-tokens", requireScope(s.apiTokens, "admin"), validate("json", createJoinTokenRequest), (c) => {
+      const { host, singleUse, ttlSeconds } = c.req.valid("json");
+      return c.json({ joinToken: s.joinTokens.create({ hostname: host, singleUse, ttlSeconds, createdBy: c.get("user").tokenId }) }, 201);
     })
+    .get("/join-tokens", requireScope(s.apiTokens, "admin"), (c) => c.json({ joinTokens: s.joinTokens.list() }))
+    .delete("/join-tokens/:id", requireScope(s.apiTokens, "admin"), (c) => c.json({ joinToken: s.joinTokens.revoke(c.req.param("id")) }))
     .post("/:agentId/heartbeat", agentAuth, validate("query", heartbeatQuery), validate("json", heartbeatRequest), async (c) => {
       const { wait } = c.req.valid("query");
       return c.json(await s.agents.heartbeat(c.get("agent"), c.req.valid("json"), wait, () => c.req.raw.signal));

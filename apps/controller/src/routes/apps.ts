@@ -2,6 +2,7 @@ import { appRefsQuery, createRunRequest, putSecretRequest, type Release, rollbac
 import { Hono } from "hono";
 import { z } from "zod";
 import { type AppEnv, requireScope } from "../middleware/auth";
+import { assertAppAllowed } from "../services/auth";
 import { notFound } from "../lib/errors";
 import { idempotency } from "../middleware/idempotency";
 import { validate } from "../middleware/validate";
@@ -40,10 +41,12 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
   };
   return new Hono<AppEnv>()
     .get("/", read, (c) => {
+      const allowed = c.get("user").apps;
       const current = s.deployments.catalog.currentByApp();
-      return c.json({ apps: apps().apps.map((a) => appToWire(a, current.get(a.name) ?? null)) });
+      return c.json({ apps: apps().apps.filter((a) => !allowed || allowed.includes(a.name)).map((a) => appToWire(a, current.get(a.name) ?? null)) });
     })
     .get("/:name", read, (c) => {
+      assertAppAllowed(c.get("user"), c.req.param("name"));
       const app = appNamed(c.req.param("name"));
       return c.json({
         app: appToWire(app, s.deployments.catalog.current(app.name)),
@@ -52,12 +55,17 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         routes: s.routes.forApp(app.name),
       });
     })
-    .get("/:name/releases", read, (c) => c.json({ releases: s.deployments.catalog.list(c.req.param("name")) }))
+    .get("/:name/releases", read, (c) => {
+      assertAppAllowed(c.get("user"), c.req.param("name"));
+      return c.json({ releases: s.deployments.catalog.list(c.req.param("name")) });
+    })
     .get("/:name/refs", read, validate("query", appRefsQuery), async (c) => {
+      assertAppAllowed(c.get("user"), c.req.param("name"));
       const app = appNamed(c.req.param("name"));
       return c.json({ app: app.name, url: redactUrl(app.url), refs: await s.gitRefs.list(app, c.req.valid("query").type) });
     })
     .post("/:name/rollback", deploy, idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", rollbackRequest), async (c) => {
+      assertAppAllowed(c.get("user"), c.req.param("name"));
       const { release, imageId } = c.req.valid("json");
       const user = c.get("user").tokenId;
       const deployment = imageId

@@ -2,6 +2,7 @@ import { buildRequest } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { ApiError } from "../lib/errors";
 import { type AppEnv, requireScope } from "../middleware/auth";
+import { assertAppAllowed } from "../services/auth";
 import { idempotency } from "../middleware/idempotency";
 import { validate } from "../middleware/validate";
 import type { Services } from "../services";
@@ -15,6 +16,7 @@ export function buildRoutes(s: Services, config: Config) {
   return new Hono<AppEnv>()
     .post("/", requireScope(s.apiTokens, "deploy"), idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", buildRequest), (c) => {
       const body = c.req.valid("json");
+      assertAppAllowed(c.get("user"), body.name);
       if (!config.registry) throw new ApiError(422, "no_registry", "DEPLOYBOT_REGISTRY_URL is not set, so there is nowhere to push");
       const registry = config.registry.url.replace(/^https?:\/\//, "").replace(/\/$/, "");
       const { job, created } = s.jobs.create({
@@ -24,7 +26,7 @@ export function buildRoutes(s: Services, config: Config) {
       return c.json({ job, imageTag: `${registry}/${body.name}:${body.version}` }, created ? 201 : 200);
     })
     .get("/:jobId", requireScope(s.apiTokens, "read"), (c) => {
-      const job = s.jobs.get(c.req.param("jobId"));
+      const job = s.jobs.get(c.req.param("jobId"), c.get("user"));
       if (job.kind !== "build") throw new ApiError(404, "not_found", `job '${job.id}' is not a build`);
       const done = ["succeeded", "failed", "cancelled", "lost", "timed_out"].includes(job.status);
       const image = job.spec.image && job.spec.version ? `${job.spec.image}:${job.spec.version}` : null;

@@ -41,13 +41,17 @@ export function jobRoutes(s: Services) {
   const agent = requireAgent(s.agentTokens, s.agents);
   return new Hono<AppEnv>()
     .post("/", deploy, idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", submitJob), (c) => {
-      const { job, created } = s.jobs.create(s.jobs.resolveSubmission(c.req.valid("json")), c.get("idempotency"));
+      const { job, created } = s.jobs.create(s.jobs.resolveSubmission(c.req.valid("json"), c.get("user")), c.get("idempotency"));
       return c.json({ job }, created ? 201 : 200);
     })
-    .get("/", read, validate("query", listJobsQuery), (c) => c.json(s.jobs.list(c.req.valid("query"))))
-    .get("/:jobId", read, (c) => c.json({ job: s.jobs.get(c.req.param("jobId")) }))
-    .post("/:jobId/cancel", deploy, idempotency(s.idempotencyKeys), (c) => c.json({ job: s.jobs.cancel(c.req.param("jobId")) }))
+    .get("/", read, validate("query", listJobsQuery), (c) => c.json(s.jobs.list({ ...c.req.valid("query"), apps: c.get("user").apps })))
+    .get("/:jobId", read, (c) => c.json({ job: s.jobs.get(c.req.param("jobId"), c.get("user")) }))
+    .post("/:jobId/cancel", deploy, idempotency(s.idempotencyKeys), (c) => {
+      s.jobs.get(c.req.param("jobId"), c.get("user"));
+      return c.json({ job: s.jobs.cancel(c.req.param("jobId")) });
+    })
     .get("/:jobId/logs", read, validate("query", jobLogsQuery), (c) => {
+      s.jobs.get(c.req.param("jobId"), c.get("user"));
       const { after, limit } = c.req.valid("query");
       return c.json(s.jobLogs.read(c.req.param("jobId"), after, limit));
     })

@@ -8,8 +8,8 @@ export function tokenRoutes(s: Services) {
   const admin = requireScope(s.apiTokens, "admin");
   return new Hono<AppEnv>()
     .post("/", admin, validate("json", createTokenRequest), (c) => {
-      const { name, scope } = c.req.valid("json");
-      return c.json(s.apiTokens.create(name, scope), 201);
+      const { name, scope, apps } = c.req.valid("json");
+      return c.json(s.apiTokens.create(name, scope, apps), 201);
     })
     .get("/", admin, (c) => c.json({ tokens: s.apiTokens.list() }))
     .get("/self", requireScope(s.apiTokens, "read"), (c) => {

@@ -5,6 +5,8 @@ import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import type { AgentTokens } from "./auth";
 import { type Deps, iso } from "./deps";
+import type { JoinGrant } from "../middleware/auth";
+import type { JoinTokens } from "./joinTokens";
 import type { LeaseService } from "./leases";
 
 type AgentRow = typeof agents.$inferSelect;
@@ -18,14 +20,13 @@ export class AgentService {
    * all of it in one transaction a second: an idle fleet's heartbeats then cost no write at
    * all. A crash loses at most a second of "last seen", which leases (re-armed at start) cover.
    */
-  /** agent rows by id for token checks: identity, labels, token version, revocation */
-  private readonly authCache = new Map<string, AgentRow>();
   private readonly liveness = new Map<string, { at: number; state: string; containers: string; routes: string }>();
 
   constructor(
     private readonly deps: Deps,
     private readonly tokens: AgentTokens,
     private readonly leases: LeaseService,
+    private readonly joinTokens?: Pick<JoinTokens, "consume">,
   ) {
     this.byId = deps.db
       .select()
@@ -87,16 +88,32 @@ export class AgentService {
   }
 
   /**
-   * Join token already checked by the route. Re-registering a hostname keeps its id and bumps
-   * the token version, so the previous token stops working at once.
+   * The caller's credential is checked by the route: `self` is the agent whose own token was
+   * presented, else `grant` is the join token used. Host identity: the shared join token and an
+   * any-host join token register NEW host names only; a host that exists is re-registered by its
+   * own agent (its token) or through a join token an admin created for that host name. Anything
+   * else would let one leaked join token take over a host and the jobs and secrets queued for it.
+   * Re-registering keeps the id and bumps the token version, so the previous token dies at once.
    */
-  async register(req: RegisterRequest) {
+  async register(req: RegisterRequest, auth: { self?: AgentRow; grant?: JoinGrant }) {
     const { db, clock, logger } = this.deps;
     const now = clock();
     const existing = db.select().from(agents).where(eq(agents.hostname, req.hostname)).get();
     if (existing?.revoked) throw new ApiError(403, "agent_revoked", `host '${req.hostname}' was revoked; delete it before it registers again`);
+    const grant = auth.grant;
+    if (auth.self) {
+      if (auth.self.hostname !== req.hostname) throw new ApiError(403, "forbidden", "an agent token may only re-register its own host");
+    } else if (grant?.kind === "joinToken" && grant.hostname !== null) {
+      if (grant.hostname !== req.hostname) throw new ApiError(403, "forbidden", `this join token registers host '${grant.hostname}' only`);
+    } else if (existing) {
+      throw new ApiError(
+        409,
+        "host_exists",
+        `host '${req.hostname}' is already registered; its agent re-registers with its own token. To replace it, remove it first (deploybot agents remove ${req.hostname}) or create a join token for it (deploybot agents join-token --host ${req.hostname})`,
+      );
+    }
     const fields = { labels: req.labels, version: req.version, capabilities: req.capabilities, lastHeartbeatAt: now, state: "idle" };
-    if (existing) this.authCache.delete(existing.id);
+    if (grant?.kind === "joinToken") this.joinTokens?.consume(grant.id, req.hostname);
     const row = existing
       ? db
           .update(agents)
@@ -107,8 +124,11 @@ export class AgentService {
       : db
           .insert(agents)
           .values({ id: newId("agt"), hostname: req.hostname, registeredAt: now, ...fields })
+          .onConflictDoNothing()
           .returning()
           .get();
+    // two first registrations of one name at once: the database lets exactly one of them in
+    if (!row) throw new ApiError(409, "host_exists", `host '${req.hostname}' was registered a moment ago by another agent`);
     this.deps.db.$client.transaction(() => this.cameOnline(row.id))();
     // What the agent holds after a restart is the truth: anything else it had is handed back or failed.
     this.leases.reconcile(row.id, req.heldJobIds);
@@ -120,14 +140,13 @@ export class AgentService {
     };
   }
 
-  /** The token is valid only for the current version of a live agent. */
+  /**
+   * The token is valid only for the current version of a live agent. Read from the database on
+   * every call (one primary-key probe on a prepared statement): a token rotated or revoked by
+   * another writer (a second controller, an admin tool) stops working at once.
+   */
   authenticate(agentId: string, tokenVersion: number): AgentRow {
-    // This process is the only writer of agents, so the cache is dropped exactly where rows change.
-    let row = this.authCache.get(agentId);
-    if (!row) {
-      row = this.byId.get({ id: agentId });
-      if (row) this.authCache.set(agentId, row);
-    }
+    const row = this.byId.get({ id: agentId });
     if (!row || row.revoked || row.tokenVersion !== tokenVersion) {
       throw new ApiError(401, "unauthorized", "agent token was rotated or revoked; register again");
     }
@@ -189,7 +208,6 @@ export class AgentService {
 
   /** Revoking bumps the token version (the current token dies) and refuses re-registration. */
   revoke(hostnameOrId: string): Agent {
-    this.authCache.clear();
     const row = this.deps.db
       .update(agents)
       .set({ revoked: true, tokenVersion: sql`${agents.tokenVersion} + 1` })
@@ -202,7 +220,6 @@ export class AgentService {
   }
 
   remove(hostnameOrId: string): void {
-    this.authCache.clear();
     const row = this.deps.db.select().from(agents).where(sql`${agents.hostname} = ${hostnameOrId} OR ${agents.id} = ${hostnameOrId}`).get();
     if (!row) throw notFound("host", hostnameOrId);
     if (this.leases.hasActiveJob(row.id)) throw new ApiError(409, "agent_busy", `host '${row.hostname}' holds a job; cancel it first`);

@@ -1,14 +1,14 @@
 import { createHash, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import type { TokenScope } from "@deploybot/protocol";
 import { eq } from "drizzle-orm";
-import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { compactVerify, errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import type { Db } from "../db/client";
 import { apiTokens } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 
 export type Principal =
-  | { kind: "user"; tokenId: string; scope: TokenScope }
+  | { kind: "user"; tokenId: string; scope: TokenScope; apps: string[] | null }
   | { kind: "agent"; agentId: string; tokenVersion: number };
 
 const sha256 = (value: string) => createHash("sha256").update(value).digest();
@@ -57,7 +57,12 @@ export class AgentTokens {
       .sign(this.key);
   }
 
-  async verify(token: string): Promise<AgentTokenCheck> {
+  /**
+   * `allowExpired`: registration only. An agent whose token expired may still prove it is the
+   * agent of its host (the signature is ours and the token version is still the current one),
+   * which the join token no longer can once the host exists.
+   */
+  async verify(token: string, opts: { allowExpired?: boolean } = {}): Promise<AgentTokenCheck> {
     const cached = this.verified.get(token);
     if (cached && cached.exp * 1000 > Date.now()) return { ok: true, agentId: cached.agentId, tokenVersion: cached.tokenVersion };
     try {
@@ -70,7 +75,19 @@ export class AgentTokens {
       this.verified.set(token, { agentId: payload.sub, tokenVersion: payload.tv, exp: payload.exp });
       return { ok: true, agentId: payload.sub, tokenVersion: payload.tv };
     } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: "token expired" };
+      if (err instanceof joseErrors.JWTExpired) return opts.allowExpired ? this.verifyExpired(token) : { ok: false, reason: "token expired" };
+      return { ok: false, reason: "invalid token" };
+    }
+  }
+
+  private async verifyExpired(token: string): Promise<AgentTokenCheck> {
+    try {
+      const { payload, protectedHeader } = await compactVerify(token, this.key, { algorithms: ["HS256"] });
+      const claims = JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;
+      if (protectedHeader.alg !== "HS256" || claims.iss !== ISSUER || claims.aud !== AUDIENCE) return { ok: false, reason: "invalid token" };
+      if (typeof claims.sub !== "string" || typeof claims.tv !== "number") return { ok: false, reason: "malformed claims" };
+      return { ok: true, agentId: claims.sub, tokenVersion: claims.tv };
+    } catch {
       return { ok: false, reason: "invalid token" };
     }
   }
@@ -84,6 +101,7 @@ const toWire = (row: typeof apiTokens.$inferSelect) => ({
   id: row.id,
   name: row.name,
   scope: row.scope as TokenScope,
+  apps: row.apps ?? null,
   createdAt: new Date(row.createdAt).toISOString(),
   lastUsedAt: row.lastUsedAt ? new Date(row.lastUsedAt).toISOString() : null,
   revokedAt: row.revokedAt ? new Date(row.revokedAt).toISOString() : null,
@@ -98,7 +116,7 @@ export class ApiTokens {
 
   /** Resolves a bearer token to a user principal, or null. The bootstrap admin token has id "bootstrap". */
   authenticate(token: string): Principal | null {
-    if (this.adminToken && secretsEqual(token, this.adminToken)) return { kind: "user", tokenId: "bootstrap", scope: "admin" };
+    if (this.adminToken && secretsEqual(token, this.adminToken)) return { kind: "user", tokenId: "bootstrap", scope: "admin", apps: null };
     if (!token.startsWith("dbt_")) return null;
     const row = this.db.select().from(apiTokens).where(eq(apiTokens.hash, hashToken(token))).get();
     if (!row || row.revokedAt) return null;
@@ -107,12 +125,14 @@ export class ApiTokens {
     if (!row.lastUsedAt || now - row.lastUsedAt > 60_000) {
       this.db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, row.id)).run();
     }
-    return { kind: "user", tokenId: row.id, scope: row.scope as TokenScope };
+    return { kind: "user", tokenId: row.id, scope: row.scope as TokenScope, apps: row.apps ?? null };
   }
 
-  create(name: string, scope: TokenScope) {
+  /** `apps`: the token acts on and reads only these apps (an admin token is never limited). */
+  create(name: string, scope: TokenScope, apps?: string[]) {
+    if (apps && scope === "admin") throw new ApiError(400, "invalid_body", "an admin token cannot be limited to apps; use the deploy or read scope");
     const token = `dbt_${randomBytes(32).toString("base64url")}`;
-    const row = { id: newId("tok"), name, scope, hash: hashToken(token), createdAt: this.clock() };
+    const row = { id: newId("tok"), name, scope, hash: hashToken(token), apps: apps ? [...new Set(apps)].sort() : null, createdAt: this.clock() };
     this.db.insert(apiTokens).values(row).run();
     return { ...toWire({ ...row, lastUsedAt: null, revokedAt: null }), token };
   }
@@ -126,6 +146,13 @@ export class ApiTokens {
     if (!row) throw notFound("token", id);
     if (!row.revokedAt) this.db.update(apiTokens).set({ revokedAt: this.clock() }).where(eq(apiTokens.id, id)).run();
     return toWire({ ...row, revokedAt: row.revokedAt ?? this.clock() });
+  }
+}
+
+/** The one check of a per-app token: 403 naming the apps it may use. */
+export function assertAppAllowed(user: { apps: string[] | null }, app: string): void {
+  if (user.apps && !user.apps.includes(app)) {
+    throw new ApiError(403, "forbidden", `this token is limited to app${user.apps.length === 1 ? "" : "s"} ${user.apps.join(", ")}; '${app}' is not one of them`);
   }
 }
 

@@ -9,6 +9,8 @@ import { type Deps, iso } from "./deps";
 import { deployableImage } from "./images";
 import type { JobService } from "./jobs";
 import { type JobState, SUPERSEDED } from "./jobState";
+import type { UserPrincipal } from "../middleware/auth";
+import { assertAppAllowed } from "./auth";
 import { ReleaseCatalog } from "./releases";
 import type { SecretStore } from "./secrets";
 
@@ -80,8 +82,11 @@ export class DeploymentService {
     return app;
   }
 
-  /** `idempotency` takes the request's key inside the transaction that creates the deployment. */
-  async create(request: CreateDeploymentInput, idempotency?: { take(): void }): Promise<Deployment> {
+  /**
+   * `idempotency` takes the request's key inside the transaction that creates the deployment.
+   * `by`: a user's token (absent for webhooks): its apps, and admin to deploy outside the app's hosts.
+   */
+  async create(request: CreateDeploymentInput, idempotency?: { take(): void }, by?: UserPrincipal): Promise<Deployment> {
     const app = this.appOf(request.app);
     let input = request;
     let version: string | undefined;
@@ -91,6 +96,13 @@ export class DeploymentService {
       version = built.tag;
     }
     const hosts = input.hosts ?? app.hosts;
+    if (by) {
+      assertAppAllowed(by, app.name);
+      const outside = hosts.filter((h) => !app.hosts.includes(h));
+      if (outside.length > 0 && by.scope !== "admin") {
+        throw new ApiError(403, "forbidden", `host ${outside.map((h) => `'${h}'`).join(", ")} is not one of app '${app.name}''s hosts; only an admin token may deploy there`);
+      }
+    }
     if (hosts.length === 0) throw new ApiError(422, "no_hosts", `app '${app.name}' has no hosts; name some in apps.yaml or in the request`);
     this.secrets?.requireSet(app.name, app.run?.secrets ?? []);
     let sha = input.sha ?? null;
@@ -215,8 +227,9 @@ export class DeploymentService {
     return this.toWire(row);
   }
 
-  list(q: { app?: string; cursor?: string; limit: number }) {
+  list(q: { app?: string; cursor?: string; limit: number; apps?: string[] | null }) {
     const where: SQL[] = [];
+    if (q.apps) where.push(inArray(deployments.app, q.apps));
     if (q.app) where.push(eq(deployments.app, q.app));
     if (q.cursor) where.push(lt(deployments.id, q.cursor));
     const rows = this.deps.db

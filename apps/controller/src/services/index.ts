@@ -9,6 +9,7 @@ import { ImageService } from "./images";
 import { Drainer } from "./drainer";
 import { IdempotencyKeys } from "./idempotency";
 import { JobLogService } from "./jobLogs";
+import { JoinTokens } from "./joinTokens";
 import { JobService } from "./jobs";
 import { JobState } from "./jobState";
 import { SqliteJobStore } from "./jobStore";
@@ -33,13 +34,14 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   );
   const jobs = new JobService(deps, jobState, secrets);
   const redaction = new IngestRedaction(deps, secrets);
+  const joinTokens = new JoinTokens(deps);
   const deployments = new DeploymentService(deps, jobs, jobState, secrets);
   const runs = new RunService(deps, jobs, leases, deployments.catalog);
   const gitHub = connectGitHub(deps, deployments);
   const gitRefs = new GitRefs(deps, gitHub.github);
   const images = new ImageService(deps, jobs, gitRefs, deployments);
   const drainer = new Drainer(deps);
-  const agentService = new AgentService(deps, agentTokens, leases);
+  const agentService = new AgentService(deps, agentTokens, leases, joinTokens);
   const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock);
   registerConsequences(deps, drainer, { deployments, images, runs, commitStatuses: gitHub.commitStatuses });
   drainer.follow();
@@ -57,6 +59,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     idempotencyKeys,
     jobState,
     leases,
+    joinTokens,
     agents: agentService,
     routes: new RouteReports(deps, agentService),
     jobs,

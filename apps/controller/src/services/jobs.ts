@@ -7,13 +7,15 @@ import {
   type SubmitJob,
   type Target,
 } from "@deploybot/protocol";
-import { and, desc, eq, lt, type SQL } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
 import { jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { type Deps, iso } from "./deps";
 import { canonicalLabels, type JobState } from "./jobState";
 import type { JobRow } from "./jobStore";
+import type { UserPrincipal as Principal } from "../middleware/auth";
+import { assertAppAllowed } from "./auth";
 import type { SecretStore } from "./secrets";
 import { deployableConfig, deploySpecFields } from "./deployableConfig";
 
@@ -70,13 +72,26 @@ export class JobService {
     private readonly secrets?: Pick<SecretStore, "requireSet">,
   ) {}
 
-  /** Turns the seeds' `{repo, ref, host}` into a full deploy spec from apps.yaml. */
-  resolveSubmission(body: SubmitJob): CreateJobInput {
-    if ("spec" in body) return body;
+  /**
+   * Turns the seeds' `{repo, ref, host}` into a full deploy spec from apps.yaml, and checks what
+   * `by` may submit: its apps; a raw spec never names secrets (they come only from the app's
+   * configuration); a job outside the app's hosts (another host, a label target) needs admin.
+   */
+  resolveSubmission(body: SubmitJob, by: Principal): CreateJobInput {
+    if ("spec" in body) {
+      assertAppAllowed(by, body.spec.app);
+      if ((body.spec.run?.secrets ?? []).length > 0) {
+        throw new ApiError(422, "raw_spec_secrets", "a raw job spec cannot name secrets; they come only from the app's configuration (POST /v1/deployments)");
+      }
+      this.requireAppHost(body.spec.app, body.target, by);
+      return body;
+    }
     const app = this.deps.apps().byRepo(body.repo);
     if (!app) {
       throw new ApiError(422, "unknown_repo", `no app in ${this.deps.config.configPath} has repo '${body.repo}'`);
     }
+    assertAppAllowed(by, app.name);
+    this.requireAppHost(app.name, { host: body.host }, by);
     const registry = this.deps.config.registry;
     const image = app.image ?? (registry ? `${registry.url.replace(/^https?:\/\//, "")}/${app.name}` : undefined);
     const spec = jobSpec.parse({
@@ -89,6 +104,14 @@ export class JobService {
     });
     this.secrets?.requireSet(app.name, spec.run?.secrets ?? []);
     return { spec, target: { host: body.host }, timeoutSeconds: body.timeoutSeconds };
+  }
+
+  private requireAppHost(appName: string, target: Target, by: Principal): void {
+    if (by.scope === "admin") return;
+    const hosts = this.deps.apps().byName(appName)?.hosts ?? [];
+    if ("host" in target && hosts.includes(target.host)) return;
+    const where = "host" in target ? `host '${target.host}'` : "a label target";
+    throw new ApiError(403, "forbidden", `${where} is not one of app '${appName}''s hosts (${hosts.join(", ") || "none"}); only an admin token may send its jobs elsewhere`);
   }
 
   /** Creates a job, or returns the active job with the same git ref and target (`created: false`). */
@@ -125,13 +148,17 @@ export class JobService {
     return row;
   }
 
-  get(id: string): Job {
-    return jobToWire(this.getRow(id));
+  /** `by`: a per-app token sees only its apps' jobs (a 404, as if the job did not exist, would hide less: 403 names the limit). */
+  get(id: string, by?: { apps: string[] | null }): Job {
+    const row = this.getRow(id);
+    if (by) assertAppAllowed(by, row.app);
+    return jobToWire(row);
   }
 
   /** Newest first; `cursor` is the id of the last job of the previous page. */
-  list(q: { status?: JobStatus; host?: string; app?: string; cursor?: string; limit: number }) {
+  list(q: { status?: JobStatus; host?: string; app?: string; cursor?: string; limit: number; apps?: string[] | null }) {
     const where: SQL[] = [];
+    if (q.apps) where.push(inArray(jobs.app, q.apps));
     if (q.status) where.push(eq(jobs.status, q.status));
     if (q.host) where.push(eq(jobs.targetHost, q.host));
     if (q.app) where.push(eq(jobs.app, q.app));

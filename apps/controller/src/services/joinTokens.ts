@@ -1,0 +1,92 @@
+import { randomBytes } from "node:crypto";
+import { and, desc, eq, isNull, sql } from "drizzle-orm";
+import { joinTokens } from "../db/schema";
+import { ApiError, notFound } from "../lib/errors";
+import { newId } from "../lib/ids";
+import { hashToken } from "./auth";
+import { type Deps, iso } from "./deps";
+
+type Row = typeof joinTokens.$inferSelect;
+const PREFIX = "djt_";
+
+const toWire = (row: Row) => ({
+  id: row.id,
+  hostname: row.hostname,
+  singleUse: row.singleUse,
+  createdAt: iso(row.createdAt)!,
+  expiresAt: iso(row.expiresAt)!,
+  usedAt: iso(row.usedAt),
+  usedBy: row.usedBy,
+  revokedAt: iso(row.revokedAt),
+});
+
+/**
+ * Join tokens an admin creates (`deploybot agents join-token`): for one host name or any new
+ * one, single-use by default, expiring. Stored hashed; the token is shown once.
+ */
+export class JoinTokens {
+  constructor(private readonly deps: Deps) {}
+
+  create(input: { hostname?: string; singleUse: boolean; ttlSeconds: number; createdBy: string }) {
+    const token = `${PREFIX}${randomBytes(32).toString("base64url")}`;
+    const now = this.deps.clock();
+    const row = this.deps.db
+      .insert(joinTokens)
+      .values({
+        id: newId("jtk"),
+        hash: hashToken(token),
+        hostname: input.hostname ?? null,
+        singleUse: input.singleUse,
+        createdBy: input.createdBy,
+        createdAt: now,
+        expiresAt: now + input.ttlSeconds * 1000,
+      })
+      .returning()
+      .get();
+    this.deps.logger.info({ joinTokenId: row.id, hostname: row.hostname, singleUse: row.singleUse }, "join token created");
+    return { ...toWire(row), token };
+  }
+
+  list() {
+    return this.deps.db.select().from(joinTokens).orderBy(desc(joinTokens.id)).all().map(toWire);
+  }
+
+  revoke(id: string) {
+    const row = this.deps.db
+      .update(joinTokens)
+      .set({ revokedAt: sql`coalesce(${joinTokens.revokedAt}, ${this.deps.clock()})` })
+      .where(eq(joinTokens.id, id))
+      .returning()
+      .get();
+    if (!row) throw notFound("join token", id);
+    return toWire(row);
+  }
+
+  /** Whether any usable join token exists (registration is open through them). */
+  any(): boolean {
+    return !!this.deps.db
+      .select({ id: joinTokens.id })
+      .from(joinTokens)
+      .where(and(isNull(joinTokens.revokedAt), isNull(joinTokens.usedAt), sql`${joinTokens.expiresAt} > ${this.deps.clock()}`))
+      .get();
+  }
+
+  /** A usable token's grant, or null. Nothing is consumed here: `consume` does it with the registration. */
+  check(token: string): { id: string; hostname: string | null } | null {
+    if (!token.startsWith(PREFIX)) return null;
+    const row = this.deps.db.select().from(joinTokens).where(eq(joinTokens.hash, hashToken(token))).get();
+    if (!row || row.revokedAt || (row.singleUse && row.usedAt) || row.expiresAt <= this.deps.clock()) return null;
+    return { id: row.id, hostname: row.hostname };
+  }
+
+  /** Marks a token used by `hostname`; a single-use token is taken by exactly one registration. */
+  consume(id: string, hostname: string): void {
+    const now = this.deps.clock();
+    const done = this.deps.db
+      .update(joinTokens)
+      .set({ usedAt: now, usedBy: hostname })
+      .where(and(eq(joinTokens.id, id), sql`(${joinTokens.singleUse} = 0 OR ${joinTokens.usedAt} IS NULL)`))
+      .run();
+    if (done.changes === 0) throw new ApiError(401, "unauthorized", "this join token was already used");
+  }
+}
