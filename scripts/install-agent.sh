@@ -24,6 +24,15 @@
 # Testing: --root DIR (or DEPLOYBOT_INSTALL_ROOT=DIR) prefixes every path written. When DIR is
 # not /, no user is created, systemctl is not called (what would run is printed) and a missing
 # Docker engine is only a warning. The controller is still asked for the files.
+#
+# Routing (apps with `domains` in apps.yaml): the agent drives a host proxy, HAProxy (Debian's
+# `haproxy` package: apt-get install haproxy). With the defaults the agent starts HAProxy itself,
+# which needs ports 80/443 and so privileges this unit does not give. On a server, install the
+# proxy's own units from scripts/systemd (deploybot-proxy.service + .path: HAProxy as the
+# deploybot user with CAP_NET_BIND_SERVICE, started once the agent has written its first config,
+# surviving agent restarts) and set DEPLOYBOT_PROXY=external in /etc/deploybot/agent.env; the
+# steps are at the top of deploybot-proxy.service. DEPLOYBOT_PROXY_HTTP_PORT / _HTTPS_PORT move
+# the proxy off 80/443. Certificates and the route table live in /var/lib/deploybot-agent/proxy.
 set -euo pipefail
 umask 022
 

@@ -5,6 +5,8 @@ export interface LoadSample {
   at: number;
   ms: number;
   ok: boolean;
+  /** sent on a reused keep-alive connection (else on a new one) */
+  keepAlive: boolean;
   status?: number;
   error?: string;
   body?: string;
@@ -34,8 +36,8 @@ export function startLoad(options: { port: number; host: string; path?: string; 
     const agent = sent++ % 2 === 0 ? keepAlive : false;
     const p = new Promise<void>((resolve) => {
       const t0 = performance.now();
-      const done = (s: Omit<LoadSample, "at" | "ms">) => {
-        samples.push({ at, ms: performance.now() - t0, ...s });
+      const done = (s: Omit<LoadSample, "at" | "ms" | "keepAlive">) => {
+        samples.push({ at, ms: performance.now() - t0, keepAlive: agent !== false, ...s });
         resolve();
       };
       const req = http.get(
