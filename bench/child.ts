@@ -1,5 +1,5 @@
 /** The controller under test in a child process: start, wait until healthy, stop cleanly. */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -69,3 +69,14 @@ export async function waitHealthy(client: Client): Promise<void> {
   throw new Error("/healthz never answered 200");
 }
 
+
+/** Which controller code was measured: others edit the tree while benches run. */
+export function codeVersion(): string {
+  try {
+    const git = (...args: string[]) => execFileSync("git", args, { cwd: ROOT, encoding: "utf8" }).trim();
+    const dirty = git("status", "--porcelain", "--", "apps/controller", "packages") !== "";
+    return `${git("rev-parse", "--short", "HEAD")}${dirty ? " + uncommitted changes in apps/controller or packages" : ""}`;
+  } catch {
+    return "unknown (no git)";
+  }
+}

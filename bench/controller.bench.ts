@@ -7,11 +7,11 @@
  *      and finished with `succeeded`; every job must be claimed exactly once.
  * Writes bench/results/<date>-controller.{md,json}. Env: BENCH_CPU_PROF=<dir> profiles the child.
  */
-import { type ChildProcess, execFileSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { ADMIN, JOIN, ROOT, startChild, stopChild, waitHealthy } from "./child";
+import { ADMIN, codeVersion, JOIN, ROOT, startChild, stopChild, waitHealthy } from "./child";
 import { Client, Recorder, type Reply, runAtRate, runEach, runFor, type Stats } from "./load";
 
 const CONNECTIONS = 64;
@@ -22,17 +22,6 @@ const DURATION_MS = 5_000;
 /** 1,000 agents at the default 10 s heartbeat interval. */
 const REAL_HEARTBEATS_PER_SECOND = 100;
 const TARGET = { heartbeatShareOfHealthz: 0.4, heartbeatP99Ms: 20, claimsPerSecond: 2_000 };
-
-/** Which controller code was measured: others edit the tree while benches run. */
-function codeVersion(): string {
-  try {
-    const git = (...args: string[]) => execFileSync("git", args, { cwd: ROOT, encoding: "utf8" }).trim();
-    const dirty = git("status", "--porcelain", "--", "apps/controller", "packages") !== "";
-    return `${git("rev-parse", "--short", "HEAD")}${dirty ? " + uncommitted changes in apps/controller or packages" : ""}`;
-  } catch {
-    return "unknown (no git)";
-  }
-}
 
 interface AgentCreds {
   id: string;

@@ -64,14 +64,18 @@ export const jobs = sqliteTable(
   },
   (t) => [
     // Claims probe pending jobs by host and by exact label set, oldest first. Partial indexes:
-    // only pending rows live in them, so they stay small and a claim updates fewer entries.
-    index("jobs_claim_host_idx").on(t.targetHost, t.id).where(sql`status = 'pending'`),
-    index("jobs_claim_labels_idx").on(t.targetLabels, t.id).where(sql`status = 'pending'`),
-    index("jobs_agent_idx").on(t.agentId, t.status),
+    // only the rows a query looks for live in them, so they stay small, and a transition writes
+    // an index page only when the row enters or leaves it. Every page a transition writes is
+    // written again by its commit: dropping NULL targets, non-held rows and NULL dedupe keys from
+    // these indexes took a claim+finish cycle from 9 pages to 6 (see bench/jobs.bench.ts).
+    // Queries spell the statuses as literals, or SQLite cannot use a partial index.
+    index("jobs_claim_host_idx").on(t.targetHost, t.id).where(sql`status = 'pending' AND target_host IS NOT NULL`),
+    index("jobs_claim_labels_idx").on(t.targetLabels, t.id).where(sql`status = 'pending' AND target_labels IS NOT NULL`),
+    index("jobs_held_idx").on(t.agentId).where(sql`status IN ('assigned', 'running')`),
     // the reaper's once-a-second look at queue deadlines must not visit every pending job
     index("jobs_queue_deadline_idx").on(t.queueDeadline).where(sql`status = 'pending'`),
     index("jobs_app_idx").on(t.app, t.id),
-    index("jobs_dedupe_idx").on(t.dedupeKey, t.status),
+    index("jobs_active_dedupe_idx").on(t.dedupeKey).where(sql`dedupe_key IS NOT NULL AND status IN ('pending', 'assigned', 'running')`),
   ],
 );
 
@@ -331,7 +335,8 @@ export const outbox = sqliteTable(
     data: text("data").notNull(),
     createdAt: createdAt(),
   },
-  (t) => [index("outbox_app_idx").on(t.app, t.id)],
+  // No index besides the id: every reader follows the outbox by id, and each index is one more
+  // page written by every transition's commit (an index on (app, id) cost 9% of claim+finish cycles).
 );
 
 /** How far each reader of the outbox has applied it (the drainer is `consequences`). */

@@ -49,6 +49,8 @@ export class Drainer {
   private readonly bumpTask;
   private readonly dropTask;
   private readonly clearDeploymentError;
+  /** made once (see SqliteJobStore.inTransaction); nested calls are savepoints */
+  private readonly inTransaction: (fn: () => void) => void;
   private cursor: number | undefined;
   /** external tasks running now, by `eventId|consequence` */
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -63,6 +65,7 @@ export class Drainer {
     this.logger = deps.logger.child({ component: "drainer" });
     this.options = { batch: 500, backoffMs: 1_000, maxBackoffMs: 10 * 60_000, maxAttempts: 30, ...options };
     const sqlite = deps.db.$client;
+    this.inTransaction = sqlite.transaction((fn: () => void) => fn());
     this.addTask = sqlite.prepare(
       `INSERT INTO outbox_retries (event_id, consequence, attempts, next_attempt_at, last_error, created_at)
        VALUES (@eventId, @consequence, @attempts, @nextAt, @error, @now)
@@ -153,14 +156,14 @@ export class Drainer {
   /** Applies every committed row past the cursor, a batch per transaction. Synchronous. */
   drain(): number {
     let applied = 0;
-    const { db, outbox } = this.deps;
+    const { outbox } = this.deps;
     for (;;) {
       const rows = outbox.after(this.position(), this.options.batch);
       if (rows.length === 0) return applied;
       const signals: Array<[Consequence, OutboxEvent]> = [];
       let external = false;
       const last = rows[rows.length - 1]!.id;
-      db.$client.transaction(() => {
+      this.inTransaction(() => {
         const now = this.deps.clock();
         for (const event of rows) {
           for (const c of this.byType.get(event.type) ?? []) {
@@ -170,7 +173,7 @@ export class Drainer {
               external = true;
             } else {
               try {
-                db.$client.transaction(() => c.apply(event))();
+                this.inTransaction(() => void c.apply(event));
               } catch (err) {
                 this.failed(event, c, err, 0);
               }
@@ -178,7 +181,7 @@ export class Drainer {
           }
         }
         outbox.setCursor(DRAINER, last);
-      })();
+      });
       this.cursor = last;
       applied += rows.length;
       for (const [c, event] of signals) {

@@ -1,0 +1,194 @@
+/**
+ * `pnpm bench:jobs`: claim + finish cycles in one process, deploybot's job-state module next to
+ * its peers, measured in the same run on the same kind of database file (WAL,
+ * synchronous=NORMAL, in a temp dir):
+ *   - bare: two prepared statements, `UPDATE ... WHERE id = (SELECT ...) RETURNING *` to claim
+ *     and a guarded `UPDATE` to finish, on deploybot's own migrated schema — the ceiling;
+ *   - plainjob (npm, a SQLite queue on better-sqlite3): its worker with a no-op processor;
+ *   - deploybot: LeaseService.claimNextJob + reportStatus(succeeded) — the code heartbeats and
+ *     status reports run: lease, fencing, a transaction per transition with its outbox row — and
+ *     the drainer applying every row's consequences (every 100 cycles, and at the end: timed).
+ * Passes are interleaved (bare, plainjob, deploybot, bare, ...) so load from other processes
+ * falls on all of them; the median of the passes is reported.
+ * Writes bench/results/<date>-jobs.{md,json}.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import pino from "pino";
+import { better, defineQueue, defineWorker } from "plainjob";
+import { createApp } from "../apps/controller/src/app";
+import { testConfig } from "../apps/controller/src/config";
+import { openDb } from "../apps/controller/src/db/client";
+import { parseAppsConfig } from "../apps/controller/src/services/appsConfig";
+import { APPS_YAML } from "../apps/controller/test/appsYaml";
+import { codeVersion, ROOT } from "./child";
+
+const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
+const PASSES = Number(process.env.BENCH_PASSES ?? 3);
+const DRAIN_EVERY = 100;
+const TARGET = { shareOfBare: 0.5, shareOfPlainjob: 1 };
+
+type System = "bare" | "plainjob" | "deploybot";
+
+const dirs: string[] = [];
+const tempDb = () => {
+  const dir = mkdtempSync(join(os.tmpdir(), "deploybot-bench-jobs-"));
+  dirs.push(dir);
+  return join(dir, "bench.db");
+};
+
+/** The bare ceiling: deploybot's schema, two prepared statements per cycle, nothing else. */
+function bare(): number {
+  const db = openDb(tempDb());
+  const sqlite = db.$client;
+  sqlite.prepare("INSERT INTO agents (id, hostname, version, created_at) VALUES ('agt_bench', 'bench-1', 'bench', 0)").run();
+  const insert = sqlite.prepare(
+    `INSERT INTO jobs (id, kind, app, target_host, spec, status, max_attempts, timeout_seconds, queue_deadline, created_at)
+     VALUES (?, 'build', 'web', 'bench-1', ?, 'pending', 3, 60, 9999999999999, 0)`,
+  );
+  sqlite.transaction(() => {
+    for (let i = 0; i < JOBS; i++) insert.run(`job_${String(i).padStart(8, "0")}`, JSON.stringify({ kind: "build", app: "web", source: { type: "image", image: `img-${i}` } }));
+  })();
+  sqlite.exec("ANALYZE");
+  const claim = sqlite.prepare(`
+    UPDATE jobs SET status = 'assigned', agent_id = 'agt_bench', lease_id = ?, assigned_at = ?, attempts = attempts + 1
+    WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND target_host = 'bench-1' ORDER BY id LIMIT 1)
+    RETURNING *`);
+  const finish = sqlite.prepare("UPDATE jobs SET status = 'succeeded', finished_at = ? WHERE id = ? AND lease_id = ?");
+  const started = performance.now();
+  for (let i = 0; i < JOBS; i++) {
+    const row = claim.get(`lse_${i}`, Date.now()) as { id: string; lease_id: string };
+    finish.run(Date.now(), row.id, row.lease_id);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const left = sqlite.prepare("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").pluck().get();
+  if (left !== 0) throw new Error(`bare: ${left} jobs not finished`);
+  sqlite.close();
+  return JOBS / seconds;
+}
+
+/** plainjob's own worker, a no-op processor, until every job is done. */
+async function plainjob(): Promise<number> {
+  const sqlite = new Database(tempDb());
+  sqlite.pragma("journal_mode = WAL");
+  sqlite.pragma("synchronous = NORMAL");
+  const silent = { error() {}, warn() {}, info() {}, debug() {} };
+  const queue = defineQueue({ connection: better(sqlite), logger: silent });
+  queue.addMany("bench", Array.from({ length: JOBS }, (_, i) => ({ i })));
+  sqlite.exec("ANALYZE");
+  let done = 0;
+  let finished!: () => void;
+  const all = new Promise<void>((resolve) => (finished = resolve));
+  const worker = defineWorker("bench", async () => {}, {
+    queue,
+    logger: silent,
+    onCompleted: () => {
+      if (++done === JOBS) finished();
+    },
+  });
+  const started = performance.now();
+  void worker.start();
+  await all;
+  const seconds = (performance.now() - started) / 1000;
+  await worker.stop();
+  queue.close();
+  sqlite.close();
+  return JOBS / seconds;
+}
+
+/** deploybot's services: the same calls a heartbeat's claim and a status report make. */
+async function deploybot(): Promise<number> {
+  const db = openDb(tempDb());
+  const config = testConfig();
+  const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
+  const { services, deps } = createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
+  const { agent } = await services.agents.register({ hostname: "bench-1", labels: [], version: "bench", capabilities: {}, heldJobIds: [] }, { grant: { kind: "join" } });
+  db.$client.transaction(() => {
+    for (let i = 0; i < JOBS; i++) {
+      services.jobs.create({
+        spec: { kind: "build", app: "web", source: { type: "image", image: `img-${i}` } },
+        target: { host: "bench-1" },
+        dedupe: false,
+      });
+    }
+  })();
+  services.drainer.drain();
+  db.$client.exec("ANALYZE");
+  const who = { id: agent.id, hostname: "bench-1", labels: [] as string[] };
+  const started = performance.now();
+  for (let i = 0; i < JOBS; i++) {
+    const job = services.leases.claimNextJob(who);
+    if (!job) throw new Error(`deploybot: no job to claim at ${i}`);
+    services.leases.reportStatus(agent.id, job.id, { leaseId: job.leaseId, status: "succeeded" });
+    if (i % DRAIN_EVERY === DRAIN_EVERY - 1) services.drainer.drain();
+  }
+  services.drainer.drain();
+  const seconds = (performance.now() - started) / 1000;
+  const left = db.$client.prepare("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").pluck().get();
+  const applied = services.drainer.appliedUpTo() === deps.outbox.latestId();
+  if (left !== 0 || !applied) throw new Error(`deploybot: ${left} jobs not finished, outbox applied: ${applied}`);
+  services.drainer.stop();
+  db.$client.close();
+  return JOBS / seconds;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const rate = (v: number) => Math.round(v).toLocaleString("en-US");
+
+async function main() {
+  const runs: Record<System, number[]> = { bare: [], plainjob: [], deploybot: [] };
+  const all: Record<System, () => number | Promise<number>> = { bare, plainjob, deploybot };
+  // BENCH_ONLY=deploybot: one system (profiling with --cpu-prof); nothing is written
+  const only = process.env.BENCH_ONLY as System | undefined;
+  const systems = only ? ({ [only]: all[only] } as typeof all) : all;
+  const loadBefore = os.loadavg()[0]!;
+  try {
+    for (let pass = 0; pass < PASSES; pass++) {
+      for (const name of Object.keys(systems) as System[]) {
+        console.error(`pass ${pass + 1}/${PASSES}: ${name} ...`);
+        runs[name].push(await systems[name]());
+      }
+    }
+  } finally {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  }
+  if (only) {
+    console.log(JSON.stringify({ [only]: runs[only].map(Math.round) }));
+    return;
+  }
+  const m = { bare: median(runs.bare), plainjob: median(runs.plainjob), deploybot: median(runs.deploybot) };
+  const ofBare = m.deploybot / m.bare;
+  const ofPlainjob = m.deploybot / m.plainjob;
+  const check = (ok: boolean) => (ok ? "met" : "**MISSED**");
+  const date = new Date();
+  const cpus = os.cpus();
+  const md = [
+    `# Claim + finish cycles in process, ${date.toISOString()}`,
+    "",
+    `Machine: ${cpus[0]?.model ?? "unknown"} x ${cpus.length}, Node ${process.version}; 1-min load average before the run ${loadBefore.toFixed(2)}. Code: ${codeVersion()}.`,
+    `${JOBS.toLocaleString("en-US")} jobs per pass, ${PASSES} passes per system interleaved, median shown; each pass on a fresh SQLite file (WAL, synchronous=NORMAL).`,
+    "",
+    "| system | what one cycle is | cycles/s (median) | passes |",
+    "|---|---|---:|---|",
+    `| bare better-sqlite3 | claim \`UPDATE … RETURNING\` + finish \`UPDATE\`, prepared | ${rate(m.bare)} | ${runs.bare.map(rate).join(", ")} |`,
+    `| plainjob ${"0.0.14"} | its worker, no-op processor (claim transaction, read, mark done) | ${rate(m.plainjob)} | ${runs.plainjob.map(rate).join(", ")} |`,
+    `| deploybot | claimNextJob + reportStatus(succeeded): two transactions with their outbox rows, fencing, consequences drained | ${rate(m.deploybot)} | ${runs.deploybot.map(rate).join(", ")} |`,
+    "",
+    "| target | measured | |",
+    "|---|---:|---|",
+    `| deploybot >= plainjob | ${(ofPlainjob * 100).toFixed(0)}% of plainjob | ${check(ofPlainjob >= TARGET.shareOfPlainjob)} |`,
+    `| deploybot >= 50% of bare | ${(ofBare * 100).toFixed(0)}% of bare | ${check(ofBare >= TARGET.shareOfBare)} |`,
+    "",
+  ].join("\n");
+  console.log(md);
+  const resultsDir = join(ROOT, "bench/results");
+  mkdirSync(resultsDir, { recursive: true });
+  const base = join(resultsDir, `${date.toISOString().slice(0, 10)}-jobs`);
+  writeFileSync(`${base}.md`, md);
+  writeFileSync(`${base}.json`, `${JSON.stringify({ date: date.toISOString(), jobs: JOBS, passes: PASSES, runs, median: m, ofBare, ofPlainjob, targets: TARGET }, null, 2)}\n`);
+  console.error(`wrote ${base}.md and ${base}.json`);
+}
+
+await main();
