@@ -1,6 +1,6 @@
 import { arch, cpus, platform, totalmem } from "node:os";
 import { join } from "node:path";
-import type { ClaimedJob, HeartbeatResponse } from "@deploybot/protocol";
+import { type ClaimedJob, type HeartbeatResponse, PROTOCOL_VERSION } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { backoffMs, sleep } from "./backoff";
@@ -108,7 +108,14 @@ export class AgentDaemon {
   async register(): Promise<void> {
     const held = this.state.loadHeldJob();
     const capabilities = await this.capabilities();
-    const body = { hostname: this.config.hostname, labels: this.config.labels, version: AGENT_VERSION, capabilities, heldJobIds: held ? [held.id] : [] };
+    const body = {
+      hostname: this.config.hostname,
+      labels: this.config.labels,
+      version: AGENT_VERSION,
+      capabilities,
+      heldJobIds: held ? [held.id] : [],
+      protocolVersion: PROTOCOL_VERSION,
+    };
     const registerWith = (token: string) =>
       this.retrying("register", () =>
         this.client.post<{ agent: { id: string }; token: string; heartbeatIntervalSeconds: number }>("/v1/agents/register", body, { token }),
@@ -144,6 +151,7 @@ export class AgentDaemon {
           this.client.post<HeartbeatResponse>(
             `/v1/agents/${this.agentId}/heartbeat${idle && this.config.pollWaitSeconds > 0 ? `?wait=${this.config.pollWaitSeconds}` : ""}`,
             {
+              protocolVersion: PROTOCOL_VERSION,
               status: this.draining ? "draining" : this.current ? "busy" : "idle",
               heldJobIds: this.current ? [this.current.job.id] : [],
               containers: await listManagedContainers(this.docker).catch(() => []),

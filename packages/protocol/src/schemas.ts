@@ -229,6 +229,37 @@ export const jobPage = z.object({ jobs: z.array(job), nextCursor: z.string().nul
 // Agents (wire protocol)
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// Agent wire protocol: tolerant in both directions. Bodies an agent sends drop fields they do not
+// know (strip, never strict) and degrade unknown enum values to a safe one, so an agent one
+// version ahead keeps working with this controller, and the agent reads answers without checking
+// for extra fields. User-facing bodies stay strict.
+// ---------------------------------------------------------------------------------------------
+
+/** Carried in register and heartbeat bodies and answers; bumped on an incompatible change. */
+export const PROTOCOL_VERSION = 1;
+
+/** How deep and how large an agent-provided free-form object may be (a 5,000-deep one is a 400, never a 500). */
+export const MAX_JSON_DEPTH = 16;
+function jsonDepth(value: unknown, limit: number): number {
+  const stack: [unknown, number][] = [[value, 1]];
+  let deepest = 0;
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (d > deepest) deepest = d;
+    if (deepest > limit) return deepest;
+    if (v && typeof v === "object") for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return deepest;
+}
+export const boundedObject = z
+  .record(z.string().max(256), z.unknown())
+  .refine((v) => jsonDepth(v, MAX_JSON_DEPTH) <= MAX_JSON_DEPTH, `must be nested at most ${MAX_JSON_DEPTH} levels deep`);
+
+/** An enum that reads an unknown value (from a newer agent) as `fallback` instead of refusing the body. */
+const tolerantEnum = <T extends readonly [string, ...string[]]>(values: T, fallback: T[number]) =>
+  z.string().max(64).transform((v): T[number] => ((values as readonly string[]).includes(v) ? (v as T[number]) : fallback));
+
 export const capabilities = z
   .object({
     engineVersion: z.string().max(64).optional(),
@@ -237,7 +268,7 @@ export const capabilities = z
     cpus: z.number().int().min(0).optional(),
     memoryBytes: z.number().int().min(0).optional(),
   })
-  .passthrough();
+  .strip();
 
 export const registerRequest = z
   .object({
@@ -246,8 +277,9 @@ export const registerRequest = z
     version: z.string().max(64).default("unknown"),
     capabilities: capabilities.default({}),
     heldJobIds: z.array(z.string().max(64)).max(16).default([]),
+    protocolVersion: z.number().int().min(1).optional(),
   })
-  .strict();
+  .strip();
 export type RegisterRequest = z.infer<typeof registerRequest>;
 
 export const agent = z.object({
@@ -279,6 +311,7 @@ export const registerResponse = z.object({
   agent,
   token: z.string(),
   heartbeatIntervalSeconds: z.number(),
+  protocolVersion: z.number().int().optional(),
 });
 
 export const managedContainer = z
@@ -291,17 +324,19 @@ export const managedContainer = z
     image: z.string().max(512).optional(),
     state: z.string().max(32).optional(),
   })
-  .strict();
+  .strip();
 
 export const heartbeatRequest = z
   .object({
-    status: z.enum(["idle", "busy", "draining"]).default("idle"),
+    // an unknown state from a newer agent reads as busy: it is handed no job, which is safe
+    status: tolerantEnum(["idle", "busy", "draining"] as const, "busy").default("idle"),
     heldJobIds: z.array(z.string().max(64)).max(16).default([]),
     containers: z.array(managedContainer).max(1000).default([]),
     /** the host proxy's routes (agents with a proxy) */
     routes: z.array(routeInfo).max(1000).optional(),
+    protocolVersion: z.number().int().min(1).optional(),
   })
-  .strict();
+  .strip();
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
 
 export const heartbeatQuery = z.object({ wait: z.coerce.number().min(0).max(30).default(0) });
@@ -324,6 +359,7 @@ export const heartbeatResponse = z.object({
   job: claimedJob.nullable(),
   cancelJobIds: z.array(z.string()),
   heartbeatIntervalSeconds: z.number(),
+  protocolVersion: z.number().int().optional(),
 });
 export type HeartbeatResponse = z.infer<typeof heartbeatResponse>;
 
@@ -331,10 +367,10 @@ export const logStream = z.enum(["stdout", "stderr", "system"]);
 export const logEntry = z
   .object({
     ts: z.string().max(40),
-    stream: logStream.default("stdout"),
+    stream: tolerantEnum(["stdout", "stderr", "system"] as const, "stdout").default("stdout"),
     line: z.string().max(65_536),
   })
-  .strict();
+  .strip();
 export type LogEntry = z.infer<typeof logEntry>;
 
 export const appendLogsRequest = z
@@ -343,7 +379,7 @@ export const appendLogsRequest = z
     offset: z.number().int().min(0),
     entries: z.array(logEntry).max(5000),
   })
-  .strict();
+  .strip();
 export type AppendLogsRequest = z.infer<typeof appendLogsRequest>;
 
 export const appendLogsResponse = z.object({
@@ -355,13 +391,14 @@ export const appendLogsResponse = z.object({
 export const reportStatusRequest = z
   .object({
     leaseId: z.string().min(1).max(64),
+    // a final status cannot be guessed: an unknown one stays a 400
     status: z.enum(["running", "succeeded", "failed", "cancelled"]),
-    result: z.record(z.string(), z.unknown()).optional(),
+    result: boundedObject.optional(),
     error: z.string().max(16_384).optional(),
     /** how many log lines the agent produced for the job in all */
     logLines: z.number().int().min(0).optional(),
   })
-  .strict();
+  .strip();
 export type ReportStatusRequest = z.infer<typeof reportStatusRequest>;
 
 export const jobLogsQuery = z.object({

@@ -60,5 +60,8 @@ function runByKind(job: ClaimedJob, ctx: JobContext, workDir: string): Promise<J
     case "restart":
     case "remove":
       return lifecycleJob(job, ctx, job.kind);
+    default:
+      // a job kind from a newer controller: refused with a reason, never a crash
+      return Promise.resolve({ ok: false, error: `this agent does not know job kind '${String((job as { kind: unknown }).kind)}'; upgrade it` });
   }
 }

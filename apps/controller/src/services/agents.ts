@@ -1,4 +1,4 @@
-import type { Agent, HeartbeatRequest, HeartbeatResponse, RegisterRequest } from "@deploybot/protocol";
+import { type Agent, type HeartbeatRequest, type HeartbeatResponse, PROTOCOL_VERSION, type RegisterRequest } from "@deploybot/protocol";
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { agents, jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
@@ -137,6 +137,7 @@ export class AgentService {
       agent: this.toWire(row),
       token: await this.tokens.sign(row.id, row.tokenVersion),
       heartbeatIntervalSeconds: this.intervalSeconds,
+      protocolVersion: PROTOCOL_VERSION,
     };
   }
 
@@ -176,7 +177,7 @@ export class AgentService {
       const remaining = deadline - clock();
       if (job || cancelJobIds.length > 0 || remaining <= 0 || (waitSeconds > 0 && signal?.().aborted)) {
         if (waitSeconds > 0) touch();
-        return { acknowledged: true, job, cancelJobIds, heartbeatIntervalSeconds: this.intervalSeconds };
+        return { acknowledged: true, job, cancelJobIds, heartbeatIntervalSeconds: this.intervalSeconds, protocolVersion: PROTOCOL_VERSION };
       }
       await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, remaining, signal?.());
     }
