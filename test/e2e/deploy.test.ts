@@ -60,6 +60,10 @@ apps:
       DEPLOYBOT_REGISTRY_URL: testRegistry.host,
       DEPLOYBOT_REGISTRY_USERNAME: testRegistry.username,
       DEPLOYBOT_REGISTRY_PASSWORD: testRegistry.password,
+      // A lease lasts 3 intervals. With 1 s, an agent restarted on a loaded machine (tsx start-up
+      // takes seconds there) came back after its lease ran out, so the kill -9 case saw `lost`
+      // before the agent could report `failed`. Long-poll still hands out jobs at once.
+      DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "3",
     });
     agent = agentProcess(ctl.url, host);
     await waitFor("the agent to register", async () => {
