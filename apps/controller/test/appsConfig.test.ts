@@ -6,9 +6,9 @@ const SCHEDULE = "apps:\n  - name: web\n    repo: a/b\n    schedules:\n      - n
 describe("apps.yaml", () => {
   test("applies defaults and indexes apps by repo in any form", () => {
     const cfg = parseAppsConfig("apps:\n  - name: web\n    repo: Acme/Web\n", "apps.yaml");
-    const web = cfg.byRepo("https://github.com/acme/web.git");
+    const [web] = cfg.byRepo("https://github.com/acme/web.git");
     expect(web).toMatchObject({ name: "web", branch: "main", deploy_on_push: true, url: "https://github.com/Acme/Web.git" });
-    expect(cfg.byRepo("git@github.com:acme/web.git")?.name).toBe("web");
+    expect(cfg.byRepo("git@github.com:acme/web.git")[0]?.name).toBe("web");
     expect(normaliseRepo("acme/web/")).toBe("acme/web");
   });
 

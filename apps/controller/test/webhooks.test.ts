@@ -239,3 +239,55 @@ describe("a failure on our side while deploying a push", () => {
     expect(await jobsOf(h)).toHaveLength(1);
   });
 });
+
+describe("a monorepo: several apps of one repository", () => {
+  const MONO = `
+apps:
+  - name: mono-api
+    repo: acme/web
+    url: https://git.example.test/acme/web.git
+    hosts: [api-1]
+    build: { dockerfile: Dockerfile, context: services/api }
+  - name: mono-worker
+    repo: acme/web
+    hosts: [worker-1]
+    build: { dockerfile: worker.Dockerfile, context: services/worker }
+  - name: mono-docs
+    repo: acme/web
+    branch: gh-pages
+    hosts: [docs-1]
+`;
+  const monoHarness = () => makeHarness({ webhookSecret: SECRET }, MONO);
+
+  test("one signed push deploys every app of the repository on that branch, each with its own build", async () => {
+    const h = monoHarness();
+    const res = await deliver(h, fixture("push.json"));
+    expect(res.status).toBe(202);
+    const body = await res.json();
+    expect(body).toMatchObject({ outcome: "deployed", sha: PUSHED_SHA });
+    expect(body.reason).toContain("mono-api");
+    expect(body.reason).toContain("mono-worker");
+    expect(body.reason).toContain("branch 'main' is not 'gh-pages', the branch app 'mono-docs' deploys");
+
+    const jobs = (await (await h.call("GET", "/v1/jobs", { token: ADMIN })).json()).jobs as { app: string; target: unknown; spec: { build: { context: string; dockerfile: string } } }[];
+    const byApp = Object.fromEntries(jobs.map((j) => [j.app, j]));
+    expect(Object.keys(byApp).sort()).toEqual(["mono-api", "mono-worker"]);
+    expect(byApp["mono-api"]).toMatchObject({ target: { host: "api-1" }, spec: { build: { context: "services/api", dockerfile: "Dockerfile" } } });
+    expect(byApp["mono-worker"]).toMatchObject({ target: { host: "worker-1" }, spec: { build: { context: "services/worker", dockerfile: "worker.Dockerfile" } } });
+
+    // a redelivery of the same push deploys nothing more
+    const again = await deliver(h, fixture("push.json"), { deliveryId: body.deliveryId });
+    expect((await again.json()).duplicate).toBe(true);
+    expect((await (await h.call("GET", "/v1/jobs", { token: ADMIN })).json()).jobs).toHaveLength(2);
+  });
+
+  test("the seeds' {repo, ref, host} form picks the repository's app on that host, and refuses to guess", async () => {
+    const h = monoHarness();
+    const onHost = await h.call("POST", "/v1/jobs", { token: ADMIN, body: { repo: "acme/web", ref: "main", host: "worker-1" } });
+    expect(onHost.status).toBe(201);
+    expect((await onHost.json()).job.app).toBe("mono-worker");
+    const elsewhere = await h.call("POST", "/v1/jobs", { token: ADMIN, body: { repo: "acme/web", ref: "main", host: "other-1" } });
+    expect(elsewhere.status).toBe(422);
+    expect((await elsewhere.json()).error.code).toBe("ambiguous_repo");
+  });
+});

@@ -116,17 +116,22 @@ export function normaliseRepo(repo: string): string {
 export interface AppsConfig {
   apps: AppDefinition[];
   byName(name: string): AppDefinition | undefined;
-  byRepo(repo: string): AppDefinition | undefined;
+  /** every app of a repository, in apps.yaml order: a monorepo deploys several apps on one push */
+  byRepo(repo: string): AppDefinition[];
 }
 
 export function appsConfigFrom(apps: AppDefinition[]): AppsConfig {
   const names = new Map(apps.map((a) => [a.name, a]));
-  const repos = new Map<string, AppDefinition>();
+  const repos = new Map<string, AppDefinition[]>();
   for (const a of apps) {
-    repos.set(normaliseRepo(a.repo), a);
-    repos.set(normaliseRepo(a.url), a);
+    // an app whose url is its repo's GitHub URL is listed once under that key
+    for (const key of new Set([normaliseRepo(a.repo), normaliseRepo(a.url)])) {
+      const list = repos.get(key) ?? [];
+      list.push(a);
+      repos.set(key, list);
+    }
   }
-  return { apps, byName: (n) => names.get(n), byRepo: (r) => repos.get(normaliseRepo(r)) };
+  return { apps, byName: (n) => names.get(n), byRepo: (r) => repos.get(normaliseRepo(r)) ?? [] };
 }
 
 /** Parses and validates apps.yaml text; errors name the file, the line, the path and the reason. */

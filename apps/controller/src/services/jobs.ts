@@ -86,10 +86,7 @@ export class JobService {
       this.requireAppHost(body.spec.app, body.target, by);
       return body;
     }
-    const app = this.deps.apps().byRepo(body.repo);
-    if (!app) {
-      throw new ApiError(422, "unknown_repo", `no app in ${this.deps.config.configPath} has repo '${body.repo}'`);
-    }
+    const app = this.appOfRepo(body.repo, body.host);
     assertAppAllowed(by, app.name);
     this.requireAppHost(app.name, { host: body.host }, by);
     const registry = this.deps.config.registry;
@@ -104,6 +101,20 @@ export class JobService {
     });
     this.secrets?.requireSet(app.name, spec.run?.secrets ?? []);
     return { spec, target: { host: body.host }, timeoutSeconds: body.timeoutSeconds };
+  }
+
+  /** The app of a repository; of several apps of one repository (a monorepo), the one on `host`. */
+  private appOfRepo(repo: string, host: string) {
+    const apps = this.deps.apps().byRepo(repo);
+    if (apps.length === 0) throw new ApiError(422, "unknown_repo", `no app in ${this.deps.config.configPath} has repo '${repo}'`);
+    if (apps.length === 1) return apps[0]!;
+    const onHost = apps.filter((a) => a.hosts.includes(host));
+    if (onHost.length === 1) return onHost[0]!;
+    throw new ApiError(
+      422,
+      "ambiguous_repo",
+      `apps ${apps.map((a) => `'${a.name}'`).join(", ")} all have repo '${repo}'${onHost.length > 1 ? ` and host '${host}'` : ""}; deploy one by name (POST /v1/deployments)`,
+    );
   }
 
   private requireAppHost(appName: string, target: Target, by: Principal): void {

@@ -149,20 +149,43 @@ export class WebhookService {
     const seen = { repo: push.repository.full_name, ref: push.ref, sha: push.after, deploymentId: null };
     const ignore = (reason: string): Decision => ({ ...seen, outcome: "ignored", reason, status: 200 });
 
-    const app = this.deps.apps().byRepo(push.repository.full_name);
-    if (!app) return ignore(`no app in apps.yaml has repo '${push.repository.full_name}'`);
+    const apps = this.deps.apps().byRepo(push.repository.full_name);
+    if (apps.length === 0) return ignore(`no app in apps.yaml has repo '${push.repository.full_name}'`);
     if (!push.ref.startsWith("refs/heads/")) return ignore(push.ref.startsWith("refs/tags/") ? "tag pushes are not deployed" : `'${push.ref}' is not a branch`);
     const branch = push.ref.slice("refs/heads/".length);
     if (push.deleted || ZERO_SHA.test(push.after)) return ignore(`branch '${branch}' was deleted`);
-    if (branch !== app.branch) return ignore(`branch '${branch}' is not '${app.branch}', the branch app '${app.name}' deploys`);
-    if (!app.deploy_on_push) return ignore(`app '${app.name}' has deploy_on_push: false`);
+    // A monorepo fans out: every app of the repository whose branch was pushed deploys.
+    const skipped: string[] = [];
+    const wanted = apps.filter((app) => {
+      if (branch !== app.branch) skipped.push(`branch '${branch}' is not '${app.branch}', the branch app '${app.name}' deploys`);
+      else if (!app.deploy_on_push) skipped.push(`app '${app.name}' has deploy_on_push: false`);
+      else return true;
+      return false;
+    });
+    if (wanted.length === 0) return ignore(skipped.join("; "));
     const message = push.head_commit?.message.toLowerCase() ?? "";
     const marker = SKIP_MARKERS.find((m) => message.includes(m));
     if (marker) return ignore(`the head commit asks to skip: ${marker}`);
     if (!/^[0-9a-f]{40}$/.test(push.after)) return { ...seen, outcome: "rejected", reason: "'after' is not a commit sha", status: 400 };
 
-    const deployment = await this.deployments.create({ app: app.name, sha: push.after, ref: branch, trigger: "webhook", triggeredBy: deliveryId });
-    return { ...seen, outcome: "deployed", reason: `deploying ${push.after.slice(0, 12)} of ${branch} to app '${app.name}'`, deploymentId: deployment.id, status: 202 };
+    const deployed: { app: string; id: string }[] = [];
+    const refused: string[] = [];
+    let firstRefusal: ApiError | undefined;
+    for (const app of wanted) {
+      try {
+        const deployment = await this.deployments.create({ app: app.name, sha: push.after, ref: branch, trigger: "webhook", triggeredBy: deliveryId });
+        deployed.push({ app: app.name, id: deployment.id });
+      } catch (err) {
+        // one app of a monorepo without hosts must not keep the others from deploying
+        if (!(err instanceof ApiError && err.status < 500 && wanted.length > 1)) throw err;
+        firstRefusal ??= err;
+        refused.push(`app '${app.name}' refused: ${err.code}: ${err.message}`);
+      }
+    }
+    if (deployed.length === 0 && firstRefusal) throw firstRefusal;
+    const what = deployed.map((d) => (deployed.length > 1 ? `app '${d.app}' (${d.id})` : `app '${d.app}'`)).join(", ");
+    const reason = [`deploying ${push.after.slice(0, 12)} of ${branch} to ${what}`, ...refused, ...skipped].join("; ");
+    return { ...seen, outcome: "deployed", reason, deploymentId: deployed[0]!.id, status: 202 };
   }
 
   private record(deliveryId: string, event: string, d: Decision): Delivery {
