@@ -39,8 +39,10 @@ describe("/v1/tokens", () => {
     const read = await (await h.call("POST", "/v1/tokens", { token: ADMIN, body: { name: "viewer", scope: "read" } })).json();
     const self = await h.call("GET", "/v1/tokens/self", { token: read.token });
     expect(self.status).toBe(200);
-    expect(tokenSelf.parse(await self.json())).toEqual({ id: read.id, scope: "read" });
-    expect(await (await h.call("GET", "/v1/tokens/self", { token: ADMIN })).json()).toEqual({ id: "bootstrap", scope: "admin" });
+    expect(tokenSelf.parse(await self.json())).toEqual({ id: read.id, scope: "read", apps: null });
+    expect(await (await h.call("GET", "/v1/tokens/self", { token: ADMIN })).json()).toEqual({ id: "bootstrap", scope: "admin", apps: null });
+    const limited = await (await h.call("POST", "/v1/tokens", { token: ADMIN, body: { name: "web-ci", scope: "deploy", apps: ["web"] } })).json();
+    expect(await (await h.call("GET", "/v1/tokens/self", { token: limited.token })).json()).toEqual({ id: limited.id, scope: "deploy", apps: ["web"] });
     expect((await h.call("GET", "/v1/tokens/self", { token: "dbt_not-a-token" })).status).toBe(401);
     expect((await h.call("GET", "/v1/tokens/self")).status).toBe(401);
     await h.call("DELETE", `/v1/tokens/${read.id}`, { token: ADMIN });

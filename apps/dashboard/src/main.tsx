@@ -149,7 +149,7 @@ function Root() {
       />
     );
   }
-  const info: SessionInfo = { tokenId: me.id, scope: me.scope, apps: (me as { apps?: string[] | null }).apps ?? null, signOut: () => signOut() };
+  const info: SessionInfo = { tokenId: me.id, scope: me.scope, apps: me.apps ?? null, signOut: () => signOut() };
   let page: preact.JSX.Element = <NotFound />;
   for (const [pattern, view] of routes) {
     const params = match(pattern, path);

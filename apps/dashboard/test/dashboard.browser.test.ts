@@ -257,6 +257,19 @@ apps:
       await context.close();
     });
 
+    it("a deploy token limited to another app neither sees this app nor gets an action on it", async () => {
+      const limited = (await ctl.api("POST", "/v1/tokens", { name: "other-ci", scope: "deploy", apps: ["some-other-app"] })).body.token;
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const p = await context.newPage();
+      await signIn(p, ctl.url, limited);
+      await expect.poll(() => p.getByTestId("scope").textContent()).toContain("deploy");
+      await p.getByText("No app this token may see").waitFor();
+      await p.goto(`${ctl.url}/apps/${app}`);
+      await expect.poll(() => p.getByRole("alert").first().textContent()).toContain("limited to");
+      expect(await p.getByRole("button").allTextContents()).toEqual(["Sign out"]);
+      await context.close();
+    });
+
     it("the image picker: a tag of the app's remote is built into the catalog, then deployed from it", async () => {
       await repo.commit(testAppFiles("v3", { salt: app }), "v3");
       await repo.tag("v3.0.0");

@@ -468,5 +468,10 @@ export const errorBody = z.object({
 export type ErrorBody = z.infer<typeof errorBody>;
 
 /** `GET /v1/tokens/self`: the token making the request, so a client can show only what it may do. */
-export const tokenSelf = z.object({ id: z.string(), scope: tokenScope });
+export const tokenSelf = z.object({
+  id: z.string(),
+  scope: tokenScope,
+  /** the apps the token is limited to; null: every app */
+  apps: z.array(z.string()).nullable(),
+});
 export type TokenSelf = z.infer<typeof tokenSelf>;

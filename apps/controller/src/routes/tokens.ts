@@ -14,7 +14,7 @@ export function tokenRoutes(s: Services) {
     .get("/", admin, (c) => c.json({ tokens: s.apiTokens.list() }))
     .get("/self", requireScope(s.apiTokens, "read"), (c) => {
       const user = c.get("user");
-      return c.json({ id: user.tokenId, scope: user.scope });
+      return c.json({ id: user.tokenId, scope: user.scope, apps: user.apps });
     })
     .delete("/:tokenId", admin, (c) => c.json(s.apiTokens.revoke(c.req.param("tokenId"))));
 }

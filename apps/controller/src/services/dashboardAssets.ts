@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { extname, join, relative, sep } from "node:path";
 import { gzipSync } from "node:zlib";
 
-/** One built file of the dashboard, held in memory with its gzip form (the whole build is ~60 KB). */
+/** One built file of the dashboard, held in memory with its gzip form (the whole build is ~75 KB). */
 interface Asset {
   body: Uint8Array;
   gzip: Uint8Array | null;

@@ -1,4 +1,5 @@
 import { appHealth } from "../lib/health";
+import { useSession } from "../lib/session";
 import type { Agent, App } from "../lib/types";
 import { Badge, Empty, version } from "./ui";
 
@@ -7,7 +8,10 @@ const hostsOf = (app: App) => app.status?.map((s) => s.host) ?? app.hosts;
 
 /** Apps with their current release and their state on each of their hosts. */
 export function AppsTable({ apps, hosts }: { apps: App[]; hosts: Map<string, Agent> }) {
-  if (apps.length === 0) return <Empty>No apps: add them to apps.yaml and reload the controller.</Empty>;
+  const { apps: limitedTo } = useSession();
+  if (apps.length === 0) {
+    return <Empty>{limitedTo ? `No app this token may see (it is limited to ${limitedTo.join(", ")}).` : "No apps: add them to apps.yaml and reload the controller."}</Empty>;
+  }
   return (
     <table class="grid">
       <thead>

@@ -66,6 +66,8 @@ export interface ApiTokenRow {
   id: string;
   name: string;
   scope: "admin" | "deploy" | "read";
+  /** the apps it is limited to; null: every app */
+  apps?: string[] | null;
   createdAt: string;
   lastUsedAt: string | null;
   revokedAt: string | null;

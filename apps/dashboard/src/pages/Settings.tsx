@@ -11,6 +11,7 @@ function Tokens() {
   const { data, error, reload } = useResource(() => get<{ tokens: ApiTokenRow[] }>("/v1/tokens").then((r) => r.tokens), []);
   const [name, setName] = useState("");
   const [scope, setScope] = useState<TokenScope>("read");
+  const [limitTo, setLimitTo] = useState("");
   const [made, setMade] = useState<{ name: string; token: string } | null>(null);
   const [failure, setFailure] = useState<ApiFailure | undefined>();
 
@@ -18,9 +19,14 @@ function Tokens() {
     e.preventDefault();
     setFailure(undefined);
     try {
-      const t = await api<ApiTokenRow & { token: string }>("POST", "/v1/tokens", { name: name.trim(), scope });
+      const apps = limitTo
+        .split(/[\s,]+/)
+        .map((a) => a.trim())
+        .filter(Boolean);
+      const t = await api<ApiTokenRow & { token: string }>("POST", "/v1/tokens", { name: name.trim(), scope, ...(apps.length ? { apps } : {}) });
       setMade({ name: t.name, token: t.token });
       setName("");
+      setLimitTo("");
       reload();
     } catch (err) {
       setFailure(err as ApiFailure);
@@ -61,6 +67,7 @@ function Tokens() {
             <tr>
               <th scope="col">Name</th>
               <th scope="col">Scope</th>
+              <th scope="col">Apps</th>
               <th scope="col">Created</th>
               <th scope="col">Last used</th>
               <th scope="col">State</th>
@@ -71,6 +78,7 @@ function Tokens() {
               <tr key={t.id}>
                 <th scope="row">{t.name}</th>
                 <td>{t.scope}</td>
+                <td>{t.apps ? t.apps.join(", ") : <span class="dim">all</span>}</td>
                 <td>
                   <Time iso={t.createdAt} />
                 </td>
@@ -102,6 +110,12 @@ function Tokens() {
           <option value="deploy">deploy</option>
           <option value="admin">admin</option>
         </select>
+        {scope !== "admin" ? (
+          <>
+            <label for="t-apps">Only apps</label>
+            <input id="t-apps" value={limitTo} placeholder="all (or: web, api)" onInput={(e) => setLimitTo((e.target as HTMLInputElement).value)} />
+          </>
+        ) : null}
         <button type="submit">Create token</button>
       </form>
     </section>
