@@ -46,6 +46,12 @@ const envSchema = z.object({
   DEPLOYBOT_HAPROXY_BIN: z.string().default("haproxy"),
   /** a PEM file to trust for a private ACME server's own https (Pebble, step-ca); public CAs need none */
   DEPLOYBOT_ACME_CA_CERT: nonEmpty,
+  /** take the controller's offer of a newer agent between jobs ("false": this host opts out) */
+  DEPLOYBOT_AUTO_UPDATE: z.enum(["true", "false", "1", "0"]).default("true"),
+  /** how long a downloaded agent has to register in a trial run before it is refused */
+  DEPLOYBOT_UPDATE_TRIAL_SECONDS: z.coerce.number().min(1).max(600).default(60),
+  /** set by the agent itself on the trial run of a downloaded update: register, then exit 0 */
+  DEPLOYBOT_UPDATE_TRIAL: z.enum(["1"]).optional(),
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -59,6 +65,9 @@ export interface AgentConfig {
   drainTimeoutSeconds: number;
   pollWaitSeconds: number;
   logLevel: string;
+  autoUpdate: boolean;
+  updateTrialSeconds: number;
+  updateTrial: boolean;
   /** DEPLOYBOT_* variables set but not known here: warned about at start (a misspelt setting) */
   unknownSettings: string[];
   proxy: {
@@ -91,6 +100,9 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     drainTimeoutSeconds: e.DEPLOYBOT_DRAIN_TIMEOUT_SECONDS,
     pollWaitSeconds: e.DEPLOYBOT_POLL_WAIT_SECONDS,
     logLevel: e.DEPLOYBOT_LOG_LEVEL,
+    autoUpdate: e.DEPLOYBOT_AUTO_UPDATE === "true" || e.DEPLOYBOT_AUTO_UPDATE === "1",
+    updateTrialSeconds: e.DEPLOYBOT_UPDATE_TRIAL_SECONDS,
+    updateTrial: e.DEPLOYBOT_UPDATE_TRIAL === "1",
     unknownSettings: Object.keys(env).filter((k) => k.startsWith("DEPLOYBOT_") && !(k in envSchema.shape)).sort(),
     proxy: {
       supervision: e.DEPLOYBOT_PROXY,

@@ -12,6 +12,7 @@ import { JobLogSpool } from "./logSpool";
 import { HostProxy } from "./proxy";
 import { Redactor } from "./redact";
 import { AgentState } from "./state";
+import { RESTART_EXIT_CODE, selfUpdate } from "./selfUpdate";
 import { AGENT_VERSION } from "./version";
 
 export { AGENT_VERSION };
@@ -27,6 +28,8 @@ export class AgentDaemon {
   private intervalSeconds = 10;
   private current: JobRunner | null = null;
   private draining = false;
+  /** what the process exits with: RESTART_EXIT_CODE after a self-update, for systemd to restart it */
+  exitCode = 0;
   private readonly stopped = new AbortController();
   private spools: JobLogSpool[] = [];
   /** the host proxy for apps with domains; null with DEPLOYBOT_PROXY=off */
@@ -102,7 +105,7 @@ export class AgentDaemon {
 
   private async capabilities() {
     const engine = await this.docker.version().catch(() => null);
-    return { engineVersion: engine?.Version, arch: arch(), os: platform(), cpus: cpus().length, memoryBytes: totalmem() };
+    return { engineVersion: engine?.Version, arch: arch(), os: platform(), cpus: cpus().length, memoryBytes: totalmem(), autoUpdate: this.config.autoUpdate };
   }
 
   async register(): Promise<void> {
@@ -176,6 +179,23 @@ export class AgentDaemon {
       if (res.job) {
         this.start(res.job);
         continue; // heartbeat again at once: the controller learns we hold it
+      }
+      // An update only between jobs: never while one runs, never while draining.
+      if (res.update && idle && !this.current && this.config.autoUpdate) {
+        const outcome = await selfUpdate(res.update, {
+          controllerUrl: this.config.url,
+          token: this.client.token ?? "",
+          stateDir: this.config.stateDir,
+          trialSeconds: this.config.updateTrialSeconds,
+          logger: this.logger,
+        });
+        if (outcome === "restart") {
+          this.exitCode = RESTART_EXIT_CODE;
+          break;
+        }
+        // the trial registered with our identity, which rotated our token: take it back
+        await this.register();
+        continue;
       }
       if (!idle || this.config.pollWaitSeconds === 0) {
         // ±20% jitter so a fleet restarted together does not heartbeat in lockstep

@@ -25,8 +25,16 @@ const daemon = new AgentDaemon(config, new Dockerode(), logger, redactor);
 process.on("SIGTERM", () => void daemon.drain());
 process.on("SIGINT", () => void daemon.drain());
 
+if (config.updateTrial) {
+  // A self-update's trial run of this version: it must reach the controller and register (with
+  // the host's identity), then it exits 0 and the running agent switches to it.
+  await daemon.register();
+  logger.info("update trial: registered");
+  process.exit(0);
+}
+
 daemon.run().then(
-  () => process.exit(0),
+  () => process.exit(daemon.exitCode),
   (err) => {
     logger.fatal({ err: (err as Error).message }, "agent stopped");
     process.exit(1);

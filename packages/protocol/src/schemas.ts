@@ -354,12 +354,22 @@ export const claimedJob = z.object({
 });
 export type ClaimedJob = z.infer<typeof claimedJob>;
 
+/** A newer agent for this host: download `path` with the agent token, check `sha256`, switch between jobs. */
+export const agentUpdateOffer = z.object({
+  version: z.string().regex(/^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$/),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  path: z.string().startsWith("/v1/"),
+});
+export type AgentUpdateOffer = z.infer<typeof agentUpdateOffer>;
+
 export const heartbeatResponse = z.object({
   acknowledged: z.literal(true),
   job: claimedJob.nullable(),
   cancelJobIds: z.array(z.string()),
   heartbeatIntervalSeconds: z.number(),
   protocolVersion: z.number().int().optional(),
+  /** absent or null: no update for this agent now (older controllers never send it) */
+  update: agentUpdateOffer.nullable().optional(),
 });
 export type HeartbeatResponse = z.infer<typeof heartbeatResponse>;
 

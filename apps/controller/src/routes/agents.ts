@@ -27,7 +27,10 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
     .delete("/join-tokens/:id", requireScope(s.apiTokens, "admin"), (c) => c.json({ joinToken: s.joinTokens.revoke(c.req.param("id")) }))
     .post("/:agentId/heartbeat", agentAuth, validate("query", heartbeatQuery), validate("json", heartbeatRequest), async (c) => {
       const { wait } = c.req.valid("query");
-      return c.json(await s.agents.heartbeat(c.get("agent"), c.req.valid("json"), wait, () => c.req.raw.signal));
+      const body = c.req.valid("json");
+      const answer = await s.agents.heartbeat(c.get("agent"), body, wait, () => c.req.raw.signal);
+      const update = await s.agentUpdates.offer(c.get("agent"), body.status, answer.job !== null);
+      return c.json(update ? { ...answer, update } : answer);
     })
     .get("/bundle", joinOrAgent, async (c) => {
       const file = await s.agentDist.file("deploybot-agent.mjs");

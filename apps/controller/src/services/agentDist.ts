@@ -28,6 +28,8 @@ const CONTENT_TYPES: Record<AgentDistFile, string> = {
  */
 export class AgentDistribution {
   private building: Promise<AgentManifest> | null = null;
+  // Heartbeats ask for the manifest; the checkout's staleness walk (~100 stats) runs at most every 5 s.
+  private cached: { manifest: AgentManifest; at: number } | null = null;
 
   constructor(private readonly dir: string | undefined) {}
 
@@ -39,8 +41,13 @@ export class AgentDistribution {
         throw new ApiError(503, "agent_dist_unavailable", `DEPLOYBOT_AGENT_DIST has no readable manifest.json: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }
+    if (this.cached && Date.now() - this.cached.at < 5_000) return this.cached.manifest;
     this.building ??= import("../../../../scripts/build-agent.mjs")
       .then((b) => b.currentAgentDist())
+      .then((manifest) => {
+        this.cached = { manifest, at: Date.now() };
+        return manifest;
+      })
       .finally(() => {
         this.building = null;
       });

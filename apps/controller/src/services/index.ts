@@ -3,6 +3,7 @@ import { AgentService } from "./agents";
 import { AgentTokens, ApiTokens } from "./auth";
 import { DeploymentService } from "./deployments";
 import { AgentDistribution } from "./agentDist";
+import { AgentUpdates } from "./agentUpdates";
 import type { Deps } from "./deps";
 import { GitRefs } from "./gitRefs";
 import { ImageService } from "./images";
@@ -38,6 +39,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const deployments = new DeploymentService(deps, jobs, jobState, secrets);
   const runs = new RunService(deps, jobs, leases, deployments.catalog);
   const gitHub = connectGitHub(deps, deployments);
+  const agentDist = new AgentDistribution(deps.config.agentDist);
   const gitRefs = new GitRefs(deps, gitHub.github);
   const images = new ImageService(deps, jobs, gitRefs, deployments);
   const drainer = new Drainer(deps);
@@ -52,7 +54,8 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     deployments,
     ...gitHub,
     gitRefs,
-    agentDist: new AgentDistribution(deps.config.agentDist),
+    agentDist,
+    agentUpdates: new AgentUpdates(deps, agentDist),
     images,
     agentTokens,
     apiTokens: new ApiTokens(deps.db, deps.config.adminToken, deps.clock),
