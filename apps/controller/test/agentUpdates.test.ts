@@ -12,8 +12,8 @@ function distWith(version: string) {
   return dir;
 }
 
-async function agent(h: ReturnType<typeof makeHarness>, hostname: string, version: string, autoUpdate = true) {
-  const res = await h.call("POST", "/v1/agents/register", { token: JOIN, body: { hostname, version, labels: [], capabilities: { autoUpdate } } });
+async function agent(h: ReturnType<typeof makeHarness>, hostname: string, version: string, autoUpdate = true, token = JOIN) {
+  const res = await h.call("POST", "/v1/agents/register", { token, body: { hostname, version, labels: [], capabilities: { autoUpdate } } });
   const body = await res.json();
   return { id: body.agent.id as string, token: body.token as string };
 }
@@ -35,7 +35,7 @@ describe("agent updates offered in heartbeat answers", () => {
     expect((await beat(h, current)).update).toBeUndefined();
 
     // a comes back on 0.2.0: its slot frees, b is next
-    const a2 = await agent(h, "a-1", "0.2.0");
+    const a2 = await agent(h, "a-1", "0.2.0", true, a.token);
     expect((await beat(h, a2)).update).toBeUndefined();
     expect((await beat(h, b)).update).toMatchObject({ version: "0.2.0" });
   });
