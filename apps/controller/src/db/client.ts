@@ -20,6 +20,11 @@ export function openDb(path: string): Db {
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
   sqlite.pragma("busy_timeout = 5000");
+  // Checkpoint every ~40 MB of WAL, not SQLite's 4 MB: a checkpoint syncs the database file, and
+  // every job transition writes its outbox page too, so checkpoints came twice as often as the
+  // same loop without an outbox. Measured (pnpm bench:jobs, same machine, interleaved): claim +
+  // finish cycles 780-815/s -> 1,220-1,358/s; the bare statement loop was unchanged (2,800-3,400/s).
+  sqlite.pragma("wal_autocheckpoint = 10000");
   const db = drizzle(sqlite, { schema });
   migrate(db, { migrationsFolder });
   return db as Db;
