@@ -136,7 +136,39 @@ describe("POST /v1/webhooks/github: security", () => {
     const id = newDeliveryId();
     const answers = await Promise.all([1, 2, 3].map(() => deliver(h, PUSH, { deliveryId: id }).then((r) => r.json())));
     expect(answers.filter((a) => a.duplicate)).toHaveLength(2);
-    expect(new Set(answers.map((a) => a.deploymentId)).size).toBe(1);
+    // a copy that arrives while the first is being decided answers "processing", without an id yet
+    expect(new Set(answers.map((a) => a.deploymentId).filter(Boolean)).size).toBe(1);
+    expect(await jobsOf(h)).toHaveLength(1);
+  });
+
+  test("the same signed push replayed under a new delivery id deploys nothing and is recorded as a duplicate", async () => {
+    const h = harness();
+    const first = await (await deliver(h, PUSH)).json();
+    expect(first.outcome).toBe("deployed");
+    for (const id of [newDeliveryId(), newDeliveryId()]) {
+      const replay = await deliver(h, PUSH, { deliveryId: id });
+      expect(replay.status).toBe(200);
+      expect(await replay.json()).toMatchObject({ deliveryId: id, outcome: "duplicate", deploymentId: first.deploymentId });
+    }
+    expect(await jobsOf(h)).toHaveLength(1);
+    const log = await deliveryLog(h);
+    expect(log.map((d) => d.outcome)).toEqual(["duplicate", "duplicate", "deployed"]);
+    // concurrent replays under different ids: still one deployment, decided by the database
+    const other = push({ after: "b".repeat(40) });
+    await Promise.all([1, 2, 3].map(() => deliver(h, other)));
+    expect(await jobsOf(h)).toHaveLength(2);
+  });
+
+  test("the delivery id is taken in the database, so a second controller on the same file sees it", async () => {
+    const h = harness();
+    const id = newDeliveryId();
+    await deliver(h, PUSH, { deliveryId: id });
+    // a fresh service on the same database (another process) has no memory of the first
+    const { WebhookService } = await import("../src/services/webhooks");
+    const deps = (h.services.jobs as unknown as { deps: ConstructorParameters<typeof WebhookService>[0] }).deps;
+    const second = new WebhookService(deps, h.services.deployments);
+    const answer = await second.receive({ event: "push", deliveryId: id, signature: sign(JSON.stringify(PUSH)), contentType: "application/json", body: JSON.stringify(PUSH) });
+    expect(answer.body).toMatchObject({ duplicate: true, outcome: "deployed" });
     expect(await jobsOf(h)).toHaveLength(1);
   });
 

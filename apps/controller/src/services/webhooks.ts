@@ -1,17 +1,17 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Deployment } from "@deploybot/protocol";
-import { desc, eq, sql } from "drizzle-orm";
+import { and, desc, eq, sql } from "drizzle-orm";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { webhookDeliveries } from "../db/schema";
+import { webhookDeliveries, webhookPushes } from "../db/schema";
 import { ApiError } from "../lib/errors";
 import type { CreateDeploymentInput } from "./deployments";
 import { type Deps, iso } from "./deps";
 import { CommitStatusReporter } from "./commitStatuses";
 import { GitHubClient } from "./github";
 
-export type WebhookOutcome = "deployed" | "ignored" | "pong" | "rejected";
+export type WebhookOutcome = "deployed" | "ignored" | "pong" | "rejected" | "duplicate" | "processing";
 
 export interface Delivery {
   deliveryId: string;
@@ -62,8 +62,6 @@ type Decision = Omit<Delivery, "deliveryId" | "event" | "receivedAt"> & { status
  * delivery id, recorded, so a redelivery repeats the first answer instead of deploying twice.
  */
 export class WebhookService {
-  /** deliveries being decided now: a concurrent redelivery waits for the first answer */
-  private readonly inFlight = new Map<string, Promise<WebhookAnswer>>();
   private readonly logger: Logger;
 
   constructor(
@@ -86,18 +84,16 @@ export class WebhookService {
       throw new ApiError(400, "invalid_delivery", "X-GitHub-Delivery and X-GitHub-Event headers are required");
     }
 
-    const running = this.inFlight.get(deliveryId);
-    if (running) return running.then(() => this.duplicate(deliveryId));
-    const first = this.find(deliveryId);
-    if (first) return this.duplicate(deliveryId, first);
+    // The database decides who handles a delivery id: the first insert of its row wins, in
+    // this process or any other; a concurrent or later copy answers as a duplicate.
+    if (!this.claim(deliveryId, event)) return this.duplicate(deliveryId);
+    return this.decideAndRecord(deliveryId, event, hook);
+  }
 
-    const answer = this.decideAndRecord(deliveryId, event, hook);
-    this.inFlight.set(deliveryId, answer);
-    try {
-      return await answer;
-    } finally {
-      this.inFlight.delete(deliveryId);
-    }
+  /** Takes the delivery id with a placeholder row (`processing`); false when someone has it already. */
+  private claim(deliveryId: string, event: string): boolean {
+    const row = { deliveryId, event: event.slice(0, 64), outcome: "processing", reason: "being decided", receivedAt: this.deps.clock() };
+    return this.deps.db.insert(webhookDeliveries).values(row).onConflictDoNothing().run().changes === 1;
   }
 
   list(limit: number): Delivery[] {
@@ -130,6 +126,8 @@ export class WebhookService {
       if (err instanceof ApiError && err.status < 500) {
         const reason = `${err.code}: ${err.message}`;
         this.record(deliveryId, event, { repo: null, ref: null, sha: null, outcome: "rejected", reason, deploymentId: null, status: err.status });
+      } else {
+        this.deps.db.delete(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId)).run();
       }
       throw err;
     }
@@ -170,21 +168,42 @@ export class WebhookService {
 
     const deployed: { app: string; id: string }[] = [];
     const refused: string[] = [];
+    const duplicates: { app: string; deliveryId: string; deploymentId: string | null }[] = [];
     let firstRefusal: ApiError | undefined;
     for (const app of wanted) {
+      // One deploy per (app, branch, commit): the same signed body replayed under a new delivery
+      // id is recorded as a duplicate, decided by the database's primary key, not a lookup.
+      const key = and(eq(webhookPushes.app, app.name), eq(webhookPushes.branch, branch), eq(webhookPushes.sha, push.after));
+      const taken = this.deps.db
+        .insert(webhookPushes)
+        .values({ app: app.name, branch, sha: push.after, deliveryId, receivedAt: this.deps.clock() })
+        .onConflictDoNothing()
+        .run().changes;
+      if (taken === 0) {
+        const first = this.deps.db.select().from(webhookPushes).where(key).get();
+        duplicates.push({ app: app.name, deliveryId: first?.deliveryId ?? "?", deploymentId: first?.deploymentId ?? null });
+        continue;
+      }
       try {
         const deployment = await this.deployments.create({ app: app.name, sha: push.after, ref: branch, trigger: "webhook", triggeredBy: deliveryId });
+        this.deps.db.update(webhookPushes).set({ deploymentId: deployment.id }).where(key).run();
         deployed.push({ app: app.name, id: deployment.id });
       } catch (err) {
+        // not deployed: the push may be tried again (a redelivery after the cause is fixed)
+        this.deps.db.delete(webhookPushes).where(key).run();
         // one app of a monorepo without hosts must not keep the others from deploying
         if (!(err instanceof ApiError && err.status < 500 && wanted.length > 1)) throw err;
         firstRefusal ??= err;
         refused.push(`app '${app.name}' refused: ${err.code}: ${err.message}`);
       }
     }
+    const dupNotes = duplicates.map((d) => `commit ${push.after.slice(0, 12)} of ${branch} was already handled for app '${d.app}' (delivery ${d.deliveryId})`);
+    if (deployed.length === 0 && duplicates.length > 0) {
+      return { ...seen, outcome: "duplicate", reason: [...dupNotes, ...refused, ...skipped].join("; "), deploymentId: duplicates[0]!.deploymentId, status: 200 };
+    }
     if (deployed.length === 0 && firstRefusal) throw firstRefusal;
     const what = deployed.map((d) => (deployed.length > 1 ? `app '${d.app}' (${d.id})` : `app '${d.app}'`)).join(", ");
-    const reason = [`deploying ${push.after.slice(0, 12)} of ${branch} to ${what}`, ...refused, ...skipped].join("; ");
+    const reason = [`deploying ${push.after.slice(0, 12)} of ${branch} to ${what}`, ...dupNotes, ...refused, ...skipped].join("; ");
     return { ...seen, outcome: "deployed", reason, deploymentId: deployed[0]!.id, status: 202 };
   }
 
@@ -200,7 +219,12 @@ export class WebhookService {
       deploymentId: d.deploymentId,
       receivedAt: this.deps.clock(),
     };
-    this.deps.db.insert(webhookDeliveries).values(row).onConflictDoNothing().run();
+    // the placeholder taken by `claim` becomes the decision
+    this.deps.db
+      .insert(webhookDeliveries)
+      .values(row)
+      .onConflictDoUpdate({ target: webhookDeliveries.deliveryId, set: { ...row, deliveryId: undefined, receivedAt: undefined } })
+      .run();
     this.logger.info({ deliveryId, event: row.event, repo: d.repo, outcome: d.outcome, reason: d.reason, deploymentId: d.deploymentId }, "webhook delivery");
     return toWire(row);
   }
