@@ -52,6 +52,10 @@ const envSchema = z.object({
   DEPLOYBOT_UPDATE_TRIAL_SECONDS: z.coerce.number().min(1).max(600).default(60),
   /** set by the agent itself on the trial run of a downloaded update: register, then exit 0 */
   DEPLOYBOT_UPDATE_TRIAL: z.enum(["1"]).optional(),
+  /** How often reconcile compares the engine with the desired state (it also runs after every job). */
+  DEPLOYBOT_RECONCILE_INTERVAL_SECONDS: z.coerce.number().min(0.5).max(300).default(5),
+  /** Ship the app containers' own output to the controller (`deploybot logs APP`). */
+  DEPLOYBOT_SHIP_APP_LOGS: z.enum(["true", "false", "1", "0"]).default("true"),
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -64,6 +68,8 @@ export interface AgentConfig {
   registries: { url: string; username: string; password: string }[];
   drainTimeoutSeconds: number;
   pollWaitSeconds: number;
+  reconcileIntervalSeconds: number;
+  shipAppLogs: boolean;
   logLevel: string;
   autoUpdate: boolean;
   updateTrialSeconds: number;
@@ -99,6 +105,8 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
       : [],
     drainTimeoutSeconds: e.DEPLOYBOT_DRAIN_TIMEOUT_SECONDS,
     pollWaitSeconds: e.DEPLOYBOT_POLL_WAIT_SECONDS,
+    reconcileIntervalSeconds: e.DEPLOYBOT_RECONCILE_INTERVAL_SECONDS,
+    shipAppLogs: e.DEPLOYBOT_SHIP_APP_LOGS === "true" || e.DEPLOYBOT_SHIP_APP_LOGS === "1",
     logLevel: e.DEPLOYBOT_LOG_LEVEL,
     autoUpdate: e.DEPLOYBOT_AUTO_UPDATE === "true" || e.DEPLOYBOT_AUTO_UPDATE === "1",
     updateTrialSeconds: e.DEPLOYBOT_UPDATE_TRIAL_SECONDS,

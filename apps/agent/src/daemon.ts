@@ -8,8 +8,12 @@ import type { AgentConfig } from "./config";
 import { ControllerClient, ControllerError, isRetryable } from "./controllerClient";
 import { findJobContainer, listManagedContainers, scopeToHost } from "./executors";
 import { JobRunner, type RunnerDeps } from "./jobRunner";
+import { AppLogShipper } from "./appLogs/appLogShipper";
 import { JobLogSpool } from "./logSpool";
 import { HostProxy } from "./proxy";
+import { AppEventQueue } from "./reconcile/appEvents";
+import { DesiredStore } from "./reconcile/desiredStore";
+import { Reconciler } from "./reconcile/reconciler";
 import { Redactor } from "./redact";
 import { AgentState } from "./state";
 import { RESTART_EXIT_CODE, selfUpdate } from "./selfUpdate";
@@ -36,6 +40,12 @@ export class AgentDaemon {
   readonly proxy: HostProxy | null;
   /** aborted to cut the current sleep or long-poll short (a job ended, a drain began) */
   private wakeup = new AbortController();
+  private readonly desired: DesiredStore;
+  private readonly appEvents: AppEventQueue;
+  private readonly reconciler: Reconciler;
+  private readonly appLogs: AppLogShipper | null;
+  /** set when the controller refused the desired-state fields (a controller from before them) */
+  private legacyHeartbeat = false;
 
   private nudge() {
     this.wakeup.abort();
@@ -69,6 +79,70 @@ export class AgentDaemon {
             ...(p.acmeCaCertFile ? { acmeCaCertFile: p.acmeCaCertFile } : {}),
             log: (line) => logger.info(line),
           });
+    this.desired = new DesiredStore(this.state);
+    this.redactDesiredSecrets();
+    this.appLogs = config.shipAppLogs ? new AppLogShipper(docker, this.client, this.state, this.redactor, logger.child({ component: "app-logs" })) : null;
+    this.appEvents = new AppEventQueue(this.state, logger.child({ component: "reconcile" }));
+    this.reconciler = new Reconciler({
+      docker,
+      store: this.desired,
+      events: this.appEvents,
+      state: this.state,
+      logger: logger.child({ component: "reconcile" }),
+      intervalMs: config.reconcileIntervalSeconds * 1000,
+      ...(this.proxy ? { proxy: this.proxy } : {}),
+      busy: () => {
+        // before recovery has adopted it, a job held on disk still owns its app
+        const job = this.current?.job ?? this.state.loadHeldJob();
+        return { app: job?.app ?? null, jobId: job?.id ?? null };
+      },
+    });
+  }
+
+  /** App containers' output leaves the host redacted of every secret value the apps run with. */
+  private redactDesiredSecrets() {
+    for (const app of this.desired.apps()) this.redactor.add(...Object.values(app.secretEnv ?? {}));
+  }
+
+  /** The heartbeat body; without the desired-state fields for a controller that refuses them. */
+  private async heartbeatBody() {
+    const base = {
+      protocolVersion: PROTOCOL_VERSION,
+      status: this.draining ? "draining" : this.current ? "busy" : "idle",
+      heldJobIds: this.current ? [this.current.job.id] : [],
+      containers: await listManagedContainers(this.docker).catch(() => []),
+      ...(this.proxy && this.proxy.table.all().length > 0 ? { routes: await this.proxy.routes().catch(() => []) } : {}),
+    };
+    if (this.legacyHeartbeat) return base;
+    return { ...base, desiredVersion: this.desired.version, appEvents: this.appEvents.unsent(), appStatus: this.reconciler.status() };
+  }
+
+  private applyHeartbeatAnswer(res: HeartbeatResponse) {
+    if (res.appEventsAcked !== undefined) this.appEvents.ack(res.appEventsAcked);
+    if (res.desired) {
+      this.desired.applyRemote(res.desired);
+      this.redactDesiredSecrets();
+      this.logger.info({ version: res.desired.version, apps: res.desired.apps.length }, "desired state received");
+      this.reconciler.nudge();
+    }
+  }
+
+  /** A deploy that succeeded here is what this host should run from now on. */
+  private jobSucceeded(job: ClaimedJob, result: Record<string, unknown>) {
+    if (job.kind !== "deploy") return;
+    this.desired.setLocal(job.app, job.id, {
+      release: typeof result.release === "string" ? result.release : (job.spec.release ?? null),
+      image: typeof result.image === "string" ? result.image : null,
+      run: job.spec.run ?? null,
+      secretEnv: job.spec.secretEnv,
+      // a deploy runs apps.yaml's replicas; `deploybot scale` changes them until the next deploy
+      replicas: job.spec.replicas ?? 1,
+      route:
+        job.spec.domains && job.spec.domains.length > 0 && job.spec.proxy
+          ? { domains: job.spec.domains, proxy: job.spec.proxy, tls: job.spec.tls ?? "auto", ...(job.spec.acme ? { acme: job.spec.acme } : {}) }
+          : null,
+      state: "running",
+    });
   }
 
   /**
@@ -143,6 +217,9 @@ export class AgentDaemon {
 
   async run(): Promise<void> {
     await this.startProxy();
+    // Reconcile first: apps come back from the cached state even while the controller is away.
+    this.reconciler.start();
+    this.appLogs?.start(() => (this.agentId ? `/v1/agents/${this.agentId}` : null));
     await this.register();
     await this.recover();
     while (!this.stopped.signal.aborted) {
@@ -153,13 +230,7 @@ export class AgentDaemon {
         res = await this.retrying("heartbeat", async () =>
           this.client.post<HeartbeatResponse>(
             `/v1/agents/${this.agentId}/heartbeat${idle && this.config.pollWaitSeconds > 0 ? `?wait=${this.config.pollWaitSeconds}` : ""}`,
-            {
-              protocolVersion: PROTOCOL_VERSION,
-              status: this.draining ? "draining" : this.current ? "busy" : "idle",
-              heldJobIds: this.current ? [this.current.job.id] : [],
-              containers: await listManagedContainers(this.docker).catch(() => []),
-              ...(this.proxy && this.proxy.table.all().length > 0 ? { routes: await this.proxy.routes().catch(() => []) } : {}),
-            },
+            await this.heartbeatBody(),
             { timeoutMs: (this.config.pollWaitSeconds + 15) * 1000, signal: this.stopped.signal },
           ),
         );
@@ -170,11 +241,17 @@ export class AgentDaemon {
           continue;
         }
         if (this.stopped.signal.aborted) break;
+        if (err instanceof ControllerError && err.status === 400 && !this.legacyHeartbeat) {
+          this.logger.warn({ err: err.message }, "controller refuses the desired-state fields (older version?); heartbeating without them");
+          this.legacyHeartbeat = true;
+          continue;
+        }
         this.logger.error({ err: (err as Error).message }, "heartbeat refused");
         await sleep(backoffMs(3), this.stopped.signal);
         continue;
       }
       this.intervalSeconds = res.heartbeatIntervalSeconds;
+      this.applyHeartbeatAnswer(res);
       if (this.current && res.cancelJobIds.includes(this.current.job.id)) this.current.cancel("cancel requested");
       if (res.job) {
         this.start(res.job);
@@ -203,6 +280,8 @@ export class AgentDaemon {
       }
     }
     await Promise.all(this.spools.map((s) => s.close(10_000)));
+    await this.reconciler.stop();
+    await this.appLogs?.stop();
     this.logger.info("stopped");
   }
 
@@ -240,6 +319,8 @@ export class AgentDaemon {
       ...(this.proxy ? { proxy: this.proxy } : {}),
       retrying: (what, fn) => this.retrying(what, fn),
       redactor: this.redactor,
+      desired: this.desired,
+      succeeded: (job, result) => this.jobSucceeded(job, result),
     };
   }
 
@@ -249,6 +330,7 @@ export class AgentDaemon {
     runner.finished.then(() => {
       this.current = null;
       this.nudge();
+      this.reconciler.nudge();
     });
   }
 

@@ -9,6 +9,7 @@ import { CANCELLED, cleanupJob, executeJob, type JobOutcome, type ManagedContain
 import type { JobLogSpool } from "./logSpool";
 import type { HostProxy } from "./proxy";
 import type { Redactor } from "./redact";
+import type { DesiredStore } from "./reconcile/desiredStore";
 import type { AgentState, HeldJob } from "./state";
 
 export interface RunnerDeps {
@@ -23,6 +24,9 @@ export interface RunnerDeps {
   retrying: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
   /** masks the job's secrets in the error and result, as in its log lines */
   redactor: Redactor;
+  desired?: DesiredStore;
+  /** a job succeeded here (before it is reported): a deploy changes the host's desired state */
+  succeeded?: (job: ClaimedJob, result: Record<string, unknown>) => void;
 }
 
 type Final = NonNullable<HeldJob["final"]>;
@@ -98,12 +102,16 @@ export class JobRunner {
         signal: this.abort.signal,
         registries: deps.registries,
         ...(deps.proxy ? { proxy: deps.proxy } : {}),
+        desired: deps.desired,
       });
     } finally {
       clearTimeout(timer);
     }
     if (outcome.resultFile) this.keepResultFile(outcome.resultFile.content);
-    if (outcome.ok) return { status: "succeeded", result: outcome.result };
+    if (outcome.ok) {
+      deps.succeeded?.(job, outcome.result);
+      return { status: "succeeded", result: outcome.result };
+    }
     const result = outcome.result ? { result: outcome.result } : {};
     if (outcome.error === CANCELLED) {
       return this.cancelReason === "cancel requested"

@@ -26,7 +26,7 @@ export class AgentState {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
-  private read<T>(name: string): T | null {
+  read<T>(name: string): T | null {
     try {
       return JSON.parse(readFileSync(join(this.dir, name), "utf8")) as T;
     } catch {
@@ -34,7 +34,7 @@ export class AgentState {
     }
   }
 
-  private write(name: string, value: unknown): void {
+  write(name: string, value: unknown): void {
     const file = join(this.dir, name);
     writeFileSync(`${file}.tmp`, JSON.stringify(value), { mode: 0o600 });
     renameSync(`${file}.tmp`, file);

@@ -5,6 +5,7 @@ import { type Env, resolveCredentials } from "./config";
 import { Output } from "./output";
 import { agentsInstallCommand, agentsJoinToken, agentsRemove, agentsRevoke } from "./commands/agents";
 import { agentsCloudInit, hostsCreate, hostsDestroy } from "./commands/cloudHosts";
+import { ps, remove, restart, scale, start, stop } from "./commands/appOps";
 import { apps, releases } from "./commands/apps";
 import { deploy } from "./commands/deploy";
 import { deployments, rollback } from "./commands/deployments";
@@ -24,6 +25,12 @@ const commands: Command[] = [
   deployments,
   rollback,
   apps,
+  ps,
+  stop,
+  start,
+  restart,
+  scale,
+  remove,
   releases,
   routes,
   images,

@@ -8,6 +8,8 @@ import { limitBody } from "./middleware/bodyLimit";
 import { requestLog } from "./middleware/requestLog";
 import { agentRoutes } from "./routes/agents";
 import { docsRoutes } from "./routes/docs";
+import { appLogIngestRoutes, appLogReadRoutes } from "./routes/appLogs";
+import { appOperationRoutes } from "./routes/appOperations";
 import { appRoutes } from "./routes/apps";
 import { buildRoutes } from "./routes/builds";
 import { deploymentRoutes } from "./routes/deployments";
@@ -78,6 +80,9 @@ export function createApp(opts: AppOptions) {
     .route("/v1/schedules", scheduleRoutes(services))
     .route("/v1/builds", buildRoutes(services, opts.config))
     .route("/v1/images", imageRoutes(services))
+    .route("/v1/apps", appOperationRoutes(services))
+    .route("/v1/apps", appLogReadRoutes(services, opts.apps))
+    .route("/v1/agents", appLogIngestRoutes(services))
     .route("/v1/webhooks", webhookRoutes(services))
     .route("/v1/github", githubRoutes(services));
 

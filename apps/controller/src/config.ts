@@ -70,6 +70,8 @@ const envSchema = z.object({
   DEPLOYBOT_AGENT_DIST: z.string().optional(),
   /** Agents updating themselves at once (an older agent is told between jobs); 0 turns updates off. */
   DEPLOYBOT_AGENT_UPDATE_CONCURRENCY: z.coerce.number().int().min(0).max(1000).default(1),
+  /** Lines of containers' own output kept per app and host (the oldest go first); 10,000 lines of ~100 bytes is ~1 MB. */
+  DEPLOYBOT_APP_LOG_LINES: z.coerce.number().int().min(100).max(10_000_000).default(10_000),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -103,6 +105,7 @@ export interface Config {
   /** undefined: the checkout's distribution, built on demand */
   agentDist: string | undefined;
   agentUpdateConcurrency: number;
+  appLogLines: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -148,6 +151,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     acme: { directory: e.DEPLOYBOT_ACME_CA, ...(e.DEPLOYBOT_ACME_EMAIL ? { email: e.DEPLOYBOT_ACME_EMAIL } : {}) },
     agentDist: e.DEPLOYBOT_AGENT_DIST ? fromCaller(e.DEPLOYBOT_AGENT_DIST) : undefined,
     agentUpdateConcurrency: e.DEPLOYBOT_AGENT_UPDATE_CONCURRENCY,
+    appLogLines: e.DEPLOYBOT_APP_LOG_LINES,
   };
 }
 

@@ -69,6 +69,27 @@ export const consequenceFailedEvent = z.object({
   retrying: z.boolean(),
 });
 
+/** `app.reconciled`: an agent's reconcile loop saw or did something to an app (exited, restarted, recreated, unhealthy, stopped, removed, start_failed). */
+export const appReconciledEvent = z.object({
+  host: z.string(),
+  kind: z.string(),
+  reason: z.string(),
+  container: z.string().nullable(),
+  exitCode: z.number().int().nullable(),
+  /** when the agent did it (events made while the controller was away arrive later) */
+  at: z.string(),
+});
+
+/** `app.desired`: what a host should run of an app changed (a deploy, rollback or app operation succeeded there). */
+export const appDesiredEvent = z.object({
+  host: z.string(),
+  release: z.string().nullable(),
+  replicas: z.number().int(),
+  state: z.string(),
+  jobId: z.string(),
+  kind: z.string(),
+});
+
 /**
  * `run.changed`: a run was queued, decided without a job (missed, skipped, failed before a job
  * existed), started or ended; `data` is the run as `GET /v1/runs/{id}` answers it.
@@ -77,6 +98,8 @@ export const runChangedEvent = run;
 
 export const eventTypes = {
   "run.changed": runChangedEvent,
+  "app.reconciled": appReconciledEvent,
+  "app.desired": appDesiredEvent,
   "job.changed": jobChangedEvent,
   "deployment.changed": deploymentChangedEvent,
   "host.online": hostChangedEvent,

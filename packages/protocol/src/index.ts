@@ -5,3 +5,4 @@ export * from "./runs";
 export * from "./images";
 export * from "./routing";
 export * from "./events";
+export * from "./appState";

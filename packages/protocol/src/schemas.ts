@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { refProblem } from "./refs";
-import { routeInfo, routingFields } from "./routing";
+import { acmeAccount, domainName, proxySpec, routeInfo, routingFields, tlsMode } from "./routing";
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -34,7 +34,7 @@ export const target = z.union([
 ]);
 export type Target = z.infer<typeof target>;
 
-export const jobKinds = ["deploy", "build", "run", "stop", "restart", "remove"] as const;
+export const jobKinds = ["deploy", "build", "run", "stop", "restart", "remove", "start", "scale"] as const;
 export const jobKind = z.enum(jobKinds);
 export type JobKind = z.infer<typeof jobKind>;
 
@@ -103,6 +103,12 @@ export const healthcheck = z
     port: z.number().int().min(1).max(65535),
     timeout_seconds: z.number().int().min(1).max(3600).default(30),
     interval_seconds: z.number().min(0.1).max(60).default(1),
+    /** while running: how often the agent checks (default 10; 0: never) */
+    period_seconds: z.number().min(0).max(3600).optional(),
+    /** while running: how long one check may take (default 2) */
+    probe_timeout_seconds: z.number().min(0.1).max(60).optional(),
+    /** while running: consecutive failed checks before the container is restarted (default 3) */
+    failure_threshold: z.number().int().min(1).max(100).optional(),
   })
   .strict();
 
@@ -293,6 +299,8 @@ export const agent = z.object({
   lastHeartbeatAt: z.string().nullable(),
   registeredAt: z.string(),
   containers: z.array(z.unknown()),
+  /** per app, what the agent's reconcile loop reports: restarts, last exit and why, healthy count */
+  appStatus: z.array(z.unknown()).optional(),
   currentJobId: z.string().nullable(),
 });
 export type Agent = z.infer<typeof agent>;
@@ -326,6 +334,71 @@ export const managedContainer = z
   })
   .strip();
 
+// ---------------------------------------------------------------------------------------------
+// Desired state (controller -> agent) and what the agent's reconcile loop did (agent -> controller)
+// ---------------------------------------------------------------------------------------------
+
+export const desiredRunStates = ["running", "stopped", "removed"] as const;
+export const desiredRunState = z.enum(desiredRunStates);
+export type DesiredRunState = z.infer<typeof desiredRunState>;
+
+/** One app on one host as the controller wants it. Every field but `app` is optional on the wire. */
+export const desiredApp = z.object({
+  app: name,
+  release: z.string().max(128).nullable().default(null),
+  /** what the release's containers run (by digest once pushed) */
+  image: z.string().max(512).nullable().default(null),
+  run: runSpec.nullable().default(null),
+  replicas: z.number().int().min(0).max(50).default(1),
+  state: desiredRunState.default("running"),
+  /** apps with domains: how the host proxy routes them (from the deploy); null: port mode or no traffic */
+  route: z
+    .object({ domains: z.array(domainName).max(100), proxy: proxySpec, tls: tlsMode, acme: acmeAccount.optional() })
+    .nullable()
+    .default(null),
+  /** the job that set this entry: an agent keeps its own newer entry until the controller has caught up with it */
+  jobId: z.string().max(64).nullable().default(null),
+  /** secret values of run.secrets, only on the copy handed to the agent */
+  secretEnv: z.record(envName, z.string()).optional(),
+});
+export type DesiredApp = z.infer<typeof desiredApp>;
+
+/** `desired` in a heartbeat answer: every app of the host, sent only when `version` differs from the agent's. */
+export const desiredState = z.object({
+  version: z.number().int().min(0),
+  apps: z.array(desiredApp).max(1000),
+});
+export type DesiredState = z.infer<typeof desiredState>;
+
+export const appEventKinds = ["exited", "restarted", "recreated", "unhealthy", "stopped", "removed", "start_failed"] as const;
+
+/** One thing the agent's reconcile loop saw or did, with its reason; numbered per agent so a resend is a no-op. */
+export const appEvent = z.object({
+  seq: z.number().int().min(1),
+  at: z.string().max(40),
+  app: z.string().max(128),
+  kind: z.string().max(32),
+  reason: z.string().max(2000),
+  container: z.string().max(128).optional(),
+  exitCode: z.number().int().optional(),
+});
+export type AppEvent = z.infer<typeof appEvent>;
+
+/** What the agent knows of one app's containers beyond `docker ps`: restarts it made, last exit, backoff. */
+export const appStatus = z.object({
+  app: z.string().max(128),
+  restarts: z.number().int().min(0).default(0),
+  lastExitCode: z.number().int().nullable().default(null),
+  lastReason: z.string().max(2000).nullable().default(null),
+  /** when the last exit, restart or health change happened */
+  since: z.string().max(40).nullable().default(null),
+  /** set while a restart waits out its backoff */
+  nextRestartAt: z.string().max(40).nullable().default(null),
+  healthy: z.number().int().min(0).default(0),
+  running: z.number().int().min(0).default(0),
+});
+export type AppStatus = z.infer<typeof appStatus>;
+
 export const heartbeatRequest = z
   .object({
     // an unknown state from a newer agent reads as busy: it is handed no job, which is safe
@@ -335,6 +408,11 @@ export const heartbeatRequest = z
     /** the host proxy's routes (agents with a proxy) */
     routes: z.array(routeInfo).max(1000).optional(),
     protocolVersion: z.number().int().min(1).optional(),
+    /** the version of the desired state the agent holds (0: none); the answer carries `desired` only when it differs */
+    desiredVersion: z.number().int().min(0).optional(),
+    /** reconcile actions not yet acknowledged, oldest first */
+    appEvents: z.array(appEvent).max(500).optional(),
+    appStatus: z.array(appStatus).max(1000).optional(),
   })
   .strip();
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
@@ -370,6 +448,10 @@ export const heartbeatResponse = z.object({
   protocolVersion: z.number().int().optional(),
   /** absent or null: no update for this agent now (older controllers never send it) */
   update: agentUpdateOffer.nullable().optional(),
+  /** present only when the agent's `desiredVersion` is not the controller's */
+  desired: desiredState.optional(),
+  /** the highest `appEvents` seq stored; the agent drops those up to it */
+  appEventsAcked: z.number().int().optional(),
 });
 export type HeartbeatResponse = z.infer<typeof heartbeatResponse>;
 

@@ -62,8 +62,10 @@ export function containerOptions(input: {
     HostConfig: {
       PortBindings: portBindings,
       ...(input.network ? { NetworkMode: input.network } : {}),
-      // A candidate must not come back by itself after it was removed from consideration.
-      RestartPolicy: { Name: input.publish === "temporary" ? "no" : run.restart },
+      // The agent's reconcile loop owns restarts (with backoff, events and reasons); Docker's own
+      // policy would restart a crash loop ~9 times in 2 minutes and treat `docker kill` as a
+      // manual stop. `run.restart` tells reconcile which exits to restart (reconcile/policy.ts).
+      RestartPolicy: { Name: "no" },
       ...(run.init ? { Init: true } : {}),
       ...(run.memory ? { Memory: parseMemory(run.memory) } : {}),
       ...(run.cpus ? { NanoCpus: Math.round(run.cpus * 1e9) } : {}),

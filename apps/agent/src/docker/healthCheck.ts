@@ -73,3 +73,14 @@ function httpStatus(url: string, timeoutMs: number): Promise<number | string> {
     req.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
   });
 }
+
+/** One GET of a running container's health URL (reconcile's periodic check). */
+export async function probeOnce(docker: Dockerode, containerId: string, check: Healthcheck, timeoutMs: number): Promise<HealthResult> {
+  const info = await docker.getContainer(containerId).inspect();
+  if (!info.State.Running) return { ok: false, reason: `container is ${info.State.Status}` };
+  const url = healthUrl(info, check);
+  if (!url) return { ok: false, reason: `port ${check.port} is neither published nor reachable on a bridge IP` };
+  const status = await httpStatus(url, timeoutMs);
+  if (typeof status === "number" && status >= 200 && status < 300) return { ok: true, url };
+  return { ok: false, reason: `GET ${url} ${typeof status === "number" ? `answered HTTP ${status}` : `failed: ${status}`}` };
+}

@@ -56,6 +56,9 @@ async function listByLabels(docker: Dockerode, labels: string[]): Promise<Docker
   return docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`, ...scope, ...labels] } });
 }
 
+/** The engine's own summaries of this agent's managed containers (labels, state), for reconcile. */
+export const listManagedInfo = (docker: Dockerode): Promise<Dockerode.ContainerInfo[]> => listByLabels(docker, []);
+
 export async function listManagedContainers(docker: Dockerode): Promise<ManagedContainer[]> {
   return (await listByLabels(docker, [])).map(toManaged);
 }

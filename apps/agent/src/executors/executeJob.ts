@@ -3,6 +3,7 @@ import path from "node:path";
 import { cleanupJob } from "../docker/managedContainers";
 import { buildJob } from "./buildJob";
 import { deployJob } from "./deployJob";
+import { appOperationJob } from "../reconcile/operations";
 import { lifecycleJob } from "./lifecycleJobs";
 import { runJob } from "./runJob";
 import { CANCELLED, type ClaimedJob, type JobContext, type JobOutcome } from "./types";
@@ -59,7 +60,11 @@ function runByKind(job: ClaimedJob, ctx: JobContext, workDir: string): Promise<J
     case "stop":
     case "restart":
     case "remove":
-      return lifecycleJob(job, ctx, job.kind);
+      return ctx.desired ? appOperationJob(job, ctx, ctx.desired, job.kind) : lifecycleJob(job, ctx, job.kind);
+    case "start":
+    case "scale":
+      if (!ctx.desired) return Promise.resolve({ ok: false, error: `${job.kind} needs the agent's desired state` });
+      return appOperationJob(job, ctx, ctx.desired, job.kind);
     default:
       // a job kind from a newer controller: refused with a reason, never a crash
       return Promise.resolve({ ok: false, error: `this agent does not know job kind '${String((job as { kind: unknown }).kind)}'; upgrade it` });

@@ -1,6 +1,7 @@
 import type { ClaimedJob, RegistryCredentials } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
 import type { HostProxy } from "../proxy/hostProxy";
+import type { DesiredStore } from "../reconcile/desiredStore";
 
 export type LogStream = "stdout" | "stderr" | "system";
 export type JobLog = (stream: LogStream, line: string) => void;
@@ -19,6 +20,8 @@ export interface JobContext {
   registries?: RegistryCredentials[];
   /** the host's proxy (absent when the agent runs none): routed deploys go through it */
   proxy?: HostProxy;
+  /** the host's desired state: app operations read and change it (absent in executor-only tests) */
+  desired?: DesiredStore;
 }
 
 /** Expected failures are values (STYLE.md rule 16); `error: "cancelled"` means the signal fired. */

@@ -4,10 +4,11 @@ import type { Command } from "../command";
 import { age } from "../output";
 
 export const hostList = z.object({ hosts: z.array(agent) });
+const reportedContainer = z.object({ id: z.string(), name: z.string().optional(), app: z.string().optional(), release: z.string().optional(), state: z.string().optional(), image: z.string().optional() });
 
 export const hosts: Command = {
   name: "hosts",
-  summary: "List the registered agents: online or offline, state, current job, labels.",
+  summary: "List the registered agents (online or offline, state, current job, labels) and the containers each runs.",
   usage: "",
   examples: ["deploybot hosts", "deploybot hosts --json | jq -r '.hosts[] | select(.online) | .hostname'"],
   async run(ctx) {
@@ -34,6 +35,15 @@ export const hosts: Command = {
         h.id,
       ]),
     );
+    const containers = answer.data.hosts.flatMap((h) =>
+      h.containers.flatMap((c) => {
+        const parsed = reportedContainer.safeParse(c);
+        return parsed.success ? [[h.hostname, parsed.data.app ?? "-", parsed.data.name ?? parsed.data.id.slice(0, 12), parsed.data.release ?? "-", parsed.data.state ?? "-", parsed.data.image ?? "-"]] : [];
+      }),
+    );
+    ctx.out.line();
+    if (containers.length === 0) ctx.out.note("no managed containers on any host");
+    else ctx.out.table(["HOST", "APP", "CONTAINER", "RELEASE", "STATE", "IMAGE"], containers);
     return 0;
   },
 };

@@ -1,7 +1,7 @@
-import { type Job, jobPage, job as jobSchema, jobLogsResponse, logStreamEnd, logStreamLine, type storedLogEntry } from "@deploybot/protocol";
+import { appLogLine, type Job, jobPage, job as jobSchema, jobLogsResponse, logStreamEnd, logStreamLine, type storedLogEntry } from "@deploybot/protocol";
 import { z } from "zod";
 import { type ApiClient, CliError, ExitCode, usageError } from "../client";
-import { type Command, type Context, seg, stringOption } from "../command";
+import { type Command, type Context, intOption, seg, stringOption } from "../command";
 import { duration } from "../output";
 import { followEvents, type SseEvent } from "../sse";
 
@@ -117,41 +117,55 @@ const HISTORY_JOBS = 5;
 
 export const logs: Command = {
   name: "logs",
-  summary: "Print a job's log, or an app's recent logs on a host; with -f, keep printing live.",
-  usage: "--job ID [-f] | --host HOST --app APP [-f]",
+  summary: "Print an app's own output (merged across hosts), a job's log, or an app's recent job logs on a host; -f keeps printing live.",
+  usage: "APP [-f] [--host H] [--since 10m] [--tail N]  |  JOB | --job ID [-f]  |  --host HOST --app APP [-f]",
   options: {
-    job: { type: "string", value: "ID", description: "the job (also accepted as the only argument)" },
-    host: { type: "string", value: "HOST", description: "with --app: every job of the app on this host" },
-    app: { type: "string", value: "APP", description: "with --host" },
-    follow: { type: "boolean", short: "f", description: "follow live (a job: until it ends, exit 1 unless it succeeded; host+app: until Ctrl-C)" },
+    job: { type: "string", value: "ID", description: "the job (also accepted as the only argument: ids start with job_)" },
+    host: { type: "string", value: "HOST", description: "APP: only this host; with --app: every job of the app on this host" },
+    app: { type: "string", value: "APP", description: "with --host: the app's job logs (deploys, runs) on that host" },
+    since: { type: "string", value: "DURATION", description: "APP: lines since 10m, 2h, 1d or an ISO time" },
+    tail: { type: "string", value: "N", description: "APP: the last N lines (default: 100 with -f, else all kept, at most 10,000)" },
+    follow: { type: "boolean", short: "f", description: "follow live (APP or host+app: until Ctrl-C; a job: until it ends, exit 1 unless it succeeded)" },
   },
-  positionals: { names: ["JOB"], required: 0 },
+  positionals: { names: ["APP|JOB"], required: 0 },
   notes: [
-    "Live logs come over Server-Sent Events (GET /v1/logs/stream); a dropped connection is",
-    "resumed with Last-Event-ID, so no line is lost or printed twice.",
-    "--job without -f: exit 0 whatever the job's state. With --json the whole log is one",
-    "document ({jobId, entries, next, truncated, finished}); with -f it is printed when the job ends.",
-    `--host/--app without -f prints the last ${HISTORY_JOBS} jobs' logs, oldest first, each after a '== job ID' line;`,
-    "with --json: {host, app, jobs: [{job, entries}]}. With -f --json: one JSON object per line",
-    "({jobId, seq, ts, stream, line}), since that stream never ends.",
+    "APP: the containers' own stdout/stderr, which agents ship continuously, each line after its",
+    "host ('web-1 | ...'), oldest first (GET /v1/apps/{app}/logs; -f: the same as Server-Sent",
+    "Events, resumed with Last-Event-ID, so no line is lost or printed twice). The controller keeps",
+    "DEPLOYBOT_APP_LOG_LINES lines per app and host. With --json: {lines, next}; with -f --json one",
+    "JSON object per line ({id, host, container, ts, stream, line}).",
+    "",
+    "JOB (an id starting with job_) or --job ID: the job's log. --job without -f: exit 0 whatever the",
+    "job's state. With --json the whole log is one document ({jobId, entries, next, truncated,",
+    "finished}); with -f it is printed when the job ends.",
+    `--host H --app A (no APP argument): the app's job logs on that host — the last ${HISTORY_JOBS} jobs, oldest`,
+    "first, each after a '== job ID' line; with --json: {host, app, jobs: [{job, entries}]}. With",
+    "-f --json: one JSON object per line ({jobId, seq, ts, stream, line}).",
   ],
   examples: [
-    "deploybot logs --job job_01J9Z8 -f",
-    "deploybot logs job_01J9Z8 --json | jq -r '.entries[].line'",
+    "deploybot logs web -f",
+    "deploybot logs web --host web-1 --since 10m",
+    "deploybot logs web --tail 50 --json | jq -r '.lines[].line'",
+    "deploybot logs job_01J9Z8 -f",
     "deploybot logs --host web-1 --app web -f",
   ],
   async run(ctx, values, positionals) {
     const host = stringOption(values, "host");
     const app = stringOption(values, "app");
     const jobOpt = stringOption(values, "job");
+    const first = positionals[0];
+    if (first !== undefined && !first.startsWith("job_") && !jobOpt && app === undefined) {
+      return appLogs(ctx, first, { host, since: stringOption(values, "since"), tail: intOption(values, "tail", 1, 10_000), follow: values.follow === true });
+    }
+    if (values.since !== undefined || values.tail !== undefined) throw usageError("--since and --tail go with an app's output: deploybot logs APP --since 10m");
     if (host !== undefined || app !== undefined) {
-      if (jobOpt || positionals[0]) throw usageError("give either --job ID, or --host HOST with --app APP\nusage: deploybot logs --job ID [-f] | --host HOST --app APP [-f]");
-      if (!host || !app) throw usageError(`missing --${host ? "app" : "host"}: --host and --app go together\nusage: deploybot logs --host HOST --app APP [-f]`);
+      if (jobOpt || first) throw usageError("give either --job ID, or --host HOST with --app APP\nusage: deploybot logs --job ID [-f] | --host HOST --app APP [-f]");
+      if (!host || !app) throw usageError(`missing --${host ? "app" : "host"}: --host and --app go together (an app's own output: deploybot logs APP --host HOST)\nusage: deploybot logs --host HOST --app APP [-f]`);
       return values.follow ? followHostApp(ctx, host, app) : hostAppHistory(ctx, host, app);
     }
-    const id = jobOpt ?? positionals[0];
-    if (!id) throw usageError("missing --job ID (or --host HOST --app APP)\nusage: deploybot logs --job ID [-f] | --host HOST --app APP [-f]");
-    if (jobOpt && positionals[0]) throw usageError("give the job once: --job ID or JOB, not both");
+    const id = jobOpt ?? first;
+    if (!id) throw usageError("missing APP or JOB\nusage: deploybot logs APP [-f] | JOB | --job ID [-f] | --host HOST --app APP [-f]");
+    if (jobOpt && first) throw usageError("give the job once: --job ID or JOB, not both");
     const client = ctx.client();
     const collect: LogEntry[] = [];
 
@@ -169,6 +183,49 @@ export const logs: Command = {
     return 0;
   },
 };
+
+type AppLine = z.infer<typeof appLogLine>;
+const appLogPage = z.object({ lines: z.array(appLogLine), next: z.number() });
+
+function printAppLine(ctx: Context, l: AppLine) {
+  const text = l.stream === "stderr" ? ctx.out.paint.yellow(l.line) : l.line;
+  ctx.out.line(`${ctx.out.paint.dim(`${l.host} | `)}${text}`);
+}
+
+/** An app's own output: the stored lines, and with `follow` every new one over SSE until Ctrl-C. */
+async function appLogs(ctx: Context, app: string, o: { host?: string; since?: string; tail?: number; follow: boolean }): Promise<number> {
+  const client = ctx.client();
+  const q = new URLSearchParams();
+  if (o.host) q.set("host", o.host);
+  if (o.since) q.set("since", o.since);
+  if (o.tail !== undefined) q.set("tail", String(o.tail));
+  if (!o.follow) {
+    const page = await client.get(`/v1/apps/${seg(app)}/logs?${q}`, appLogPage);
+    if (ctx.out.json) ctx.out.printJson(page.raw);
+    else if (page.data.lines.length === 0) ctx.out.note(`no output from ${app}${o.host ? ` on ${o.host}` : ""} yet`);
+    else for (const l of page.data.lines) printAppLine(ctx, l);
+    return 0;
+  }
+  q.set("follow", "1");
+  let last = 0;
+  await followEvents(client, {
+    path: `/v1/apps/${seg(app)}/logs?${q}`,
+    signal: ctx.signal,
+    onEvent(event) {
+      if (event.type !== "log") return undefined;
+      const l = eventData(appLogLine, event);
+      if (l.id <= last) return undefined;
+      last = l.id;
+      if (ctx.out.json) ctx.out.jsonLine(l);
+      else printAppLine(ctx, l);
+      return undefined;
+    },
+    onReconnect(reason) {
+      ctx.out.note(ctx.out.paint.dim(`output of ${app}: ${reason}; resuming after line ${last}`));
+    },
+  });
+  return 0;
+}
 
 const jobHeader = (ctx: Context, job: Pick<Job, "id"> & Partial<Pick<Job, "status" | "kind">>) =>
   ctx.out.line(ctx.out.paint.dim(`== job ${job.id}${job.kind ? ` (${job.kind}${job.status ? `, ${job.status}` : ""})` : ""}`));

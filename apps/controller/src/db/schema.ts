@@ -24,6 +24,10 @@ export const agents = sqliteTable("agents", {
   /** what the last host.online / host.offline event said; moved only by those transitions */
   online: integer("online", { mode: "boolean" }).notNull().default(false),
   registeredAt: createdAt(),
+  /** what the agent's reconcile loop reports per app: restarts, last exit, backoff, healthy count */
+  appStatus: json<unknown[]>("app_status").notNull().default(sql`'[]'`),
+  /** container output lines received from the agent (its offset), stored or dropped */
+  appLogOffset: integer("app_log_offset").notNull().default(0),
 });
 
 export const jobs = sqliteTable(
@@ -359,4 +363,66 @@ export const outboxRetries = sqliteTable(
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ columns: [t.eventId, t.consequence] }), index("outbox_retries_due_idx").on(t.nextAttemptAt)],
+);
+
+/**
+ * Desired state of an app on a host: which release, how many containers, running or stopped.
+ * Set when a deploy, rollback or app operation succeeds there; agents cache it and reconcile.
+ * A removal keeps the row (state `removed`) so the host's version never goes backwards.
+ */
+export const appStates = sqliteTable(
+  "app_states",
+  {
+    app: text("app").notNull(),
+    host: text("host").notNull(),
+    releaseId: text("release_id"),
+    image: text("image"),
+    /** the run spec the release runs with (secret values never, only their names) */
+    run: json<Record<string, unknown>>("run"),
+    /** apps with domains: domains, proxy, tls (and the ACME account) of the deploy */
+    route: json<Record<string, unknown>>("route"),
+    replicas: integer("replicas").notNull().default(1),
+    /** running | stopped | removed */
+    state: text("state").notNull().default("running"),
+    /** the job that set it */
+    jobId: text("job_id"),
+    /** from one counter over all rows: a host's version is the highest of its rows */
+    version: integer("version").notNull(),
+    updatedAt: ms("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.app, t.host] }), index("app_states_host_version_idx").on(t.host, t.version)],
+);
+
+/** What agents' reconcile loops did (restart, recreate, remove ...), with the reason. */
+export const appEvents = sqliteTable(
+  "app_events",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    agentId: text("agent_id").notNull(),
+    /** the agent's own numbering: a resent event is ignored */
+    seq: integer("seq").notNull(),
+    host: text("host").notNull(),
+    app: text("app").notNull(),
+    kind: text("kind").notNull(),
+    reason: text("reason").notNull(),
+    container: text("container"),
+    exitCode: integer("exit_code"),
+    at: ms("at").notNull(),
+  },
+  (t) => [uniqueIndex("app_events_agent_seq_idx").on(t.agentId, t.seq), index("app_events_app_idx").on(t.app, t.id)],
+);
+
+/** Containers' own output, shipped by agents; trimmed to a configurable number of lines per app and host. */
+export const appLogs = sqliteTable(
+  "app_logs",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    host: text("host").notNull(),
+    app: text("app").notNull(),
+    container: text("container").notNull(),
+    ts: text("ts").notNull(),
+    stream: text("stream").notNull(),
+    line: text("line").notNull(),
+  },
+  (t) => [index("app_logs_app_idx").on(t.app, t.host, t.id)],
 );

@@ -15,6 +15,12 @@ import {
   deployment,
   listDeploymentsQuery,
   putSecretRequest,
+  appHostStatus,
+  appOperationRequest,
+  appendAppLogsRequest,
+  appLogLine,
+  appLogsQuery,
+  appOperations,
   release,
   rollbackRequest,
   appendLogsRequest,
@@ -36,6 +42,7 @@ import {
 } from "@deploybot/protocol";
 import { z } from "zod";
 import { createRunRequest, eventsQuery, listRunsQuery, listSchedulesQuery, logStreamQuery, runAnswer, runPage, scheduleAnswer, scheduleList } from "@deploybot/protocol";
+import { appEventsQuery } from "../routes/appOperations";
 import type { ApiRoute } from "./types";
 
 const jobAnswer = z.object({ job });
@@ -275,7 +282,14 @@ export const apiRoutes: ApiRoute[] = [
     response: z.object({ deployment }),
     responses: { 200: "the deployment", ...user, 404: "no such deployment" },
   },
-  { method: "get", path: "/v1/apps", summary: "Apps from apps.yaml with their current release", auth: "read", responses: { 200: "the apps", ...user } },
+  {
+    method: "get",
+    path: "/v1/apps",
+    summary: "Apps from apps.yaml with their current release and, per host (`status`), desired against actual state",
+    auth: "read",
+    response: z.object({ apps: z.array(z.object({ name: z.string(), status: z.array(appHostStatus) }).passthrough()) }),
+    responses: { 200: "the apps", ...user },
+  },
   { method: "get", path: "/v1/apps/{name}", summary: "One app: its config, last releases and each host's route (domains, upstreams and their health)", auth: "read", responses: { 200: "the app", ...user, 404: "no such app" } },
   {
     method: "get",
@@ -302,6 +316,49 @@ export const apiRoutes: ApiRoute[] = [
     body: rollbackRequest,
     response: z.object({ deployment }),
     responses: { 201: "deployment created", 400: "invalid body", ...user, 404: "no such app, release or image", 409: "nothing to roll back to, or the image is not built" },
+  },
+  ...appOperations.map(
+    (op): ApiRoute => ({
+      method: "post",
+      path: `/v1/apps/{name}/${op}`,
+      summary: {
+        stop: "Stop the app's containers (kept) on all or some hosts; reconcile keeps them stopped",
+        start: "Start a stopped app again, health-gated like a deploy",
+        restart: "Restart the app's containers one at a time, each health-gated",
+        scale: "Run `replicas` containers of the current release per host",
+        remove: "Remove the app's containers from all or some hosts",
+      }[op],
+      auth: "deploy",
+      body: appOperationRequest,
+      response: z.object({ jobs: z.array(job) }),
+      responses: { 201: "one job per host queued", 400: "invalid body", ...user, 404: "no such app", 409: "not deployed on a host, or ports forbid replicas" },
+    }),
+  ),
+  {
+    method: "get",
+    path: "/v1/apps/{name}/events",
+    summary: "What the agents' reconcile loops did to the app (restarts, recreations, removals), newest first, with reasons",
+    auth: "read",
+    query: appEventsQuery,
+    responses: { 200: "the events", ...user },
+  },
+  {
+    method: "get",
+    path: "/v1/apps/{name}/logs",
+    summary: "The app's container output, merged across hosts (or `host`), oldest first; `follow=1`: Server-Sent Events, resumable with Last-Event-ID",
+    auth: "read",
+    query: appLogsQuery,
+    response: z.object({ lines: z.array(appLogLine), next: z.number().int() }),
+    responses: { 200: "the lines (or an event stream)", 400: "bad since or cursor", ...user, 404: "no such app" },
+  },
+  {
+    method: "post",
+    path: "/v1/agents/{agentId}/app-logs",
+    summary: "Containers' output from an agent at its offset; a retry stores nothing twice",
+    auth: "agent",
+    body: appendAppLogsRequest,
+    response: z.object({ offset: z.number().int() }),
+    responses: { 200: "stored", 400: "invalid body", ...agentAuth, 409: "offset mismatch (details.offset is the controller's)" },
   },
   { method: "get", path: "/v1/apps/{name}/secrets", summary: "An app's secret names (never values)", auth: "admin", responses: { 200: "the names", ...user } },
   {

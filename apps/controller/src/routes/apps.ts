@@ -1,4 +1,4 @@
-import { appRefsQuery, createRunRequest, putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
+import { type AppHostStatus, appRefsQuery, createRunRequest, putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { z } from "zod";
 import { type AppEnv, requireScope } from "../middleware/auth";
@@ -12,8 +12,8 @@ import type { AppDefinition, AppsConfig } from "../services/appsConfig";
 
 const secretParams = z.object({ name: z.string(), key: secretKeyParam });
 
-/** What apps.yaml says of an app, with its current release. Secret values are never part of it. */
-const appToWire = (app: AppDefinition, currentRelease: Release | null) => ({
+/** What apps.yaml says of an app, with its current release and per-host state. Secret values are never part of it. */
+const appToWire = (app: AppDefinition, currentRelease: Release | null, status: AppHostStatus[]) => ({
   name: app.name,
   repo: app.repo,
   url: app.url,
@@ -28,6 +28,7 @@ const appToWire = (app: AppDefinition, currentRelease: Release | null) => ({
   replicas: app.replicas,
   proxy: app.proxy ?? null,
   currentRelease,
+  status,
 });
 
 export function appRoutes(s: Services, apps: () => AppsConfig) {
@@ -43,16 +44,22 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
     .get("/", read, (c) => {
       const allowed = c.get("user").apps;
       const current = s.deployments.catalog.currentByApp();
-      return c.json({ apps: apps().apps.filter((a) => !allowed || allowed.includes(a.name)).map((a) => appToWire(a, current.get(a.name) ?? null)) });
+      const agents = s.agents.list();
+      return c.json({
+        apps: apps()
+          .apps.filter((a) => !allowed || allowed.includes(a.name))
+          .map((a) => appToWire(a, current.get(a.name) ?? null, s.appOperations.status(a.name, agents))),
+      });
     })
     .get("/:name", read, (c) => {
       assertAppAllowed(c.get("user"), c.req.param("name"));
       const app = appNamed(c.req.param("name"));
       return c.json({
-        app: appToWire(app, s.deployments.catalog.current(app.name)),
+        app: appToWire(app, s.deployments.catalog.current(app.name), s.appOperations.status(app.name)),
         releases: s.deployments.catalog.list(app.name).slice(0, 10),
         // each host's route: domains, upstreams and their health, as its agent last reported
         routes: s.routes.forApp(app.name),
+        events: s.appStates.events({ app: app.name, limit: 20 }),
       });
     })
     .get("/:name/releases", read, (c) => {

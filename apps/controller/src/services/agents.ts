@@ -3,6 +3,7 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import { agents, jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
+import type { AppStateService } from "./appStates";
 import type { AgentTokens } from "./auth";
 import { type Deps, iso } from "./deps";
 import type { JoinGrant } from "../middleware/auth";
@@ -20,12 +21,13 @@ export class AgentService {
    * all of it in one transaction a second: an idle fleet's heartbeats then cost no write at
    * all. A crash loses at most a second of "last seen", which leases (re-armed at start) cover.
    */
-  private readonly liveness = new Map<string, { at: number; state: string; containers: string; routes: string }>();
+  private readonly liveness = new Map<string, { at: number; state: string; containers: string; routes: string; appStatus: string | null }>();
 
   constructor(
     private readonly deps: Deps,
     private readonly tokens: AgentTokens,
     private readonly leases: LeaseService,
+    private readonly appStates: AppStateService,
     private readonly joinTokens?: Pick<JoinTokens, "consume">,
   ) {
     this.byId = deps.db
@@ -34,7 +36,7 @@ export class AgentService {
       .where(eq(agents.id, sql.placeholder("id")))
       .prepare();
     this.touchStatement = deps.db.$client.prepare(
-      "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ?, routes = ? WHERE id = ?",
+      "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ?, routes = ?, app_status = coalesce(?, app_status) WHERE id = ?",
     );
     this.markOnline = deps.db.$client.prepare("UPDATE agents SET online = 1 WHERE id = ? AND online = 0 AND revoked = 0 RETURNING id, hostname");
   }
@@ -83,6 +85,7 @@ export class AgentService {
       lastHeartbeatAt: iso(row.lastHeartbeatAt),
       registeredAt: iso(row.registeredAt)!,
       containers: row.containers,
+      appStatus: row.appStatus,
       currentJobId,
     };
   }
@@ -163,8 +166,23 @@ export class AgentService {
     const deadline = clock() + waitSeconds * 1000;
     const containers = JSON.stringify(body.containers);
     const routes = JSON.stringify(body.routes ?? []);
-    const touch = () => this.liveness.set(agent.id, { at: clock(), state: body.status, containers, routes });
+    const appStatus = body.appStatus ? JSON.stringify(body.appStatus) : null;
+    const touch = () => this.liveness.set(agent.id, { at: clock(), state: body.status, containers, routes, appStatus });
     touch();
+    const appEventsAcked = this.appStates.recordEvents(agent, body.appEvents);
+    // computed as the answer leaves: a long-poll may outlast a change of the host's state
+    const answer = (job: HeartbeatResponse["job"], cancelJobIds: string[]): HeartbeatResponse => {
+      const desired = this.appStates.forAgent(agent.hostname, body.desiredVersion);
+      return {
+        acknowledged: true,
+        job,
+        cancelJobIds,
+        heartbeatIntervalSeconds: this.intervalSeconds,
+        protocolVersion: PROTOCOL_VERSION,
+        ...(desired ? { desired } : {}),
+        ...(appEventsAcked !== undefined ? { appEventsAcked } : {}),
+      };
+    };
     // No transaction: an idle heartbeat only reads, and every write here is a single guarded
     // statement. After reconcile, an agent that holds nothing has no active job here either.
     const round = () => {
@@ -177,7 +195,7 @@ export class AgentService {
       const remaining = deadline - clock();
       if (job || cancelJobIds.length > 0 || remaining <= 0 || (waitSeconds > 0 && signal?.().aborted)) {
         if (waitSeconds > 0) touch();
-        return { acknowledged: true, job, cancelJobIds, heartbeatIntervalSeconds: this.intervalSeconds, protocolVersion: PROTOCOL_VERSION };
+        return answer(job, cancelJobIds);
       }
       await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, remaining, signal?.());
     }
@@ -190,7 +208,7 @@ export class AgentService {
     this.liveness.clear();
     this.deps.db.$client.transaction(() => {
       for (const [id, l] of entries) {
-        this.touchStatement.run(l.at, l.state, l.containers, l.routes, id);
+        this.touchStatement.run(l.at, l.state, l.containers, l.routes, l.appStatus, id);
         this.cameOnline(id);
       }
     })();

@@ -1,5 +1,8 @@
 import type { JobChangedEvent } from "@deploybot/protocol";
 import { AgentService } from "./agents";
+import { AppLogService } from "./appLogs";
+import { AppOperationService } from "./appOperations";
+import { AppStateService } from "./appStates";
 import { AgentTokens, ApiTokens } from "./auth";
 import { DeploymentService } from "./deployments";
 import { AgentDistribution } from "./agentDist";
@@ -43,10 +46,13 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const gitRefs = new GitRefs(deps, gitHub.github);
   const images = new ImageService(deps, jobs, gitRefs, deployments);
   const drainer = new Drainer(deps);
-  const agentService = new AgentService(deps, agentTokens, leases, joinTokens);
   const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock);
-  registerConsequences(deps, drainer, { deployments, images, runs, commitStatuses: gitHub.commitStatuses });
+  const secretsForHost = (app: string, names: readonly string[], host: string) =>
+    deps.apps().byName(app)?.hosts.includes(host) ? secrets.valuesFor(app, names) : {};
+  const appStates = new AppStateService(deps, (id) => jobs.getRow(id), secretsForHost);
+  registerConsequences(deps, drainer, { deployments, images, runs, appStates, commitStatuses: gitHub.commitStatuses });
   drainer.follow();
+  const agentService = new AgentService(deps, agentTokens, leases, appStates, joinTokens);
   return {
     runs,
     scheduler: new Scheduler(deps, runs, jobs, schedulerHooks),
@@ -63,8 +69,11 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     jobState,
     leases,
     joinTokens,
+    appStates,
+    appLogs: new AppLogService(deps, redaction),
     agents: agentService,
     routes: new RouteReports(deps, agentService),
+    appOperations: new AppOperationService(deps, jobs, appStates, agentService),
     jobs,
     redaction,
     jobLogs: new JobLogService(deps, leases, redaction),
@@ -85,7 +94,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
 function registerConsequences(
   deps: Deps,
   drainer: Drainer,
-  s: { deployments: DeploymentService; images: ImageService; runs: RunService; commitStatuses: ReturnType<typeof connectGitHub>["commitStatuses"] },
+  s: { deployments: DeploymentService; images: ImageService; runs: RunService; appStates: AppStateService; commitStatuses: ReturnType<typeof connectGitHub>["commitStatuses"] },
 ) {
   drainer.register({
     name: "run-progress",
@@ -98,6 +107,12 @@ function registerConsequences(
     types: ["job.changed"],
     kind: "db",
     apply: (e) => s.deployments.applyJobChange(e.data as JobChangedEvent),
+  });
+  drainer.register({
+    name: "desired-state",
+    types: ["job.changed"],
+    kind: "db",
+    apply: (e) => s.appStates.applyJobChange(e.data as JobChangedEvent),
   });
   drainer.register({
     name: "image-status",

@@ -1,0 +1,96 @@
+import { type AppLogLine, appendAppLogsRequest, appLogsQuery } from "@deploybot/protocol";
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { ApiError } from "../lib/errors";
+import { type AppEnv, requireAgent, requireScope } from "../middleware/auth";
+import { validate } from "../middleware/validate";
+import type { Services } from "../services";
+import { assertAppAllowed } from "../services/auth";
+import type { AppDefinition } from "../services/appsConfig";
+
+/** A `: ping` after this long without a line keeps proxies from closing a quiet stream. */
+const PING_MS = 15_000;
+/** Lines replayed when a live stream starts without --tail/--since. */
+const FOLLOW_TAIL = 100;
+/** History is read in pages of this many lines (a resume after a long outage may be far behind). */
+const HISTORY_PAGE = 1000;
+
+const frame = (l: AppLogLine) => ({ id: String(l.id), event: "log", data: JSON.stringify(l) });
+
+/** `POST /v1/agents/{id}/app-logs`: containers' output from an agent, at its offset. */
+export function appLogIngestRoutes(s: Services) {
+  return new Hono<AppEnv>().post("/:agentId/app-logs", requireAgent(s.agentTokens, s.agents), validate("json", appendAppLogsRequest), (c) => {
+    const { offset, entries } = c.req.valid("json");
+    return c.json({ offset: s.appLogs.append(c.get("agent"), offset, entries) });
+  });
+}
+
+/**
+ * `GET /v1/apps/{name}/logs`: the app's container output on every host (or `host`), oldest
+ * first; `follow=1` answers Server-Sent Events (`log` events, id = line id): the stored lines,
+ * then every new one as it arrives, resumable with `Last-Event-ID`.
+ */
+export function appLogReadRoutes(s: Services, apps: () => { byName(name: string): AppDefinition | undefined }) {
+  return new Hono<AppEnv>().get("/:name/logs", requireScope(s.apiTokens, "read"), validate("query", appLogsQuery), (c) => {
+    const name = c.req.param("name");
+    assertAppAllowed(c.get("user"), name);
+    if (!apps().byName(name)) throw new ApiError(404, "unknown_app", `no app '${name}'`);
+    const q = c.req.valid("query");
+    const lastId = c.req.header("last-event-id");
+    if (lastId !== undefined && !/^\d{1,15}$/.test(lastId)) throw new ApiError(400, "invalid_cursor", "Last-Event-ID must be a line id");
+    const after = lastId !== undefined ? Number(lastId) : q.after;
+    const follow = q.follow === "1" || q.follow === "true";
+    // a resumed stream (Last-Event-ID) wants every line after its cursor, not the last few
+    const tail = after !== undefined ? undefined : (q.tail ?? (follow && !q.since ? FOLLOW_TAIL : undefined));
+    const query = { host: q.host, since: q.since, after, tail };
+    if (!follow) {
+      const lines = s.appLogs.read(name, query);
+      return c.json({ lines, next: lines.at(-1)?.id ?? after ?? 0 });
+    }
+    // Subscribe before reading the history: a line stored in between is in one or the other,
+    // and the id check drops it from the second.
+    const pending: AppLogLine[] = [];
+    let wake: (() => void) | null = null;
+    const unsubscribe = s.appLogs.subscribe(name, q.host, (lines) => {
+      pending.push(...lines);
+      wake?.();
+    });
+    const history = s.appLogs.read(name, query, HISTORY_PAGE);
+    c.header("X-Accel-Buffering", "no");
+    return streamSSE(c, async (stream) => {
+      stream.onAbort(() => {
+        unsubscribe();
+        wake?.();
+      });
+      try {
+        let last = after ?? 0;
+        for (let page = history; ; page = s.appLogs.read(name, { host: q.host, after: last }, HISTORY_PAGE)) {
+          for (const l of page) {
+            await stream.writeSSE(frame(l));
+            last = l.id;
+          }
+          if (page.length < HISTORY_PAGE || stream.aborted) break;
+        }
+        while (!stream.aborted) {
+          const batch = pending.splice(0).filter((l) => l.id > last);
+          for (const l of batch) {
+            await stream.writeSSE(frame(l));
+            last = l.id;
+          }
+          if (batch.length > 0) continue;
+          const timedOut = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(true), PING_MS);
+            wake = () => {
+              clearTimeout(timer);
+              resolve(false);
+            };
+          });
+          wake = null;
+          if (timedOut && !stream.aborted) await stream.write(": ping\n\n");
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+}

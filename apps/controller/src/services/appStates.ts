@@ -1,0 +1,187 @@
+import type { AppEvent, DesiredApp, DesiredRunState, DesiredState, JobSpec, RunSpec } from "@deploybot/protocol";
+import { and, desc, eq, sql } from "drizzle-orm";
+import { appEvents, appStates } from "../db/schema";
+import type { Deps } from "./deps";
+import type { JobChange } from "./events";
+import type { JobRow } from "./jobs";
+
+type AppStateRow = typeof appStates.$inferSelect;
+type AgentIdentity = { id: string; hostname: string };
+
+/** Job kinds whose success changes what a host should run. `restart` changes nothing. */
+const SETS_DESIRED = ["deploy", "stop", "start", "scale", "remove"];
+
+/**
+ * The desired state of every app on every host, and what agents report their reconcile loops
+ * did. Writes happen when a job that changes what a host runs succeeds there (the agent has
+ * already applied it locally); agents receive the host's state in a heartbeat answer only when
+ * their cached version differs, so an unchanged state costs one indexed max() per heartbeat.
+ */
+export class AppStateService {
+  private readonly hostVersion;
+  private readonly insertEvent;
+
+  constructor(
+    private readonly deps: Deps,
+    private readonly jobRow: (id: string) => JobRow,
+    private readonly secretsFor: (app: string, names: readonly string[], host: string) => Record<string, string>,
+  ) {
+    this.hostVersion = deps.db.$client.prepare<[string], { v: number | null }>("SELECT max(version) AS v FROM app_states WHERE host = ?");
+    this.insertEvent = deps.db.$client.prepare(
+      "INSERT INTO app_events (agent_id, seq, host, app, kind, reason, container, exit_code, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    );
+  }
+
+  versionOf(host: string): number {
+    return this.hostVersion.get(host)?.v ?? 0;
+  }
+
+  rows(filter: { app?: string; host?: string } = {}): AppStateRow[] {
+    const where = [filter.app ? eq(appStates.app, filter.app) : undefined, filter.host ? eq(appStates.host, filter.host) : undefined];
+    return this.deps.db
+      .select()
+      .from(appStates)
+      .where(and(...where))
+      .orderBy(appStates.app, appStates.host)
+      .all();
+  }
+
+  entry(app: string, host: string): AppStateRow | undefined {
+    return this.deps.db
+      .select()
+      .from(appStates)
+      .where(and(eq(appStates.app, app), eq(appStates.host, host)))
+      .get();
+  }
+
+  /**
+   * The host's desired state for an agent that holds `agentVersion`, or undefined when it holds
+   * the current one. A host the controller has no state for gets nothing: an agent keeps its
+   * cache rather than remove every app because the controller's database was replaced.
+   */
+  forAgent(host: string, agentVersion: number | undefined): DesiredState | undefined {
+    if (agentVersion === undefined) return undefined; // an agent from before desired state
+    const version = this.versionOf(host);
+    if (version === 0 || version === agentVersion) return undefined;
+    const apps = this.rows({ host }).map((r): DesiredApp => {
+      const run = (r.run as RunSpec | null) ?? null;
+      // rows seeded from old jobs may hold a run spec without defaults filled in
+      const names = run?.secrets ?? [];
+      const secretEnv = names.length > 0 ? this.secretsFor(r.app, names, host) : undefined;
+      return {
+        app: r.app,
+        release: r.releaseId,
+        image: r.image,
+        run,
+        replicas: r.replicas,
+        route: (r.route as DesiredApp["route"]) ?? null,
+        state: r.state as DesiredRunState,
+        jobId: r.jobId,
+        ...(secretEnv ? { secretEnv } : {}),
+      };
+    });
+    return { version, apps };
+  }
+
+  /** Sets (part of) one app's desired state on one host, with a new version, in one statement. */
+  set(app: string, host: string, fields: Partial<Pick<AppStateRow, "releaseId" | "image" | "run" | "route" | "replicas" | "state" | "jobId">>): void {
+    const now = this.deps.clock();
+    const nextVersion = sql`(SELECT coalesce(max(version), 0) + 1 FROM app_states)`;
+    this.deps.db
+      .insert(appStates)
+      .values({ app, host, ...fields, version: nextVersion, updatedAt: now })
+      .onConflictDoUpdate({ target: [appStates.app, appStates.host], set: { ...fields, version: nextVersion, updatedAt: now } })
+      .run();
+  }
+
+  /**
+   * The `desired-state` consequence of `job.changed` (a `db` one: it runs in the drainer's
+   * transaction, and a repeat sets the same state again). Appends `app.desired`.
+   */
+  applyJobChange(change: JobChange): void {
+    if (change.status !== "succeeded" || !change.host) return;
+    const job = this.jobRow(change.id);
+    if (!SETS_DESIRED.includes(job.kind)) return;
+    const spec = job.spec as JobSpec;
+    const result = (job.result ?? {}) as Record<string, unknown>;
+    const host = change.host;
+    switch (job.kind) {
+      case "deploy": {
+        const image = typeof result.image === "string" ? result.image : spec.source?.type === "image" ? spec.source.image : null;
+        const release = spec.release ?? (typeof result.release === "string" ? result.release : null);
+        // a deploy runs apps.yaml's replicas; `deploybot scale` changes them until the next deploy
+        const route = spec.domains && spec.domains.length > 0 && spec.proxy ? { domains: spec.domains, proxy: spec.proxy, tls: spec.tls ?? "auto", ...(spec.acme ? { acme: spec.acme } : {}) } : null;
+        this.set(job.app, host, {
+          releaseId: release,
+          image,
+          run: (spec.run ?? null) as Record<string, unknown> | null,
+          route,
+          replicas: spec.replicas ?? 1,
+          state: "running",
+          jobId: job.id,
+        });
+        break;
+      }
+      case "stop":
+        this.set(job.app, host, { state: "stopped", jobId: job.id });
+        break;
+      case "start":
+        this.set(job.app, host, { state: "running", jobId: job.id });
+        break;
+      case "scale":
+        this.set(job.app, host, { replicas: spec.replicas ?? 1, state: "running", jobId: job.id });
+        break;
+      case "remove":
+        this.set(job.app, host, { state: "removed", jobId: job.id });
+        break;
+    }
+    const now = this.entry(job.app, host)!;
+    this.deps.outbox.append(
+      "app.desired",
+      { app: job.app, subject: host },
+      { host, release: now.releaseId, replicas: now.replicas, state: now.state, jobId: job.id, kind: job.kind },
+    );
+    this.deps.logger.info({ app: job.app, host, kind: job.kind, jobId: job.id }, "desired state changed");
+  }
+
+  /** Stores reported reconcile events (a resend is ignored); returns the highest seq now stored. */
+  recordEvents(agent: AgentIdentity, events: readonly AppEvent[] | undefined): number | undefined {
+    if (!events || events.length === 0) return undefined;
+    // one transaction: an event is stored and streamed (outbox) together, a resent one neither
+    this.deps.db.$client.transaction(() => {
+      for (const e of events) {
+        const at = Date.parse(e.at);
+        const stored = this.insertEvent.run(agent.id, e.seq, agent.hostname, e.app, e.kind, e.reason, e.container ?? null, e.exitCode ?? null, Number.isNaN(at) ? this.deps.clock() : at);
+        if (stored.changes === 0) continue;
+        this.deps.outbox.append(
+          "app.reconciled",
+          { app: e.app, subject: agent.hostname },
+          { host: agent.hostname, kind: e.kind, reason: e.reason, container: e.container ?? null, exitCode: e.exitCode ?? null, at: e.at },
+        );
+      }
+    })();
+    this.deps.logger.info({ agentId: agent.id, events: events.map((e) => `${e.app} ${e.kind}: ${e.reason}`) }, "reconcile events");
+    return Math.max(...events.map((e) => e.seq));
+  }
+
+  events(filter: { app?: string; host?: string; limit: number }) {
+    const where = [filter.app ? eq(appEvents.app, filter.app) : undefined, filter.host ? eq(appEvents.host, filter.host) : undefined];
+    return this.deps.db
+      .select()
+      .from(appEvents)
+      .where(and(...where))
+      .orderBy(desc(appEvents.id))
+      .limit(filter.limit)
+      .all()
+      .map((e) => ({
+        id: e.id,
+        host: e.host,
+        app: e.app,
+        kind: e.kind,
+        reason: e.reason,
+        container: e.container,
+        exitCode: e.exitCode,
+        at: new Date(e.at).toISOString(),
+      }));
+  }
+}
