@@ -102,17 +102,18 @@ function registerConsequences(
     kind: "db",
     apply: (e) => s.runs.applyJobChange(e.data as JobChangedEvent),
   });
-  drainer.register({
-    name: "deployment-progress",
-    types: ["job.changed"],
-    kind: "db",
-    apply: (e) => s.deployments.applyJobChange(e.data as JobChangedEvent),
-  });
+  // first: a host's desired state (app.desired) changes before its deployment reads succeeded
   drainer.register({
     name: "desired-state",
     types: ["job.changed"],
     kind: "db",
     apply: (e) => s.appStates.applyJobChange(e.data as JobChangedEvent),
+  });
+  drainer.register({
+    name: "deployment-progress",
+    types: ["job.changed"],
+    kind: "db",
+    apply: (e) => s.deployments.applyJobChange(e.data as JobChangedEvent),
   });
   drainer.register({
     name: "image-status",
