@@ -299,6 +299,24 @@ apps:
       await screenshot(page, "overview");
     });
 
-    it.todo("stop and start an app from its page (needs the app operations API, issue 11)");
+    it("stop and start the app from its page: the host's state follows, the app stops and comes back", async () => {
+      await page.getByRole("link", { name: "Apps", exact: true }).click();
+      await page.getByRole("link", { name: app }).click();
+      const row = page.getByTestId(`host-state-${host}`);
+      const is = row.locator("td").nth(1);
+      await expect.poll(() => is.textContent(), { timeout: 60_000 }).toMatch(/^running/);
+      await page.getByRole("button", { name: "Stop", exact: true }).click();
+      await page.getByRole("status").filter({ hasText: "stop queued on 1 host" }).waitFor();
+      await waitFor("the app to show stopped", async () => ((await is.textContent())?.startsWith("stopped") || (await is.textContent())?.startsWith("missing") ? true : undefined), 120_000);
+      expect(await row.locator("td").first().textContent()).toContain("stopped");
+      expect((await httpGet(port, "/"))?.status ?? null).not.toBe(200);
+      await screenshot(page, "app-stopped");
+      await expectAccessible(page, "the app page with operations");
+      await page.getByRole("button", { name: "Start", exact: true }).click();
+      await page.getByRole("status").filter({ hasText: "start queued on 1 host" }).waitFor();
+      await waitFor("the app to show running again", async () => ((await is.textContent())?.startsWith("running") ? true : undefined), 120_000);
+      await waitFor("the app to answer again", async () => ((await httpGet(port, "/"))?.status === 200 ? true : undefined), 60_000);
+      expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "v3\n" });
+    });
   });
 });
