@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import type { Logger } from "pino";
 import type { Config } from "./config";
-import type { Db } from "./db/client";
+import { type Db, fileIdentity, isCorruption } from "./db/client";
 import { errorResponse, handleError } from "./lib/errors";
 import type { AppEnv } from "./middleware/auth";
 import { limitBody } from "./middleware/bodyLimit";
@@ -59,6 +59,8 @@ export function createApp(opts: AppOptions) {
   };
   const services = createServices(deps, opts.secretKey, opts.schedulerHooks);
 
+  // the file opened at start: /readyz notices when the path no longer leads to it
+  const openedAs = fileIdentity(opts.config.dbPath);
   const app = new Hono<AppEnv>()
     .use(requestLog(opts.logger))
     .use("/v1/*", limitBody(JSON_BODY_LIMIT, {
@@ -67,6 +69,10 @@ export function createApp(opts: AppOptions) {
         "POST /v1/webhooks/github": 25 * 1024 * 1024,
       }))
     .get("/healthz", (c) => c.json({ ok: true }))
+    .get("/readyz", (c) => {
+      const ready = checkReady(opts.db, opts.config.dbPath, openedAs);
+      return ready.ok ? c.json(ready, 200) : c.json({ ...ready, error: { code: ready.code, message: ready.message } }, 503);
+    })
     .route("/", docsRoutes())
     .route("/v1/logs/stream", logStreamRoutes(services, deps))
     .route("/v1/events", eventRoutes(services, deps))
@@ -99,3 +105,21 @@ export function createApp(opts: AppOptions) {
 }
 
 export type ControllerApp = ReturnType<typeof createApp>;
+
+type Readiness = { ok: true } | { ok: false; code: string; message: string };
+
+/** Ready: the database file at its path is the one this process opened, and it answers a query. */
+export function checkReady(db: Db, path: string, openedAs: string | null): Readiness {
+  const now = fileIdentity(path);
+  if (openedAs !== null && now !== openedAs) {
+    return { ok: false, code: "database_replaced", message: `the database file ${path} was ${now === null ? "deleted" : "replaced"} under the running controller; restart it on a restored database` };
+  }
+  try {
+    db.$client.prepare("SELECT count(*) FROM agents").get();
+    return { ok: true };
+  } catch (err) {
+    return isCorruption(err)
+      ? { ok: false, code: "database_corrupt", message: `the database is corrupt: ${(err as Error).message}` }
+      : { ok: false, code: "database_unavailable", message: (err as Error).message };
+  }
+}

@@ -2,7 +2,8 @@ import { loadConfig } from "./config";
 import { startController } from "./server";
 
 try {
-  const controller = await startController(loadConfig());
+  // --init: create a new empty database even where the data dir shows an earlier installation
+  const controller = await startController(loadConfig(), { init: process.argv.includes("--init") });
   const shutdown = async (signal: string) => {
     controller.logger.info({ signal }, "shutting down");
     await controller.stop();

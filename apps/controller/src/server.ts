@@ -21,9 +21,9 @@ function resolveSecretKey(config: Config): string {
 }
 
 /** Wires the real world to the app factory: database file, config file, port, timers, signals. */
-export async function startController(config: Config) {
+export async function startController(config: Config, opts: { init?: boolean } = {}) {
   const logger = pino({ level: config.logLevel, base: { service: "controller" } });
-  const db = openDb(config.dbPath);
+  const db = openDb(config.dbPath, opts);
   let apps: AppsConfig = loadAppsConfig(config.configPath);
   const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey: resolveSecretKey(config) });
 

@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
@@ -10,10 +10,36 @@ export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Data
 
 const migrationsFolder = join(dirname(fileURLToPath(import.meta.url)), "../../drizzle");
 
-/** Opens (creating if needed) the database, sets the pragmas once and applies the migrations. */
-export function openDb(path: string): Db {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new Database(path);
+/** Files a controller leaves in its data dir: any of them means a database was here before. */
+const INSTALLATION_MARKERS = ["secret.key", "controller.pid"];
+
+/**
+ * Opens (creating if needed) the database, sets the pragmas once and applies the migrations.
+ * A missing database file in a data dir that shows an existing installation (its secret.key,
+ * backups, WAL leftovers) is refused unless `init`: creating a fresh empty database there would
+ * silently drop every token, secret, release and agent identity.
+ */
+export function openDb(path: string, opts: { init?: boolean } = {}): Db {
+  if (path !== ":memory:") {
+    mkdirSync(dirname(path), { recursive: true });
+    if (!existsSync(path) && !opts.init) {
+      const dir = dirname(path);
+      const signs = readdirSync(dir).filter((f) => INSTALLATION_MARKERS.includes(f) || f.endsWith(".db-wal") || f.endsWith(".db-shm") || f.startsWith("backup-"));
+      if (signs.length > 0) {
+        throw new Error(
+          `the database ${path} is missing, but ${dir} holds an existing installation (${signs.join(", ")}). ` +
+            "Restore the database from a backup, or start with --init to create an empty one on purpose.",
+        );
+      }
+    }
+  }
+  let sqlite: Database.Database;
+  try {
+    sqlite = new Database(path);
+    sqlite.pragma("journal_mode = WAL");
+  } catch (err) {
+    throw corruptOr(err, path);
+  }
   sqlite.pragma("journal_mode = WAL");
   // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
   // last transactions, which is the usual trade for a queue this busy.
@@ -26,6 +52,31 @@ export function openDb(path: string): Db {
   // finish cycles 780-815/s -> 1,220-1,358/s; the bare statement loop was unchanged (2,800-3,400/s).
   sqlite.pragma("wal_autocheckpoint = 10000");
   const db = drizzle(sqlite, { schema });
-  migrate(db, { migrationsFolder });
+  try {
+    migrate(db, { migrationsFolder });
+  } catch (err) {
+    throw corruptOr(err, path);
+  }
   return db as Db;
+}
+
+/** SQLite's own words for a damaged file, turned into one clear message. */
+export function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? "";
+  return code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB";
+}
+
+function corruptOr(err: unknown, path: string): Error {
+  return isCorruption(err) ? new Error(`the database ${path} is corrupt (${(err as Error).message}); restore it from a backup`) : (err as Error);
+}
+
+/** Identity of a database file (device and inode), to notice it was deleted or replaced under us. */
+export function fileIdentity(path: string): string | null {
+  if (path === ":memory:") return "memory";
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
 }

@@ -54,6 +54,11 @@ export function handleError(logger: Logger) {
       const code = status === 413 ? "payload_too_large" : status === 401 ? "unauthorized" : "http_error";
       return errorResponse(c, status, code, err.message || "request refused");
     }
+    const code = (err as { code?: string }).code ?? "";
+    if (code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB") {
+      logger.error({ err, method: c.req.method, path: c.req.path }, "database corrupt");
+      return errorResponse(c, 503, "database_corrupt", "the database is corrupt; restore it from a backup");
+    }
     logger.error({ err, method: c.req.method, path: c.req.path }, "unhandled error");
     return errorResponse(c, 500, "internal", "internal error");
   };

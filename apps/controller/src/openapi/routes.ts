@@ -55,6 +55,14 @@ export const apiRoutes: ApiRoute[] = [
   { method: "get", path: "/healthz", summary: "Liveness", auth: "public", response: z.object({ ok: z.literal(true) }), responses: { 200: "alive" } },
   {
     method: "get",
+    path: "/readyz",
+    summary: "Readiness: the database file is the one opened and answers a query",
+    auth: "public",
+    response: z.object({ ok: z.boolean() }).passthrough(),
+    responses: { 200: "ready", 503: "the database was deleted, replaced or is corrupt" },
+  },
+  {
+    method: "get",
     path: "/openapi.json",
     summary: "This API as an OpenAPI 3.1 document",
     auth: "public",
