@@ -19,6 +19,7 @@ import { hostRoutes } from "./routes/hosts";
 import { imageRoutes } from "./routes/images";
 import { jobRoutes } from "./routes/jobs";
 import { logStreamRoutes } from "./routes/logStream";
+import { metricsRoutes } from "./routes/metrics";
 import { runRoutes } from "./routes/runs";
 import { scheduleRoutes } from "./routes/schedules";
 import { tokenRoutes } from "./routes/tokens";
@@ -27,6 +28,8 @@ import { createServices } from "./services";
 import { DashboardAssets } from "./services/dashboardAssets";
 import type { AppsConfig } from "./services/appsConfig";
 import { JobEvents } from "./services/events";
+import { EventStreams } from "./services/eventStream";
+import { ControllerMetrics } from "./services/metrics";
 import { Notifier } from "./services/notifier";
 import type { SchedulerHooks } from "./services/scheduler";
 import { Outbox } from "./services/outbox";
@@ -58,11 +61,14 @@ export function createApp(opts: AppOptions) {
     outbox: new Outbox(opts.db, clock),
   };
   const services = createServices(deps, opts.secretKey, opts.schedulerHooks);
+  const eventStreams = new EventStreams(deps);
+  const metrics = new ControllerMetrics(opts.db, clock, () => eventStreams.streams);
+  services.drainer.register({ name: "metrics", types: ["job.changed"], kind: "signal", apply: (e) => metrics.observeJobChange(e) });
 
   // the file opened at start: /readyz notices when the path no longer leads to it
   const openedAs = fileIdentity(opts.config.dbPath);
   const app = new Hono<AppEnv>()
-    .use(requestLog(opts.logger))
+    .use(requestLog(opts.logger, (method, route, status, seconds) => metrics.observeRequest(method, route, status, seconds)))
     .use("/v1/*", limitBody(JSON_BODY_LIMIT, {
         "POST /v1/builds": opts.config.buildBodyLimit,
         // GitHub sends push payloads of up to 25 MB
@@ -75,7 +81,8 @@ export function createApp(opts: AppOptions) {
     })
     .route("/", docsRoutes())
     .route("/v1/logs/stream", logStreamRoutes(services, deps))
-    .route("/v1/events", eventRoutes(services, deps))
+    .route("/metrics", metricsRoutes(services, metrics, opts.config.metricsAllow))
+    .route("/v1/events", eventRoutes(services, deps, eventStreams))
     .route("/v1/agents", agentRoutes(services, opts.config.joinToken))
     .route("/v1/jobs", jobRoutes(services))
     .route("/v1/hosts", hostRoutes(services))
@@ -101,7 +108,7 @@ export function createApp(opts: AppOptions) {
     return errorResponse(c, 404, "not_found", `no route for ${c.req.method} ${c.req.path}`);
   });
   app.onError(handleError(opts.logger));
-  return { app, services, deps };
+  return { app, services, deps, metrics };
 }
 
 export type ControllerApp = ReturnType<typeof createApp>;

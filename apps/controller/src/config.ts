@@ -72,6 +72,12 @@ const envSchema = z.object({
   DEPLOYBOT_AGENT_UPDATE_CONCURRENCY: z.coerce.number().int().min(0).max(1000).default(1),
   /** Lines of containers' own output kept per app and host (the oldest go first); 10,000 lines of ~100 bytes is ~1 MB. */
   DEPLOYBOT_APP_LOG_LINES: z.coerce.number().int().min(100).max(10_000_000).default(10_000),
+  /** Addresses (comma-separated IPs) that may read GET /metrics without a token; empty: a token with the metrics scope (or higher) is needed. */
+  DEPLOYBOT_METRICS_ALLOW: z
+    .string()
+    .default("")
+    .transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean))
+    .pipe(z.array(z.union([z.ipv4(), z.ipv6()]))),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -106,6 +112,7 @@ export interface Config {
   agentDist: string | undefined;
   agentUpdateConcurrency: number;
   appLogLines: number;
+  metricsAllow: string[];
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -152,6 +159,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     agentDist: e.DEPLOYBOT_AGENT_DIST ? fromCaller(e.DEPLOYBOT_AGENT_DIST) : undefined,
     agentUpdateConcurrency: e.DEPLOYBOT_AGENT_UPDATE_CONCURRENCY,
     appLogLines: e.DEPLOYBOT_APP_LOG_LINES,
+    metricsAllow: e.DEPLOYBOT_METRICS_ALLOW,
   };
 }
 

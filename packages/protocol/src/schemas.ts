@@ -530,7 +530,8 @@ export const jobLogsResponse = z.object({
 // API tokens
 // ---------------------------------------------------------------------------------------------
 
-export const tokenScope = z.enum(["admin", "deploy", "read"]);
+/** `metrics` reads GET /metrics and nothing else (a token for Prometheus) */
+export const tokenScope = z.enum(["admin", "deploy", "read", "metrics"]);
 export type TokenScope = z.infer<typeof tokenScope>;
 export const createTokenRequest = z
   .object({

@@ -9,10 +9,10 @@ const createdToken = apiToken.extend({ token: z.string() });
 export const tokensCreate: Command = {
   name: "tokens create",
   summary: "Create an API token (admin scope needed). The secret is shown once.",
-  usage: "--name N --scope admin|deploy|read [--apps A,B]",
+  usage: "--name N --scope admin|deploy|read|metrics [--apps A,B]",
   options: {
     name: { type: "string", value: "N", description: "what the token is for, e.g. ci-web" },
-    scope: { type: "string", value: "S", description: "admin (everything), deploy (submit and cancel jobs) or read" },
+    scope: { type: "string", value: "S", description: "admin (everything), deploy (submit and cancel jobs) read, or metrics (GET /metrics only, for Prometheus)" },
     apps: { type: "string", value: "A,B", description: "limit the token to these apps (deploy and read scopes): it acts on and sees nothing else" },
   },
   notes: ["A deploy token for an app can run that app's code with that app's secrets; an --apps limit keeps it to that app."],

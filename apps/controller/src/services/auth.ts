@@ -24,7 +24,7 @@ export function deriveKey(secret: string, purpose: string): Uint8Array {
   return new Uint8Array(hkdfSync("sha256", secret, "deploybot", purpose, 32));
 }
 
-const scopeRank: Record<TokenScope, number> = { read: 1, deploy: 2, admin: 3 };
+const scopeRank: Record<TokenScope, number> = { metrics: 0, read: 1, deploy: 2, admin: 3 };
 export const scopeAllows = (have: TokenScope, need: TokenScope) => scopeRank[have] >= scopeRank[need];
 
 // -------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ export async function api<T>(method: string, path: string, body?: unknown, token
 
 export const get = <T>(path: string) => api<T>("GET", path);
 
-const rank: Record<TokenScope, number> = { read: 1, deploy: 2, admin: 3 };
+const rank: Record<TokenScope, number> = { metrics: 0, read: 1, deploy: 2, admin: 3 };
 /** What the UI shows; the API checks the scope again on every call. */
 export const can = (have: TokenScope | undefined, need: TokenScope) => have !== undefined && rank[have] >= rank[need];
 

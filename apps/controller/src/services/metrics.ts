@@ -1,0 +1,153 @@
+import { finalStatuses, type JobChangedEvent } from "@deploybot/protocol";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Db } from "../db/client";
+import type { OutboxEvent } from "./outbox";
+
+/**
+ * prom-client's default gauges that end in `_total`, which `promtool check metrics` rejects for a
+ * gauge; each has a per-type twin without the suffix (nodejs_active_handles{type}), so they are dropped.
+ */
+const TOTAL_SUFFIXED_GAUGES = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
+/** Label values are bounded: job kinds and statuses, route patterns, outcomes; never ids, shas or input. */
+export class ControllerMetrics {
+  readonly registry = new Registry();
+  private readonly http: Histogram<"method" | "route" | "status">;
+  private readonly claimLatency: Histogram<"kind">;
+  private readonly jobDuration: Histogram<"kind" | "status">;
+  private readonly jobTimes;
+
+  constructor(db: Db, clock: () => number, sse: () => number) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r });
+    for (const name of TOTAL_SUFFIXED_GAUGES) r.removeSingleMetric(name);
+    const sqlite = db.$client;
+    const jobCounts = sqlite.prepare("SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status");
+    // both use the partial index on pending jobs
+    const queue = sqlite.prepare("SELECT count(*) AS n, min(created_at) AS oldest FROM jobs WHERE status = 'pending'");
+    const agentStates = sqlite.prepare("SELECT online, count(*) AS n, max(? - last_heartbeat_at) AS age FROM agents WHERE revoked = 0 GROUP BY online");
+    const deploymentCounts = sqlite.prepare("SELECT status, count(*) AS n FROM deployments GROUP BY status");
+    const webhookCounts = sqlite.prepare("SELECT outcome, count(*) AS n FROM webhook_deliveries GROUP BY outcome");
+    const pages = sqlite.prepare("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()").pluck();
+    this.jobTimes = sqlite.prepare("SELECT created_at, assigned_at, started_at, finished_at FROM jobs WHERE id = ?");
+
+    new Gauge({
+      name: "deploybot_jobs",
+      help: "Jobs in the database by kind and status",
+      labelNames: ["kind", "status"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const row of jobCounts.all() as { kind: string; status: string; n: number }[]) this.set({ kind: row.kind, status: row.status }, row.n);
+      },
+    });
+    const oldest = new Gauge({ name: "deploybot_queue_oldest_job_age_seconds", help: "Age of the oldest pending job (0 when none)", registers: [r] });
+    new Gauge({
+      name: "deploybot_queue_depth",
+      help: "Pending jobs waiting for an agent",
+      registers: [r],
+      collect() {
+        const row = queue.get() as { n: number; oldest: number | null };
+        this.set(row.n);
+        oldest.set(row.oldest === null ? 0 : Math.max(0, (clock() - row.oldest) / 1000));
+      },
+    });
+    const heartbeatAge = new Gauge({ name: "deploybot_agent_heartbeat_age_seconds_max", help: "Longest time since an online agent's last heartbeat", registers: [r] });
+    new Gauge({
+      name: "deploybot_agents",
+      help: "Registered (not revoked) agents by state",
+      labelNames: ["state"],
+      registers: [r],
+      collect() {
+        this.reset();
+        this.set({ state: "online" }, 0);
+        this.set({ state: "offline" }, 0);
+        heartbeatAge.set(0);
+        for (const row of agentStates.all(clock()) as { online: number; n: number; age: number | null }[]) {
+          this.set({ state: row.online ? "online" : "offline" }, row.n);
+          if (row.online && row.age !== null) heartbeatAge.set(Math.max(0, row.age / 1000));
+        }
+      },
+    });
+    new Counter({
+      name: "deploybot_deployments_total",
+      help: "Deployments by status (finished ones by result), from the database",
+      labelNames: ["status"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const row of deploymentCounts.all() as { status: string; n: number }[]) this.inc({ status: row.status }, row.n);
+      },
+    });
+    new Counter({
+      name: "deploybot_webhook_deliveries_total",
+      help: "GitHub webhook deliveries by outcome (deployed, ignored, pong, rejected), from the database",
+      labelNames: ["outcome"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const row of webhookCounts.all() as { outcome: string; n: number }[]) this.inc({ outcome: row.outcome }, row.n);
+      },
+    });
+    new Gauge({
+      name: "deploybot_sse_subscribers",
+      help: "Open GET /v1/events streams",
+      registers: [r],
+      collect() {
+        this.set(sse());
+      },
+    });
+    new Gauge({
+      name: "deploybot_database_size_bytes",
+      help: "SQLite database size (page count times page size, without the WAL)",
+      registers: [r],
+      collect() {
+        this.set(pages.get() as number);
+      },
+    });
+    this.http = new Histogram({
+      name: "deploybot_http_request_duration_seconds",
+      help: "HTTP requests by method, route pattern and status",
+      labelNames: ["method", "route", "status"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30],
+      registers: [r],
+    });
+    this.claimLatency = new Histogram({
+      name: "deploybot_job_claim_latency_seconds",
+      help: "Time from a job being queued to an agent claiming it",
+      labelNames: ["kind"],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
+      registers: [r],
+    });
+    this.jobDuration = new Histogram({
+      name: "deploybot_job_duration_seconds",
+      help: "Time from a job being claimed to its end, by kind and final status",
+      labelNames: ["kind", "status"],
+      buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+      registers: [r],
+    });
+  }
+
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    // methods outside the usual set would be unbounded input
+    const m = /^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$/.test(method) ? method : "OTHER";
+    this.http.observe({ method: m, route, status: String(status) }, seconds);
+  }
+
+  /** A job's claim and end, from the outbox (a signal consequence: off every request path). */
+  observeJobChange(event: OutboxEvent): void {
+    const job = event.data as JobChangedEvent;
+    if (job.transition !== "claimed" && !finalStatuses.includes(job.status)) return;
+    const t = this.jobTimes.get(job.id) as { created_at: number; assigned_at: number | null; started_at: number | null; finished_at: number | null } | undefined;
+    if (!t) return;
+    if (job.transition === "claimed" && t.assigned_at !== null) this.claimLatency.observe({ kind: job.kind }, Math.max(0, t.assigned_at - t.created_at) / 1000);
+    else if (job.transition !== "claimed" && t.finished_at !== null) {
+      const from = t.assigned_at ?? t.started_at;
+      if (from !== null) this.jobDuration.observe({ kind: job.kind, status: job.status }, Math.max(0, t.finished_at - from) / 1000);
+    }
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
