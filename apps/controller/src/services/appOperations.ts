@@ -82,9 +82,14 @@ export class AppOperationService {
   /** Per host: what should run and what does, as the agents last reported it. */
   status(name: string, agentList: Agent[] = this.agents.list()): AppHostStatus[] {
     const app = this.appOf(name);
-    return this.hostsOf(app).map((host) => {
-      const agent = agentList.find((a) => a.hostname === host);
-      const entry = this.states.entry(app.name, host);
+    // One query for the app's desired states and a map of the hosts: GET /v1/apps calls this for
+    // every app (200 apps on 500 hosts: 1.1 s with a query and a scan per host, see the dashboard's scale test).
+    const rows = this.states.rows({ app: app.name });
+    const byHost = new Map(agentList.map((a) => [a.hostname, a]));
+    const hosts = [...new Set([...app.hosts, ...rows.map((r) => r.host)])].sort();
+    return hosts.map((host) => {
+      const agent = byHost.get(host);
+      const entry = rows.find((r) => r.host === host);
       const containers = (agent?.containers ?? []).flatMap((c) => {
         const parsed = reportedContainer.safeParse(c);
         return parsed.success && parsed.data.app === app.name ? [parsed.data] : [];
