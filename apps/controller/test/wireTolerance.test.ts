@@ -62,3 +62,25 @@ describe("a newer agent talks to this controller (tolerant wire protocol)", () =
     expect((await h.call("GET", `/v1/jobs/${job.id}`, { token: ADMIN })).status).toBe(200);
   });
 });
+
+describe("smaller input checks", () => {
+  test("a garbage cursor is a 400, not an empty page; a real one pages", async ({ h }) => {
+    for (const path of ["/v1/jobs?cursor=garbage", "/v1/deployments?cursor=garbage"]) {
+      const res = await h.call("GET", path, { token: ADMIN });
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.code).toBe("invalid_query");
+    }
+    await h.submit(seedJob);
+    await h.submit({ ...seedJob, ref: "v2" });
+    const first = await (await h.call("GET", "/v1/jobs?limit=1", { token: ADMIN })).json();
+    const next = await h.call("GET", `/v1/jobs?limit=1&cursor=${first.nextCursor}`, { token: ADMIN });
+    expect(next.status).toBe(200);
+    expect((await next.json()).jobs).toHaveLength(1);
+  });
+
+  test("secret keys are limited in length and values may not hold NUL", async ({ h }) => {
+    expect((await h.call("PUT", `/v1/apps/api/secrets/${"K".repeat(5000)}`, { token: ADMIN, body: { value: "v" } })).status).toBe(400);
+    expect((await h.call("PUT", "/v1/apps/api/secrets/KEY", { token: ADMIN, body: { value: "a\u0000b" } })).status).toBe(400);
+    expect((await h.call("PUT", "/v1/apps/api/secrets/KEY", { token: ADMIN, body: { value: "ab" } })).status).toBe(200);
+  });
+});

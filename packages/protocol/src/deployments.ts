@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { envName, gitRef, name, relativePath } from "./schemas";
+import { envName, gitRef, name, pageCursor, relativePath } from "./schemas";
 
 export const createDeploymentRequest = z
   .object({
@@ -45,7 +45,7 @@ export type Deployment = z.infer<typeof deployment>;
 
 export const listDeploymentsQuery = z.object({
   app: name.optional(),
-  cursor: z.string().max(64).optional(),
+  cursor: pageCursor("dep").optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
 });
 
@@ -72,8 +72,11 @@ export const rollbackRequest = z
   .strict()
   .refine((b) => b.release === undefined || b.imageId === undefined, { message: "give at most one of release, imageId" });
 
-export const putSecretRequest = z.object({ value: z.string().min(1).max(65_536) }).strict();
-export const secretKeyParam = envName;
+export const putSecretRequest = z
+  .object({ value: z.string().min(1).max(65_536).refine((v) => !v.includes("\0"), "must not contain NUL (an environment value cannot hold it)") })
+  .strict();
+/** A secret's key: an environment variable name of at most 128 characters. */
+export const secretKeyParam = envName.max(128);
 
 export const buildRequest = z
   .object({

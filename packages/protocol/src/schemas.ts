@@ -221,11 +221,15 @@ export const submitSpecJob = z
 export const submitJob = z.union([submitRepoJob, submitSpecJob]);
 export type SubmitJob = z.infer<typeof submitJob>;
 
+/** A page cursor is the id of the last item of the previous page: anything else is a 400, never an empty page. */
+export const pageCursor = (prefix: string) =>
+  z.string().regex(new RegExp(`^${prefix}_[0-9A-HJKMNP-TV-Z]{26}$`), `must be the nextCursor of a previous page (a ${prefix}_ id)`);
+
 export const listJobsQuery = z.object({
   status: jobStatus.optional(),
   host: name.optional(),
   app: name.optional(),
-  cursor: z.string().max(64).optional(),
+  cursor: pageCursor("job").optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
 });
 
