@@ -56,6 +56,8 @@ const envSchema = z.object({
   DEPLOYBOT_RECONCILE_INTERVAL_SECONDS: z.coerce.number().min(0.5).max(300).default(5),
   /** Ship the app containers' own output to the controller (`deploybot logs APP`). */
   DEPLOYBOT_SHIP_APP_LOGS: z.enum(["true", "false", "1", "0"]).default("true"),
+  /** Serve Prometheus metrics on 127.0.0.1 at this port (unset: none). */
+  DEPLOYBOT_AGENT_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -70,6 +72,7 @@ export interface AgentConfig {
   pollWaitSeconds: number;
   reconcileIntervalSeconds: number;
   shipAppLogs: boolean;
+  metricsPort: number | undefined;
   logLevel: string;
   autoUpdate: boolean;
   updateTrialSeconds: number;
@@ -108,6 +111,7 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     reconcileIntervalSeconds: e.DEPLOYBOT_RECONCILE_INTERVAL_SECONDS,
     shipAppLogs: e.DEPLOYBOT_SHIP_APP_LOGS === "true" || e.DEPLOYBOT_SHIP_APP_LOGS === "1",
     logLevel: e.DEPLOYBOT_LOG_LEVEL,
+    metricsPort: e.DEPLOYBOT_AGENT_METRICS_PORT,
     autoUpdate: e.DEPLOYBOT_AUTO_UPDATE === "true" || e.DEPLOYBOT_AUTO_UPDATE === "1",
     updateTrialSeconds: e.DEPLOYBOT_UPDATE_TRIAL_SECONDS,
     updateTrial: e.DEPLOYBOT_UPDATE_TRIAL === "1",

@@ -1,3 +1,4 @@
+import { jobsRun } from "./metrics";
 import { arch, cpus, platform, totalmem } from "node:os";
 import { join } from "node:path";
 import { type ClaimedJob, type HeartbeatResponse, PROTOCOL_VERSION } from "@deploybot/protocol";
@@ -328,6 +329,7 @@ export class AgentDaemon {
   private adopt(runner: JobRunner): void {
     this.current = runner;
     runner.finished.then(() => {
+      jobsRun.inc({ kind: runner.job.kind });
       this.current = null;
       this.nudge();
       this.reconciler.nudge();

@@ -1,7 +1,9 @@
+import { join } from "node:path";
 import Dockerode from "dockerode";
 import pino from "pino";
 import { loadAgentConfig } from "./config";
 import { AgentDaemon } from "./daemon";
+import { instrumentDocker, serveAgentMetrics } from "./metrics";
 import { Redactor } from "./redact";
 
 let config: ReturnType<typeof loadAgentConfig>;
@@ -20,7 +22,12 @@ const logger = pino(
 );
 for (const name of config.unknownSettings) logger.warn({ name }, "unknown DEPLOYBOT_* setting ignored (misspelt?)");
 // dockerode/docker-modem read DOCKER_HOST themselves; the default is the local socket.
-const daemon = new AgentDaemon(config, new Dockerode(), logger, redactor);
+const docker = instrumentDocker(new Dockerode());
+const daemon = new AgentDaemon(config, docker, logger, redactor);
+if (config.metricsPort !== undefined) {
+  await serveAgentMetrics(config.metricsPort, docker, join(config.stateDir, "spool"));
+  logger.info({ port: config.metricsPort }, "metrics on 127.0.0.1");
+}
 
 process.on("SIGTERM", () => void daemon.drain());
 process.on("SIGINT", () => void daemon.drain());

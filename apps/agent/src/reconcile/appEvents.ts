@@ -1,3 +1,4 @@
+import { reconcileActions } from "../metrics";
 import type { AppEvent } from "@deploybot/protocol";
 import type { Logger } from "pino";
 import type { AgentState } from "../state";
@@ -29,6 +30,7 @@ export class AppEventQueue {
     const full: AppEvent = { seq: this.nextSeq++, at: new Date().toISOString(), ...event, reason: event.reason.slice(0, 2000) };
     this.pending.push(full);
     if (this.pending.length > KEEP) this.pending.splice(0, this.pending.length - KEEP);
+    reconcileActions.inc({ action: full.kind });
     this.logger.info({ app: full.app, event: full.kind, reason: full.reason, container: full.container }, "reconcile");
     this.save();
   }
