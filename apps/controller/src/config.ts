@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { registryPrefix } from "@deploybot/protocol";
 import { z } from "zod";
 
 const optionalSecret = z
@@ -25,8 +26,15 @@ const envSchema = z.object({
   DEPLOYBOT_WEBHOOK_SECRET: optionalSecret,
   /** Signs agent JWTs and encrypts secrets; generated into the data dir when absent. */
   DEPLOYBOT_SECRET_KEY: optionalSecret,
-  /** Default registry for app images, and its credentials (handed only to claiming agents). */
-  DEPLOYBOT_REGISTRY_URL: optionalSecret,
+  /**
+   * Default registry for app images (`127.0.0.1:5000`, `https://reg.example.com/team/`), and its
+   * credentials (handed only to claiming agents). Normalised here, once: no scheme, no trailing
+   * slash, lower case, so every image named after it reads `reg.example.com/team/<app>`.
+   */
+  DEPLOYBOT_REGISTRY_URL: optionalSecret.transform((v) => (v === undefined ? undefined : registryPrefix(v))).refine(
+    (v) => v === undefined || /^[a-z0-9.-]+(:\d+)?(\/[a-z0-9._/-]+)?$/.test(v),
+    "must be a registry like 127.0.0.1:5000 or https://reg.example.com/team",
+  ),
   DEPLOYBOT_REGISTRY_USERNAME: optionalSecret,
   DEPLOYBOT_REGISTRY_PASSWORD: optionalSecret,
   /** How often agents heartbeat; leases last three intervals. */
@@ -91,6 +99,7 @@ export interface Config {
   adminToken: string | undefined;
   webhookSecret: string | undefined;
   secretKey: string | undefined;
+  /** `url` is normalised (see DEPLOYBOT_REGISTRY_URL): images are `${url}/<app>` */
   registry: { url: string; username: string; password: string } | undefined;
   heartbeatIntervalSeconds: number;
   jobTimeoutSeconds: number;

@@ -6,3 +6,4 @@ export * from "./images";
 export * from "./routing";
 export * from "./events";
 export * from "./appState";
+export * from "./registry";

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { buildSpec, concurrencyPolicy, domainName, envName, label, name, proxySpec, runSpec, tlsMode } from "@deploybot/protocol";
+import { buildSpec, concurrencyPolicy, domainName, envName, label, name, proxySpec, registryPrefix, runSpec, tlsMode } from "@deploybot/protocol";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { cronProblem, timezoneProblem } from "./cron";
@@ -46,8 +46,8 @@ const appDefinition = z
     hosts: z.array(name).default([]),
     labels: z.array(z.string()).default([]),
     build: buildSpec.default({ dockerfile: "Dockerfile", context: ".", args: {} }),
-    /** repository to push to (without a tag); hosts then pull by digest */
-    image: z.string().min(1).optional(),
+    /** repository to push to (without a tag); hosts then pull by digest. Normalised like the registry URL. */
+    image: z.string().min(1).transform(registryPrefix).optional(),
     run: runSpec.default({ ports: [], env: {}, secrets: [], restart: "unless-stopped" }),
     schedules: z.array(scheduleDefinition).default([]),
     /** served by the proxy on every host of the app (HAProxy, ports 80/443); no host port is published */

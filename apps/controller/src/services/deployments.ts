@@ -1,4 +1,4 @@
-import { type Deployment, type DeploymentChangedEvent, type JobChangedEvent, type JobSpec, jobSpec, type Target } from "@deploybot/protocol";
+import { type Deployment, type DeploymentChangedEvent, type JobChangedEvent, appImageRepository, type JobSpec, jobSpec, type Target } from "@deploybot/protocol";
 import { and, desc, eq, inArray, isNotNull, lt, type SQL } from "drizzle-orm";
 import { agents, deployments, jobs, releases } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
@@ -244,9 +244,7 @@ export class DeploymentService {
   }
 
   imageRepository(app: AppDefinition): string | undefined {
-    if (app.image) return app.image;
-    const registry = this.deps.config.registry;
-    return registry ? `${registry.url.replace(/^https?:\/\//, "").replace(/\/$/, "")}/${app.name}` : undefined;
+    return appImageRepository(app, this.deps.config.registry);
   }
 
   /** A `builder`-labelled agent builds when one is online; otherwise the first host does (null: neither). */

@@ -1,4 +1,5 @@
 import {
+  appImageRepository,
   isFinal,
   type Job,
   type JobSpec,
@@ -89,8 +90,7 @@ export class JobService {
     const app = this.appOfRepo(body.repo, body.host);
     assertAppAllowed(by, app.name);
     this.requireAppHost(app.name, { host: body.host }, by);
-    const registry = this.deps.config.registry;
-    const image = app.image ?? (registry ? `${registry.url.replace(/^https?:\/\//, "")}/${app.name}` : undefined);
+    const image = appImageRepository(app, this.deps.config.registry);
     const spec = jobSpec.parse({
       kind: "deploy",
       app: app.name,

@@ -41,7 +41,7 @@ export class LeaseService {
     let out = spec;
     const registry = this.deps.config.registry;
     if (registry) {
-      const host = registry.url.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+      const host = registry.url.split("/")[0];
       const images = [spec.image, spec.source?.type === "image" ? spec.source.image : undefined];
       if (images.some((i) => i?.startsWith(`${host}/`))) out = { ...out, registry };
     }
