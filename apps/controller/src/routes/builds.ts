@@ -1,4 +1,4 @@
-import { buildRequest } from "@deploybot/protocol";
+import { appImageRepository, buildRequest } from "@deploybot/protocol";
 import { Hono } from "hono";
 import { ApiError } from "../lib/errors";
 import { type AppEnv, requireScope } from "../middleware/auth";
@@ -17,13 +17,13 @@ export function buildRoutes(s: Services, config: Config) {
     .post("/", requireScope(s.apiTokens, "deploy"), idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", buildRequest), (c) => {
       const body = c.req.valid("json");
       assertAppAllowed(c.get("user"), body.name);
-      if (!config.registry) throw new ApiError(422, "no_registry", "DEPLOYBOT_REGISTRY_URL is not set, so there is nowhere to push");
-      const registry = config.registry.url.replace(/^https?:\/\//, "").replace(/\/$/, "");
+      const image = appImageRepository({ name: body.name }, config.registry);
+      if (!image) throw new ApiError(422, "no_registry", "DEPLOYBOT_REGISTRY_URL is not set, so there is nowhere to push");
       const { job, created } = s.jobs.create({
-        spec: { kind: "build", app: body.name, source: { type: "files", files: body.files }, image: `${registry}/${body.name}`, version: body.version },
+        spec: { kind: "build", app: body.name, source: { type: "files", files: body.files }, image, version: body.version },
         target: body.host ? { host: body.host } : { labels: ["builder"] },
       }, c.get("idempotency"));
-      return c.json({ job, imageTag: `${registry}/${body.name}:${body.version}` }, created ? 201 : 200);
+      return c.json({ job, imageTag: `${image}:${body.version}` }, created ? 201 : 200);
     })
     .get("/:jobId", requireScope(s.apiTokens, "read"), (c) => {
       const job = s.jobs.get(c.req.param("jobId"), c.get("user"));
