@@ -29,9 +29,9 @@ export function shape(schema: Schema, indent = ""): string {
 }
 
 function operation(route: ApiRoute): string {
-  const block = (title: string, text: string) => `<h4>${title}</h4><pre>${escapeHtml(text)}</pre>`;
+  const block = (title: string, text: string) => `<h3>${title}</h3><pre>${escapeHtml(text)}</pre>`;
   const parts = [
-    `<h3 id="${escapeHtml(route.method + route.path)}"><span class="m ${route.method}">${route.method.toUpperCase()}</span> <code>${escapeHtml(route.path)}</code></h3>`,
+    `<h2 id="${escapeHtml(route.method + route.path)}"><span class="m ${route.method}">${route.method.toUpperCase()}</span> <code>${escapeHtml(route.path)}</code></h2>`,
     `<p>${escapeHtml(route.summary)}</p>`,
     `<p class="auth">Auth: <b>${route.auth}</b> — ${escapeHtml(authText[route.auth])}</p>`,
   ];
@@ -40,7 +40,7 @@ function operation(route: ApiRoute): string {
   if (route.response) parts.push(block("Response body", shape(jsonSchema(route.response, "output"))));
   if (route.contentType) parts.push(`<p>Response content type: <code>${escapeHtml(route.contentType)}</code></p>`);
   const rows = Object.entries(route.responses).map(([status, text]) => `<tr><td>${status}</td><td>${escapeHtml(text)}</td></tr>`);
-  parts.push(`<h4>Responses</h4><table>${rows.join("")}</table>`);
+  parts.push(`<h3>Responses</h3><table>${rows.join("")}</table>`);
   return `<section>${parts.join("\n")}</section>`;
 }
 
@@ -53,14 +53,16 @@ export function docsPage(routes: ApiRoute[]): string {
 <style>
 body{font:15px/1.5 system-ui,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem;color:#222}
 code,pre{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace}pre{background:#f5f5f5;padding:.6rem;overflow:auto;border-radius:4px}
-section{border-top:1px solid #ddd;padding:.5rem 0}h3{margin:.6rem 0 .2rem}h4{margin:.6rem 0 .2rem;font-size:.9rem}
+section{border-top:1px solid #ddd;padding:.5rem 0}h2{margin:.6rem 0 .2rem;font-size:1.17rem}h3{margin:.6rem 0 .2rem;font-size:.9rem}
 .m{display:inline-block;min-width:4.5rem;text-align:center;color:#fff;border-radius:3px;font-size:.8rem;padding:1px 4px}
-.get{background:#2a7ab0}.post{background:#3a9a4a}.delete{background:#b33}.put,.patch{background:#a70}
+.get{background:#1d6a99}.post{background:#2e7d32}.delete{background:#b03030}.put,.patch{background:#8a5a00}
 .auth{color:#555}table{border-collapse:collapse}td{border:1px solid #ddd;padding:2px 8px}ul{columns:2}
 </style></head><body>
+<main>
 <h1>deploybot API (v1)</h1>
 <p>Tokens go in <code>Authorization: Bearer …</code>. Every error is <code>{"error":{"code","message","details?"}}</code>. Machine-readable: <a href="/openapi.json">/openapi.json</a>.</p>
 <ul>${index.join("")}</ul>
 ${routes.map(operation).join("\n")}
+</main>
 </body></html>`;
 }
