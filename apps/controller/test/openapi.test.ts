@@ -45,5 +45,20 @@ describe("the API description", () => {
     const html = await res.text();
     for (const r of apiRoutes) expect(html).toContain(`${r.method.toUpperCase()}</span> <code>${r.path}</code>`);
     expect(html).not.toMatch(/<script|<link|src="http|href="http/);
+    // one <main> landmark; headings never skip a level; white badge text keeps 4.5:1
+    expect(html.match(/<main>/g)?.length).toBe(1);
+    const levels = [...html.matchAll(/<h([1-6])/g)].map((m) => Number(m[1]));
+    for (let i = 1; i < levels.length; i++) expect(levels[i]).toBeLessThanOrEqual(levels[i - 1]! + 1);
+    const badges = [...html.matchAll(/\.(get|post|delete|put)[^{]*\{background:#([0-9a-f]{6})\}/g)];
+    expect(badges.length).toBe(4);
+    for (const [, , hex] of badges) expect(contrastWithWhite(hex!)).toBeGreaterThanOrEqual(4.5);
   });
 });
+
+function contrastWithWhite(hex: string): number {
+  const channel = (i: number) => {
+    const c = Number.parseInt(hex.slice(i, i + 2), 16) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  return 1.05 / (0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4) + 0.05);
+}
