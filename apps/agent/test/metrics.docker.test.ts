@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -6,17 +5,7 @@ import Dockerode from "dockerode";
 import { expect, it } from "vitest";
 import { describeDocker, freePort } from "../../../test/support/docker";
 import { instrumentDocker, jobsRun, reconcileActions, serveAgentMetrics } from "../src/metrics";
-
-async function promtoolCheck(text: string): Promise<{ ok: boolean; output: string }> {
-  return new Promise((resolve) => {
-    const p = spawn("promtool", ["check", "metrics"]);
-    let output = "";
-    p.stdout.on("data", (d) => (output += d));
-    p.stderr.on("data", (d) => (output += d));
-    p.on("close", (code) => resolve({ ok: code === 0, output }));
-    p.stdin.end(text);
-  });
-}
+import { promtoolCheck } from "../../../test/support/promtool";
 
 describeDocker("agent metrics (DEPLOYBOT_AGENT_METRICS_PORT)", () => {
   it("serves promtool-clean metrics on loopback: Docker call latency, spool bytes, containers by state, jobs and reconcile actions", async () => {

@@ -6,20 +6,9 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { freePort } from "../../../test/support/docker";
 import { ADMIN, startTestController } from "./server";
+import { promtoolCheck } from "../../../test/support/promtool";
 
 const run = promisify(execFile);
-
-/** `promtool check metrics` reads the exposition on stdin; it exits non-zero on any lint problem. */
-async function promtoolCheck(text: string): Promise<{ ok: boolean; output: string }> {
-  return new Promise((resolve) => {
-    const p = spawn("promtool", ["check", "metrics"]);
-    let output = "";
-    p.stdout.on("data", (d) => (output += d));
-    p.stderr.on("data", (d) => (output += d));
-    p.on("close", (code) => resolve({ ok: code === 0, output }));
-    p.stdin.end(text);
-  });
-}
 
 const sample = (text: string, series: string) => {
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
