@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from "node:fs";
 import https from "node:https";
-import tls from "node:tls";
+import type tls from "node:tls";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeDocker, testAcme, uniqueName } from "../../../test/support/docker";
 import { type ProxyWorld, proxyWorld, viaProxy } from "./proxyFixture";

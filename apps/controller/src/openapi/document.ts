@@ -19,6 +19,7 @@ export const authText: Record<ApiRoute["auth"], string> = {
   public: "no token",
   join: "the join token (DEPLOYBOT_JOIN_TOKEN)",
   agent: "the agent's JWT from /v1/agents/register",
+  metrics: "an API token with the metrics scope (or read, deploy, admin), or an address in DEPLOYBOT_METRICS_ALLOW",
   ...scopes,
 };
 

@@ -69,6 +69,14 @@ export const apiRoutes: ApiRoute[] = [
     responses: { 200: "the document" },
   },
   { method: "get", path: "/docs", summary: "This API as a readable page", auth: "public", contentType: "text/html", responses: { 200: "HTML" } },
+  {
+    method: "get",
+    path: "/metrics",
+    summary: "Prometheus metrics (text exposition): a token with the metrics scope, or an address in DEPLOYBOT_METRICS_ALLOW",
+    auth: "metrics",
+    contentType: "text/plain; version=0.0.4",
+    responses: { 200: "the metrics", ...user },
+  },
 
   // jobs
   {

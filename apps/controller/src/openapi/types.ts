@@ -1,6 +1,6 @@
 import type { z } from "zod";
 
-export type Auth = "public" | "join" | "agent" | "read" | "deploy" | "admin";
+export type Auth = "public" | "join" | "agent" | "metrics" | "read" | "deploy" | "admin";
 export type Method = "get" | "post" | "put" | "patch" | "delete";
 
 /** One documented operation; `body`, `query` and `response` are the schemas the route uses. */
