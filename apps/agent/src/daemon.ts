@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import { backoffMs, sleep } from "./backoff";
 import type { AgentConfig } from "./config";
 import { ControllerClient, ControllerError, isRetryable } from "./controllerClient";
+import { LABELS } from "./docker/managedContainers";
 import { findJobContainer, listManagedContainers, scopeToHost } from "./executors";
 import { JobRunner, type RunnerDeps } from "./jobRunner";
 import { AppLogShipper } from "./appLogs/appLogShipper";
@@ -62,7 +63,12 @@ export class AgentDaemon {
   ) {
     this.client = new ControllerClient(config.url);
     this.state = new AgentState(config.stateDir);
-    scopeToHost(config.hostname);
+    // Containers from before the host label: this host's apps and the job it holds are its own.
+    scopeToHost(config.hostname, (labels) => {
+      const app = labels[LABELS.app];
+      const job = this.current?.job ?? this.state.loadHeldJob();
+      return (!!app && (this.desired.get(app) !== undefined || job?.app === app)) || (!!job && labels[LABELS.job] === job.id);
+    });
     this.redactor.add(config.joinToken, ...config.registries.map((r) => r.password));
     const p = config.proxy;
     this.proxy =

@@ -14,12 +14,23 @@ export const LABELS = {
 
 let agentHost: string | null = null;
 
+/** The labels of a container created before `deploybot.host` existed (agents before 2026-11-22). */
+export type LegacyOwnership = (labels: Record<string, string>) => boolean;
+let ownsLegacy: LegacyOwnership = () => false;
+
 /**
  * Scopes every container this process creates and lists to one agent. Set once by the daemon;
  * unset (executor tests) means every managed container on the engine.
+ *
+ * `legacy` decides about managed containers without the host label: an agent upgraded from a
+ * version before that label must still see the containers it started, or a deploy's replace
+ * leaves the old one holding the host port and the new one cannot start. The daemon claims only
+ * those of apps this host runs (its desired state) or of the job it holds, so a container of
+ * another agent on a shared engine is still never touched.
  */
-export function scopeToHost(hostname: string | null): void {
+export function scopeToHost(hostname: string | null, legacy: LegacyOwnership = () => false): void {
   agentHost = hostname;
+  ownsLegacy = legacy;
 }
 
 /** Same shape as `managedContainer` in @deploybot/protocol (heartbeats). */
@@ -52,8 +63,12 @@ const toManaged = (c: Dockerode.ContainerInfo): ManagedContainer => ({
 });
 
 async function listByLabels(docker: Dockerode, labels: string[]): Promise<Dockerode.ContainerInfo[]> {
-  const scope = agentHost ? [`${LABELS.host}=${agentHost}`] : [];
-  return docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`, ...scope, ...labels] } });
+  const all = await docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`, ...labels] } });
+  if (!agentHost) return all;
+  return all.filter((c) => {
+    const host = c.Labels?.[LABELS.host];
+    return host === agentHost || (host === undefined && ownsLegacy(c.Labels ?? {}));
+  });
 }
 
 /** The engine's own summaries of this agent's managed containers (labels, state), for reconcile. */
