@@ -86,6 +86,20 @@ const envSchema = z.object({
     .default("")
     .transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean))
     .pipe(z.array(z.union([z.ipv4(), z.ipv6()]))),
+  /** Directory for periodic database backups (a consistent, checked copy every interval); unset: no periodic backups. */
+  DEPLOYBOT_BACKUP_DIR: z.string().optional().transform((v) => (v && v.length > 0 ? v : undefined)),
+  /** Time between periodic backups: seconds, or a number with s, m, h or d (`30m`, `6h`, `1d`). */
+  DEPLOYBOT_BACKUP_INTERVAL: z
+    .string()
+    .default("6h")
+    .transform((v, ctx) => {
+      const m = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$/.exec(v.trim());
+      const ms = m ? Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? "s") as "s"] : Number.NaN;
+      if (!(ms >= 1000)) ctx.addIssue({ code: "custom", message: "must be a duration of at least 1s, like 900, 30m, 6h or 1d" });
+      return ms;
+    }),
+  /** How many periodic backups DEPLOYBOT_BACKUP_DIR keeps; older ones are removed after each new one. */
+  DEPLOYBOT_BACKUP_KEEP: z.coerce.number().int().min(1).max(10_000).default(8),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -122,6 +136,8 @@ export interface Config {
   agentUpdateConcurrency: number;
   appLogLines: number;
   metricsAllow: string[];
+  /** periodic backups; undefined without DEPLOYBOT_BACKUP_DIR */
+  backups: { dir: string; intervalMs: number; keep: number } | undefined;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -169,6 +185,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     agentUpdateConcurrency: e.DEPLOYBOT_AGENT_UPDATE_CONCURRENCY,
     appLogLines: e.DEPLOYBOT_APP_LOG_LINES,
     metricsAllow: e.DEPLOYBOT_METRICS_ALLOW,
+    backups: e.DEPLOYBOT_BACKUP_DIR
+      ? { dir: fromCaller(e.DEPLOYBOT_BACKUP_DIR), intervalMs: e.DEPLOYBOT_BACKUP_INTERVAL, keep: e.DEPLOYBOT_BACKUP_KEEP }
+      : undefined,
   };
 }
 

@@ -7,6 +7,7 @@ import { createApp } from "./app";
 import type { Config } from "./config";
 import { openDb } from "./db/client";
 import { type AppsConfig, loadAppsConfig } from "./services/appsConfig";
+import { startPeriodicBackups } from "./services/backups";
 
 /** DEPLOYBOT_SECRET_KEY, or a key generated once into the data dir (mode 0600). */
 function resolveSecretKey(config: Config): string {
@@ -26,6 +27,13 @@ export async function startController(config: Config, opts: { init?: boolean } =
   const db = openDb(config.dbPath, opts);
   let apps: AppsConfig = loadAppsConfig(config.configPath);
   const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey: resolveSecretKey(config) });
+  if (!services.secrets.keyOpensSecrets()) {
+    db.$client.close();
+    throw new Error(
+      `the secrets in ${config.dbPath} were encrypted with another secret key: start with the DEPLOYBOT_SECRET_KEY (or the data dir's secret.key) ` +
+        "that was in use when this database (or backup) was written",
+    );
+  }
 
   const rearmed = services.leases.rearmLeases();
   if (rearmed > 0) logger.info({ jobs: rearmed }, "re-armed leases after start");
@@ -48,6 +56,7 @@ export async function startController(config: Config, opts: { init?: boolean } =
     }
   }, 60_000);
   housekeeping.unref();
+  const periodicBackups = config.backups ? startPeriodicBackups(services.backups, config.backups, logger) : undefined;
 
   // Schedules are decided just after each second boundary, so a seconds-level cron runs within
   // tens of milliseconds of its tick (a plain 1 s interval would drift up to a second late).
@@ -93,6 +102,7 @@ export async function startController(config: Config, opts: { init?: boolean } =
     clearTimeout(schedulerTimer);
     clearInterval(housekeeping);
     services.drainer.stop();
+    await periodicBackups?.stop();
     services.agents.flushLiveness();
     if (pidFile) rmSync(pidFile, { force: true });
     process.off("SIGHUP", reload);

@@ -4,6 +4,7 @@ import { AppLogService } from "./appLogs";
 import { AppOperationService } from "./appOperations";
 import { AppStateService } from "./appStates";
 import { AgentTokens, ApiTokens } from "./auth";
+import { DatabaseBackups } from "./backups";
 import { DeploymentService } from "./deployments";
 import { AgentDistribution } from "./agentDist";
 import { AgentUpdates } from "./agentUpdates";
@@ -54,6 +55,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   drainer.follow();
   const agentService = new AgentService(deps, agentTokens, leases, appStates, joinTokens);
   return {
+    backups: new DatabaseBackups(deps.config.dbPath, deps.logger),
     runs,
     scheduler: new Scheduler(deps, runs, jobs, schedulerHooks),
     secrets,

@@ -90,6 +90,22 @@ export class SecretStore {
     throw new ApiError(422, "secret_not_set", `app '${app}' declares secret ${list} but no value is set; set it with: deploybot secrets set ${app} ${missing[0]}`, { missing });
   }
 
+  /**
+   * Whether this controller's key opens the stored secrets (one is tried). A database restored
+   * next to another DEPLOYBOT_SECRET_KEY or secret.key would otherwise start and fail every
+   * deploy that needs a secret, and every agent token it signed would be refused.
+   */
+  keyOpensSecrets(): boolean {
+    const row = this.deps.db.select().from(secrets).limit(1).get();
+    if (!row) return true;
+    try {
+      this.open(row.value, `${row.app}/${row.key}`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Every decrypted value of an app's secrets, for redaction of what its jobs send back. */
   allValues(app: string): Record<string, string> {
     const rows = this.deps.db.select().from(secrets).where(eq(secrets.app, app)).all();

@@ -1,0 +1,127 @@
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import pino from "pino";
+import { describe, expect, test } from "vitest";
+import { BackupError, DatabaseBackups, listBackups } from "../src/services/backups";
+import { ADMIN, startTestController } from "./server";
+
+const tmp = (prefix: string) => mkdtempSync(join(tmpdir(), `deploybot-${prefix}-`));
+const quiet = pino({ level: "silent" });
+
+function readBackup(path: string) {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return {
+      integrity: db.pragma("integrity_check", { simple: true }),
+      tokens: (db.prepare("SELECT name FROM api_tokens ORDER BY name").all() as { name: string }[]).map((r) => r.name),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+describe("database backups", () => {
+  test("a backup taken while requests keep writing is consistent, checked, and holds what was written before it began", async () => {
+    const ctl = await startTestController(tmp("bk"));
+    try {
+      for (let i = 0; i < 20; i++) expect((await ctl.call("POST", "/v1/tokens", ADMIN, { name: `before-${i}`, scope: "read" })).status).toBe(201);
+      // writers keep going through the whole backup
+      let writing = true;
+      let written = 0;
+      const writer = (async () => {
+        while (writing) {
+          const res = await ctl.call("POST", "/v1/tokens", ADMIN, { name: `during-${written}`, scope: "read" });
+          expect(res.status).toBe(201);
+          written++;
+        }
+      })();
+      const dest = join(tmp("bk-out"), "copy.db");
+      const file = await ctl.services.backups.backupTo(dest);
+      writing = false;
+      await writer;
+      expect(file.bytes).toBeGreaterThan(0);
+      const copy = readBackup(dest);
+      expect(copy.integrity).toBe("ok");
+      for (let i = 0; i < 20; i++) expect(copy.tokens).toContain(`before-${i}`);
+      // nothing but the backup itself is left next to it (no temp, WAL or journal files)
+      expect(readdirSync(join(dest, ".."))).toEqual(["copy.db"]);
+    } finally {
+      await ctl.stop();
+    }
+  });
+
+  test("a failed backup leaves nothing behind: no file at the target, no temp file", async () => {
+    const dir = tmp("bk-bad");
+    const garbage = join(dir, "garbage.db");
+    writeFileSync(garbage, Buffer.alloc(8192, 0x5a));
+    const out = tmp("bk-bad-out");
+    await expect(new DatabaseBackups(garbage, quiet).backupTo(join(out, "copy.db"))).rejects.toThrow(/not a database|check/);
+    expect(readdirSync(out)).toEqual([]);
+    await expect(new DatabaseBackups(":memory:", quiet).backupTo(join(out, "copy.db"))).rejects.toBeInstanceOf(BackupError);
+  });
+
+  test("rotation keeps the newest N backups and clears an interrupted backup's temp file", async () => {
+    const ctl = await startTestController(tmp("bk-rot"));
+    try {
+      const out = tmp("bk-rot-out");
+      writeFileSync(join(out, "backup-20200101T000000000Z.db.tmp-999999-abcd"), "half a file");
+      writeFileSync(join(out, "notes.txt"), "not a backup");
+      const made: string[] = [];
+      for (let i = 0; i < 4; i++) made.push((await ctl.services.backups.rotate(out, 2, new Date(Date.UTC(2026, 0, 1, 0, i)))).path);
+      expect(listBackups(out)).toEqual(made.slice(2).map((p) => p.slice(out.length + 1)));
+      expect(readdirSync(out).sort()).toEqual([...listBackups(out), "notes.txt"].sort());
+    } finally {
+      await ctl.stop();
+    }
+  });
+
+  test("DEPLOYBOT_BACKUP_DIR: the controller writes checked backups every interval and keeps the last DEPLOYBOT_BACKUP_KEEP", async () => {
+    const out = tmp("bk-periodic");
+    const ctl = await startTestController(tmp("bk-per"), { DEPLOYBOT_BACKUP_DIR: out, DEPLOYBOT_BACKUP_INTERVAL: "1s", DEPLOYBOT_BACKUP_KEEP: "2" });
+    try {
+      await ctl.call("POST", "/v1/tokens", ADMIN, { name: "kept", scope: "read" });
+      const seen = new Set<string>();
+      for (let i = 0; i < 600 && seen.size < 4; i++) {
+        for (const n of listBackups(out)) seen.add(n);
+        expect(listBackups(out).length).toBeLessThanOrEqual(2);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(seen.size).toBeGreaterThanOrEqual(4);
+    } finally {
+      await ctl.stop();
+    }
+    const kept = listBackups(out);
+    expect(kept.length).toBe(2);
+    const copy = readBackup(join(out, kept.at(-1)!));
+    expect(copy.integrity).toBe("ok");
+    expect(copy.tokens).toContain("kept");
+  });
+
+  test("restored into a fresh data dir with the same secret key: tokens and secrets work; another key is refused at start", async () => {
+    const dir = tmp("bk-src");
+    const ctl = await startTestController(dir);
+    const token = (await ctl.call("POST", "/v1/tokens", ADMIN, { name: "ci", scope: "read" })).body.token as string;
+    expect((await ctl.call("PUT", "/v1/apps/api/secrets/DATABASE_URL", ADMIN, { value: "postgres://u:p@db/app" })).status).toBe(200);
+    const dest = join(tmp("bk-copy"), "backup.db");
+    await ctl.services.backups.backupTo(dest);
+    await ctl.stop();
+
+    const fresh = tmp("bk-restored");
+    copyFileSync(dest, join(fresh, "deploybot.db"));
+    copyFileSync(join(dir, "secret.key"), join(fresh, "secret.key"));
+    const restored = await startTestController(fresh);
+    try {
+      expect((await restored.call("GET", "/v1/apps", token)).status).toBe(200);
+      expect(restored.services.secrets.valuesFor("api", ["DATABASE_URL"])).toEqual({ DATABASE_URL: "postgres://u:p@db/app" });
+    } finally {
+      await restored.stop();
+    }
+
+    const wrongKey = tmp("bk-wrong-key");
+    copyFileSync(dest, join(wrongKey, "deploybot.db"));
+    await expect(startTestController(wrongKey)).rejects.toThrow(/encrypted with another secret key/);
+    expect(existsSync(join(wrongKey, "deploybot.db"))).toBe(true);
+  });
+});
