@@ -66,6 +66,40 @@ describeDocker("routing through the host proxy (real engine + HAProxy)", () => {
     expect(route?.upstreams.every((u) => u.release === "b3")).toBe(true);
   });
 
+  it("a cancel during a 3-replica roll puts the old release back with never fewer than 3 upstreams and 0 failed requests", async () => {
+    const before = new Set((await world.proxy.routes()).find((r) => r.app === b)?.upstreams.map((u) => u.container));
+    expect(before.size).toBe(3);
+    let fewest = 3;
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        fewest = Math.min(fewest, world.proxy.table.get(b)?.upstreams.length ?? 0);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const load = startLoad({ port: world.httpPort, host: domainB, ratePerSecond: 100 });
+    // Cancelled once the first old container has left the route: one replica of b4 serves then.
+    const outcome = await world.deploy(b, "b4", { domains: [domainB], replicas: 3, cancelWhen: (line) => line.includes("out of the route") });
+    const samples = await load.stop();
+    watching = false;
+    await watch;
+    expect(outcome).toMatchObject({ ok: false, error: "cancelled" });
+    expect(failures(samples)).toEqual([]);
+    expect(samples.some((s) => s.body === "b4")).toBe(true);
+    expect(fewest).toBeGreaterThanOrEqual(3);
+    const route = (await world.proxy.routes()).find((r) => r.app === b);
+    expect(route?.upstreams).toHaveLength(3);
+    expect(route?.upstreams.every((u) => u.release === "b3" && u.state === "ready")).toBe(true);
+    await eventually("every upstream up", async () => (await world.proxy.routes()).find((r) => r.app === b)?.upstreams.every((u) => u.health === "up") ?? false);
+    const after = new Set(route?.upstreams.map((u) => u.container));
+    // the two never touched plus the one that was stopped and came back
+    expect(after).toEqual(before);
+    const ids = new Set<string>();
+    for (let i = 0; i < 12; i++) ids.add((await viaProxy(world.httpPort, domainB, "/id"))?.body ?? "");
+    expect(ids.size).toBe(3);
+    expect((await viaProxy(world.httpPort, domainB))?.body).toBe("b3");
+  });
+
   it("an agent restart and a HAProxy restart each restore every route", async () => {
     // Agent restart: HAProxy keeps running; the new agent converges (seamless reload).
     await world.restartAgent().converge();

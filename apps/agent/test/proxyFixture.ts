@@ -37,7 +37,8 @@ export interface ProxyWorld {
   proxy: HostProxy;
   /** a new HostProxy on the same state dir: what an agent restart constructs */
   restartAgent(): HostProxy;
-  deploy(app: string, version: string, route: RouteOptions & { healthy?: boolean; replicas?: number }): ReturnType<typeof executeJob>;
+  /** `cancelWhen`: the job is cancelled (its signal aborts) at the first log line it returns true for */
+  deploy(app: string, version: string, route: RouteOptions & { healthy?: boolean; replicas?: number; cancelWhen?: (line: string) => boolean }): ReturnType<typeof executeJob>;
   cleanup(): Promise<void>;
 }
 
@@ -82,6 +83,14 @@ export async function proxyWorld(options: { acmeCaCertFile?: string } = {}): Pro
       apps.add(app);
       const ctx = await makeContext(docker);
       ctx.proxy = world.proxy;
+      const { cancelWhen } = route;
+      if (cancelWhen) {
+        const log = ctx.log;
+        ctx.log = (stream, line) => {
+          log(stream, line);
+          if (cancelWhen(line)) ctx.controller.abort();
+        };
+      }
       const job = makeJob({
         kind: "deploy",
         app,

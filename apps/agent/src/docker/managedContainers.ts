@@ -104,8 +104,8 @@ export async function stopAndRemove(docker: Dockerode, id: string, stopSeconds =
 }
 
 /** Removes every container labelled with the job id; returns their ids. */
-export async function cleanupJob(docker: Dockerode, jobId: string): Promise<string[]> {
-  const containers = await listByLabels(docker, [`${LABELS.job}=${jobId}`]);
+export async function cleanupJob(docker: Dockerode, jobId: string, keep: string[] = []): Promise<string[]> {
+  const containers = (await listByLabels(docker, [`${LABELS.job}=${jobId}`])).filter((c) => !keep.includes(c.Id));
   await Promise.all(containers.map((c) => stopAndRemove(docker, c.Id)));
   return containers.map((c) => c.Id);
 }

@@ -25,7 +25,10 @@ export async function deployJob(job: ClaimedJob, ctx: JobContext, workDir: strin
     ...(domains.length > 0 && proxy ? { route: { domains, proxy, tls: job.spec.tls ?? "auto", ...(job.spec.acme ? { acme: job.spec.acme } : {}) } } : {}),
   };
   const outcome = await rollOut(ctx, plan);
-  if (!outcome.ok) return { ok: false, error: outcome.error, result: { ...result, ...(outcome.lastLogLines ? { lastLogLines: outcome.lastLogLines } : {}) } };
+  if (!outcome.ok) {
+    const keep = outcome.keepContainers ? { keepContainers: outcome.keepContainers } : {};
+    return { ok: false, error: outcome.error, result: { ...result, ...(outcome.lastLogLines ? { lastLogLines: outcome.lastLogLines } : {}) }, ...keep };
+  }
   ctx.log("system", `deploy: ${job.app} release ${release} is serving (${outcome.containers.map((c) => c.slice(0, 12)).join(", ")})`);
   if (job.spec.keepImages) {
     const repositories = [prepared.image, job.spec.image, `deploybot/${job.app.toLowerCase()}`].filter((r): r is string => !!r);

@@ -35,7 +35,7 @@ export async function executeJob(job: ClaimedJob, ctx: JobContext): Promise<JobO
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
   if (!outcome.ok && ctx.signal.aborted) {
-    const removed = await cleanupJob(ctx.docker, job.id).catch(() => []);
+    const removed = await cleanupJob(ctx.docker, job.id, outcome.keepContainers).catch(() => []);
     if (removed.length > 0) ctx.log("system", `cancelled: removed ${removed.length} container(s) of job ${job.id}`);
     return { ok: false, error: CANCELLED, ...(outcome.result ? { result: outcome.result } : {}) };
   }

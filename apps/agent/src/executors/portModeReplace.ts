@@ -78,7 +78,7 @@ export async function portModeReplace(ctx: RollOutContext, plan: RollOutPlan): P
 }
 
 /** The new container failed: keep its last words for the error, then remove it. */
-export async function failNew(ctx: RollOutContext, id: string, reason: string): Promise<RollOutOutcome> {
+export async function failNew(ctx: RollOutContext, id: string, reason: string): Promise<RollOutOutcome & { ok: false }> {
   const lines = reason === CANCELLED ? [] : await lastLogLines(ctx.docker, id, 20);
   await stopAndRemove(ctx.docker, id, 0);
   if (reason === CANCELLED) return { ok: false, error: CANCELLED };

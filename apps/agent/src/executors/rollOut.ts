@@ -39,7 +39,7 @@ export interface RollOutContext {
 
 export type RollOutOutcome =
   | { ok: true; containers: string[]; removed: string[]; healthUrl?: string }
-  | { ok: false; error: string; lastLogLines?: string[] };
+  | { ok: false; error: string; lastLogLines?: string[]; keepContainers?: string[] };
 
 /**
  * The one way an app's containers are replaced on a host (deploy, rollback, restart, scale).
@@ -85,25 +85,68 @@ export async function rollOut(ctx: RollOutContext, plan: RollOutPlan): Promise<R
   const labels = managedLabels(plan.app, plan.jobId, plan.release);
   const suffix = (plan.attempt ?? 1) > 1 ? `-${plan.attempt}` : "";
   const started: string[] = [];
+  /** old containers taken out of the route and stopped, each with the new one that took its place; removed only at the end */
+  const swapped: { old: ManagedContainer; replacement: string | null }[] = [];
   let healthUrl: string | undefined;
+  const drainSeconds = route?.proxy.drain_seconds ?? 0;
 
-  /** A failure: take what this rollout added out of the route and remove it; the old ones keep serving. */
-  const undo = async (outcome: RollOutOutcome): Promise<RollOutOutcome> => {
-    for (const id of started) {
-      if (route && proxy) await proxy.removeUpstream(plan.app, id, 0).catch(() => undefined);
-      await stopAndRemove(docker, id, 0);
-    }
-    return outcome;
-  };
-
-  const takeOut = async (c: ManagedContainer) => {
-    const drain = route?.proxy.drain_seconds ?? 0;
+  const takeOut = async (c: ManagedContainer, how: "stop" | "remove") => {
     if (route && proxy) {
-      const drained = await proxy.removeUpstream(plan.app, c.id, drain);
+      const drained = await proxy.removeUpstream(plan.app, c.id, drainSeconds);
       log("system", `deploy: ${c.name ?? c.id} out of the route (drained in ${drained.waitedMs} ms${drained.sessionsLeft ? `, ${drained.sessionsLeft} request(s) cut` : ""})`);
     }
     // The route sends it nothing any more: its own stop grace only covers the app's shutdown.
-    await stopAndRemove(docker, c.id, 10).catch((err: Error) => log("stderr", `deploy: could not remove ${c.id}: ${err.message}`));
+    if (how === "remove") await stopAndRemove(docker, c.id, 10).catch((err: Error) => log("stderr", `deploy: could not remove ${c.id}: ${err.message}`));
+    else await docker.getContainer(c.id).stop({ t: 10 }).catch(() => undefined);
+  };
+
+  /**
+   * Puts a stopped old container back into the route (a rollback). Not under the job's signal,
+   * which is what fired: bounded by the health check's own timeout instead.
+   */
+  const bringBack = async (c: ManagedContainer): Promise<boolean> => {
+    try {
+      await docker.getContainer(c.id).start();
+      const health = await waitHealthy(docker, c.id, check, AbortSignal.timeout(((check?.timeout_seconds ?? 30) + 5) * 1000), route && proxy ? proxy.network : undefined);
+      if (!health.ok) throw new Error(health.reason);
+      if (route && proxy) {
+        const info = await docker.getContainer(c.id).inspect();
+        const ip = info.NetworkSettings.Networks?.[proxy.network]?.IPAddress;
+        if (!ip) throw new Error(`no address on network ${proxy.network}`);
+        await proxy.addUpstream(plan.app, { container: c.id, ip, port: route.proxy.port, release: c.release ?? "unknown" });
+      }
+      return true;
+    } catch (err) {
+      log("stderr", `deploy: could not bring ${c.name ?? c.id} back: ${(err as Error).message}`);
+      return false;
+    }
+  };
+
+  /**
+   * A failure or a cancel: the new containers that never replaced an old one leave at once (they
+   * are not needed for N); each one that did is swapped back for its old container (started,
+   * health-gated, in the route, then the new one drained out), so the app never has fewer than N
+   * upstreams. An old container that does not come back keeps its replacement serving, which the
+   * job's cleanup must then leave alone (keepContainers).
+   */
+  const undo = async (outcome: RollOutOutcome & { ok: false }): Promise<RollOutOutcome> => {
+    const replacements = new Set(swapped.map((s) => s.replacement).filter((id): id is string => id !== null));
+    for (const id of started.filter((id) => !replacements.has(id))) {
+      if (route && proxy) await proxy.removeUpstream(plan.app, id, 0).catch(() => undefined);
+      await stopAndRemove(docker, id, 0);
+    }
+    const keep: string[] = [];
+    for (const { old, replacement } of swapped.reverse()) {
+      if (await bringBack(old)) {
+        log("system", `deploy: ${old.name ?? old.id} (release ${old.release ?? "?"}) is back in the route`);
+        if (replacement) await takeOut({ id: replacement }, "remove");
+      } else if (replacement) {
+        keep.push(replacement);
+        await stopAndRemove(docker, old.id, 0).catch(() => undefined);
+      }
+    }
+    if (keep.length > 0) log("system", `deploy: ${keep.length} container(s) of release ${plan.release} keep serving in place of old ones that did not come back`);
+    return { ...outcome, ...(keep.length > 0 ? { keepContainers: keep } : {}) };
   };
 
   for (let i = 0; i < toStart; i++) {
@@ -144,10 +187,16 @@ export async function rollOut(ctx: RollOutContext, plan: RollOutPlan): Promise<R
       log("system", `deploy: ${name} is in the route for ${route.domains.join(", ")}`);
     }
     const next = old.shift();
-    if (next) await takeOut(next);
+    // Not cut by a cancel: the step in flight finishes, so the route is back to N before undo.
+    if (next) {
+      await takeOut(next, "stop");
+      swapped.push({ old: next, replacement: id });
+    }
   }
   // More old containers than new ones (a scale down, or N shrank): the rest leave the same way.
-  for (const c of old) await takeOut(c);
+  for (const c of old) await takeOut(c, "remove");
+  // Kept stopped until now, so that a cancel could still put them back.
+  for (const { old: c } of swapped) await stopAndRemove(docker, c.id, 0).catch((err: Error) => log("stderr", `deploy: could not remove ${c.id}: ${err.message}`));
   if (route && proxy) {
     // Upstreams whose container went away by other means (removed by hand, an older agent).
     const live = new Set([...kept.map((c) => c.id), ...started]);

@@ -27,7 +27,14 @@ export interface JobContext {
 /** Expected failures are values (STYLE.md rule 16); `error: "cancelled"` means the signal fired. */
 export type JobOutcome =
   | { ok: true; result: Record<string, unknown>; resultFile?: ResultFileContent }
-  | { ok: false; error: string; result?: Record<string, unknown>; resultFile?: ResultFileContent };
+  | {
+      ok: false;
+      error: string;
+      result?: Record<string, unknown>;
+      resultFile?: ResultFileContent;
+      /** the job's containers that serve the app after all (a rollback that could not finish): cancel cleanup leaves them */
+      keepContainers?: string[];
+    };
 
 /** A run's result file, uploaded on its own (`PUT /v1/jobs/{id}/result`) before the final status. */
 export interface ResultFileContent {

@@ -52,7 +52,8 @@ export async function appOperationJob(job: ClaimedJob, ctx: JobContext, store: D
   log("system", `${kind}: ${job.app} release ${plan.release}, ${replicas} container(s)${kind === "restart" ? ", each replaced" : ""}`);
   const outcome = await rollOut(ctx, plan);
   if (!outcome.ok) {
-    return { ok: false, error: outcome.error, result: { ...result, ...(outcome.lastLogLines ? { lastLogLines: outcome.lastLogLines } : {}) } };
+    const keep = outcome.keepContainers ? { keepContainers: outcome.keepContainers } : {};
+    return { ok: false, error: outcome.error, result: { ...result, ...(outcome.lastLogLines ? { lastLogLines: outcome.lastLogLines } : {}) }, ...keep };
   }
   store.setLocal(job.app, job.id, { state: "running", ...(kind === "scale" ? { replicas } : {}) });
   return { ok: true, result: { ...result, containers: outcome.containers, replaced: outcome.removed } };
