@@ -3,6 +3,8 @@
 // hosts install and update from. One directory:
 //   deploybot-agent.mjs       the agent, one bundled ES module (plain Node >= 20.19, no node_modules)
 //   deploybot-agent.service   the systemd unit
+//   deploybot-proxy.service   the host proxy's unit (HAProxy, written by the agent) and the
+//   deploybot-proxy.path      path unit that starts it once the agent wrote its first config
 //   install-agent.sh          the installer
 //   manifest.json             {version, node, files: {name: {sha256, size}}}
 // The agent needs no native module: dockerode speaks HTTP over the Docker socket; its optional
@@ -16,10 +18,11 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { bundle, isStale, repoRoot } from "./bundle.mjs";
 
-export const AGENT_FILES = ["deploybot-agent.mjs", "deploybot-agent.service", "install-agent.sh"];
+export const AGENT_FILES = ["deploybot-agent.mjs", "deploybot-agent.service", "deploybot-proxy.service", "deploybot-proxy.path", "install-agent.sh"];
+const UNITS = ["deploybot-agent.service", "deploybot-proxy.service", "deploybot-proxy.path"];
 export const defaultAgentDist = join(repoRoot, "apps/agent/dist");
 const agentPackage = join(repoRoot, "apps/agent/package.json");
-const sources = [join(repoRoot, "apps/agent/src"), join(repoRoot, "packages/protocol/src"), agentPackage, join(repoRoot, "scripts/systemd/deploybot-agent.service"), join(repoRoot, "scripts/install-agent.sh"), join(repoRoot, "scripts/build-agent.mjs")];
+const sources = [join(repoRoot, "apps/agent/src"), join(repoRoot, "packages/protocol/src"), agentPackage, ...UNITS.map((u) => join(repoRoot, "scripts/systemd", u)), join(repoRoot, "scripts/install-agent.sh"), join(repoRoot, "scripts/build-agent.mjs")];
 
 const sha256 = (file) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
@@ -35,7 +38,7 @@ export async function buildAgentDist({ outDir = defaultAgentDist, version } = {}
     stubs: { ssh2: 'module.exports = { Client: class { constructor() { throw new Error("DOCKER_HOST=ssh:// is not supported by the agent bundle"); } } };' },
     define: version ? { __DEPLOYBOT_AGENT_VERSION__: JSON.stringify(version) } : {},
   });
-  copyFileSync(join(repoRoot, "scripts/systemd/deploybot-agent.service"), join(outDir, "deploybot-agent.service"));
+  for (const unit of UNITS) copyFileSync(join(repoRoot, "scripts/systemd", unit), join(outDir, unit));
   copyFileSync(join(repoRoot, "scripts/install-agent.sh"), join(outDir, "install-agent.sh"));
   const files = Object.fromEntries(AGENT_FILES.map((name) => [name, { sha256: sha256(join(outDir, name)), size: statSync(join(outDir, name)).size }]));
   const manifest = { version: v, node: ">=20.19", files };

@@ -15,7 +15,7 @@
 # state dir is the one place the hardened unit may write, so the agent can update itself the
 # same way); links /opt/deploybot-agent/bin/node to the node it checked; writes
 # /etc/deploybot/agent.env (0600); creates the `deploybot` system user in the `docker` group;
-# installs deploybot-agent.service; daemon-reload, enable --now.
+# installs deploybot-agent.service and the host proxy's units; daemon-reload, enable --now.
 #
 # Re-running it is safe: files are only rewritten when their content changes, the env file keeps
 # its values (and any lines you added, e.g. DEPLOYBOT_REGISTRY_*) unless flags replace them, and
@@ -25,19 +25,25 @@
 # not /, no user is created, systemctl is not called (what would run is printed) and a missing
 # Docker engine is only a warning. The controller is still asked for the files.
 #
-# Routing (apps with `domains` in apps.yaml): the agent drives a host proxy, HAProxy (Debian's
-# `haproxy` package: apt-get install haproxy). With the defaults the agent starts HAProxy itself,
-# which needs ports 80/443 and so privileges this unit does not give. On a server, install the
-# proxy's own units from scripts/systemd (deploybot-proxy.service + .path: HAProxy as the
-# deploybot user with CAP_NET_BIND_SERVICE, started once the agent has written its first config,
-# surviving agent restarts) and set DEPLOYBOT_PROXY=external in /etc/deploybot/agent.env; the
-# steps are at the top of deploybot-proxy.service. DEPLOYBOT_PROXY_HTTP_PORT / _HTTPS_PORT move
-# the proxy off 80/443. Certificates and the route table live in /var/lib/deploybot-agent/proxy.
+# Routing (apps with `domains` in apps.yaml): the agent drives a host proxy, HAProxy >= 2.6
+# (Debian's `haproxy` package: apt-get install haproxy). The agent's unit has no privilege to bind
+# 80/443, and HAProxy must outlive agent restarts, so the proxy gets units of its own:
+# deploybot-proxy.service (HAProxy as the deploybot user with CAP_NET_BIND_SERVICE,
+# Restart=always) and deploybot-proxy.path (starts it once the agent has written its first
+# config, and at boot when there is one). They are installed and the .path unit enabled, with
+# DEPLOYBOT_PROXY=external in the env file. --no-proxy (a host that serves no domains) installs
+# neither and writes DEPLOYBOT_PROXY=off; a DEPLOYBOT_PROXY you set in the env file is kept.
+# DEPLOYBOT_PROXY_HTTP_PORT / _HTTPS_PORT move the proxy off 80/443. Certificates and the route
+# table live in /var/lib/deploybot-agent/proxy.
 set -euo pipefail
 umask 022
 
 readonly PROG="install-agent"
 readonly UNIT_NAME="deploybot-agent.service"
+readonly PROXY_SERVICE="deploybot-proxy.service"
+readonly PROXY_PATH="deploybot-proxy.path"
+readonly HAPROXY_BIN="/usr/sbin/haproxy"
+readonly MIN_HAPROXY="2.6"
 readonly SERVICE_USER="deploybot"
 readonly MIN_NODE="20.19.0"
 
@@ -51,7 +57,7 @@ die() {
 usage() {
   cat <<'USAGE'
 Usage: install-agent.sh --url URL --join-token TOKEN [--labels L1,L2] [--hostname NAME]
-                        [--no-start] [--root DIR]
+                        [--no-proxy] [--no-start] [--root DIR]
        install-agent.sh --uninstall [--purge] [--root DIR]
 
   --url URL          controller base URL (http:// or https://)
@@ -59,6 +65,7 @@ Usage: install-agent.sh --url URL --join-token TOKEN [--labels L1,L2] [--hostnam
                      environment, which keeps it out of the process list)
   --labels LIST      comma-separated labels, e.g. builder,region=eu ('' clears them)
   --hostname NAME    host name jobs target (default: the OS hostname)
+  --no-proxy         no host proxy (HAProxy units) on this host: apps with domains cannot run here
   --no-start         install and enable, but do not start (or restart) the service
   --uninstall        stop, disable and remove the service, /opt/deploybot-agent and the env file
   --purge            with --uninstall: also remove /var/lib/deploybot-agent and the user
@@ -75,7 +82,7 @@ url="" url_set=0
 token="" token_set=0
 labels="" labels_set=0
 host_name="" host_set=0
-no_start=0 uninstall=0 purge=0
+no_start=0 uninstall=0 purge=0 no_proxy=0
 
 need_value() { [ "$#" -ge 2 ] || die "$1 needs a value (see --help)"; }
 while [ "$#" -gt 0 ]; do
@@ -91,6 +98,7 @@ while [ "$#" -gt 0 ]; do
     --root) need_value "$@"; root="$2"; shift 2 ;;
     --root=*) root="${1#*=}"; shift ;;
     --no-start) no_start=1; shift ;;
+    --no-proxy) no_proxy=1; shift ;;
     --uninstall) uninstall=1; shift ;;
     --purge) purge=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -101,7 +109,7 @@ done
 # --- validation (before anything is written) ---------------------------------------------------
 
 if [ "$purge" = 1 ] && [ "$uninstall" = 0 ]; then die "--purge only goes with --uninstall"; fi
-if [ "$uninstall" = 1 ] && [ "$((url_set + token_set + labels_set + host_set + no_start))" -gt 0 ]; then
+if [ "$uninstall" = 1 ] && [ "$((url_set + token_set + labels_set + host_set + no_start + no_proxy))" -gt 0 ]; then
   die "--uninstall takes no install flags"
 fi
 if [ "$token_set" = 0 ] && [ -n "${DEPLOYBOT_JOIN_TOKEN:-}" ] && [ "$uninstall" = 0 ]; then
@@ -168,8 +176,10 @@ OPT_DIR="$(P /opt/deploybot-agent)"
 ETC_DIR="$(P /etc/deploybot)"
 ENV_FILE="$(P /etc/deploybot/agent.env)"
 UNIT_FILE="$(P "/etc/systemd/system/$UNIT_NAME")"
+PROXY_SERVICE_FILE="$(P "/etc/systemd/system/$PROXY_SERVICE")"
+PROXY_PATH_FILE="$(P "/etc/systemd/system/$PROXY_PATH")"
 STATE_DIR="$(P /var/lib/deploybot-agent)"
-readonly OPT_DIR ETC_DIR ENV_FILE UNIT_FILE STATE_DIR
+readonly OPT_DIR ETC_DIR ENV_FILE UNIT_FILE PROXY_SERVICE_FILE PROXY_PATH_FILE STATE_DIR
 
 if [ "$uninstall" = 0 ]; then
   # First install: the URL and the token are required; later runs keep what the file has.
@@ -199,16 +209,18 @@ if [ "$uninstall" = 1 ]; then
   if [ "$live" = 1 ] && systemd_running; then
     say "stopping $UNIT_NAME (a running job may take up to the drain timeout to finish)"
     systemctl disable --now "$UNIT_NAME" 2>/dev/null || true
+    systemctl disable --now "$PROXY_PATH" "$PROXY_SERVICE" 2>/dev/null || true
   else
     run systemctl disable --now "$UNIT_NAME"
+    run systemctl disable --now "$PROXY_PATH" "$PROXY_SERVICE"
   fi
-  rm -f -- "$UNIT_FILE"
+  rm -f -- "$UNIT_FILE" "$PROXY_SERVICE_FILE" "$PROXY_PATH_FILE"
   rm -rf -- "$OPT_DIR"
   rm -f -- "$ENV_FILE"
   rmdir -- "$ETC_DIR" 2>/dev/null || true
   if [ "$live" = 1 ] && systemd_running; then
     systemctl daemon-reload
-    systemctl reset-failed "$UNIT_NAME" 2>/dev/null || true
+    systemctl reset-failed "$UNIT_NAME" "$PROXY_SERVICE" 2>/dev/null || true
   else
     run systemctl daemon-reload
   fi
@@ -257,6 +269,27 @@ case "$node_bin" in
     die "node at $node_bin lives in a home directory, which the service cannot see (ProtectHome=yes): install a system Node.js >= $MIN_NODE (e.g. /usr/bin/node)" ;;
 esac
 
+# The host proxy: what the env file says, unless --no-proxy; external (its own units) by default.
+env_value() { [ -f "$ENV_FILE" ] && sed -n "s/^$1=//p" -- "$ENV_FILE" | tail -n 1; }
+proxy_mode="$(env_value DEPLOYBOT_PROXY || true)"
+if [ "$no_proxy" = 1 ]; then proxy_mode=off; fi
+[ -n "$proxy_mode" ] || proxy_mode=external
+if [ "$proxy_mode" = external ]; then
+  haproxy_problem=""
+  if [ ! -x "$HAPROXY_BIN" ]; then
+    haproxy_problem="no HAProxy at $HAPROXY_BIN"
+  else
+    haproxy_version="$("$HAPROXY_BIN" -v 2>/dev/null | sed -n 's/^HA-\{0,1\}Proxy version \([0-9][0-9.]*\).*/\1/p' | head -n 1)"
+    if [ -z "$haproxy_version" ] || ! version_ge "$haproxy_version" "$MIN_HAPROXY"; then
+      haproxy_problem="$HAPROXY_BIN is version '${haproxy_version:-unknown}', the host proxy needs >= $MIN_HAPROXY"
+    fi
+  fi
+  if [ -n "$haproxy_problem" ]; then
+    msg="$haproxy_problem: install it (apt-get install haproxy), or pass --no-proxy for a host that serves no domains"
+    if [ "$live" = 1 ]; then die "$msg"; else warn "$msg"; fi
+  fi
+fi
+
 if [ "$live" = 1 ] && ! systemd_running; then
   die "systemd is not running on this machine (no /run/systemd/system): this installer sets up a systemd service"
 fi
@@ -278,7 +311,6 @@ put_file() {
   changed=1
 }
 # The controller to fetch from, and the token to show it: the flags, else what the env file has.
-env_value() { [ -f "$ENV_FILE" ] && sed -n "s/^$1=//p" -- "$ENV_FILE" | tail -n 1; }
 fetch_url="$url"
 [ "$url_set" = 1 ] || fetch_url="$(env_value DEPLOYBOT_URL)"
 fetch_token="$token"
@@ -303,7 +335,7 @@ manifest() {
 fetch manifest.json
 version="$(manifest version)" || die "the controller's manifest.json has no version"
 [[ "$version" =~ ^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$ ]] || die "the controller's manifest names an odd version '$version'"
-for f in deploybot-agent.mjs deploybot-agent.service; do
+for f in deploybot-agent.mjs deploybot-agent.service "$PROXY_SERVICE" "$PROXY_PATH"; do
   fetch "$f"
   want="$(manifest file "$f")" || die "the manifest lists no sha256 for $f"
   got="$(sha256sum -- "$download/$f" | cut -d' ' -f1)"
@@ -344,6 +376,7 @@ if [ "$url_set" = 1 ]; then new_value[DEPLOYBOT_URL]="$url"; fi
 if [ "$token_set" = 1 ]; then new_value[DEPLOYBOT_JOIN_TOKEN]="$token"; fi
 if [ "$labels_set" = 1 ]; then new_value[DEPLOYBOT_LABELS]="$labels"; fi
 if [ "$host_set" = 1 ]; then new_value[DEPLOYBOT_HOSTNAME]="$host_name"; fi
+new_value[DEPLOYBOT_PROXY]="$proxy_mode"
 declare -A seen=()
 {
   if [ -f "$ENV_FILE" ]; then
@@ -361,7 +394,7 @@ declare -A seen=()
     printf '# deploybot agent settings (written by scripts/install-agent.sh; re-running it keeps\n'
     printf '# lines it does not manage). See the README for DOCKER_HOST, DEPLOYBOT_REGISTRY_*, ...\n'
   fi
-  for key in DEPLOYBOT_URL DEPLOYBOT_JOIN_TOKEN DEPLOYBOT_LABELS DEPLOYBOT_HOSTNAME; do
+  for key in DEPLOYBOT_URL DEPLOYBOT_JOIN_TOKEN DEPLOYBOT_LABELS DEPLOYBOT_HOSTNAME DEPLOYBOT_PROXY; do
     if [ -z "${seen[$key]+x}" ] && [ -n "${new_value[$key]+x}" ]; then
       printf '%s=%s\n' "$key" "${new_value[$key]}"
       seen[$key]=1
@@ -380,6 +413,20 @@ trap 'rm -rf -- "$download"' EXIT
 if [ "$live" = 1 ]; then chown root:root -- "$ENV_FILE"; fi
 
 put_file "$download/deploybot-agent.service" "$UNIT_FILE" 0644
+proxy_units_changed=0
+proxy_units_removed=0
+if [ "$proxy_mode" = external ]; then
+  before="$changed"
+  changed=0
+  put_file "$download/$PROXY_SERVICE" "$PROXY_SERVICE_FILE" 0644
+  put_file "$download/$PROXY_PATH" "$PROXY_PATH_FILE" 0644
+  proxy_units_changed="$changed"
+  [ "$before" = 1 ] && changed=1
+elif [ -e "$PROXY_SERVICE_FILE" ] || [ -e "$PROXY_PATH_FILE" ]; then
+  # switched to --no-proxy (or another DEPLOYBOT_PROXY): the units go, after they are disabled below
+  proxy_units_removed=1
+  changed=1
+fi
 
 # --- user and service ------------------------------------------------------------------------
 
@@ -397,7 +444,20 @@ if [ "$live" = 1 ]; then
   fi
   # the agent writes its own updates into releases/ and moves `current`
   chown -R -- "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
+  if [ "$proxy_units_removed" = 1 ]; then
+    systemctl disable --now "$PROXY_PATH" "$PROXY_SERVICE" 2>/dev/null || true
+    rm -f -- "$PROXY_SERVICE_FILE" "$PROXY_PATH_FILE"
+    say "removed the host proxy's units (DEPLOYBOT_PROXY=$proxy_mode)"
+  fi
   systemctl daemon-reload
+  # The proxy first: the agent may write a config as soon as it starts.
+  if [ "$proxy_mode" = external ]; then
+    if [ "$no_start" = 1 ]; then systemctl enable "$PROXY_PATH"; else systemctl enable --now "$PROXY_PATH"; fi
+    if [ "$proxy_units_changed" = 1 ] && systemctl is-active --quiet "$PROXY_SERVICE"; then
+      # not restarted here: a restart cuts every open connection through it
+      say "$PROXY_SERVICE runs its old unit until its next restart (systemctl restart $PROXY_SERVICE cuts open connections)"
+    fi
+  fi
   if [ "$no_start" = 1 ]; then
     systemctl enable "$UNIT_NAME"
     say "installed and enabled; start it with: systemctl start $UNIT_NAME"
@@ -417,7 +477,14 @@ else
   run useradd --system --user-group --groups docker --home-dir /var/lib/deploybot-agent \
     --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
   run chown -R "$SERVICE_USER:$SERVICE_USER" /var/lib/deploybot-agent
+  if [ "$proxy_units_removed" = 1 ]; then
+    run systemctl disable --now "$PROXY_PATH" "$PROXY_SERVICE"
+    rm -f -- "$PROXY_SERVICE_FILE" "$PROXY_PATH_FILE"
+  fi
   run systemctl daemon-reload
+  if [ "$proxy_mode" = external ]; then
+    if [ "$no_start" = 1 ]; then run systemctl enable "$PROXY_PATH"; else run systemctl enable --now "$PROXY_PATH"; fi
+  fi
   if [ "$no_start" = 1 ]; then
     run systemctl enable "$UNIT_NAME"
   else

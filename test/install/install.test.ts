@@ -18,6 +18,8 @@ const repo = resolve(import.meta.dirname, "../..");
 const script = join(repo, "scripts/install-agent.sh");
 const agentUnit = join(repo, "scripts/systemd/deploybot-agent.service");
 const controllerUnit = join(repo, "scripts/systemd/deploybot-controller.service");
+const proxyUnit = join(repo, "scripts/systemd/deploybot-proxy.service");
+const proxyPathUnit = join(repo, "scripts/systemd/deploybot-proxy.path");
 const systemdAnalyze = "/usr/bin/systemd-analyze";
 
 interface Run {
@@ -126,6 +128,16 @@ describe("systemd units", () => {
     expect(res.code).toBe(0);
   });
 
+  it.skipIf(!existsSync(systemdAnalyze) || !existsSync("/usr/sbin/haproxy"))("deploybot-proxy.service and .path verify as installed", async () => {
+    const root = scratch();
+    const install = await run("bash", installArgs(root), noEnv);
+    expect(install.code, install.stderr).toBe(0);
+    const units = ["deploybot-proxy.service", "deploybot-proxy.path"].map((u) => join(root, "etc/systemd/system", u));
+    const res = await run(systemdAnalyze, ["verify", ...units], { SYSTEMD_LOG_COLOR: "0" });
+    expect(res.stderr + res.stdout).toBe("");
+    expect(res.code).toBe(0);
+  });
+
   it.skipIf(!existsSync(systemdAnalyze))("the verification is not vacuous: a missing ExecStart binary fails it", async () => {
     const root = scratch();
     const res = await verifyInRoot(agentUnit, "/opt/deploybot-agent", root);
@@ -155,6 +167,24 @@ describe("systemd units", () => {
     }
     // V8's JIT needs W+X pages; the unit must not forbid them.
     expect(agent).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
+
+    // The proxy: its own cgroup (an agent restart leaves it running), back after a crash, and
+    // started by the .path unit (also at boot) only once the agent has written a config.
+    const proxy = readFileSync(proxyUnit, "utf8").split("\n");
+    for (const line of [
+      "Restart=always",
+      "User=deploybot",
+      "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+      "ConditionPathExists=/var/lib/deploybot-agent/proxy/haproxy.cfg",
+      "ReadWritePaths=/var/lib/deploybot-agent/proxy",
+      "WantedBy=multi-user.target",
+    ]) {
+      expect(proxy, line).toContain(line);
+    }
+    const path = readFileSync(proxyPathUnit, "utf8").split("\n");
+    for (const line of ["PathExists=/var/lib/deploybot-agent/proxy/haproxy.cfg", "Unit=deploybot-proxy.service", "WantedBy=multi-user.target"]) {
+      expect(path, line).toContain(line);
+    }
 
     const controller = readFileSync(controllerUnit, "utf8");
     for (const line of [
@@ -186,11 +216,20 @@ describe("install-agent.sh into a scratch root, from a running controller", () =
     const vars = readFileSync(env, "utf8")
       .split("\n")
       .filter((l) => l && !l.startsWith("#"));
-    expect(vars).toEqual([`DEPLOYBOT_URL=${ctl.url}`, `DEPLOYBOT_JOIN_TOKEN=${JOIN}`, "DEPLOYBOT_LABELS=a,b"]);
+    expect(vars).toEqual([`DEPLOYBOT_URL=${ctl.url}`, `DEPLOYBOT_JOIN_TOKEN=${JOIN}`, "DEPLOYBOT_LABELS=a,b", "DEPLOYBOT_PROXY=external"]);
 
     const unit = join(root, "etc/systemd/system/deploybot-agent.service");
     expect(mode(unit)).toBe("644");
     expect(readFileSync(unit, "utf8")).toBe(readFileSync(agentUnit, "utf8"));
+    // the host proxy's units, as the repository has them (through the controller, checksummed)
+    for (const [name, source] of [
+      ["deploybot-proxy.service", proxyUnit],
+      ["deploybot-proxy.path", proxyPathUnit],
+    ]) {
+      const installed = join(root, "etc/systemd/system", name);
+      expect(mode(installed)).toBe("644");
+      expect(readFileSync(installed, "utf8")).toBe(readFileSync(source, "utf8"));
+    }
 
     // the agent: one file under the state dir, started through the `current` link
     const state = join(root, "var/lib/deploybot-agent");
@@ -206,6 +245,8 @@ describe("install-agent.sh into a scratch root, from a running controller", () =
     expect(res.stdout).toMatch(/would run: useradd --system .*--groups docker .*deploybot/);
     expect(res.stdout).toMatch(/would run: systemctl daemon-reload/);
     expect(res.stdout).toMatch(/would run: systemctl enable deploybot-agent\.service/);
+    expect(res.stdout).toMatch(/would run: systemctl enable deploybot-proxy\.path/);
+    expect(res.stdout.indexOf("enable deploybot-proxy.path")).toBeLessThan(res.stdout.indexOf("enable deploybot-agent.service"));
     expect(res.stdout).not.toMatch(/--now/);
     expect(`${res.stdout}${res.stderr}`).not.toContain(JOIN);
   });
@@ -238,6 +279,7 @@ describe("install-agent.sh into a scratch root, from a running controller", () =
       `DEPLOYBOT_URL=${ctl.url}`,
       `DEPLOYBOT_JOIN_TOKEN=${JOIN}`,
       "DEPLOYBOT_LABELS=builder,region=eu",
+      "DEPLOYBOT_PROXY=external",
       "DEPLOYBOT_REGISTRY_URL=registry.example.com",
       "DEPLOYBOT_HOSTNAME=web-1",
     ]);
@@ -275,7 +317,8 @@ describe("install-agent.sh into a scratch root, from a running controller", () =
     const un = await run("bash", [script, "--root", root, "--uninstall"]);
     expect(un.code, un.stderr).toBe(0);
     expect(un.stdout).toMatch(/would run: systemctl disable --now deploybot-agent\.service/);
-    expect(existsSync(join(root, "etc/systemd/system/deploybot-agent.service"))).toBe(false);
+    expect(un.stdout).toMatch(/would run: systemctl disable --now deploybot-proxy\.path deploybot-proxy\.service/);
+    expect(readdirSync(join(root, "etc/systemd/system"))).toEqual([]);
     expect(existsSync(join(root, "opt/deploybot-agent"))).toBe(false);
     expect(existsSync(join(root, "etc/deploybot/agent.env"))).toBe(false);
     expect(existsSync(join(root, "etc/deploybot"))).toBe(false); // empty, so removed
@@ -285,6 +328,33 @@ describe("install-agent.sh into a scratch root, from a running controller", () =
     expect(purge.code, purge.stderr).toBe(0);
     expect(existsSync(join(root, "var/lib/deploybot-agent"))).toBe(false);
     expect(purge.stdout).toMatch(/would run: userdel deploybot/);
+  });
+
+  it("--no-proxy installs no proxy units and writes DEPLOYBOT_PROXY=off; switching an installed host removes them; re-runs keep the choice", async () => {
+    const root = scratch();
+    const units = () => readdirSync(join(root, "etc/systemd/system")).sort();
+    const proxyValue = () => readFileSync(join(root, "etc/deploybot/agent.env"), "utf8").match(/^DEPLOYBOT_PROXY=(.*)$/m)?.[1];
+    expect((await run("bash", installArgs(root), noEnv)).code).toBe(0);
+    expect(units()).toEqual(["deploybot-agent.service", "deploybot-proxy.path", "deploybot-proxy.service"]);
+
+    const off = await run("bash", [script, "--root", root, "--no-proxy", "--no-start"], noEnv);
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.stdout).toMatch(/would run: systemctl disable --now deploybot-proxy\.path deploybot-proxy\.service/);
+    expect(off.stdout).not.toMatch(/enable deploybot-proxy/);
+    expect(units()).toEqual(["deploybot-agent.service"]);
+    expect(proxyValue()).toBe("off");
+
+    const again = await run("bash", [script, "--root", root, "--no-start"], noEnv);
+    expect(again.code, again.stderr).toBe(0);
+    expect(units()).toEqual(["deploybot-agent.service"]);
+    expect(proxyValue()).toBe("off");
+    expect(again.stdout).toContain("unchanged");
+
+    const fresh = scratch();
+    const none = await run("bash", [script, "--root", fresh, "--url", ctl.url, "--join-token", JOIN, "--no-proxy", "--no-start"], noEnv);
+    expect(none.code, none.stderr).toBe(0);
+    expect(readdirSync(join(fresh, "etc/systemd/system"))).toEqual(["deploybot-agent.service"]);
+    expect(readFileSync(join(fresh, "etc/deploybot/agent.env"), "utf8")).toContain("DEPLOYBOT_PROXY=off\n");
   });
 
   describe("bad input exits non-zero with a clear message and writes nothing", () => {

@@ -49,7 +49,8 @@ export interface RouteOptions {
   acme?: { directory: string; email?: string };
 }
 
-export async function proxyWorld(options: { acmeCaCertFile?: string } = {}): Promise<ProxyWorld> {
+/** `supervision: "external"`: the test runs HAProxy itself, as the deploybot-proxy unit would (proxyUnit.docker.test.ts). */
+export async function proxyWorld(options: { acmeCaCertFile?: string; supervision?: "agent" | "external" } = {}): Promise<ProxyWorld> {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), "deploybot-proxy-"));
   const network = uniqueName("deploybot-test-net");
   const httpPort = await freePort();
@@ -63,7 +64,7 @@ export async function proxyWorld(options: { acmeCaCertFile?: string } = {}): Pro
       bindAddress: "127.0.0.1",
       httpPort,
       httpsPort,
-      supervision: "agent",
+      supervision: options.supervision ?? "agent",
       ...(options.acmeCaCertFile ? { acmeCaCertFile: options.acmeCaCertFile } : {}),
       log: (line) => {
         if (process.env.DEPLOYBOT_TEST_VERBOSE) console.log(line);

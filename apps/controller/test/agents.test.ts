@@ -158,6 +158,10 @@ describe("GET /v1/agents/bundle and /v1/agents/dist/{file}", () => {
     expect(manifest).toMatchObject({ version: pkg.version, files: { "deploybot-agent.mjs": { sha256: sha, size: body.length } } });
     const unit = await h.call("GET", "/v1/agents/dist/deploybot-agent.service", { token: JOIN });
     expect(await unit.text()).toContain("ExecStart=/opt/deploybot-agent/bin/node /var/lib/deploybot-agent/current/deploybot-agent.mjs");
+    // the host proxy's units come with it (install-agent.sh installs them)
+    expect(manifest.files).toHaveProperty(["deploybot-proxy.service", "sha256"]);
+    const pathUnit = await h.call("GET", "/v1/agents/dist/deploybot-proxy.path", { token: JOIN });
+    expect(await pathUnit.text()).toContain("Unit=deploybot-proxy.service");
   }, 60_000);
 
   test("need the join token or an agent token; no other file is served", async ({ h }) => {

@@ -10,13 +10,15 @@ export interface AgentManifest {
 }
 
 /** The files a host may fetch; anything else is 404 (no path ever comes from the request). */
-export const AGENT_DIST_FILES = ["manifest.json", "deploybot-agent.mjs", "deploybot-agent.service", "install-agent.sh"] as const;
+export const AGENT_DIST_FILES = ["manifest.json", "deploybot-agent.mjs", "deploybot-agent.service", "deploybot-proxy.service", "deploybot-proxy.path", "install-agent.sh"] as const;
 export type AgentDistFile = (typeof AGENT_DIST_FILES)[number];
 
 const CONTENT_TYPES: Record<AgentDistFile, string> = {
   "manifest.json": "application/json",
   "deploybot-agent.mjs": "text/javascript; charset=utf-8",
   "deploybot-agent.service": "text/plain; charset=utf-8",
+  "deploybot-proxy.service": "text/plain; charset=utf-8",
+  "deploybot-proxy.path": "text/plain; charset=utf-8",
   "install-agent.sh": "text/x-shellscript; charset=utf-8",
 };
 

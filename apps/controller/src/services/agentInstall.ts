@@ -59,7 +59,7 @@ export function cloudInit(target: InstallTarget, joinToken: string): string {
   const install = `set -euo pipefail; export DEPLOYBOT_JOIN_TOKEN="$(cat /etc/deploybot/join-token)"; ${pipeline(t, false)}; rm -f /etc/deploybot/join-token`;
   const doc = {
     package_update: true,
-    packages: ["docker.io", "git", "curl", "ca-certificates", "gnupg"],
+    packages: ["docker.io", "git", "curl", "ca-certificates", "gnupg", "haproxy"],
     write_files: [{ path: "/etc/deploybot/join-token", permissions: "0600", owner: "root:root", content: `${joinToken}\n` }],
     runcmd: [
       ["systemctl", "enable", "--now", "docker"],

@@ -31,7 +31,7 @@ describe("GET /v1/agents/cloud-init", () => {
     expect(check.code).toBe(0);
 
     const doc = parse(text);
-    expect(doc.packages).toEqual(expect.arrayContaining(["docker.io", "git", "curl"]));
+    expect(doc.packages).toEqual(expect.arrayContaining(["docker.io", "git", "curl", "haproxy"]));
     expect(doc.write_files).toEqual([{ path: "/etc/deploybot/join-token", permissions: "0600", owner: "root:root", content: `${JOIN}\n` }]);
     const steps = doc.runcmd.map((c: string[]) => c.join(" ")).join("\n");
     expect(steps).toContain("nodejs");
