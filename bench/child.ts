@@ -10,7 +10,7 @@ export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const ADMIN = "bench-admin-token";
 export const JOIN = "bench-join-token";
 
-export async function startChild(dir: string): Promise<{ child: ChildProcess; port: number }> {
+export async function startChild(dir: string, extraEnv: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number }> {
   writeFileSync(join(dir, "apps.yaml"), APPS_YAML);
   const prof = process.env.BENCH_CPU_PROF;
   const child = spawn(
@@ -30,6 +30,7 @@ export async function startChild(dir: string): Promise<{ child: ChildProcess; po
         DEPLOYBOT_SECRET_KEY: "bench-secret-key-with-enough-entropy-0000000",
         // One pino line per request would measure the logger, not the controller.
         DEPLOYBOT_LOG_LEVEL: "silent",
+        ...extraEnv,
       },
     },
   );

@@ -3,9 +3,14 @@
  * loop. Configured only through DEPLOYBOT_* env like the real `main.ts`; it listens on
  * DEPLOYBOT_PORT=0 and tells the parent the port it got over IPC (no free-port race).
  */
-import { loadConfig } from "../apps/controller/src/config";
-import { startController } from "../apps/controller/src/server";
+import { join } from "node:path";
+import type { loadConfig as LoadConfig } from "../apps/controller/src/config";
+import type { startController as StartController } from "../apps/controller/src/server";
 
+// BENCH_CONTROLLER_SRC: another version's sources (a baseline measured in the same run)
+const src = process.env.BENCH_CONTROLLER_SRC ?? join(import.meta.dirname, "../apps/controller/src");
+const { loadConfig } = (await import(join(src, "config.ts"))) as { loadConfig: typeof LoadConfig };
+const { startController } = (await import(join(src, "server.ts"))) as { startController: typeof StartController };
 const controller = await startController(loadConfig(process.env));
 process.send?.({ port: controller.port });
 

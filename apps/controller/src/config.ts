@@ -100,6 +100,11 @@ const envSchema = z.object({
     }),
   /** How many periodic backups DEPLOYBOT_BACKUP_DIR keeps; older ones are removed after each new one. */
   DEPLOYBOT_BACKUP_KEEP: z.coerce.number().int().min(1).max(10_000).default(8),
+  /**
+   * GitHub webhook bodies read at once before their signature is known; more are answered 503
+   * before their body is read. Each holds at most 1 MB in memory (the rest waits in a temp file).
+   */
+  DEPLOYBOT_WEBHOOK_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(1000).default(8),
   /** pino level. */
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -136,6 +141,7 @@ export interface Config {
   agentUpdateConcurrency: number;
   appLogLines: number;
   metricsAllow: string[];
+  webhookMaxInFlight: number;
   /** periodic backups; undefined without DEPLOYBOT_BACKUP_DIR */
   backups: { dir: string; intervalMs: number; keep: number } | undefined;
 }
@@ -185,6 +191,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     agentUpdateConcurrency: e.DEPLOYBOT_AGENT_UPDATE_CONCURRENCY,
     appLogLines: e.DEPLOYBOT_APP_LOG_LINES,
     metricsAllow: e.DEPLOYBOT_METRICS_ALLOW,
+    webhookMaxInFlight: e.DEPLOYBOT_WEBHOOK_MAX_IN_FLIGHT,
     backups: e.DEPLOYBOT_BACKUP_DIR
       ? { dir: fromCaller(e.DEPLOYBOT_BACKUP_DIR), intervalMs: e.DEPLOYBOT_BACKUP_INTERVAL, keep: e.DEPLOYBOT_BACKUP_KEEP }
       : undefined,

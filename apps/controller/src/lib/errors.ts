@@ -48,7 +48,12 @@ export function errorResponse(c: Context, status: ContentfulStatusCode, code: st
 /** Turns anything thrown into `{error:{code,message}}`; unexpected errors are logged once, never shown. */
 export function handleError(logger: Logger) {
   return (err: Error, c: Context) => {
-    if (err instanceof ApiError) return errorResponse(c, err.status, err.code, err.message, err.details);
+    if (err instanceof ApiError) {
+      // a refusal for load says when to come back
+      const retryAfter = (err.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+      if (typeof retryAfter === "number") c.header("retry-after", String(retryAfter));
+      return errorResponse(c, err.status, err.code, err.message, err.details);
+    }
     if (err instanceof HTTPException) {
       const status = err.status;
       const code = status === 413 ? "payload_too_large" : status === 401 ? "unauthorized" : "http_error";

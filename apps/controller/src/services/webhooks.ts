@@ -1,4 +1,3 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Deployment } from "@deploybot/protocol";
 import { and, desc, eq, sql } from "drizzle-orm";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -10,6 +9,7 @@ import type { CreateDeploymentInput } from "./deployments";
 import { type Deps, iso } from "./deps";
 import { CommitStatusReporter } from "./commitStatuses";
 import { GitHubClient } from "./github";
+import { SignedBodyReader } from "./signedBody";
 
 export type WebhookOutcome = "deployed" | "ignored" | "pong" | "rejected" | "duplicate" | "processing";
 
@@ -29,6 +29,12 @@ export interface IncomingWebhook {
   event: string | undefined;
   deliveryId: string | undefined;
   signature: string | undefined;
+  contentType: string | undefined;
+  /** the raw body as it arrives; nothing reads it as text before its signature holds */
+  body: ReadableStream<Uint8Array> | string | null;
+}
+
+interface VerifiedBody {
   contentType: string | undefined;
   body: string;
 }
@@ -57,26 +63,38 @@ interface Creator {
 
 type Decision = Omit<Delivery, "deliveryId" | "event" | "receivedAt"> & { status: ContentfulStatusCode };
 
+/** GitHub caps a webhook payload at 25 MB. */
+export const WEBHOOK_BODY_LIMIT = 25 * 1024 * 1024;
+/** A push payload is a few KB; a larger unverified body waits for its signature in a temp file. */
+const WEBHOOK_MEMORY_BYTES = 1024 * 1024;
+
 /**
  * GitHub push webhooks: signature first (nothing unsigned is stored), then one decision per
  * delivery id, recorded, so a redelivery repeats the first answer instead of deploying twice.
  */
 export class WebhookService {
   private readonly logger: Logger;
+  readonly bodies: SignedBodyReader;
 
   constructor(
     private readonly deps: Deps,
     private readonly deployments: Creator,
   ) {
     this.logger = deps.logger.child({ component: "webhooks" });
+    this.bodies = new SignedBodyReader({ maxBytes: WEBHOOK_BODY_LIMIT, maxInFlight: deps.config.webhookMaxInFlight, memoryBytes: WEBHOOK_MEMORY_BYTES });
   }
 
   async receive(hook: IncomingWebhook): Promise<WebhookAnswer> {
     const secret = this.deps.config.webhookSecret;
     if (!secret) throw new ApiError(503, "webhooks_disabled", "DEPLOYBOT_WEBHOOK_SECRET is not set on the controller");
-    if (!signatureMatches(secret, hook.body, hook.signature)) {
-      this.logger.warn({ deliveryId: hook.deliveryId?.slice(0, MAX_DELIVERY_ID), hasSignature: !!hook.signature }, "webhook signature refused");
-      throw new ApiError(401, "invalid_signature", "X-Hub-Signature-256 is missing or does not match the webhook secret");
+    let body: string;
+    try {
+      body = (await this.bodies.read(hook.body, secret, hook.signature)).toString("utf8");
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        this.logger.warn({ deliveryId: hook.deliveryId?.slice(0, MAX_DELIVERY_ID), hasSignature: !!hook.signature }, "webhook signature refused");
+      }
+      throw err;
     }
     const deliveryId = hook.deliveryId?.trim();
     const event = hook.event?.trim();
@@ -87,7 +105,7 @@ export class WebhookService {
     // The database decides who handles a delivery id: the first insert of its row wins, in
     // this process or any other; a concurrent or later copy answers as a duplicate.
     if (!this.claim(deliveryId, event)) return this.duplicate(deliveryId);
-    return this.decideAndRecord(deliveryId, event, hook);
+    return this.decideAndRecord(deliveryId, event, { contentType: hook.contentType, body });
   }
 
   /** Takes the delivery id with a placeholder row (`processing`); false when someone has it already. */
@@ -116,7 +134,7 @@ export class WebhookService {
     return { status: 200, body: { duplicate: true, ...(first ?? { deliveryId }) } };
   }
 
-  private async decideAndRecord(deliveryId: string, event: string, hook: IncomingWebhook): Promise<WebhookAnswer> {
+  private async decideAndRecord(deliveryId: string, event: string, hook: VerifiedBody): Promise<WebhookAnswer> {
     let decision: Decision;
     try {
       decision = await this.decide(deliveryId, event, hook);
@@ -136,7 +154,7 @@ export class WebhookService {
     return { status: decision.status, body: { ...delivery } };
   }
 
-  private async decide(deliveryId: string, event: string, hook: IncomingWebhook): Promise<Decision> {
+  private async decide(deliveryId: string, event: string, hook: VerifiedBody): Promise<Decision> {
     const none = { repo: null, ref: null, sha: null, deploymentId: null };
     if (event === "ping") return { ...none, outcome: "pong", reason: "pong", status: 200 };
     if (event !== "push") return { ...none, outcome: "ignored", reason: `event '${event.slice(0, 64)}' is not handled`, status: 202 };
@@ -230,16 +248,8 @@ export class WebhookService {
   }
 }
 
-/** `sha256=` + hex HMAC of the raw body, compared in constant time. */
-export function signatureMatches(secret: string, body: string, header: string | undefined): boolean {
-  if (!header) return false;
-  const expected = Buffer.from(`sha256=${createHmac("sha256", secret).update(body, "utf8").digest("hex")}`);
-  const given = Buffer.from(header.trim());
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
 /** GitHub sends JSON, or `payload=<json>` when the hook is set to the form content type. */
-function parseBody(hook: IncomingWebhook): unknown {
+function parseBody(hook: VerifiedBody): unknown {
   try {
     if (hook.contentType?.startsWith("application/x-www-form-urlencoded")) {
       const payload = new URLSearchParams(hook.body).get("payload");
