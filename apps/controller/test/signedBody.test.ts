@@ -86,7 +86,7 @@ describe("webhook bodies are verified while they stream", () => {
   test("beyond the bound on bodies in flight a request is refused with 503 before its body is read", async () => {
     const reader = new SignedBodyReader(limits);
     const held = [slowBody(2 * MB, MB), slowBody(2 * MB, MB)];
-    const reading = held.map((b) => reader.read(b.stream, SECRET, `sha256=${"0".repeat(64)}`));
+    const reading = held.map((b) => reader.read(b.stream, SECRET, `sha256=${"0".repeat(64)}`).catch((err: unknown) => err));
     await Promise.all(held.map((b) => b.held));
     expect(reader.reading).toBe(2);
     const third = slowBody(MB);
@@ -97,7 +97,7 @@ describe("webhook bodies are verified while they stream", () => {
     });
     expect(third.state.pulls).toBeLessThanOrEqual(1);
     for (const b of held) b.release();
-    for (const r of reading) await expect(r).rejects.toMatchObject({ status: 401 });
+    for (const r of reading) expect(await r).toMatchObject({ status: 401 });
     expect(reader.reading).toBe(0);
   });
 });
