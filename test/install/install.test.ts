@@ -225,7 +225,7 @@ describe("install-agent.sh into a scratch root, from a running controller", () =
     for (const [name, source] of [
       ["deploybot-proxy.service", proxyUnit],
       ["deploybot-proxy.path", proxyPathUnit],
-    ]) {
+    ] as const) {
       const installed = join(root, "etc/systemd/system", name);
       expect(mode(installed)).toBe("644");
       expect(readFileSync(installed, "utf8")).toBe(readFileSync(source, "utf8"));

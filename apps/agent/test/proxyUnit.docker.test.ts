@@ -16,7 +16,7 @@ function unitSettings(file: string): Map<string, string> {
   const settings = new Map<string, string>();
   for (const line of readFileSync(file, "utf8").split("\n")) {
     const m = /^([A-Za-z]+)=(.*)$/.exec(line);
-    if (m) settings.set(m[1], m[2]);
+    if (m?.[1] && m[2] !== undefined) settings.set(m[1], m[2]);
   }
   return settings;
 }
@@ -58,15 +58,15 @@ class ProxyUnitRunner {
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
-      const [preBin, ...preArgs] = argv("ExecStartPre");
+      const [preBin = "", ...preArgs] = argv("ExecStartPre");
       const pre = await promisify(execFile)(preBin, preArgs).then(
         () => true,
         () => false,
       );
       if (pre && !this.stopped) {
-        const [bin, ...args] = argv("ExecStart");
+        const [bin = "", ...args] = argv("ExecStart");
         this.starts++;
-        const child = spawn(bin, args, { stdio: "ignore", detached: true });
+        const child: ChildProcess = spawn(bin, args, { stdio: "ignore", detached: true });
         this.child = child;
         await new Promise((resolve) => child.once("exit", resolve));
         this.child = null;
