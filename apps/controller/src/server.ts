@@ -39,6 +39,8 @@ export async function startController(config: Config, opts: { init?: boolean } =
   if (rearmed > 0) logger.info({ jobs: rearmed }, "re-armed leases after start");
   // consequences left unapplied by the previous process first, then the outbox as it grows
   services.drainer.start();
+  // deliveries made before a crash or restart are sent from here on
+  services.notifications.start();
   const reaper = setInterval(() => {
     try {
       services.agents.flushLiveness();
@@ -103,6 +105,7 @@ export async function startController(config: Config, opts: { init?: boolean } =
     clearInterval(housekeeping);
     services.drainer.stop();
     await periodicBackups?.stop();
+    await services.notifications.stop();
     services.agents.flushLiveness();
     if (pidFile) rmSync(pidFile, { force: true });
     process.off("SIGHUP", reload);

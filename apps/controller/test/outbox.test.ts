@@ -112,7 +112,7 @@ describe("GET /v1/events", () => {
     const deployments = await openStream(`${ctl.url}/v1/events?app=web&types=deployment`, auth);
     const reg = await ctl.call("POST", "/v1/agents/register", JOIN, { hostname: "web-1" });
     const online = await all.next((e) => e.event === "host.online");
-    expect(dataOf(online).data).toEqual({ id: reg.body.agent.id, hostname: "web-1" });
+    expect(dataOf(online).data).toEqual({ id: reg.body.agent.id, hostname: "web-1", first: true });
 
     const created = await ctl.call("POST", "/v1/deployments", ADMIN, { app: "web", ref: "main" });
     const queued = await all.next((e) => e.event === "job.changed");

@@ -46,7 +46,15 @@ export const deploymentChangedEvent = z.object({
 export type DeploymentChangedEvent = z.infer<typeof deploymentChangedEvent>;
 
 /** `host.online` / `host.offline`: an agent started or stopped heartbeating (silent for 3 intervals). */
-export const hostChangedEvent = z.object({ id: z.string(), hostname: z.string() });
+export const hostChangedEvent = z.object({
+  id: z.string(),
+  hostname: z.string(),
+  /** host.online of a host's first registration (not a host coming back) */
+  first: z.boolean().optional(),
+});
+
+/** `agent.updated`: a host's agent registered with another version than it had (a self-update, or a reinstall). */
+export const agentUpdatedEvent = z.object({ id: z.string(), hostname: z.string(), from: z.string(), to: z.string() });
 
 /** `config.reloaded`: apps.yaml was read again (SIGHUP); a failed reload keeps the previous config. */
 export const configReloadedEvent = z.object({
@@ -104,6 +112,7 @@ export const eventTypes = {
   "deployment.changed": deploymentChangedEvent,
   "host.online": hostChangedEvent,
   "host.offline": hostChangedEvent,
+  "agent.updated": agentUpdatedEvent,
   "config.reloaded": configReloadedEvent,
   "consequence.failed": consequenceFailedEvent,
 } as const;

@@ -7,3 +7,4 @@ export * from "./routing";
 export * from "./events";
 export * from "./appState";
 export * from "./registry";
+export * from "./notifications";

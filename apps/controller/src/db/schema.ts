@@ -426,3 +426,57 @@ export const appLogs = sqliteTable(
   },
   (t) => [index("app_logs_app_idx").on(t.app, t.host, t.id)],
 );
+
+/**
+ * One notification to one target, made by the drainer from an outbox row (in the transaction
+ * that moves its cursor) and sent after the commit, retried with backoff until delivered or
+ * given up. `dedupKey` makes a change notify a target once, however often its event repeats.
+ */
+export const notificationDeliveries = sqliteTable(
+  "notification_deliveries",
+  {
+    /** sent as X-Deploybot-Delivery: the same on every attempt */
+    id: text("id").primaryKey(),
+    target: text("target").notNull(),
+    /** webhook | slack, as the target was when the delivery was made */
+    type: text("type").notNull(),
+    event: text("event").notNull(),
+    dedupKey: text("dedup_key").notNull(),
+    /** the outbox row it was made from */
+    eventId: integer("event_id").notNull(),
+    app: text("app"),
+    summary: text("summary").notNull(),
+    /** the JSON body, exactly as sent (no secret: the signature is made at each attempt) */
+    body: text("body").notNull(),
+    /** pending | delivered | failed | refused | dropped */
+    status: text("status").notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    /** null once it is no longer pending */
+    nextAttemptAt: ms("next_attempt_at"),
+    lastError: text("last_error"),
+    createdAt: createdAt(),
+    deliveredAt: ms("delivered_at"),
+  },
+  (t) => [
+    uniqueIndex("notification_deliveries_dedup_idx").on(t.target, t.dedupKey),
+    index("notification_deliveries_due_idx").on(t.nextAttemptAt),
+    index("notification_deliveries_created_idx").on(t.createdAt),
+  ],
+);
+
+/** Every attempt of a delivery: when, how long, what the receiver answered or why it failed. */
+export const notificationAttempts = sqliteTable(
+  "notification_attempts",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    deliveryId: text("delivery_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    at: ms("at").notNull(),
+    durationMs: integer("duration_ms").notNull(),
+    statusCode: integer("status_code"),
+    /** delivered | failed | refused */
+    outcome: text("outcome").notNull(),
+    error: text("error"),
+  },
+  (t) => [index("notification_attempts_delivery_idx").on(t.deliveryId, t.attempt)],
+);

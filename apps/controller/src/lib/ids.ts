@@ -40,4 +40,4 @@ export function ulid(now: number = Date.now()): string {
   return encode(time, 10) + encode(lastRandom, 16);
 }
 
-export const newId = (prefix: "job" | "agt" | "tok" | "dep" | "rel" | "run" | "img" | "jtk") => `${prefix}_${ulid()}`;
+export const newId = (prefix: "job" | "agt" | "tok" | "dep" | "rel" | "run" | "img" | "jtk" | "ntf") => `${prefix}_${ulid()}`;

@@ -44,9 +44,9 @@ export class AgentService {
   private readonly markOnline;
 
   /** host.online when an agent that was offline (or new) is heard from; inside the transaction that records it. */
-  private cameOnline(id: string): void {
+  private cameOnline(id: string, first = false): void {
     const row = this.markOnline.get(id) as { id: string; hostname: string } | undefined;
-    if (row) this.deps.outbox.append("host.online", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname });
+    if (row) this.deps.outbox.append("host.online", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, ...(first ? { first } : {}) });
   }
 
   /**
@@ -132,7 +132,12 @@ export class AgentService {
           .get();
     // two first registrations of one name at once: the database lets exactly one of them in
     if (!row) throw new ApiError(409, "host_exists", `host '${req.hostname}' was registered a moment ago by another agent`);
-    this.deps.db.$client.transaction(() => this.cameOnline(row.id))();
+    this.deps.db.$client.transaction(() => {
+      this.cameOnline(row.id, !existing);
+      if (existing && existing.version !== req.version) {
+        this.deps.outbox.append("agent.updated", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, from: existing.version, to: req.version });
+      }
+    })();
     // What the agent holds after a restart is the truth: anything else it had is handed back or failed.
     this.leases.reconcile(row.id, req.heldJobIds);
     logger.info({ agentId: row.id, hostname: row.hostname, reregistered: !!existing }, "agent registered");

@@ -3,6 +3,7 @@ import { buildSpec, concurrencyPolicy, domainName, envName, label, name, proxySp
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { cronProblem, timezoneProblem } from "./cron";
+import { type NotificationsConfig, noNotifications, notificationsSection } from "./notificationConfig";
 
 /** A cron schedule of an app: each tick runs `command` in the app's current release. */
 const scheduleDefinition = z
@@ -83,7 +84,11 @@ const appDefinition = z
   });
 
 const appsFile = z
-  .object({ apps: z.array(appDefinition).default([]) })
+  .object({
+    apps: z.array(appDefinition).default([]),
+    /** where notifications go (README, "Notifications"); reloaded with the rest of the file */
+    notifications: notificationsSection.optional(),
+  })
   .strict()
   .superRefine((file, ctx) => {
     const seen = new Set<string>();
@@ -118,9 +123,10 @@ export interface AppsConfig {
   byName(name: string): AppDefinition | undefined;
   /** every app of a repository, in apps.yaml order: a monorepo deploys several apps on one push */
   byRepo(repo: string): AppDefinition[];
+  notifications: NotificationsConfig;
 }
 
-export function appsConfigFrom(apps: AppDefinition[]): AppsConfig {
+export function appsConfigFrom(apps: AppDefinition[], notifications: NotificationsConfig = noNotifications): AppsConfig {
   const names = new Map(apps.map((a) => [a.name, a]));
   const repos = new Map<string, AppDefinition[]>();
   for (const a of apps) {
@@ -131,7 +137,7 @@ export function appsConfigFrom(apps: AppDefinition[]): AppsConfig {
       repos.set(key, list);
     }
   }
-  return { apps, byName: (n) => names.get(n), byRepo: (r) => repos.get(normaliseRepo(r)) ?? [] };
+  return { apps, byName: (n) => names.get(n), byRepo: (r) => repos.get(normaliseRepo(r)) ?? [], notifications };
 }
 
 /** Parses and validates apps.yaml text; errors name the file, the line, the path and the reason. */
@@ -171,6 +177,7 @@ export function parseAppsConfig(text: string, file: string): AppsConfig {
   }
   return appsConfigFrom(
     result.data.apps.map((a) => ({ ...a, url: a.url ?? `https://github.com/${a.repo}.git` })),
+    result.data.notifications ?? noNotifications,
   );
 }
 

@@ -19,6 +19,7 @@ import { JobService } from "./jobs";
 import { JobState } from "./jobState";
 import { SqliteJobStore } from "./jobStore";
 import { LeaseService } from "./leases";
+import { NOTIFYING_TYPES, NotificationService } from "./notifications";
 import { IngestRedaction } from "./redaction";
 import { RouteReports } from "./routing";
 import { RunService } from "./runs";
@@ -51,7 +52,8 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const secretsForHost = (app: string, names: readonly string[], host: string) =>
     deps.apps().byName(app)?.hosts.includes(host) ? secrets.valuesFor(app, names) : {};
   const appStates = new AppStateService(deps, (id) => jobs.getRow(id), secretsForHost);
-  registerConsequences(deps, drainer, { deployments, images, runs, appStates, commitStatuses: gitHub.commitStatuses });
+  const notifications = new NotificationService(deps, redaction);
+  registerConsequences(deps, drainer, { deployments, images, runs, appStates, commitStatuses: gitHub.commitStatuses, notifications });
   drainer.follow();
   const agentService = new AgentService(deps, agentTokens, leases, appStates, joinTokens);
   return {
@@ -80,11 +82,14 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     redaction,
     jobLogs: new JobLogService(deps, leases, redaction),
     drainer,
+    notifications,
     /** every minute: expired idempotency keys, outbox rows past the retention that were applied */
     housekeeping() {
       const keys = idempotencyKeys.sweep();
       const events = deps.outbox.prune(deps.config.eventsRetentionMs, drainer.appliedUpTo());
-      if (keys + events > 0) deps.logger.debug({ keys, events }, "housekeeping");
+      // ended deliveries are kept as long as the events they were made from
+      const deliveries = notifications.prune(deps.config.eventsRetentionMs);
+      if (keys + events + deliveries > 0) deps.logger.debug({ keys, events, deliveries }, "housekeeping");
     },
   };
 }
@@ -96,7 +101,14 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
 function registerConsequences(
   deps: Deps,
   drainer: Drainer,
-  s: { deployments: DeploymentService; images: ImageService; runs: RunService; appStates: AppStateService; commitStatuses: ReturnType<typeof connectGitHub>["commitStatuses"] },
+  s: {
+    deployments: DeploymentService;
+    images: ImageService;
+    runs: RunService;
+    appStates: AppStateService;
+    commitStatuses: ReturnType<typeof connectGitHub>["commitStatuses"];
+    notifications: NotificationService;
+  },
 ) {
   drainer.register({
     name: "run-progress",
@@ -141,6 +153,9 @@ function registerConsequences(
     kind: "signal",
     apply: (e) => deps.events.jobChanged(e.data as JobChangedEvent),
   });
+  // a delivery row per interested target, in the drainer's transaction; sent after the commit
+  drainer.register({ name: "notifications", types: NOTIFYING_TYPES, kind: "db", apply: (e) => s.notifications.enqueue(e) });
+  drainer.register({ name: "send-notifications", types: NOTIFYING_TYPES, kind: "signal", apply: () => s.notifications.kick() });
   if (s.commitStatuses.enabled) {
     drainer.register({
       name: "commit-status",
