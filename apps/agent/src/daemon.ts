@@ -17,6 +17,8 @@ import { AppEventQueue } from "./reconcile/appEvents";
 import { DesiredStore } from "./reconcile/desiredStore";
 import { Reconciler } from "./reconcile/reconciler";
 import { Redactor } from "./redact";
+import { localIoReason } from "./diskFull";
+import { removeLeftovers } from "./leftovers";
 import { AgentState } from "./state";
 import { RESTART_EXIT_CODE, selfUpdate } from "./selfUpdate";
 import { AGENT_VERSION } from "./version";
@@ -222,7 +224,23 @@ export class AgentDaemon {
     this.logger.info({ agentId: this.agentId, hostname: this.config.hostname }, "registered");
   }
 
+  /** The jobs this agent holds now: the running one, else the one recorded on disk before a restart. */
+  private heldJobIds(): Set<string> {
+    const job = this.current?.job ?? this.state.loadHeldJob();
+    return new Set(job ? [job.id] : []);
+  }
+
+  /**
+   * Removes what jobs no longer held left behind (leftovers.ts). Its file part runs before this
+   * returns, so no job claimed afterwards can lose its fresh work dir or spool to it.
+   */
+  private sweepLeftovers(): Promise<unknown> {
+    return removeLeftovers(this.docker, this.config.stateDir, () => this.heldJobIds(), this.logger.child({ component: "leftovers" }));
+  }
+
   async run(): Promise<void> {
+    // First, before anything writes: a state disk filled by a crashed job's leftovers gets its space back.
+    await this.sweepLeftovers();
     await this.startProxy();
     // Reconcile first: apps come back from the cached state even while the controller is away.
     this.reconciler.start();
@@ -306,7 +324,7 @@ export class AgentDaemon {
         ...(job.kind === "run" && job.spec.run?.result_file ? { resultFile: job.spec.run.result_file } : {}),
       });
     } catch (err) {
-      localError = (err as Error).message;
+      localError = localIoReason(err, this.config.stateDir);
     }
     const spool = new JobLogSpool(this.spoolDir, job.id, job.leaseId, this.client, this.redactor, this.logger, () =>
       this.current?.cancel("cancel requested"),
@@ -337,6 +355,7 @@ export class AgentDaemon {
     runner.finished.then(() => {
       jobsRun.inc({ kind: runner.job.kind });
       this.current = null;
+      void this.sweepLeftovers();
       this.nudge();
       this.reconciler.nudge();
     });
@@ -350,7 +369,10 @@ export class AgentDaemon {
     const held = this.state.loadHeldJob();
     for (const left of JobLogSpool.leftovers(this.spoolDir)) {
       if (left.jobId === held?.id) continue;
-      this.spools.push(new JobLogSpool(this.spoolDir, left.jobId, left.leaseId, this.client, this.redactor, this.logger));
+      const spool = new JobLogSpool(this.spoolDir, left.jobId, left.leaseId, this.client, this.redactor, this.logger);
+      // no line will be added: uploaded (or refused), it removes itself instead of polling for ever
+      void spool.close();
+      this.spools.push(spool);
     }
     if (!held) return;
     const spool = new JobLogSpool(this.spoolDir, held.id, held.leaseId, this.client, this.redactor, this.logger);

@@ -11,6 +11,8 @@ import type { HostProxy } from "./proxy";
 import type { Redactor } from "./redact";
 import type { DesiredStore } from "./reconcile/desiredStore";
 import type { AgentState, HeldJob } from "./state";
+import { localIoReason } from "./diskFull";
+import { fileSafe, recordBuiltImage } from "./leftovers";
 
 export interface RunnerDeps {
   docker: Dockerode;
@@ -56,9 +58,7 @@ export class JobRunner {
 
   /** `localError`: the job could not even be recorded on disk (a full state disk); it fails with that. */
   static start(job: ClaimedJob, deps: RunnerDeps, localError?: string): JobRunner {
-    return new JobRunner(job, deps, async (r) =>
-      localError ? { status: "failed", error: `local I/O error on the agent: ${localError}` } : r.execute(job),
-    );
+    return new JobRunner(job, deps, async (r) => (localError ? { status: "failed", error: localError } : r.execute(job)));
   }
 
   /** Picks up a job held before a restart: finish reporting it, re-attach to it, or fail it. */
@@ -103,6 +103,7 @@ export class JobRunner {
         registries: deps.registries,
         ...(deps.proxy ? { proxy: deps.proxy } : {}),
         desired: deps.desired,
+        recordLayer: (imageId) => recordBuiltImage(deps.stateDir, job.id, imageId),
       });
     } finally {
       clearTimeout(timer);
@@ -141,7 +142,7 @@ export class JobRunner {
 
   /** A run's result file waits on disk (state dir) until it is uploaded, so an agent restart keeps it. */
   private get resultPath(): string {
-    return join(this.deps.stateDir, "results", this.job.id.replace(/[^A-Za-z0-9_.-]/g, "_"));
+    return join(this.deps.stateDir, "results", fileSafe(this.job.id));
   }
 
   private keepResultFile(content: Buffer): void {
@@ -193,13 +194,13 @@ export class JobRunner {
     try {
       deps.state.saveHeldJob({ id: job.id, leaseId: job.leaseId, kind: job.kind, app: job.app, startedAt: Date.now(), final });
     } catch (err) {
-      ioErrors.push((err as Error).message);
+      ioErrors.push(localIoReason(err, deps.stateDir));
     }
     const ioError = ioErrors.find((e) => e);
     if (ioError) {
       // ENOSPC and friends: the job's record and log on this host are incomplete; say so in
       // the job itself rather than only in the agent's own log
-      const note = `local I/O error on the agent: ${ioError}`;
+      const note = ioError;
       final = { ...final, status: final.status === "cancelled" ? "cancelled" : "failed", error: final.error ? `${final.error}; ${note}` : note };
     }
     deps.logger.info({ status: final.status, error: final.error }, "job ended");

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { backoffMs, sleep } from "./backoff";
 import { type ControllerClient, ControllerError } from "./controllerClient";
 import type { Redactor } from "./redact";
+import { localIoReason } from "./diskFull";
 
 const BATCH_LINES = 1000;
 const BATCH_BYTES = 512 * 1024;
@@ -18,6 +19,7 @@ const FLUSH_EVERY_MS = 250;
 export class JobLogSpool {
   private readonly entries: LogEntry[] = [];
   private readonly file: string;
+  private readonly dir: string;
   private readonly metaFile: string;
   private acked = 0;
   private pendingDisk: string[] = [];
@@ -39,6 +41,7 @@ export class JobLogSpool {
     private readonly onCancelRequested: () => void = () => {},
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.dir = dir;
     this.file = join(dir, `${jobId}.jsonl`);
     this.metaFile = join(dir, `${jobId}.meta.json`);
     if (existsSync(this.file)) {
@@ -92,7 +95,7 @@ export class JobLogSpool {
       write();
     } catch (err) {
       if (!this.ioError) {
-        this.ioError = (err as Error).message;
+        this.ioError = localIoReason(err, this.dir);
         this.logger.error({ jobId: this.jobId, err: this.ioError }, "cannot write the log spool; lines are kept in memory");
       }
     }

@@ -13,7 +13,16 @@ export type BuildResult = { ok: true; imageId: string; cached: number; steps: nu
  */
 export async function buildImage(
   docker: Dockerode,
-  input: { contextDir: string; dockerfile: string; args: Record<string, string>; target?: string; tags: [string, ...string[]]; labels?: Record<string, string> },
+  input: {
+    contextDir: string;
+    dockerfile: string;
+    args: Record<string, string>;
+    target?: string;
+    tags: [string, ...string[]];
+    labels?: Record<string, string>;
+    /** every layer this build commits (not the ones it takes from the cache), as it commits it */
+    onLayer?: (imageId: string) => void;
+  },
   log: JobLog,
   signal: AbortSignal,
 ): Promise<BuildResult> {
@@ -21,9 +30,15 @@ export async function buildImage(
   const src = await readdir(input.contextDir);
   let cached = 0;
   let steps = 0;
+  // The classic builder says "Removing intermediate container <id>" then " ---> <image id>" for
+  // a step it ran itself; a cached step says "Using cache" instead.
+  let committed = false;
   const countingLog: JobLog = (stream, line) => {
     if (/^Step \d+\/\d+ :/.test(line)) steps++;
     if (line.includes("Using cache")) cached++;
+    const layer = /^\s*---> ([0-9a-f]{12,64})\s*$/.exec(line);
+    if (layer && committed) input.onLayer?.(layer[1]!);
+    if (line.trim()) committed = /^Removing intermediate container /.test(line.trim());
     log(stream, line);
   };
   let response: NodeJS.ReadableStream;

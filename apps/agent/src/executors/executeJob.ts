@@ -1,6 +1,8 @@
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { cleanupJob } from "../docker/managedContainers";
+import { freeSpace, isDiskFull, localIoReason } from "../diskFull";
+import { fileSafe } from "../leftovers";
 import { buildJob } from "./buildJob";
 import { deployJob } from "./deployJob";
 import { appOperationJob } from "../reconcile/operations";
@@ -22,7 +24,7 @@ export async function executeJob(job: ClaimedJob, ctx: JobContext): Promise<JobO
     ctx.log("system", `job ${job.id}: secret ${list} was not handed to this host; nothing was run`);
     return { ok: false, error: `secret ${list} of app '${job.app}' is declared but the controller sent no value (not set, or this host is not one of the app's hosts); nothing was run` };
   }
-  const workDir = path.join(ctx.workRoot, job.id.replace(/[^A-Za-z0-9_.-]/g, "_"));
+  const workDir = path.join(ctx.workRoot, fileSafe(job.id));
   let outcome: JobOutcome;
   try {
     await rm(workDir, { recursive: true, force: true });
@@ -30,16 +32,29 @@ export async function executeJob(job: ClaimedJob, ctx: JobContext): Promise<JobO
     ctx.log("system", `job ${job.id}: ${job.kind} ${job.app} (attempt ${job.attempt})`);
     outcome = await runByKind(job, ctx, workDir);
   } catch (err) {
-    outcome = { ok: false, error: ctx.signal.aborted ? CANCELLED : `${job.kind} failed: ${(err as Error).message}` };
-  } finally {
-    await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    const reason = isDiskFull(err) ? localIoReason(err, workDir) : (err as Error).message;
+    outcome = { ok: false, error: ctx.signal.aborted ? CANCELLED : `${job.kind} failed: ${reason}` };
   }
+  if (!outcome.ok && outcome.error !== CANCELLED && isDiskFull(outcome.error) && !outcome.error.includes("the disk is full")) {
+    outcome = { ...outcome, error: `${outcome.error} (${await whichDiskIsFull(ctx)})` };
+  }
+  await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   if (!outcome.ok && ctx.signal.aborted) {
     const removed = await cleanupJob(ctx.docker, job.id, outcome.keepContainers).catch(() => []);
     if (removed.length > 0) ctx.log("system", `cancelled: removed ${removed.length} container(s) of job ${job.id}`);
     return { ok: false, error: CANCELLED, ...(outcome.result ? { result: outcome.result } : {}) };
   }
   return outcome;
+}
+
+/**
+ * A tool (git) or the engine (a build step, a pull) ran out of space: say where each of the two
+ * disks a job writes to stands, measured before the work dir is removed and frees its part.
+ */
+async function whichDiskIsFull(ctx: JobContext): Promise<string> {
+  const engineRoot = await ctx.docker.info().then((i: { DockerRootDir?: string }) => i.DockerRootDir, () => undefined);
+  const agent = freeSpace(ctx.workRoot);
+  return `the disk is full: the agent's state dir at ${path.dirname(ctx.workRoot)} has ${agent || "an unknown amount"} free${engineRoot ? `; the Docker engine keeps images and build layers under ${engineRoot}` : ""}`;
 }
 
 /** Declared secrets without a value: running without them would start the app misconfigured. */

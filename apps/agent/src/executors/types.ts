@@ -22,6 +22,8 @@ export interface JobContext {
   proxy?: HostProxy;
   /** the host's desired state: app operations read and change it (absent in executor-only tests) */
   desired?: DesiredStore;
+  /** told every image layer a build of this job commits, so a cut build's layers can be found and removed later */
+  recordLayer?: (imageId: string) => void;
 }
 
 /** Expected failures are values (STYLE.md rule 16); `error: "cancelled"` means the signal fired. */
