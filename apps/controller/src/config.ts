@@ -16,6 +16,11 @@ const envSchema = z.object({
   DEPLOYBOT_HOST: z.string().default("0.0.0.0"),
   /** SQLite file (WAL); ":memory:" for throwaway runs. */
   DEPLOYBOT_DB: z.string().default("./data/deploybot.db"),
+  /**
+   * postgres://user:password@host:port/db selects PostgreSQL (several controllers on one
+   * database) instead of the SQLite file at DEPLOYBOT_DB.
+   */
+  DEPLOYBOT_DATABASE_URL: optionalSecret.refine((v) => v === undefined || /^postgres(ql)?:\/\/[^\s]+$/.test(v), "must be a postgres:// or postgresql:// URL"),
   /** App definitions. */
   DEPLOYBOT_CONFIG: z.string().default("config/apps.yaml"),
   /** Shared secret agents present at registration. Without it no agent can register. */
@@ -113,6 +118,8 @@ export interface Config {
   port: number;
   host: string;
   dbPath: string;
+  /** PostgreSQL instead of dbPath when set (DEPLOYBOT_DATABASE_URL) */
+  databaseUrl: string | undefined;
   configPath: string;
   joinToken: string | undefined;
   adminToken: string | undefined;
@@ -160,6 +167,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.DEPLOYBOT_PORT,
     host: e.DEPLOYBOT_HOST,
     dbPath: fromCaller(e.DEPLOYBOT_DB),
+    databaseUrl: e.DEPLOYBOT_DATABASE_URL,
     configPath: fromCaller(e.DEPLOYBOT_CONFIG),
     joinToken: e.DEPLOYBOT_JOIN_TOKEN,
     adminToken: e.DEPLOYBOT_ADMIN_TOKEN,

@@ -24,6 +24,13 @@ function resolveSecretKey(config: Config): string {
 /** Wires the real world to the app factory: database file, config file, port, timers, signals. */
 export async function startController(config: Config, opts: { init?: boolean } = {}) {
   const logger = pino({ level: config.logLevel, base: { service: "controller" } });
+  if (config.databaseUrl) {
+    // Said plainly instead of quietly using the SQLite file: the schema, migrations and job
+    // claims exist for PostgreSQL, the services on top of them do not run there yet.
+    throw new Error(
+      "DEPLOYBOT_DATABASE_URL selects PostgreSQL, which the controller cannot serve from yet (its schema and job queue are in place, the services are not); unset it to run on the SQLite file at DEPLOYBOT_DB",
+    );
+  }
   const db = openDb(config.dbPath, opts);
   let apps: AppsConfig = loadAppsConfig(config.configPath);
   const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey: resolveSecretKey(config) });
