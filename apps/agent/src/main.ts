@@ -5,6 +5,7 @@ import { loadAgentConfig } from "./config";
 import { AgentDaemon } from "./daemon";
 import { instrumentDocker, serveAgentMetrics } from "./metrics";
 import { Redactor } from "./redact";
+import { lockStateDir } from "./stateLock";
 
 let config: ReturnType<typeof loadAgentConfig>;
 try {
@@ -12,6 +13,15 @@ try {
 } catch (err) {
   console.error(`deploybot agent: ${(err as Error).message}`);
   process.exit(1);
+}
+// A self-update's trial run shares the running agent's state dir on purpose (it only registers).
+if (!config.updateTrial) {
+  try {
+    lockStateDir(config.stateDir);
+  } catch (err) {
+    console.error(`deploybot agent: ${(err as Error).message}`);
+    process.exit(1);
+  }
 }
 // The agent's own log is one more way out: every line passes the redactor that masks the job
 // secrets, the registry password and the join token, as the uploaded job logs do.
