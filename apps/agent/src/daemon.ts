@@ -166,6 +166,7 @@ export class AgentDaemon {
       await proxy.converge().catch((err: Error) => this.logger.error({ err: err.message }, "restoring routes failed"));
     }
     void proxy.watch(this.stopped.signal);
+    void proxy.renewLoop(this.stopped.signal);
   }
 
   private get spoolDir() {

@@ -1,8 +1,11 @@
+import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import https from "node:https";
 import type tls from "node:tls";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeDocker, testAcme, uniqueName } from "../../../test/support/docker";
+import { startLoad } from "../../../test/support/load";
+import { renewalDueAt } from "../src/proxy/certificates";
 import { type ProxyWorld, proxyWorld, viaProxy } from "./proxyFixture";
 
 /** Connects to the https port as `servername`, verifying the chain against `ca`; the served certificate and the answer to GET /. */
@@ -79,5 +82,34 @@ describeDocker("TLS on the host proxy: ACME (Pebble) and the host's internal CA"
     expect(await httpsGet(world.httpsPort, privateDomain, ca)).toMatchObject({ status: 200, body: "p1", issuer: "deploybot internal CA" });
     // The ACME app keeps its own certificate next to it (SNI).
     await expect(httpsGet(world.httpsPort, domain, ca)).rejects.toThrow();
+  });
+
+  it("the renewal check orders a certificate again from Pebble once it is due, and serves it without a failed request", async () => {
+    const certFile = world.proxy.certs.certFile(app);
+    const before = new X509Certificate(readFileSync(certFile));
+    const issuedAt = statSync(certFile).mtimeMs;
+    // Not due yet: nothing is ordered, nothing is rewritten.
+    expect(await world.proxy.renewCertificates()).toEqual({ renewed: [], failed: [] });
+    expect(statSync(certFile).mtimeMs).toBe(issuedAt);
+
+    // The check as it runs the day the certificate is due (the clock moved for the decision
+    // only; the order, the challenge and the reload are real).
+    const due = renewalDueAt(new Date(before.validFrom), new Date(before.validTo)).getTime();
+    const load = startLoad({ port: world.httpPort, host: privateDomain, ratePerSecond: 50 });
+    const outcome = await world.proxy.renewCertificates(due);
+    const samples = await load.stop();
+    expect(outcome.failed).toEqual([]);
+    expect(outcome.renewed).toContain(app);
+    // http answers the redirect: every request of the load got one, through the reload
+    expect(samples.length).toBeGreaterThan(0);
+    expect(samples.filter((s) => s.status !== 308)).toEqual([]);
+
+    const after = new X509Certificate(readFileSync(certFile));
+    expect(after.fingerprint256).not.toBe(before.fingerprint256);
+    const served = await httpsGet(world.httpsPort, domain, await pebbleRoot());
+    expect(served).toMatchObject({ status: 200, body: "t2", issuer: expect.stringMatching(/Pebble Intermediate/) });
+    expect(served.fingerprint).toBe(after.fingerprint256);
+    // the account the deploy used was kept with the route, so a restarted agent can renew too
+    expect(world.restartAgent().table.get(app)?.acme).toEqual({ directory: testAcme!.directory, email: "ops@deploybot.test" });
   });
 });

@@ -17,8 +17,18 @@ const loadAcme = () => import("acme-client");
 
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const DAY = 86_400_000;
-/** A certificate closer than this to its end is issued again at the next deploy or start. */
+/** A certificate is ordered again this long before its end (Let's Encrypt's 90-day ones at day 60). */
 const RENEW_BEFORE_MS = 30 * DAY;
+
+/**
+ * When a certificate valid from `notBefore` to `notAfter` is due: 30 days before its end, or in
+ * its last third when it lives shorter than 90 days (Let's Encrypt's 6-day certificates at
+ * day 4), so a short-lived one is not renewed on every check.
+ */
+export function renewalDueAt(notBefore: Date, notAfter: Date): Date {
+  const lifetime = notAfter.getTime() - notBefore.getTime();
+  return new Date(notAfter.getTime() - Math.min(RENEW_BEFORE_MS, lifetime / 3));
+}
 
 export interface ChallengeResponder {
   addChallenge(token: string, keyAuthorization: string): Promise<void>;
@@ -61,15 +71,15 @@ export class CertificateStore {
     return join(this.caDir, "ca.pem");
   }
 
-  /** The app's certificate file when it covers every domain and is not near its end. */
-  usable(app: string, domains: string[], issuer?: "internal" | "acme"): string | null {
+  /** The app's certificate file when it covers every domain and is not due for renewal at `now`. */
+  usable(app: string, domains: string[], issuer?: "internal" | "acme", now = Date.now()): string | null {
     const file = this.certFile(app);
     if (!existsSync(file)) return null;
     try {
       const cert = new X509Certificate(readFileSync(file));
       const names = (cert.subjectAltName ?? "").split(", ").map((n) => n.replace(/^DNS:/, ""));
       if (!domains.every((d) => names.includes(d))) return null;
-      if (new Date(cert.validTo).getTime() - Date.now() < RENEW_BEFORE_MS) return null;
+      if (now >= renewalDueAt(new Date(cert.validFrom), new Date(cert.validTo)).getTime()) return null;
       const internal = cert.issuer === this.internalCa()?.subject;
       if (issuer && (issuer === "internal") !== internal) return null;
       return file;
@@ -84,12 +94,12 @@ export class CertificateStore {
     return this.defaultCertFile;
   }
 
-  async internal(app: string, domains: string[]): Promise<string> {
-    return this.usable(app, domains, "internal") ?? (await this.issueInternal(domains, this.certFile(app)));
+  async internal(app: string, domains: string[], now = Date.now()): Promise<string> {
+    return this.usable(app, domains, "internal", now) ?? (await this.issueInternal(domains, this.certFile(app)));
   }
 
-  async acme(app: string, domains: string[], account: AcmeAccount, challenges: ChallengeResponder): Promise<string> {
-    const existing = this.usable(app, domains, "acme");
+  async acme(app: string, domains: string[], account: AcmeAccount, challenges: ChallengeResponder, now = Date.now()): Promise<string> {
+    const existing = this.usable(app, domains, "acme", now);
     if (existing) return existing;
     const acme = await loadAcme();
     const client = new acme.Client({ directoryUrl: account.directory, accountKey: await this.accountKey(account.directory) });

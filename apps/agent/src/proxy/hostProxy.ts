@@ -138,6 +138,7 @@ export class HostProxy {
         healthPath: settings.healthPath,
         responseTimeoutSeconds: settings.responseTimeoutSeconds,
         upstreams: current?.upstreams ?? [],
+        ...(settings.tls === "auto" && settings.acme ? { acme: { directory: settings.acme.directory, ...(settings.acme.email ? { email: settings.acme.email } : {}) } } : {}),
       };
       const same = current && JSON.stringify({ ...current, upstreams: [] }) === JSON.stringify({ ...next, upstreams: [] });
       const needsCert = next.tls !== "off" && !this.certs.usable(next.app, next.domains, next.tls === "internal" ? "internal" : "acme");
@@ -146,20 +147,67 @@ export class HostProxy {
       // The route must answer http (ACME's challenge) before the certificate can be ordered.
       await this.writeAndApply();
       if (needsCert) {
-        if (next.tls === "internal") {
-          await this.certs.internal(next.app, next.domains);
-        } else {
-          if (!settings.acme) throw new Error("tls: auto needs an ACME account (DEPLOYBOT_ACME_CA / DEPLOYBOT_ACME_EMAIL on the controller)");
-          this.log(`${next.app}: ordering a certificate for ${next.domains.join(", ")} from ${settings.acme.directory}`);
-          await this.certs.acme(next.app, next.domains, settings.acme, {
-            addChallenge: (token, value) => this.mapCommand(`add map ${this.files.challengesMap} ${token} ${value}`),
-            removeChallenge: (token) => this.mapCommand(`del map ${this.files.challengesMap} ${token}`),
-          });
-        }
+        await this.obtainCertificate(next, Date.now());
         await this.writeAndApply();
         this.log(`${next.app}: certificate in place for ${next.domains.join(", ")}`);
       }
     });
+  }
+
+  /** Issues the route's certificate (the route already answers http: ACME's challenge). */
+  private async obtainCertificate(route: AppRoute, now: number): Promise<void> {
+    if (route.tls === "internal") {
+      await this.certs.internal(route.app, route.domains, now);
+      return;
+    }
+    if (!route.acme) throw new Error("tls: auto needs an ACME account (DEPLOYBOT_ACME_CA / DEPLOYBOT_ACME_EMAIL on the controller)");
+    this.log(`${route.app}: ordering a certificate for ${route.domains.join(", ")} from ${route.acme.directory}`);
+    await this.certs.acme(
+      route.app,
+      route.domains,
+      route.acme,
+      {
+        addChallenge: (token, value) => this.mapCommand(`add map ${this.files.challengesMap} ${token} ${value}`),
+        removeChallenge: (token) => this.mapCommand(`del map ${this.files.challengesMap} ${token}`),
+      },
+      now,
+    );
+  }
+
+  /**
+   * Orders again every certificate that is due at `now` (renewalDueAt: 30 days before its end,
+   * or its last third), then loads them with one seamless reload. A failure is reported and
+   * retried at the next check; the old certificate is served until it ends.
+   */
+  renewCertificates(now = Date.now()): Promise<{ renewed: string[]; failed: { app: string; error: string }[] }> {
+    return this.exclusive(async () => {
+      const renewed: string[] = [];
+      const failed: { app: string; error: string }[] = [];
+      for (const route of this.table.all()) {
+        if (route.tls === "off") continue;
+        if (this.certs.usable(route.app, route.domains, route.tls === "internal" ? "internal" : "acme", now)) continue;
+        try {
+          await this.obtainCertificate(route, now);
+          renewed.push(route.app);
+        } catch (err) {
+          failed.push({ app: route.app, error: (err as Error).message });
+          this.log(`${route.app}: renewing its certificate failed (next try at the next check): ${(err as Error).message}`);
+        }
+      }
+      if (renewed.length > 0) {
+        await this.writeAndApply();
+        this.log(`renewed the certificate(s) of ${renewed.join(", ")}`);
+      }
+      return { renewed, failed };
+    });
+  }
+
+  /** The renewal timer: a check at start, then every `everyMs` (12 h: ~60 tries inside a 30-day window), until `signal` aborts. */
+  async renewLoop(signal: AbortSignal, everyMs = 12 * 3_600_000): Promise<void> {
+    while (!signal.aborted) {
+      if (this.table.all().some((r) => r.tls !== "off")) await this.renewCertificates().catch((err: Error) => this.log(`certificate renewal check failed: ${err.message}`));
+      await sleep(everyMs, undefined, { signal }).catch(() => undefined);
+    }
   }
 
   private async mapCommand(command: string): Promise<void> {

@@ -19,6 +19,8 @@ export interface AppRoute {
   healthPath: string;
   responseTimeoutSeconds: number;
   upstreams: Upstream[];
+  /** the ACME account a `tls: auto` certificate was ordered with: the renewal timer orders with it again */
+  acme?: { directory: string; email?: string };
 }
 
 const storedTable = z.object({
@@ -30,6 +32,7 @@ const storedTable = z.object({
       healthPath: z.string(),
       responseTimeoutSeconds: z.number(),
       upstreams: z.array(z.object({ container: z.string(), ip: z.string(), port: z.number(), release: z.string().optional() })),
+      acme: z.object({ directory: z.string(), email: z.string().optional() }).optional(),
     }),
   ),
 });
