@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { protectedPathProblem } from "@deploybot/protocol";
 import { z } from "zod";
 
 const nonEmpty = z
@@ -56,6 +57,21 @@ const envSchema = z.object({
   DEPLOYBOT_RECONCILE_INTERVAL_SECONDS: z.coerce.number().min(0.5).max(300).default(5),
   /** Ship the app containers' own output to the controller (`deploybot logs APP`). */
   DEPLOYBOT_SHIP_APP_LOGS: z.enum(["true", "false", "1", "0"]).default("true"),
+  /**
+   * Comma-separated host directories apps may bind-mount from (`run.volumes: [/srv/app/x:/x]`).
+   * Empty (the default): no bind mount at all, named volumes only. A bind must resolve (symlinks
+   * followed) below one of them; system paths and the Docker socket are refused whatever this says.
+   */
+  DEPLOYBOT_AGENT_BIND_ROOTS: z
+    .string()
+    .default("")
+    .transform((v) => v.split(",").map((r) => r.trim().replace(/(.)\/+$/, "$1")).filter(Boolean))
+    .superRefine((roots, ctx) => {
+      for (const root of roots) {
+        const problem = !root.startsWith("/") || root.split("/").includes("..") ? "must be an absolute path without '..'" : protectedPathProblem(root);
+        if (problem) ctx.addIssue({ code: "custom", message: `'${root}' cannot be a bind root: ${problem}` });
+      }
+    }),
   /** Serve Prometheus metrics on 127.0.0.1 at this port (unset: none). */
   DEPLOYBOT_AGENT_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   DEPLOYBOT_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -73,6 +89,8 @@ export interface AgentConfig {
   reconcileIntervalSeconds: number;
   shipAppLogs: boolean;
   metricsPort: number | undefined;
+  /** DEPLOYBOT_AGENT_BIND_ROOTS: where bind mounts may come from (empty: nowhere) */
+  bindRoots: string[];
   logLevel: string;
   autoUpdate: boolean;
   updateTrialSeconds: number;
@@ -112,6 +130,7 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     shipAppLogs: e.DEPLOYBOT_SHIP_APP_LOGS === "true" || e.DEPLOYBOT_SHIP_APP_LOGS === "1",
     logLevel: e.DEPLOYBOT_LOG_LEVEL,
     metricsPort: e.DEPLOYBOT_AGENT_METRICS_PORT,
+    bindRoots: e.DEPLOYBOT_AGENT_BIND_ROOTS,
     autoUpdate: e.DEPLOYBOT_AUTO_UPDATE === "true" || e.DEPLOYBOT_AUTO_UPDATE === "1",
     updateTrialSeconds: e.DEPLOYBOT_UPDATE_TRIAL_SECONDS,
     updateTrial: e.DEPLOYBOT_UPDATE_TRIAL === "1",

@@ -1,7 +1,7 @@
 import { jobsRun } from "./metrics";
 import { arch, cpus, platform, totalmem } from "node:os";
 import { join } from "node:path";
-import { type ClaimedJob, type HeartbeatResponse, PROTOCOL_VERSION } from "@deploybot/protocol";
+import { type ClaimedJob, type HeartbeatResponse, type HostVolume, PROTOCOL_VERSION } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { backoffMs, sleep } from "./backoff";
@@ -20,10 +20,13 @@ import { Redactor } from "./redact";
 import { localIoReason } from "./diskFull";
 import { removeLeftovers } from "./leftovers";
 import { AgentState } from "./state";
+import { measureVolumes, type MountPolicy } from "./docker/volumes";
 import { RESTART_EXIT_CODE, selfUpdate } from "./selfUpdate";
 import { AGENT_VERSION } from "./version";
 
 export { AGENT_VERSION };
+
+const VOLUME_MEASURE_MS = 5 * 60 * 1000;
 
 /**
  * The agent's life: register, heartbeat (long-polling while idle), take at most one job per
@@ -45,6 +48,12 @@ export class AgentDaemon {
   /** aborted to cut the current sleep or long-poll short (a job ended, a drain began) */
   private wakeup = new AbortController();
   private readonly desired: DesiredStore;
+  /** the host's named volumes as last measured; null: measure at the next heartbeat (start, after a job) */
+  private volumes: { list: HostVolume[]; at: number } | null = null;
+  /** binds only below DEPLOYBOT_AGENT_BIND_ROOTS, never into the agent's own state (its token, cached secrets) */
+  private get mountPolicy(): MountPolicy {
+    return { bindRoots: this.config.bindRoots, protectedPaths: [this.config.stateDir] };
+  }
   private readonly appEvents: AppEventQueue;
   private readonly reconciler: Reconciler;
   private readonly appLogs: AppLogShipper | null;
@@ -100,6 +109,7 @@ export class AgentDaemon {
       logger: logger.child({ component: "reconcile" }),
       intervalMs: config.reconcileIntervalSeconds * 1000,
       ...(this.proxy ? { proxy: this.proxy } : {}),
+      mountPolicy: this.mountPolicy,
       busy: () => {
         // before recovery has adopted it, a job held on disk still owns its app
         const job = this.current?.job ?? this.state.loadHeldJob();
@@ -123,7 +133,22 @@ export class AgentDaemon {
       ...(this.proxy && this.proxy.table.all().length > 0 ? { routes: await this.proxy.routes().catch(() => []) } : {}),
     };
     if (this.legacyHeartbeat) return base;
-    return { ...base, desiredVersion: this.desired.version, appEvents: this.appEvents.unsent(), appStatus: this.reconciler.status() };
+    return {
+      ...base,
+      desiredVersion: this.desired.version,
+      appEvents: this.appEvents.unsent(),
+      appStatus: this.reconciler.status(),
+      volumes: await this.hostVolumes(),
+    };
+  }
+
+  /** Volume sizes walk every volume (`/system/df`): measured every 5 minutes and after each job, not per heartbeat. */
+  private async hostVolumes(): Promise<HostVolume[]> {
+    if (!this.volumes || Date.now() - this.volumes.at > VOLUME_MEASURE_MS) {
+      const list = await measureVolumes(this.docker).catch(() => this.volumes?.list ?? []);
+      this.volumes = { list, at: Date.now() };
+    }
+    return this.volumes.list;
   }
 
   private applyHeartbeatAnswer(res: HeartbeatResponse) {
@@ -346,6 +371,7 @@ export class AgentDaemon {
       retrying: (what, fn) => this.retrying(what, fn),
       redactor: this.redactor,
       desired: this.desired,
+      mountPolicy: this.mountPolicy,
       succeeded: (job, result) => this.jobSucceeded(job, result),
     };
   }
@@ -357,6 +383,7 @@ export class AgentDaemon {
       jobsRun.inc({ kind: runner.job.kind });
       this.current = null;
       void this.sweepLeftovers();
+      this.volumes = null; // a deploy may have created a volume, a remove purged one
       this.nudge();
       this.reconciler.nudge();
     });

@@ -9,6 +9,7 @@ import { CANCELLED, cleanupJob, executeJob, type JobOutcome, type ManagedContain
 import type { JobLogSpool } from "./logSpool";
 import type { HostProxy } from "./proxy";
 import type { Redactor } from "./redact";
+import type { MountPolicy } from "./docker/volumes";
 import type { DesiredStore } from "./reconcile/desiredStore";
 import type { AgentState, HeldJob } from "./state";
 import { localIoReason } from "./diskFull";
@@ -27,6 +28,7 @@ export interface RunnerDeps {
   /** masks the job's secrets in the error and result, as in its log lines */
   redactor: Redactor;
   desired?: DesiredStore;
+  mountPolicy?: MountPolicy;
   /** a job succeeded here (before it is reported): a deploy changes the host's desired state */
   succeeded?: (job: ClaimedJob, result: Record<string, unknown>) => void;
 }
@@ -104,6 +106,7 @@ export class JobRunner {
         ...(deps.proxy ? { proxy: deps.proxy } : {}),
         desired: deps.desired,
         recordLayer: (imageId) => recordBuiltImage(deps.stateDir, job.id, imageId),
+        ...(deps.mountPolicy ? { mountPolicy: deps.mountPolicy } : {}),
       });
     } finally {
       clearTimeout(timer);

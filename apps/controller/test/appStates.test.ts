@@ -62,7 +62,10 @@ describe("desired state in heartbeats", () => {
     expect(scale.spec.replicas).toBe(3);
     expect((await status(h, "api")).find((s) => s.host === "api-1")?.desired).toMatchObject({ state: "running", replicas: 3 });
     await h.call("POST", "/v1/apps/api/remove", { token: ADMIN, body: { hosts: ["api-1"] } });
-    await runJob(h, agent, "succeeded");
+    // a remove keeps the app's volumes: only an explicit purge deletes them
+    expect((await runJob(h, agent, "succeeded")).spec.purgeVolumes).toBeUndefined();
+    expect((await h.call("POST", "/v1/apps/api/remove", { token: ADMIN, body: { hosts: ["api-1"], purgeVolumes: true } })).status).toBe(201);
+    expect((await runJob(h, agent, "succeeded")).spec.purgeVolumes).toBe(true);
     const hb = await heartbeat(h, agent, { desiredVersion: 1 });
     expect(hb.desired?.apps[0]).toMatchObject({ app: "api", state: "removed" });
   });
@@ -88,6 +91,7 @@ describe("POST /v1/apps/{name}/{operation}", () => {
     expect((await call("/v1/apps/nope/stop", {})).status).toBe(404);
     expect((await call("/v1/apps/api/scale", {})).status).toBe(400);
     expect((await call("/v1/apps/api/stop", { replicas: 2 })).status).toBe(400);
+    expect((await call("/v1/apps/api/stop", { purgeVolumes: true })).status).toBe(400);
     expect((await call("/v1/apps/api/stop", { hosts: ["-bad"] })).status).toBe(400);
     const notDeployed = await call("/v1/apps/api/start", { hosts: ["api-1"] });
     expect(notDeployed.status).toBe(409);

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { AppsConfigError, normaliseRepo, parseAppsConfig } from "../src/services/appsConfig";
 
+const VOLUMES = "apps:\n  - name: web\n    repo: a/b\n    run:\n      volumes:\n        - data:/data\n";
 const SCHEDULE = "apps:\n  - name: web\n    repo: a/b\n    schedules:\n      - name: nightly\n        command: [echo, hi]\n";
 
 describe("apps.yaml", () => {
@@ -23,6 +24,30 @@ describe("apps.yaml", () => {
     [`${SCHEDULE}        cron: "0 3 * * *"\n        timezone: Europe/Londn\n`, /apps\.yaml:8: apps\[0\]\.schedules\[0\]\.timezone: unknown IANA time zone 'Europe\/Londn'/],
     [`${SCHEDULE}        cron: "0 3 * * *"\n        concurency: forbid\n`, /apps\.yaml:8: apps\[0\]\.schedules\[0\]\.concurency: unknown key 'concurency'/],
     [`${SCHEDULE}        cron: "0 3 * * *"\n        concurrency: sometimes\n`, /apps\.yaml:8: apps\[0\]\.schedules\[0\]\.concurrency: /],
+    // volumes: what can be judged without the host is refused at load
+    [`${VOLUMES}        - /var/run/docker.sock:/var/run/docker.sock
+`, /apps\.yaml:7: apps\[0\]\.run\.volumes\[1\]: .*docker\.sock may not be mounted: it is a container engine's socket/],
+    [`${VOLUMES}        - /:/host
+`, /apps\.yaml:7: apps\[0\]\.run\.volumes\[1\]: .*it is the host's root directory/],
+    [`${VOLUMES}        - /etc/ssl:/ssl:ro
+`, /apps\.yaml:7: apps\[0\]\.run\.volumes\[1\]: .*inside \/etc/],
+    [`${VOLUMES}        - /var:/v
+`, /apps\.yaml:7: .*it contains \/var\/run/],
+    [`${VOLUMES}        - /srv/app/../../etc:/x
+`, /apps\.yaml:7: apps\[0\]\.run\.volumes\[1\]: .*may not contain '\.' or '\.\.' segments/],
+    [`${VOLUMES}        - srv/app:/x
+`, /apps\.yaml:7: .*a volume name must start with a letter or digit/],
+    [`${VOLUMES}        - other:/data
+`, /apps\.yaml:7: apps\[0\]\.run\.volumes\[1\]: container path \/data is mounted twice/],
+    [`${VOLUMES}        - logs:/logs:rx
+`, /apps\.yaml:7: .*must be 'ro' or 'rw'/],
+    [`${VOLUMES}        - logs:relative
+`, /apps\.yaml:7: .*the container path must be an absolute path/],
+    [`${VOLUMES}      stop_first: true
+    replicas: 2
+    domains: [a.example.com]
+    proxy: { port: 80 }
+`, /apps\.yaml:7: apps\[0\]\.run\.stop_first: stop_first .* use one replica/],
   ])("a bad file names the file, line, path and reason (%#)", (text, message) => {
     expect(() => parseAppsConfig(text, "apps.yaml")).toThrow(AppsConfigError);
     expect(() => parseAppsConfig(text, "apps.yaml")).toThrow(message);
@@ -34,6 +59,14 @@ describe("apps.yaml", () => {
       { name: "nightly", cron: "*/5 * * * * *", timezone: "UTC", concurrency: "forbid", env: {} },
       { name: "report", timezone: "America/New_York", concurrency: "replace", host: "web-1" },
     ]);
+  });
+
+  test("volumes: named volumes and binds below a host path, read-only or not", () => {
+    const cfg = parseAppsConfig(`${VOLUMES}        - /srv/web/uploads:/uploads:ro
+        - cache:/cache:rw
+      stop_first: true
+`, "apps.yaml");
+    expect(cfg.byName("web")?.run).toMatchObject({ volumes: ["data:/data", "/srv/web/uploads:/uploads:ro", "cache:/cache:rw"], stop_first: true });
   });
 
   test("the shipped example is valid", async () => {

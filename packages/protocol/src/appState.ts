@@ -35,6 +35,8 @@ export const appOperationRequest = z
     hosts: z.array(name).min(1).max(100).optional(),
     /** scale only (0 is `stop`) */
     replicas: z.number().int().min(1).max(100).optional(),
+    /** remove only: also delete the app's named volumes on those hosts, with their data */
+    purgeVolumes: z.boolean().optional(),
   })
   .strict();
 export type AppOperationRequest = z.infer<typeof appOperationRequest>;

@@ -8,3 +8,4 @@ export * from "./events";
 export * from "./appState";
 export * from "./registry";
 export * from "./notifications";
+export * from "./volumes";

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { refProblem } from "./refs";
 import { acmeAccount, domainName, proxySpec, routeInfo, routingFields, tlsMode } from "./routing";
+import { hostVolume, volumeList } from "./volumes";
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -131,6 +132,13 @@ export const runSpec = z
     init: z.boolean().optional(),
     /** `run` jobs: a file in the container copied out into the result */
     result_file: z.string().startsWith("/").optional(),
+    /** named volumes (`data:/var/lib/app`) and bind mounts (`/srv/app/uploads:/uploads:ro`), see volumes.ts */
+    volumes: volumeList.optional(),
+    /**
+     * Stop the old container before the new one starts (no candidate, no overlap), for data that
+     * cannot be opened by two containers at once. Costs downtime: stop + start + health check.
+     */
+    stop_first: z.boolean().optional(),
   })
   .strict();
 export type RunSpec = z.infer<typeof runSpec>;
@@ -162,6 +170,8 @@ export const jobSpec = z
     protectImages: z.array(z.string().max(512)).max(20).optional(),
     /** routed deploys: domains, proxy, replicas, tls (see routing.ts) */
     ...routingFields,
+    /** `remove` jobs: also delete the app's named volumes on the host (their data is gone) */
+    purgeVolumes: z.boolean().optional(),
   })
   .strict();
 export type JobSpec = z.infer<typeof jobSpec>;
@@ -417,6 +427,8 @@ export const heartbeatRequest = z
     /** reconcile actions not yet acknowledged, oldest first */
     appEvents: z.array(appEvent).max(500).optional(),
     appStatus: z.array(appStatus).max(1000).optional(),
+    /** the host's named volumes with their sizes (agents that know volumes; absent: unchanged) */
+    volumes: z.array(hostVolume).max(1000).optional(),
   })
   .strip();
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;

@@ -39,6 +39,8 @@ export function containerOptions(input: {
   publish: "real" | "temporary" | "none";
   /** a user-defined bridge network to attach the container to (instead of the default bridge) */
   network?: string;
+  /** the app's volumes and binds, checked and resolved on this host (docker/volumes.ts prepareMounts) */
+  mounts?: Dockerode.MountSettings[];
 }): Dockerode.ContainerCreateOptions {
   const { run } = input;
   const bindings = run.ports.map(parsePort);
@@ -62,6 +64,7 @@ export function containerOptions(input: {
     HostConfig: {
       PortBindings: portBindings,
       ...(input.network ? { NetworkMode: input.network } : {}),
+      ...(input.mounts && input.mounts.length > 0 ? { Mounts: input.mounts } : {}),
       // The agent's reconcile loop owns restarts (with backoff, events and reasons); Docker's own
       // policy would restart a crash loop ~9 times in 2 minutes and treat `docker kill` as a
       // manual stop. `run.restart` tells reconcile which exits to restart (reconcile/policy.ts).

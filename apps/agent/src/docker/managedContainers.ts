@@ -33,6 +33,9 @@ export function scopeToHost(hostname: string | null, legacy: LegacyOwnership = (
   ownsLegacy = legacy;
 }
 
+/** The host label of what this agent creates (empty when unscoped): volumes carry it too. */
+export const hostScopeLabels = (): Record<string, string> => (agentHost ? { [LABELS.host]: agentHost } : {});
+
 /** Same shape as `managedContainer` in @deploybot/protocol (heartbeats). */
 export interface ManagedContainer {
   id: string;

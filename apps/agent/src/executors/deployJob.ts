@@ -1,5 +1,6 @@
 import { type RunSpec, runSpec } from "@deploybot/protocol";
 import { pruneAppImages } from "../docker/pruneImages";
+import { prepareMounts } from "../docker/volumes";
 import { imageResult, prepareImage } from "./prepareImage";
 import { type RollOutPlan, rollOut } from "./rollOut";
 import type { ClaimedJob, JobContext, JobOutcome } from "./types";
@@ -9,6 +10,9 @@ export async function deployJob(job: ClaimedJob, ctx: JobContext, workDir: strin
   const run: RunSpec = job.spec.run ?? runSpec.parse({});
   const { domains = [], proxy } = job.spec;
   if (domains.length > 0 && !proxy) return { ok: false, error: "deploy: an app with domains needs proxy.port (the port it listens on in its container)" };
+  // A refused bind fails the job before anything is built, pulled or started.
+  const mounts = await prepareMounts(ctx.docker, job.app, run, ctx.mountPolicy);
+  if (!mounts.ok) return { ok: false, error: `deploy: ${mounts.reason}; nothing was started` };
   const prepared = await prepareImage(job, ctx, workDir);
   if (!prepared.ok) return { ok: false, error: prepared.reason };
   const release = job.spec.release ?? prepared.version;

@@ -3,6 +3,7 @@ import path from "node:path";
 import { cleanupJob } from "../docker/managedContainers";
 import { freeSpace, isDiskFull, localIoReason } from "../diskFull";
 import { fileSafe } from "../leftovers";
+import { purgeAppVolumes } from "../docker/volumes";
 import { buildJob } from "./buildJob";
 import { deployJob } from "./deployJob";
 import { appOperationJob } from "../reconcile/operations";
@@ -64,7 +65,18 @@ function missingSecrets(job: ClaimedJob): string[] {
   return (job.spec.run?.secrets ?? []).filter((k) => !(k in given));
 }
 
-function runByKind(job: ClaimedJob, ctx: JobContext, workDir: string): Promise<JobOutcome> {
+/** `remove` with `purgeVolumes`: once the containers are gone, the app's named volumes go too. */
+async function purgeVolumes(job: ClaimedJob, ctx: JobContext, removed: JobOutcome): Promise<JobOutcome> {
+  if (!removed.ok || !job.spec.purgeVolumes) return removed;
+  const { removed: volumes, errors } = await purgeAppVolumes(ctx.docker, job.app);
+  for (const v of volumes) ctx.log("system", `remove: deleted volume ${v}`);
+  const result = { ...removed.result, purgedVolumes: volumes };
+  if (errors.length > 0) return { ok: false, error: `remove: could not delete volume ${errors.join("; ")}`, result };
+  if (volumes.length === 0) ctx.log("system", `remove: ${job.app} has no volumes on this host`);
+  return { ok: true, result };
+}
+
+async function runByKind(job: ClaimedJob, ctx: JobContext, workDir: string): Promise<JobOutcome> {
   switch (job.kind) {
     case "deploy":
       return deployJob(job, ctx, workDir);
@@ -74,8 +86,9 @@ function runByKind(job: ClaimedJob, ctx: JobContext, workDir: string): Promise<J
       return runJob(job, ctx, workDir);
     case "stop":
     case "restart":
-    case "remove":
       return ctx.desired ? appOperationJob(job, ctx, ctx.desired, job.kind) : lifecycleJob(job, ctx, job.kind);
+    case "remove":
+      return purgeVolumes(job, ctx, await (ctx.desired ? appOperationJob(job, ctx, ctx.desired, job.kind) : lifecycleJob(job, ctx, job.kind)));
     case "start":
     case "scale":
       if (!ctx.desired) return Promise.resolve({ ok: false, error: `${job.kind} needs the agent's desired state` });

@@ -7,6 +7,8 @@ import { CANCELLED } from "./types";
 
 /**
  * Port mode (an app with published host ports and no domains): one container per host.
+ * With `run.stop_first` step 1 is skipped: the new container is started only once the old one
+ * has stopped (a volume's data is never opened twice), and a broken release costs downtime.
  *
  * The old container holds the app's host ports, so a true blue/green on the same host port is
  * impossible on one engine. We do "verify, then swap":
@@ -26,22 +28,26 @@ export async function portModeReplace(ctx: RollOutContext, plan: RollOutPlan): P
   const old = await listAppContainers(docker, plan.app);
   const suffix = (plan.attempt ?? 1) > 1 ? `-${plan.attempt}` : "";
   const options = (publish: "real" | "temporary", name: string, extra: Record<string, string> = {}) =>
-    containerOptions({ name, image: plan.image, run, secretEnv: plan.secretEnv, labels: { ...labels, ...extra }, publish });
+    containerOptions({ name, image: plan.image, run, secretEnv: plan.secretEnv, labels: { ...labels, ...extra }, publish, mounts: plan.mounts });
 
-  log("system", "deploy: starting a candidate on temporary ports for the health check");
-  let candidateId: string | undefined;
-  try {
-    const candidate = await docker.createContainer(options("temporary", containerName(plan.app, plan.jobId, `${suffix}-candidate`), { [LABELS.role]: "candidate" }));
-    candidateId = candidate.id;
-    await candidate.start();
-    const health = await waitHealthy(docker, candidate.id, run.healthcheck, signal);
-    if (!health.ok) return await failNew(ctx, candidate.id, health.reason);
-    log("system", `deploy: candidate healthy${health.url ? ` at ${health.url}` : ""}`);
-    // It never served traffic: no grace period (an app that ignores SIGTERM would cost 5 s).
-    await stopAndRemove(docker, candidate.id, 0);
-  } catch (err) {
-    if (candidateId) await stopAndRemove(docker, candidateId, 0);
-    return { ok: false, error: signal.aborted ? CANCELLED : `deploy: starting the candidate failed: ${(err as Error).message}` };
+  // stop_first: the data may not be opened by two containers, so no candidate either.
+  if (run.stop_first) log("system", "deploy: stop_first: the old container stops before the new one starts (no candidate)");
+  else {
+    log("system", "deploy: starting a candidate on temporary ports for the health check");
+    let candidateId: string | undefined;
+    try {
+      const candidate = await docker.createContainer(options("temporary", containerName(plan.app, plan.jobId, `${suffix}-candidate`), { [LABELS.role]: "candidate" }));
+      candidateId = candidate.id;
+      await candidate.start();
+      const health = await waitHealthy(docker, candidate.id, run.healthcheck, signal);
+      if (!health.ok) return await failNew(ctx, candidate.id, health.reason);
+      log("system", `deploy: candidate healthy${health.url ? ` at ${health.url}` : ""}`);
+      // It never served traffic: no grace period (an app that ignores SIGTERM would cost 5 s).
+      await stopAndRemove(docker, candidate.id, 0);
+    } catch (err) {
+      if (candidateId) await stopAndRemove(docker, candidateId, 0);
+      return { ok: false, error: signal.aborted ? CANCELLED : `deploy: starting the candidate failed: ${(err as Error).message}` };
+    }
   }
 
   const stepAside = old.filter((c) => c.state === "running");

@@ -4,6 +4,7 @@ import { containerName, containerOptions } from "../docker/containerSpec";
 import { waitHealthy } from "../docker/healthCheck";
 import { listAppContainers, type ManagedContainer, managedLabels, stopAndRemove } from "../docker/managedContainers";
 import { ensureNetwork } from "../docker/network";
+import { type MountPolicy, prepareMounts } from "../docker/volumes";
 import type { HostProxy } from "../proxy/hostProxy";
 import { failNew, portModeReplace } from "./portModeReplace";
 import { CANCELLED, type JobLog } from "./types";
@@ -27,6 +28,8 @@ export interface RollOutPlan {
    * Default false: every container is replaced (deploy, rollback, restart).
    */
   keepSameRelease?: boolean;
+  /** the app's volumes resolved on this host; set by rollOut itself */
+  mounts?: Dockerode.MountSettings[];
 }
 
 export interface RollOutContext {
@@ -35,6 +38,7 @@ export interface RollOutContext {
   signal: AbortSignal;
   /** the host proxy; required for routed plans */
   proxy?: HostProxy;
+  mountPolicy?: MountPolicy;
 }
 
 export type RollOutOutcome =
@@ -50,7 +54,11 @@ export type RollOutOutcome =
  * never becomes healthy never enters the route (the old containers keep serving; the new ones
  * are removed). Apps with published ports and no domains keep port mode (portModeReplace).
  */
-export async function rollOut(ctx: RollOutContext, plan: RollOutPlan): Promise<RollOutOutcome> {
+export async function rollOut(ctx: RollOutContext, input: RollOutPlan): Promise<RollOutOutcome> {
+  // Every container of the app, old and new, mounts the same named volumes (kept across deploys).
+  const mounts = await prepareMounts(ctx.docker, input.app, input.run, ctx.mountPolicy);
+  if (!mounts.ok) return { ok: false, error: `deploy: ${mounts.reason}; nothing was started` };
+  const plan: RollOutPlan = { ...input, mounts: mounts.mounts };
   if (!plan.route && plan.run.ports.length > 0) {
     if (plan.replicas > 1) return { ok: false, error: "replicas > 1 needs domains: a published host port can be bound by one container only" };
     return portModeReplace(ctx, plan);
@@ -149,6 +157,17 @@ export async function rollOut(ctx: RollOutContext, plan: RollOutPlan): Promise<R
     return { ...outcome, ...(keep.length > 0 ? { keepContainers: keep } : {}) };
   };
 
+  // stop_first: the old containers leave (drained, stopped, kept for an undo) before a new one
+  // starts, so the app's data is never opened by two containers; a failure brings them back.
+  if (plan.run.stop_first) {
+    for (const c of old.filter((c) => c.state === "running")) {
+      old.splice(old.indexOf(c), 1);
+      log("system", `deploy: stop_first: stopping ${c.name ?? c.id} before the new container starts`);
+      await takeOut(c, "stop");
+      swapped.push({ old: c, replacement: null });
+    }
+  }
+
   for (let i = 0; i < toStart; i++) {
     if (signal.aborted) return undo({ ok: false, error: CANCELLED });
     const name = containerName(plan.app, plan.jobId, `${suffix}${plan.replicas > 1 ? `-r${kept.length + i + 1}` : ""}`);
@@ -163,6 +182,7 @@ export async function rollOut(ctx: RollOutContext, plan: RollOutPlan): Promise<R
           labels,
           publish: "none",
           ...(route && proxy ? { network: proxy.network } : {}),
+          mounts: plan.mounts,
         }),
       );
       id = created.id;

@@ -3,6 +3,7 @@ import { streamContainerLogs } from "../docker/containerLogs";
 import { containerName, containerOptions } from "../docker/containerSpec";
 import { LABELS, managedLabels, stopAndRemove } from "../docker/managedContainers";
 import { copyResultFile } from "../docker/resultFile";
+import { prepareMounts } from "../docker/volumes";
 import { imageResult, prepareImage } from "./prepareImage";
 import { CANCELLED, type ClaimedJob, type JobContext, type JobOutcome, type ResultFileContent } from "./types";
 
@@ -16,6 +17,9 @@ import { CANCELLED, type ClaimedJob, type JobContext, type JobOutcome, type Resu
 export async function runJob(job: ClaimedJob, ctx: JobContext, workDir: string): Promise<JobOutcome> {
   const { docker, signal, log } = ctx;
   const run: RunSpec = job.spec.run ?? runSpec.parse({});
+  // a run sees the app's volumes, as its serving containers do (a migration, a backup)
+  const mounts = await prepareMounts(docker, job.app, run, ctx.mountPolicy);
+  if (!mounts.ok) return { ok: false, error: `run: ${mounts.reason}; nothing was started` };
   const prepared = await prepareImage(job, ctx, workDir);
   if (!prepared.ok) return { ok: false, error: prepared.reason };
   const result: Record<string, unknown> = imageResult(prepared);
@@ -27,6 +31,7 @@ export async function runJob(job: ClaimedJob, ctx: JobContext, workDir: string):
     // role=run: never counted as one of the app's serving replicas (reconcile, drift)
     labels: { ...managedLabels(job.app, job.id, job.spec.release ?? prepared.version), [LABELS.role]: "run" },
     publish: "real",
+    mounts: mounts.mounts,
   });
   const container = await docker.createContainer(options);
   const started = Date.now();

@@ -1,5 +1,6 @@
 import type { ClaimedJob, RegistryCredentials } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
+import type { MountPolicy } from "../docker/volumes";
 import type { HostProxy } from "../proxy/hostProxy";
 import type { DesiredStore } from "../reconcile/desiredStore";
 
@@ -24,6 +25,8 @@ export interface JobContext {
   desired?: DesiredStore;
   /** told every image layer a build of this job commits, so a cut build's layers can be found and removed later */
   recordLayer?: (imageId: string) => void;
+  /** what apps may mount from this host (absent: named volumes only, no bind) */
+  mountPolicy?: MountPolicy;
 }
 
 /** Expected failures are values (STYLE.md rule 16); `error: "cancelled"` means the signal fired. */

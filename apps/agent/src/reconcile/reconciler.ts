@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { sleep } from "../backoff";
 import { probeOnce } from "../docker/healthCheck";
 import { LABELS, listManagedInfo, stopAndRemove } from "../docker/managedContainers";
+import type { MountPolicy } from "../docker/volumes";
 import type { HostProxy } from "../proxy";
 import type { AgentState } from "../state";
 import type { AppEventQueue } from "./appEvents";
@@ -54,6 +55,8 @@ export interface ReconcilerOptions {
   intervalMs: number;
   /** the host proxy: containers of apps with domains join its network and its routes */
   proxy?: HostProxy;
+  /** what apps may mount from this host (DEPLOYBOT_AGENT_BIND_ROOTS) */
+  mountPolicy?: MountPolicy;
   backoff?: { baseMs: number; capMs: number; resetAfterMs: number };
 }
 
@@ -163,7 +166,7 @@ export class Reconciler {
     if (missing > 0 && Date.now() >= (rec.nextCreateAt ?? 0)) {
       for (let i = 0; i < missing; i++) {
         try {
-          const id = await createReplica(this.o.docker, entry, this.routeOf(entry));
+          const id = await createReplica(this.o.docker, entry, this.routeOf(entry), this.o.mountPolicy);
           rec.createFailures = 0;
           rec.nextCreateAt = undefined;
           this.o.events.push({ app, kind: "recreated", reason: `${keep.length + i} of ${entry.replicas} containers existed; created one from release ${entry.release}`, container: id.slice(0, 12) });

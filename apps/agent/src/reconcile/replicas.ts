@@ -3,6 +3,7 @@ import { type DesiredApp, runSpec } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
 import { containerName, containerOptions } from "../docker/containerSpec";
 import { LABELS, managedLabels } from "../docker/managedContainers";
+import { type MountPolicy, prepareMounts } from "../docker/volumes";
 import type { HostProxy } from "../proxy";
 
 /** The job label of containers reconcile (or an app operation) created rather than a deploy. */
@@ -24,13 +25,18 @@ export const ofRelease = (containers: ServingContainer[], release: string | null
  * with domains joins the proxy's network and its route (HAProxy's own check keeps it out of
  * traffic until it answers); others publish their ports as a deploy does.
  */
-export async function createReplica(docker: Dockerode, entry: DesiredApp, proxy?: HostProxy): Promise<string> {
+export async function createReplica(docker: Dockerode, entry: DesiredApp, proxy?: HostProxy, mountPolicy?: MountPolicy): Promise<string> {
   if (!entry.image) throw new Error(`no image is known for release ${entry.release ?? "?"} of ${entry.app}; deploy it again`);
+  const run = entry.run ?? runSpec.parse({});
+  // the recreated container finds the data its predecessor left in the app's named volumes
+  const mounts = await prepareMounts(docker, entry.app, run, mountPolicy);
+  if (!mounts.ok) throw new Error(mounts.reason);
   const options = containerOptions({
     name: containerName(entry.app, `r${randomBytes(4).toString("hex")}`),
     image: entry.image,
-    run: entry.run ?? runSpec.parse({}),
+    run,
     secretEnv: entry.secretEnv,
+    mounts: mounts.mounts,
     labels: managedLabels(entry.app, RECONCILE_JOB, entry.release ?? "unknown"),
     ...(entry.route && proxy ? { publish: "none" as const, network: proxy.network } : { publish: "real" as const }),
   });

@@ -52,6 +52,7 @@ export class AppOperationService {
     const app = this.appOf(name);
     if (op === "scale" && body.replicas === undefined) throw new ApiError(400, "invalid_body", "scale needs 'replicas'");
     if (op !== "scale" && body.replicas !== undefined) throw new ApiError(400, "invalid_body", `'replicas' belongs to scale, not ${op}`);
+    if (op !== "remove" && body.purgeVolumes !== undefined) throw new ApiError(400, "invalid_body", `'purgeVolumes' belongs to remove, not ${op}`);
     const hosts = body.hosts ?? this.hostsOf(app).filter((h) => this.states.entry(app.name, h)?.state !== "removed");
     if (hosts.length === 0) throw new ApiError(409, "no_hosts", `app '${app.name}' runs on no host; deploy it first`);
     for (const host of hosts) {
@@ -69,7 +70,12 @@ export class AppOperationService {
       return hosts.map(
         (host) =>
           this.jobs.create({
-            spec: jobSpec.parse({ kind: op, app: app.name, ...(op === "scale" ? { replicas: body.replicas } : {}) }),
+            spec: jobSpec.parse({
+              kind: op,
+              app: app.name,
+              ...(op === "scale" ? { replicas: body.replicas } : {}),
+              ...(op === "remove" && body.purgeVolumes ? { purgeVolumes: true } : {}),
+            }),
             target: { host },
             dedupe: false,
           }).job,

@@ -71,6 +71,9 @@ const appDefinition = z
     if (app.domains.length === 0 && app.replicas > 1 && app.run.ports.length > 0) {
       ctx.addIssue({ code: "custom", path: ["replicas"], message: "replicas > 1 needs domains: a published host port can be bound by one container only" });
     }
+    if (app.run.stop_first && app.replicas > 1) {
+      ctx.addIssue({ code: "custom", path: ["run", "stop_first"], message: "stop_first keeps the data from being opened twice, but replicas > 1 run together on it: use one replica" });
+    }
     const domains = new Set<string>();
     app.domains.forEach((d, i) => {
       if (domains.has(d)) ctx.addIssue({ code: "custom", path: ["domains", i], message: `duplicate domain '${d}'` });
