@@ -1,13 +1,13 @@
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Logger } from "pino";
 import type { Config } from "./config";
 import { type Db, fileIdentity, isCorruption } from "./db/client";
 import { errorResponse, handleError } from "./lib/errors";
 import type { AppEnv } from "./middleware/auth";
 import { limitBody } from "./middleware/bodyLimit";
+import { type OpenApiDocument, openApiDocument } from "./openapi/document";
 import { requestLog } from "./middleware/requestLog";
 import { agentRoutes } from "./routes/agents";
-import { docsRoutes } from "./routes/docs";
 import { appLogIngestRoutes, appLogReadRoutes } from "./routes/appLogs";
 import { appOperationRoutes } from "./routes/appOperations";
 import { appRoutes } from "./routes/apps";
@@ -19,6 +19,7 @@ import { hostRoutes } from "./routes/hosts";
 import { imageRoutes } from "./routes/images";
 import { jobRoutes } from "./routes/jobs";
 import { logStreamRoutes } from "./routes/logStream";
+import { metaRoutes } from "./routes/meta";
 import { metricsRoutes } from "./routes/metrics";
 import { runRoutes } from "./routes/runs";
 import { scheduleRoutes } from "./routes/schedules";
@@ -67,19 +68,20 @@ export function createApp(opts: AppOptions) {
 
   // the file opened at start: /readyz notices when the path no longer leads to it
   const openedAs = fileIdentity(opts.config.dbPath);
-  const app = new Hono<AppEnv>()
-    .use(requestLog(opts.logger, (method, route, status, seconds) => metrics.observeRequest(method, route, status, seconds)))
-    .use("/v1/*", limitBody(JSON_BODY_LIMIT, {
-        "POST /v1/builds": opts.config.buildBodyLimit,
-        // GitHub sends push payloads of up to 25 MB
-        "POST /v1/webhooks/github": 25 * 1024 * 1024,
-      }))
-    .get("/healthz", (c) => c.json({ ok: true }))
-    .get("/readyz", (c) => {
-      const ready = checkReady(opts.db, opts.config.dbPath, openedAs);
-      return ready.ok ? c.json(ready, 200) : c.json({ ...ready, error: { code: ready.code, message: ready.message } }, 503);
-    })
-    .route("/", docsRoutes())
+  const app = new OpenAPIHono<AppEnv>();
+  app.use(requestLog(opts.logger, (method, route, status, seconds) => metrics.observeRequest(method, route, status, seconds)));
+  app.use(
+    "/v1/*",
+    limitBody(JSON_BODY_LIMIT, {
+      "POST /v1/builds": opts.config.buildBodyLimit,
+      // GitHub sends push payloads of up to 25 MB
+      "POST /v1/webhooks/github": 25 * 1024 * 1024,
+    }),
+  );
+  // every route is declared with its schemas (src/openapi/route.ts); the document is generated from them
+  let document: OpenApiDocument | undefined;
+  app
+    .route("/", metaRoutes(() => (document ??= openApiDocument(app)), opts.config.publicUrl, () => checkReady(opts.db, opts.config.dbPath, openedAs)))
     .route("/v1/logs/stream", logStreamRoutes(services, deps))
     .route("/metrics", metricsRoutes(services, metrics, opts.config.metricsAllow))
     .route("/v1/events", eventRoutes(services, deps, eventStreams))

@@ -40,7 +40,7 @@ export const deployment = z.object({
   jobs: z.array(z.object({ id: z.string(), kind: z.string(), host: z.string().nullable(), status: z.string() })),
   createdAt: z.string(),
   finishedAt: z.string().nullable(),
-});
+}).meta({ id: "Deployment" });
 export type Deployment = z.infer<typeof deployment>;
 
 export const listDeploymentsQuery = z.object({
@@ -64,7 +64,7 @@ export const release = z.object({
   createdAt: z.string(),
   builtAt: z.string().nullable(),
   current: z.boolean(),
-});
+}).meta({ id: "Release" });
 export type Release = z.infer<typeof release>;
 
 export const rollbackRequest = z

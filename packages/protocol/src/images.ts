@@ -43,7 +43,7 @@ export const image = z.object({
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
-});
+}).meta({ id: "Image" });
 export type Image = z.infer<typeof image>;
 
 export const imageAnswer = z.object({ image, created: z.boolean() });

@@ -2,6 +2,7 @@ export * from "./refs";
 export * from "./schemas";
 export * from "./deployments";
 export * from "./runs";
+export * from "./api";
 export * from "./images";
 export * from "./routing";
 export * from "./events";

@@ -49,7 +49,7 @@ export const run = z.object({
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
-});
+}).meta({ id: "Run" });
 export type Run = z.infer<typeof run>;
 
 export const runAnswer = z.object({ run });
@@ -90,7 +90,7 @@ export const schedule = z.object({
   /** the next few ticks (ISO, UTC) */
   nextRuns: z.array(z.string()),
   lastRun: run.nullable(),
-});
+}).meta({ id: "Schedule" });
 export type Schedule = z.infer<typeof schedule>;
 export const scheduleAnswer = z.object({ schedule });
 export const scheduleList = z.object({ schedules: z.array(schedule) });

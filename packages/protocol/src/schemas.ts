@@ -32,7 +32,7 @@ export const label = z
 export const target = z.union([
   z.object({ host: name }).strict(),
   z.object({ labels: z.array(label).min(1).max(16) }).strict(),
-]);
+]).meta({ id: "Target" });
 export type Target = z.infer<typeof target>;
 
 export const jobKinds = ["deploy", "build", "run", "stop", "restart", "remove", "start", "scale"] as const;
@@ -82,7 +82,7 @@ export const source = z.discriminatedUnion("type", [
     })
     .strict(),
   z.object({ type: z.literal("image"), image: z.string().min(1).max(512) }).strict(),
-]);
+]).meta({ id: "Source" });
 export type Source = z.infer<typeof source>;
 
 export const buildSpec = z
@@ -95,7 +95,7 @@ export const buildSpec = z
     args: z.record(z.string(), z.string()).default({}),
     target: z.string().max(128).optional(),
   })
-  .strict();
+  .strict().meta({ id: "BuildSpec" });
 export type BuildSpec = z.infer<typeof buildSpec>;
 
 export const healthcheck = z
@@ -111,7 +111,7 @@ export const healthcheck = z
     /** while running: consecutive failed checks before the container is restarted (default 3) */
     failure_threshold: z.number().int().min(1).max(100).optional(),
   })
-  .strict();
+  .strict().meta({ id: "Healthcheck" });
 
 export const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a valid environment variable name");
 
@@ -140,7 +140,7 @@ export const runSpec = z
      */
     stop_first: z.boolean().optional(),
   })
-  .strict();
+  .strict().meta({ id: "RunSpec" });
 export type RunSpec = z.infer<typeof runSpec>;
 
 export const registryCredentials = z
@@ -173,7 +173,7 @@ export const jobSpec = z
     /** `remove` jobs: also delete the app's named volumes on the host (their data is gone) */
     purgeVolumes: z.boolean().optional(),
   })
-  .strict();
+  .strict().meta({ id: "JobSpec" });
 export type JobSpec = z.infer<typeof jobSpec>;
 
 export const agentJobSpec = jobSpec.extend({
@@ -206,7 +206,7 @@ export const job = z.object({
   assignedAt: z.string().nullable(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
-});
+}).meta({ id: "Job" });
 export type Job = z.infer<typeof job>;
 
 /** The seeds' short form: deploy the app mapped to `repo` at `ref` on `host`. */
@@ -302,6 +302,21 @@ export const registerRequest = z
   .strip();
 export type RegisterRequest = z.infer<typeof registerRequest>;
 
+/** A container the agent manages (labelled `deploybot.managed`), as reported in heartbeats. */
+export const managedContainer = z
+  .object({
+    id: z.string().max(128),
+    name: z.string().max(256).optional(),
+    app: z.string().max(128).optional(),
+    job: z.string().max(64).optional(),
+    release: z.string().max(128).optional(),
+    image: z.string().max(512).optional(),
+    state: z.string().max(32).optional(),
+  })
+  .strip()
+  .meta({ id: "ManagedContainer" });
+export type ManagedContainer = z.infer<typeof managedContainer>;
+
 export const agent = z.object({
   id: z.string(),
   hostname: z.string(),
@@ -312,11 +327,11 @@ export const agent = z.object({
   online: z.boolean(),
   lastHeartbeatAt: z.string().nullable(),
   registeredAt: z.string(),
-  containers: z.array(z.unknown()),
-  /** per app, what the agent's reconcile loop reports: restarts, last exit and why, healthy count */
+  containers: z.array(managedContainer),
+  /** per app, what the agent's reconcile loop reports: restarts, last exit and why, healthy count (AppStatus) */
   appStatus: z.array(z.unknown()).optional(),
   currentJobId: z.string().nullable(),
-});
+}).meta({ id: "Agent" });
 export type Agent = z.infer<typeof agent>;
 
 /** `POST /v1/agents/join-tokens` (admin): a join token for one host name or any new one. */
@@ -336,17 +351,6 @@ export const registerResponse = z.object({
   protocolVersion: z.number().int().optional(),
 });
 
-export const managedContainer = z
-  .object({
-    id: z.string().max(128),
-    name: z.string().max(256).optional(),
-    app: z.string().max(128).optional(),
-    job: z.string().max(64).optional(),
-    release: z.string().max(128).optional(),
-    image: z.string().max(512).optional(),
-    state: z.string().max(32).optional(),
-  })
-  .strip();
 
 // ---------------------------------------------------------------------------------------------
 // Desired state (controller -> agent) and what the agent's reconcile loop did (agent -> controller)
@@ -445,7 +449,7 @@ export const claimedJob = z.object({
   timeoutSeconds: z.number().int(),
   attempt: z.number().int(),
   logOffset: z.number().int(),
-});
+}).meta({ id: "ClaimedJob" });
 export type ClaimedJob = z.infer<typeof claimedJob>;
 
 /** A newer agent for this host: download `path` with the agent token, check `sha256`, switch between jobs. */
@@ -478,7 +482,8 @@ export const logEntry = z
     stream: tolerantEnum(["stdout", "stderr", "system"] as const, "stdout").default("stdout"),
     line: z.string().max(65_536),
   })
-  .strip();
+  .strip()
+  .meta({ id: "LogEntry" });
 export type LogEntry = z.infer<typeof logEntry>;
 
 export const appendLogsRequest = z
@@ -519,7 +524,7 @@ export const storedLogEntry = z.object({
   ts: z.string(),
   stream: z.string(),
   line: z.string(),
-});
+}).meta({ id: "StoredLogEntry" });
 /** `GET /v1/logs/stream`: one job (`job`), or every job of an app on a host (`host` + `app`). */
 export const logStreamQuery = z
   .object({
@@ -565,7 +570,7 @@ export const apiToken = z.object({
   createdAt: z.string(),
   lastUsedAt: z.string().nullable(),
   revokedAt: z.string().nullable(),
-});
+}).meta({ id: "ApiToken" });
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -573,7 +578,7 @@ export const apiToken = z.object({
 
 export const errorBody = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
-});
+}).meta({ id: "Error" });
 export type ErrorBody = z.infer<typeof errorBody>;
 
 /** `GET /v1/tokens/self`: the token making the request, so a client can show only what it may do. */

@@ -1,3 +1,4 @@
+import type { ManagedContainer } from "@deploybot/protocol";
 import { sql } from "drizzle-orm";
 import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
@@ -14,7 +15,8 @@ export const agents = sqliteTable("agents", {
   capabilities: json<Record<string, unknown>>("capabilities").notNull().default(sql`'{}'`),
   /** what the agent last said it was doing: idle | busy | draining */
   state: text("state").notNull().default("idle"),
-  containers: json<unknown[]>("containers").notNull().default(sql`'[]'`),
+  /** as last reported by the agent's heartbeat */
+  containers: json<ManagedContainer[]>("containers").notNull().default(sql`'[]'`),
   /** the host proxy's routes as the agent last reported them (app, domains, upstreams and their health) */
   routes: json<unknown[]>("routes").notNull().default(sql`'[]'`),
   /** bumped on every registration and revocation; a JWT carrying an older one is refused */

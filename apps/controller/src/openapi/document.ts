@@ -1,80 +1,74 @@
-import { errorBody } from "@deploybot/protocol";
-import { z } from "zod";
-import type { ApiRoute } from "./types";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../middleware/auth";
 
-type JsonSchema = Record<string, unknown> & { properties?: Record<string, JsonSchema>; required?: string[] };
+export type OpenApiDocument = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
+type Node = Record<string, unknown>;
 
-/**
- * JSON Schema of what a client sends (`input`: defaults make fields optional, coercions show
- * their input type) or receives (`output`). Transforms and refinements have no JSON Schema
- * form: they become `{}` rather than failing the whole document.
- */
-export function jsonSchema(schema: z.ZodType, io: "input" | "output"): JsonSchema {
-  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as JsonSchema;
-  return rest;
-}
-
-const scopes = { read: "an API token with the read scope (or deploy, admin)", deploy: "an API token with the deploy scope (or admin)", admin: "an API token with the admin scope" };
-export const authText: Record<ApiRoute["auth"], string> = {
-  public: "no token",
-  join: "the join token (DEPLOYBOT_JOIN_TOKEN)",
-  agent: "the agent's JWT from /v1/agents/register",
-  metrics: "an API token with the metrics scope (or read, deploy, admin), or an address in DEPLOYBOT_METRICS_ALLOW",
-  ...scopes,
+const tagText: Record<string, string> = {
+  meta: "Liveness and this description",
+  jobs: "Jobs: submitted by users, claimed, reported and logged by agents",
+  logs: "Live log streams",
+  hosts: "The Docker hosts (agents) and what they run",
+  agents: "Agent registration, heartbeats and administration",
+  tokens: "API tokens",
+  deployments: "Deployments of an app to its hosts",
+  apps: "Apps from apps.yaml, their releases, rollbacks and secrets",
+  builds: "Builds of a file tree into an image",
+  webhooks: "GitHub push webhooks",
+  github: "Read-only views of GitHub",
 };
 
-function parameters(route: ApiRoute) {
-  const params: unknown[] = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: "path", required: true, schema: { type: "string" } }));
-  if (route.query) {
-    const q = jsonSchema(route.query, "input");
-    for (const [name, schema] of Object.entries(q.properties ?? {})) {
-      const { description, ...rest } = schema;
-      params.push({ name, in: "query", required: q.required?.includes(name) ?? false, description, schema: rest });
-    }
+/** `/v1/jobs/{jobId}/logs` + get → `getV1JobsJobIdLogs`: stable ids for generated clients. */
+const operationId = (method: string, path: string) =>
+  `${method}${path.replace(/[{}]/g, "").replace(/[/._-]+(\w)/g, (_m, ch: string) => ch.toUpperCase())}`;
+
+/**
+ * zod-to-openapi writes a nullable component as `allOf: [{$ref}, {type: [object, null]}]`, which
+ * no value satisfies when it is null (the $ref still requires an object) and which generated
+ * clients read as never-null. `anyOf: [{$ref}, {type: null}]` says what is meant.
+ */
+function fixNullableRefs(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(fixNullableRefs);
+  if (!node || typeof node !== "object") return node;
+  const n = node as Node;
+  const all = n.allOf as Node[] | undefined;
+  if (all?.length === 2 && typeof all[0]?.$ref === "string" && Array.isArray(all[1]?.type) && (all[1].type as string[]).includes("null")) {
+    const { allOf: _drop, ...rest } = n;
+    return { ...rest, anyOf: [all[0], { type: "null" }] };
   }
-  return params;
+  return Object.fromEntries(Object.entries(n).map(([k, v]) => [k, fixNullableRefs(v)]));
 }
 
-function responses(route: ApiRoute) {
-  const out: Record<string, unknown> = {};
-  const error = jsonSchema(errorBody, "output");
-  for (const [status, description] of Object.entries(route.responses)) {
-    const code = Number(status);
-    let content: Record<string, unknown> | undefined;
-    if (code >= 400) content = { "application/json": { schema: error } };
-    else if (code !== 204 && route.contentType) content = { [route.contentType]: { schema: { type: "string" } } };
-    else if (code !== 204 && route.response) content = { "application/json": { schema: jsonSchema(route.response, "output") } };
-    out[status] = content ? { description, content } : { description };
-  }
-  return out;
-}
-
-/** The OpenAPI 3.1 document of `routes`; built from the same zod objects the routes validate with. */
-export function openApiDocument(routes: ApiRoute[]) {
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const route of routes) {
-    const tag = route.path.split("/").filter(Boolean).find((p) => p !== "v1") ?? "meta";
-    paths[route.path] ??= {};
-    paths[route.path]![route.method] = {
-      operationId: `${route.method}${route.path.replace(/[{}]/g, "").replace(/[/._-]+(\w)/g, (_m, ch: string) => ch.toUpperCase())}`,
-      summary: route.summary,
-      tags: [tag],
-      security: route.auth === "public" ? [] : [{ bearer: [] }],
-      "x-deploybot-auth": route.auth,
-      description: `Authorization: ${authText[route.auth]}.`,
-      parameters: parameters(route),
-      ...(route.body ? { requestBody: { required: true, content: { "application/json": { schema: jsonSchema(route.body, "input") } } } } : {}),
-      responses: responses(route),
-    };
-  }
-  return {
+/**
+ * The OpenAPI 3.1 document of `app`, generated from its route declarations (see route.ts).
+ * `servers` is filled in per request (the URL the client reached us at).
+ */
+export function openApiDocument(app: OpenAPIHono<AppEnv>): OpenApiDocument {
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "An API token (`dbt_…`, or DEPLOYBOT_ADMIN_TOKEN), an agent JWT, or the join token, as each operation says",
+  });
+  const doc = app.getOpenAPI31Document({
     openapi: "3.1.0",
     info: {
       title: "deploybot controller",
       version: "1",
       description: "Self-hosted pull-based deployments. Every error is {error:{code, message, details?}}; bodies are limited to 1 MiB.",
     },
-    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
-    paths,
-  };
+  });
+  const tags = new Set<string>();
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    for (const [method, op] of Object.entries(item as Record<string, Node>)) {
+      const tag = path.split("/").filter(Boolean).find((p) => p !== "v1") ?? "meta";
+      const resolved = tag in tagText || path.startsWith("/v1/") ? tag : "meta";
+      tags.add(resolved);
+      op.operationId ??= operationId(method, path);
+      op.tags ??= [resolved];
+    }
+  }
+  return fixNullableRefs({
+    ...doc,
+    tags: [...tags].map((name) => ({ name, description: tagText[name] ?? name })),
+  }) as OpenApiDocument;
 }

@@ -1,9 +1,8 @@
-import { type AppLogLine, appendAppLogsRequest, appLogsQuery } from "@deploybot/protocol";
-import { Hono } from "hono";
+import { type AppLogLine, appendAppLogsRequest, appLogPage, appLogsQuery } from "@deploybot/protocol";
 import { streamSSE } from "hono/streaming";
+import { z } from "zod";
 import { ApiError } from "../lib/errors";
-import { type AppEnv, requireAgent, requireScope } from "../middleware/auth";
-import { validate } from "../middleware/validate";
+import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 import { assertAppAllowed } from "../services/auth";
 import type { AppDefinition } from "../services/appsConfig";
@@ -19,10 +18,24 @@ const frame = (l: AppLogLine) => ({ id: String(l.id), event: "log", data: JSON.s
 
 /** `POST /v1/agents/{id}/app-logs`: containers' output from an agent, at its offset. */
 export function appLogIngestRoutes(s: Services) {
-  return new Hono<AppEnv>().post("/:agentId/app-logs", requireAgent(s.agentTokens, s.agents), validate("json", appendAppLogsRequest), (c) => {
-    const { offset, entries } = c.req.valid("json");
-    return c.json({ offset: s.appLogs.append(c.get("agent"), offset, entries) });
-  });
+  const { agent } = guards(s);
+  return newRouter().openapi(
+    route({
+      method: "post",
+      path: "/{agentId}/app-logs",
+      guard: agent,
+      summary: "Containers' output from an agent at its offset; a retry stores nothing twice",
+      request: { params: idParam("agentId"), body: jsonBody(appendAppLogsRequest) },
+      responses: {
+        200: json(z.object({ offset: z.number().int() }), "stored"),
+        ...fails({ 400: "invalid body", 409: "offset mismatch (details.offset is the controller's)" }),
+      },
+    }),
+    (c) => {
+      const { offset, entries } = c.req.valid("json");
+      return c.json({ offset: s.appLogs.append(c.get("agent"), offset, entries) }, 200);
+    },
+  );
 }
 
 /**
@@ -31,8 +44,26 @@ export function appLogIngestRoutes(s: Services) {
  * then every new one as it arrives, resumable with `Last-Event-ID`.
  */
 export function appLogReadRoutes(s: Services, apps: () => { byName(name: string): AppDefinition | undefined }) {
-  return new Hono<AppEnv>().get("/:name/logs", requireScope(s.apiTokens, "read"), validate("query", appLogsQuery), (c) => {
-    const name = c.req.param("name");
+  const { read } = guards(s);
+  return newRouter().openapi(
+    route({
+      method: "get",
+      path: "/{name}/logs",
+      guard: read,
+      summary:
+        "The app's container output, merged across hosts (or `host`), oldest first; `follow=1`: Server-Sent Events, resumable with Last-Event-ID",
+      description: "With `follow=1` the answer is `text/event-stream`: `log` events (id = line id, data: one line as in `lines`), `: ping` every 15 s when quiet.",
+      request: { params: idParam("name"), query: appLogsQuery },
+      responses: {
+        200: {
+          description: "the lines, or with follow=1 an event stream",
+          content: { "application/json": { schema: appLogPage }, "text/event-stream": { schema: z.string() } },
+        },
+        ...fails({ 400: "bad since or cursor", 404: "no such app" }),
+      },
+    }),
+    (c) => {
+    const { name } = c.req.valid("param");
     assertAppAllowed(c.get("user"), name);
     if (!apps().byName(name)) throw new ApiError(404, "unknown_app", `no app '${name}'`);
     const q = c.req.valid("query");
@@ -45,7 +76,7 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
     const query = { host: q.host, since: q.since, after, tail };
     if (!follow) {
       const lines = s.appLogs.read(name, query);
-      return c.json({ lines, next: lines.at(-1)?.id ?? after ?? 0 });
+      return c.json({ lines, next: lines.at(-1)?.id ?? after ?? 0 }, 200);
     }
     // Subscribe before reading the history: a line stored in between is in one or the other,
     // and the id check drops it from the second.
@@ -92,5 +123,6 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
         unsubscribe();
       }
     });
-  });
+  },
+  );
 }

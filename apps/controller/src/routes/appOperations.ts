@@ -1,9 +1,7 @@
-import { appOperationRequest, appOperations } from "@deploybot/protocol";
-import { Hono } from "hono";
+import { type AppOperation, appEventList, appOperationRequest, appOperations, jobList } from "@deploybot/protocol";
 import { z } from "zod";
-import { type AppEnv, requireScope } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
-import { validate } from "../middleware/validate";
+import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 import { assertAppAllowed } from "../services/auth";
 
@@ -12,19 +10,54 @@ export const appEventsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(50),
 });
 
+const summaries: Record<AppOperation, string> = {
+  stop: "Stop the app's containers (kept) on all or some hosts; reconcile keeps them stopped",
+  start: "Start a stopped app again, health-gated like a deploy",
+  restart: "Restart the app's containers one at a time, each health-gated",
+  scale: "Run `replicas` containers of the current release per host",
+  remove: "Remove the app's containers from all or some hosts",
+};
+
 /** `POST /v1/apps/{name}/{stop|start|restart|scale|remove}` and the reconcile events of an app. */
 export function appOperationRoutes(s: Services) {
-  const routes = new Hono<AppEnv>().get("/:name/events", requireScope(s.apiTokens, "read"), validate("query", appEventsQuery), (c) => {
-    assertAppAllowed(c.get("user"), c.req.param("name"));
-    const { host, limit } = c.req.valid("query");
-    return c.json({ events: s.appStates.events({ app: c.req.param("name"), host, limit }) });
-  });
-  const deploy = requireScope(s.apiTokens, "deploy");
+  const { read, deploy } = guards(s);
+  const appName = idParam("name");
+  const routes = newRouter().openapi(
+    route({
+      method: "get",
+      path: "/{name}/events",
+      guard: read,
+      summary: "What the agents' reconcile loops did to the app (restarts, recreations, removals), newest first, with reasons",
+      request: { params: appName, query: appEventsQuery },
+      responses: { 200: json(appEventList, "the events"), ...fails({ 400: "invalid query" }) },
+    }),
+    (c) => {
+      const { name } = c.req.valid("param");
+      assertAppAllowed(c.get("user"), name);
+      const { host, limit } = c.req.valid("query");
+      return c.json({ events: s.appStates.events({ app: name, host, limit }) }, 200);
+    },
+  );
   for (const op of appOperations) {
-    routes.post(`/:name/${op}`, deploy, idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", appOperationRequest), (c) => {
-      assertAppAllowed(c.get("user"), c.req.param("name"));
-      return c.json(s.appOperations.operate(c.req.param("name"), op, c.req.valid("json"), c.get("idempotency")), 201);
-    });
+    routes.openapi(
+      route({
+        method: "post",
+        path: `/{name}/${op}`,
+        guard: deploy,
+        middleware: [idempotency(s.idempotencyKeys, { inTransaction: true })],
+        summary: summaries[op],
+        request: { params: appName, body: jsonBody(appOperationRequest) },
+        responses: {
+          201: json(jobList, "one job per host queued"),
+          ...fails({ 400: "invalid body", 404: "no such app", 409: "not deployed on a host, or ports forbid replicas", 422: "Idempotency-Key reused" }),
+        },
+      }),
+      (c) => {
+        const { name } = c.req.valid("param");
+        assertAppAllowed(c.get("user"), name);
+        return c.json(s.appOperations.operate(name, op, c.req.valid("json"), c.get("idempotency")), 201);
+      },
+    );
   }
   return routes;
 }

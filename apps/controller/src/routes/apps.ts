@@ -1,16 +1,15 @@
-import { type AppHostStatus, appRefsQuery, createRunRequest, putSecretRequest, type Release, rollbackRequest, secretKeyParam } from "@deploybot/protocol";
-import { Hono } from "hono";
+import { type AppHostStatus, appRefs, appRefsQuery, createRunRequest, runAnswer, appDetail, appList, deploymentAnswer, putSecretRequest, type Release, releaseList, rollbackRequest, secretAnswer, secretKeyParam, secretList } from "@deploybot/protocol";
 import { z } from "zod";
-import { type AppEnv, requireScope } from "../middleware/auth";
-import { assertAppAllowed } from "../services/auth";
 import { notFound } from "../lib/errors";
+import { assertAppAllowed } from "../services/auth";
 import { idempotency } from "../middleware/idempotency";
-import { validate } from "../middleware/validate";
+import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
-import { redactUrl } from "../services/gitRemote";
 import type { AppDefinition, AppsConfig } from "../services/appsConfig";
+import { redactUrl } from "../services/gitRemote";
 
-const secretParams = z.object({ name: z.string(), key: secretKeyParam });
+const appName = idParam("name");
+const secretParams = z.object({ name: z.string().min(1), key: secretKeyParam });
 
 /** What apps.yaml says of an app, with its current release and per-host state. Secret values are never part of it. */
 const appToWire = (app: AppDefinition, currentRelease: Release | null, status: AppHostStatus[]) => ({
@@ -32,65 +31,161 @@ const appToWire = (app: AppDefinition, currentRelease: Release | null, status: A
 });
 
 export function appRoutes(s: Services, apps: () => AppsConfig) {
-  const read = requireScope(s.apiTokens, "read");
-  const deploy = requireScope(s.apiTokens, "deploy");
-  const admin = requireScope(s.apiTokens, "admin");
+  const { read, deploy, admin } = guards(s);
   const appNamed = (name: string) => {
     const app = apps().byName(name);
     if (!app) throw notFound("app", name);
     return app;
   };
-  return new Hono<AppEnv>()
-    .get("/", read, (c) => {
-      const allowed = c.get("user").apps;
-      const current = s.deployments.catalog.currentByApp();
-      const agents = s.agents.list();
-      return c.json({
-        apps: apps()
-          .apps.filter((a) => !allowed || allowed.includes(a.name))
-          .map((a) => appToWire(a, current.get(a.name) ?? null, s.appOperations.status(a.name, agents))),
-      });
-    })
-    .get("/:name", read, (c) => {
-      assertAppAllowed(c.get("user"), c.req.param("name"));
-      const app = appNamed(c.req.param("name"));
-      return c.json({
-        app: appToWire(app, s.deployments.catalog.current(app.name), s.appOperations.status(app.name)),
-        releases: s.deployments.catalog.list(app.name).slice(0, 10),
-        // each host's route: domains, upstreams and their health, as its agent last reported
-        routes: s.routes.forApp(app.name),
-        events: s.appStates.events({ app: app.name, limit: 20 }),
-      });
-    })
-    .get("/:name/releases", read, (c) => {
-      assertAppAllowed(c.get("user"), c.req.param("name"));
-      return c.json({ releases: s.deployments.catalog.list(c.req.param("name")) });
-    })
-    .get("/:name/refs", read, validate("query", appRefsQuery), async (c) => {
-      assertAppAllowed(c.get("user"), c.req.param("name"));
-      const app = appNamed(c.req.param("name"));
-      return c.json({ app: app.name, url: redactUrl(app.url), refs: await s.gitRefs.list(app, c.req.valid("query").type) });
-    })
-    .post("/:name/rollback", deploy, idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", rollbackRequest), async (c) => {
-      assertAppAllowed(c.get("user"), c.req.param("name"));
-      const { release, imageId } = c.req.valid("json");
-      const user = c.get("user").tokenId;
-      const deployment = imageId
-        ? await s.deployments.create({ app: c.req.param("name"), imageId, trigger: "rollback", triggeredBy: user }, c.get("idempotency"))
-        : s.deployments.rollback(c.req.param("name"), release, user, c.get("idempotency"));
-      return c.json({ deployment }, 201);
-    })
-    .post("/:name/runs", deploy, idempotency(s.idempotencyKeys), validate("json", createRunRequest), (c) =>
-      c.json({ run: s.runs.oneOff(c.req.param("name"), c.req.valid("json")) }, 201),
+  return newRouter()
+    .openapi(
+      route({ method: "get", path: "/", guard: read, summary: "Apps from apps.yaml with their current release and, per host (`status`), desired against actual state", responses: { 200: json(appList, "the apps") } }),
+      (c) => {
+        const allowed = c.get("user").apps;
+        const current = s.deployments.catalog.currentByApp();
+        const visible = apps().apps.filter((a) => !allowed || allowed.includes(a.name));
+        const agents = s.agents.list();
+        return c.json({ apps: visible.map((a) => appToWire(a, current.get(a.name) ?? null, s.appOperations.status(a.name, agents))) }, 200);
+      },
     )
-    .get("/:name/secrets", admin, (c) => c.json({ secrets: s.secrets.list(c.req.param("name")) }))
-    .put("/:name/secrets/:key", admin, validate("param", secretParams), validate("json", putSecretRequest), (c) => {
-      const { name, key } = c.req.valid("param");
-      return c.json({ secret: s.secrets.put(name, key, c.req.valid("json").value) });
-    })
-    .delete("/:name/secrets/:key", admin, validate("param", secretParams), (c) => {
-      const { name, key } = c.req.valid("param");
-      s.secrets.remove(name, key);
-      return c.body(null, 204);
-    });
+    .openapi(
+      route({
+        method: "get",
+        path: "/{name}",
+        guard: read,
+        summary: "One app: its config and per-host state, ten newest releases, each host's route (domains, upstreams and their health) and its 20 newest reconcile events",
+        request: { params: appName },
+        responses: { 200: json(appDetail, "the app"), ...fails({ 404: "no such app" }) },
+      }),
+      (c) => {
+        assertAppAllowed(c.get("user"), c.req.valid("param").name);
+        const app = appNamed(c.req.valid("param").name);
+        return c.json(
+          {
+            app: appToWire(app, s.deployments.catalog.current(app.name), s.appOperations.status(app.name)),
+            releases: s.deployments.catalog.list(app.name).slice(0, 10),
+            // each host's route: domains, upstreams and their health, as its agent last reported
+            routes: s.routes.forApp(app.name),
+            events: s.appStates.events({ app: app.name, limit: 20 }),
+          },
+          200,
+        );
+      },
+    )
+    .openapi(
+      route({
+        method: "get",
+        path: "/{name}/releases",
+        guard: read,
+        summary: "An app's releases, newest first",
+        request: { params: appName },
+        responses: { 200: json(releaseList, "the releases"), ...fails({ 404: "no such app" }) },
+      }),
+      (c) => {
+        assertAppAllowed(c.get("user"), c.req.valid("param").name);
+        return c.json({ releases: s.deployments.catalog.list(c.req.valid("param").name) }, 200);
+      },
+    )
+    .openapi(
+      route({
+        method: "get",
+        path: "/{name}/refs",
+        guard: read,
+        summary: "The app's tags and branches from its own git remote (git ls-remote; commit details from GitHub when a token is set)",
+        request: { params: appName, query: appRefsQuery },
+        responses: {
+          200: json(appRefs, "the refs"),
+          ...fails({ 400: "invalid query", 404: "no such app", 422: "the app's git url is refused", 502: "the remote cannot be read" }),
+        },
+      }),
+      async (c) => {
+        assertAppAllowed(c.get("user"), c.req.valid("param").name);
+        const app = appNamed(c.req.valid("param").name);
+        return c.json({ app: app.name, url: redactUrl(app.url), refs: await s.gitRefs.list(app, c.req.valid("query").type) }, 200);
+      },
+    )
+    .openapi(
+      route({
+        method: "post",
+        path: "/{name}/rollback",
+        guard: deploy,
+        middleware: [idempotency(s.idempotencyKeys, { inTransaction: true })],
+        summary: "Re-deploy a previous release (default: the one before the current) with its own config, or an image of the catalog",
+        request: { params: appName, body: jsonBody(rollbackRequest) },
+        responses: {
+          201: json(deploymentAnswer, "deployment created"),
+          ...fails({
+            400: "invalid body",
+            404: "no such app, release or image",
+            409: "nothing to roll back to, or the image is not built",
+            422: "Idempotency-Key reused",
+          }),
+        },
+      }),
+      async (c) => {
+        const { name } = c.req.valid("param");
+        assertAppAllowed(c.get("user"), name);
+        const { release, imageId } = c.req.valid("json");
+        const user = c.get("user").tokenId;
+        const deployment = imageId
+          ? await s.deployments.create({ app: name, imageId, trigger: "rollback", triggeredBy: user }, c.get("idempotency"))
+          : s.deployments.rollback(name, release, user, c.get("idempotency"));
+        return c.json({ deployment }, 201);
+      },
+    )
+    .openapi(
+      route({
+        method: "post",
+        path: "/{name}/runs",
+        guard: deploy,
+        middleware: [idempotency(s.idempotencyKeys)],
+        summary: "A one-off run: a command in a container of the app's current release (its image, config and secrets), no ports",
+        request: { params: appName, body: jsonBody(createRunRequest) },
+        responses: {
+          201: json(runAnswer, "queued"),
+          ...fails({ 400: "invalid body", 404: "no such app", 409: "the app has no deployed release", 422: "no host to run on, or Idempotency-Key reused" }),
+        },
+      }),
+      (c) => c.json({ run: s.runs.oneOff(c.req.valid("param").name, c.req.valid("json")) }, 201),
+    )
+    .openapi(
+      route({
+        method: "get",
+        path: "/{name}/secrets",
+        guard: admin,
+        summary: "An app's secret names (never values)",
+        request: { params: appName },
+        responses: { 200: json(secretList, "the names"), ...fails({ 404: "no such app" }) },
+      }),
+      (c) => c.json({ secrets: s.secrets.list(c.req.valid("param").name) }, 200),
+    )
+    .openapi(
+      route({
+        method: "put",
+        path: "/{name}/secrets/{key}",
+        guard: admin,
+        summary: "Set a secret (stored encrypted; sent only to the agent running the app's job)",
+        request: { params: secretParams, body: jsonBody(putSecretRequest) },
+        responses: { 200: json(secretAnswer, "stored"), ...fails({ 400: "invalid key or body", 404: "no such app" }) },
+      }),
+      (c) => {
+        const { name, key } = c.req.valid("param");
+        return c.json({ secret: s.secrets.put(name, key, c.req.valid("json").value) }, 200);
+      },
+    )
+    .openapi(
+      route({
+        method: "delete",
+        path: "/{name}/secrets/{key}",
+        guard: admin,
+        summary: "Delete a secret",
+        request: { params: secretParams },
+        responses: { 204: { description: "deleted" }, ...fails({ 400: "invalid key", 404: "no such app or secret" }) },
+      }),
+      (c) => {
+        const { name, key } = c.req.valid("param");
+        s.secrets.remove(name, key);
+        return c.body(null, 204);
+      },
+    );
 }

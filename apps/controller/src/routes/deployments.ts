@@ -1,23 +1,55 @@
-import { createDeploymentRequest, listDeploymentsQuery } from "@deploybot/protocol";
-import { Hono } from "hono";
-import { type AppEnv, requireScope } from "../middleware/auth";
-import { assertAppAllowed } from "../services/auth";
+import { createDeploymentRequest, deploymentAnswer, deploymentPage, listDeploymentsQuery } from "@deploybot/protocol";
 import { idempotency } from "../middleware/idempotency";
-import { validate } from "../middleware/validate";
+import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
+import { assertAppAllowed } from "../services/auth";
 
 export function deploymentRoutes(s: Services) {
-  const read = requireScope(s.apiTokens, "read");
-  return new Hono<AppEnv>()
-    .post("/", requireScope(s.apiTokens, "deploy"), idempotency(s.idempotencyKeys, { inTransaction: true }), validate("json", createDeploymentRequest), async (c) => {
-      const input = { ...c.req.valid("json"), trigger: "api" as const, triggeredBy: c.get("user").tokenId };
-      const deployment = await s.deployments.create(input, c.get("idempotency"), c.get("user"));
-      return c.json({ deployment }, 201);
-    })
-    .get("/", read, validate("query", listDeploymentsQuery), (c) => c.json(s.deployments.list({ ...c.req.valid("query"), apps: c.get("user").apps })))
-    .get("/:deploymentId", read, (c) => {
-      const deployment = s.deployments.get(c.req.param("deploymentId"));
-      assertAppAllowed(c.get("user"), deployment.app);
-      return c.json({ deployment });
-    });
+  const { read, deploy } = guards(s);
+  return newRouter()
+    .openapi(
+      route({
+        method: "post",
+        path: "/",
+        guard: deploy,
+        middleware: [idempotency(s.idempotencyKeys, { inTransaction: true })],
+        summary: "Deploy an app at a ref or image: one job per target host",
+        request: { body: jsonBody(createDeploymentRequest) },
+        responses: {
+          201: json(deploymentAnswer, "created"),
+          ...fails({ 400: "invalid body", 404: "no such app", 422: "Idempotency-Key reused, or nothing to deploy to" }),
+        },
+      }),
+      async (c) => {
+        const input = { ...c.req.valid("json"), trigger: "api" as const, triggeredBy: c.get("user").tokenId };
+        const deployment = await s.deployments.create(input, c.get("idempotency"), c.get("user"));
+        return c.json({ deployment }, 201);
+      },
+    )
+    .openapi(
+      route({
+        method: "get",
+        path: "/",
+        guard: read,
+        summary: "List deployments, newest first, with cursor pagination",
+        request: { query: listDeploymentsQuery },
+        responses: { 200: json(deploymentPage, "a page"), ...fails({ 400: "invalid query" }) },
+      }),
+      (c) => c.json(s.deployments.list({ ...c.req.valid("query"), apps: c.get("user").apps }), 200),
+    )
+    .openapi(
+      route({
+        method: "get",
+        path: "/{deploymentId}",
+        guard: read,
+        summary: "One deployment",
+        request: { params: idParam("deploymentId") },
+        responses: { 200: json(deploymentAnswer, "the deployment"), ...fails({ 404: "no such deployment" }) },
+      }),
+      (c) => {
+        const deployment = s.deployments.get(c.req.valid("param").deploymentId);
+        assertAppAllowed(c.get("user"), deployment.app);
+        return c.json({ deployment }, 200);
+      },
+    );
 }

@@ -1,8 +1,7 @@
 import { eventsQuery } from "@deploybot/protocol";
-import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import { type AppEnv, requireScope } from "../middleware/auth";
-import { validate } from "../middleware/validate";
+import { z } from "zod";
+import { fails, guards, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 import type { Deps } from "../services/deps";
 import { EventStreams, parseEventCursor } from "../services/eventStream";
@@ -13,12 +12,27 @@ import { EventStreams, parseEventCursor } from "../services/eventStream";
  * `Last-Event-ID` (or `?after=`) for as long as DEPLOYBOT_EVENTS_RETENTION_HOURS.
  */
 export function eventRoutes(s: Services, deps: Deps, streams = new EventStreams(deps)) {
-  return new Hono<AppEnv>().get("/", requireScope(s.apiTokens, "read"), validate("query", eventsQuery), (c) => {
-    const q = c.req.valid("query");
-    const from = c.req.header("last-event-id") || q.after;
-    // parsed before the response starts: a bad cursor is still a JSON error
-    const serve = streams.serve(q, from === undefined ? undefined : parseEventCursor(from));
-    c.header("X-Accel-Buffering", "no");
-    return streamSSE(c, serve);
-  });
+  const { read } = guards(s);
+  return newRouter().openapi(
+    route({
+      method: "get",
+      path: "/",
+      guard: read,
+      summary:
+        "Server-Sent Events: every change as it commits (job.changed, deployment.changed, host.online, host.offline, config.reloaded, consequence.failed); event ids are outbox ids, resumable with Last-Event-ID within the retention",
+      request: { query: eventsQuery },
+      responses: {
+        200: { description: "the event stream", content: { "text/event-stream": { schema: z.string() } } },
+        ...fails({ 400: "invalid query or event id" }),
+      },
+    }),
+    (c) => {
+      const q = c.req.valid("query");
+      const from = c.req.header("last-event-id") || q.after;
+      // parsed before the response starts: a bad cursor is still a JSON error
+      const serve = streams.serve(q, from === undefined ? undefined : parseEventCursor(from));
+      c.header("X-Accel-Buffering", "no");
+      return streamSSE(c, serve);
+    },
+  );
 }

@@ -1,7 +1,6 @@
-import { Hono } from "hono";
+import { gitHubTags } from "@deploybot/protocol";
 import { z } from "zod";
-import { type AppEnv, requireScope } from "../middleware/auth";
-import { validate } from "../middleware/validate";
+import { fails, guards, json, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 import { REPO_PATTERN } from "../services/github";
 
@@ -9,9 +8,19 @@ const tagsQuery = z.object({ repo: z.string().max(200).regex(REPO_PATTERN, "must
 
 /** Read-only views of GitHub, for picking what to deploy. */
 export function githubRoutes(s: Services) {
-  const read = requireScope(s.apiTokens, "read");
-  return new Hono<AppEnv>().get("/tags", read, validate("query", tagsQuery), async (c) => {
-    const { repo } = c.req.valid("query");
-    return c.json({ repo, tags: await s.github.listTags(repo) });
-  });
+  const { read } = guards(s);
+  return newRouter().openapi(
+    route({
+      method: "get",
+      path: "/tags",
+      guard: read,
+      summary: "A GitHub repository's tags (?repo=owner/name), newest commit first",
+      request: { query: tagsQuery },
+      responses: { 200: json(gitHubTags, "the tags"), ...fails({ 400: "invalid repo", 502: "GitHub failed", 503: "GitHub unreachable or rate-limited" }) },
+    }),
+    async (c) => {
+      const { repo } = c.req.valid("query");
+      return c.json({ repo, tags: await s.github.listTags(repo) }, 200);
+    },
+  );
 }

@@ -1,7 +1,17 @@
-import { Hono } from "hono";
-import { type AppEnv, requireScope } from "../middleware/auth";
+import { hostList } from "@deploybot/protocol";
+import { guards, json, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 
 export function hostRoutes(s: Services) {
-  return new Hono<AppEnv>().get("/", requireScope(s.apiTokens, "read"), (c) => c.json({ hosts: s.agents.list() }));
+  const { read } = guards(s);
+  return newRouter().openapi(
+    route({
+      method: "get",
+      path: "/",
+      guard: read,
+      summary: "Agents: online or not, labels, capabilities, containers, current job",
+      responses: { 200: json(hostList, "the hosts") },
+    }),
+    (c) => c.json({ hosts: s.agents.list() }, 200),
+  );
 }

@@ -1,23 +1,56 @@
-import { listRunsQuery } from "@deploybot/protocol";
-import { Hono } from "hono";
-import { type AppEnv, requireScope } from "../middleware/auth";
-import { validate } from "../middleware/validate";
+import { listRunsQuery, runAnswer, runPage } from "@deploybot/protocol";
+import { fails, guards, idParam, json, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
+
+const runId = idParam("runId");
 
 /** Run history and result files. Runs are made by schedules and by `POST /v1/apps/{name}/runs`. */
 export function runRoutes(s: Services) {
-  const read = requireScope(s.apiTokens, "read");
-  return new Hono<AppEnv>()
-    .get("/", read, validate("query", listRunsQuery), (c) => c.json(s.runs.list(c.req.valid("query"))))
-    .get("/:runId", read, (c) => c.json({ run: s.runs.get(c.req.param("runId")) }))
-    .get("/:runId/result", read, (c) => {
-      const file = s.runs.result(c.req.param("runId"));
-      const name = file.path.split("/").pop() || "result";
-      return c.body(new Uint8Array(file.content), 200, {
-        "content-type": "application/octet-stream",
-        "content-disposition": `attachment; filename="${name.replace(/[^\w.-]/g, "_")}"`,
-        "x-deploybot-result-size": String(file.size),
-        "x-deploybot-result-truncated": String(file.truncated),
-      });
-    });
+  const { read } = guards(s);
+  return newRouter()
+    .openapi(
+      route({
+        method: "get",
+        path: "/",
+        guard: read,
+        summary: "Run history, newest first (?app, ?schedule), with exit code, duration and result file",
+        request: { query: listRunsQuery },
+        responses: { 200: json(runPage, "a page"), ...fails({ 400: "invalid query" }) },
+      }),
+      (c) => c.json(s.runs.list(c.req.valid("query")), 200),
+    )
+    .openapi(
+      route({
+        method: "get",
+        path: "/{runId}",
+        guard: read,
+        summary: "One run",
+        request: { params: runId },
+        responses: { 200: json(runAnswer, "the run"), ...fails({ 404: "no such run" }) },
+      }),
+      (c) => c.json({ run: s.runs.get(c.req.valid("param").runId) }, 200),
+    )
+    .openapi(
+      route({
+        method: "get",
+        path: "/{runId}/result",
+        guard: read,
+        summary: "A run's result file as stored (at most 1 MiB; x-deploybot-result-truncated says whether it was cut)",
+        request: { params: runId },
+        responses: {
+          200: { description: "the file's bytes", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
+          ...fails({ 404: "no such run, or it has no result file" }),
+        },
+      }),
+      (c) => {
+        const file = s.runs.result(c.req.valid("param").runId);
+        const name = file.path.split("/").pop() || "result";
+        return c.body(new Uint8Array(file.content), 200, {
+          "content-type": "application/octet-stream",
+          "content-disposition": `attachment; filename="${name.replace(/[^\w.-]/g, "_")}"`,
+          "x-deploybot-result-size": String(file.size),
+          "x-deploybot-result-truncated": String(file.truncated),
+        });
+      },
+    );
 }

@@ -1,20 +1,50 @@
-import { createTokenRequest } from "@deploybot/protocol";
-import { Hono } from "hono";
-import { type AppEnv, requireScope } from "../middleware/auth";
-import { validate } from "../middleware/validate";
+import { apiToken, createdToken, createTokenRequest, tokenList, tokenSelf } from "@deploybot/protocol";
+import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 
 export function tokenRoutes(s: Services) {
-  const admin = requireScope(s.apiTokens, "admin");
-  return new Hono<AppEnv>()
-    .post("/", admin, validate("json", createTokenRequest), (c) => {
-      const { name, scope, apps } = c.req.valid("json");
-      return c.json(s.apiTokens.create(name, scope, apps), 201);
-    })
-    .get("/", admin, (c) => c.json({ tokens: s.apiTokens.list() }))
-    .get("/self", requireScope(s.apiTokens, "read"), (c) => {
-      const user = c.get("user");
-      return c.json({ id: user.tokenId, scope: user.scope, apps: user.apps });
-    })
-    .delete("/:tokenId", admin, (c) => c.json(s.apiTokens.revoke(c.req.param("tokenId"))));
+  const { admin, read } = guards(s);
+  return newRouter()
+    .openapi(
+      route({
+        method: "post",
+        path: "/",
+        guard: admin,
+        summary: "Create an API token (shown once)",
+        request: { body: jsonBody(createTokenRequest) },
+        responses: { 201: json(createdToken, "created"), ...fails({ 400: "invalid body" }) },
+      }),
+      (c) => {
+        const { name, scope, apps } = c.req.valid("json");
+        return c.json(s.apiTokens.create(name, scope, apps), 201);
+      },
+    )
+    .openapi(
+      route({ method: "get", path: "/", guard: admin, summary: "List API tokens", responses: { 200: json(tokenList, "the tokens") } }),
+      (c) => c.json({ tokens: s.apiTokens.list() }, 200),
+    )
+    .openapi(
+      route({
+        method: "get",
+        path: "/self",
+        guard: read,
+        summary: "The token making the request: its id and scope (the dashboard shows only what it may do)",
+        responses: { 200: json(tokenSelf, "the token") },
+      }),
+      (c) => {
+        const user = c.get("user");
+        return c.json({ id: user.tokenId, scope: user.scope, apps: user.apps }, 200);
+      },
+    )
+    .openapi(
+      route({
+        method: "delete",
+        path: "/{tokenId}",
+        guard: admin,
+        summary: "Revoke an API token (it stays listed, revoked)",
+        request: { params: idParam("tokenId") },
+        responses: { 200: json(apiToken, "revoked"), ...fails({ 404: "no such token" }) },
+      }),
+      (c) => c.json(s.apiTokens.revoke(c.req.valid("param").tokenId), 200),
+    );
 }

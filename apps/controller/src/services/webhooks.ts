@@ -1,4 +1,4 @@
-import type { Deployment } from "@deploybot/protocol";
+import type { Deployment, WebhookReply } from "@deploybot/protocol";
 import { and, desc, eq, sql } from "drizzle-orm";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
@@ -11,7 +11,8 @@ import { CommitStatusReporter } from "./commitStatuses";
 import { GitHubClient } from "./github";
 import { SignedBodyReader } from "./signedBody";
 
-export type WebhookOutcome = "deployed" | "ignored" | "pong" | "rejected" | "duplicate" | "processing";
+export type { WebhookOutcome } from "@deploybot/protocol";
+import type { WebhookOutcome } from "@deploybot/protocol";
 
 export interface Delivery {
   deliveryId: string;
@@ -41,7 +42,7 @@ interface VerifiedBody {
 
 export interface WebhookAnswer {
   status: ContentfulStatusCode;
-  body: Record<string, unknown>;
+  body: WebhookReply;
 }
 
 /** The part of a push payload we act on; GitHub sends far more, which passes through unread. */

@@ -1,0 +1,115 @@
+import { errorBody } from "@deploybot/protocol";
+import { createRoute, OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import { z } from "zod";
+import { ApiError, describeZodError } from "../lib/errors";
+import { type AppEnv, requireAgent, requireScope } from "../middleware/auth";
+import type { Services } from "../services";
+
+/**
+ * How every route is declared: `route({...})` is the one place that names a route's method,
+ * path, guard, request schemas and response schemas. `app.openapi(route, handler)` validates the
+ * request with those schemas and type-checks what the handler returns against the responses, so
+ * /openapi.json (generated from the same declarations) cannot drift from the code.
+ *
+ *   export function thingRoutes(s: Services) {
+ *     const { read } = guards(s);
+ *     return newRouter().openapi(
+ *       route({ method: "get", path: "/{id}", guard: read, summary: "One thing",
+ *               request: { params: idParam("id") },
+ *               responses: { 200: json(thingAnswer, "the thing"), ...fails({ 404: "no such thing" }) } }),
+ *       (c) => c.json({ thing: s.things.get(c.req.valid("param").id) }, 200),
+ *     );
+ *   }
+ */
+
+export type Auth = "public" | "join" | "agent" | "metrics" | "read" | "deploy" | "admin";
+
+/** Who may call a route: the middleware that checks it, and how the document describes it. */
+export interface Guard<A extends Auth = Auth> {
+  auth: A;
+  middleware: MiddlewareHandler<AppEnv>[];
+}
+
+export const authText: Record<Auth, string> = {
+  public: "no token",
+  join: "the join token (DEPLOYBOT_JOIN_TOKEN), or the agent's own current token",
+  agent: "the agent's JWT from /v1/agents/register",
+  metrics: "an API token with the metrics scope (or read, deploy, admin), or an address in DEPLOYBOT_METRICS_ALLOW",
+  read: "an API token with the read scope (or deploy, admin)",
+  deploy: "an API token with the deploy scope (or admin)",
+  admin: "an API token with the admin scope",
+};
+
+/** The guards of user and agent routes, built once per sub-app. */
+export function guards(s: Services) {
+  const scope = <A extends "read" | "deploy" | "admin">(auth: A): Guard<A> => ({ auth, middleware: [requireScope(s.apiTokens, auth)] });
+  return {
+    open: { auth: "public", middleware: [] } as Guard<"public">,
+    read: scope("read"),
+    deploy: scope("deploy"),
+    admin: scope("admin"),
+    agent: { auth: "agent", middleware: [requireAgent(s.agentTokens, s.agents)] } as Guard<"agent">,
+  };
+}
+
+/** A JSON response (or request body) of `schema`. */
+export const json = <S extends z.ZodType>(schema: S, description: string) => ({ description, content: { "application/json": { schema } } });
+export const jsonBody = <S extends z.ZodType>(schema: S) => ({ required: true, content: { "application/json": { schema } } });
+
+type Failure = ReturnType<typeof json<typeof errorBody>>;
+/** Error responses, all `{error:{code, message, details?}}`: `fails({404: "no such job"})`. */
+export function fails<const T extends Record<number, string>>(descriptions: T): { [K in keyof T]: Failure } {
+  return Object.fromEntries(Object.entries(descriptions).map(([status, text]) => [status, json(errorBody, text)])) as { [K in keyof T]: Failure };
+}
+
+const userFailures = fails({ 401: "missing, invalid or revoked API token", 403: "the token's scope is too small" });
+const authFailures = {
+  public: {},
+  join: fails({ 401: "invalid join token", 403: "registration closed, or an agent token used for another host" }),
+  agent: fails({ 401: "not a current agent token", 403: "the job or agent is another agent's" }),
+  metrics: userFailures,
+  read: userFailures,
+  deploy: userFailures,
+  admin: userFailures,
+};
+
+type Declared = Omit<RouteConfig, "middleware" | "security" | "summary"> & {
+  summary: string;
+  guard: Guard;
+  /** runs after the guard, before the request is validated (e.g. idempotency) */
+  middleware?: MiddlewareHandler<AppEnv>[];
+};
+
+type Declaration<R extends Declared> = Omit<R, "guard" | "middleware" | "responses"> & {
+  middleware: MiddlewareHandler<AppEnv>[];
+  responses: R["responses"] & (typeof authFailures)[R["guard"]["auth"]];
+};
+
+/** Declares a route: its guard runs first and is documented (security, 401/403) with it. */
+export function route<const R extends Declared>({ guard, middleware = [], ...config }: R): Declaration<R> {
+  return createRoute({
+    ...config,
+    middleware: [...guard.middleware, ...middleware],
+    security: guard.auth === "public" ? [] : [{ bearer: [] }],
+    "x-deploybot-auth": guard.auth,
+    description: [config.description, `Authorization: ${authText[guard.auth]}.`].filter(Boolean).join("\n\n"),
+    responses: { ...config.responses, ...authFailures[guard.auth] },
+  }) as unknown as Declaration<R>;
+}
+
+const invalidCode = { json: "invalid_body", query: "invalid_query", param: "invalid_param" } as Record<string, string>;
+
+/** A sub-app of routes declared with `route()`; a request that fails its schemas is a 400 in our envelope. */
+export function newRouter() {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (result.success) return;
+      const { message, details } = describeZodError(result.error);
+      throw new ApiError(400, invalidCode[result.target] ?? `invalid_${result.target}`, message, details);
+    },
+  });
+}
+
+/** Path parameters naming one thing: `request: { params: idParam("jobId") }`. Ids are opaque strings. */
+export const idParam = <const K extends string>(key: K) => z.object({ [key]: z.string().min(1).max(256) } as { [P in K]: z.ZodString });
