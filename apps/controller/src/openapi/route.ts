@@ -1,6 +1,7 @@
 import { errorBody } from "@deploybot/protocol";
 import { createRoute, OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
+import { validator } from "hono/validator";
 import { z } from "zod";
 import { ApiError, describeZodError } from "../lib/errors";
 import { type AppEnv, requireAgent, requireScope } from "../middleware/auth";
@@ -98,18 +99,53 @@ export function route<const R extends Declared>({ guard, middleware = [], ...con
   }) as unknown as Declaration<R>;
 }
 
-const invalidCode = { json: "invalid_body", query: "invalid_query", param: "invalid_param" } as Record<string, string>;
+const invalidCode = { json: "invalid_body", query: "invalid_query", param: "invalid_param" } as const;
 
-/** A sub-app of routes declared with `route()`; a request that fails its schemas is a 400 in our envelope. */
-export function newRouter() {
-  return new OpenAPIHono<AppEnv>({
-    defaultHook: (result) => {
-      if (result.success) return;
-      const { message, details } = describeZodError(result.error);
-      throw new ApiError(400, invalidCode[result.target] ?? `invalid_${result.target}`, message, details);
-    },
+/** One synchronous zod parse per input; a failure is a 400 in our envelope. */
+function validate(target: keyof typeof invalidCode, schema: z.ZodType) {
+  return validator(target, (value) => {
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return parsed.data as never;
+    const { message, details } = describeZodError(parsed.error);
+    throw new ApiError(400, invalidCode[target], message, details);
   });
 }
+
+const isZod = (s: unknown): s is z.ZodType => s instanceof z.ZodType;
+
+/** The validators a declaration asks for: path, query and JSON body (a non-zod body schema is documentation only). */
+function validatorsOf(request: RouteConfig["request"]): MiddlewareHandler[] {
+  if (request?.headers || request?.cookies) throw new Error("route(): header and cookie schemas are not validated here; read them in the handler");
+  const out: MiddlewareHandler[] = [];
+  if (request?.params) out.push(validate("param", request.params));
+  if (request?.query) out.push(validate("query", request.query));
+  const media = request?.body?.content?.["application/json"];
+  const body = media && "schema" in media ? media.schema : undefined;
+  if (isZod(body)) out.push(validate("json", body));
+  return out;
+}
+
+/**
+ * A sub-app of routes declared with `route()`. `openapi(route, handler)` is @hono/zod-openapi's
+ * (same declaration, same document, same handler types) except for validation: the library's
+ * zValidator parses asynchronously, calls a hook on every request and gates the content type,
+ * 7–10 µs more per heartbeat than one synchronous safeParse per input (in process, 7 rounds of
+ * 20k requests: median 60.7 vs 50.7 µs), on a request that costs ~113 µs of server CPU.
+ */
+export class Router extends OpenAPIHono<AppEnv> {
+  constructor() {
+    super();
+    this.openapi = ((declared: RouteConfig, handler: MiddlewareHandler) => {
+      const { middleware, hide, ...config } = declared;
+      if (!hide) this.openAPIRegistry.registerPath(config);
+      const chain = [...(Array.isArray(middleware) ? middleware : middleware ? [middleware] : []), ...validatorsOf(config.request)];
+      this.on([config.method], [config.path.replaceAll(/\/{(.+?)}/g, "/:$1")], ...(chain as MiddlewareHandler[]), handler);
+      return this;
+    }) as unknown as Router["openapi"];
+  }
+}
+
+export const newRouter = () => new Router();
 
 /** Path parameters naming one thing: `request: { params: idParam("jobId") }`. Ids are opaque strings. */
 export const idParam = <const K extends string>(key: K) => z.object({ [key]: z.string().min(1).max(256) } as { [P in K]: z.ZodString });
