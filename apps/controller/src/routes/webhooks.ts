@@ -34,7 +34,12 @@ export function webhookRoutes(s: Services) {
         responses: {
           200: json(webhookReply, "handled: ignored, pong, or a redelivery (duplicate: true)"),
           202: json(webhookReply, "a deployment was started, or the event is not handled"),
-          ...fails({ 400: "missing headers or unreadable payload", 401: "bad signature", 503: "no webhook secret configured" }),
+          ...fails({
+            400: "missing headers or unreadable payload",
+            401: "bad signature",
+            413: "body over 25 MB",
+            503: "no webhook secret configured, or too many bodies being received (Retry-After)",
+          }),
         },
       }),
       async (c) => {
