@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
+import { Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
 
@@ -110,6 +112,21 @@ export class DatabaseBackups {
     } finally {
       for (const leftover of [temp, `${temp}-wal`, `${temp}-shm`, `${temp}-journal`]) rmSync(leftover, { force: true });
     }
+  }
+
+  /**
+   * A checked backup to send to an operator: written next to the database (a temp dir may be
+   * memory), then unlinked as soon as it is opened, so nothing stays behind however the download
+   * ends (the open handle keeps the bytes readable until the stream closes).
+   */
+  async openForDownload(now = new Date()): Promise<{ name: string; bytes: number; stream: ReadableStream<Uint8Array> }> {
+    if (this.dbPath === ":memory:") throw new BackupError("the database is in memory (DEPLOYBOT_DB=:memory:); there is nothing on disk to back up");
+    const name = backupName(now);
+    const path = join(dirname(this.dbPath), `.download-${randomBytes(6).toString("hex")}-${name}`);
+    const file = await this.backupTo(path);
+    const handle = await open(path, "r");
+    rmSync(path, { force: true });
+    return { name, bytes: file.bytes, stream: Readable.toWeb(handle.createReadStream()) as ReadableStream<Uint8Array> };
   }
 
   /** A new timestamped backup in `dir`, then all but the newest `keep` backups there are removed. */
