@@ -39,7 +39,7 @@ export interface PgOptions {
  * JavaScript numbers: milliseconds since the epoch stay far below 2^53.
  */
 export function connectPg(url: string, opts: PgOptions = {}): PgSql {
-  return postgres(url, {
+  const sql = postgres(url, {
     max: opts.max ?? 10,
     onnotice: () => {},
     connection: { application_name: opts.name ?? "deploybot-controller" },
@@ -47,6 +47,12 @@ export function connectPg(url: string, opts: PgOptions = {}): PgSql {
       int8: { to: 20, from: [20], serialize: (v: number | bigint) => String(v), parse: (v: string) => Number(v) },
     },
   });
+  // json/jsonb parameters are sent as the JSON text the caller made, with or without drizzle on
+  // top (drizzle sets the same, as it stringifies values itself): one behaviour for every query.
+  const same = (v: unknown) => v;
+  sql.options.serializers[114] = same;
+  sql.options.serializers[3802] = same;
+  return sql;
 }
 
 /**

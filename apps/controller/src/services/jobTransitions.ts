@@ -1,0 +1,69 @@
+import type { JobRow, NewJob } from "./jobStore";
+import type { JobState } from "./jobState";
+
+export interface FinishReport {
+  status: "succeeded" | "failed" | "cancelled";
+  result?: Record<string, unknown>;
+  error?: string;
+  logLines?: number;
+}
+
+/**
+ * A job's status transitions, as the services see them whatever the engine. One call is one
+ * transaction that writes the job (guarded by status and lease) and its `job.changed` outbox row.
+ * The unit is the transition, not the statement: SQLite keeps its synchronous transactions inside
+ * (no await between BEGIN and COMMIT, so no other request interleaves), PostgreSQL runs each on a
+ * connection of its own, and the services pay one promise per transition (see
+ * the bench figures in README "PostgreSQL").
+ */
+export interface JobTransitions {
+  queue(values: NewJob, dedupeKey: string | null): Promise<{ row: JobRow; created: boolean }>;
+  claim(agent: { id: string; hostname: string; labels: readonly string[] }, leaseMs: number): Promise<JobRow | null>;
+  start(jobId: string, leaseId: string, leaseMs: number): Promise<JobRow | undefined>;
+  finish(jobId: string, leaseId: string, report: FinishReport): Promise<JobRow | undefined>;
+  requeue(job: JobRow, reason: string): Promise<JobRow | undefined>;
+  failNotHeld(job: JobRow): Promise<JobRow | undefined>;
+  lose(job: JobRow): Promise<JobRow | undefined>;
+  cancel(jobId: string): Promise<JobRow | null>;
+  supersede(jobId: string, byDeploymentId: string): Promise<JobRow | undefined>;
+  sweep(): Promise<void>;
+  byId(jobId: string): Promise<JobRow | undefined>;
+}
+
+/** The embedded engine: the synchronous JobState, one resolved promise per transition. */
+export class SqliteJobTransitions implements JobTransitions {
+  constructor(private readonly state: JobState) {}
+  async queue(values: NewJob, dedupeKey: string | null) {
+    return this.state.queue(values, dedupeKey);
+  }
+  async claim(agent: { id: string; hostname: string; labels: readonly string[] }, leaseMs: number) {
+    return this.state.claim(agent, leaseMs);
+  }
+  async start(jobId: string, leaseId: string, leaseMs: number) {
+    return this.state.start(jobId, leaseId, leaseMs);
+  }
+  async finish(jobId: string, leaseId: string, report: FinishReport) {
+    return this.state.finish(jobId, leaseId, report);
+  }
+  async requeue(job: JobRow, reason: string) {
+    return this.state.requeue(job, reason);
+  }
+  async failNotHeld(job: JobRow) {
+    return this.state.failNotHeld(job);
+  }
+  async lose(job: JobRow) {
+    return this.state.lose(job);
+  }
+  async cancel(jobId: string) {
+    return this.state.cancel(jobId);
+  }
+  async supersede(jobId: string, byDeploymentId: string) {
+    return this.state.supersede(jobId, byDeploymentId);
+  }
+  async sweep() {
+    this.state.sweep();
+  }
+  async byId(jobId: string) {
+    return this.state.store.byId(jobId);
+  }
+}

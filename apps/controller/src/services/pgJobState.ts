@@ -1,0 +1,254 @@
+import { randomUUID } from "node:crypto";
+import { getTableColumns } from "drizzle-orm";
+import type { Logger } from "pino";
+import type postgres from "postgres";
+import { LOCKS, type PgSql } from "../db/pg";
+import { type DerivedTable, jobs as pgJobs } from "../db/pgSchema";
+import type { JobFields, JobRow, NewJob } from "./jobStore";
+import { canonicalLabels, type JobTransition, jobEvent, SUPERSEDED } from "./jobState";
+import type { FinishReport, JobTransitions } from "./jobTransitions";
+
+/** A connection inside a transaction, or the pool for single statements. */
+type Tx = postgres.TransactionSql | PgSql;
+type Raw = Record<string, unknown>;
+
+/** The channel every controller LISTENs on: the payload is the new outbox row's id. */
+export const OUTBOX_CHANNEL = "deploybot_outbox";
+
+const camel = (name: string) => name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** A row as postgres.js returns it (snake_case; jsonb, bool and int8 already decoded) in drizzle's shape. */
+export function fromPgRow<T>(raw: Raw): T {
+  const row: Raw = {};
+  for (const key of Object.keys(raw)) row[camel(key)] = raw[key];
+  return row as T;
+}
+
+/** drizzle-shaped values (camelCase keys) as a postgres.js insert object: column names, jsonb as JSON text. */
+export function toPgColumns(table: DerivedTable, values: Record<string, unknown>): Record<string, unknown> {
+  const columns = getTableColumns(table);
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(values)) {
+    const column = columns[key];
+    if (!column || value === undefined) continue;
+    out[column.name] = value !== null && column.columnType === "PgJsonb" ? JSON.stringify(value) : value;
+  }
+  return out;
+}
+
+/**
+ * Appends an outbox row inside `tx`, as its last statement. Sequence ids do not commit in id
+ * order across transactions, and every reader follows the outbox by id: the append first takes
+ * the transaction-scoped outbox lock (held until COMMIT), so a row becomes visible only after
+ * every row with a smaller id. `pg_notify` in the same statement reaches the listeners of every
+ * controller at commit, and never for a rolled-back change.
+ */
+export async function appendOutbox(
+  tx: Tx,
+  now: number,
+  type: string,
+  about: { app: string | null; subject: string | null },
+  data: unknown,
+): Promise<number> {
+  const [row] = await tx<{ id: number }[]>`
+    WITH turn AS (SELECT pg_advisory_xact_lock(${LOCKS.outbox}))
+    INSERT INTO outbox (type, app, subject, data, created_at)
+    SELECT ${type}, ${about.app}, ${about.subject}, ${JSON.stringify(data)}, ${now} FROM turn
+    RETURNING id, pg_notify(${OUTBOX_CHANNEL}, id::text)`;
+  return row!.id;
+}
+
+/**
+ * Job state on PostgreSQL, for several controllers on one database: the same transitions as
+ * JobState (jobState.ts), each one transaction with its outbox row. A claim is one statement
+ * under `FOR UPDATE SKIP LOCKED`: claimers never wait on each other's candidate row and never take
+ * the same job. Label targets match in the database (`target_labels <@ agent labels`), so nothing
+ * about the queue lives in this process.
+ */
+export class PgJobState implements JobTransitions {
+  constructor(
+    private readonly sql: PgSql,
+    private readonly deps: { clock: () => number; logger: Logger },
+  ) {}
+
+  private async emit(tx: Tx, row: JobRow, transition: JobTransition): Promise<JobRow> {
+    await appendOutbox(tx, this.deps.clock(), "job.changed", { app: row.app, subject: row.id }, jobEvent(row, transition));
+    return row;
+  }
+
+  async byId(jobId: string): Promise<JobRow | undefined> {
+    const [raw] = await this.sql<Raw[]>`SELECT * FROM jobs WHERE id = ${jobId}`;
+    return raw && fromPgRow<JobRow>(raw);
+  }
+
+  async queue(values: NewJob, dedupeKey: string | null): Promise<{ row: JobRow; created: boolean }> {
+    const labels = values.targetLabels ? canonicalLabels(values.targetLabels) : values.targetLabels;
+    return this.sql.begin(async (tx) => {
+      if (dedupeKey) {
+        // two controllers queueing the same key take turns: the second finds the first's job
+        await tx`SELECT pg_advisory_xact_lock(hashtextextended(${dedupeKey}, 0))`;
+        const [existing] = await tx<Raw[]>`
+          SELECT * FROM jobs WHERE dedupe_key = ${dedupeKey} AND status IN ('pending', 'assigned', 'running') LIMIT 1`;
+        if (existing) return { row: fromPgRow<JobRow>(existing), created: false };
+      }
+      const insert = toPgColumns(pgJobs, { ...values, targetLabels: labels, status: "pending", dedupeKey });
+      const [raw] = await tx<Raw[]>`INSERT INTO jobs ${tx(insert)} RETURNING *`;
+      return { row: await this.emit(tx, fromPgRow<JobRow>(raw!), "queued"), created: true };
+    }) as Promise<{ row: JobRow; created: boolean }>;
+  }
+
+  /**
+   * pending -> assigned. An empty queue (most heartbeats) is one read outside any transaction;
+   * otherwise one UPDATE takes the oldest matching pending job that no other claimer has locked.
+   */
+  async claim(agent: { id: string; hostname: string; labels: readonly string[] }, leaseMs: number): Promise<JobRow | null> {
+    const labels = JSON.stringify(canonicalLabels(agent.labels));
+    const [any] = await this.sql`
+      SELECT 1 FROM jobs WHERE status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb) LIMIT 1`;
+    if (!any) return null;
+    const now = this.deps.clock();
+    const leaseId = `lse_${randomUUID()}`;
+    const row = (await this.sql.begin(async (tx) => {
+      const [raw] = await tx<Raw[]>`
+        UPDATE jobs SET status = 'assigned', agent_id = ${agent.id}, lease_id = ${leaseId},
+          lease_expires_at = ${now + leaseMs}, assigned_at = ${now}, attempts = attempts + 1
+        WHERE id = (
+          SELECT id FROM jobs
+          WHERE status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb)
+          ORDER BY id LIMIT 1
+          FOR UPDATE SKIP LOCKED)
+        AND status = 'pending'
+        RETURNING *`;
+      return raw ? this.emit(tx, fromPgRow<JobRow>(raw), "claimed") : null;
+    })) as JobRow | null;
+    if (row) this.deps.logger.info({ jobId: row.id, agentId: agent.id, attempt: row.attempts }, "job assigned");
+    return row;
+  }
+
+  async start(jobId: string, leaseId: string, leaseMs: number): Promise<JobRow | undefined> {
+    const now = this.deps.clock();
+    return (await this.sql.begin(async (tx) => {
+      const [raw] = await tx<Raw[]>`
+        UPDATE jobs SET status = 'running', started_at = ${now}, lease_expires_at = ${now + leaseMs}
+        WHERE id = ${jobId} AND lease_id = ${leaseId} AND status IN ('assigned', 'running')
+        RETURNING *`;
+      return raw ? this.emit(tx, fromPgRow<JobRow>(raw), "started") : undefined;
+    })) as JobRow | undefined;
+  }
+
+  async finish(jobId: string, leaseId: string, report: FinishReport): Promise<JobRow | undefined> {
+    const now = this.deps.clock();
+    const error = report.error ?? (report.status === "cancelled" ? "cancelled" : null);
+    const result = report.result ? JSON.stringify(report.result) : null;
+    return (await this.sql.begin(async (tx) => {
+      const [raw] = await tx<Raw[]>`
+        UPDATE jobs SET status = ${report.status}, finished_at = ${now}, lease_expires_at = NULL,
+          result = ${result}::jsonb, error = ${error}, expected_log_lines = ${report.logLines ?? null},
+          started_at = coalesce(started_at, ${now})
+        WHERE id = ${jobId} AND lease_id = ${leaseId} AND status IN ('assigned', 'running')
+        RETURNING *`;
+      return raw ? this.emit(tx, fromPgRow<JobRow>(raw), "finished") : undefined;
+    })) as JobRow | undefined;
+  }
+
+  /** `from` -> `status` with `fields`, guarded by status (and the lease when given), with its event. */
+  private async move(
+    tx: Tx,
+    jobId: string,
+    from: readonly string[],
+    leaseId: string | null,
+    status: string,
+    fields: JobFields,
+    transition: JobTransition,
+  ): Promise<JobRow | undefined> {
+    const set = toPgColumns(pgJobs, { ...fields, status });
+    const [raw] = await tx<Raw[]>`
+      UPDATE jobs SET ${tx(set)}
+      WHERE id = ${jobId} AND status IN ${tx(from as string[])} ${leaseId === null ? tx`` : tx`AND lease_id = ${leaseId}`}
+      RETURNING *`;
+    return raw ? this.emit(tx, fromPgRow<JobRow>(raw), transition) : undefined;
+  }
+
+  private moveAlone(job: JobRow, from: readonly string[], status: string, fields: JobFields, transition: JobTransition) {
+    return this.sql.begin((tx) => this.move(tx, job.id, from, job.leaseId, status, fields, transition)) as Promise<JobRow | undefined>;
+  }
+
+  async requeue(job: JobRow, reason: string): Promise<JobRow | undefined> {
+    const now = this.deps.clock();
+    const exhausted = job.attempts >= job.maxAttempts;
+    const ended = { finishedAt: now, leaseExpiresAt: null };
+    const [status, fields, transition]: [string, JobFields, JobTransition] = job.cancelRequested
+      ? ["cancelled", { ...ended, error: "cancelled before it started" }, "cancelled"]
+      : exhausted
+        ? ["failed", { ...ended, error: `${reason}; gave up after ${job.attempts} attempts` }, "failed"]
+        : ["pending", { agentId: null, leaseId: null, leaseExpiresAt: null, assignedAt: null }, "requeued"];
+    const row = await this.moveAlone(job, ["assigned"], status, fields, transition);
+    if (row) this.deps.logger.warn({ jobId: job.id, agentId: job.agentId, reason, attempts: job.attempts, status }, "job handed back");
+    return row;
+  }
+
+  async failNotHeld(job: JobRow): Promise<JobRow | undefined> {
+    return this.moveAlone(
+      job,
+      ["assigned", "running"],
+      "failed",
+      { error: "the agent no longer holds the job (it restarted or lost it)", finishedAt: this.deps.clock(), leaseExpiresAt: null },
+      "failed",
+    );
+  }
+
+  async lose(job: JobRow): Promise<JobRow | undefined> {
+    return this.moveAlone(
+      job,
+      ["running"],
+      "lost",
+      { finishedAt: this.deps.clock(), leaseExpiresAt: null, error: "the agent stopped renewing its lease" },
+      "lost",
+    );
+  }
+
+  async cancel(jobId: string): Promise<JobRow | null> {
+    return (await this.sql.begin(async (tx) => {
+      const [raw] = await tx<Raw[]>`SELECT * FROM jobs WHERE id = ${jobId} FOR UPDATE`;
+      if (!raw) return null;
+      const job = fromPgRow<JobRow>(raw);
+      if (job.status === "pending") {
+        const fields = { cancelRequested: true, finishedAt: this.deps.clock(), error: "cancelled before it started" };
+        return (await this.move(tx, jobId, ["pending"], null, "cancelled", fields, "cancelled")) ?? job;
+      }
+      if ((job.status !== "assigned" && job.status !== "running") || job.cancelRequested) return job;
+      return (await this.move(tx, jobId, [job.status], null, job.status, { cancelRequested: true }, "cancel_requested")) ?? job;
+    })) as JobRow | null;
+  }
+
+  async supersede(jobId: string, byDeploymentId: string): Promise<JobRow | undefined> {
+    const fields = { cancelRequested: true, finishedAt: this.deps.clock(), error: `${SUPERSEDED}${byDeploymentId}` };
+    return this.sql.begin((tx) => this.move(tx, jobId, ["pending"], null, "cancelled", fields, "superseded")) as Promise<JobRow | undefined>;
+  }
+
+  /** Expired leases (requeue or lost), execution timeouts and queue timeouts; run by one controller (reaper lock). */
+  async sweep(): Promise<void> {
+    const now = this.deps.clock();
+    const expired = await this.sql<Raw[]>`
+      SELECT * FROM jobs WHERE status IN ('assigned', 'running') AND lease_expires_at IS NOT NULL AND lease_expires_at < ${now}`;
+    for (const job of expired.map((r) => fromPgRow<JobRow>(r))) {
+      if (job.status === "assigned") await this.requeue(job, "lease expired before the job started");
+      else await this.lose(job);
+    }
+    const timedOut = (await this.sql.begin(async (tx) => {
+      const running = await tx<Raw[]>`
+        UPDATE jobs SET status = 'timed_out', finished_at = ${now}, lease_expires_at = NULL,
+          error = 'exceeded its timeout of ' || timeout_seconds || ' s'
+        WHERE status = 'running' AND started_at + timeout_seconds * 1000 < ${now}
+        RETURNING *`;
+      const queued = await tx<Raw[]>`
+        UPDATE jobs SET status = 'timed_out', finished_at = ${now}, error = 'no agent claimed the job in time'
+        WHERE status = 'pending' AND queue_deadline < ${now}
+        RETURNING *`;
+      const rows = [...running, ...queued].map((r) => fromPgRow<JobRow>(r));
+      for (const row of rows) await this.emit(tx, row, "timed_out");
+      return rows;
+    })) as JobRow[];
+    for (const row of timedOut) this.deps.logger.warn({ jobId: row.id, error: row.error }, "job timed out");
+  }
+}
