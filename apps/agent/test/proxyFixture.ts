@@ -37,8 +37,15 @@ export interface ProxyWorld {
   proxy: HostProxy;
   /** a new HostProxy on the same state dir: what an agent restart constructs */
   restartAgent(): HostProxy;
-  /** `cancelWhen`: the job is cancelled (its signal aborts) at the first log line it returns true for */
-  deploy(app: string, version: string, route: RouteOptions & { healthy?: boolean; replicas?: number; cancelWhen?: (line: string) => boolean }): ReturnType<typeof executeJob>;
+  /**
+   * `cancelWhen`: the job is cancelled (its signal aborts) at the first log line it returns true
+   * for; `onLog` sees every line; `files` replaces the busybox httpd app.
+   */
+  deploy(
+    app: string,
+    version: string,
+    route: RouteOptions & { healthy?: boolean; replicas?: number; cancelWhen?: (line: string) => boolean; onLog?: (line: string) => void; files?: Record<string, string> },
+  ): ReturnType<typeof executeJob>;
   cleanup(): Promise<void>;
 }
 
@@ -84,19 +91,20 @@ export async function proxyWorld(options: { acmeCaCertFile?: string; supervision
       apps.add(app);
       const ctx = await makeContext(docker);
       ctx.proxy = world.proxy;
-      const { cancelWhen } = route;
-      if (cancelWhen) {
+      const { cancelWhen, onLog } = route;
+      if (cancelWhen || onLog) {
         const log = ctx.log;
         ctx.log = (stream, line) => {
           log(stream, line);
-          if (cancelWhen(line)) ctx.controller.abort();
+          onLog?.(line);
+          if (cancelWhen?.(line)) ctx.controller.abort();
         };
       }
       const job = makeJob({
         kind: "deploy",
         app,
         version,
-        source: { type: "files", files: routedAppFiles(version, { healthy: route.healthy }) },
+        source: { type: "files", files: route.files ?? routedAppFiles(version, { healthy: route.healthy }) },
         run: { ports: [], env: {}, secrets: [], restart: "unless-stopped", healthcheck: { path: "/health", port: 80, timeout_seconds: 8, interval_seconds: 0.2 } },
         domains: route.domains,
         proxy: { port: 80, health_path: "/health", drain_seconds: 5, response_timeout_seconds: 30, ...route.proxy },
