@@ -107,7 +107,7 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         path: "/dist/{file}",
         guard: join,
         summary:
-          "The agent distribution: manifest.json ({version, node, files: {name: {sha256, size}}}), deploybot-agent.mjs, deploybot-agent.service, install-agent.sh",
+          "The agent distribution: manifest.json ({version, node, files: {name: {sha256, size}}}), deploybot-agent.mjs, deploybot-agent.service, deploybot-proxy.service, deploybot-proxy.path, install-agent.sh",
         request: { params: idParam("file") },
         responses: {
           200: { description: "the file", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
