@@ -39,6 +39,19 @@ type RetryRow = { event_id: number; consequence: string; attempts: number };
 
 export const DRAINER = "consequences";
 
+type Batch = { signals: Array<[Consequence, OutboxEvent]>; external: boolean };
+
+/** Thrown out of a batch's transaction when a consequence failed: the batch runs again, carefully. */
+class FirstFailure extends Error {
+  constructor(
+    readonly event: OutboxEvent,
+    readonly consequence: Consequence,
+    readonly error: unknown,
+  ) {
+    super("a consequence failed; applying the batch again with a savepoint each");
+  }
+}
+
 export class Drainer {
   private readonly consequences: Consequence[] = [];
   private readonly byType = new Map<string, Consequence[]>();
@@ -160,39 +173,64 @@ export class Drainer {
     for (;;) {
       const rows = outbox.after(this.position(), this.options.batch);
       if (rows.length === 0) return applied;
-      const signals: Array<[Consequence, OutboxEvent]> = [];
-      let external = false;
       const last = rows[rows.length - 1]!.id;
-      this.inTransaction(() => {
-        const now = this.deps.clock();
-        for (const event of rows) {
-          for (const c of this.byType.get(event.type) ?? []) {
-            if (c.kind === "signal") signals.push([c, event]);
-            else if (c.kind === "external") {
-              this.addTask.run({ eventId: event.id, consequence: c.name, attempts: 0, nextAt: now, error: null, now });
-              external = true;
-            } else {
-              try {
-                this.inTransaction(() => void c.apply(event));
-              } catch (err) {
-                this.failed(event, c, err, 0);
-              }
-            }
-          }
-        }
-        outbox.setCursor(DRAINER, last);
-      });
+      // A batch first runs its db consequences without a savepoint each: SAVEPOINT + RELEASE
+      // around every consequence of every row was a quarter of the drainer's time (~10 µs of an
+      // in-process claim+finish cycle, measured). When one throws, the batch rolls back whole and
+      // runs again with a savepoint per consequence, which keeps the others' writes and records
+      // the failure. Consequences are idempotent and derive from the database, so the second run
+      // does what the first would have.
+      let batch: Batch;
+      try {
+        batch = this.applyBatch(rows, last, null);
+      } catch (err) {
+        if (!(err instanceof FirstFailure)) throw err;
+        batch = this.applyBatch(rows, last, err);
+      }
       this.cursor = last;
       applied += rows.length;
-      for (const [c, event] of signals) {
+      for (const [c, event] of batch.signals) {
         try {
           c.apply(event);
         } catch (err) {
           this.logger.warn({ err, consequence: c.name, eventId: event.id }, "a wake-up failed");
         }
       }
-      if (external) this.startDueTasks();
+      if (batch.external) this.startDueTasks();
     }
+  }
+
+  /** `careful`: the failure that rolled back the first run; it is recorded, not run again. */
+  private applyBatch(rows: OutboxEvent[], last: number, careful: FirstFailure | null): Batch {
+    const batch: Batch = { signals: [], external: false };
+    this.inTransaction(() => {
+      const now = this.deps.clock();
+      for (const event of rows) {
+        for (const c of this.byType.get(event.type) ?? []) {
+          if (c.kind === "signal") batch.signals.push([c, event]);
+          else if (c.kind === "external") {
+            this.addTask.run({ eventId: event.id, consequence: c.name, attempts: 0, nextAt: now, error: null, now });
+            batch.external = true;
+          } else if (!careful) {
+            try {
+              void c.apply(event);
+            } catch (err) {
+              throw new FirstFailure(event, c, err); // rolls the whole batch back; it runs again with savepoints
+            }
+          } else if (careful.event === event && careful.consequence === c) {
+            this.failed(event, c, careful.error, 0);
+          } else {
+            try {
+              this.inTransaction(() => void c.apply(event));
+            } catch (err) {
+              this.failed(event, c, err, 0);
+            }
+          }
+        }
+      }
+      this.deps.outbox.setCursor(DRAINER, last);
+    });
+    return batch;
   }
 
   /** Starts the external tasks and retries whose time has come; resolves when those have ended. */

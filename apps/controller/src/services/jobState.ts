@@ -8,6 +8,9 @@ export type JobTransition = JobChangedEvent["transition"];
 
 export const SUPERSEDED = "superseded by ";
 
+/** Thrown inside a transition's transaction to undo a write whose lease belongs to another agent. */
+const NOT_ITS_LEASE = new Error("the lease belongs to another agent");
+
 export function jobEvent(row: JobRow, transition: JobTransition): JobChangedEvent {
   return {
     id: row.id,
@@ -112,23 +115,33 @@ export class JobState {
     });
   }
 
-  /** assigned|running -> succeeded | failed | cancelled, as the agent holding the lease reports. */
+  /**
+   * assigned|running -> succeeded | failed | cancelled, as the agent holding the lease reports.
+   * With `agentId`, a lease held by another agent changes nothing (undefined), like a stale one.
+   */
   finish(
     jobId: string,
     leaseId: string,
     report: { status: "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string; logLines?: number },
+    agentId?: string,
   ): JobRow | undefined {
     const now = this.deps.clock();
-    return this.store.transaction(() => {
-      const row = this.store.finish(jobId, leaseId, {
-        status: report.status,
-        now,
-        result: report.result ? JSON.stringify(report.result) : null,
-        error: report.error ?? (report.status === "cancelled" ? "cancelled" : null),
-        expectedLogLines: report.logLines ?? null,
+    try {
+      return this.store.transaction(() => {
+        const row = this.store.finish(jobId, leaseId, {
+          status: report.status,
+          now,
+          result: report.result ? JSON.stringify(report.result) : null,
+          error: report.error ?? (report.status === "cancelled" ? "cancelled" : null),
+          expectedLogLines: report.logLines ?? null,
+        });
+        if (row && agentId !== undefined && row.agentId !== agentId) throw NOT_ITS_LEASE; // rolls the write back
+        return row && this.emit(row, "finished");
       });
-      return row && this.emit(row, "finished");
-    });
+    } catch (err) {
+      if (err === NOT_ITS_LEASE) return undefined;
+      throw err;
+    }
   }
 
   /**

@@ -154,7 +154,8 @@ export class JobService {
   }
 
   getRow(id: string): JobRow {
-    const row = this.deps.db.select().from(jobs).where(eq(jobs.id, id)).get();
+    // the store's prepared statement: drizzle builds and prepares a select per call (~30 µs here)
+    const row = this.state.store.byId(id);
     if (!row) throw notFound("job", id);
     return row;
   }
