@@ -1,62 +1,143 @@
 #!/usr/bin/env bash
 # Starts a controller on the embedded SQLite database and, when a Docker engine answers, an
-# agent beside it called "local". Everything lives under ./data; tokens are generated once.
+# agent beside it called "local". Everything lives under ./data (DEPLOYBOT_DEV_DIR); tokens are
+# generated once.
+#
+# The controller and the agent run in one process group of their own. Ctrl-C, SIGTERM, or
+# either of them exiting stops the whole group, and this script returns only once every
+# process of it is gone (a straggler gets SIGKILL after 15 s): nothing keeps a port or the
+# agent's state dir. A port that is taken stops the start with a message and exit code 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root="$PWD"
 
 command -v pnpm >/dev/null || npm install -g pnpm@10
 { [ -d node_modules ] && [ -d apps/dashboard/node_modules ]; } || pnpm install --frozen-lockfile
+
+dev_dir="${DEPLOYBOT_DEV_DIR:-$root/data}"
+mkdir -p "$dev_dir"
+dev_dir="$(cd "$dev_dir" && pwd)"
+export DEPLOYBOT_PORT="${DEPLOYBOT_PORT:-8080}"
+export DEPLOYBOT_HOST="${DEPLOYBOT_HOST:-0.0.0.0}"
+export DEPLOYBOT_URL="http://127.0.0.1:${DEPLOYBOT_PORT}"
+# absolute: the controller resolves relative paths from where pnpm was started
+export DEPLOYBOT_DB="${DEPLOYBOT_DB:-$dev_dir/deploybot.db}"
+export DEPLOYBOT_CONFIG="${DEPLOYBOT_CONFIG:-$root/config/apps.yaml}"
+
+# Before anything slow: a taken port means another controller (an earlier start of this
+# script?) or another server. Its health answer must not be mistaken for ours.
+if ! node -e '
+  const s = require("net").createServer();
+  s.once("error", (e) => { console.error(e.code); process.exit(1); });
+  s.listen(Number(process.argv[1]), process.argv[2], () => s.close());
+' "$DEPLOYBOT_PORT" "$DEPLOYBOT_HOST" 2>/dev/null; then
+  echo "deploybot: port ${DEPLOYBOT_PORT} is already in use on ${DEPLOYBOT_HOST} (another deploybot controller, an earlier dev.sh, or another server)." >&2
+  echo "  stop that, or start on another port: DEPLOYBOT_PORT=$((DEPLOYBOT_PORT + 1)) bash scripts/dev.sh" >&2
+  exit 1
+fi
+
 # The web dashboard at / is served from its build (a second or two; done every start so it
 # matches the checkout).
 pnpm --silent --filter @deploybot/dashboard build
 
-mkdir -p data
-if [ ! -f data/dev.env ]; then
+if [ ! -f "$dev_dir/dev.env" ]; then
   umask 077
   {
     echo "DEPLOYBOT_JOIN_TOKEN=$(node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))')"
     echo "DEPLOYBOT_ADMIN_TOKEN=$(node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))')"
     echo "DEPLOYBOT_WEBHOOK_SECRET=$(node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))')"
-  } > data/dev.env
+  } > "$dev_dir/dev.env"
+  umask 022
 fi
 set -a
-# shellcheck disable=SC1091
-. data/dev.env
+# shellcheck disable=SC1090
+. "$dev_dir/dev.env"
 set +a
-export DEPLOYBOT_PORT="${DEPLOYBOT_PORT:-8080}"
-export DEPLOYBOT_URL="http://127.0.0.1:${DEPLOYBOT_PORT}"
 
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+with_agent=0
+if docker version >/dev/null 2>&1 || [ -S "${DOCKER_HOST#unix://}" ] || [ -S /var/run/docker.sock ]; then with_agent=1; fi
+pid_of_controller="$dev_dir/.dev-controller.pid"
+rm -f "$pid_of_controller"
+
+# `set -m` gives the background subshell a process group of its own (its pid); everything it
+# starts stays in that group. Node runs directly (no pnpm/tsx wrapper processes to orphan).
+set -m
+(
+  set +m
+  # a stop signal reaches every member of the group: wait for (and reap) both, then go
+  trap 'wait; exit 143' TERM
+  trap 'wait; exit 130' INT
+  (cd "$root/apps/controller" && exec node --import tsx src/main.ts) &
+  echo "$!" > "$pid_of_controller"
+  if [ "$with_agent" = 1 ]; then
+    (
+      cd "$root/apps/agent"
+      export DEPLOYBOT_HOSTNAME="${DEPLOYBOT_HOSTNAME:-local}" DEPLOYBOT_STATE_DIR="${DEPLOYBOT_STATE_DIR:-$dev_dir/agent}"
+      # a job still running when you stop dev.sh is cancelled after this long
+      export DEPLOYBOT_DRAIN_TIMEOUT_SECONDS="${DEPLOYBOT_DRAIN_TIMEOUT_SECONDS:-10}"
+      exec node --import tsx src/main.ts
+    ) &
+  fi
+  # the first child to end ends the group
+  status=0
+  wait -n || status=$?
+  kill -TERM $(jobs -p) 2>/dev/null || true
+  wait
+  exit "$status"
+) &
+group=$!
+set +m
+
+stopped=0
+stop_group() {
+  [ "$stopped" = 1 ] && return 0
+  stopped=1
+  trap '' INT TERM
+  kill -TERM -- "-$group" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    kill -0 -- "-$group" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "deploybot: still running after 15 s; killing the rest" >&2
+  kill -KILL -- "-$group" 2>/dev/null || true
+  wait "$group" 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap 'stop_group; exit 130' INT
+trap 'stop_group; exit 143' TERM
+trap stop_group EXIT
 
-pnpm --silent controller &
-pids+=($!)
-for _ in $(seq 1 100); do
-  curl -fsS "${DEPLOYBOT_URL}/healthz" >/dev/null 2>&1 && break
+# Ready when OUR controller wrote its pid file, which it does only once it listens (a server
+# already on the port cannot satisfy this), or not at all when it exited.
+ready=0
+for _ in $(seq 1 600); do
+  kill -0 "$group" 2>/dev/null || break
+  if [ -s "$pid_of_controller" ] && [ -f "$dev_dir/controller.pid" ] && [ "$(cat "$dev_dir/controller.pid")" = "$(cat "$pid_of_controller")" ]; then
+    ready=1
+    break
+  fi
   sleep 0.2
 done
+if [ "$ready" != 1 ]; then
+  echo "deploybot: the controller did not start (its output is above); nothing is left running." >&2
+  exit 1
+fi
 
-if docker version >/dev/null 2>&1 || [ -S "${DOCKER_HOST#unix://}" ] || [ -S /var/run/docker.sock ]; then
-  DEPLOYBOT_HOSTNAME="${DEPLOYBOT_HOSTNAME:-local}" DEPLOYBOT_STATE_DIR="${DEPLOYBOT_STATE_DIR:-$PWD/data/agent}" \
-    pnpm --silent agent &
-  pids+=($!)
-  agent_note="agent 'local' is running against the local Docker engine"
+if [ "$with_agent" = 1 ]; then
+  agent_note="agent '${DEPLOYBOT_HOSTNAME:-local}' is running against the local Docker engine"
 else
   agent_note="NO Docker engine found: the agent was not started (start dockerd, then run this again)"
 fi
-
 cat <<MSG
 
   deploybot controller: ${DEPLOYBOT_URL}
   dashboard:            ${DEPLOYBOT_URL}/   (sign in with the admin token)
   ${agent_note}
-  admin token:          ${DEPLOYBOT_ADMIN_TOKEN}   (also in data/dev.env)
+  admin token:          ${DEPLOYBOT_ADMIN_TOKEN}   (also in ${dev_dir#"$root"/}/dev.env)
 
   try:  curl -H "Authorization: Bearer \$DEPLOYBOT_ADMIN_TOKEN" ${DEPLOYBOT_URL}/v1/hosts
+  stop: Ctrl-C (stops the controller and the agent)
 
 MSG
-wait -n
+status=0
+wait "$group" || status=$?
+exit "$status"

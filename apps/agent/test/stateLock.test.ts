@@ -47,7 +47,7 @@ afterAll(() => {
 });
 
 describe("one agent per state dir", () => {
-  it("a second agent on the same state dir exits 1 naming the first; after kill -9 of the first, a new one takes over", async () => {
+  it("a second agent on the same state dir exits 1 naming the first; after kill -9 of the first, a new one takes over", { timeout: 120_000 }, async () => {
     const first = agent();
     await lockHeldBy(first.child.pid);
     const second = agent();

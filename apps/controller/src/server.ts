@@ -95,13 +95,17 @@ export async function startController(config: Config, opts: { init?: boolean } =
     deps.outbox.append("config.reloaded", { app: null, subject: null }, { ok: error === null, apps: apps.apps.length, error });
   };
   process.on("SIGHUP", reload);
+  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+    s.once("error", (err: NodeJS.ErrnoException) =>
+      reject(err.code === "EADDRINUSE" ? new Error(`port ${config.port} on ${config.host} is already in use (another controller, or another server)`) : err),
+    );
+  });
   // `kill -HUP $(cat data/controller.pid)` reloads apps.yaml; the process sits under pnpm and tsx.
+  // Written once the port is ours: scripts/dev.sh takes it as the sign that its own controller
+  // (not some other server on the port) is up.
   const pidFile = config.dbPath === ":memory:" ? null : join(dirname(config.dbPath), "controller.pid");
   if (pidFile) writeFileSync(pidFile, `${process.pid}\n`);
-
-  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
-    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
-  });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   logger.info({ port, db: config.dbPath, apps: apps.apps.length }, "controller listening");

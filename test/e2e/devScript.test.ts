@@ -1,0 +1,123 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { freePort, uniqueName } from "../support/docker";
+import { waitFor } from "../harness/processes";
+
+const repoRoot = resolve(import.meta.dirname, "../..");
+const started: ChildProcess[] = [];
+const dirs: string[] = [];
+
+interface Proc {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  state: string;
+}
+
+/** Every process on the machine, from /proc (state, parent, process group). */
+function processes(): Proc[] {
+  return readdirSync("/proc").flatMap((name) => {
+    if (!/^\d+$/.test(name)) return [];
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return [{ pid: Number(name), ppid: Number(ppid), pgrp: Number(pgrp), state: state ?? "?" }];
+    } catch {
+      return []; // gone meanwhile
+    }
+  });
+}
+
+/** The process groups of everything dev.sh started (its descendants), other than the test's own. */
+function groupsUnder(pid: number): Set<number> {
+  const all = processes();
+  const mine = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of all) {
+      if (mine.has(p.ppid) && !mine.has(p.pid)) {
+        mine.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  const own = all.find((p) => p.pid === process.pid)?.pgrp;
+  return new Set(all.filter((p) => mine.has(p.pid) && p.pid !== pid && p.pgrp !== own).map((p) => p.pgrp));
+}
+
+const portOpen = (port: number) =>
+  new Promise<boolean>((r) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      r(true);
+    });
+    s.once("error", () => r(false));
+  });
+
+function devScript(port: number) {
+  const dir = mkdtempSync(join(tmpdir(), "deploybot-devsh-"));
+  dirs.push(dir);
+  let out = "";
+  let err = "";
+  const child = spawn("bash", ["scripts/dev.sh"], {
+    cwd: repoRoot,
+    env: { ...process.env, DEPLOYBOT_DEV_DIR: dir, DEPLOYBOT_PORT: String(port), DEPLOYBOT_HOSTNAME: uniqueName("dev"), DEPLOYBOT_LOG_LEVEL: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout?.on("data", (c: Buffer) => (out += c));
+  child.stderr?.on("data", (c: Buffer) => (err += c));
+  started.push(child);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once("exit", (code, signal) => r({ code, signal })));
+  return { child, dir, out: () => out, err: () => err, exited };
+}
+
+afterAll(() => {
+  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe("scripts/dev.sh, the README's front door", () => {
+  it("SIGTERM stops the controller and the agent: no process of its group is left and the port is closed", async () => {
+    const port = await freePort();
+    const dev = devScript(port);
+    await waitFor("the start banner", async () => (dev.out().includes("deploybot controller:") ? true : undefined), 170_000, 500);
+    expect(await portOpen(port)).toBe(true);
+    const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(res.status).toBe(200);
+    const groups = groupsUnder(dev.child.pid!);
+    const members = processes().filter((p) => groups.has(p.pgrp));
+    // the controller and the agent (a Docker engine answers in this suite), both node
+    expect(members.length).toBeGreaterThanOrEqual(3);
+    expect(existsSync(join(dev.dir, "agent", "agent.lock"))).toBe(true);
+
+    dev.child.kill("SIGTERM");
+    const { code } = await dev.exited;
+    expect(code).toBe(143);
+    const left = processes().filter((p) => groups.has(p.pgrp) || members.some((m) => m.pid === p.pid));
+    expect(left).toEqual([]);
+    expect(await portOpen(port)).toBe(false);
+    expect(existsSync(join(dev.dir, "agent", "agent.lock"))).toBe(false);
+  });
+
+  it("a start on a taken port says so and exits 1, without the banner, though the port's server answers /healthz", async () => {
+    const port = await freePort();
+    const other = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end('{"status":"ok"}'));
+    await new Promise<void>((r) => other.listen(port, "0.0.0.0", () => r()));
+    try {
+      const dev = devScript(port);
+      const { code } = await dev.exited;
+      expect(code).toBe(1);
+      expect(dev.out()).not.toContain("deploybot controller:");
+      expect(dev.err()).toContain(`port ${port} is already in use`);
+      expect(groupsUnder(dev.child.pid!).size).toBe(0);
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
+  });
+});
