@@ -139,13 +139,7 @@ function registerConsequences(
     name: "wake-agents",
     types: ["job.changed"],
     kind: "signal",
-    apply: (e) => {
-      const job = e.data as JobChangedEvent;
-      // a queued (or handed back) job wakes the long-polls that may take it; a cancel request
-      // or a timeout wakes the agent holding the job
-      if (job.status === "pending") deps.notifier.jobQueued({ host: job.host, labels: job.labels });
-      else if (job.agentId && (job.transition === "cancel_requested" || job.transition === "timed_out")) deps.notifier.agentChanged(job.agentId);
-    },
+    apply: (e) => deps.notifier.jobChanged(e.data as JobChangedEvent),
   });
   drainer.register({
     name: "log-streams",

@@ -1,6 +1,9 @@
+import type { JobChangedEvent } from "@deploybot/protocol";
+
 /**
- * Wakes long-polling heartbeats. In-process only: one controller owns the queue (the HA path
- * would use PostgreSQL LISTEN/NOTIFY instead, see ARCHITECTURE.md "Scale path").
+ * Wakes long-polling heartbeats of this process. With several controllers on PostgreSQL each
+ * one hears every controller's job changes through LISTEN/NOTIFY (pgCluster.ts) and calls
+ * `jobChanged` for them, as the drainer does here for this process's own.
  */
 interface Waiter {
   agentId: string;
@@ -36,6 +39,15 @@ export class Notifier {
         : (target.labels ?? []).every((l) => w.labels.includes(l));
       if (matches) w.wake();
     }
+  }
+
+  /**
+   * What a job change means for waiting agents: a queued (or handed back) job wakes the
+   * long-polls that may take it; a cancel request or a timeout wakes the agent holding the job.
+   */
+  jobChanged(job: Pick<JobChangedEvent, "status" | "transition" | "host" | "labels" | "agentId">): void {
+    if (job.status === "pending") this.jobQueued({ host: job.host, labels: job.labels });
+    else if (job.agentId && (job.transition === "cancel_requested" || job.transition === "timed_out")) this.agentChanged(job.agentId);
   }
 
   /** Something changed for one agent (a cancel request). */

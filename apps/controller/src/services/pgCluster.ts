@@ -1,0 +1,156 @@
+import type { Logger } from "pino";
+import { connectPg, type PgSql } from "../db/pg";
+import type { OutboxEvent } from "./outbox";
+import { OUTBOX_CHANNEL } from "./pgJobState";
+
+/**
+ * One controller at a time does a singleton's work (drainer, reaper, scheduler, housekeeping):
+ * the one holding the session-level advisory lock `key`, on a connection kept for it alone.
+ * When that controller dies, even by kill -9, its connection closes, PostgreSQL ends the session
+ * and frees the lock, and the next `holds()` of another controller takes it (each calls it every
+ * tick, about once a second). A connection that dropped and came back is a new session without
+ * the lock: the backend pid tells, and the lock is asked for again instead of assumed.
+ */
+export class PgLeader {
+  private readonly sql: PgSql;
+  private pid: number | null = null;
+
+  constructor(
+    url: string,
+    private readonly key: number,
+    private readonly name: string,
+    private readonly logger?: Logger,
+  ) {
+    this.sql = connectPg(url, { max: 1, name: `deploybot ${name}` });
+  }
+
+  /** True while this process holds the lock; tries to take it when not. One round trip. */
+  async holds(): Promise<boolean> {
+    try {
+      const [row] = await this.sql<{ pid: number; held: boolean }[]>`
+        SELECT pg_backend_pid() AS pid,
+          CASE WHEN pg_backend_pid() = ${this.pid ?? -1} THEN true ELSE pg_try_advisory_lock(${this.key}) END AS held`;
+      const was = this.pid !== null;
+      this.pid = row!.held ? row!.pid : null;
+      if (this.pid !== null && !was) this.logger?.info({ singleton: this.name }, "took over singleton work");
+      if (this.pid === null && was) this.logger?.warn({ singleton: this.name }, "lost singleton work (connection reset)");
+      return this.pid !== null;
+    } catch (err) {
+      if (this.pid !== null) this.logger?.warn({ err, singleton: this.name }, "lost singleton work (database unreachable)");
+      this.pid = null;
+      return false;
+    }
+  }
+
+  /** Gives the work up (ending the session frees the lock). */
+  async stop(): Promise<void> {
+    this.pid = null;
+    await this.sql.end({ timeout: 5 });
+  }
+}
+
+/**
+ * Hears every controller's outbox appends: PostgreSQL delivers the NOTIFY of an append at its
+ * commit to every listening session. A notification can be missed while the listening
+ * connection reconnects, so listeners also run on a slow timer; what they do (read the outbox
+ * after their cursor) is the same either way.
+ */
+export class PgOutboxListener {
+  private readonly listeners = new Set<(id: number) => void>();
+  private sql: PgSql | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly pollMs = 5_000,
+  ) {}
+
+  async start(): Promise<void> {
+    this.sql = connectPg(this.url, { max: 1, name: "deploybot outbox listener" });
+    await this.sql.listen(
+      OUTBOX_CHANNEL,
+      (payload) => this.fire(Number(payload)),
+      () => this.fire(0), // (re)subscribed: something may have been missed meanwhile
+    );
+    this.timer = setInterval(() => this.fire(0), this.pollMs);
+    this.timer.unref();
+  }
+
+  /** `listener(id)`: a row with this id committed (0: look anyway). Returns the unsubscribe. */
+  onAppend(listener: (id: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private fire(id: number) {
+    for (const l of this.listeners) l(id);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.sql?.end({ timeout: 5 });
+  }
+}
+
+/**
+ * Follows the outbox from its newest row at start, for what every controller does with every
+ * change (wake its own long-polls and log streams, drop a cached row): database consequences
+ * are the drainer's, in one controller. Following by id is safe because appends become visible
+ * in id order (appendOutbox).
+ */
+export class PgOutboxFollower {
+  private cursor = 0;
+  private running = false;
+  private again = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly sql: PgSql,
+    private readonly listener: PgOutboxListener,
+    private readonly apply: (event: OutboxEvent) => void,
+    private readonly logger?: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const [row] = await this.sql<{ id: number }[]>`SELECT coalesce(max(id), 0) AS id FROM outbox`;
+    this.cursor = row!.id;
+    this.unsubscribe = this.listener.onAppend((id) => {
+      if (id === 0 || id > this.cursor) void this.pull();
+    });
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+  }
+
+  private async pull(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    try {
+      do {
+        this.again = false;
+        for (;;) {
+          const rows = await this.sql<RawEvent[]>`SELECT * FROM outbox WHERE id > ${this.cursor} ORDER BY id LIMIT 500`;
+          for (const r of rows) {
+            this.cursor = r.id;
+            try {
+              this.apply({ id: r.id, type: r.type, app: r.app, subject: r.subject, data: JSON.parse(r.data), createdAt: r.created_at });
+            } catch (err) {
+              this.logger?.error({ err, eventId: r.id }, "outbox signal failed");
+            }
+          }
+          if (rows.length < 500) break;
+        }
+      } while (this.again);
+    } catch (err) {
+      this.logger?.warn({ err }, "reading the outbox failed; the next notification or poll tries again");
+    } finally {
+      this.running = false;
+    }
+  }
+}
+
+type RawEvent = { id: number; type: string; app: string | null; subject: string | null; data: string; created_at: number };
