@@ -9,9 +9,13 @@ export const ADMIN = "admin-secret";
 export const JOIN = "join-secret";
 
 /** A real controller on a random loopback port, on a file database in `dir`. */
-export async function startTestController(dir = mkdtempSync(join(tmpdir(), "deploybot-ctl-")), env: Record<string, string> = {}, opts: { init?: boolean } = {}) {
+export async function startTestController(
+  dir = mkdtempSync(join(tmpdir(), "deploybot-ctl-")),
+  env: Record<string, string> = {},
+  opts: { init?: boolean; appsYaml?: string } = {},
+) {
   const configPath = join(dir, "apps.yaml");
-  writeFileSync(configPath, APPS_YAML);
+  writeFileSync(configPath, opts.appsYaml ?? APPS_YAML);
   const controller = await startController(
     loadConfig({
       DEPLOYBOT_PORT: "0",
@@ -23,7 +27,7 @@ export async function startTestController(dir = mkdtempSync(join(tmpdir(), "depl
       DEPLOYBOT_LOG_LEVEL: "silent",
       ...env,
     }),
-    opts,
+    { init: opts.init },
   );
   const url = `http://127.0.0.1:${controller.port}`;
   const call = async (method: string, path: string, token: string, body?: unknown) => {

@@ -297,14 +297,21 @@ export class NotificationService {
     })();
   }
 
-  /** Deliveries, newest first, each with its attempts. */
-  list(q: { target?: string; status?: string; event?: string; id?: string; limit: number }): NotificationDelivery[] {
+  /**
+   * Deliveries, newest first, each with its attempts. `apps` (a token limited to apps): only
+   * deliveries about those apps; host and agent events concern every app and are left out.
+   */
+  list(q: { target?: string; status?: string; event?: string; id?: string; limit: number; apps?: readonly string[] | null }): NotificationDelivery[] {
     const where: string[] = [];
     const args: unknown[] = [];
     for (const key of ["target", "status", "event", "id"] as const) {
       if (q[key] === undefined) continue;
       where.push(`${key} = ?`);
       args.push(q[key]);
+    }
+    if (q.apps) {
+      where.push(`app IN (${q.apps.map(() => "?").join(",") || "NULL"})`);
+      args.push(...q.apps);
     }
     const sqlite = this.deps.db.$client;
     const rows = sqlite
@@ -340,9 +347,9 @@ export class NotificationService {
     }));
   }
 
-  /** One delivery with its attempts. */
-  get(id: string): NotificationDelivery | undefined {
-    return this.list({ id, limit: 1 })[0];
+  /** One delivery with its attempts (seen through `apps` as `list` does). */
+  get(id: string, apps?: readonly string[] | null): NotificationDelivery | undefined {
+    return this.list({ id, limit: 1, apps })[0];
   }
 }
 
