@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { notificationDelivery, notificationWebhookBody } from "@deploybot/protocol";
 import { afterEach, describe, expect, test } from "vitest";
 import { parseAppsConfig } from "../src/services/appsConfig";
@@ -276,6 +278,24 @@ describe("notifications", () => {
     expect(d).toMatchObject({ status: "delivered", attempts: 6, nextAttemptAt: null });
     expect(d.history.map((a) => a.statusCode)).toEqual([503, 503, 503, 503, 503, 200]);
     expect(receiver.received.map((r) => r.headers["x-deploybot-delivery"])).toEqual(Array(6).fill(d.id));
+  });
+
+  test("a receiver that never answers is cut off after timeout_seconds and retried", async () => {
+    const silent = createServer(() => {}); // takes the request and never answers
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const h = makeHarness({}, appsWith(`${webhookTarget(`http://127.0.0.1:${port}/hook`)}\n  timeout_seconds: 0.5`));
+      const agent = await h.register("web-1");
+      await deploy(h, agent, "v1", "failed", "boom");
+      await deliver(h);
+      const d = h.services.notifications.list({ limit: 1 })[0]!;
+      expect(d).toMatchObject({ status: "pending", attempts: 1 });
+      expect(d.history[0]).toMatchObject({ outcome: "failed", statusCode: null, error: "ETIMEDOUT: no answer within 500 ms" });
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
   });
 
   test("a delivery that fails past retry_for_seconds is given up", async () => {

@@ -92,28 +92,41 @@ export function postJson(url: string, body: string, headers: Record<string, stri
   }
   const client = u.protocol === "https:" ? https : http;
   return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      fn();
+    };
     const req = client.request(
       u,
       {
         method: "POST",
         headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), "user-agent": "deploybot-notifications", ...headers },
-        timeout: opts.timeoutMs,
         ...(opts.allowPrivate ? {} : { lookup: guardedLookup as unknown as typeof dnsLookup }),
         // no pooled socket: a kept-alive connection would skip the lookup, and its check, next time
         agent: false,
       },
       (res) => {
         let text = "";
+        const done = () => settle(() => resolve({ statusCode: res.statusCode ?? 0, body: text.slice(0, 500) }));
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => {
-          if (text.length < 500) text += chunk;
+          text += chunk;
+          // the start of the answer is all that is kept: a receiver streaming forever does not hold the attempt
+          if (text.length >= 500) {
+            done();
+            res.destroy();
+          }
         });
-        res.on("end", () => resolve({ statusCode: res.statusCode ?? 0, body: text.slice(0, 500) }));
-        res.on("error", reject);
+        res.on("end", done);
+        res.on("error", (err) => settle(() => reject(err)));
       },
     );
-    req.on("timeout", () => req.destroy(Object.assign(new Error(`no answer within ${opts.timeoutMs} ms`), { code: "ETIMEDOUT" })));
-    req.on("error", reject);
+    // the whole attempt, not just an idle socket: a receiver answering a byte a second is cut off too
+    const deadline = setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${opts.timeoutMs} ms`), { code: "ETIMEDOUT" })), opts.timeoutMs);
+    req.on("error", (err) => settle(() => reject(err)));
     req.end(body);
   });
 }
