@@ -14,6 +14,7 @@ import { build, images } from "./commands/images";
 import { cancel, jobs, status } from "./commands/jobs";
 import { login } from "./commands/login";
 import { logs } from "./commands/logs";
+import { notifications } from "./commands/notifications";
 import { routes } from "./commands/routes";
 import { result, run, runs, scheduleResume, schedulePause, scheduleTrigger, schedules } from "./commands/runs";
 import { secretsList, secretsRemove, secretsSet } from "./commands/secrets";
@@ -40,6 +41,7 @@ const commands: Command[] = [
   jobs,
   cancel,
   hosts,
+  notifications,
   run,
   runs,
   result,

@@ -72,3 +72,5 @@ export const notificationWebhookBody = z.object({
   data: z.record(z.string(), z.unknown()),
 });
 export type NotificationWebhookBody = z.infer<typeof notificationWebhookBody>;
+
+export const notificationDeliveryAnswer = z.object({ delivery: notificationDelivery });
