@@ -1,6 +1,6 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { notificationDelivery, notificationWebhookBody } from "@deploybot/protocol";
+import { errorBody, notificationDelivery, notificationDeliveryAnswer, notificationDeliveryPage, notificationWebhookBody } from "@deploybot/protocol";
 import { afterEach, describe, expect, test } from "vitest";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { privateAddressProblem } from "../src/services/notificationHttp";
@@ -348,5 +348,43 @@ describe("notification settings in apps.yaml", () => {
     for (const a of ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "172.32.0.1"]) {
       expect(privateAddressProblem(a), a).toBeNull();
     }
+  });
+});
+
+describe("GET /v1/notifications/deliveries", () => {
+  test("read scope lists deliveries with every attempt; filters; one by id; 401, 400, 404; a token limited to apps sees those apps' only", async () => {
+    receiver = await startReceiver();
+    const h = makeHarness({}, appsWith(webhookTarget(receiver.url)));
+    const agent = await h.register("web-1");
+    const failed = await deploy(h, agent, "v1", "failed", "boom");
+    await h.call("POST", "/v1/agents/register", { token: agent.token, body: { hostname: "web-1", version: "test-2", heldJobIds: [] } });
+    await deliver(h);
+    const token = async (body: Record<string, unknown>) => (await (await h.call("POST", "/v1/tokens", { token: ADMIN, body })).json()).token as string;
+    const read = await token({ name: "reader", scope: "read" });
+
+    const all = notificationDeliveryPage.parse(await (await h.call("GET", "/v1/notifications/deliveries", { token: read })).json());
+    expect(all.deliveries.map((d) => [d.event, d.status, d.history.length])).toEqual([
+      ["agent.updated", "delivered", 1],
+      ["deployment.failed", "delivered", 1],
+    ]);
+    const failures = notificationDeliveryPage.parse(await (await h.call("GET", "/v1/notifications/deliveries?event=deployment.failed&status=delivered&target=ops&limit=5", { token: read })).json());
+    expect(failures.deliveries.map((d) => JSON.parse(receiver!.received.find((r) => r.headers["x-deploybot-delivery"] === d.id)!.body).data.id)).toEqual([failed]);
+    const id = failures.deliveries[0]!.id;
+    const one = notificationDeliveryAnswer.parse(await (await h.call("GET", `/v1/notifications/deliveries/${id}`, { token: read })).json());
+    expect(one.delivery).toEqual(failures.deliveries[0]);
+
+    expect((await h.call("GET", "/v1/notifications/deliveries")).status).toBe(401);
+    const bad = await h.call("GET", "/v1/notifications/deliveries?status=lost", { token: read });
+    expect(bad.status).toBe(400);
+    expect(errorBody.parse(await bad.json()).error.code).toBe("invalid_query");
+    const missing = await h.call("GET", "/v1/notifications/deliveries/ntf_nope", { token: read });
+    expect(missing.status).toBe(404);
+    expect(errorBody.parse(await missing.json()).error.code).toBe("not_found");
+
+    const apiOnly = await token({ name: "api-reader", scope: "read", apps: ["api"] });
+    expect(notificationDeliveryPage.parse(await (await h.call("GET", "/v1/notifications/deliveries", { token: apiOnly })).json()).deliveries).toEqual([]);
+    expect((await h.call("GET", `/v1/notifications/deliveries/${id}`, { token: apiOnly })).status).toBe(404);
+    const webOnly = await token({ name: "web-reader", scope: "read", apps: ["web"] });
+    expect(notificationDeliveryPage.parse(await (await h.call("GET", "/v1/notifications/deliveries", { token: webOnly })).json()).deliveries.map((d) => d.id)).toEqual([id]);
   });
 });

@@ -16,6 +16,7 @@ const tagText: Record<string, string> = {
   builds: "Builds of a file tree into an image",
   webhooks: "GitHub push webhooks",
   github: "Read-only views of GitHub",
+  notifications: "Notification deliveries to the targets in apps.yaml, and each attempt",
 };
 
 /** `/v1/jobs/{jobId}/logs` + get → `getV1JobsJobIdLogs`: stable ids for generated clients. */
