@@ -1,5 +1,4 @@
-import { join } from "node:path";
-import Database from "better-sqlite3";
+import type { NotificationDelivery } from "../../packages/protocol/src/notifications";
 import { afterEach, describe, expect, test } from "vitest";
 import { type Receiver, startReceiver, verifyDelivery } from "../../apps/controller/test/receiver";
 import { type ControllerProcess, controllerProcess, JOIN, waitFor } from "../harness/processes";
@@ -47,16 +46,17 @@ async function registerAs(c: ControllerProcess, version: string, token = JOIN): 
   return ((await res.json()) as { token: string }).token;
 }
 
-/** The controller's records, read from its database file (WAL: a reader sees every commit). */
-function attemptsIn(c: ControllerProcess) {
-  const db = new Database(join(c.dir, "deploybot.db"), { readonly: true, fileMustExist: true });
-  try {
-    return db
-      .prepare("SELECT d.id, d.status, d.attempts, a.outcome, a.status_code AS statusCode, a.error FROM notification_deliveries d LEFT JOIN notification_attempts a ON a.delivery_id = d.id ORDER BY d.created_at, a.attempt")
-      .all() as Array<{ id: string; status: string; attempts: number; outcome: string | null; statusCode: number | null; error: string | null }>;
-  } finally {
-    db.close();
-  }
+/** Every attempt the controller recorded, oldest first, as `GET /v1/notifications/deliveries` shows it. */
+type Attempt = { id: string; status: string; attempts: number; outcome: string | null; statusCode: number | null; error: string | null };
+
+async function attemptsIn(c: ControllerProcess): Promise<Attempt[]> {
+  const { status, body } = await c.api<{ deliveries: NotificationDelivery[] }>("GET", "/v1/notifications/deliveries?limit=500");
+  expect(status).toBe(200);
+  return [...body.deliveries].reverse().flatMap((d): Attempt[] =>
+    d.history.length === 0
+      ? [{ id: d.id, status: d.status, attempts: d.attempts, outcome: null, statusCode: null, error: null }]
+      : d.history.map((a) => ({ id: d.id, status: d.status, attempts: d.attempts, outcome: a.outcome, statusCode: a.statusCode, error: a.error })),
+  );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -78,7 +78,7 @@ describe("notifications from a real controller", () => {
     const token = await registerAs(ctl, "1.0.0");
     await registerAs(ctl, "1.0.1", token);
     await sleep(OUTAGE_MS);
-    const during = attemptsIn(ctl);
+    const during = await attemptsIn(ctl);
     // 1 + 2 + 4 + 5 + 5 ... s: at least five refused connections in 30 s
     expect(during.length).toBeGreaterThanOrEqual(5);
     expect(during.every((a) => a.status === "pending" && a.outcome === "failed" && a.statusCode === null && /ECONNREFUSED/.test(a.error ?? ""))).toBe(true);
@@ -88,7 +88,7 @@ describe("notifications from a real controller", () => {
     await sleep(3_000); // a few more ticks of the sender: nothing more comes
     const [body] = checkAccepted(receiver, 1);
     expect(body).toMatchObject({ event: "agent.updated", data: { from: "1.0.0", to: "1.0.1" } });
-    const after = attemptsIn(ctl);
+    const after = await attemptsIn(ctl);
     expect(after.at(-1)).toMatchObject({ status: "delivered", outcome: "delivered", statusCode: 200, attempts: after.length });
     expect(receiver.received).toHaveLength(1); // the port was closed: every failed attempt was refused before any request
   });
@@ -101,7 +101,7 @@ describe("notifications from a real controller", () => {
     const second = await registerAs(ctl, "1.0.1", token);
     await sleep(1_500);
     expect(receiver.received).toHaveLength(0);
-    expect(attemptsIn(ctl)).toHaveLength(0);
+    expect(await attemptsIn(ctl)).toHaveLength(0);
     expect(await ctl.stop("SIGKILL")).toBeNull();
     await ctl.start({ DEPLOYBOT_TEST_PAUSE_CONSEQUENCES: "0" });
     await waitFor("the first delivery", async () => (receiver!.accepted().length > 0 ? true : undefined), 20_000);
@@ -109,7 +109,7 @@ describe("notifications from a real controller", () => {
     // 2. killed after the delivery was made and attempted, before it succeeded
     receiver.answer(503, "try later");
     await registerAs(ctl, "1.0.2", second);
-    await waitFor("a failed attempt", async () => (attemptsIn(ctl!).some((a) => a.statusCode === 503) ? true : undefined), 20_000);
+    await waitFor("a failed attempt", async () => ((await attemptsIn(ctl!)).some((a) => a.statusCode === 503) ? true : undefined), 20_000);
     expect(await ctl.stop("SIGKILL")).toBeNull();
     receiver.answer(200, "ok");
     await ctl.start();
@@ -121,7 +121,7 @@ describe("notifications from a real controller", () => {
     await sleep(3_000);
     const bodies = checkAccepted(receiver, 2);
     expect(bodies.map((b) => b.data.to)).toEqual(["1.0.1", "1.0.2"]);
-    const records = attemptsIn(ctl);
+    const records = await attemptsIn(ctl);
     expect([...new Set(records.map((r) => `${r.id} ${r.status}`))]).toEqual(bodies.map((b) => `${b.id} delivered`));
   });
 });
