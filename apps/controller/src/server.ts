@@ -6,6 +6,7 @@ import pino from "pino";
 import { createApp } from "./app";
 import type { Config } from "./config";
 import { openDb } from "./db/client";
+import { answerClientErrors } from "./lib/clientErrors";
 import { type AppsConfig, loadAppsConfig } from "./services/appsConfig";
 import { startPeriodicBackups } from "./services/backups";
 
@@ -106,6 +107,7 @@ export async function startController(config: Config, opts: { init?: boolean } =
   // (not some other server on the port) is up.
   const pidFile = config.dbPath === ":memory:" ? null : join(dirname(config.dbPath), "controller.pid");
   if (pidFile) writeFileSync(pidFile, `${process.pid}\n`);
+  answerClientErrors(server);
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   logger.info({ port, db: config.dbPath, apps: apps.apps.length }, "controller listening");
