@@ -43,13 +43,14 @@ export function webhookRoutes(s: Services) {
         },
       }),
       async (c) => {
-        // the signature covers the exact bytes sent: read the raw text before anything parses it
+        // the signature covers the exact bytes sent: the body is hashed as it streams, and read as
+        // text only once the signature holds
         const answer = await s.webhooks.receive({
           event: c.req.header("x-github-event"),
           deliveryId: c.req.header("x-github-delivery"),
           signature: c.req.header("x-hub-signature-256"),
           contentType: c.req.header("content-type"),
-          body: await c.req.text(),
+          body: c.req.raw.body,
         });
         return answer.status === 202 ? c.json(answer.body, 202) : c.json(answer.body, 200);
       },
