@@ -44,6 +44,8 @@ export interface ApiAnswer<T> {
 
 // Generous: a deploy POST resolves config and writes SQLite, never anything slow.
 const REQUEST_TIMEOUT_MS = 30_000;
+// A backup is copied and checked before its first byte is sent: minutes for a multi-GB database.
+const DOWNLOAD_HEADERS_TIMEOUT_MS = 30 * 60_000;
 
 export class ApiClient {
   readonly baseUrl: string;
@@ -91,6 +93,39 @@ export class ApiClient {
       throw apiError(res.status, raw, this.baseUrl);
     }
     return { data, headers: res.headers };
+  }
+
+  /**
+   * A GET whose answer is a file too large to hold in memory (a database backup), streamed to
+   * `write`. The controller prepares the whole file before it answers, so the wait for headers is
+   * long; the body then has no time limit. Errors are JSON like everywhere else.
+   */
+  async download(path: string, write: (body: ReadableStream<Uint8Array>, headers: Headers) => Promise<void>): Promise<void> {
+    let res: Response;
+    const headersTimeout = new AbortController();
+    const timer = setTimeout(() => headersTimeout.abort(new DOMException("timeout", "TimeoutError")), DOWNLOAD_HEADERS_TIMEOUT_MS);
+    try {
+      res = await fetch(this.baseUrl + path, {
+        headers: { authorization: `Bearer ${this.token}` },
+        signal: AbortSignal.any([headersTimeout.signal, ...(this.interrupt ? [this.interrupt] : [])]),
+      });
+    } catch (err) {
+      if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
+      throw new CliError(ExitCode.unreachable, `cannot reach the controller at ${this.baseUrl}: ${networkReason(err)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text().catch(() => "");
+      let raw: unknown = null;
+      try {
+        raw = JSON.parse(text);
+      } catch {
+        // not JSON: apiError falls back to the HTTP status
+      }
+      throw apiError(res.status, raw, this.baseUrl);
+    }
+    await write(res.body, res.headers);
   }
 
   /**

@@ -7,6 +7,7 @@ import { agentsInstallCommand, agentsJoinToken, agentsRemove, agentsRevoke } fro
 import { agentsCloudInit, hostsCreate, hostsDestroy } from "./commands/cloudHosts";
 import { ps, remove, restart, scale, start, stop } from "./commands/appOps";
 import { apps, releases } from "./commands/apps";
+import { dbBackup } from "./commands/db";
 import { deploy } from "./commands/deploy";
 import { deployments, rollback } from "./commands/deployments";
 import { hosts } from "./commands/hosts";
@@ -62,6 +63,7 @@ const commands: Command[] = [
   agentsJoinToken,
   agentsRevoke,
   agentsRemove,
+  dbBackup,
 ];
 const groups = new Set(commands.filter((c) => c.name.includes(" ")).map((c) => c.name.split(" ")[0]!));
 

@@ -12,6 +12,7 @@ import { appLogIngestRoutes, appLogReadRoutes } from "./routes/appLogs";
 import { appOperationRoutes } from "./routes/appOperations";
 import { appRoutes } from "./routes/apps";
 import { buildRoutes } from "./routes/builds";
+import { dbRoutes } from "./routes/db";
 import { deploymentRoutes } from "./routes/deployments";
 import { eventRoutes } from "./routes/events";
 import { githubRoutes } from "./routes/github";
@@ -101,6 +102,7 @@ export function createApp(opts: AppOptions) {
     .route("/v1/apps", appLogReadRoutes(services, opts.apps))
     .route("/v1/agents", appLogIngestRoutes(services))
     .route("/v1/webhooks", webhookRoutes(services))
+    .route("/v1/db", dbRoutes(services))
     .route("/v1/github", githubRoutes(services));
 
   // The dashboard's client routes (/apps/web, /deployments/...) are not API routes: every GET

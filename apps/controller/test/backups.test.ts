@@ -4,6 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import pino from "pino";
 import { describe, expect, test } from "vitest";
+import { runCli } from "../../cli/test/runCli";
 import { BackupError, DatabaseBackups, listBackups } from "../src/services/backups";
 import { ADMIN, startTestController } from "./server";
 
@@ -123,5 +124,41 @@ describe("database backups", () => {
     copyFileSync(dest, join(wrongKey, "deploybot.db"));
     await expect(startTestController(wrongKey)).rejects.toThrow(/encrypted with another secret key/);
     expect(existsSync(join(wrongKey, "deploybot.db"))).toBe(true);
+  });
+
+  test("GET /v1/db/backup: admin only; the checked copy as an SQLite file, nothing left in the data dir; deploybot db backup writes it whole", async () => {
+    const dir = tmp("bk-http");
+    const ctl = await startTestController(dir);
+    try {
+      const read = (await ctl.call("POST", "/v1/tokens", ADMIN, { name: "reader", scope: "read" })).body.token as string;
+      expect((await fetch(`${ctl.url}/v1/db/backup`)).status).toBe(401);
+      const refused = await fetch(`${ctl.url}/v1/db/backup`, { headers: { authorization: `Bearer ${read}` } });
+      expect(refused.status).toBe(403);
+      expect((await refused.json()).error.code).toBeDefined();
+      const before = readdirSync(dir).sort();
+
+      const res = await fetch(`${ctl.url}/v1/db/backup`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("application/vnd.sqlite3");
+      expect(res.headers.get("x-deploybot-integrity")).toBe("ok");
+      const bytes = Buffer.from(await res.arrayBuffer());
+      expect(bytes.length).toBe(Number(res.headers.get("content-length")));
+      expect(bytes.subarray(0, 16).toString("latin1")).toBe("SQLite format 3\0");
+      expect(readdirSync(dir).sort()).toEqual(before);
+
+      const home = tmp("bk-cli");
+      const out = join(home, "nightly.db");
+      const cli = await runCli({ url: ctl.url, home }, ["db", "backup", "--out", out]);
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cli.stdout).toContain(out);
+      expect(cli.stdout).toMatch(/integrity_check:\s+ok/);
+      expect(readBackup(out)).toMatchObject({ integrity: "ok", tokens: ["reader"] });
+      expect(readdirSync(home).filter((f) => f.includes("nightly"))).toEqual(["nightly.db"]);
+      const denied = await runCli({ url: ctl.url, home }, ["db", "backup", "--out", join(home, "no.db")], { env: { DEPLOYBOT_TOKEN: read } });
+      expect(denied.code).toBe(3);
+      expect(readdirSync(home).filter((f) => f.startsWith("no.db"))).toEqual([]);
+    } finally {
+      await ctl.stop();
+    }
   });
 });

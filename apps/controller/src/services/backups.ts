@@ -6,6 +6,7 @@ import { basename, dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
+import { ApiError } from "../lib/errors";
 
 export interface BackupFile {
   path: string;
@@ -120,10 +121,16 @@ export class DatabaseBackups {
    * ends (the open handle keeps the bytes readable until the stream closes).
    */
   async openForDownload(now = new Date()): Promise<{ name: string; bytes: number; stream: ReadableStream<Uint8Array> }> {
-    if (this.dbPath === ":memory:") throw new BackupError("the database is in memory (DEPLOYBOT_DB=:memory:); there is nothing on disk to back up");
+    if (this.dbPath === ":memory:") throw new ApiError(409, "backup_unavailable", "the database is in memory (DEPLOYBOT_DB=:memory:); there is nothing on disk to back up");
     const name = backupName(now);
     const path = join(dirname(this.dbPath), `.download-${randomBytes(6).toString("hex")}-${name}`);
-    const file = await this.backupTo(path);
+    let file: BackupFile;
+    try {
+      file = await this.backupTo(path);
+    } catch (err) {
+      if (err instanceof BackupError) throw new ApiError(500, "backup_failed", err.message);
+      throw err;
+    }
     const handle = await open(path, "r");
     rmSync(path, { force: true });
     return { name, bytes: file.bytes, stream: Readable.toWeb(handle.createReadStream()) as ReadableStream<Uint8Array> };
