@@ -245,7 +245,11 @@ describe("notifications", () => {
     );
     for (const d of listed) {
       expect(d.history).toEqual([expect.objectContaining({ outcome: "refused", statusCode: null })]);
-      expect(d.lastError).toMatch(/loopback, link-local or private address; set allow_private: true/);
+      expect(d.lastError).toMatch(
+        d.target === "literal"
+          ? /^refused: 127\.0\.0\.1, a loopback, link-local or private address; set allow_private: true on the target to allow it$/
+          : /^refused: localhost resolves to (127\.0\.0\.1|::1), a loopback, link-local or private address; set allow_private: true/,
+      );
     }
   });
 

@@ -35,15 +35,15 @@ for (const [net, prefix] of [
   blocked.addSubnet(net, prefix, "ipv6");
 }
 
-/** The range an address is in when it is not a public one, else null. */
+/** "ADDRESS, a ... address" when an address is not a public one, else null. */
 export function privateAddressProblem(address: string): string | null {
   const family = isIP(address);
   if (family === 0) return `'${address}' is not an IP address`;
   // ::ffff:10.0.0.1 and friends reach the IPv4 address inside
   const mapped = family === 6 ? /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] : undefined;
   if (mapped) return privateAddressProblem(mapped);
-  if (family === 6 && /^::ffff:/i.test(address)) return `${address} is an IPv4-mapped address`;
-  return blocked.check(address, family === 4 ? "ipv4" : "ipv6") ? `${address} is a loopback, link-local or private address` : null;
+  if (family === 6 && /^::ffff:/i.test(address)) return `${address}, an IPv4-mapped address`;
+  return blocked.check(address, family === 4 ? "ipv4" : "ipv6") ? `${address}, a loopback, link-local or private address` : null;
 }
 
 export class AddressRefused extends Error {
@@ -62,7 +62,7 @@ function guardedLookup(hostname: string, options: LookupOptions, callback: (err:
     // every answer is checked: a name that resolves to one public and one private address is refused
     for (const a of list) {
       const problem = privateAddressProblem(a.address);
-      if (problem) return callback(new AddressRefused(`${hostname} resolves to ${problem}; set allow_private: true on the target to allow it`), "");
+      if (problem) return callback(new AddressRefused(`refused: ${hostname} resolves to ${problem}; set allow_private: true on the target to allow it`), "");
     }
     if (options.all) return callback(null, list);
     const first = list[0];
@@ -88,7 +88,7 @@ export function postJson(url: string, body: string, headers: Record<string, stri
   if (!opts.allowPrivate && isIP(host) !== 0) {
     // an address literal is connected to without any lookup
     const problem = privateAddressProblem(host);
-    if (problem) return Promise.reject(new AddressRefused(`${problem}; set allow_private: true on the target to allow it`));
+    if (problem) return Promise.reject(new AddressRefused(`refused: ${problem}; set allow_private: true on the target to allow it`));
   }
   const client = u.protocol === "https:" ? https : http;
   return new Promise((resolve, reject) => {

@@ -252,7 +252,7 @@ export class NotificationService {
     } catch (err) {
       outcome = err instanceof AddressRefused ? "refused" : "failed";
       const e = err as NodeJS.ErrnoException;
-      error = e.code && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message;
+      error = e.code && !(err instanceof AddressRefused) && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message;
     }
     const durationMs = Math.round(performance.now() - started);
     if (error) error = redactor.redact(error).slice(0, 500);
