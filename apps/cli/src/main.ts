@@ -20,6 +20,7 @@ import { routes } from "./commands/routes";
 import { result, run, runs, scheduleResume, schedulePause, scheduleTrigger, schedules } from "./commands/runs";
 import { secretsList, secretsRemove, secretsSet } from "./commands/secrets";
 import { tokensCreate, tokensList, tokensRevoke } from "./commands/tokens";
+import { volumes } from "./commands/volumes";
 
 const commands: Command[] = [
   login,
@@ -35,6 +36,7 @@ const commands: Command[] = [
   remove,
   releases,
   routes,
+  volumes,
   images,
   build,
   status,

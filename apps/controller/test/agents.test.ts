@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { heartbeatResponse, registerResponse } from "@deploybot/protocol";
+import { type Agent, heartbeatResponse, registerResponse, volumesOnHosts } from "@deploybot/protocol";
 import { describe, expect } from "vitest";
 import { ADMIN, JOIN, seedJob, test } from "./fixture";
 
@@ -110,6 +110,16 @@ describe("GET /v1/hosts", () => {
     ]);
     expect(hosts[0].labels).toEqual(["eu"]);
     expect(hosts[0].containers).toEqual([{ id: "abc", app: "web", state: "running" }]);
+  });
+
+  test("shows each host's named volumes as last reported; a heartbeat without them keeps the list", async ({ h }) => {
+    const agent = await h.register("db-1");
+    const volume = { name: "deploybot.db.data", app: "db", volume: "data", sizeBytes: 4096, createdAt: "2026-11-27T03:00:00Z", measuredAt: "2026-11-27T03:01:00Z" };
+    await h.heartbeat(agent, { volumes: [volume, { name: "x", app: "db", volume: "y", sizeBytes: "many" }] });
+    await h.heartbeat(agent, {});
+    const hosts = (await (await h.call("GET", "/v1/hosts", { token: ADMIN })).json()).hosts as Agent[];
+    expect(volumesOnHosts(hosts)).toEqual([{ ...volume, host: "db-1", online: true }]);
+    expect(volumesOnHosts(hosts, { app: "web" })).toEqual([]);
   });
 
   test("needs a token", async ({ h }) => {

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { refProblem } from "./refs";
 import { acmeAccount, domainName, proxySpec, routeInfo, routingFields, tlsMode } from "./routing";
-import { hostVolume, volumeList } from "./volumes";
+import { volumeList } from "./volumes";
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -330,6 +330,8 @@ export const agent = z.object({
   containers: z.array(managedContainer),
   /** per app, what the agent's reconcile loop reports: restarts, last exit and why, healthy count (AppStatus) */
   appStatus: z.array(z.unknown()).optional(),
+  /** the host's named volumes and their sizes, as the agent last measured them (every few minutes) */
+  volumes: z.array(z.unknown()).optional(),
   currentJobId: z.string().nullable(),
 }).meta({ id: "Agent" });
 export type Agent = z.infer<typeof agent>;
@@ -431,8 +433,11 @@ export const heartbeatRequest = z
     /** reconcile actions not yet acknowledged, oldest first */
     appEvents: z.array(appEvent).max(500).optional(),
     appStatus: z.array(appStatus).max(1000).optional(),
-    /** the host's named volumes with their sizes (agents that know volumes; absent: unchanged) */
-    volumes: z.array(hostVolume).max(1000).optional(),
+    /**
+     * the host's named volumes with their sizes (`hostVolume`; absent: unchanged). Entries are
+     * read one by one when listed, so one a newer agent shapes differently never costs a heartbeat.
+     */
+    volumes: z.array(boundedObject).max(1000).optional(),
   })
   .strip();
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;

@@ -130,3 +130,22 @@ export const hostVolume = z.object({
   measuredAt: z.string().max(40).nullable().default(null),
 });
 export type HostVolume = z.infer<typeof hostVolume>;
+
+/** `GET /v1/volumes` and `deploybot volumes`: one row per named volume per host. */
+export const listedVolume = hostVolume.extend({ host: z.string(), online: z.boolean() });
+export type ListedVolume = z.infer<typeof listedVolume>;
+export const volumesAnswer = z.object({ volumes: z.array(listedVolume) });
+export const listVolumesQuery = z.object({ app: z.string().max(63).optional(), host: z.string().max(63).optional() });
+
+/** The named volumes the hosts reported (an agent from before volumes reports none), by host, app and name. */
+export function volumesOnHosts(hosts: readonly { hostname: string; online: boolean; volumes?: unknown[] }[], filter: { app?: string; host?: string } = {}): ListedVolume[] {
+  return hosts
+    .filter((h) => !filter.host || h.hostname === filter.host)
+    .flatMap((h) =>
+      (h.volumes ?? []).flatMap((v) => {
+        const parsed = hostVolume.safeParse(v);
+        return parsed.success && (!filter.app || parsed.data.app === filter.app) ? [{ ...parsed.data, host: h.hostname, online: h.online }] : [];
+      }),
+    )
+    .sort((a, b) => a.host.localeCompare(b.host) || a.app.localeCompare(b.app) || a.volume.localeCompare(b.volume));
+}

@@ -67,11 +67,14 @@ function operation(op: AppOperation, summary: string, notes: string[], examples:
   return {
     name: op,
     summary,
-    usage: op === "scale" ? "APP REPLICAS [--host H ...] [--detach]" : "APP [--host H ...] [--detach]",
+    usage: op === "scale" ? "APP REPLICAS [--host H ...] [--detach]" : `APP [--host H ...]${op === "remove" ? " [--purge-volumes]" : ""} [--detach]`,
     positionals: op === "scale" ? { names: ["APP", "REPLICAS"], required: 2 } : { names: ["APP"], required: 1 },
     options: {
       host: { type: "string", value: "H", multiple: true, description: "only these hosts (repeat for several; default: every host the app runs on)" },
       detach: { type: "boolean", short: "d", description: "print the job ids and return at once" },
+      ...(op === "remove"
+        ? { "purge-volumes": { type: "boolean" as const, description: "also delete the app's named volumes on those hosts, with their data (no undo)" } }
+        : {}),
     },
     notes: [
       ...notes,
@@ -88,6 +91,7 @@ function operation(op: AppOperation, summary: string, notes: string[], examples:
       const created = await client.post(`/v1/apps/${seg(app!)}/${op}`, jobsAnswer, {
         ...(hosts.length > 0 ? { hosts } : {}),
         ...(replicas !== undefined ? { replicas } : {}),
+        ...(values["purge-volumes"] ? { purgeVolumes: true } : {}),
       });
       const jobs = created.data.jobs;
       if (values.detach) {
@@ -133,6 +137,9 @@ export const scale = operation(
 export const remove = operation(
   "remove",
   "Remove an app's containers from hosts (all its hosts unless --host); a deploy brings it back.",
-  ["The app stays in apps.yaml; its releases and images are kept."],
-  ["deploybot remove web --host web-3"],
+  [
+    "The app stays in apps.yaml; its releases and images are kept, and so are its named volumes",
+    "(deploybot volumes APP) unless --purge-volumes deletes them once the containers are gone.",
+  ],
+  ["deploybot remove web --host web-3", "deploybot remove db --host old-1 --purge-volumes"],
 );

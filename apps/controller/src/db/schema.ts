@@ -30,6 +30,8 @@ export const agents = sqliteTable("agents", {
   appStatus: json<unknown[]>("app_status").notNull().default(sql`'[]'`),
   /** container output lines received from the agent (its offset), stored or dropped */
   appLogOffset: integer("app_log_offset").notNull().default(0),
+  /** the host's named volumes with their sizes as the agent last measured them (agents that report them) */
+  volumes: json<unknown[]>("volumes").notNull().default(sql`'[]'`),
 });
 
 export const jobs = sqliteTable(

@@ -21,7 +21,7 @@ export class AgentService {
    * all of it in one transaction a second: an idle fleet's heartbeats then cost no write at
    * all. A crash loses at most a second of "last seen", which leases (re-armed at start) cover.
    */
-  private readonly liveness = new Map<string, { at: number; state: string; containers: string; routes: string; appStatus: string | null }>();
+  private readonly liveness = new Map<string, { at: number; state: string; containers: string; routes: string; appStatus: string | null; volumes: string | null }>();
 
   constructor(
     private readonly deps: Deps,
@@ -36,7 +36,7 @@ export class AgentService {
       .where(eq(agents.id, sql.placeholder("id")))
       .prepare();
     this.touchStatement = deps.db.$client.prepare(
-      "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ?, routes = ?, app_status = coalesce(?, app_status) WHERE id = ?",
+      "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ?, routes = ?, app_status = coalesce(?, app_status), volumes = coalesce(?, volumes) WHERE id = ?",
     );
     this.markOnline = deps.db.$client.prepare("UPDATE agents SET online = 1 WHERE id = ? AND online = 0 AND revoked = 0 RETURNING id, hostname");
   }
@@ -86,6 +86,7 @@ export class AgentService {
       registeredAt: iso(row.registeredAt)!,
       containers: row.containers,
       appStatus: row.appStatus,
+      volumes: row.volumes,
       currentJobId,
     };
   }
@@ -172,7 +173,13 @@ export class AgentService {
     const containers = JSON.stringify(body.containers);
     const routes = JSON.stringify(body.routes ?? []);
     const appStatus = body.appStatus ? JSON.stringify(body.appStatus) : null;
-    const touch = () => this.liveness.set(agent.id, { at: clock(), state: body.status, containers, routes, appStatus });
+    // absent (an agent from before volumes): the stored list stays as it was
+    const volumes = body.volumes ? JSON.stringify(body.volumes) : null;
+    // a heartbeat without them must not drop what an earlier one, not yet flushed, reported
+    const touch = () => {
+      const pending = this.liveness.get(agent.id);
+      this.liveness.set(agent.id, { at: clock(), state: body.status, containers, routes, appStatus: appStatus ?? pending?.appStatus ?? null, volumes: volumes ?? pending?.volumes ?? null });
+    };
     touch();
     const appEventsAcked = this.appStates.recordEvents(agent, body.appEvents);
     // computed as the answer leaves: a long-poll may outlast a change of the host's state
@@ -213,7 +220,7 @@ export class AgentService {
     this.liveness.clear();
     this.deps.db.$client.transaction(() => {
       for (const [id, l] of entries) {
-        this.touchStatement.run(l.at, l.state, l.containers, l.routes, l.appStatus, id);
+        this.touchStatement.run(l.at, l.state, l.containers, l.routes, l.appStatus, l.volumes, id);
         this.cameOnline(id);
       }
     })();

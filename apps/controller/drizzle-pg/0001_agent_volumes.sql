@@ -1,0 +1,1 @@
+ALTER TABLE "agents" ADD COLUMN "volumes" jsonb DEFAULT '[]' NOT NULL;
