@@ -67,15 +67,24 @@ set -m
   # a stop signal reaches every member of the group: wait for (and reap) both, then go
   trap 'wait; exit 143' TERM
   trap 'wait; exit 130' INT
-  (cd "$root/apps/controller" && exec node --import tsx src/main.ts) &
-  echo "$!" > "$pid_of_controller"
+  (cd "$root/apps/controller" && exec node --import tsx src/main.ts </dev/null) &
+  controller=$!
+  echo "$controller" > "$pid_of_controller"
   if [ "$with_agent" = 1 ]; then
+    # the agent registers at once when the controller already listens (no retry warnings)
+    for _ in $(seq 1 600); do
+      kill -0 "$controller" 2>/dev/null || break
+      [ "$(cat "$dev_dir/controller.pid" 2>/dev/null)" = "$controller" ] && break
+      sleep 0.2
+    done
     (
       cd "$root/apps/agent"
+      # the controller's own settings are not the agent's (it warns about unknown ones)
+      unset DEPLOYBOT_ADMIN_TOKEN DEPLOYBOT_WEBHOOK_SECRET DEPLOYBOT_CONFIG DEPLOYBOT_DB DEPLOYBOT_HOST DEPLOYBOT_PORT
       export DEPLOYBOT_HOSTNAME="${DEPLOYBOT_HOSTNAME:-local}" DEPLOYBOT_STATE_DIR="${DEPLOYBOT_STATE_DIR:-$dev_dir/agent}"
       # a job still running when you stop dev.sh is cancelled after this long
       export DEPLOYBOT_DRAIN_TIMEOUT_SECONDS="${DEPLOYBOT_DRAIN_TIMEOUT_SECONDS:-10}"
-      exec node --import tsx src/main.ts
+      exec node --import tsx src/main.ts </dev/null
     ) &
   fi
   # the first child to end ends the group
@@ -127,15 +136,17 @@ if [ "$with_agent" = 1 ]; then
 else
   agent_note="NO Docker engine found: the agent was not started (start dockerd, then run this again)"
 fi
+env_file="${dev_dir#"$root"/}/dev.env"
 cat <<MSG
 
   deploybot controller: ${DEPLOYBOT_URL}
   dashboard:            ${DEPLOYBOT_URL}/   (sign in with the admin token)
   ${agent_note}
-  admin token:          ${DEPLOYBOT_ADMIN_TOKEN}   (also in ${dev_dir#"$root"/}/dev.env)
+  admin token:          ${DEPLOYBOT_ADMIN_TOKEN}   (also in ${env_file})
 
-  try:  curl -H "Authorization: Bearer \$DEPLOYBOT_ADMIN_TOKEN" ${DEPLOYBOT_URL}/v1/hosts
-  stop: Ctrl-C (stops the controller and the agent)
+  CLI:  pnpm -s deploybot login --url ${DEPLOYBOT_URL} --token ${DEPLOYBOT_ADMIN_TOKEN}
+  curl: set -a; . ${env_file}; set +a; curl -H "Authorization: Bearer \$DEPLOYBOT_ADMIN_TOKEN" ${DEPLOYBOT_URL}/v1/hosts
+  stop: Ctrl-C (stops the controller and the agent; deployed apps keep running)
 
 MSG
 status=0

@@ -90,11 +90,12 @@ describe("scripts/dev.sh, the README's front door", () => {
     expect(await portOpen(port)).toBe(true);
     const res = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(res.status).toBe(200);
+    // the agent starts once the controller listens (a Docker engine answers in this suite)
+    await waitFor("the agent's state dir lock", async () => (existsSync(join(dev.dir, "agent", "agent.lock")) ? true : undefined), 120_000, 250);
     const groups = groupsUnder(dev.child.pid!);
     const members = processes().filter((p) => groups.has(p.pgrp));
-    // the controller and the agent (a Docker engine answers in this suite), both node
+    // the group leader (a subshell), the controller and the agent
     expect(members.length).toBeGreaterThanOrEqual(3);
-    expect(existsSync(join(dev.dir, "agent", "agent.lock"))).toBe(true);
 
     dev.child.kill("SIGTERM");
     const { code } = await dev.exited;

@@ -30,15 +30,16 @@ export async function buildImage(
   const src = await readdir(input.contextDir);
   let cached = 0;
   let steps = 0;
-  // The classic builder says "Removing intermediate container <id>" then " ---> <image id>" for
-  // a step it ran itself; a cached step says "Using cache" instead.
-  let committed = false;
+  // The classic builder prints " ---> <image id>" after each step. The layer is this build's own
+  // unless the step came from the cache ("---> Using cache" just before) or is a FROM (the base
+  // image, or an earlier stage's).
+  let previous = "";
   const countingLog: JobLog = (stream, line) => {
     if (/^Step \d+\/\d+ :/.test(line)) steps++;
     if (line.includes("Using cache")) cached++;
     const layer = /^\s*---> ([0-9a-f]{12,64})\s*$/.exec(line);
-    if (layer && committed) input.onLayer?.(layer[1]!);
-    if (line.trim()) committed = /^Removing intermediate container /.test(line.trim());
+    if (layer && !/Using cache|^Step \d+\/\d+ : FROM /i.test(previous)) input.onLayer?.(layer[1]!);
+    if (line.trim()) previous = line.trim();
     log(stream, line);
   };
   let response: NodeJS.ReadableStream;
