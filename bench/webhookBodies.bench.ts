@@ -37,6 +37,7 @@ function get(port: number, path: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: "127.0.0.1", port, path, method: "GET" }, (res) => {
       res.resume();
+      res.on("error", reject);
       res.on("end", () => resolve(res.statusCode ?? 0));
     });
     req.on("error", reject);
@@ -67,6 +68,7 @@ function sendBadBody(port: number, i: number): Promise<string> {
       settled = true;
     };
     req.on("response", (res) => {
+      res.on("error", (err) => done(`error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
       let text = "";
       res.on("data", (d) => (text += d));
       res.on("end", () => {
@@ -93,9 +95,9 @@ function sendBadBody(port: number, i: number): Promise<string> {
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * p))] ?? 0;
 
-async function measure(label: string, srcDir: string): Promise<Run> {
+async function measure(label: string, srcDir: string, env: Record<string, string> = {}): Promise<Run> {
   const dir = mkdtempSync(join(os.tmpdir(), "deploybot-bench-webhooks-"));
-  const { child, port } = await startChild(dir, { DEPLOYBOT_WEBHOOK_SECRET: SECRET, BENCH_CONTROLLER_SRC: srcDir });
+  const { child, port } = await startChild(dir, { DEPLOYBOT_WEBHOOK_SECRET: SECRET, BENCH_CONTROLLER_SRC: srcDir, ...env });
   try {
     // warm up the route and the allocator: a few small bodies first
     for (let i = 0; i < 5; i++) await get(port, "/healthz");
@@ -107,7 +109,8 @@ async function measure(label: string, srcDir: string): Promise<Run> {
     const prober = (async () => {
       while (loading) {
         const t = performance.now();
-        await get(port, "/healthz");
+        // a failed probe counts as the time it took to fail
+        await get(port, "/healthz").catch(() => 0);
         latencies.push(performance.now() - t);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -150,6 +153,8 @@ try {
   for (let round = 0; round < 2; round++) {
     runs.push(await measure(`baseline ${BASELINE_REF}`, baselineDir));
     runs.push(await measure("this checkout", join(ROOT, "apps/controller/src")));
+    // every body admitted: what the 1 MB in-memory bound alone does
+    runs.push(await measure("this checkout, DEPLOYBOT_WEBHOOK_MAX_IN_FLIGHT=30", join(ROOT, "apps/controller/src"), { DEPLOYBOT_WEBHOOK_MAX_IN_FLIGHT: "30" }));
   }
 } finally {
   rmSync(baselineDir, { recursive: true, force: true });
