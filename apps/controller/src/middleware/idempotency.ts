@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { ApiError } from "../lib/errors";
 import { type IdempotencyClaim, type IdempotencyKeys, IdempotencyKeyTaken, type StoredAnswer } from "../services/idempotency";
@@ -20,15 +21,17 @@ const POLL_MS = 20;
  * in the transaction that creates the row — the work and the key commit together. Otherwise the
  * key is taken before the handler runs. Either way, of concurrent requests with one key one
  * runs and the others wait for its answer (409 if it takes longer than 10 s).
+ * `sealed`: the answer carries a credential (a new token), so it is stored encrypted.
+ * `principal`: whose key it is, when not an API token's (default: the token id).
  */
-export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boolean } = {}) {
+export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boolean; sealed?: boolean; principal?: (c: Context<AppEnv>) => string } = {}) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const key = c.req.header("idempotency-key");
     if (c.req.method !== "POST" || !key) return next();
     if (key.length > 200) throw new ApiError(400, "invalid_idempotency_key", "Idempotency-Key is longer than 200 characters");
     const route = `${c.req.method} ${c.req.path}`;
     const claim: IdempotencyClaim = {
-      principal: c.get("user")?.tokenId ?? "anonymous",
+      principal: opts.principal?.(c) ?? c.get("user")?.tokenId ?? "anonymous",
       key,
       route,
       requestHash: createHash("sha256").update(route).update("\0").update(await c.req.text()).digest("hex"),
@@ -37,7 +40,7 @@ export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boole
       if (stored.requestHash !== claim.requestHash) {
         throw new ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different request");
       }
-      return c.body(stored.body, stored.status as 200, { "content-type": "application/json", "idempotent-replayed": "true" });
+      return c.body(opts.sealed && stored.body ? keys.open(claim, stored.body) : stored.body, stored.status as 200, { "content-type": "application/json", "idempotent-replayed": "true" });
     };
     const answered = async () => {
       for (const until = Date.now() + WAIT_MS; ; ) {
@@ -74,9 +77,18 @@ export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boole
       return;
     }
     const status = c.res.status;
-    const body = status < 500 ? await c.res.clone().text() : "";
+    const text = status < 500 ? await c.res.clone().text() : "";
+    const body = opts.sealed && text ? keys.seal(claim, text) : text;
     if (taken && status < 500) keys.complete(claim, status, body);
     else if (taken) keys.release(claim);
     else if (status < 500 && !keys.record(claim, status, body)) c.res = await answered();
   });
 }
+
+/**
+ * The presented credential itself as the principal (a join token or an agent's token): for a
+ * route whose key is looked up before its guard, so a retry of a registration whose single-use
+ * join token is now spent still gets its answer, and only from the holder of that credential.
+ */
+export const credentialPrincipal = (c: Context<AppEnv>) =>
+  `credential:${createHash("sha256").update(c.req.header("authorization") ?? "").digest("hex")}`;

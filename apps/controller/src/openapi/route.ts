@@ -80,18 +80,20 @@ type Declared = Omit<RouteConfig, "middleware" | "security" | "summary"> & {
   guard: Guard;
   /** runs after the guard, before the request is validated (e.g. idempotency) */
   middleware?: MiddlewareHandler<AppEnv>[];
+  /** runs before the guard: only what must answer a request the guard would now refuse (a replayed registration) */
+  beforeGuard?: MiddlewareHandler<AppEnv>[];
 };
 
-type Declaration<R extends Declared> = Omit<R, "guard" | "middleware" | "responses"> & {
+type Declaration<R extends Declared> = Omit<R, "guard" | "middleware" | "beforeGuard" | "responses"> & {
   middleware: MiddlewareHandler<AppEnv>[];
   responses: R["responses"] & (typeof authFailures)[R["guard"]["auth"]];
 };
 
 /** Declares a route: its guard runs first and is documented (security, 401/403) with it. */
-export function route<const R extends Declared>({ guard, middleware = [], ...config }: R): Declaration<R> {
+export function route<const R extends Declared>({ guard, middleware = [], beforeGuard = [], ...config }: R): Declaration<R> {
   return createRoute({
     ...config,
-    middleware: [...guard.middleware, ...middleware],
+    middleware: [...beforeGuard, ...guard.middleware, ...middleware],
     security: guard.auth === "public" ? [] : [{ bearer: [] }],
     "x-deploybot-auth": guard.auth,
     description: [config.description, `Authorization: ${authText[guard.auth]}.`].filter(Boolean).join("\n\n"),

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ApiError } from "../lib/errors";
 import { cloudInit, type InstallTarget, installCommand as installCommandFor } from "../services/agentInstall";
 import { requireJoinOrAgentToken } from "../middleware/auth";
+import { credentialPrincipal, idempotency } from "../middleware/idempotency";
 import { fails, type Guard, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 
@@ -27,9 +28,16 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         method: "post",
         path: "/register",
         guard: join,
+        // Looked up before the guard, keyed on the credential presented: a retry whose answer was
+        // lost gets the same id and token even once its single-use join token is spent. The
+        // answer holds the agent's token, so it is stored sealed.
+        beforeGuard: [idempotency(s.idempotencyKeys, { sealed: true, principal: credentialPrincipal })],
         summary: "Agent: register with the join token (or re-register with its own current token), get an agent id and a fresh JWT",
         request: { body: jsonBody(registerRequest) },
-        responses: { 200: json(registerResponse, "registered"), ...fails({ 400: "invalid body" }) },
+        responses: {
+          200: json(registerResponse, "registered"),
+          ...fails({ 400: "invalid body", 409: "the same Idempotency-Key is still being answered", 422: "Idempotency-Key reused" }),
+        },
       }),
       async (c) => c.json(await s.agents.register(c.req.valid("json"), { self: c.get("agent"), grant: c.get("joinGrant") }), 200),
     )

@@ -1,4 +1,5 @@
 import { apiToken, createdToken, createTokenRequest, tokenList, tokenSelf } from "@deploybot/protocol";
+import { idempotency } from "../middleware/idempotency";
 import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 
@@ -10,9 +11,11 @@ export function tokenRoutes(s: Services) {
         method: "post",
         path: "/",
         guard: admin,
-        summary: "Create an API token (shown once)",
+        // the answer holds the new token: a retry gets it again, stored sealed for the day it is kept
+        middleware: [idempotency(s.idempotencyKeys, { sealed: true })],
+        summary: "Create an API token (shown once; a retry with the same Idempotency-Key gets the same token)",
         request: { body: jsonBody(createTokenRequest) },
-        responses: { 201: json(createdToken, "created"), ...fails({ 400: "invalid body" }) },
+        responses: { 201: json(createdToken, "created"), ...fails({ 400: "invalid body", 409: "the same Idempotency-Key is still being answered", 422: "Idempotency-Key reused" }) },
       }),
       (c) => {
         const { name, scope, apps } = c.req.valid("json");

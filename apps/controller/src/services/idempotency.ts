@@ -1,4 +1,5 @@
 import type { Db } from "../db/client";
+import type { Sealer } from "./sealer";
 
 /** A keyed request: who sent it, the key, and what it was (route + body hash). */
 export interface IdempotencyClaim {
@@ -41,6 +42,8 @@ export class IdempotencyKeys {
   constructor(
     private readonly db: Db,
     private readonly clock: () => number,
+    /** seals answers that carry a credential (a new API token, an agent's JWT) */
+    private readonly sealer: Sealer,
   ) {
     const sqlite = db.$client;
     this.insertPending = sqlite.prepare(
@@ -78,6 +81,15 @@ export class IdempotencyKeys {
   /** Frees a key whose request failed without an answer worth replaying. */
   release(c: IdempotencyClaim): void {
     this.remove.run(c.principal, c.key);
+  }
+
+  /** An answer that carries a credential is stored sealed, bound to its principal and key. */
+  seal(c: IdempotencyClaim, body: string): string {
+    return this.sealer.seal(body, `${c.principal}\0${c.key}`);
+  }
+
+  open(c: IdempotencyClaim, sealed: string): string {
+    return this.sealer.open(sealed, `${c.principal}\0${c.key}`);
   }
 
   /** Periodic, not per request: answers older than a day, keys of requests that never finished. */

@@ -25,6 +25,7 @@ import { RouteReports } from "./routing";
 import { RunService } from "./runs";
 import { Scheduler, type SchedulerHooks } from "./scheduler";
 import { SecretStore } from "./secrets";
+import { Sealer } from "./sealer";
 import { connectGitHub } from "./webhooks";
 
 export type Services = ReturnType<typeof createServices>;
@@ -48,7 +49,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const gitRefs = new GitRefs(deps, gitHub.github);
   const images = new ImageService(deps, jobs, gitRefs, deployments);
   const drainer = new Drainer(deps);
-  const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock);
+  const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock, new Sealer(secretKey, "idempotent-answers"));
   const secretsForHost = (app: string, names: readonly string[], host: string) =>
     deps.apps().byName(app)?.hosts.includes(host) ? secrets.valuesFor(app, names) : {};
   const appStates = new AppStateService(deps, (id) => jobs.getRow(id), secretsForHost);

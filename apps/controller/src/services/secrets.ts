@@ -1,38 +1,29 @@
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { and, asc, eq, inArray } from "drizzle-orm";
 import { secrets } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
-import { deriveKey } from "./auth";
 import { type Deps, iso } from "./deps";
+import { Sealer } from "./sealer";
 
 /**
  * App secrets, encrypted at rest with AES-256-GCM under a key derived from DEPLOYBOT_SECRET_KEY.
  * Values are read back only to go into the job copy handed to the claiming agent.
  */
 export class SecretStore {
-  private readonly key: Buffer;
+  private readonly box: Sealer;
 
   constructor(
     private readonly deps: Deps,
     secretKey: string,
   ) {
-    this.key = Buffer.from(deriveKey(secretKey, "app-secrets"));
+    this.box = new Sealer(secretKey, "app-secrets");
   }
 
   private seal(plain: string, aad: string): string {
-    const iv = randomBytes(12);
-    const cipher = createCipheriv("aes-256-gcm", this.key, iv);
-    cipher.setAAD(Buffer.from(aad));
-    const data = Buffer.concat([cipher.update(plain, "utf8"), cipher.final()]);
-    return Buffer.concat([iv, cipher.getAuthTag(), data]).toString("base64");
+    return this.box.seal(plain, aad);
   }
 
   private open(sealed: string, aad: string): string {
-    const raw = Buffer.from(sealed, "base64");
-    const decipher = createDecipheriv("aes-256-gcm", this.key, raw.subarray(0, 12));
-    decipher.setAAD(Buffer.from(aad));
-    decipher.setAuthTag(raw.subarray(12, 28));
-    return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString("utf8");
+    return this.box.open(sealed, aad);
   }
 
   private requireApp(app: string) {
