@@ -18,6 +18,7 @@ import { eventRoutes } from "./routes/events";
 import { githubRoutes } from "./routes/github";
 import { hostRoutes } from "./routes/hosts";
 import { notificationRoutes } from "./routes/notifications";
+import { volumeRoutes } from "./routes/volumes";
 import { imageRoutes } from "./routes/images";
 import { jobRoutes } from "./routes/jobs";
 import { logStreamRoutes } from "./routes/logStream";
@@ -90,6 +91,7 @@ export function createApp(opts: AppOptions) {
     .route("/v1/agents", agentRoutes(services, opts.config.joinToken))
     .route("/v1/jobs", jobRoutes(services))
     .route("/v1/hosts", hostRoutes(services))
+    .route("/v1/volumes", volumeRoutes(services))
     .route("/v1/notifications", notificationRoutes(services))
     .route("/v1/tokens", tokenRoutes(services))
     .route("/v1/deployments", deploymentRoutes(services))

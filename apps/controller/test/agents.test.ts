@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { type Agent, heartbeatResponse, registerResponse, volumesOnHosts } from "@deploybot/protocol";
+import { type Agent, heartbeatResponse, registerResponse, volumesAnswer, volumesOnHosts } from "@deploybot/protocol";
 import { describe, expect } from "vitest";
 import { ADMIN, JOIN, seedJob, test } from "./fixture";
 
@@ -120,6 +120,20 @@ describe("GET /v1/hosts", () => {
     const hosts = (await (await h.call("GET", "/v1/hosts", { token: ADMIN })).json()).hosts as Agent[];
     expect(volumesOnHosts(hosts)).toEqual([{ ...volume, host: "db-1", online: true }]);
     expect(volumesOnHosts(hosts, { app: "web" })).toEqual([]);
+
+    // GET /v1/volumes: the same rows, by app and host; a token limited to other apps sees none
+    const list = async (query: string, token = ADMIN) => {
+      const res = await h.call("GET", `/v1/volumes${query}`, { token });
+      return { status: res.status, body: (await res.json()) as { volumes: unknown[] } };
+    };
+    expect((await list("")).body).toEqual(volumesAnswer.parse({ volumes: [{ ...volume, host: "db-1", online: true }] }));
+    expect((await list("?app=db&host=db-1")).body.volumes).toHaveLength(1);
+    expect((await list("?app=web")).body.volumes).toEqual([]);
+    expect((await list("?host=db-2")).body.volumes).toEqual([]);
+    expect((await list("?app=")).status).toBe(200);
+    expect((await h.call("GET", "/v1/volumes")).status).toBe(401);
+    const webOnly = (await (await h.call("POST", "/v1/tokens", { token: ADMIN, body: { name: "w", scope: "read", apps: ["web"] } })).json()) as { token: string };
+    expect(await list("", webOnly.token)).toEqual({ status: 200, body: { volumes: [] } });
   });
 
   test("needs a token", async ({ h }) => {

@@ -1,7 +1,6 @@
-import { volumesOnHosts } from "@deploybot/protocol";
+import { volumesAnswer } from "@deploybot/protocol";
 import type { Command } from "../command";
 import { age } from "../output";
-import { hostList } from "./hosts";
 
 /** 1536 -> "1.5 KiB": sizes as du -h would say them. */
 export function humanBytes(bytes: number | null): string {
@@ -29,12 +28,12 @@ export const volumes: Command = {
   ],
   examples: ["deploybot volumes", "deploybot volumes db", "deploybot volumes --json | jq '.volumes[] | select(.sizeBytes > 1e9)'"],
   async run(ctx, _values, [app]) {
-    const answer = await ctx.client().get("/v1/hosts", hostList);
-    const rows = volumesOnHosts(answer.data.hosts, app ? { app } : {});
+    const answer = await ctx.client().get(app ? `/v1/volumes?app=${encodeURIComponent(app)}` : "/v1/volumes", volumesAnswer);
     if (ctx.out.json) {
-      ctx.out.printJson({ volumes: rows });
+      ctx.out.printJson(answer.raw);
       return 0;
     }
+    const rows = answer.data.volumes;
     if (rows.length === 0) {
       ctx.out.note(app ? `no host reports a volume of ${app} (is run.volumes set, and has it been deployed?)` : "no host reports a named volume");
       return 0;
