@@ -115,16 +115,7 @@ export class ApiClient {
     } finally {
       clearTimeout(timer);
     }
-    if (!res.ok || !res.body) {
-      const text = await res.text().catch(() => "");
-      let raw: unknown = null;
-      try {
-        raw = JSON.parse(text);
-      } catch {
-        // not JSON: apiError falls back to the HTTP status
-      }
-      throw apiError(res.status, raw, this.baseUrl);
-    }
+    if (!res.ok || !res.body) throw await errorOf(res, this.baseUrl);
     await write(res.body, res.headers);
   }
 
@@ -152,16 +143,7 @@ export class ApiClient {
     } finally {
       clearTimeout(timer);
     }
-    if (!res.ok) {
-      const text = await res.text().catch(() => "");
-      let raw: unknown = null;
-      try {
-        raw = JSON.parse(text);
-      } catch {
-        // not JSON: apiError falls back to the HTTP status
-      }
-      throw apiError(res.status, raw, this.baseUrl);
-    }
+    if (!res.ok) throw await errorOf(res, this.baseUrl);
     if (!res.body || !(res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
       await res.body?.cancel();
       throw new CliError(ExitCode.api, `GET ${path} did not answer with an event stream (is ${this.baseUrl} a deploybot controller of this version?)`);
@@ -207,6 +189,18 @@ export class ApiClient {
     }
     return { raw, data: parsed.data, status: res.status };
   }
+}
+
+/** The CliError for an answer that is not ok, read from its JSON error envelope when it has one. */
+async function errorOf(res: Response, baseUrl: string): Promise<CliError> {
+  const text = await res.text().catch(() => "");
+  let raw: unknown = null;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    // not JSON: apiError falls back to the HTTP status
+  }
+  return apiError(res.status, raw, baseUrl);
 }
 
 export function apiError(status: number, raw: unknown, baseUrl: string): CliError {

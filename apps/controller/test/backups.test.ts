@@ -154,6 +154,9 @@ describe("database backups", () => {
       expect(cli.stdout).toMatch(/integrity_check:\s+ok/);
       expect(readBackup(out)).toMatchObject({ integrity: "ok", tokens: ["reader"] });
       expect(readdirSync(home).filter((f) => f.includes("nightly"))).toEqual(["nightly.db"]);
+      const piped = await runCli({ url: ctl.url, home }, ["db", "backup", "--out", "-"]);
+      expect(piped.code, piped.stderr).toBe(0);
+      expect(piped.stdout.startsWith("SQLite format 3")).toBe(true);
       const denied = await runCli({ url: ctl.url, home }, ["db", "backup", "--out", join(home, "no.db")], { env: { DEPLOYBOT_TOKEN: read } });
       expect(denied.code).toBe(3);
       expect(readdirSync(home).filter((f) => f.startsWith("no.db"))).toEqual([]);
