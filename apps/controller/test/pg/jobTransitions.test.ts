@@ -13,6 +13,7 @@ import { openDb } from "../../src/db/client";
 import { connectPg, openPg, type PgSql } from "../../src/db/pg";
 import { testConfig } from "../../src/config";
 import { parseAppsConfig } from "../../src/services/appsConfig";
+import { jobEvent } from "../../src/services/jobState";
 import type { JobRow } from "../../src/services/jobStore";
 import { type JobTransitions, SqliteJobTransitions } from "../../src/services/jobTransitions";
 import { PgJobState } from "../../src/services/pgJobState";
@@ -25,6 +26,8 @@ interface Engine {
   addAgent(id: string, hostname: string): Promise<void>;
   /** transitions recorded in the outbox for a job, in outbox order */
   transitions(jobId: string): Promise<string[]>;
+  /** the data of the job's newest outbox row */
+  lastEvent(jobId: string): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -47,6 +50,8 @@ function sqliteEngine(): Engine {
       (db.$client.prepare("SELECT data FROM outbox WHERE subject = ? AND type = 'job.changed' ORDER BY id").pluck().all(jobId) as string[]).map(
         (d) => (JSON.parse(d) as { transition: string }).transition,
       ),
+    lastEvent: async (jobId) =>
+      JSON.parse(db.$client.prepare("SELECT data FROM outbox WHERE subject = ? ORDER BY id DESC LIMIT 1").pluck().get(jobId) as string),
     close: async () => {
       db.$client.close();
     },
@@ -68,6 +73,10 @@ async function pgEngine(): Promise<Engine> {
       (await sql<{ data: string }[]>`SELECT data FROM outbox WHERE subject = ${jobId} AND type = 'job.changed' ORDER BY id`).map(
         (r) => (JSON.parse(r.data) as { transition: string }).transition,
       ),
+    lastEvent: async (jobId) => {
+      const [row] = await sql<{ data: string }[]>`SELECT data FROM outbox WHERE subject = ${jobId} ORDER BY id DESC LIMIT 1`;
+      return JSON.parse(row!.data);
+    },
     close: async () => {
       await sql.end();
       await fresh.drop();
@@ -117,6 +126,8 @@ function contract(name: string, make: () => Engine | Promise<Engine>) {
       expect([done?.status, done?.error, done?.result, done?.expectedLogLines]).toEqual(["failed", "exit 1", { code: 1 }, 7]);
       expect(await e.state.finish(job.id, held.leaseId!, { status: "succeeded" })).toBeUndefined();
       expect(await e.transitions(job.id)).toEqual(["queued", "claimed", "started", "finished"]);
+      // the event is jobEvent() of the row as it was written, on either engine
+      expect(await e.lastEvent(job.id)).toEqual(jobEvent((await e.state.byId(job.id))!, "finished"));
     });
 
     test("a dedupe key returns the active job instead of a second one", async () => {
@@ -134,6 +145,7 @@ function contract(name: string, make: () => Engine | Promise<Engine>) {
       await e.state.claim(web1, 60_000);
       const asked = await e.state.cancel(held.id);
       expect([asked?.status, asked?.cancelRequested]).toEqual(["assigned", true]);
+      expect(await e.lastEvent(held.id)).toEqual(jobEvent(asked!, "cancel_requested"));
       expect((await e.state.cancel(held.id))?.cancelRequested).toBe(true); // a second ask is no new event
       expect(await e.transitions(held.id)).toEqual(["queued", "claimed", "cancel_requested"]);
       const requeued = await e.state.requeue((await e.state.byId(held.id))!, "agent went away");

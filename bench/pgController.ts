@@ -1,0 +1,49 @@
+/**
+ * One controller's job traffic on PostgreSQL for `pnpm bench:pg`, in its own process: AGENTS
+ * concurrent agent loops claim and finish jobs through PgJobState until none is pending, then
+ * empty-queue claim polls (the queue part of an idle heartbeat) for POLL_MS. Waits for "go" over
+ * IPC, reports {cycles, cyclesMs, polls, pollMs}.
+ */
+import pino from "pino";
+import { connectPg } from "../apps/controller/src/db/pg";
+import { PgJobState } from "../apps/controller/src/services/pgJobState";
+
+const url = process.env.BENCH_PG_URL!;
+const index = Number(process.env.BENCH_INDEX ?? 0);
+const AGENTS = Number(process.env.BENCH_AGENTS ?? 8);
+const POLL_MS = Number(process.env.BENCH_POLL_MS ?? 2000);
+const sql = connectPg(url, { max: AGENTS, name: `bench controller ${index}` });
+const state = new PgJobState(sql, { clock: Date.now, logger: pino({ level: "silent" }) });
+const agents = Array.from({ length: AGENTS }, (_, i) => ({ id: `agt_${index}_${i}`, hostname: "bench-1", labels: [] as string[] }));
+await sql`SELECT 1`;
+process.send?.("ready");
+await new Promise<void>((resolve) => process.once("message", () => resolve()));
+
+let cycles = 0;
+const started = performance.now();
+await Promise.all(
+  agents.map(async (agent) => {
+    for (;;) {
+      const job = await state.claim(agent, 60_000);
+      if (!job) return;
+      await state.finish(job.id, job.leaseId!, { status: "succeeded" });
+      cycles++;
+    }
+  }),
+);
+const cyclesMs = performance.now() - started;
+let polls = 0;
+const idle = { id: `agt_${index}_idle`, hostname: "idle-host", labels: ["idle"] };
+const pollStart = performance.now();
+await Promise.all(
+  agents.map(async () => {
+    while (performance.now() - pollStart < POLL_MS) {
+      if (await state.claim(idle, 60_000)) throw new Error("an idle poll claimed a job");
+      polls++;
+    }
+  }),
+);
+const pollMs = performance.now() - pollStart;
+await sql.end();
+process.send?.({ cycles, cyclesMs, polls, pollMs });
+process.disconnect();
