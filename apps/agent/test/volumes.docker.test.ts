@@ -212,4 +212,20 @@ describeDocker("volumes: named volumes outlive containers, binds only below allo
     console.log(`stop_first downtime per deploy (ms, first to last failed request, 20 ms polling): ${gaps.join(", ")}`);
     expect((await httpGet(port, "/health"))?.status).toBe(200);
   });
+
+  it("stop_first without published ports (the rolling path): the old container stops first; a failing release brings it back", async () => {
+    const app = newApp("lockw");
+    const worker = (stopFirst: boolean, extra = ""): RunSpec =>
+      runSpec(`mkdir /data/lock || { echo 'the data is in use by another container' >&2; exit 1; }; trap 'rmdir /data/lock; exit 0' TERM; ${extra} sleep 600 & wait`, ["data:/data"], stopFirst ? { stop_first: true } : {});
+    expect((await deploy(app, "r1", worker(true))).outcome).toMatchObject({ ok: true });
+    expect((await deploy(app, "r2", worker(false))).outcome).toMatchObject({ ok: false, error: expect.stringMatching(/in use by another container/) });
+    const second = await deploy(app, "r3", worker(true));
+    expect(second.outcome).toMatchObject({ ok: true });
+    expect(second.ctx.text()).toMatch(/stop_first: stopping/);
+    // a release that dies at start: removed, and the stopped one serves again
+    const broken = await deploy(app, "r4", worker(true, "rmdir /data/lock; exit 3;"));
+    expect(broken.outcome).toMatchObject({ ok: false });
+    const running = (await containersWithLabels([`deploybot.app=${app}`])).filter((c) => c.State === "running");
+    expect(running.map((c) => c.Labels["deploybot.release"])).toEqual(["r3"]);
+  });
 });
