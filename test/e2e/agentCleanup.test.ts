@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { BASE_IMAGE, describeDocker, engineRequest, testAppFiles, testRegistry, uniqueName } from "../support/docker";
-import { type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, jobLog, waitFor, waitForJob } from "../harness/processes";
+import { type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, jobLog, waitFor, waitForHostOnline, waitForJob } from "../harness/processes";
 
 /** The engine's view of an image: null when it is gone. */
 async function inspectImage(id: string): Promise<{ RepoTags?: string[] } | null> {
@@ -54,10 +54,7 @@ describeDocker("agent leftovers and a full state disk (controller + agent proces
       DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "3",
     });
     agent = agentProcess(ctl.url, host);
-    await waitFor("the agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
-    });
+    await waitForHostOnline(ctl, host);
   });
 
   afterAll(async () => {
@@ -133,10 +130,7 @@ describeDocker("agent leftovers and a full state disk (controller + agent proces
     const small = uniqueName("small");
     const full = agentProcess(ctl.url, small, { DEPLOYBOT_STATE_DIR: join(stateDir, "s"), DEPLOYBOT_SHIP_APP_LOGS: "false" });
     extra.push(full);
-    await waitFor("the small-disk agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === small && h.online);
-    });
+    await waitForHostOnline(ctl, small);
     const name = uniqueName("big");
     // 900 KiB of source into a 768 KiB filesystem: the work dir cannot hold it
     const jobId = await build(name, { ...testAppFiles("big", { salt: name }), "www/blob.txt": "x".repeat(900 * 1024) }, small);

@@ -133,6 +133,14 @@ export function agentProcess(url: string, hostname: string, env: Record<string, 
   return handle;
 }
 
+/** Waits until the controller lists `hostname` online (an agent process registered and heartbeats). */
+export function waitForHostOnline(ctl: ControllerProcess, hostname: string) {
+  return waitFor(`host ${hostname} to come online`, async () => {
+    const { body } = await ctl.api("GET", "/v1/hosts");
+    return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === hostname && h.online);
+  });
+}
+
 /** Polls until `check` returns a value (not undefined) or the time is up. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000, everyMs = 250): Promise<T> {
   const deadline = Date.now() + timeoutMs;
