@@ -90,6 +90,10 @@ describe("database backups", () => {
         await new Promise((r) => setTimeout(r, 100));
       }
       expect(seen.size).toBeGreaterThanOrEqual(4);
+      const metrics = await (await fetch(`${ctl.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
+      expect(Number(/^deploybot_backups_total\{result="ok"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(4);
+      expect(metrics).toMatch(/^deploybot_backups_total\{result="failed"\} 0$/m);
+      expect(Number(/^deploybot_backup_last_success_timestamp_seconds (\S+)$/m.exec(metrics)?.[1]) * 1000).toBeGreaterThan(Date.now() - 60_000);
     } finally {
       await ctl.stop();
     }

@@ -86,6 +86,8 @@ export class BackupError extends Error {}
  */
 export class DatabaseBackups {
   private queue: Promise<unknown> = Promise.resolve();
+  /** for /metrics: a failing periodic backup must be something an operator can alert on */
+  readonly stats = { ok: 0, failed: 0, lastSuccessAt: null as number | null };
 
   constructor(
     private readonly dbPath: string,
@@ -100,6 +102,18 @@ export class DatabaseBackups {
   }
 
   private async copyTo(dest: string): Promise<BackupFile> {
+    try {
+      const file = await this.copyOnce(dest);
+      this.stats.ok++;
+      this.stats.lastSuccessAt = Date.now();
+      return file;
+    } catch (err) {
+      this.stats.failed++;
+      throw err;
+    }
+  }
+
+  private async copyOnce(dest: string): Promise<BackupFile> {
     if (this.dbPath === ":memory:") throw new BackupError("the database is in memory (DEPLOYBOT_DB=:memory:); there is nothing on disk to back up");
     const temp = `${dest}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
     try {

@@ -3,6 +3,12 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { Db } from "../db/client";
 import type { OutboxEvent } from "./outbox";
 
+interface BackupStats {
+  ok: number;
+  failed: number;
+  lastSuccessAt: number | null;
+}
+
 /**
  * prom-client's default gauges that end in `_total`, which `promtool check metrics` rejects for a
  * gauge; each has a per-type twin without the suffix (nodejs_active_handles{type}), so they are dropped.
@@ -17,7 +23,7 @@ export class ControllerMetrics {
   private readonly jobDuration: Histogram<"kind" | "status">;
   private readonly jobTimes;
 
-  constructor(db: Db, clock: () => number, sse: () => number) {
+  constructor(db: Db, clock: () => number, sse: () => number, backups: () => BackupStats = () => ({ ok: 0, failed: 0, lastSuccessAt: null })) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
     for (const name of TOTAL_SUFFIXED_GAUGES) r.removeSingleMetric(name);
@@ -103,6 +109,27 @@ export class ControllerMetrics {
       registers: [r],
       collect() {
         this.set(pages.get() as number);
+      },
+    });
+    new Counter({
+      name: "deploybot_backups_total",
+      help: "Database backups taken by this process (periodic and downloaded), by result",
+      labelNames: ["result"],
+      registers: [r],
+      collect() {
+        const stats = backups();
+        this.reset();
+        this.inc({ result: "ok" }, stats.ok);
+        this.inc({ result: "failed" }, stats.failed);
+      },
+    });
+    new Gauge({
+      name: "deploybot_backup_last_success_timestamp_seconds",
+      help: "When this process last wrote a checked backup (Unix seconds; 0: not yet)",
+      registers: [r],
+      collect() {
+        const at = backups().lastSuccessAt;
+        this.set(at === null ? 0 : at / 1000);
       },
     });
     this.http = new Histogram({
