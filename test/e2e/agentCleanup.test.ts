@@ -114,8 +114,11 @@ describeDocker("agent leftovers and a full state disk (controller + agent proces
     const lines = (await jobLog(ctl, jobId)).map((e) => e.line.trim());
     const committed = lines.flatMap((l, i) => (/^Removing intermediate container /.test(lines[i - 1] ?? "") ? (/^---> ([0-9a-f]{12})$/.exec(l)?.slice(1) ?? []) : []));
     expect(committed).toHaveLength(1);
-    await waitFor("the failed build's layer to be removed", async () => ((await imageExists(committed[0]!)) ? undefined : true), 30_000);
-    expect(existsSync(join(agent.stateDir, "built", jobId))).toBe(false);
+    // the sweep removes the layer first and its record after it: wait for both
+    const record = join(agent.stateDir, "built", jobId);
+    await waitFor("the failed build's layer and its record to be removed", async () => ((await imageExists(committed[0]!)) || existsSync(record) ? undefined : true), 30_000);
+    expect(await imageExists(committed[0]!)).toBe(false);
+    expect(existsSync(record)).toBe(false);
   });
 
   it("a state disk that fills up mid-job fails the job saying the disk is full, and where", async (t) => {
