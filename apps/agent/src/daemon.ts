@@ -330,6 +330,7 @@ export class AgentDaemon {
         await sleep(this.intervalSeconds * 1000 * (0.8 + Math.random() * 0.4), AbortSignal.any([this.wakeup.signal, this.stopped.signal]));
       }
     }
+    if (this.draining) await this.lastHeartbeat();
     await Promise.all(this.spools.map((s) => s.close(10_000)));
     await this.reconciler.stop();
     await this.appLogs?.stop();
@@ -408,11 +409,27 @@ export class AgentDaemon {
     this.adopt(JobRunner.recovered(held, container, this.runnerDeps(held.id, spool)));
   }
 
+  /**
+   * Drained: one last heartbeat says so (an idle agent stops mid long-poll, a busy one may have
+   * ended its job between heartbeats), so `hosts` shows `draining` until the host goes offline.
+   * Best effort: a controller that is away is not waited for.
+   */
+  private async lastHeartbeat() {
+    if (!this.agentId) return;
+    try {
+      await this.client.post(`/v1/agents/${this.agentId}/heartbeat`, await this.heartbeatBody(), { timeoutMs: 5000 });
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, "last heartbeat not delivered");
+    }
+  }
+
   /** SIGTERM: take no new job, let the current one finish within the drain time, flush, stop. */
   async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
     this.logger.info({ job: this.current?.job.id ?? null }, "draining");
+    // heartbeat now rather than after the interval: the controller shows the host draining at once
+    this.nudge();
     const job = this.current;
     if (job) {
       const timer = setTimeout(() => job.cancel("agent shutting down"), this.config.drainTimeoutSeconds * 1000);
