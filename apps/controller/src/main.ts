@@ -1,5 +1,26 @@
 import { loadConfig } from "./config";
+import { copySqliteToPostgres } from "./db/copy";
 import { startController } from "./server";
+
+const args = process.argv.slice(2);
+if (args[0] === "db" && args[1] === "copy") {
+  // db copy --from sqlite:PATH --to postgres://...: move an installation to PostgreSQL
+  const flag = (name: string) => args[args.indexOf(name) + 1];
+  const from = args.includes("--from") ? flag("--from") : undefined;
+  const to = args.includes("--to") ? flag("--to") : undefined;
+  if (!from?.startsWith("sqlite:") || !to || !/^postgres(ql)?:\/\//.test(to)) {
+    console.error("usage: db copy --from sqlite:PATH --to postgres://user:password@host:port/db");
+    process.exit(2);
+  }
+  try {
+    const counts = await copySqliteToPostgres(from.slice("sqlite:".length), to);
+    for (const [table, n] of Object.entries(counts)) console.log(`${table}\t${n}`);
+    process.exit(0);
+  } catch (err) {
+    console.error(`deploybot db copy: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}
 
 try {
   // --init: create a new empty database even where the data dir shows an earlier installation
