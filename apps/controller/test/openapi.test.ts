@@ -61,6 +61,11 @@ describe("the API description", () => {
     expect(doc.paths["/healthz"]!.get!.security).toEqual([]);
   });
 
+  test("every tag is described (a new resource gets a sentence in tagText)", async () => {
+    const doc = (await documentOf()) as Doc & { tags: { name: string; description: string }[] };
+    expect(doc.tags.filter((t) => t.description === t.name).map((t) => t.name)).toEqual([]);
+  });
+
   test("servers is DEPLOYBOT_PUBLIC_URL when set", async () => {
     const doc = await documentOf(makeHarness({ publicUrl: "https://deploy.example.test" }));
     expect(doc.servers).toEqual([{ url: "https://deploy.example.test" }]);

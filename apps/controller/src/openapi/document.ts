@@ -12,11 +12,17 @@ const tagText: Record<string, string> = {
   agents: "Agent registration, heartbeats and administration",
   tokens: "API tokens",
   deployments: "Deployments of an app to its hosts",
-  apps: "Apps from apps.yaml, their releases, rollbacks and secrets",
+  apps: "Apps from apps.yaml: releases, rollbacks, secrets, operations (stop, start, restart, scale, remove), status, reconcile events and container logs",
   builds: "Builds of a file tree into an image",
   webhooks: "GitHub push webhooks",
   github: "Read-only views of GitHub",
   notifications: "Notification deliveries to the targets in apps.yaml, and each attempt",
+  events: "Every change, in commit order, as Server-Sent Events",
+  runs: "One-off and scheduled runs of a command in an app's current release",
+  schedules: "Cron schedules of runs from apps.yaml",
+  images: "The catalog of built images per app",
+  volumes: "The apps' named volumes per host",
+  db: "The controller's database: backups",
 };
 
 /** `/v1/jobs/{jobId}/logs` + get → `getV1JobsJobIdLogs`: stable ids for generated clients. */
