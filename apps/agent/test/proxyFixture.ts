@@ -44,7 +44,7 @@ export interface ProxyWorld {
   deploy(
     app: string,
     version: string,
-    route: RouteOptions & { healthy?: boolean; replicas?: number; cancelWhen?: (line: string) => boolean; onLog?: (line: string) => void; files?: Record<string, string> },
+    route: RouteOptions & { healthy?: boolean; replicas?: number; stopFirst?: boolean; cancelWhen?: (line: string) => boolean; onLog?: (line: string) => void; files?: Record<string, string> },
   ): ReturnType<typeof executeJob>;
   cleanup(): Promise<void>;
 }
@@ -105,7 +105,14 @@ export async function proxyWorld(options: { acmeCaCertFile?: string; supervision
         app,
         version,
         source: { type: "files", files: route.files ?? routedAppFiles(version, { healthy: route.healthy }) },
-        run: { ports: [], env: {}, secrets: [], restart: "unless-stopped", healthcheck: { path: "/health", port: 80, timeout_seconds: 8, interval_seconds: 0.2 } },
+        run: {
+          ports: [],
+          env: {},
+          secrets: [],
+          restart: "unless-stopped",
+          healthcheck: { path: "/health", port: 80, timeout_seconds: 8, interval_seconds: 0.2 },
+          ...(route.stopFirst ? { stop_first: true } : {}),
+        },
         domains: route.domains,
         proxy: { port: 80, health_path: "/health", drain_seconds: 5, response_timeout_seconds: 30, ...route.proxy },
         tls: route.tls ?? "off",
