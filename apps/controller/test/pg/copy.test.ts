@@ -59,7 +59,7 @@ describePostgres("db copy from SQLite to PostgreSQL", () => {
       const [agent] = await sql`SELECT labels, revoked, created_at FROM agents WHERE id = 'agt_1'`;
       expect([agent?.labels, agent?.revoked, agent?.created_at]).toEqual([["linux"], true, 5]);
       const [blob] = await sql`SELECT content FROM run_results`;
-      expect([...(blob?.content as Buffer)]).toEqual([0, 1, 255]);
+      expect([...(blob!.content as Buffer)]).toEqual([0, 1, 255]);
       // identity columns continue after the copied ids
       await state.queue(newJob({ host: "web-2" }), null);
       const [{ max }] = (await sql`SELECT max(id) AS max FROM outbox`) as unknown as [{ max: number }];
