@@ -5,32 +5,22 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { describePostgres, freshDatabase } from "../../../../test/support/postgres";
-import { connectPg, openPg, type PgSql } from "../../src/db/pg";
+import { expect, test } from "vitest";
+import { describePostgres, } from "../../../../test/support/postgres";
+import { connectPg, } from "../../src/db/pg";
 import { Notifier } from "../../src/services/notifier";
 import { PgLeader, PgOutboxFollower, PgOutboxListener } from "../../src/services/pgCluster";
 import { PgJobState } from "../../src/services/pgJobState";
+import { migratedDatabase } from "./database";
 import { newJob } from "./jobFixtures";
 
 const silent = pino({ level: "silent" });
 
 describePostgres("several controllers on PostgreSQL", () => {
-  let url: string;
-  let drop: () => Promise<void>;
-  let sql: PgSql;
-  beforeAll(async () => {
-    const fresh = await freshDatabase();
-    url = fresh.url;
-    drop = fresh.drop;
-    sql = (await openPg(url, { max: 2 })).$client;
-  });
-  afterAll(async () => {
-    await sql?.end();
-    await drop?.();
-  });
+  const db = migratedDatabase();
 
   test("a job queued through one controller wakes a long-poll waiting on another (NOTIFY, no polling)", async () => {
+    const { url } = db;
     // controller A: its own connections, a long-poll waiting for web-1
     const listener = new PgOutboxListener(url, 3_600_000); // no polling: only NOTIFY can wake it
     await listener.start();
@@ -62,6 +52,7 @@ describePostgres("several controllers on PostgreSQL", () => {
   }, 150_000);
 
   test("one of three controllers holds a singleton; kill -9 of the holder hands it over", async () => {
+    const { url } = db;
     const key = 0x7e57_0001;
     const holder = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./leaderHolder.ts", import.meta.url)), url, String(key)], {
       stdio: ["ignore", "pipe", "inherit"],

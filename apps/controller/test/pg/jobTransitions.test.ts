@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { describePostgres, freshDatabase } from "../../../../test/support/postgres";
 import { createApp } from "../../src/app";
 import { openDb } from "../../src/db/client";
-import { connectPg, openPg, type PgSql } from "../../src/db/pg";
+import { connectPg, openPg, } from "../../src/db/pg";
 import { testConfig } from "../../src/config";
 import { parseAppsConfig } from "../../src/services/appsConfig";
 import { jobEvent } from "../../src/services/jobState";
@@ -18,6 +18,7 @@ import type { JobRow } from "../../src/services/jobStore";
 import { type JobTransitions, SqliteJobTransitions } from "../../src/services/jobTransitions";
 import { PgJobState } from "../../src/services/pgJobState";
 import { APPS_YAML } from "../appsYaml";
+import { migratedDatabase } from "./database";
 import { newJob } from "./jobFixtures";
 
 interface Engine {
@@ -184,21 +185,10 @@ describePostgres("PostgreSQL", () => {
   contract("PostgreSQL", pgEngine);
 
   describe("claims raced by several processes", () => {
-    let url: string;
-    let drop: () => Promise<void>;
-    let sql: PgSql;
-    beforeAll(async () => {
-      const fresh = await freshDatabase();
-      url = fresh.url;
-      drop = fresh.drop;
-      sql = (await openPg(url, { max: 2 })).$client;
-    });
-    afterAll(async () => {
-      await sql?.end();
-      await drop?.();
-    });
+    const db = migratedDatabase();
 
     test("4 processes x 5 agents take 300 jobs: each claimed exactly once, outbox ids visible in order", async () => {
+      const { url, sql } = db;
       const PROCESSES = 4;
       const PER = 5;
       const agents = Array.from({ length: PROCESSES * PER }, (_, i) => ({
