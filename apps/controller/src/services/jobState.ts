@@ -30,6 +30,23 @@ export function jobEvent(row: JobRow, transition: JobTransition): JobChangedEven
 }
 
 /** The canonical form of a label set, as stored in jobs.target_labels. */
+/**
+ * Where an assigned job its agent never started goes (both job engines): cancelled when a cancel
+ * was asked meanwhile, failed once it has used its attempts, else back to pending.
+ */
+export function requeueStep(
+  job: JobRow,
+  reason: string,
+  now: number,
+): { status: JobStatus; fields: JobFields; transition: JobTransition } {
+  const ended = { finishedAt: now, leaseExpiresAt: null };
+  if (job.cancelRequested) return { status: "cancelled", fields: { ...ended, error: "cancelled before it started" }, transition: "cancelled" };
+  if (job.attempts >= job.maxAttempts) {
+    return { status: "failed", fields: { ...ended, error: `${reason}; gave up after ${job.attempts} attempts` }, transition: "failed" };
+  }
+  return { status: "pending", fields: { agentId: null, leaseId: null, leaseExpiresAt: null, assignedAt: null }, transition: "requeued" };
+}
+
 export const canonicalLabels = (labels: readonly string[]): string[] => [...new Set(labels)].sort();
 
 /**
@@ -149,14 +166,7 @@ export class JobState {
    * was cancelled meanwhile or has used its attempts.
    */
   requeue(job: JobRow, reason: string): JobRow | undefined {
-    const now = this.deps.clock();
-    const exhausted = job.attempts >= job.maxAttempts;
-    const ended = { finishedAt: now, leaseExpiresAt: null };
-    const [status, fields, transition]: [string, JobFields, JobTransition] = job.cancelRequested
-      ? ["cancelled", { ...ended, error: "cancelled before it started" }, "cancelled"]
-      : exhausted
-        ? ["failed", { ...ended, error: `${reason}; gave up after ${job.attempts} attempts` }, "failed"]
-        : ["pending", { agentId: null, leaseId: null, leaseExpiresAt: null, assignedAt: null }, "requeued"];
+    const { status, fields, transition } = requeueStep(job, reason, this.deps.clock());
     const row = this.move(job, ["assigned"], status, fields, transition);
     if (row) this.deps.logger.warn({ jobId: job.id, agentId: job.agentId, reason, attempts: job.attempts, status }, "job handed back");
     return row;

@@ -5,7 +5,7 @@ import type postgres from "postgres";
 import { LOCKS, type PgSql } from "../db/pg";
 import { type DerivedTable, jobs as pgJobs } from "../db/pgSchema";
 import type { JobFields, JobRow, NewJob } from "./jobStore";
-import { canonicalLabels, type JobTransition, jobEvent, SUPERSEDED } from "./jobState";
+import { canonicalLabels, type JobTransition, jobEvent, requeueStep, SUPERSEDED } from "./jobState";
 import type { FinishReport, JobTransitions } from "./jobTransitions";
 
 /** A connection inside a transaction, or the pool for single statements. */
@@ -215,14 +215,7 @@ export class PgJobState implements JobTransitions {
   }
 
   async requeue(job: JobRow, reason: string): Promise<JobRow | undefined> {
-    const now = this.deps.clock();
-    const exhausted = job.attempts >= job.maxAttempts;
-    const ended = { finishedAt: now, leaseExpiresAt: null };
-    const [status, fields, transition]: [string, JobFields, JobTransition] = job.cancelRequested
-      ? ["cancelled", { ...ended, error: "cancelled before it started" }, "cancelled"]
-      : exhausted
-        ? ["failed", { ...ended, error: `${reason}; gave up after ${job.attempts} attempts` }, "failed"]
-        : ["pending", { agentId: null, leaseId: null, leaseExpiresAt: null, assignedAt: null }, "requeued"];
+    const { status, fields, transition } = requeueStep(job, reason, this.deps.clock());
     const row = await this.moveAlone(job, ["assigned"], status, fields, transition);
     if (row) this.deps.logger.warn({ jobId: job.id, agentId: job.agentId, reason, attempts: job.attempts, status }, "job handed back");
     return row;
