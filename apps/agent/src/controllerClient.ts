@@ -11,8 +11,12 @@ export class ControllerError extends Error {
   }
 }
 
-/** A network failure or 5xx: worth retrying. A 4xx is an answer. */
-export const isRetryable = (err: unknown) => !(err instanceof ControllerError) || err.status >= 500 || err.status === 429;
+/**
+ * A network failure or 5xx: worth retrying. A 4xx is an answer, except "the first request with
+ * this Idempotency-Key is still being answered" (a retry that overtook it): its answer comes later.
+ */
+export const isRetryable = (err: unknown) =>
+  !(err instanceof ControllerError) || err.status >= 500 || err.status === 429 || (err.status === 409 && err.code === "idempotency_key_in_use");
 
 /** The agent's only way out: JSON over HTTP to the controller, bearer token, bounded time. */
 export class ControllerClient {
@@ -20,8 +24,12 @@ export class ControllerClient {
 
   constructor(private readonly baseUrl: string) {}
 
-  post<T>(path: string, body: unknown, opts: { token?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
-    return this.send<T>("POST", path, { "content-type": "application/json" }, JSON.stringify(body), opts);
+  post<T>(
+    path: string,
+    body: unknown,
+    opts: { token?: string; timeoutMs?: number; signal?: AbortSignal; headers?: Record<string, string> } = {},
+  ): Promise<T> {
+    return this.send<T>("POST", path, { "content-type": "application/json", ...opts.headers }, JSON.stringify(body), opts);
   }
 
   /** Raw bytes (a run's result file), with headers of the caller's choosing. */

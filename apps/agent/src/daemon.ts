@@ -1,4 +1,5 @@
 import { jobsRun } from "./metrics";
+import { randomUUID } from "node:crypto";
 import { arch, cpus, platform, totalmem } from "node:os";
 import { join } from "node:path";
 import { type ClaimedJob, type HeartbeatResponse, type HostVolume, PROTOCOL_VERSION } from "@deploybot/protocol";
@@ -228,10 +229,15 @@ export class AgentDaemon {
       heldJobIds: held ? [held.id] : [],
       protocolVersion: PROTOCOL_VERSION,
     };
-    const registerWith = (token: string) =>
-      this.retrying("register", () =>
-        this.client.post<{ agent: { id: string }; token: string; heartbeatIntervalSeconds: number }>("/v1/agents/register", body, { token }),
+    // One Idempotency-Key per registration, the same on each of its retries: when an answer is
+    // lost on the way back, the retry gets that answer replayed instead of presenting a
+    // single-use join token the first attempt already spent (a 401, and a host that never joins).
+    const registerWith = (token: string) => {
+      const headers = { "idempotency-key": `register-${randomUUID()}` };
+      return this.retrying("register", () =>
+        this.client.post<{ agent: { id: string }; token: string; heartbeatIntervalSeconds: number }>("/v1/agents/register", body, { token, headers }),
       );
+    };
     // Our own token first: an agent keeps working after the join token is rotated. A refused
     // (expired, rotated, revoked) token falls back to the join token.
     const saved = this.state.loadIdentity();

@@ -1,4 +1,7 @@
+import { randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Dockerode from "dockerode";
@@ -44,5 +47,75 @@ describe("agent registration", () => {
     const stateDir = mkdtempSync(join(tmpdir(), "deploybot-agent-state-"));
     await expect(daemon(stateDir, "wrong-join-token").register()).rejects.toThrow(/join token/);
     expect(new AgentState(stateDir).loadIdentity()).toBeNull();
+  });
+});
+
+describe("registration whose answer is lost", () => {
+  test("the retry carries the same Idempotency-Key and gets the same identity with a single-use join token", async () => {
+    const host = `web-lost-${randomUUID().slice(0, 8)}`;
+    const created = (await ctl.call("POST", "/v1/agents/join-tokens", ADMIN, { host, singleUse: true })).body as { joinToken: { token: string } };
+    const target = new URL(ctl.url);
+    // A proxy between agent and controller: the first registration reaches the controller, which
+    // answers; the proxy reads that whole answer and then cuts the agent's connection instead.
+    const seen: Array<{ key: string | undefined; answer: { agent?: { id: string } } }> = [];
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const upstream = request(
+          { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: { ...req.headers, host: target.host } },
+          (up) => {
+            const body: Buffer[] = [];
+            up.on("data", (c: Buffer) => body.push(c));
+            up.on("end", () => {
+              const text = Buffer.concat(body).toString();
+              if (req.url === "/v1/agents/register") {
+                seen.push({ key: req.headers["idempotency-key"] as string | undefined, answer: JSON.parse(text) as { agent?: { id: string } } });
+                if (seen.length === 1) {
+                  req.socket.destroy();
+                  return;
+                }
+              }
+              res.writeHead(up.statusCode ?? 502, up.headers);
+              res.end(text);
+            });
+          },
+        );
+        upstream.end(Buffer.concat(chunks));
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    try {
+      const stateDir = mkdtempSync(join(tmpdir(), "deploybot-agent-state-"));
+      const cfg = loadAgentConfig({
+        DEPLOYBOT_URL: `http://127.0.0.1:${port}`,
+        DEPLOYBOT_JOIN_TOKEN: created.joinToken.token,
+        DEPLOYBOT_HOSTNAME: host,
+        DEPLOYBOT_STATE_DIR: stateDir,
+      });
+      await new AgentDaemon(cfg, noEngine, pino({ level: "silent" })).register();
+
+      expect(seen).toHaveLength(2);
+      expect(seen[0]!.key).toBeTruthy();
+      expect(seen[1]!.key).toBe(seen[0]!.key);
+      const lostId = seen[0]!.answer.agent!.id;
+      expect(lostId).toMatch(/^agt_/);
+      const identity = new AgentState(stateDir).loadIdentity()!;
+      expect(identity.agentId).toBe(lostId);
+      // the replayed token works
+      const hosts = (await ctl.call("GET", "/v1/hosts", ADMIN)).body.hosts as Array<{ id: string; hostname: string }>;
+      expect(hosts.filter((h) => h.hostname === host).map((h) => h.id)).toEqual([lostId]);
+      const hb = await ctl.call("POST", `/v1/agents/${lostId}/heartbeat`, identity.token, { status: "idle", containers: [], heldJobIds: [] });
+      expect(hb.status).toBe(200);
+
+      // a separate registration is a new key, not a replay of the old answer
+      const before = seen.length;
+      await new AgentDaemon(cfg, noEngine, pino({ level: "silent" })).register();
+      expect(seen[before]!.key).not.toBe(seen[0]!.key);
+      expect(new AgentState(stateDir).loadIdentity()!.token).not.toBe(identity.token);
+    } finally {
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
   });
 });
