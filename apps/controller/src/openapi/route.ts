@@ -151,3 +151,45 @@ export const newRouter = () => new Router();
 
 /** Path parameters naming one thing: `request: { params: idParam("jobId") }`. Ids are opaque strings. */
 export const idParam = <const K extends string>(key: K) => z.object({ [key]: z.string().min(1).max(256) } as { [P in K]: z.ZodString });
+
+/**
+ * `GET /` of a collection: `query` filters it, `answer` (a page unless `answered` says otherwise)
+ * on 200, a bad query is a 400.
+ */
+export function listRoute<G extends Guard, Q extends z.ZodObject, A extends z.ZodType>(d: {
+  guard: G;
+  summary: string;
+  query: Q;
+  answer: A;
+  answered?: string;
+}) {
+  return route({
+    method: "get",
+    path: "/",
+    guard: d.guard,
+    summary: d.summary,
+    request: { query: d.query },
+    responses: { 200: json(d.answer, d.answered ?? "a page"), ...fails({ 400: "invalid query" }) },
+  });
+}
+
+/** `GET /{key}`: one `noun` by its id, `answer` on 200, 404 when there is no such one. */
+export function oneRoute<G extends Guard, const K extends string, A extends z.ZodType>(d: {
+  guard: G;
+  summary: string;
+  key: K;
+  answer: A;
+  noun: string;
+}) {
+  return route({
+    method: "get",
+    path: `/{${d.key}}` as `/{${K}}`,
+    guard: d.guard,
+    summary: d.summary,
+    request: { params: idParam(d.key) },
+    responses: { 200: json(d.answer, `the ${d.noun}`), ...fails({ 404: `no such ${d.noun}` }) },
+  });
+}
+
+/** A 200 of Server-Sent Events. */
+export const eventStream = { description: "the event stream", content: { "text/event-stream": { schema: z.string() } } };

@@ -3,7 +3,7 @@ import type { Config } from "../config";
 import { ApiError } from "../lib/errors";
 import { assertAppAllowed } from "../services/auth";
 import { idempotency } from "../middleware/idempotency";
-import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
+import { fails, guards, json, jsonBody, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
 
 /**
@@ -41,14 +41,7 @@ export function buildRoutes(s: Services, config: Config) {
       },
     )
     .openapi(
-      route({
-        method: "get",
-        path: "/{jobId}",
-        guard: read,
-        summary: "A build's outcome: success and the pushed tag once it ended",
-        request: { params: idParam("jobId") },
-        responses: { 200: json(buildResult, "the build"), ...fails({ 404: "no such build" }) },
-      }),
+      oneRoute({ guard: read, summary: "A build's outcome: success and the pushed tag once it ended", key: "jobId", answer: buildResult, noun: "build" }),
       (c) => {
         const job = s.jobs.get(c.req.valid("param").jobId, c.get("user"));
         if (job.kind !== "build") throw new ApiError(404, "not_found", `job '${job.id}' is not a build`);

@@ -1,6 +1,6 @@
 import { createDeploymentRequest, deploymentAnswer, deploymentPage, listDeploymentsQuery } from "@deploybot/protocol";
 import { idempotency } from "../middleware/idempotency";
-import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
+import { fails, guards, json, jsonBody, listRoute, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
 import { assertAppAllowed } from "../services/auth";
 
@@ -27,25 +27,11 @@ export function deploymentRoutes(s: Services) {
       },
     )
     .openapi(
-      route({
-        method: "get",
-        path: "/",
-        guard: read,
-        summary: "List deployments, newest first, with cursor pagination",
-        request: { query: listDeploymentsQuery },
-        responses: { 200: json(deploymentPage, "a page"), ...fails({ 400: "invalid query" }) },
-      }),
+      listRoute({ guard: read, summary: "List deployments, newest first, with cursor pagination", query: listDeploymentsQuery, answer: deploymentPage }),
       (c) => c.json(s.deployments.list({ ...c.req.valid("query"), apps: c.get("user").apps }), 200),
     )
     .openapi(
-      route({
-        method: "get",
-        path: "/{deploymentId}",
-        guard: read,
-        summary: "One deployment",
-        request: { params: idParam("deploymentId") },
-        responses: { 200: json(deploymentAnswer, "the deployment"), ...fails({ 404: "no such deployment" }) },
-      }),
+      oneRoute({ guard: read, summary: "One deployment", key: "deploymentId", answer: deploymentAnswer, noun: "deployment" }),
       (c) => {
         const deployment = s.deployments.get(c.req.valid("param").deploymentId);
         assertAppAllowed(c.get("user"), deployment.app);

@@ -1,7 +1,6 @@
 import { eventsQuery } from "@deploybot/protocol";
 import { streamSSE } from "hono/streaming";
-import { z } from "zod";
-import { fails, guards, newRouter, route } from "../openapi/route";
+import { eventStream, fails, guards, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 import type { Deps } from "../services/deps";
 import { EventStreams, parseEventCursor } from "../services/eventStream";
@@ -22,7 +21,7 @@ export function eventRoutes(s: Services, deps: Deps, streams = new EventStreams(
         "Server-Sent Events: every change as it commits (job.changed, deployment.changed, host.online, host.offline, config.reloaded, consequence.failed); event ids are outbox ids, resumable with Last-Event-ID within the retention",
       request: { query: eventsQuery },
       responses: {
-        200: { description: "the event stream", content: { "text/event-stream": { schema: z.string() } } },
+        200: eventStream,
         ...fails({ 400: "invalid query or event id" }),
       },
     }),

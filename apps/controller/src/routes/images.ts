@@ -1,7 +1,7 @@
 import { createImageRequest, image, imageAnswer, imageList, listImagesQuery } from "@deploybot/protocol";
 import { z } from "zod";
 import { idempotency } from "../middleware/idempotency";
-import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
+import { fails, guards, idParam, json, jsonBody, listRoute, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
 
 const imageId = idParam("imageId");
@@ -31,24 +31,16 @@ export function imageRoutes(s: Services) {
       },
     )
     .openapi(
-      route({
-        method: "get",
-        path: "/",
-        guard: read,
-        summary: "The images catalog, newest first",
-        request: { query: listImagesQuery },
-        responses: { 200: json(imageList, "the images"), ...fails({ 400: "invalid query" }) },
-      }),
+      listRoute({ guard: read, summary: "The images catalog, newest first", query: listImagesQuery, answer: imageList, answered: "the images" }),
       (c) => c.json({ images: s.images.list(c.req.valid("query")) }, 200),
     )
     .openapi(
-      route({
-        method: "get",
-        path: "/{imageId}",
+      oneRoute({
         guard: read,
         summary: "One image: status, digest, sha, times, error and its build job (whose log is the build log)",
-        request: { params: imageId },
-        responses: { 200: json(oneImage, "the image"), ...fails({ 404: "no such image" }) },
+        key: "imageId",
+        answer: oneImage,
+        noun: "image",
       }),
       (c) => c.json({ image: s.images.get(c.req.valid("param").imageId) }, 200),
     )

@@ -14,7 +14,7 @@ import {
 import { z } from "zod";
 import { ApiError } from "../lib/errors";
 import { idempotency } from "../middleware/idempotency";
-import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
+import { fails, guards, idParam, json, jsonBody, listRoute, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
 import { jobToWire } from "../services/jobs";
 
@@ -62,25 +62,11 @@ export function jobRoutes(s: Services) {
       },
     )
     .openapi(
-      route({
-        method: "get",
-        path: "/",
-        guard: read,
-        summary: "List jobs, newest first, with cursor pagination",
-        request: { query: listJobsQuery },
-        responses: { 200: json(jobPage, "a page"), ...fails({ 400: "invalid query" }) },
-      }),
+      listRoute({ guard: read, summary: "List jobs, newest first, with cursor pagination", query: listJobsQuery, answer: jobPage }),
       (c) => c.json(s.jobs.list({ ...c.req.valid("query"), apps: c.get("user").apps }), 200),
     )
     .openapi(
-      route({
-        method: "get",
-        path: "/{jobId}",
-        guard: read,
-        summary: "One job",
-        request: { params: jobId },
-        responses: { 200: json(jobAnswer, "the job"), ...fails({ 404: "no such job" }) },
-      }),
+      oneRoute({ guard: read, summary: "One job", key: "jobId", answer: jobAnswer, noun: "job" }),
       (c) => c.json({ job: s.jobs.get(c.req.valid("param").jobId, c.get("user")) }, 200),
     )
     .openapi(

@@ -1,7 +1,6 @@
 import { logStreamQuery } from "@deploybot/protocol";
 import { streamSSE } from "hono/streaming";
-import { z } from "zod";
-import { fails, guards, newRouter, route } from "../openapi/route";
+import { eventStream, fails, guards, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 import { assertAppAllowed } from "../services/auth";
 import type { Deps } from "../services/deps";
@@ -24,7 +23,7 @@ export function logStreamRoutes(s: Services, deps: Deps, streams = new LogStream
         "Events: `log` (data: {seq, ts, stream, line, jobId?}), `end` on a job stream and `job` on a host+app stream (data: {jobId, status}) when a job's log is complete.",
       request: { query: logStreamQuery },
       responses: {
-        200: { description: "the event stream", content: { "text/event-stream": { schema: z.string() } } },
+        200: eventStream,
         ...fails({ 400: "invalid query or event id", 404: "no such job" }),
       },
     }),

@@ -1,5 +1,5 @@
 import { listRunsQuery, runAnswer, runPage } from "@deploybot/protocol";
-import { fails, guards, idParam, json, newRouter, route } from "../openapi/route";
+import { fails, guards, idParam, listRoute, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
 
 const runId = idParam("runId");
@@ -9,25 +9,16 @@ export function runRoutes(s: Services) {
   const { read } = guards(s);
   return newRouter()
     .openapi(
-      route({
-        method: "get",
-        path: "/",
+      listRoute({
         guard: read,
         summary: "Run history, newest first (?app, ?schedule), with exit code, duration and result file",
-        request: { query: listRunsQuery },
-        responses: { 200: json(runPage, "a page"), ...fails({ 400: "invalid query" }) },
+        query: listRunsQuery,
+        answer: runPage,
       }),
       (c) => c.json(s.runs.list(c.req.valid("query")), 200),
     )
     .openapi(
-      route({
-        method: "get",
-        path: "/{runId}",
-        guard: read,
-        summary: "One run",
-        request: { params: runId },
-        responses: { 200: json(runAnswer, "the run"), ...fails({ 404: "no such run" }) },
-      }),
+      oneRoute({ guard: read, summary: "One run", key: "runId", answer: runAnswer, noun: "run" }),
       (c) => c.json({ run: s.runs.get(c.req.valid("param").runId) }, 200),
     )
     .openapi(
