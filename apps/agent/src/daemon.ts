@@ -215,7 +215,7 @@ export class AgentDaemon {
 
   private async capabilities() {
     const engine = await this.docker.version().catch(() => null);
-    return { engineVersion: engine?.Version, arch: arch(), os: platform(), cpus: cpus().length, memoryBytes: totalmem(), autoUpdate: this.config.autoUpdate };
+    return { engineVersion: engine?.Version, arch: arch(), os: platform(), cpus: cpus().length, memoryBytes: totalmem(), autoUpdate: this.config.autoUpdate, volumes: true };
   }
 
   async register(): Promise<void> {

@@ -41,6 +41,8 @@ describe("agent registration", () => {
     expect(second.token).not.toBe(first.token);
     const hosts = (await ctl.call("GET", "/v1/hosts", ADMIN)).body.hosts;
     expect(hosts.map((h: { id: string }) => h.id)).toEqual([first.agentId]);
+    // it says it honours volumes, so the controller hands it jobs that have them
+    expect(hosts[0].capabilities.volumes).toBe(true);
   });
 
   test("without an identity, a wrong join token is refused", async () => {

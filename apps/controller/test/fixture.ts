@@ -17,7 +17,13 @@ export interface Harness {
   clock: { now: number; advance(ms: number): void };
   /** request helper: JSON body, bearer token */
   call(method: string, path: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
-  register(hostname: string, labels?: string[], heldJobIds?: string[]): Promise<{ id: string; token: string }>;
+  /** as a current agent registers; `agent` overrides its version and capabilities (an older agent) */
+  register(
+    hostname: string,
+    labels?: string[],
+    heldJobIds?: string[],
+    agent?: { version?: string; capabilities?: Record<string, unknown> },
+  ): Promise<{ id: string; token: string }>;
   heartbeat(agent: { id: string; token: string }, body?: Record<string, unknown>, wait?: number): Promise<Response>;
   submit(body: unknown, token?: string): Promise<Response>;
   logLines: string[];
@@ -66,8 +72,12 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
   };
   // a host that exists re-registers with its own token, as the real agent does
   const tokens = new Map<string, string>();
-  const register: Harness["register"] = async (hostname, labels = [], heldJobIds = []) => {
-    const res = await call("POST", "/v1/agents/register", { token: tokens.get(hostname) ?? JOIN, body: { hostname, labels, version: "test", heldJobIds } });
+  const register: Harness["register"] = async (hostname, labels = [], heldJobIds = [], agent = {}) => {
+    const { version = "test", capabilities = { volumes: true } } = agent;
+    const res = await call("POST", "/v1/agents/register", {
+      token: tokens.get(hostname) ?? JOIN,
+      body: { hostname, labels, version, capabilities, heldJobIds },
+    });
     if (res.status !== 200) throw new Error(`register failed: ${res.status} ${await res.text()}`);
     const body = (await res.json()) as { agent: { id: string }; token: string };
     tokens.set(hostname, body.token);

@@ -287,6 +287,12 @@ export const capabilities = z
     os: z.string().max(64).optional(),
     cpus: z.number().int().min(0).optional(),
     memoryBytes: z.number().int().min(0).optional(),
+    /**
+     * The agent honours `run.volumes`, `run.stop_first` and `purgeVolumes`. Absent (an agent from
+     * before volumes, which would ignore them and run the app without its data): the controller
+     * keeps such jobs queued for an agent that has it.
+     */
+    volumes: z.boolean().optional(),
   })
   .strip();
 

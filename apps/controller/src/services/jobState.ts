@@ -47,6 +47,20 @@ export function requeueStep(
   return { status: "pending", fields: { agentId: null, leaseId: null, leaseExpiresAt: null, assignedAt: null }, transition: "requeued" };
 }
 
+/** What a job claim needs to know of the agent: who and where it is, and what it can do. */
+export type ClaimingAgent = {
+  id: string;
+  hostname: string;
+  labels: readonly string[];
+  /** as registered; without `volumes: true`, jobs with volumes, stop_first or a volume purge are not handed to it */
+  capabilities?: Record<string, unknown>;
+  version?: string;
+};
+
+/** The reason a job needing volumes shows while only an agent without them could take it. */
+export const waitingForVolumes = (agent: Pick<ClaimingAgent, "hostname" | "version">) =>
+  `waiting for an agent that supports volumes (run.volumes, stop_first, purging volumes); host ${agent.hostname} runs agent ${agent.version ?? "unknown"}, which would ignore them: upgrade it`;
+
 export const canonicalLabels = (labels: readonly string[]): string[] => [...new Set(labels)].sort();
 
 /**
@@ -60,6 +74,8 @@ export const canonicalLabels = (labels: readonly string[]): string[] => [...new 
 export class JobState {
   /** label sets (canonical JSON) pending jobs may carry; probed one by one at claim time */
   private readonly labelSets = new Set<string>();
+  /** the waiting reason last written per job, so a legacy agent's heartbeats do not rewrite it */
+  private readonly waitingNoted = new Map<string, string>();
 
   constructor(
     private readonly deps: Deps,
@@ -86,14 +102,21 @@ export class JobState {
     return result;
   }
 
-  private oldestMatching(agent: { hostname: string; labels: readonly string[] }): string | undefined {
-    let best = this.store.oldestPendingForHost(agent.hostname);
+  private matchingLabelSets(agent: { labels: readonly string[] }): string[] {
+    return [...this.labelSets].filter((key) => (JSON.parse(key) as string[]).every((l) => agent.labels.includes(l)));
+  }
+
+  private oldestMatching(agent: { hostname: string; labels: readonly string[] }, withoutVolumes: boolean): string | undefined {
+    let best = this.store.oldestPendingForHost(agent.hostname, withoutVolumes);
     for (const key of this.labelSets) {
       const wanted = JSON.parse(key) as string[];
       if (!wanted.every((l) => agent.labels.includes(l))) continue;
-      const id = this.store.oldestPendingForLabels(key);
-      // Nothing pending for this set any more: forget it until a job brings it back.
-      if (id === undefined) this.labelSets.delete(key);
+      const id = this.store.oldestPendingForLabels(key, withoutVolumes);
+      // Nothing pending for this set any more: forget it until a job brings it back (a filtered
+      // probe cannot tell: jobs with volumes may still wait in the set).
+      if (id === undefined) {
+        if (!withoutVolumes) this.labelSets.delete(key);
+      }
       else if (best === undefined || id < best) best = id;
     }
     return best;
@@ -104,9 +127,13 @@ export class JobState {
    * runs outside any transaction, so an empty queue (most heartbeats) costs no write; the take
    * and its event commit together, and a take that lost a race tries the next candidate.
    */
-  claim(agent: { id: string; hostname: string; labels: readonly string[] }, leaseMs: number): JobRow | null {
+  claim(agent: ClaimingAgent, leaseMs: number): JobRow | null {
+    // Decided from the capabilities loaded with the agent's identity: a current agent's claim
+    // runs the same probes as before; only an agent from before volumes pays for the filter.
+    const withoutVolumes = agent.capabilities?.volumes !== true;
+    if (withoutVolumes) this.noteWaitingForVolumes(agent);
     for (let tries = 0; tries < 3; tries++) {
-      const id = this.oldestMatching(agent);
+      const id = this.oldestMatching(agent, withoutVolumes);
       if (id === undefined) return null;
       const now = this.deps.clock();
       // randomUUID draws from a cached entropy pool: 0.8 µs against 10 µs for randomBytes(12), measured
@@ -121,6 +148,25 @@ export class JobState {
       }
     }
     return null;
+  }
+
+  /**
+   * Jobs this agent would take but must not (it would ignore their volumes) stay pending and say
+   * why, on the job and in the log, once per job and reason: an agent that can run them takes
+   * them, or the queue timeout ends them with that reason still visible.
+   */
+  private noteWaitingForVolumes(agent: ClaimingAgent): void {
+    const ids = this.store.pendingNeedingVolumes(agent.hostname, this.matchingLabelSets(agent));
+    if (ids.length === 0) return;
+    const reason = waitingForVolumes(agent);
+    if (this.waitingNoted.size > 10_000) this.waitingNoted.clear();
+    for (const id of ids) {
+      if (this.waitingNoted.get(id) === reason) continue;
+      this.waitingNoted.set(id, reason);
+      if (this.store.move(id, ["pending"], null, "pending", { error: reason })) {
+        this.deps.logger.warn({ jobId: id, agentId: agent.id, hostname: agent.hostname, version: agent.version }, "job held back: the agent does not support volumes");
+      }
+    }
   }
 
   /** assigned|running -> running, under the caller's lease; undefined when the lease no longer holds it. */

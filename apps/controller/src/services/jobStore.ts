@@ -27,9 +27,14 @@ export interface JobStore {
   byId(id: string): JobRow | undefined;
   activeByDedupeKey(key: string): JobRow | undefined;
   heldBy(agentId: string): JobRow[];
-  /** The oldest pending job aimed at this host, or carrying exactly this label set (canonical JSON). */
-  oldestPendingForHost(host: string): string | undefined;
-  oldestPendingForLabels(labelSet: string): string | undefined;
+  /**
+   * The oldest pending job aimed at this host, or carrying exactly this label set (canonical
+   * JSON). `withoutVolumes`: only jobs an agent without the `volumes` capability may run.
+   */
+  oldestPendingForHost(host: string, withoutVolumes?: boolean): string | undefined;
+  oldestPendingForLabels(labelSet: string, withoutVolumes?: boolean): string | undefined;
+  /** Pending jobs for this host or these label sets that need the `volumes` capability. */
+  pendingNeedingVolumes(host: string, labelSets: readonly string[]): string[];
   pendingLabelSets(): string[];
   /** pending -> assigned, compare-and-swap on the status. */
   take(id: string, agentId: string, leaseId: string, leaseExpiresAt: number, now: number): JobRow | undefined;
@@ -55,6 +60,9 @@ export interface JobStore {
 }
 
 const HELD = ["assigned", "running"];
+
+/** A job spec an agent without the `volumes` capability would run wrong (jobs.spec is JSON text). */
+const NEEDS_VOLUMES = `(coalesce(json_array_length(spec, '$.run.volumes'), 0) > 0 OR coalesce(json_extract(spec, '$.run.stop_first'), 0) <> 0 OR coalesce(json_extract(spec, '$.purgeVolumes'), 0) <> 0)`;
 
 type RawJob = Record<string, unknown>;
 
@@ -100,6 +108,9 @@ function fromRaw(r: RawJob): JobRow {
 export class SqliteJobStore implements JobStore {
   private readonly probeHost;
   private readonly probeLabels;
+  private readonly probeHostWithoutVolumes;
+  private readonly probeLabelsWithoutVolumes;
+  private readonly needingVolumesStatement;
   private readonly takeStatement;
   private readonly startStatement;
   private readonly finishStatement;
@@ -125,9 +136,22 @@ export class SqliteJobStore implements JobStore {
     // hold the same job, and probing label sets by exact key keeps a claim O(label sets).
     this.probeHost = sqlite.prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_host = ? ORDER BY id LIMIT 1").pluck();
     this.probeLabels = sqlite.prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_labels = ? ORDER BY id LIMIT 1").pluck();
+    // Agents without the volumes capability (older than volumes) probe with the filter; current
+    // agents keep the plain probes above, so the filter costs them nothing.
+    this.probeHostWithoutVolumes = sqlite
+      .prepare(`SELECT id FROM jobs WHERE status = 'pending' AND target_host = ? AND NOT ${NEEDS_VOLUMES} ORDER BY id LIMIT 1`)
+      .pluck();
+    this.probeLabelsWithoutVolumes = sqlite
+      .prepare(`SELECT id FROM jobs WHERE status = 'pending' AND target_labels = ? AND NOT ${NEEDS_VOLUMES} ORDER BY id LIMIT 1`)
+      .pluck();
+    this.needingVolumesStatement = sqlite
+      .prepare(
+        `SELECT id FROM jobs WHERE status = 'pending' AND (target_host = ? OR target_labels IN (SELECT value FROM json_each(?))) AND ${NEEDS_VOLUMES} ORDER BY id LIMIT 100`,
+      )
+      .pluck();
     this.takeStatement = sqlite.prepare(`
       UPDATE jobs SET status = 'assigned', agent_id = @agentId, lease_id = @leaseId,
-        lease_expires_at = @leaseExpiresAt, assigned_at = @now, attempts = attempts + 1
+        lease_expires_at = @leaseExpiresAt, assigned_at = @now, attempts = attempts + 1, error = NULL
       WHERE id = @id AND status = 'pending'
       RETURNING *`);
     this.startStatement = sqlite.prepare(`
@@ -181,12 +205,16 @@ export class SqliteJobStore implements JobStore {
     return (this.heldStatement.all(agentId) as RawJob[]).map(fromRaw);
   }
 
-  oldestPendingForHost(host: string): string | undefined {
-    return this.probeHost.get(host) as string | undefined;
+  oldestPendingForHost(host: string, withoutVolumes = false): string | undefined {
+    return (withoutVolumes ? this.probeHostWithoutVolumes : this.probeHost).get(host) as string | undefined;
   }
 
-  oldestPendingForLabels(labelSet: string): string | undefined {
-    return this.probeLabels.get(labelSet) as string | undefined;
+  oldestPendingForLabels(labelSet: string, withoutVolumes = false): string | undefined {
+    return (withoutVolumes ? this.probeLabelsWithoutVolumes : this.probeLabels).get(labelSet) as string | undefined;
+  }
+
+  pendingNeedingVolumes(host: string, labelSets: readonly string[]): string[] {
+    return this.needingVolumesStatement.all(host, JSON.stringify(labelSets)) as string[];
   }
 
   pendingLabelSets(): string[] {
@@ -242,7 +270,8 @@ export class SqliteJobStore implements JobStore {
   timeOutQueued(now: number): JobRow[] {
     return this.db
       .update(jobs)
-      .set({ status: "timed_out", finishedAt: now, error: "no agent claimed the job in time" })
+      // a pending job's error is why it waited (an agent without volumes): kept after the reason
+      .set({ status: "timed_out", finishedAt: now, error: sql`'no agent claimed the job in time' || coalesce('; ' || ${jobs.error}, '')` })
       .where(and(sql`status = 'pending'`, lt(jobs.queueDeadline, now))) // literal, so the partial index applies
       .returning()
       .all();

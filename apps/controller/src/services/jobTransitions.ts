@@ -1,5 +1,5 @@
 import type { JobRow, NewJob } from "./jobStore";
-import type { JobState } from "./jobState";
+import type { ClaimingAgent, JobState } from "./jobState";
 
 export interface FinishReport {
   status: "succeeded" | "failed" | "cancelled";
@@ -18,7 +18,7 @@ export interface FinishReport {
  */
 export interface JobTransitions {
   queue(values: NewJob, dedupeKey: string | null): Promise<{ row: JobRow; created: boolean }>;
-  claim(agent: { id: string; hostname: string; labels: readonly string[] }, leaseMs: number): Promise<JobRow | null>;
+  claim(agent: ClaimingAgent, leaseMs: number): Promise<JobRow | null>;
   start(jobId: string, leaseId: string, leaseMs: number): Promise<JobRow | undefined>;
   finish(jobId: string, leaseId: string, report: FinishReport): Promise<JobRow | undefined>;
   requeue(job: JobRow, reason: string): Promise<JobRow | undefined>;
@@ -36,7 +36,7 @@ export class SqliteJobTransitions implements JobTransitions {
   async queue(values: NewJob, dedupeKey: string | null) {
     return this.state.queue(values, dedupeKey);
   }
-  async claim(agent: { id: string; hostname: string; labels: readonly string[] }, leaseMs: number) {
+  async claim(agent: ClaimingAgent, leaseMs: number) {
     return this.state.claim(agent, leaseMs);
   }
   async start(jobId: string, leaseId: string, leaseMs: number) {

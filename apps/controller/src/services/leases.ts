@@ -1,7 +1,7 @@
 import { type ClaimedJob, isFinal, type JobStatus } from "@deploybot/protocol";
 import { ApiError, notFound } from "../lib/errors";
 import type { Deps } from "./deps";
-import type { JobState } from "./jobState";
+import type { ClaimingAgent, JobState } from "./jobState";
 import type { JobRow } from "./jobStore";
 
 /**
@@ -21,7 +21,7 @@ export class LeaseService {
   }
 
   /** Takes the oldest pending job this agent may run, or returns null. */
-  claimNextJob(agent: { id: string; hostname: string; labels: string[] }): ClaimedJob | null {
+  claimNextJob(agent: ClaimingAgent): ClaimedJob | null {
     const row = this.state.claim(agent, this.leaseMs);
     if (!row) return null;
     return {

@@ -5,7 +5,7 @@ import type postgres from "postgres";
 import { LOCKS, type PgSql } from "../db/pg";
 import { type DerivedTable, jobs as pgJobs } from "../db/pgSchema";
 import type { JobFields, JobRow, NewJob } from "./jobStore";
-import { canonicalLabels, type JobTransition, jobEvent, requeueStep, SUPERSEDED } from "./jobState";
+import { canonicalLabels, type ClaimingAgent, type JobTransition, jobEvent, requeueStep, SUPERSEDED } from "./jobState";
 import type { FinishReport, JobTransitions } from "./jobTransitions";
 
 /** A connection inside a transaction, or the pool for single statements. */
@@ -136,18 +136,24 @@ export class PgJobState implements JobTransitions {
    * pending -> assigned: one statement takes the oldest matching pending job that no other
    * claimer has locked, with its event. On an empty queue (most heartbeats) it writes nothing.
    */
-  async claim(agent: { id: string; hostname: string; labels: readonly string[] }, leaseMs: number): Promise<JobRow | null> {
+  async claim(agent: ClaimingAgent, leaseMs: number): Promise<JobRow | null> {
     const labels = JSON.stringify(canonicalLabels(agent.labels));
     const now = this.deps.clock();
     const leaseId = `lse_${randomUUID()}`;
+    // an agent from before volumes would ignore them (see the SQLite probes in jobStore.ts)
+    const withoutVolumes = agent.capabilities?.volumes !== true;
     const [row] = await this.changed(
       this.sql,
       this.sql`
         UPDATE jobs SET status = 'assigned', agent_id = ${agent.id}, lease_id = ${leaseId},
-          lease_expires_at = ${now + leaseMs}, assigned_at = ${now}, attempts = attempts + 1
+          lease_expires_at = ${now + leaseMs}, assigned_at = ${now}, attempts = attempts + 1, error = NULL
         WHERE id = (
           SELECT id FROM jobs
           WHERE status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb)
+            AND (${withoutVolumes}::boolean = false OR NOT (
+              coalesce(jsonb_array_length(spec->'run'->'volumes'), 0) > 0
+              OR coalesce((spec->'run'->>'stop_first')::boolean, false)
+              OR coalesce((spec->>'purgeVolumes')::boolean, false)))
           ORDER BY id LIMIT 1
           FOR UPDATE SKIP LOCKED)
         AND status = 'pending'

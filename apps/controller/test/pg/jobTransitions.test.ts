@@ -117,6 +117,21 @@ function contract(name: string, make: () => Engine | Promise<Engine>) {
       for (const j of [a, b, c] as JobRow[]) await e.state.finish(j.id, j.leaseId!, { status: "succeeded" });
     });
 
+    test("an agent without the volumes capability is not handed a job with volumes, stop_first or a purge; a current one is", async () => {
+      const volumes = (await e.state.queue(newJob({ host: "web-1" }, { spec: { kind: "deploy", app: "web", run: { volumes: ["data:/data"] } } }), null)).row;
+      const stopFirst = (await e.state.queue(newJob({ labels: ["linux"] }, { spec: { kind: "deploy", app: "web", run: { stop_first: true } } }), null)).row;
+      const purge = (await e.state.queue(newJob({ host: "web-1" }, { spec: { kind: "remove", app: "web", purgeVolumes: true } }), null)).row;
+      const plain = (await e.state.queue(newJob({ host: "web-1" }), null)).row;
+      const old = await e.state.claim(web1, 60_000);
+      expect(old?.id).toBe(plain.id);
+      expect(await e.state.claim(web1, 60_000)).toBeNull();
+      const current = { ...web1, capabilities: { volumes: true } };
+      const taken: JobRow[] = [];
+      for (let i = 0; i < 3; i++) taken.push((await e.state.claim(current, 60_000))!);
+      expect(taken.map((j) => j?.id)).toEqual([volumes.id, stopFirst.id, purge.id]);
+      for (const j of [old!, ...taken]) await e.state.finish(j.id, j.leaseId!, { status: "succeeded" });
+    });
+
     test("start and finish are fenced by the lease; a repeated finish changes nothing", async () => {
       const job = (await e.state.queue(newJob({ host: "web-1" }), null)).row;
       const held = (await e.state.claim(web1, 60_000))!;
