@@ -42,7 +42,7 @@ async function registerAgents(client: Client, pid: number | undefined, prefix: s
     connections: CONNECTIONS,
     serverPid: pid,
     rec,
-    send: (hostname) => client.request("POST", "/v1/agents/register", JOIN, { hostname, labels, version: "bench" }),
+    send: (hostname) => client.request("POST", "/v1/agents/register", JOIN, { hostname, labels, version: "bench", capabilities: { volumes: true } }),
     onReply: (_, r) => {
       const body = JSON.parse(r.body) as { agent: { id: string }; token: string };
       agents.push({ id: body.agent.id, token: body.token });

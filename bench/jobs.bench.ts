@@ -28,6 +28,9 @@ import { codeVersion, ROOT } from "./child";
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const PASSES = Number(process.env.BENCH_PASSES ?? 3);
 const DRAIN_EVERY = 100;
+// BENCH_OLD_AGENT=1: the claiming agent lacks the volumes capability (an agent from before
+// volumes), so its claims take the filtered probes and the waiting-job lookup
+const CAPABILITIES = process.env.BENCH_OLD_AGENT === "1" ? {} : { volumes: true };
 const TARGET = { shareOfBare: 0.5, shareOfPlainjob: 1 };
 
 type System = "bare" | "plainjob" | "deploybot";
@@ -104,7 +107,7 @@ async function deploybot(): Promise<number> {
   const config = testConfig();
   const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
   const { services, deps } = createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
-  const { agent } = await services.agents.register({ hostname: "bench-1", labels: [], version: "bench", capabilities: {}, heldJobIds: [] }, { grant: { kind: "join" } });
+  const { agent } = await services.agents.register({ hostname: "bench-1", labels: [], version: "bench", capabilities: CAPABILITIES, heldJobIds: [] }, { grant: { kind: "join" } });
   db.$client.transaction(() => {
     for (let i = 0; i < JOBS; i++) {
       services.jobs.create({
@@ -116,7 +119,7 @@ async function deploybot(): Promise<number> {
   })();
   services.drainer.drain();
   db.$client.exec("ANALYZE");
-  const who = { id: agent.id, hostname: "bench-1", labels: [] as string[] };
+  const who = { id: agent.id, hostname: "bench-1", labels: [] as string[], capabilities: CAPABILITIES };
   const started = performance.now();
   for (let i = 0; i < JOBS; i++) {
     const job = services.leases.claimNextJob(who);

@@ -63,8 +63,8 @@ async function sqlite(async: boolean): Promise<Result> {
     })();
     db.$client.exec("ANALYZE");
     const t = new SqliteJobTransitions(state);
-    const agent = { id: "agt_bench", hostname: "bench-1", labels: [] as string[] };
-    const idle = { id: "agt_bench", hostname: "idle-host", labels: ["idle"] };
+    const agent = { id: "agt_bench", hostname: "bench-1", labels: [] as string[], capabilities: { volumes: true } };
+    const idle = { id: "agt_bench", hostname: "idle-host", labels: ["idle"], capabilities: { volumes: true } };
     let started = performance.now();
     for (let i = 0; i < JOBS; i++) {
       const job = async ? await t.claim(agent, 60_000) : state.claim(agent, 60_000);

@@ -14,7 +14,7 @@ const AGENTS = Number(process.env.BENCH_AGENTS ?? 8);
 const POLL_MS = Number(process.env.BENCH_POLL_MS ?? 2000);
 const sql = connectPg(url, { max: AGENTS, name: `bench controller ${index}` });
 const state = new PgJobState(sql, { clock: Date.now, logger: pino({ level: "silent" }) });
-const agents = Array.from({ length: AGENTS }, (_, i) => ({ id: `agt_${index}_${i}`, hostname: "bench-1", labels: [] as string[] }));
+const agents = Array.from({ length: AGENTS }, (_, i) => ({ id: `agt_${index}_${i}`, hostname: "bench-1", labels: [] as string[], capabilities: { volumes: true } }));
 await sql`SELECT 1`;
 process.send?.("ready");
 await new Promise<void>((resolve) => process.once("message", () => resolve()));
@@ -33,7 +33,7 @@ await Promise.all(
 );
 const cyclesMs = performance.now() - started;
 let polls = 0;
-const idle = { id: `agt_${index}_idle`, hostname: "idle-host", labels: ["idle"] };
+const idle = { id: `agt_${index}_idle`, hostname: "idle-host", labels: ["idle"], capabilities: { volumes: true } };
 const pollStart = performance.now();
 await Promise.all(
   agents.map(async () => {

