@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runCli } from "../../apps/cli/test/runCli";
-import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor } from "../harness/processes";
+import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor, waitForHostOnline } from "../harness/processes";
 import { BASE_IMAGE, describeDocker, removeAppContainers, uniqueName } from "../support/docker";
 
 const FINAL = ["succeeded", "failed", "cancelled", "lost", "timed_out"];
@@ -44,10 +44,7 @@ apps:
       restart: "no"
 `);
     agent = agentProcess(ctl.url, host);
-    await waitFor("the agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
-    });
+    await waitForHostOnline(ctl, host);
   });
 
   afterAll(async () => {

@@ -19,6 +19,7 @@ import {
   controllerProcess,
   jobLog,
   waitFor,
+  waitForHostOnline,
   waitForJob,
 } from "../harness/processes";
 
@@ -66,10 +67,7 @@ apps:
       DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "3",
     });
     agent = agentProcess(ctl.url, host);
-    await waitFor("the agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
-    });
+    await waitForHostOnline(ctl, host);
   });
 
   afterAll(async () => {

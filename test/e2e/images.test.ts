@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runCli } from "../../apps/cli/test/runCli";
-import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor } from "../harness/processes";
+import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitForHostOnline } from "../harness/processes";
 import { describeDocker, freePort, httpGet, makeGitRepo, registryDigest, removeAppContainers, type TestGitRepo, testAppFiles, testRegistry, uniqueName } from "../support/docker";
 
 /**
@@ -43,10 +43,7 @@ apps:
       { DEPLOYBOT_REGISTRY_URL: testRegistry.host, DEPLOYBOT_REGISTRY_USERNAME: testRegistry.username, DEPLOYBOT_REGISTRY_PASSWORD: testRegistry.password },
     );
     agent = agentProcess(ctl.url, host);
-    await waitFor("the agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
-    });
+    await waitForHostOnline(ctl, host);
   });
 
   afterAll(async () => {

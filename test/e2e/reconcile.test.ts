@@ -1,6 +1,6 @@
 import http from "node:http";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor } from "../harness/processes";
+import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor, waitForHostOnline } from "../harness/processes";
 import {
   BASE_IMAGE,
   containersWithLabels,
@@ -110,10 +110,7 @@ apps:
       secrets: [API_KEY]
 `);
     agent = agentProcess(ctl.url, host, { DEPLOYBOT_RECONCILE_INTERVAL_SECONDS: "1" });
-    await waitFor("the agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
-    });
+    await waitForHostOnline(ctl, host);
     // The crash loop runs through the whole file: two minutes of it are asserted at the end.
     expect((await deploy(crash)).status).toBe("succeeded");
     crashDeployedAt = Date.now();

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runCli } from "../../apps/cli/test/runCli";
-import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor } from "../harness/processes";
+import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor, waitForHostOnline } from "../harness/processes";
 import { BASE_IMAGE, containersWithLabels, describeDocker, freePort, removeAppContainers, uniqueName } from "../support/docker";
 
 interface RunBody {
@@ -62,10 +62,7 @@ apps:
       { DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "5" },
     );
     agent = agentProcess(ctl.url, host);
-    await waitFor("the agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
-    });
+    await waitForHostOnline(ctl, host);
     const created = await ctl.api("POST", "/v1/deployments", { app, image: BASE_IMAGE });
     expect(created.status).toBe(201);
     await waitFor("the deployment", async () => {

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { BASE_IMAGE, describeDocker, freePort, removeAppContainers, uniqueName } from "../support/docker";
-import { type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor, waitForJob } from "../harness/processes";
+import { type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitForHostOnline, waitForJob } from "../harness/processes";
 
 /**
  * The leak the black-box attack found: a release whose container prints its environment (raw,
@@ -32,10 +32,7 @@ apps:
       healthcheck: { path: /health, port: 80, timeout_seconds: 6 }
 `);
     agent = agentProcess(ctl.url, host);
-    await waitFor("the agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
-    });
+    await waitForHostOnline(ctl, host);
   });
 
   afterAll(async () => {

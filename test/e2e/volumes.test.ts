@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { volumeName } from "../../packages/protocol/src/volumes";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runCli } from "../../apps/cli/test/runCli";
-import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, jobLog, waitFor, waitForJob } from "../harness/processes";
+import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, jobLog, waitFor, waitForHostOnline, waitForJob } from "../harness/processes";
 import { BASE_IMAGE, containersWithLabels, describeDocker, engineRequest, removeAppContainers, uniqueName } from "../support/docker";
 
 /**
@@ -76,10 +76,7 @@ apps:
     symlinkSync(outside, join(root, "escape"));
     ctl = await controllerProcess(appsYaml("v1"));
     agent = agentProcess(ctl.url, host, { DEPLOYBOT_RECONCILE_INTERVAL_SECONDS: "1", DEPLOYBOT_AGENT_BIND_ROOTS: root });
-    await waitFor("the agent to register", async () => {
-      const { body } = await ctl.api("GET", "/v1/hosts");
-      return body.hosts.find((h: { hostname: string; online: boolean }) => h.hostname === host && h.online);
-    });
+    await waitForHostOnline(ctl, host);
   });
 
   afterAll(async () => {
