@@ -56,6 +56,26 @@ describe("jobs an agent cannot honour", () => {
     expect((await beat(h, current)).job?.id).toBe(stopFirst.id);
   });
 
+  test("a deployment of an app with volumes shows why its job waits", async ({ h }) => {
+    h.setApps(`
+apps:
+  - name: store
+    repo: acme/store
+    url: https://git.example.test/acme/store.git
+    hosts: [store-1]
+    image: 127.0.0.1:5000/acme/store
+    run:
+      volumes: ["data:/var/lib/store"]
+`);
+    const old = await h.register("store-1", [], [], OLD_AGENT);
+    const res = await h.call("POST", "/v1/deployments", { token: ADMIN, body: { app: "store", image: "127.0.0.1:5000/acme/store:v1" } });
+    expect(res.status).toBe(201);
+    const { deployment } = (await res.json()) as { deployment: { id: string } };
+    expect((await beat(h, old)).job).toBeNull();
+    const shown = (await (await h.call("GET", `/v1/deployments/${deployment.id}`, { token: ADMIN })).json()).deployment;
+    expect(shown.jobs).toEqual([expect.objectContaining({ host: "store-1", status: "pending", error: expect.stringMatching(/supports volumes.*store-1 runs agent 0\.9\.0/) })]);
+  });
+
   test("a job that times out waiting keeps the reason", async ({ h }) => {
     const old = await h.register("web-1", [], [], OLD_AGENT);
     const job = await submit(h, { run: { volumes: ["data:/data"] } });

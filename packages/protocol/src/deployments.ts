@@ -37,7 +37,16 @@ export const deployment = z.object({
   consequenceError: z.string().nullable().default(null),
   releaseId: z.string().nullable(),
   buildJobId: z.string().nullable(),
-  jobs: z.array(z.object({ id: z.string(), kind: z.string(), host: z.string().nullable(), status: z.string() })),
+  jobs: z.array(
+    z.object({
+      id: z.string(),
+      kind: z.string(),
+      host: z.string().nullable(),
+      status: z.string(),
+      /** why the job failed, or while pending why it waits (an agent without volumes); absent from older controllers */
+      error: z.string().nullable().optional(),
+    }),
+  ),
   createdAt: z.string(),
   finishedAt: z.string().nullable(),
 }).meta({ id: "Deployment" });

@@ -406,7 +406,7 @@ export class DeploymentService {
 
   toWire(row: DeploymentRow): Deployment {
     const js = this.deps.db
-      .select({ id: jobs.id, kind: jobs.kind, host: jobs.targetHost, status: jobs.status })
+      .select({ id: jobs.id, kind: jobs.kind, host: jobs.targetHost, status: jobs.status, error: jobs.error })
       .from(jobs)
       .where(eq(jobs.deploymentId, row.id))
       .orderBy(jobs.id)
