@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { olderVersion } from "../src/services/agentUpdates";
-import { JOIN, makeHarness } from "./fixture";
+import { ADMIN, JOIN, makeHarness } from "./fixture";
 
 const SHA = "a".repeat(64);
 function distWith(version: string) {
@@ -20,6 +20,14 @@ async function agent(h: ReturnType<typeof makeHarness>, hostname: string, versio
 const beat = async (h: ReturnType<typeof makeHarness>, a: { id: string; token: string }, status = "idle") => (await h.heartbeat(a, { status })).json();
 
 describe("agent updates offered in heartbeat answers", () => {
+  test("an agent that opted out is never offered an update, even with free slots", async () => {
+    const h = makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 5 });
+    const out = await agent(h, "c-1", "0.1.0", false);
+    expect((await beat(h, out)).update).toBeUndefined();
+    const hosts = (await (await h.call("GET", "/v1/hosts", { token: ADMIN })).json()).hosts as Array<{ capabilities: Record<string, unknown> }>;
+    expect(hosts[0]?.capabilities.autoUpdate).toBe(false);
+  });
+
   test("an idle older agent is offered the distribution's version; at most K at once; opted-out, busy and current agents are not", async () => {
     const h = makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 1 });
     const a = await agent(h, "a-1", "0.1.0");

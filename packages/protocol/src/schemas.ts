@@ -293,6 +293,8 @@ export const capabilities = z
      * keeps such jobs queued for an agent that has it.
      */
     volumes: z.boolean().optional(),
+    /** false: the agent opted out of updates offered in heartbeat answers (DEPLOYBOT_AUTO_UPDATE=false) */
+    autoUpdate: z.boolean().optional(),
   })
   .strip();
 
