@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { BASE_IMAGE, describeDocker, engineRequest, testAppFiles, testRegistry, uniqueName } from "../support/docker";
+import { BASE_IMAGE, describeDocker, engineRequest, testAppFiles, testRegistryEnv, uniqueName } from "../support/docker";
 import { type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, jobLog, waitFor, waitForHostOnline, waitForJob } from "../harness/processes";
 
 /** The engine's view of an image: null when it is gone. */
@@ -47,9 +47,7 @@ describeDocker("agent leftovers and a full state disk (controller + agent proces
 
   beforeAll(async () => {
     ctl = await controllerProcess("apps: []\n", {
-      DEPLOYBOT_REGISTRY_URL: testRegistry.host,
-      DEPLOYBOT_REGISTRY_USERNAME: testRegistry.username,
-      DEPLOYBOT_REGISTRY_PASSWORD: testRegistry.password,
+      ...testRegistryEnv,
       // 3 s: a restarted agent on a loaded machine is back before its lease (3 intervals) ends
       DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "3",
     });

@@ -10,6 +10,7 @@ import {
   type TestGitRepo,
   testAppFiles,
   testRegistry,
+  testRegistryEnv,
   uniqueName,
 } from "../support/docker";
 import {
@@ -58,9 +59,7 @@ apps:
       memory: 64m
 `;
     ctl = await controllerProcess(appsYaml, {
-      DEPLOYBOT_REGISTRY_URL: testRegistry.host,
-      DEPLOYBOT_REGISTRY_USERNAME: testRegistry.username,
-      DEPLOYBOT_REGISTRY_PASSWORD: testRegistry.password,
+      ...testRegistryEnv,
       // A lease lasts 3 intervals. With 1 s, an agent restarted on a loaded machine (tsx start-up
       // takes seconds there) came back after its lease ran out, so the kill -9 case saw `lost`
       // before the agent could report `failed`. Long-poll still hands out jobs at once.

@@ -13,6 +13,7 @@ import {
   type TestGitRepo,
   testAppFiles,
   testRegistry,
+  testRegistryEnv,
   uniqueName,
 } from "../support/docker";
 
@@ -95,9 +96,7 @@ apps:
     repo = await makeGitRepo();
     ctl = await controllerProcess(appsYaml("one"), {
       DEPLOYBOT_WEBHOOK_SECRET: SECRET,
-      DEPLOYBOT_REGISTRY_URL: testRegistry.host,
-      DEPLOYBOT_REGISTRY_USERNAME: testRegistry.username,
-      DEPLOYBOT_REGISTRY_PASSWORD: testRegistry.password,
+      ...testRegistryEnv,
     });
     agents = hosts.map((h) => agentProcess(ctl.url, h));
     await waitFor("both agents online", async () => {

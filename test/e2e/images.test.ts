@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runCli } from "../../apps/cli/test/runCli";
 import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitForHostOnline } from "../harness/processes";
-import { describeDocker, freePort, httpGet, makeGitRepo, registryDigest, removeAppContainers, type TestGitRepo, testAppFiles, testRegistry, uniqueName } from "../support/docker";
+import { describeDocker, freePort, httpGet, makeGitRepo, registryDigest, removeAppContainers, type TestGitRepo, testAppFiles, testRegistry, testRegistryEnv, uniqueName } from "../support/docker";
 
 /**
  * The images catalog as a user drives it: `deploybot build APP --tag` builds a git tag of a
@@ -40,7 +40,7 @@ apps:
       healthcheck: { path: /health, port: 80, timeout_seconds: 8 }
       memory: 64m
 `,
-      { DEPLOYBOT_REGISTRY_URL: testRegistry.host, DEPLOYBOT_REGISTRY_USERNAME: testRegistry.username, DEPLOYBOT_REGISTRY_PASSWORD: testRegistry.password },
+      testRegistryEnv,
     );
     agent = agentProcess(ctl.url, host);
     await waitForHostOnline(ctl, host);

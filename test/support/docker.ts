@@ -35,6 +35,13 @@ export const testRegistry = {
   password: env.DEPLOYBOT_TEST_REGISTRY_PASSWORD ?? "deploybot-test-pw",
 };
 
+/** A controller's settings for pushing to and pulling from the test registry. */
+export const testRegistryEnv = {
+  DEPLOYBOT_REGISTRY_URL: testRegistry.host,
+  DEPLOYBOT_REGISTRY_USERNAME: testRegistry.username,
+  DEPLOYBOT_REGISTRY_PASSWORD: testRegistry.password,
+};
+
 /** Pebble, the ACME test server scripts/test-services.d/proxy.sh starts (null when it did not). */
 export const testAcme = env.DEPLOYBOT_TEST_ACME_DIRECTORY
   ? { directory: env.DEPLOYBOT_TEST_ACME_DIRECTORY, tlsCaFile: env.DEPLOYBOT_TEST_ACME_TLS_CA ?? "", rootsUrl: env.DEPLOYBOT_TEST_ACME_ROOTS ?? "" }
