@@ -1,6 +1,6 @@
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ADMIN, type ControllerProcess, controllerProcess, JOIN } from "../../../test/harness/processes";
+import { ADMIN, type ControllerProcess, controllerProcess, JOIN, waitFor } from "../../../test/harness/processes";
 import { describeBrowser, ensureBuilt, expectAccessible, launchChromium, screenshot, writeMetrics } from "./browser";
 
 const HOSTS = 500;
@@ -24,6 +24,8 @@ describeBrowser("dashboard at scale (500 hosts, 200 apps)", () => {
   let ctl: ControllerProcess;
   let browser: Browser;
   let launch: Promise<Browser>;
+  let beating: Promise<void> | undefined;
+  let stopBeating = false;
 
   beforeAll(async () => {
     ensureBuilt();
@@ -56,12 +58,33 @@ describeBrowser("dashboard at scale (500 hosts, 200 apps)", () => {
       });
       expect(res.status).toBe(200);
     };
-    await new Promise((r) => setTimeout(r, 6500)); // three 2 s intervals: the silent ones are offline
-    for (let i = 40; i < HOSTS; i += 8) await Promise.all(Array.from({ length: Math.min(8, HOSTS - i) }, (_, k) => beat(i + k)));
+    // The online hosts keep beating, round after round, for as long as the suite runs (as their
+    // agents would): a single round followed by a fixed wait let every host fall offline on a
+    // loaded CI machine (a round plus the browser's start took longer than three intervals).
+    const beatRound = async () => {
+      for (let i = 40; i < HOSTS; i += 8) await Promise.all(Array.from({ length: Math.min(8, HOSTS - i) }, (_, k) => beat(i + k)));
+    };
+    await beatRound();
+    beating = (async () => {
+      while (!stopBeating) await Promise.all([beatRound(), new Promise((r) => setTimeout(r, 500))]);
+    })();
+    // wait until the controller itself says what the page will show: 460 online, the silent 40 offline
+    await waitFor(
+      "460 hosts online and the silent 40 offline",
+      async () => {
+        const res = await fetch(`${ctl.url}/v1/hosts`, { headers: { authorization: `Bearer ${ADMIN}` } });
+        const body = (await res.json()) as { hosts: Array<{ online: boolean }> };
+        return body.hosts.filter((h) => h.online).length === HOSTS - 40 || undefined;
+      },
+      60_000,
+      500,
+    );
     browser = await launch;
   });
 
   afterAll(async () => {
+    stopBeating = true;
+    await beating;
     await browser?.close();
     await ctl?.stop();
   });
