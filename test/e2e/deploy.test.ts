@@ -177,7 +177,7 @@ apps:
     const jobId = await deploy("main");
     await waitFor("the job to run", async () => ((await jobLog(ctl, jobId)).length > 0 ? true : undefined));
     expect(await agent.stop("SIGTERM")).toBe(0);
-    const job = await waitForJob(ctl, jobId, undefined, 10_000);
+    const job = await waitForJob(ctl, jobId, undefined, 60_000);
     expect(job.status).toBe("succeeded");
     const log = await jobLog(ctl, jobId);
     expect(log.length).toBe(job.logLines);

@@ -84,7 +84,7 @@ describe("notifications from a real controller", () => {
     expect(during.every((a) => a.status === "pending" && a.outcome === "failed" && a.statusCode === null && /ECONNREFUSED/.test(a.error ?? ""))).toBe(true);
 
     await receiver.up();
-    await waitFor("the delivery", async () => (receiver!.accepted().length > 0 ? true : undefined), 20_000);
+    await waitFor("the delivery", async () => (receiver!.accepted().length > 0 ? true : undefined), 60_000);
     await sleep(3_000); // a few more ticks of the sender: nothing more comes
     const [body] = checkAccepted(receiver, 1);
     expect(body).toMatchObject({ event: "agent.updated", data: { from: "1.0.0", to: "1.0.1" } });
@@ -104,16 +104,16 @@ describe("notifications from a real controller", () => {
     expect(await attemptsIn(ctl)).toHaveLength(0);
     expect(await ctl.stop("SIGKILL")).toBeNull();
     await ctl.start({ DEPLOYBOT_TEST_PAUSE_CONSEQUENCES: "0" });
-    await waitFor("the first delivery", async () => (receiver!.accepted().length > 0 ? true : undefined), 20_000);
+    await waitFor("the first delivery", async () => (receiver!.accepted().length > 0 ? true : undefined), 60_000);
 
     // 2. killed after the delivery was made and attempted, before it succeeded
     receiver.answer(503, "try later");
     await registerAs(ctl, "1.0.2", second);
-    await waitFor("a failed attempt", async () => ((await attemptsIn(ctl!)).some((a) => a.statusCode === 503) ? true : undefined), 20_000);
+    await waitFor("a failed attempt", async () => ((await attemptsIn(ctl!)).some((a) => a.statusCode === 503) ? true : undefined), 60_000);
     expect(await ctl.stop("SIGKILL")).toBeNull();
     receiver.answer(200, "ok");
     await ctl.start();
-    await waitFor("the second delivery", async () => (receiver!.accepted().length > 1 ? true : undefined), 20_000);
+    await waitFor("the second delivery", async () => (receiver!.accepted().length > 1 ? true : undefined), 60_000);
 
     // 3. one more restart sends nothing again
     await ctl.stop("SIGKILL");

@@ -53,7 +53,7 @@ describe("the outbox across a controller killed with SIGKILL", () => {
 
     expect(await ctl.stop("SIGKILL")).toBeNull();
     await ctl.start({ DEPLOYBOT_TEST_PAUSE_CONSEQUENCES: "0" });
-    await waitFor("the deployment to end", async () => ((await deploymentStatus(ctl!, id)) === "succeeded" ? true : undefined), 15_000);
+    await waitFor("the deployment to end", async () => ((await deploymentStatus(ctl!, id)) === "succeeded" ? true : undefined), 60_000);
     const app = await call(ctl, "GET", "/v1/apps/web", ADMIN);
     expect(app.body.app.currentRelease).toMatchObject({ id: created.body.deployment.releaseId, version: "v1" });
   });

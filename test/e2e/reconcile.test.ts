@@ -147,7 +147,7 @@ apps:
     });
     expect(seen.find((e) => e.kind === "exited")?.reason).toMatch(/killed \(exit code 137.*restarting in 10 s/);
     // and on the controller's event stream, from its start
-    const stream = await readEvents(ctl.url, `app=${web}&after=0`);
+    const stream = await readEvents(ctl.url, `app=${web}&after=0`, (text) => /event: app\.desired/.test(text) && /event: app\.reconciled\ndata: .*"kind":"restarted"/.test(text));
     expect(stream).toMatch(/event: app\.desired/);
     expect(stream).toMatch(/event: app\.reconciled\ndata: .*"kind":"restarted"/);
   });
@@ -333,14 +333,25 @@ function followAppLogs(url: string, app: string): { lines: LiveLine[]; stop(): v
   return { lines, stop: () => abort.abort() };
 }
 
-/** The frames `GET /v1/events?<query>` sends within a few seconds, as text. */
-async function readEvents(url: string, query: string): Promise<string> {
-  const res = await fetch(`${url}/v1/events?${query}`, { headers: { authorization: `Bearer ${ADMIN}` }, signal: AbortSignal.timeout(3000) });
+/**
+ * The frames `GET /v1/events?<query>` sends, as text: read until `enough` holds for them, or for
+ * 30 s (a fixed few seconds assumed a quiet machine).
+ */
+async function readEvents(url: string, query: string, enough: (text: string) => boolean): Promise<string> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 30_000);
+  const res = await fetch(`${url}/v1/events?${query}`, { headers: { authorization: `Bearer ${ADMIN}` }, signal: abort.signal });
   let text = "";
   try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) text += Buffer.from(chunk).toString("utf8");
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      text += Buffer.from(chunk).toString("utf8");
+      if (enough(text)) break;
+    }
   } catch {
-    // the timeout ends the read
+    // the time limit ends the read
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
   }
   return text;
 }

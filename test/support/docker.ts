@@ -172,7 +172,8 @@ export async function removeAppContainers(app: string): Promise<void> {
 
 /**
  * A tiny busybox-httpd app: `/health` answers 200 and `/` shows `version`. `healthy: false`
- * leaves out /health (404) so a deploy fails its check; `slowBuild` adds a `RUN sleep 60`.
+ * leaves out /health (404) so a deploy fails its check; `slowBuild` adds a `RUN sleep 60` (with
+ * `salt` as a shell comment, so a test finds its own build container among other tests').
  * The image is the brief's `busybox httpd -f -p 80 -h /www`, started through sh (see CMD).
  */
 export function testAppFiles(version: string, options: { healthy?: boolean; slowBuild?: boolean; salt?: string } = {}): Record<string, string> {
@@ -182,7 +183,7 @@ export function testAppFiles(version: string, options: { healthy?: boolean; slow
       // A layer that never changes between versions: a redeploy must take it from the cache.
       // `salt` (e.g. the app name) makes the first build of a test genuinely cold.
       `RUN mkdir -p /www/static && echo static-${options.salt ?? "shared"} > /www/static/asset.txt`,
-      ...(options.slowBuild ? ["RUN sleep 60"] : []),
+      ...(options.slowBuild ? [`RUN sleep 60${options.salt ? ` # ${options.salt}` : ""}`] : []),
       "COPY www/ /www/",
       // sh stays PID 1 and exits on SIGTERM: httpd as PID 1 would ignore it, and every
       // `docker stop` would wait out its full grace period before SIGKILL.

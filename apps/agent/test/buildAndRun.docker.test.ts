@@ -62,20 +62,20 @@ describeDocker("build, run, cancel and lifecycle jobs (real engine + registry)",
     const running = executeJob(job, ctx);
     // Cancel once the sleep step is under way.
     while (!ctx.text().includes("sleep 60")) await new Promise((r) => setTimeout(r, 50));
-    const before = await docker.listContainers();
     const cancelledAt = Date.now();
     ctx.controller.abort();
     const outcome = await running;
     const seconds = (Date.now() - cancelledAt) / 1000;
     expect(outcome).toEqual({ ok: false, error: "cancelled" });
     expect(seconds).toBeLessThan(5);
-    // The builder's intermediate container for `RUN sleep 60` goes away with the request.
-    let after = await docker.listContainers();
-    for (let i = 0; i < 50 && after.length >= before.length && before.length > 0; i++) {
+    // The builder's intermediate container for `RUN sleep 60` goes away with the request. Other
+    // files' slow builds may run meanwhile: only this job's step counts (salted with the app name).
+    const sleepingOfThisJob = async () => (await docker.listContainers()).filter((c) => c.Command.includes("sleep 60") && c.Command.includes(app));
+    let sleeping = await sleepingOfThisJob();
+    for (let i = 0; i < 50 && sleeping.length > 0; i++) {
       await new Promise((r) => setTimeout(r, 200));
-      after = await docker.listContainers();
+      sleeping = await sleepingOfThisJob();
     }
-    const sleeping = after.filter((c) => c.Command.includes("sleep 60"));
     expect(sleeping).toEqual([]);
     expect(await containersWithLabels([`deploybot.job=${job.id}`])).toEqual([]);
     expect(await findJobContainer(docker, job.id)).toBeNull();

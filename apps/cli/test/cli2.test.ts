@@ -22,12 +22,19 @@ const cli = (args: string[], opts: { env?: Record<string, string | undefined>; i
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Polls `done` every 50 ms for up to 30 s: a wait on the condition, not on the clock. */
+async function until(what: string, done: () => boolean): Promise<void> {
+  for (let i = 0; i < 600 && !done(); i++) await sleep(50);
+  if (!done()) throw new Error(`timed out waiting for ${what}`);
+}
+
 const fakeAgent = (hostname: string) => makeFakeAgent(ctl, hostname);
 
 /** A TCP proxy to the controller whose connections the test can cut. */
 async function cuttableProxy(target: string) {
   const { port: targetPort } = new URL(target);
   const sockets = new Set<Socket>();
+  let relayed = "";
   const server = createServer((client) => {
     const upstream = connect(Number(targetPort), "127.0.0.1");
     for (const s of [client, upstream]) {
@@ -35,6 +42,9 @@ async function cuttableProxy(target: string) {
       s.on("close", () => sockets.delete(s));
       s.on("error", () => {});
     }
+    upstream.on("data", (chunk: Buffer) => {
+      relayed += chunk.toString("utf8");
+    });
     client.pipe(upstream).pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -47,6 +57,10 @@ async function cuttableProxy(target: string) {
     },
     get open() {
       return sockets.size;
+    },
+    /** Everything the controller sent through the proxy so far. */
+    get relayed() {
+      return relayed;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
@@ -348,10 +362,11 @@ describe("deployments", () => {
       await agent.status(job.id, job.leaseId, "running");
       await agent.logs(job.id, job.leaseId, 0, ["one", "two"]);
       const following = cli(["logs", "--job", job.id, "-f", "--json"], { env: { DEPLOYBOT_URL: proxy.url } });
-      await sleep(1500); // the CLI has connected and read the first lines
+      // cut once the CLI has connected and been sent the first lines (the CLI may start slowly on a busy machine)
+      await until("the first lines through the proxy", () => proxy.relayed.includes('"two"'));
       expect(proxy.cutAll()).toBeGreaterThan(0);
       await agent.logs(job.id, job.leaseId, 2, ["three", "four"]);
-      await sleep(1000);
+      await until("the resumed stream to carry line four", () => proxy.relayed.includes('"four"'));
       proxy.cutAll();
       await agent.logs(job.id, job.leaseId, 4, ["five"]);
       await agent.status(job.id, job.leaseId, "succeeded");
