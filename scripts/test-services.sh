@@ -20,7 +20,8 @@ say() { echo "test-services: $*" >&2; }
 mkdir -p "$STATE_DIR"
 
 # --- packages ---------------------------------------------------------------------------------
-PACKAGES=(docker.io docker-registry busybox-static apache2-utils git)
+# curl: this script's own probes and install-agent.sh; python3: the archive tests write zips with it.
+PACKAGES=(docker.io docker-registry busybox-static apache2-utils git curl python3)
 # Each scripts/test-services.d/*.sh may add to EXTRA_PACKAGES before the install and starts its
 # own service afterwards (one file per service keeps them independent).
 EXTRA_PACKAGES=()
