@@ -7,12 +7,25 @@ import { createApp } from "./app";
 import type { Config } from "./config";
 import { openDb } from "./db/client";
 import { answerClientErrors } from "./lib/clientErrors";
+import { openPg } from "./db/pg";
+import { backgroundWork } from "./background";
 import { type AppsConfig, loadAppsConfig } from "./services/appsConfig";
-import { startPeriodicBackups } from "./services/backups";
+import { type Leadership, soleLeadership } from "./services/pgCluster";
+import { Singleton } from "./singletons";
 
-/** DEPLOYBOT_SECRET_KEY, or a key generated once into the data dir (mode 0600). */
-function resolveSecretKey(config: Config): string {
+/**
+ * DEPLOYBOT_SECRET_KEY, or a key generated once into the data dir (mode 0600). On PostgreSQL the
+ * key must be given: every controller on the database signs and checks the same agent tokens and
+ * opens the same encrypted secrets, and a key generated per machine would split them.
+ */
+export function resolveSecretKey(config: Config): string {
   if (config.secretKey) return config.secretKey;
+  if (config.databaseUrl) {
+    throw new Error(
+      "DEPLOYBOT_SECRET_KEY is required with DEPLOYBOT_DATABASE_URL: every controller on the database must sign agent tokens and encrypt secrets " +
+        "with the same key. Generate one once (openssl rand -base64 32) and give the same value to each controller",
+    );
+  }
   if (config.dbPath === ":memory:") return randomBytes(32).toString("base64url");
   const file = join(dirname(config.dbPath), "secret.key");
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
@@ -26,15 +39,22 @@ function resolveSecretKey(config: Config): string {
 export async function startController(config: Config, opts: { init?: boolean } = {}) {
   const logger = pino({ level: config.logLevel, base: { service: "controller" } });
   if (config.databaseUrl) {
-    // Said plainly instead of quietly using the SQLite file: the schema, migrations and job
-    // claims exist for PostgreSQL, the services on top of them do not run there yet.
+    resolveSecretKey(config); // required here: refused before connecting
+    // Migrated first (under an advisory lock: controllers starting together take turns), so a
+    // fresh database is ready the moment the services can use it.
+    const pg = await openPg(config.databaseUrl, { name: "deploybot-controller" });
+    await pg.$client.end({ timeout: 5 });
+    // Said plainly instead of quietly using the SQLite file: the schema, migrations, job claims and
+    // the cluster wiring exist for PostgreSQL, the services on top of them do not run there yet.
     throw new Error(
       "DEPLOYBOT_DATABASE_URL selects PostgreSQL, which the controller cannot serve from yet (its schema and job queue are in place, the services are not); unset it to run on the SQLite file at DEPLOYBOT_DB",
     );
   }
   const db = openDb(config.dbPath, opts);
+  // after the open: a key file written first would look like an installation whose database is missing
+  const secretKey = resolveSecretKey(config);
   let apps: AppsConfig = loadAppsConfig(config.configPath);
-  const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey: resolveSecretKey(config) });
+  const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey });
   if (!services.secrets.keyOpensSecrets()) {
     db.$client.close();
     throw new Error(
@@ -43,45 +63,18 @@ export async function startController(config: Config, opts: { init?: boolean } =
     );
   }
 
-  const rearmed = services.leases.rearmLeases();
-  if (rearmed > 0) logger.info({ jobs: rearmed }, "re-armed leases after start");
-  // consequences left unapplied by the previous process first, then the outbox as it grows
-  services.drainer.start();
-  // deliveries made before a crash or restart are sent from here on
-  services.notifications.start();
-  const reaper = setInterval(() => {
+  // Per process: heartbeats buffered here are written every second by whoever received them.
+  const liveness = setInterval(() => {
     try {
       services.agents.flushLiveness();
-      services.agents.markOffline();
-      services.leases.sweep();
     } catch (err) {
-      logger.error({ err }, "sweep failed");
+      logger.error({ err }, "writing heartbeats failed");
     }
   }, 1000);
-  const housekeeping = setInterval(() => {
-    try {
-      services.housekeeping();
-    } catch (err) {
-      logger.error({ err }, "housekeeping failed");
-    }
-  }, 60_000);
-  housekeeping.unref();
-  const periodicBackups = config.backups ? startPeriodicBackups(services.backups, config.backups, logger) : undefined;
-
-  // Schedules are decided just after each second boundary, so a seconds-level cron runs within
-  // tens of milliseconds of its tick (a plain 1 s interval would drift up to a second late).
-  let schedulerTimer: NodeJS.Timeout | undefined;
-  const scheduleNextPass = () => {
-    schedulerTimer = setTimeout(() => {
-      try {
-        services.scheduler.tick();
-      } catch (err) {
-        logger.error({ err }, "scheduler pass failed");
-      }
-      scheduleNextPass();
-    }, 1000 - (Date.now() % 1000) + 20);
-  };
-  scheduleNextPass();
+  // Singletons: one controller does each (on SQLite the only one; on PostgreSQL the holder of its lock).
+  const leadership = (_key: number): Leadership => soleLeadership;
+  const singletons = backgroundWork(services, config, logger).map((w) => new Singleton(w, leadership(w.lock), logger));
+  for (const s of singletons) s.start();
 
   // apps.yaml is re-read on SIGHUP; a broken edit keeps the last good config running.
   const reload = () => {
@@ -113,12 +106,8 @@ export async function startController(config: Config, opts: { init?: boolean } =
   logger.info({ port, db: config.dbPath, apps: apps.apps.length }, "controller listening");
 
   const stop = async () => {
-    clearInterval(reaper);
-    clearTimeout(schedulerTimer);
-    clearInterval(housekeeping);
-    services.drainer.stop();
-    await periodicBackups?.stop();
-    await services.notifications.stop();
+    await Promise.all(singletons.map((s) => s.stop()));
+    clearInterval(liveness);
     services.agents.flushLiveness();
     if (pidFile) rmSync(pidFile, { force: true });
     process.off("SIGHUP", reload);

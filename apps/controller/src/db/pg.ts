@@ -22,6 +22,7 @@ export const LOCKS = {
   reaper: 0x6462_0004,
   scheduler: 0x6462_0005,
   housekeeping: 0x6462_0006,
+  notifications: 0x6462_0007,
 } as const;
 
 /** True for a URL that selects PostgreSQL (DEPLOYBOT_DATABASE_URL). */

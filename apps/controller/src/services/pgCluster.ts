@@ -3,25 +3,39 @@ import { connectPg, type PgSql } from "../db/pg";
 import type { OutboxEvent } from "./outbox";
 import { OUTBOX_CHANNEL } from "./pgJobState";
 
+/** Whether this process is the one that does a singleton's work now. */
+export interface Leadership {
+  /** True while this process holds it; tries to take it when not. */
+  holds(): Promise<boolean>;
+  /** Gives it up, so another process takes it at once instead of at its next try. */
+  release(): Promise<void>;
+}
+
+/** The embedded engine: one controller, so it always leads. */
+export const soleLeadership: Leadership = { holds: async () => true, release: async () => {} };
+
 /**
  * One controller at a time does a singleton's work (drainer, reaper, scheduler, housekeeping):
- * the one holding the session-level advisory lock `key`, on a connection kept for it alone.
+ * the one holding the session-level advisory lock `key`, on a connection kept for locks alone.
  * When that controller dies, even by kill -9, its connection closes, PostgreSQL ends the session
  * and frees the lock, and the next `holds()` of another controller takes it (each calls it every
  * tick, about once a second). A connection that dropped and came back is a new session without
  * the lock: the backend pid tells, and the lock is asked for again instead of assumed.
+ * Several leaders may share one connection (`sql`); given a URL, the leader opens its own.
  */
-export class PgLeader {
+export class PgLeader implements Leadership {
   private readonly sql: PgSql;
+  private readonly ownsConnection: boolean;
   private pid: number | null = null;
 
   constructor(
-    url: string,
+    connection: string | PgSql,
     private readonly key: number,
     private readonly name: string,
     private readonly logger?: Logger,
   ) {
-    this.sql = connectPg(url, { max: 1, name: `deploybot ${name}` });
+    this.ownsConnection = typeof connection === "string";
+    this.sql = typeof connection === "string" ? connectPg(connection, { max: 1, name: `deploybot ${name}` }) : connection;
   }
 
   /** True while this process holds the lock; tries to take it when not. One round trip. */
@@ -42,8 +56,15 @@ export class PgLeader {
     }
   }
 
-  /** Gives the work up (ending the session frees the lock). */
+  async release(): Promise<void> {
+    if (this.pid === null) return;
+    this.pid = null;
+    await this.sql`SELECT pg_advisory_unlock(${this.key})`.catch(() => {});
+  }
+
+  /** Gives the work up; a leader with its own connection closes it (ending the session frees the lock). */
   async stop(): Promise<void> {
+    if (!this.ownsConnection) return this.release();
     this.pid = null;
     await this.sql.end({ timeout: 5 });
   }
