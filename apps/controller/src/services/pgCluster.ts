@@ -1,5 +1,7 @@
+import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { connectPg, type PgSql } from "../db/pg";
+import type { JobEvents, StoredLogLine } from "./events";
 import type { OutboxEvent } from "./outbox";
 import { OUTBOX_CHANNEL } from "./pgJobState";
 
@@ -175,3 +177,74 @@ export class PgOutboxFollower {
 }
 
 type RawEvent = { id: number; type: string; app: string | null; subject: string | null; data: string; created_at: number };
+
+/** The channel on which controllers tell each other of appended log lines. */
+export const LOGS_CHANNEL = "deploybot_logs";
+/** PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more; longer batches send their seq range only. */
+const MAX_PAYLOAD_BYTES = 7_900;
+
+type LogNotice = { from: string; jobId: string; entries?: StoredLogLine[]; first?: number; last?: number };
+
+/**
+ * Live log streams across controllers: an agent uploads a job's lines to one controller, a viewer
+ * may follow them on another. Lines a controller stored are announced with NOTIFY after their
+ * commit (the lines themselves when they fit, else their seq range, which the others read from
+ * job_logs), and every other controller hands them to its own streams as if appended there.
+ * A missed notice costs latency, not lines: a stream reads what it lacks from the database.
+ */
+export class PgLogRelay {
+  /** tells this process's own notices apart */
+  private readonly self = randomUUID();
+  private relaying = false;
+  private stopLocal: (() => void) | undefined;
+  private subscription: { unlisten(): Promise<void> } | undefined;
+
+  constructor(
+    private readonly sql: PgSql,
+    private readonly events: JobEvents,
+    private readonly logger?: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.stopLocal = this.events.onLogs((jobId, entries) => {
+      if (!this.relaying) void this.announce(jobId, entries);
+    });
+    this.subscription = await this.sql.listen(LOGS_CHANNEL, (payload) => void this.receive(payload));
+  }
+
+  async stop(): Promise<void> {
+    this.stopLocal?.();
+    await this.subscription?.unlisten().catch(() => {});
+  }
+
+  private async announce(jobId: string, entries: StoredLogLine[]): Promise<void> {
+    let payload = JSON.stringify({ from: this.self, jobId, entries } satisfies LogNotice);
+    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
+      payload = JSON.stringify({ from: this.self, jobId, first: entries[0]!.seq, last: entries[entries.length - 1]!.seq } satisfies LogNotice);
+    }
+    try {
+      await this.sql`SELECT pg_notify(${LOGS_CHANNEL}, ${payload})`;
+    } catch (err) {
+      this.logger?.warn({ err, jobId }, "announcing log lines to the other controllers failed");
+    }
+  }
+
+  private async receive(payload: string): Promise<void> {
+    try {
+      const notice = JSON.parse(payload) as LogNotice;
+      if (notice.from === this.self) return;
+      const entries =
+        notice.entries ??
+        (await this.sql<StoredLogLine[]>`
+          SELECT seq, ts, stream, line FROM job_logs WHERE job_id = ${notice.jobId} AND seq BETWEEN ${notice.first ?? 0} AND ${notice.last ?? -1} ORDER BY seq`);
+      this.relaying = true;
+      try {
+        this.events.logsAppended(notice.jobId, [...entries]);
+      } finally {
+        this.relaying = false;
+      }
+    } catch (err) {
+      this.logger?.warn({ err }, "relaying log lines from another controller failed");
+    }
+  }
+}
