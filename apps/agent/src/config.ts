@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { protectedPathProblem } from "@deploybot/protocol";
 import { z } from "zod";
+import { parseControllerUrls } from "./controllerClient";
 
 const nonEmpty = z
   .string()
@@ -9,8 +10,15 @@ const nonEmpty = z
 
 /** Every setting the agent reads from the environment. Nothing else reads process.env. */
 const envSchema = z.object({
-  /** Controller base URL, e.g. http://controller:8080 */
-  DEPLOYBOT_URL: z.string().url(),
+  /**
+   * Controller base URL, e.g. http://controller:8080; or several, comma-separated (controllers
+   * sharing one PostgreSQL database): the agent sticks to the one that answers and moves to the
+   * next on a connection error, a timeout or a 502/503/504.
+   */
+  DEPLOYBOT_URL: z
+    .string()
+    .transform(parseControllerUrls)
+    .pipe(z.array(z.string().url({ message: "each comma-separated controller URL must be a URL" })).min(1, { message: "no controller URL" })),
   /** Join token the controller accepts at registration. */
   DEPLOYBOT_JOIN_TOKEN: z.string().min(1),
   /** Name of this host as jobs target it; defaults to the OS hostname. */
@@ -78,7 +86,8 @@ const envSchema = z.object({
 });
 
 export interface AgentConfig {
-  url: string;
+  /** the controllers, in the order they are tried (DEPLOYBOT_URL) */
+  urls: string[];
   joinToken: string;
   hostname: string;
   labels: string[];
@@ -116,7 +125,7 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
   }
   const e = parsed.data;
   return {
-    url: e.DEPLOYBOT_URL.replace(/\/$/, ""),
+    urls: e.DEPLOYBOT_URL,
     joinToken: e.DEPLOYBOT_JOIN_TOKEN,
     hostname: e.DEPLOYBOT_HOSTNAME ?? hostname(),
     labels: e.DEPLOYBOT_LABELS.split(",").map((l) => l.trim()).filter(Boolean),

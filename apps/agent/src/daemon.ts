@@ -73,7 +73,7 @@ export class AgentDaemon {
     /** shared with the agent's own log, so job secrets learnt here are masked there too */
     private readonly redactor = new Redactor(),
   ) {
-    this.client = new ControllerClient(config.url);
+    this.client = new ControllerClient(config.urls, ({ from, to, reason }) => logger.warn({ from, to, reason }, "switched to another controller"));
     this.state = new AgentState(config.stateDir);
     // Containers from before the host label: this host's apps and the job it holds are its own.
     scopeToHost(config.hostname, (labels) => {
@@ -317,8 +317,7 @@ export class AgentDaemon {
       // An update only between jobs: never while one runs, never while draining.
       if (res.update && idle && !this.current && this.config.autoUpdate) {
         const outcome = await selfUpdate(res.update, {
-          controllerUrl: this.config.url,
-          token: this.client.token ?? "",
+          download: (path) => this.client.download(path, { timeoutMs: 120_000 }),
           stateDir: this.config.stateDir,
           trialSeconds: this.config.updateTrialSeconds,
           logger: this.logger,

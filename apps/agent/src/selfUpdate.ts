@@ -10,8 +10,8 @@ export const RESTART_EXIT_CODE = 75;
 const FAILED_FILE = "update-failed.json";
 
 export interface SelfUpdateDeps {
-  controllerUrl: string;
-  token: string;
+  /** GET from the controller (with the agent's token, failing over like every other call) */
+  download(path: string): Promise<Response>;
   stateDir: string;
   trialSeconds: number;
   logger: Logger;
@@ -38,7 +38,13 @@ export async function selfUpdate(offer: AgentUpdateOffer, deps: SelfUpdateDeps):
 
   let bundle: Buffer;
   try {
-    const res = await fetch(deps.controllerUrl + offer.path, { headers: { authorization: `Bearer ${deps.token}` }, signal: AbortSignal.timeout(120_000) });
+    const res = await deps.download(offer.path);
+    // a controller (or its proxy) in trouble is not the version's fault: offered again later
+    if (res.status >= 500) {
+      await res.body?.cancel();
+      log.warn({ status: res.status }, "agent update download failed; will try again when offered");
+      return "kept";
+    }
     if (!res.ok) return refuse(`download answered ${res.status}`);
     bundle = Buffer.from(await res.arrayBuffer());
   } catch (err) {

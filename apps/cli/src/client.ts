@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { errorBody } from "@deploybot/protocol";
 import type { z } from "zod";
 
@@ -46,16 +47,51 @@ export interface ApiAnswer<T> {
 const REQUEST_TIMEOUT_MS = 30_000;
 // A backup is copied and checked before its first byte is sent: minutes for a multi-GB database.
 const DOWNLOAD_HEADERS_TIMEOUT_MS = 30 * 60_000;
+// A proxy's answers for "this controller cannot serve now, another may".
+const FAILOVER_STATUSES = new Set([502, 503, 504]);
+// Socket errors that mean the request never left: safe to send elsewhere whatever it is.
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT"]);
+// Every URL is tried in turn, twice over with a pause between: a controller restarting behind
+// one load-balanced URL (a few hundred ms of 502/503) is waited out instead of failing the command.
+const ROUNDS = 2;
+const ROUND_PAUSE_MS = 1_000;
+
+/** Several controller URLs in one setting (DEPLOYBOT_URL, login --url): comma-separated. */
+export function parseControllerUrls(value: string): string[] {
+  return value
+    .split(",")
+    .map((u) => u.trim().replace(/\/+$/, ""))
+    .filter(Boolean);
+}
+
+interface OpenOptions {
+  /** may be sent again to another controller after it may have arrived (GET, keyed POST) */
+  safe: boolean;
+  /** for the answer's headers; the body has its own limits */
+  headersTimeoutMs: number;
+  signal?: AbortSignal;
+}
 
 export class ApiClient {
-  readonly baseUrl: string;
+  readonly urls: string[];
+  private current = 0;
+  /** the URL whose answer was last seen; a switch is told once, when another one answers */
+  private answering: string | undefined;
 
   constructor(
-    url: string,
+    url: string | string[],
     private readonly token: string,
     private readonly interrupt?: AbortSignal,
+    /** told once per switch of controller (main prints it on stderr) */
+    private readonly onSwitch: (change: { from: string; to: string; reason: string }) => void = () => {},
   ) {
-    this.baseUrl = url.replace(/\/+$/, "");
+    this.urls = typeof url === "string" ? parseControllerUrls(url) : url.map((u) => u.replace(/\/+$/, ""));
+    if (this.urls.length === 0) throw new CliError(ExitCode.usage, "no controller URL");
+  }
+
+  /** The controller calls go to now (the first URL until one fails). */
+  get baseUrl(): string {
+    return this.urls[this.current]!;
   }
 
   get<S extends z.ZodType>(path: string, schema: S): Promise<ApiAnswer<z.infer<S>>> {
@@ -70,18 +106,58 @@ export class ApiClient {
     return this.request("DELETE", path, schema);
   }
 
+  /**
+   * Sends one call, with failover: a URL that does not connect, or (for a call that is safe to
+   * repeat) does not answer in time or answers 502/503/504, passes it to the next URL. A call
+   * that is not safe to repeat (DELETE) moves on only when it never left. The answer that ends
+   * the attempts is returned whatever its status; no answer at all is exit 5.
+   */
+  private async open(path: string, init: RequestInit, opts: OpenOptions): Promise<Response> {
+    const reasons: { url: string; reason: string }[] = [];
+    let lastAnswer: Response | undefined;
+    for (let attempt = 0; attempt < ROUNDS * this.urls.length; attempt++) {
+      if (attempt > 0 && attempt % this.urls.length === 0) await pause(ROUND_PAUSE_MS, this.interrupt);
+      const url = this.baseUrl;
+      const headersTimeout = new AbortController();
+      const timer = setTimeout(() => headersTimeout.abort(new DOMException("timeout", "TimeoutError")), opts.headersTimeoutMs);
+      let reason: string;
+      try {
+        const res = await fetch(url + path, {
+          ...init,
+          headers: { authorization: `Bearer ${this.token}`, ...(init.headers as Record<string, string>) },
+          signal: AbortSignal.any([headersTimeout.signal, ...(opts.signal ? [opts.signal] : []), ...(this.interrupt ? [this.interrupt] : [])]),
+        });
+        if (!(opts.safe && FAILOVER_STATUSES.has(res.status))) {
+          this.answered(url, reasons.at(-1));
+          return res;
+        }
+        await lastAnswer?.body?.cancel();
+        lastAnswer = res;
+        reason = `answered ${res.status}`;
+      } catch (err) {
+        if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
+        if (opts.signal?.aborted) throw err;
+        reason = headersTimeout.signal.aborted ? `no answer within ${Math.round(opts.headersTimeoutMs / 1000)} s` : networkReason(err);
+        if (!opts.safe && !NOT_SENT.has(reason)) throw unreachable([{ url, reason }]);
+      } finally {
+        clearTimeout(timer);
+      }
+      reasons.push({ url, reason });
+      this.current = (this.current + 1) % this.urls.length;
+    }
+    // every URL failed: a proxy's own 502/503 is the most telling answer; else no answer at all
+    if (lastAnswer) return lastAnswer;
+    throw unreachable(reasons);
+  }
+
+  private answered(url: string, failure: { url: string; reason: string } | undefined) {
+    if (failure && this.answering !== url) this.onSwitch({ from: failure.url, to: url, reason: failure.reason });
+    this.answering = url;
+  }
+
   /** A GET whose answer is bytes (a run's result file); errors are JSON like everywhere else. */
   async bytes(path: string): Promise<{ data: Buffer; headers: Headers }> {
-    let res: Response;
-    try {
-      res = await fetch(this.baseUrl + path, {
-        headers: { authorization: `Bearer ${this.token}` },
-        signal: this.interrupt ? AbortSignal.any([this.interrupt, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-    } catch (err) {
-      if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
-      throw new CliError(ExitCode.unreachable, `cannot reach the controller at ${this.baseUrl}: ${networkReason(err)}`);
-    }
+    const res = await this.open(path, {}, { safe: true, headersTimeoutMs: REQUEST_TIMEOUT_MS });
     const data = Buffer.from(await res.arrayBuffer());
     if (!res.ok) {
       let raw: unknown = null;
@@ -101,48 +177,22 @@ export class ApiClient {
    * long; the body then has no time limit. Errors are JSON like everywhere else.
    */
   async download(path: string, write: (body: ReadableStream<Uint8Array>, headers: Headers) => Promise<void>): Promise<void> {
-    let res: Response;
-    const headersTimeout = new AbortController();
-    const timer = setTimeout(() => headersTimeout.abort(new DOMException("timeout", "TimeoutError")), DOWNLOAD_HEADERS_TIMEOUT_MS);
-    try {
-      res = await fetch(this.baseUrl + path, {
-        headers: { authorization: `Bearer ${this.token}` },
-        signal: AbortSignal.any([headersTimeout.signal, ...(this.interrupt ? [this.interrupt] : [])]),
-      });
-    } catch (err) {
-      if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
-      throw new CliError(ExitCode.unreachable, `cannot reach the controller at ${this.baseUrl}: ${networkReason(err)}`);
-    } finally {
-      clearTimeout(timer);
-    }
+    const res = await this.open(path, {}, { safe: true, headersTimeoutMs: DOWNLOAD_HEADERS_TIMEOUT_MS });
     if (!res.ok || !res.body) throw await errorOf(res, this.baseUrl);
     await write(res.body, res.headers);
   }
 
   /**
    * Opens a Server-Sent Events stream. The 30 s limit covers only the answer's headers; the body
-   * may stay open for hours. Errors come back as CliErrors, like `request`'s.
+   * may stay open for hours. Errors come back as CliErrors, like `request`'s. With several URLs a
+   * reconnect (with Last-Event-ID) goes to whichever controller answers.
    */
   async stream(path: string, lastEventId: string | undefined, signal: AbortSignal): Promise<Response> {
-    const headersTimeout = new AbortController();
-    const timer = setTimeout(() => headersTimeout.abort(new DOMException("timeout", "TimeoutError")), REQUEST_TIMEOUT_MS);
-    let res: Response;
-    try {
-      res = await fetch(this.baseUrl + path, {
-        headers: {
-          authorization: `Bearer ${this.token}`,
-          accept: "text/event-stream",
-          ...(lastEventId === undefined ? {} : { "last-event-id": lastEventId }),
-        },
-        signal: AbortSignal.any([signal, headersTimeout.signal, ...(this.interrupt ? [this.interrupt] : [])]),
-      });
-    } catch (err) {
-      if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
-      const reason = headersTimeout.signal.aborted ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : networkReason(err);
-      throw new CliError(ExitCode.unreachable, `cannot reach the controller at ${this.baseUrl}: ${reason}`);
-    } finally {
-      clearTimeout(timer);
-    }
+    const res = await this.open(
+      path,
+      { headers: { accept: "text/event-stream", ...(lastEventId === undefined ? {} : { "last-event-id": lastEventId }) } },
+      { safe: true, headersTimeoutMs: REQUEST_TIMEOUT_MS, signal },
+    );
     if (!res.ok) throw await errorOf(res, this.baseUrl);
     if (!res.body || !(res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
       await res.body?.cancel();
@@ -151,24 +201,26 @@ export class ApiClient {
     return res;
   }
 
+  /**
+   * A JSON call. Every POST carries a fresh Idempotency-Key, the same on each controller it is
+   * tried on: a retry after a lost answer is replayed by the controller, not done twice.
+   */
   async request<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown): Promise<ApiAnswer<z.infer<S>>> {
-    const url = this.baseUrl + path;
-    let res: Response;
-    try {
-      res = await fetch(url, {
+    const keyed = method === "POST";
+    const res = await this.open(
+      path,
+      {
         method,
         headers: {
-          authorization: `Bearer ${this.token}`,
           accept: "application/json",
           ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...(keyed ? { "idempotency-key": `cli-${randomUUID()}` } : {}),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: this.interrupt ? AbortSignal.any([this.interrupt, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-    } catch (err) {
-      if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
-      throw new CliError(ExitCode.unreachable, `cannot reach the controller at ${this.baseUrl}: ${networkReason(err)}`);
-    }
+      },
+      { safe: method === "GET" || keyed, headersTimeoutMs: REQUEST_TIMEOUT_MS },
+    );
+    const url = this.baseUrl + path;
 
     const text = await res.text();
     let raw: unknown = null;
@@ -189,6 +241,29 @@ export class ApiClient {
     }
     return { raw, data: parsed.data, status: res.status };
   }
+}
+
+function unreachable(reasons: { url: string; reason: string }[]): CliError {
+  const distinct = [...new Set(reasons.map((r) => `${r.url}: ${r.reason}`))];
+  return new CliError(
+    ExitCode.unreachable,
+    distinct.length === 1 ? `cannot reach the controller at ${distinct[0]}` : `cannot reach any controller (${distinct.join("; ")})`,
+  );
+}
+
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new CliError(ExitCode.interrupted, "interrupted"));
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        reject(new CliError(ExitCode.interrupted, "interrupted"));
+      },
+      { once: true },
+    );
+  });
 }
 
 /** The CliError for an answer that is not ok, read from its JSON error envelope when it has one. */

@@ -2,9 +2,13 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "n
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { z } from "zod";
-import { CliError, ExitCode } from "./client";
+import { CliError, ExitCode, parseControllerUrls } from "./client";
 
-const storedConfig = z.object({ url: z.string().url(), token: z.string().min(1) });
+/** `url` may list several controllers, comma-separated (see ApiClient) */
+const storedConfig = z.object({
+  url: z.string().refine((v) => parseControllerUrls(v).length > 0 && parseControllerUrls(v).every((u) => URL.canParse(u)), "not a URL list"),
+  token: z.string().min(1),
+});
 export type StoredConfig = z.infer<typeof storedConfig>;
 
 export type Env = Record<string, string | undefined>;

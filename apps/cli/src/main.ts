@@ -8,6 +8,7 @@ import { agentsCloudInit, hostsCreate, hostsDestroy } from "./commands/cloudHost
 import { ps, remove, restart, scale, start, stop } from "./commands/appOps";
 import { apps, releases } from "./commands/apps";
 import { dbBackup } from "./commands/db";
+import { dbCopy } from "./commands/dbCopy";
 import { deploy } from "./commands/deploy";
 import { deployments, rollback } from "./commands/deployments";
 import { hosts } from "./commands/hosts";
@@ -66,6 +67,7 @@ const commands: Command[] = [
   agentsRevoke,
   agentsRemove,
   dbBackup,
+  dbCopy,
 ];
 const groups = new Set(commands.filter((c) => c.name.includes(" ")).map((c) => c.name.split(" ")[0]!));
 
@@ -81,6 +83,7 @@ function topHelp(): string {
     "",
     "Every command takes --json (the raw API answer, one JSON document) and --help.",
     "Login: deploybot login, or DEPLOYBOT_URL and DEPLOYBOT_TOKEN (these win over the saved login).",
+    "Several controllers: a comma-separated URL list; a call moves to the next one when a controller is down.",
     "Exit codes: 0 ok, 1 job/operation failed, 2 usage, 3 not logged in or token refused,",
     "            4 not found, 5 controller unreachable, 6 other API error, 130 interrupted.",
     "",
@@ -175,7 +178,10 @@ export async function main(argv: string[], env: Env, streams = { stdout: process
       client: () => {
         if (!client) {
           const { url, token } = resolveCredentials(env);
-          client = new ApiClient(url, token, interrupt.signal);
+          // once per switch, on stderr (stdout stays the command's answer, --json included)
+          client = new ApiClient(url, token, interrupt.signal, ({ from, to, reason }) =>
+            streams.stderr.write(`deploybot: controller ${from} failed (${reason}); using ${to}\n`),
+          );
         }
         return client;
       },
