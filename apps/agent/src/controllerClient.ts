@@ -100,6 +100,7 @@ export class ControllerClient {
     opts: { timeoutMs?: number; signal?: AbortSignal },
   ): Promise<Response> {
     let failure: Error | undefined;
+    let failed: { url: string; reason: string } | undefined;
     for (let tried = 0; tried < this.urls.length; tried++) {
       const url = this.baseUrl;
       const timeout = AbortSignal.timeout(opts.timeoutMs ?? 15_000);
@@ -107,7 +108,7 @@ export class ControllerClient {
       try {
         const res = await fetch(url + path, { ...init, signal: opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout });
         if (!FAILOVER_STATUSES.has(res.status) || this.urls.length === 1) {
-          this.answered(url, failure?.message);
+          this.answered(url, failed);
           return res;
         }
         reason = `answered ${res.status}`;
@@ -118,14 +119,15 @@ export class ControllerClient {
         reason = timeout.aborted ? `no answer within ${Math.round((opts.timeoutMs ?? 15_000) / 1000)} s` : networkReason(err);
         failure = new Error(`controller unreachable: ${url}: ${reason}`);
       }
+      failed = { url, reason };
       this.current = (this.current + 1) % this.urls.length;
     }
     throw failure!;
   }
 
-  /** Told once per switch: when a controller other than the last one that answered answers. */
-  private answered(url: string, reason: string | undefined) {
-    if (this.answering !== undefined && this.answering !== url) this.onSwitch({ from: this.answering, to: url, reason: reason ?? "the previous controller failed" });
+  /** Told once per switch: a call failed over and a controller other than the last one answered. */
+  private answered(url: string, failed: { url: string; reason: string } | undefined) {
+    if (failed && this.answering !== url) this.onSwitch({ from: failed.url, to: url, reason: failed.reason });
     this.answering = url;
   }
 
