@@ -1,0 +1,185 @@
+/**
+ * Controllers behind a round-robin proxy (HAProxy), 20 agents racing for 300 jobs, one controller
+ * killed with -9 mid-run. Each job is handed out once and succeeds once, every log line arrives
+ * once, schedule ticks are decided once, and a webhook delivered to every controller deploys once.
+ *
+ * The agents are protocol-level (test/support/protocolAgent.ts), not agent processes: 20 real
+ * agents are 20 Node processes plus a container per job, which two shared cores cannot carry in
+ * CI time; what is under test is the controllers' side of the protocol, which they speak in full
+ * (register, long-poll heartbeats with held jobs, fenced status, offset-addressed logs, retries).
+ */
+import { createHmac, randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ADMIN, type ControllerProcess, controllerProcess, JOIN, waitFor } from "../harness/processes";
+import { type Handed, ProtocolAgent } from "../support/protocolAgent";
+import { type RoundRobin, startRoundRobin } from "../support/roundRobin";
+
+const AGENTS = 20;
+const JOBS = 300;
+const LINES = 10;
+const WEBHOOK_SECRET = "cluster-webhook-secret";
+
+interface Engine {
+  name: string;
+  controllers: number;
+  env: () => Promise<Record<string, string>>;
+  /** what the killed controller's loss means here: restarted (the only one), or gone for good (others carry on) */
+  restartKilled: boolean;
+}
+
+const engines: Engine[] = [
+  {
+    name: "SQLite: one controller behind the proxy, killed with -9 and restarted",
+    controllers: 1,
+    env: async () => ({}),
+    restartKilled: true,
+  },
+];
+
+for (const engine of engines) {
+  describe(engine.name, () => {
+    const suffix = randomBytes(3).toString("hex");
+    const app = `cl${suffix}`;
+    const controllers: ControllerProcess[] = [];
+    let proxy: RoundRobin;
+    const agents: ProtocolAgent[] = [];
+    const handed: Handed[] = [];
+    const jobIds: string[] = [];
+    let runs: Promise<void>[] = [];
+    let killedAt = 0;
+
+    const api = async (base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const res = await fetch(base + path, {
+            method,
+            headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json", ...headers },
+            body: typeof body === "string" ? body : body === undefined ? undefined : JSON.stringify(body),
+          });
+          if (res.status < 500 || attempt >= 20) return { status: res.status, body: await res.json() };
+        } catch (err) {
+          if (attempt >= 20) throw err;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+
+    beforeAll(async () => {
+      const env = {
+        ...(await engine.env()),
+        DEPLOYBOT_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        DEPLOYBOT_LOG_LEVEL: "warn",
+        DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "2",
+      };
+      const appsYaml = `apps:
+  - name: ${app}
+    repo: acme/${app}
+    url: https://git.example.test/acme/${app}.git
+    branch: main
+    deploy_on_push: true
+    hosts: [${app}-agent-00]
+    build: { dockerfile: Dockerfile, context: . }
+    run: {}
+    schedules:
+      - name: tick
+        cron: "*/2 * * * * *"
+        command: ["true"]
+        concurrency: allow
+`;
+      for (let i = 0; i < engine.controllers; i++) controllers.push(await controllerProcess(appsYaml, env));
+      proxy = await startRoundRobin(controllers.map((c) => c.url));
+      for (let i = 0; i < AGENTS; i++) {
+        const agent = new ProtocolAgent(proxy.url, `${app}-agent-${String(i).padStart(2, "0")}`, {
+          joinToken: JOIN,
+          labels: ["pool"],
+          linesPerJob: LINES,
+          // the job's "work" between its two log uploads: the run lasts long enough to be cut in the middle
+          workMs: 200,
+          handed,
+        });
+        await agent.register();
+        agents.push(agent);
+      }
+    }, 300_000);
+
+    afterAll(async () => {
+      for (const a of agents) a.stopped = true;
+      await Promise.allSettled(runs);
+      await proxy?.stop();
+      await Promise.all(controllers.map((c) => c.stop("SIGKILL")));
+    }, 120_000);
+
+    it("300 jobs through the proxy, a controller killed with -9 mid-run: each job handed out once, succeeded once, every log line once", async () => {
+      runs = agents.map((a) => a.run());
+      // queued through the proxy (so every controller takes some) while the agents already work;
+      // a retry after a lost answer carries the same Idempotency-Key, so it queues nothing twice
+      const queueing = (async () => {
+        for (let i = 0; i < JOBS; i++) {
+          const r = await api(
+            proxy.url,
+            "POST",
+            "/v1/jobs",
+            { spec: { kind: "build", app, source: { type: "image", image: `img-${suffix}-${i}` } }, target: { labels: ["pool"] } },
+            { "idempotency-key": `${app}-job-${i}` },
+          );
+          expect(r.status, JSON.stringify(r.body)).toBe(201);
+          jobIds.push(r.body.job.id);
+        }
+      })();
+      await waitFor("a third of the jobs to be handed out", async () => (handed.length >= JOBS / 3 ? true : undefined), 300_000, 50);
+      const victim = controllers[0]!;
+      const handedBeforeKill = handed.length;
+      killedAt = Date.now();
+      await victim.stop("SIGKILL");
+      if (engine.restartKilled) await victim.start();
+      await queueing;
+
+      const ours = new Set(jobIds);
+      await waitFor(
+        "every job to succeed",
+        async () => (new Set(handed.filter((h) => h.finished && ours.has(h.jobId)).map((h) => h.jobId)).size === JOBS ? true : undefined),
+        600_000,
+        200,
+      );
+
+      console.log(`${engine.name}: ${handedBeforeKill} jobs handed out before the kill, all ${JOBS} succeeded ${((Date.now() - killedAt) / 1000).toFixed(1)} s after it`);
+      const perJob = new Map<string, number>();
+      for (const h of handed) if (ours.has(h.jobId)) perJob.set(h.jobId, (perJob.get(h.jobId) ?? 0) + 1);
+      expect([...perJob.values()].filter((n) => n !== 1)).toEqual([]);
+      expect(perJob.size).toBe(JOBS);
+      const live = controllers.find((c) => c !== controllers[0] || engine.restartKilled)!;
+      for (const id of jobIds) {
+        const { body: job } = await api(live.url, "GET", `/v1/jobs/${id}`);
+        expect(job.job.status).toBe("succeeded");
+        const { body: logs } = await api(live.url, "GET", `/v1/jobs/${id}/logs?limit=1000`);
+        expect(logs.entries.map((e: { line: string }) => e.line)).toEqual(Array.from({ length: LINES }, (_, i) => `${id} line ${i}`));
+      }
+    }, 900_000);
+
+    it("schedule ticks across the kill: none decided twice", async () => {
+      // the ticks after the kill have come and gone
+      await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 6_000 - Date.now())));
+      const { body } = await api(controllers.at(-1)!.url, "GET", `/v1/runs?app=${app}&schedule=tick&limit=200`);
+      expect(body.runs, JSON.stringify(body)).toBeDefined();
+      const ticks = (body.runs as { tickAt: string }[]).map((r) => r.tickAt);
+      expect(ticks.length).toBeGreaterThan(0);
+      expect(ticks.length).toBe(new Set(ticks).size);
+    }, 120_000);
+
+    it("the same push delivered to every controller (and redelivered through the proxy) deploys once", async () => {
+      const sha = randomBytes(20).toString("hex");
+      const delivery = `cluster-${suffix}`;
+      const raw = JSON.stringify({ ref: "refs/heads/main", after: sha, deleted: false, repository: { full_name: `acme/${app}` }, head_commit: { id: sha, message: "cluster" } });
+      const headers = {
+        "x-github-event": "push",
+        "x-github-delivery": delivery,
+        "x-hub-signature-256": `sha256=${createHmac("sha256", WEBHOOK_SECRET).update(raw).digest("hex")}`,
+      };
+      const targets = [...controllers.filter((_c, i) => i > 0 || engine.restartKilled).map((c) => c.url), proxy.url];
+      const answers = await Promise.all(targets.map((base) => api(base, "POST", "/v1/webhooks/github", raw, headers)));
+      for (const a of answers) expect(a.status, JSON.stringify(a.body)).toBeLessThan(300);
+      const { body } = await api(proxy.url, "GET", `/v1/deployments?app=${app}&limit=100`);
+      expect((body.deployments as { sha: string | null }[]).filter((d) => d.sha === sha)).toHaveLength(1);
+    }, 120_000);
+  });
+}
