@@ -5,7 +5,7 @@ import type postgres from "postgres";
 import { LOCKS, type PgSql } from "../db/pg";
 import { type DerivedTable, jobs as pgJobs } from "../db/pgSchema";
 import type { JobFields, JobRow, NewJob } from "./jobStore";
-import { canonicalLabels, type ClaimingAgent, type JobTransition, jobEvent, requeueStep, SUPERSEDED } from "./jobState";
+import { canonicalLabels, type ClaimingAgent, type JobTransition, jobEvent, requeueStep, SUPERSEDED, waitingForVolumes } from "./jobState";
 import type { FinishReport, JobTransitions } from "./jobTransitions";
 
 /** A connection inside a transaction, or the pool for single statements. */
@@ -57,6 +57,12 @@ export async function appendOutbox(
     RETURNING id, pg_notify(${OUTBOX_CHANNEL}, id::text)`;
   return row!.id;
 }
+
+/** A job an agent without the volumes capability must not run: it would ignore its volumes. */
+const needsVolumes = (tx: Tx) => tx`(
+  coalesce(jsonb_array_length(spec->'run'->'volumes'), 0) > 0
+  OR coalesce((spec->'run'->>'stop_first')::boolean, false)
+  OR coalesce((spec->>'purgeVolumes')::boolean, false))`;
 
 /**
  * jobEvent() (jobState.ts) in SQL, over the changed row `c`: the same fields, for transitions
@@ -150,10 +156,7 @@ export class PgJobState implements JobTransitions {
         WHERE id = (
           SELECT id FROM jobs
           WHERE status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb)
-            AND (${withoutVolumes}::boolean = false OR NOT (
-              coalesce(jsonb_array_length(spec->'run'->'volumes'), 0) > 0
-              OR coalesce((spec->'run'->>'stop_first')::boolean, false)
-              OR coalesce((spec->>'purgeVolumes')::boolean, false)))
+            AND (${withoutVolumes}::boolean = false OR NOT ${needsVolumes(this.sql)})
           ORDER BY id LIMIT 1
           FOR UPDATE SKIP LOCKED)
         AND status = 'pending'
@@ -161,7 +164,34 @@ export class PgJobState implements JobTransitions {
       "claimed",
     );
     if (row) this.deps.logger.info({ jobId: row.id, agentId: agent.id, attempt: row.attempts }, "job assigned");
+    if (withoutVolumes) await this.noteWaitingForVolumes(agent, labels, row?.id ?? null);
     return row ?? null;
+  }
+
+  /** when each agent's held-back jobs were last looked for: a throttle, not a record (the reason is on the jobs) */
+  private readonly waitingScannedAt = new Map<string, number>();
+
+  /**
+   * Jobs this agent would take but must not (it would ignore their volumes) stay pending and say
+   * why, on the job (as on SQLite, JobState.noteWaitingForVolumes): only when such a job is ahead
+   * of what the agent was handed, at most once a minute per agent and controller, and a job
+   * already showing the reason is not written again — so several controllers write it once.
+   */
+  private async noteWaitingForVolumes(agent: ClaimingAgent, labels: string, claimedId: string | null): Promise<void> {
+    const now = this.deps.clock();
+    if (now - (this.waitingScannedAt.get(agent.id) ?? Number.NEGATIVE_INFINITY) < 60_000) return;
+    if (this.waitingScannedAt.size > 10_000) this.waitingScannedAt.clear();
+    this.waitingScannedAt.set(agent.id, now);
+    const reason = waitingForVolumes(agent);
+    const matches = this.sql`status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb) AND ${needsVolumes(this.sql)}`;
+    const held = await this.sql<{ id: string }[]>`
+      UPDATE jobs SET error = ${reason}
+      WHERE ${matches} AND error IS DISTINCT FROM ${reason}
+        AND EXISTS (SELECT 1 FROM jobs WHERE ${matches} AND (${claimedId}::text IS NULL OR id < ${claimedId}))
+      RETURNING id`;
+    for (const { id } of held) {
+      this.deps.logger.warn({ jobId: id, agentId: agent.id, hostname: agent.hostname, version: agent.version }, "job held back: the agent does not support volumes");
+    }
   }
 
   async start(jobId: string, leaseId: string, leaseMs: number): Promise<JobRow | undefined> {
