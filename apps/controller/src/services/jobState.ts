@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { JobChangedEvent, JobStatus } from "@deploybot/protocol";
 import type { Deps } from "./deps";
+import { GroupCommit } from "./groupCommit";
 import type { JobFields, JobRow, JobStore, NewJob } from "./jobStore";
 import type { Outbox } from "./outbox";
 
@@ -78,6 +79,8 @@ export class JobState {
   private readonly waitingNoted = new Map<string, string>();
   /** when each agent without volumes last had its held-back jobs listed (that lookup reads every pending row of the host) */
   private readonly waitingScannedAt = new Map<string, number>();
+  /** the agents' transitions (claim, start, finish) of one turn share a COMMIT under load (groupCommit.ts) */
+  readonly group: GroupCommit;
 
   constructor(
     private readonly deps: Deps,
@@ -85,6 +88,7 @@ export class JobState {
     private readonly outbox: Outbox,
   ) {
     for (const key of store.pendingLabelSets()) this.labelSets.add(key);
+    this.group = new GroupCommit(deps.db.$client, deps.logger);
   }
 
   private emit(row: JobRow, transition: JobTransition): JobRow {
