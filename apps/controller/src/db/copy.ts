@@ -1,4 +1,4 @@
-import { getTableColumns, is } from "drizzle-orm";
+import { getTableColumns, is, sql } from "drizzle-orm";
 import { getTableConfig, SQLiteTable } from "drizzle-orm/sqlite-core";
 import { openDb } from "./client";
 import { openPg } from "./pg";
@@ -7,6 +7,8 @@ import * as sqliteSchema from "./schema";
 import { toPgColumns } from "../services/pgJobState";
 
 const PAGE = 500;
+/** the key the copy pages by, selected next to the columns (no column is named so) */
+const ROWID = "__rowid";
 
 /** Tables in an order where every foreign key points at a table copied before it. */
 function copyOrder(): SQLiteTable[] {
@@ -39,21 +41,31 @@ function copyOrder(): SQLiteTable[] {
 export async function copySqliteToPostgres(sqlitePath: string, postgresUrl: string): Promise<Record<string, number>> {
   const source = openDb(sqlitePath);
   const target = await openPg(postgresUrl, { max: 1, name: "deploybot db copy" });
-  const sql = target.$client;
+  const pg = target.$client;
   try {
-    const [{ n }] = (await sql`SELECT (SELECT count(*) FROM agents) + (SELECT count(*) FROM jobs) AS n`) as unknown as [{ n: number }];
+    const [{ n }] = (await pg`SELECT (SELECT count(*) FROM agents) + (SELECT count(*) FROM jobs) AS n`) as unknown as [{ n: number }];
     if (n > 0) throw new Error("db copy: the PostgreSQL database already holds agents or jobs; copy into an empty database");
     const counts: Record<string, number> = {};
-    await sql.begin(async (tx) => {
+    await pg.begin(async (tx) => {
       for (const table of copyOrder()) {
         const name = getTableConfig(table).name;
         const pgTable = pgTables[name]!;
         counts[name] = 0;
-        for (let offset = 0; ; offset += PAGE) {
-          const rows = source.select().from(table).limit(PAGE).offset(offset).all() as Record<string, unknown>[];
+        // Paged by rowid (every table here has one), each page an index range: LIMIT/OFFSET would
+        // read past every earlier row again, quadratic on a large job_logs.
+        for (let after = Number.MIN_SAFE_INTEGER; ; ) {
+          const rows = source
+            .select({ ...getTableColumns(table), [ROWID]: sql<number>`rowid` })
+            .from(table)
+            .where(sql`rowid > ${after}`)
+            .orderBy(sql`rowid`)
+            .limit(PAGE)
+            .all() as Record<string, unknown>[];
           if (rows.length === 0) break;
+          // toPgColumns keeps the table's columns only, so the rowid is not copied
           await tx`INSERT INTO ${tx(name)} ${tx(rows.map((r) => toPgColumns(pgTable, r)))}`;
           counts[name] += rows.length;
+          after = rows[rows.length - 1]![ROWID] as number;
           if (rows.length < PAGE) break;
         }
         // identity columns (SQLite rowids): the next id follows the copied ones
@@ -67,6 +79,6 @@ export async function copySqliteToPostgres(sqlitePath: string, postgresUrl: stri
     return counts;
   } finally {
     source.$client.close();
-    await sql.end({ timeout: 5 });
+    await pg.end({ timeout: 5 });
   }
 }
