@@ -71,6 +71,14 @@ const envSchema = z.object({
     .enum(["0", "1", "true", "false", ""])
     .default("")
     .transform((v) => v === "1" || v === "true"),
+  /**
+   * SQLite: agents' claims, starts and finishes asked for in one turn of the event loop share one
+   * COMMIT (services/groupCommit.ts). `0` commits each on its own (the bench compares both).
+   */
+  DEPLOYBOT_GROUP_COMMIT: z
+    .enum(["0", "1", "true", "false", ""])
+    .default("")
+    .transform((v) => v !== "0" && v !== "false"),
   /** ACME directory agents order certificates from for apps with `tls: auto` (default Let's Encrypt). */
   DEPLOYBOT_ACME_CA: z.string().url().default("https://acme-v02.api.letsencrypt.org/directory"),
   /** ACME account contact (expiry notices); optional. */
@@ -141,6 +149,8 @@ export interface Config {
   dashboardDir: string;
   eventsRetentionMs: number;
   pauseConsequences: boolean;
+  /** SQLite: agents' transitions of one turn share a COMMIT */
+  groupCommit: boolean;
   /** handed to agents with every routed deploy of a `tls: auto` app */
   acme: { directory: string; email?: string };
   /** undefined: the checkout's distribution, built on demand */
@@ -194,6 +204,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dashboardDir: fromCaller(e.DEPLOYBOT_DASHBOARD_DIR),
     eventsRetentionMs: e.DEPLOYBOT_EVENTS_RETENTION_HOURS * 3600 * 1000,
     pauseConsequences: e.DEPLOYBOT_TEST_PAUSE_CONSEQUENCES,
+    groupCommit: e.DEPLOYBOT_GROUP_COMMIT,
     acme: { directory: e.DEPLOYBOT_ACME_CA, ...(e.DEPLOYBOT_ACME_EMAIL ? { email: e.DEPLOYBOT_ACME_EMAIL } : {}) },
     agentDist: e.DEPLOYBOT_AGENT_DIST ? fromCaller(e.DEPLOYBOT_AGENT_DIST) : undefined,
     agentUpdateConcurrency: e.DEPLOYBOT_AGENT_UPDATE_CONCURRENCY,

@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import pino from "pino";
 import { afterEach, describe, expect, test } from "vitest";
 import { createApp } from "../src/app";
-import { testConfig } from "../src/config";
+import { type Config, testConfig } from "../src/config";
 import { openDb } from "../src/db/client";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { APPS_YAML } from "./appsYaml";
@@ -19,12 +19,12 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function setup(jobCount = 4) {
+function setup(jobCount = 4, overrides: Partial<Config> = {}) {
   const dir = mkdtempSync(join(os.tmpdir(), "deploybot-group-"));
   dirs.push(dir);
   const path = join(dir, "deploybot.db");
   const db = openDb(path, { init: true });
-  const config = testConfig();
+  const config = testConfig(overrides);
   const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
   const logLines: string[] = [];
   const logger = pino({ level: "info" }, { write: (line: string) => logLines.push(line) });
@@ -169,6 +169,15 @@ describe("group commit of job transitions", () => {
       expect(t.sqlite.prepare("SELECT status FROM jobs WHERE id = ?").pluck().get(t.ids[1])).toBe("assigned");
     })();
     expect(((await inner) as { id: string }).id).toBe(t.ids[1]);
+    expect(t.state.group.stats).toEqual({ groups: 0, members: 0 });
+    t.close();
+  });
+
+  test("DEPLOYBOT_GROUP_COMMIT=0: every transition commits on its own, at once", async () => {
+    const t = setup(4, { groupCommit: false });
+    const answers = [agentA, agentB, agentA, agentB].map((agent) => t.state.group.run(() => t.state.claim(agent, 30_000)));
+    expect(t.ids.map(t.statusOf)).toEqual(["assigned", "assigned", "assigned", "assigned"]);
+    await Promise.all(answers);
     expect(t.state.group.stats).toEqual({ groups: 0, members: 0 });
     t.close();
   });

@@ -47,6 +47,8 @@ export class GroupCommit {
   constructor(
     private readonly client: Database.Database,
     private readonly logger: Logger,
+    /** false: every transition commits on its own, at once (DEPLOYBOT_GROUP_COMMIT=0) */
+    private readonly enabled = true,
     /** members per COMMIT at most, so one group cannot hold the event loop for long */
     private readonly maxGroup = 256,
   ) {
@@ -61,8 +63,8 @@ export class GroupCommit {
    * with its result once its writes are committed.
    */
   run<T>(fn: () => T): Promise<T> {
-    if (this.client.inTransaction || (!this.turnTaken && this.waiting.length === 0)) {
-      if (!this.turnTaken) {
+    if (!this.enabled || this.client.inTransaction || (!this.turnTaken && this.waiting.length === 0)) {
+      if (this.enabled && !this.turnTaken) {
         this.turnTaken = true;
         setImmediate(this.resetTurn);
       }

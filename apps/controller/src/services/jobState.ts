@@ -88,7 +88,7 @@ export class JobState {
     private readonly outbox: Outbox,
   ) {
     for (const key of store.pendingLabelSets()) this.labelSets.add(key);
-    this.group = new GroupCommit(deps.db.$client, deps.logger);
+    this.group = new GroupCommit(deps.db.$client, deps.logger, deps.config.groupCommit);
   }
 
   private emit(row: JobRow, transition: JobTransition): JobRow {
