@@ -1,7 +1,70 @@
+import { relative } from "node:path";
 import { defineConfig } from "vitest/config";
+import { BaseSequencer, type TestSpecification } from "vitest/node";
+
+/**
+ * Seconds each of the slowest files took in a CI run (2 cores, files one at a time). CI runs in
+ * a fresh clone, so vitest has no timings of its own there and would start files by size; with
+ * two workers a file of two minutes started last makes the run two minutes longer. A stale
+ * figure only changes the order, never what runs.
+ */
+const MEASURED_SECONDS: Record<string, number> = {
+  "test/e2e/reconcile.test.ts": 133,
+  "test/e2e/deploy.test.ts": 68,
+  "test/e2e/notifications.test.ts": 48,
+  "test/e2e/backupRestore.test.ts": 36,
+  "apps/cli/test/cli2.test.ts": 35,
+  "test/e2e/runs.test.ts": 34,
+  "test/e2e/fleet.test.ts": 32,
+  "apps/dashboard/test/dashboard.browser.test.ts": 31,
+  "apps/agent/test/volumes.docker.test.ts": 29,
+  "test/e2e/dockerdRestart.test.ts": 21,
+  "apps/cli/test/cli.test.ts": 19,
+  "apps/agent/test/proxy.docker.test.ts": 17,
+  "test/install/install.test.ts": 17,
+  "test/e2e/volumes.test.ts": 16,
+  "apps/agent/test/drain.docker.test.ts": 16,
+};
+
+/**
+ * Longest first within each group (vitest's own order when it has timings): the files of a
+ * group share its workers, so the long ones must not start at the end.
+ */
+class LongestFirstSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const base = await super.sort(files);
+    const position = new Map(base.map((f, i) => [f, i]));
+    const seconds = (f: TestSpecification) => MEASURED_SECONDS[relative(f.project.config.root, f.moduleId)] ?? 0;
+    return [...base].sort(
+      (a, b) =>
+        a.project.config.sequence.groupOrder - b.project.config.sequence.groupOrder ||
+        seconds(b) - seconds(a) ||
+        position.get(a)! - position.get(b)!,
+    );
+  }
+}
+
+/**
+ * End-to-end files that must run with nothing else beside them. Every other e2e file uses its
+ * own names, ports, state dirs and containers (or an engine of its own: dockerdRestart), so two
+ * of them can run at once.
+ * - scale.browser: 500 hosts heartbeating every 2 s plus a browser; it asserts that 460 stay
+ *   online, which needs the machine's CPU to itself.
+ */
+const alone = ["apps/dashboard/test/scale.browser.test.ts"];
+const e2eFiles = ["test/**/*.test.ts", "apps/*/test/**/*.docker.test.ts", "apps/*/test/**/*.browser.test.ts"];
+
+/**
+ * Files of a group share one pool, and two groups run one after the other. The CI machine has
+ * 2 cores: vitest's default (cores - 1) ran one file at a time, 800 s in all, while most e2e
+ * files wait on the engine, on processes or on a clock, not on the CPU. Two workers share the
+ * unit files and the e2e files of group 0; group 1 runs the files listed in `alone`.
+ */
+const WORKERS = 2;
 
 export default defineConfig({
   test: {
+    sequence: { sequencer: LongestFirstSequencer },
     projects: [
       {
         test: {
@@ -9,16 +72,35 @@ export default defineConfig({
           include: ["apps/*/test/**/*.test.ts", "packages/*/test/**/*.test.ts"],
           exclude: ["**/*.docker.test.ts", "**/*.browser.test.ts", "**/node_modules/**"],
           testTimeout: 15_000,
+          // expect.poll gives up after 1 s by default: too short for a busy 2-core machine
+          expect: { poll: { timeout: 10_000 } },
+          maxWorkers: WORKERS,
+          sequence: { groupOrder: 0 },
         },
       },
       {
-        // Real Docker engine, registry, processes and browser: serial, generous timeouts.
+        // Real Docker engine, registry, processes and browser: generous timeouts.
         test: {
           name: "e2e",
-          include: ["test/**/*.test.ts", "apps/*/test/**/*.docker.test.ts", "apps/*/test/**/*.browser.test.ts"],
+          include: e2eFiles,
+          exclude: [...alone, "**/node_modules/**"],
           testTimeout: 180_000,
           hookTimeout: 180_000,
+          expect: { poll: { timeout: 60_000 } },
+          maxWorkers: WORKERS,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          name: "e2e-alone",
+          include: alone,
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+          expect: { poll: { timeout: 60_000 } },
           fileParallelism: false,
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
         },
       },
     ],
