@@ -64,6 +64,8 @@ const WORKERS = 2;
 
 export default defineConfig({
   test: {
+    // every project of group 0 takes this (vitest refuses projects of one group with different numbers)
+    maxWorkers: WORKERS,
     sequence: { sequencer: LongestFirstSequencer },
     projects: [
       {
@@ -74,7 +76,6 @@ export default defineConfig({
           testTimeout: 15_000,
           // expect.poll gives up after 1 s by default: too short for a busy 2-core machine
           expect: { poll: { timeout: 10_000 } },
-          maxWorkers: WORKERS,
           sequence: { groupOrder: 0 },
         },
       },
@@ -87,7 +88,6 @@ export default defineConfig({
           testTimeout: 180_000,
           hookTimeout: 180_000,
           expect: { poll: { timeout: 60_000 } },
-          maxWorkers: WORKERS,
           sequence: { groupOrder: 0 },
         },
       },
