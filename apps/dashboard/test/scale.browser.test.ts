@@ -32,7 +32,9 @@ describeBrowser("dashboard at scale (500 hosts, 200 apps)", () => {
     // app-000 is served by the host proxies on its domain; the others publish ports
     const routed = "    domains: [app-000.example.com]\n    proxy: { port: 8080 }\n    replicas: 2\n";
     const apps = Array.from({ length: APPS }, (_, i) => `  - name: ${appName(i)}\n    repo: acme/${appName(i)}\n    hosts: [${hostsOf(i).join(", ")}]\n${i === 0 ? routed : ""}`).join("");
-    ctl = await controllerProcess(`apps:\n${apps}`, { DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "2" });
+    // 5 s: a host is offline after 15 s of silence, so a round of 460 heartbeats may take that long
+    // on a busy machine (2 s let hosts drop out mid-test); the silent 40 go offline 15 s after registering
+    ctl = await controllerProcess(`apps:\n${apps}`, { DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "5" });
     // Registration is the only way in for a host; 500 of them over HTTP, eight at a time.
     const register = async (i: number) => {
       const res = await fetch(`${ctl.url}/v1/agents/register`, {
