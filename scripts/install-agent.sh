@@ -60,7 +60,8 @@ Usage: install-agent.sh --url URL --join-token TOKEN [--labels L1,L2] [--hostnam
                         [--no-proxy] [--no-start] [--root DIR]
        install-agent.sh --uninstall [--purge] [--root DIR]
 
-  --url URL          controller base URL (http:// or https://)
+  --url URL[,URL]    controller base URL (http:// or https://); several controllers (one
+                     PostgreSQL database) comma-separated: the agent fails over between them
   --join-token TOK   the controller's DEPLOYBOT_JOIN_TOKEN (or set DEPLOYBOT_JOIN_TOKEN in the
                      environment, which keeps it out of the process list)
   --labels LIST      comma-separated labels, e.g. builder,region=eu ('' clears them)
@@ -163,7 +164,14 @@ validate_hostname() {
   fi
 }
 
-if [ "$url_set" = 1 ]; then validate_url "$url"; fi
+# --url a,b: each controller URL checked on its own; no empty items.
+validate_urls() {
+  local u list
+  case "$1" in "" | ,* | *, | *,,*) die "--url must be one URL or a comma-separated list of URLs without empty items, got '$1'" ;; esac
+  IFS=',' read -r -a list <<<"$1"
+  for u in "${list[@]}"; do validate_url "$u"; done
+}
+if [ "$url_set" = 1 ]; then validate_urls "$url"; fi
 if [ "$token_set" = 1 ]; then validate_token "$token"; fi
 if [ "$labels_set" = 1 ]; then validate_labels "$labels"; fi
 if [ "$host_set" = 1 ]; then validate_hostname "$host_name"; fi
@@ -315,14 +323,27 @@ fetch_url="$url"
 [ "$url_set" = 1 ] || fetch_url="$(env_value DEPLOYBOT_URL)"
 fetch_token="$token"
 [ "$token_set" = 1 ] || fetch_token="$(env_value DEPLOYBOT_JOIN_TOKEN)"
-fetch_url="${fetch_url%/}"
 download="$(mktemp -d)"
 trap 'rm -rf -- "$download"' EXIT
-# fetch NAME: GET /v1/agents/dist/NAME into the download dir. The token goes in a header read
-# from a process substitution, so it never appears in curl's argument list.
-fetch() {
+# get NAME URL: GET URL/v1/agents/dist/NAME into the download dir. The token goes in a header
+# read from a process substitution, so it never appears in curl's argument list.
+get() {
   curl -fsS --max-time 300 --retry 3 --retry-delay 2 -H @<(printf 'Authorization: Bearer %s\n' "$fetch_token") \
-    -o "$download/$1" "$fetch_url/v1/agents/dist/$1" || die "could not fetch $1 from $fetch_url (is the URL right, and the join token?)"
+    -o "$download/$1" "$2/v1/agents/dist/$1"
+}
+# With several controller URLs the files come from the first one that hands out the manifest.
+IFS=',' read -r -a fetch_list <<<"$fetch_url"
+fetch_url=""
+for candidate in "${fetch_list[@]}"; do
+  if get manifest.json "${candidate%/}"; then
+    fetch_url="${candidate%/}"
+    break
+  fi
+  [ "${#fetch_list[@]}" -gt 1 ] && say "could not fetch manifest.json from ${candidate%/}; trying the next controller"
+done
+[ -n "$fetch_url" ] || die "could not fetch manifest.json from ${fetch_list[*]} (is the URL right, and the join token?)"
+fetch() {
+  get "$1" "$fetch_url" || die "could not fetch $1 from $fetch_url (is the URL right, and the join token?)"
 }
 # manifest KEY [FILE]: the version, or a file's sha256, from the fetched manifest.
 manifest() {
@@ -332,7 +353,6 @@ manifest() {
     if (typeof v !== "string") process.exit(1);
     process.stdout.write(v);' "$download/manifest.json" "$@"
 }
-fetch manifest.json
 version="$(manifest version)" || die "the controller's manifest.json has no version"
 [[ "$version" =~ ^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$ ]] || die "the controller's manifest names an odd version '$version'"
 for f in deploybot-agent.mjs deploybot-agent.service "$PROXY_SERVICE" "$PROXY_PATH"; do

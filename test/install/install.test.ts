@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { appendFileSync, cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -357,8 +358,27 @@ describe("install-agent.sh into a scratch root, from a running controller", () =
     expect(readFileSync(join(fresh, "etc/deploybot/agent.env"), "utf8")).toContain("DEPLOYBOT_PROXY=off\n");
   });
 
+  it("takes several controller URLs: the agent gets the list, the files come from the first controller that answers", async () => {
+    const root = scratch();
+    // a port nothing listens on: taken from the OS and closed again
+    const closed = await new Promise<string>((done) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => done(`http://127.0.0.1:${port}`));
+      });
+    });
+    const urls = `${closed},${ctl.url}/`;
+    const res = await run("bash", [script, "--root", root, "--url", urls, "--join-token", JOIN, "--no-start"], noEnv);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toContain(`could not fetch manifest.json from ${closed}; trying the next controller`);
+    expect(res.stdout).toContain(`fetched agent ${version} from ${ctl.url} (checksums match)`);
+    expect(readFileSync(join(root, "etc/deploybot/agent.env"), "utf8")).toContain(`DEPLOYBOT_URL=${urls}\n`);
+  });
+
   describe("bad input exits non-zero with a clear message and writes nothing", () => {
     const cases: { name: string; args: string[]; message: RegExp }[] = [
+      { name: "an empty item in a URL list", args: ["--url", "http://a:8080,,http://b:8080", "--join-token", "T"], message: /without empty items/ },
+      { name: "a bad URL in a list", args: ["--url", "http://a:8080,http://x$(id)", "--join-token", "T"], message: /--url must be an http/ },
       { name: "a URL that is not one", args: ["--url", "not-a-url", "--join-token", "T"], message: /--url must be an http/ },
       { name: "a URL with a shell payload", args: ["--url", "http://x$(touch /tmp/pwned)", "--join-token", "T"], message: /--url must be/ },
       { name: "a URL with credentials", args: ["--url", "http://user:pw@example.com", "--join-token", "T"], message: /--url must be/ },

@@ -116,7 +116,7 @@ export class ControllerClient {
         failure = new ControllerError(res.status, "controller_unavailable", `controller ${url} ${reason}`);
       } catch (err) {
         if (opts.signal?.aborted) throw new Error(`controller call aborted: ${(err as Error).message}`);
-        reason = timeout.aborted ? `no answer within ${Math.round((opts.timeoutMs ?? 15_000) / 1000)} s` : networkReason(err);
+        reason = timeout.aborted ? `no answer within ${formatMs(opts.timeoutMs ?? 15_000)}` : networkReason(err);
         failure = new Error(`controller unreachable: ${url}: ${reason}`);
       }
       failed = { url, reason };
@@ -157,6 +157,8 @@ export class ControllerClient {
     return json as T;
   }
 }
+
+const formatMs = (ms: number) => (ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`);
 
 /** fetch wraps the socket error in `cause`; that is where ECONNREFUSED and friends live. */
 function networkReason(err: unknown): string {

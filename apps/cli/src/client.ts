@@ -109,12 +109,11 @@ export class ApiClient {
   /**
    * Sends one call, with failover: a URL that does not connect, or (for a call that is safe to
    * repeat) does not answer in time or answers 502/503/504, passes it to the next URL. A call
-   * that is not safe to repeat (DELETE) moves on only when it never left. The answer that ends
-   * the attempts is returned whatever its status; no answer at all is exit 5.
+   * that is not safe to repeat (DELETE) moves on only when it never left. The first answer that
+   * is not a failover reason is returned whatever its status; none at all is exit 5.
    */
   private async open(path: string, init: RequestInit, opts: OpenOptions): Promise<Response> {
     const reasons: { url: string; reason: string }[] = [];
-    let lastAnswer: Response | undefined;
     for (let attempt = 0; attempt < ROUNDS * this.urls.length; attempt++) {
       if (attempt > 0 && attempt % this.urls.length === 0) await pause(ROUND_PAUSE_MS, this.interrupt);
       const url = this.baseUrl;
@@ -131,8 +130,7 @@ export class ApiClient {
           this.answered(url, reasons.at(-1));
           return res;
         }
-        await lastAnswer?.body?.cancel();
-        lastAnswer = res;
+        await res.body?.cancel();
         reason = `answered ${res.status}`;
       } catch (err) {
         if (this.interrupt?.aborted) throw new CliError(ExitCode.interrupted, "interrupted");
@@ -145,8 +143,7 @@ export class ApiClient {
       reasons.push({ url, reason });
       this.current = (this.current + 1) % this.urls.length;
     }
-    // every URL failed: a proxy's own 502/503 is the most telling answer; else no answer at all
-    if (lastAnswer) return lastAnswer;
+    // every URL failed, twice: no controller can answer now (a 503 is a proxy saying just that)
     throw unreachable(reasons);
   }
 

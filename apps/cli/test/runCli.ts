@@ -20,7 +20,7 @@ export interface Run {
 export function runCli(
   target: { url: string; home: string },
   args: string[],
-  opts: { env?: Record<string, string | undefined>; input?: string } = {},
+  opts: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number } = {},
 ): Promise<Run> {
   const fullEnv: Record<string, string> = {};
   const merged = {
@@ -33,7 +33,7 @@ export function runCli(
   };
   for (const [k, v] of Object.entries(merged)) if (v !== undefined) fullEnv[k] = v;
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [BIN, ...args], { env: fullEnv, timeout: 30_000 }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [BIN, ...args], { env: fullEnv, timeout: opts.timeoutMs ?? 30_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
