@@ -5,7 +5,9 @@
  *      saturated again with 10,000 jobs pending for a label they lack.
  *   2. 10,000 jobs queued for label `pool`, claimed by 1,000 `pool` agents through heartbeats
  *      and finished with `succeeded`; every job must be claimed exactly once.
- * Writes bench/results/<date>-controller.{md,json}. Env: BENCH_CPU_PROF=<dir> profiles the child.
+ * Runs twice, group commit off then on (DEPLOYBOT_GROUP_COMMIT), each on a fresh controller.
+ * Writes bench/results/<date>-controller.{md,json}. Env: BENCH_CPU_PROF=<dir> profiles the child;
+ * BENCH_GROUP_COMMIT=1 runs the default (on) only.
  */
 import type { ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -124,17 +126,16 @@ function row(name: string, s: Stats, perSecondLabel = rate(s.perSecond)): string
   return `| ${name} | ${s.requests.toLocaleString("en-US")} | ${s.errors} | ${perSecondLabel} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.max)} | ${pct(s.serverCpu)} | ${cpuPerRequest} | ${pct(s.clientCpu)} |`;
 }
 
-async function main() {
+/** One controller (a child process) under the whole scenario; `env` is added to its environment. */
+async function measureController(env: Record<string, string>) {
   const dir = mkdtempSync(join(os.tmpdir(), "deploybot-bench-"));
   let child: ChildProcess | undefined;
-  // Last resort if main() throws past its finally or the user hits ^C: no orphan controller.
+  // Last resort if this throws past its finally or the user hits ^C: no orphan controller.
   const killChild = () => child?.kill("SIGKILL");
   process.on("exit", killChild);
-  process.on("SIGINT", () => process.exit(130));
   let client: Client | undefined;
   try {
-    const code = codeVersion(); // read before the child loads the code it will run
-    const started = await startChild(dir);
+    const started = await startChild(dir, env);
     child = started.child;
     const pid = child.pid;
     client = new Client("127.0.0.1", started.port, CONNECTIONS);
@@ -159,14 +160,6 @@ async function main() {
     console.error("heartbeats, empty queue ...");
     const heartbeat = await heartbeatLoad(c, hbAgents, pid);
 
-    if (process.env.BENCH_QUICK) {
-      // development aid: the two figures the heartbeat target compares, nothing written
-      const perReq = (s: Stats) => Math.round(((s.serverCpu ?? 0) * 1e6) / s.perSecond);
-      console.log(
-        JSON.stringify({ healthzUs: perReq(healthz), heartbeatUs: perReq(heartbeat), ratio: heartbeat.perSecond / healthz.perSecond }),
-      );
-      return;
-    }
     console.error(`heartbeats at ${REAL_HEARTBEATS_PER_SECOND}/s, open loop ...`);
     let next = 0;
     const heartbeatAtRate = await runAtRate({
@@ -213,92 +206,179 @@ async function main() {
     const duplicates = [...claims.claimed.values()].filter((n) => n > 1).length;
     const strangers = [...claims.claimed.keys()].filter((id) => !submitted.has(id)).length;
     const exact = claims.claimed.size === JOBS && submitted.size === JOBS && duplicates === 0 && strangers === 0 && pendingLeft === 0;
-
-    const ratio = heartbeat.perSecond / healthz.perSecond;
     const errors = [register, healthz, heartbeat, heartbeatAtRate, submit, heartbeatBacklog, claims.claim, claims.finish].reduce((n, s) => n + s.errors, 0);
-    const cpus = os.cpus();
-    const date = new Date();
-    const machine = {
-      cpu: `${cpus[0]?.model ?? "unknown"} x ${cpus.length}`,
-      memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
-      node: process.version,
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
-      loadAverageBefore: loadBefore.toFixed(2),
-      code,
+    // Server CPU per cycle against per /healthz: the steady form of the cycles/healthz ratio when
+    // other processes take the cores unevenly between windows.
+    const cycleCpuUs = cpuUs(claims.claim) + cpuUs(claims.finish);
+    const cpuShareOfHealthz = cycleCpuUs > 0 ? cpuUs(healthz) / cycleCpuUs : null;
+    return {
+      loadBefore,
+      register,
+      healthz,
+      heartbeat,
+      heartbeatAtRate,
+      submit,
+      heartbeatBacklog,
+      claims,
+      submitted,
+      cycleSeconds,
+      cyclesPerSecond,
+      claimsPerSecond,
+      cycleCpuUs,
+      cpuShareOfHealthz,
+      pendingLeft,
+      duplicates,
+      strangers,
+      exact,
+      errors,
     };
-    const check = (ok: boolean) => (ok ? "met" : "**MISSED**");
-
-    const md = [
-      `# Controller benchmark, ${date.toISOString()}`,
-      "",
-      `Machine: ${machine.cpu}, ${machine.memory}, Node ${machine.node}, ${machine.os}; 1-min load average before the run ${machine.loadAverageBefore}. Code: ${machine.code}.`,
-      `Controller: child process, SQLite file (WAL) in a temp dir, log level silent. Load: one node:http client, ${CONNECTIONS} keep-alive connections on 127.0.0.1, closed loop; timed runs are ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s.`,
-      "Server/client CPU = share of one core used by the controller / by the load generator during the window (~100% server = the controller's one event loop is the limit). The machine may be shared: compare CPU µs/req across runs, not only req/s.",
-      "",
-      "| scenario | requests | errors | req/s | p50 ms | p99 ms | max ms | server CPU | server CPU µs/req | client CPU |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-      row("register (2 x 1,000 agents)", register),
-      row("GET /healthz (framework ceiling)", healthz),
-      row("heartbeat, 1,000 agents, empty queue", heartbeat),
-      row(`heartbeat, open loop at ${REAL_HEARTBEATS_PER_SECOND}/s (1,000 agents every 10 s)`, heartbeatAtRate),
-      row("submit job (POST /v1/jobs)", submit),
-      row("heartbeat, 1,000 agents, 10k jobs pending for another label", heartbeatBacklog),
-      row(`claim-only heartbeats (${claims.rounds} rounds of 1,000 pool agents)`, claims.claim),
-      row("finish (POST /v1/jobs/{id}/status succeeded)", claims.finish),
-      "",
-      "| target | measured | |",
-      "|---|---:|---|",
-      `| heartbeat rate >= ${TARGET.heartbeatShareOfHealthz * 100}% of /healthz | ${(ratio * 100).toFixed(1)}% | ${check(ratio >= TARGET.heartbeatShareOfHealthz)} |`,
-      // A closed loop's latency is connections / throughput (Little's law), so both are shown.
-      `| heartbeat p99 <= ${TARGET.heartbeatP99Ms} ms at 1,000 agents, saturated (${CONNECTIONS} connections, closed loop) | ${ms(heartbeat.p99)} ms | ${check(heartbeat.p99 <= TARGET.heartbeatP99Ms)} |`,
-      `| heartbeat p99 <= ${TARGET.heartbeatP99Ms} ms at 1,000 agents, real rate (${REAL_HEARTBEATS_PER_SECOND}/s open loop) | ${ms(heartbeatAtRate.p99)} ms | ${check(heartbeatAtRate.p99 <= TARGET.heartbeatP99Ms)} |`,
-      `| claims/s >= ${rate(TARGET.claimsPerSecond)} (claim-only heartbeats: claims / time in claim windows) | ${rate(claimsPerSecond)} | ${check(claimsPerSecond >= TARGET.claimsPerSecond)} |`,
-      `| full claim+finish cycles/s (claims / time in claim + finish windows) | ${rate(cyclesPerSecond)} | ${check(cyclesPerSecond >= TARGET.claimsPerSecond)} |`,
-      `| claim+finish cycles/s >= ${TARGET.cyclesShareOfHealthz * 100}% of /healthz req/s (before: ${(BEFORE.cyclesShareOfHealthz * 100).toFixed(1)}%) | ${((cyclesPerSecond / healthz.perSecond) * 100).toFixed(1)}% | ${check(cyclesPerSecond / healthz.perSecond >= TARGET.cyclesShareOfHealthz)} |`,
-      `| heartbeat p99 no worse than before (saturated ${BEFORE.heartbeatP99Ms} ms, real rate ${BEFORE.heartbeatAtRateP99Ms} ms; CPU ${BEFORE.heartbeatCpuUs} µs/req) | ${ms(heartbeat.p99)} ms, ${ms(heartbeatAtRate.p99)} ms; ${heartbeat.serverCpu === null ? "-" : Math.round((heartbeat.serverCpu * heartbeat.seconds * 1e6) / heartbeat.requests)} µs/req | ${check(heartbeat.p99 <= BEFORE.heartbeatP99Ms * 1.1 && heartbeatAtRate.p99 <= BEFORE.heartbeatAtRateP99Ms * 1.5)} |`,
-      `| every job claimed exactly once | ${claims.claimed.size.toLocaleString("en-US")} distinct of ${submitted.size.toLocaleString("en-US")} submitted, ${claims.totalClaims.toLocaleString("en-US")} claims, ${duplicates} duplicates, ${strangers} unknown, ${pendingLeft} pending left | ${exact ? "ok" : "**FAILED**"} |`,
-      `| non-2xx answers | ${errors} | ${errors === 0 ? "ok" : "**FAILED**"} |`,
-      "",
-    ].join("\n");
-    console.log(md);
-
-    const resultsDir = join(ROOT, "bench/results");
-    mkdirSync(resultsDir, { recursive: true });
-    const base = join(resultsDir, `${date.toISOString().slice(0, 10)}-controller`);
-    writeFileSync(`${base}.md`, md);
-    writeFileSync(
-      `${base}.json`,
-      `${JSON.stringify(
-        {
-          date: date.toISOString(),
-          machine,
-          settings: { connections: CONNECTIONS, agents: AGENTS, jobs: JOBS, warmupMs: WARMUP_MS, durationMs: DURATION_MS },
-          register,
-          healthz,
-          heartbeat,
-          heartbeatShareOfHealthz: ratio,
-          heartbeatAtRate,
-          submit,
-          heartbeatBacklog,
-          claimOnly: { ...claims.claim, claimsPerSecond },
-          finish: claims.finish,
-          cycles: { claims: claims.totalClaims, distinct: claims.claimed.size, rounds: claims.rounds, seconds: cycleSeconds, cyclesPerSecond },
-          exact,
-          errors,
-          targets: TARGET,
-        },
-        null,
-        2,
-      )}\n`,
-    );
-    console.error(`wrote ${base}.md and ${base}.json`);
-    // Slow numbers are findings; a wrong count or a failed request is a broken controller.
-    if (!exact || errors > 0) process.exitCode = 1;
   } finally {
     client?.close();
     if (child) await stopChild(child);
+    process.off("exit", killChild);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Server CPU µs per request in a window (NaN without /proc). */
+const cpuUs = (s: Stats) => (s.serverCpu === null ? Number.NaN : (s.serverCpu * s.seconds * 1e6) / s.requests);
+
+async function main() {
+  process.on("SIGINT", () => process.exit(130));
+  const code = codeVersion(); // read before a child loads the code it will run
+  // Group commit off, then on (the default), each on a fresh controller: what it buys, measured
+  // in the same run. BENCH_GROUP_COMMIT=1 measures the default only.
+  const settings = process.env.BENCH_GROUP_COMMIT === "1" ? ["1"] : ["0", "1"];
+  const runs: Array<{ groupCommit: boolean; r: Awaited<ReturnType<typeof measureController>> }> = [];
+  for (const g of settings) {
+    console.error(`controller with DEPLOYBOT_GROUP_COMMIT=${g} ...`);
+    runs.push({ groupCommit: g === "1", r: await measureController({ DEPLOYBOT_GROUP_COMMIT: g }) });
+  }
+  const main = runs[runs.length - 1]!.r;
+  const off = runs.find((x) => !x.groupCommit)?.r;
+  const { healthz, heartbeat, heartbeatAtRate, cyclesPerSecond, claimsPerSecond } = main;
+  const ratio = heartbeat.perSecond / healthz.perSecond;
+  const exact = runs.every((x) => x.r.exact);
+  const errors = runs.reduce((n, x) => n + x.r.errors, 0);
+  const cpus = os.cpus();
+  const date = new Date();
+  const machine = {
+    cpu: `${cpus[0]?.model ?? "unknown"} x ${cpus.length}`,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    loadAverageBefore: main.loadBefore.toFixed(2),
+    code,
+  };
+  const check = (ok: boolean) => (ok ? "met" : "**MISSED**");
+  const us = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : "-");
+  const table = (r: typeof main, label: string) => [
+    `| scenario (${label}) | requests | errors | req/s | p50 ms | p99 ms | max ms | server CPU | server CPU µs/req | client CPU |`,
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    row("register (2 x 1,000 agents)", r.register),
+    row("GET /healthz (framework ceiling)", r.healthz),
+    row("heartbeat, 1,000 agents, empty queue", r.heartbeat),
+    row(`heartbeat, open loop at ${REAL_HEARTBEATS_PER_SECOND}/s (1,000 agents every 10 s)`, r.heartbeatAtRate),
+    row("submit job (POST /v1/jobs)", r.submit),
+    row("heartbeat, 1,000 agents, 10k jobs pending for another label", r.heartbeatBacklog),
+    row(`claim-only heartbeats (${r.claims.rounds} rounds of 1,000 pool agents)`, r.claims.claim),
+    row("finish (POST /v1/jobs/{id}/status succeeded)", r.claims.finish),
+  ];
+  const compare = off
+    ? [
+        `Group commit, same run, each on a fresh controller (off first, then on), ${CONNECTIONS} connections:`,
+        "",
+        "| DEPLOYBOT_GROUP_COMMIT | cycles/s | of /healthz req/s | server CPU µs per cycle (claim + finish) | /healthz CPU µs/req | of /healthz by CPU | heartbeat p99 saturated / at 100/s |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        ...runs.map(
+          ({ groupCommit, r }) =>
+            `| ${groupCommit ? "1 (default)" : "0"} | ${rate(r.cyclesPerSecond)} | ${pct(r.cyclesPerSecond / r.healthz.perSecond)} | ${us(r.cycleCpuUs)} | ${us(cpuUs(r.healthz))} | ${pct(r.cpuShareOfHealthz)} | ${ms(r.heartbeat.p99)} / ${ms(r.heartbeatAtRate.p99)} ms |`,
+        ),
+        "",
+      ]
+    : [];
+
+  const md = [
+    `# Controller benchmark, ${date.toISOString()}`,
+    "",
+    `Machine: ${machine.cpu}, ${machine.memory}, Node ${machine.node}, ${machine.os}; 1-min load average before the run ${machine.loadAverageBefore}. Code: ${machine.code}.`,
+    `Controller: child process, SQLite file (WAL) in a temp dir, log level silent. Load: one node:http client, ${CONNECTIONS} keep-alive connections on 127.0.0.1, closed loop; timed runs are ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s.`,
+    "Server/client CPU = share of one core used by the controller / by the load generator during the window (~100% server = the controller's one event loop is the limit). The machine may be shared: compare CPU µs/req across runs, not only req/s.",
+    "A cycle is two requests: a heartbeat that claims a job, then `POST /v1/jobs/{id}/status` succeeded.",
+    "",
+    ...table(main, "group commit on, the default"),
+    "",
+    ...compare,
+    "| target | measured | |",
+    "|---|---:|---|",
+    `| heartbeat rate >= ${TARGET.heartbeatShareOfHealthz * 100}% of /healthz | ${(ratio * 100).toFixed(1)}% | ${check(ratio >= TARGET.heartbeatShareOfHealthz)} |`,
+    // A closed loop's latency is connections / throughput (Little's law), so both are shown.
+    `| heartbeat p99 <= ${TARGET.heartbeatP99Ms} ms at 1,000 agents, saturated (${CONNECTIONS} connections, closed loop) | ${ms(heartbeat.p99)} ms | ${check(heartbeat.p99 <= TARGET.heartbeatP99Ms)} |`,
+    `| heartbeat p99 <= ${TARGET.heartbeatP99Ms} ms at 1,000 agents, real rate (${REAL_HEARTBEATS_PER_SECOND}/s open loop) | ${ms(heartbeatAtRate.p99)} ms | ${check(heartbeatAtRate.p99 <= TARGET.heartbeatP99Ms)} |`,
+    `| claims/s >= ${rate(TARGET.claimsPerSecond)} (claim-only heartbeats: claims / time in claim windows) | ${rate(claimsPerSecond)} | ${check(claimsPerSecond >= TARGET.claimsPerSecond)} |`,
+    `| full claim+finish cycles/s (claims / time in claim + finish windows) | ${rate(cyclesPerSecond)} | ${check(cyclesPerSecond >= TARGET.claimsPerSecond)} |`,
+    `| claim+finish cycles/s >= ${TARGET.cyclesShareOfHealthz * 100}% of /healthz req/s (before: ${(BEFORE.cyclesShareOfHealthz * 100).toFixed(1)}%) | ${((cyclesPerSecond / healthz.perSecond) * 100).toFixed(1)}% | ${check(cyclesPerSecond / healthz.perSecond >= TARGET.cyclesShareOfHealthz)} |`,
+    `| the same by server CPU (µs per /healthz / µs per cycle) | ${pct(main.cpuShareOfHealthz)} | ${check((main.cpuShareOfHealthz ?? 0) >= TARGET.cyclesShareOfHealthz)} |`,
+    `| heartbeat p99 no worse than before (saturated ${BEFORE.heartbeatP99Ms} ms, real rate ${BEFORE.heartbeatAtRateP99Ms} ms; CPU ${BEFORE.heartbeatCpuUs} µs/req) | ${ms(heartbeat.p99)} ms, ${ms(heartbeatAtRate.p99)} ms; ${us(cpuUs(heartbeat))} µs/req | ${check(heartbeat.p99 <= BEFORE.heartbeatP99Ms * 1.1 && heartbeatAtRate.p99 <= BEFORE.heartbeatAtRateP99Ms * 1.5)} |`,
+    ...(off
+      ? [
+          `| heartbeat p99 no worse than group commit off, same run (${ms(off.heartbeat.p99)} / ${ms(off.heartbeatAtRate.p99)} ms) | ${ms(heartbeat.p99)} / ${ms(heartbeatAtRate.p99)} ms | ${check(heartbeat.p99 <= off.heartbeat.p99 * 1.1 && heartbeatAtRate.p99 <= off.heartbeatAtRate.p99 * 1.5)} |`,
+        ]
+      : []),
+    ...runs.map(
+      ({ groupCommit, r }) =>
+        `| every job claimed exactly once (group commit ${groupCommit ? "on" : "off"}) | ${r.claims.claimed.size.toLocaleString("en-US")} distinct of ${r.submitted.size.toLocaleString("en-US")} submitted, ${r.claims.totalClaims.toLocaleString("en-US")} claims, ${r.duplicates} duplicates, ${r.strangers} unknown, ${r.pendingLeft} pending left | ${r.exact ? "ok" : "**FAILED**"} |`,
+    ),
+    `| non-2xx answers | ${errors} | ${errors === 0 ? "ok" : "**FAILED**"} |`,
+    "",
+    ...(off ? ["Group commit off:", "", ...table(off, "group commit off"), ""] : []),
+  ].join("\n");
+  console.log(md);
+
+  const resultsDir = join(ROOT, "bench/results");
+  mkdirSync(resultsDir, { recursive: true });
+  const base = join(resultsDir, `${date.toISOString().slice(0, 10)}-controller`);
+  writeFileSync(`${base}.md`, md);
+  const json = (r: typeof main) => ({
+    register: r.register,
+    healthz: r.healthz,
+    heartbeat: r.heartbeat,
+    heartbeatShareOfHealthz: r.heartbeat.perSecond / r.healthz.perSecond,
+    heartbeatAtRate: r.heartbeatAtRate,
+    submit: r.submit,
+    heartbeatBacklog: r.heartbeatBacklog,
+    claimOnly: { ...r.claims.claim, claimsPerSecond: r.claimsPerSecond },
+    finish: r.claims.finish,
+    cycles: {
+      claims: r.claims.totalClaims,
+      distinct: r.claims.claimed.size,
+      rounds: r.claims.rounds,
+      seconds: r.cycleSeconds,
+      cyclesPerSecond: r.cyclesPerSecond,
+      serverCpuUsPerCycle: r.cycleCpuUs,
+      cpuShareOfHealthz: r.cpuShareOfHealthz,
+    },
+    exact: r.exact,
+    errors: r.errors,
+  });
+  writeFileSync(
+    `${base}.json`,
+    `${JSON.stringify(
+      {
+        date: date.toISOString(),
+        machine,
+        settings: { connections: CONNECTIONS, agents: AGENTS, jobs: JOBS, warmupMs: WARMUP_MS, durationMs: DURATION_MS },
+        ...json(main),
+        ...(off ? { groupCommitOff: json(off) } : {}),
+        targets: TARGET,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.error(`wrote ${base}.md and ${base}.json`);
+  // Slow numbers are findings; a wrong count or a failed request is a broken controller.
+  if (!exact || errors > 0) process.exitCode = 1;
 }
 
 await main();
