@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort } from "../support/docker";
@@ -31,7 +31,7 @@ export interface ControllerProcess {
   /** `env` adds to (or overrides) the environment given at creation, for this start only */
   start(env?: Record<string, string>): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
-  /** SIGHUP: the controller re-reads apps.yaml */
+  /** SIGHUP: the controller re-reads apps.yaml; resolves once its log says so (log level info or lower) */
   reload(): Promise<void>;
   // biome-ignore lint/suspicious/noExplicitAny: tests read answers loosely and check them with assertions
   api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
@@ -64,13 +64,14 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
         },
         logFile,
       );
-      for (let i = 0; i < 150; i++) {
+      // 60 s: a first start in a fresh clone compiles the controller (tsx) while another file runs
+      for (let i = 0; i < 600; i++) {
         if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode}; see ${logFile}`);
         const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
         if (ok) return;
         await new Promise((r) => setTimeout(r, 100));
       }
-      throw new Error("controller did not answer /healthz in 15 s");
+      throw new Error(`controller did not answer /healthz in 60 s; see ${logFile}`);
     },
     async stop(signal = "SIGTERM") {
       if (!child || child.exitCode !== null) return child?.exitCode ?? null;
@@ -78,8 +79,11 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
       return exited(child);
     },
     async reload() {
+      // done when the controller logged the reload (or its failure), not after a fixed 500 ms
+      const reloads = () => (readFileSync(logFile, "utf8").match(/apps config reload/g) ?? []).length;
+      const before = reloads();
       child?.kill("SIGHUP");
-      await new Promise((r) => setTimeout(r, 500));
+      await waitFor("the controller to re-read apps.yaml", async () => (reloads() > before ? true : undefined), 30_000, 50);
     },
     async api(method, path, body) {
       const res = await fetch(url + path, {
