@@ -33,7 +33,7 @@ const POLL_MS = Number(process.env.BENCH_POLL_MS ?? 2000);
 const ADMIN_URL = process.env.DEPLOYBOT_TEST_POSTGRES_URL;
 if (!ADMIN_URL) throw new Error("DEPLOYBOT_TEST_POSTGRES_URL is not set: run scripts/test-services.sh and source .state/test-services.env");
 
-type Result = { cycles: number; polls: number };
+type Result = { cycles: number; polls: number; heartbeats: number };
 const silent = pino({ level: "silent" });
 const specOf = (i: number) => ({ kind: "build", app: "web", source: { type: "image", image: `img-${i}` } });
 const jobRow = (i: number) => ({
@@ -80,8 +80,20 @@ async function sqlite(async: boolean): Promise<Result> {
       polls += 100;
     }
     const pollRate = polls / ((performance.now() - started) / 1000);
+    // an idle heartbeat's database work, through the services a heartbeat calls
+    let heartbeats = 0;
+    started = performance.now();
+    while (performance.now() - started < POLL_MS) {
+      for (let k = 0; k < 100; k++) {
+        const caller = await services.agents.authenticate("agt_bench", 1);
+        await services.leases.reconcile(caller.id, []);
+        if (await services.leases.claimNextJob(idle)) throw new Error("idle heartbeat claimed");
+      }
+      heartbeats += 100;
+    }
+    const heartbeatRate = heartbeats / ((performance.now() - started) / 1000);
     db.$client.close();
-    return { cycles, polls: pollRate };
+    return { cycles, polls: pollRate, heartbeats: heartbeatRate };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -117,7 +129,7 @@ async function pg(controllers: number): Promise<Result> {
     await Promise.all(children.map((c) => new Promise((resolve) => c.once("message", resolve))));
     const results = children.map(
       (c) =>
-        new Promise<{ cycles: number; cyclesMs: number; polls: number; pollMs: number }>((resolve, reject) => {
+        new Promise<{ cycles: number; cyclesMs: number; polls: number; pollMs: number; heartbeats: number; heartbeatMs: number }>((resolve, reject) => {
           c.once("message", (m) => resolve(m as never));
           c.once("exit", (code) => code !== 0 && reject(new Error(`bench controller exited with ${code}`)));
         }),
@@ -129,6 +141,7 @@ async function pg(controllers: number): Promise<Result> {
     return {
       cycles: cycles / (Math.max(...r.map((x) => x.cyclesMs)) / 1000),
       polls: r.reduce((s, x) => s + x.polls / (x.pollMs / 1000), 0),
+      heartbeats: r.reduce((s, x) => s + x.heartbeats / (x.heartbeatMs / 1000), 0),
     };
   } finally {
     await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -155,7 +168,10 @@ for (let pass = 0; pass < PASSES; pass++) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rate = (v: number) => Math.round(v).toLocaleString("en-US");
 const m = Object.fromEntries(
-  (Object.keys(systems) as Name[]).map((k) => [k, { cycles: median(runs[k].map((r) => r.cycles)), polls: median(runs[k].map((r) => r.polls)) }]),
+  (Object.keys(systems) as Name[]).map((k) => [
+    k,
+    { cycles: median(runs[k].map((r) => r.cycles)), polls: median(runs[k].map((r) => r.polls)), heartbeats: median(runs[k].map((r) => r.heartbeats)) },
+  ]),
 ) as Record<Name, Result>;
 const date = new Date();
 const cpus = os.cpus();
@@ -164,12 +180,13 @@ const md = [
   `# Job queue on SQLite and PostgreSQL, ${date.toISOString()}`,
   "",
   `Machine: ${cpus[0]?.model ?? "unknown"} x ${cpus.length}, Node ${process.version}; 1-min load average before the run ${loadBefore.toFixed(2)}, after ${os.loadavg()[0]!.toFixed(2)}. Code: ${codeVersion()}.`,
-  `${JOBS.toLocaleString("en-US")} jobs per pass, ${PASSES} passes interleaved, median shown. PostgreSQL ${"15"} on loopback (test cluster, fsync off), ${AGENTS} agent loops per controller process, each controller a pool of ${AGENTS} connections; SQLite: one process, WAL, synchronous=NORMAL. A cycle is claim + finish (two transactions with their outbox rows); a poll is a claim on an empty queue.`,
+  `${JOBS.toLocaleString("en-US")} jobs per pass, ${PASSES} passes interleaved, median shown. PostgreSQL ${"15"} on loopback (test cluster, fsync off), ${AGENTS} agent loops per controller process, each controller a pool of ${AGENTS} connections; SQLite: one process, WAL, synchronous=NORMAL. A cycle is claim + finish (two transactions with their outbox rows); a poll is a claim on an empty queue; an idle heartbeat is its database work (the agent's identity row, the jobs it holds, an empty claim; on PostgreSQL the same statements as the SQLite services run, the liveness write batched per second). In process, not over HTTP: the services do not run on PostgreSQL yet.`,
   "",
-  "| system | claim+finish cycles/s | of SQLite | empty-queue claims/s | cycles/s per pass |",
-  "|---|---:|---:|---:|---|",
+  "| system | claim+finish cycles/s | of SQLite | empty-queue claims/s | idle heartbeats/s | of SQLite | cycles/s per pass |",
+  "|---|---:|---:|---:|---:|---:|---|",
   ...(Object.keys(systems) as Name[]).map(
-    (k) => `| ${k} | ${rate(m[k].cycles)} | ${((m[k].cycles / base.cycles) * 100).toFixed(0)}% | ${rate(m[k].polls)} | ${runs[k].map((r) => rate(r.cycles)).join(", ")} |`,
+    (k) =>
+      `| ${k} | ${rate(m[k].cycles)} | ${((m[k].cycles / base.cycles) * 100).toFixed(0)}% | ${rate(m[k].polls)} | ${rate(m[k].heartbeats)} | ${((m[k].heartbeats / base.heartbeats) * 100).toFixed(0)}% | ${runs[k].map((r) => rate(r.cycles)).join(", ")} |`,
   ),
   "",
 ].join("\n");

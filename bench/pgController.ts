@@ -44,6 +44,35 @@ await Promise.all(
   }),
 );
 const pollMs = performance.now() - pollStart;
+
+// An idle heartbeat's database work on PostgreSQL, statement for statement what the services do
+// on SQLite (AgentService.authenticate, LeaseService.reconcile, claimNextJob): the agent's identity
+// row, the jobs it holds, an empty claim. The liveness write is batched per second per controller.
+let heartbeats = 0;
+const seen = new Set<string>();
+const beatStart = performance.now();
+let flushedAt = beatStart;
+await Promise.all(
+  agents.map(async (a) => {
+    const agent = { ...idle, id: a.id };
+    while (performance.now() - beatStart < POLL_MS) {
+      const [row] = await sql<{ token_version: number; revoked: boolean }[]>`
+        SELECT id, hostname, labels, version, capabilities, token_version, revoked FROM agents WHERE id = ${agent.id}`;
+      if (!row || row.revoked || row.token_version !== 1) throw new Error("agent not authenticated");
+      await sql`SELECT * FROM jobs WHERE agent_id = ${agent.id} AND status IN ('assigned', 'running')`;
+      if (await state.claim(agent, 60_000)) throw new Error("an idle heartbeat claimed a job");
+      seen.add(agent.id);
+      heartbeats++;
+      if (performance.now() - flushedAt >= 1000) {
+        flushedAt = performance.now();
+        const ids = [...seen];
+        seen.clear();
+        await sql`UPDATE agents SET last_heartbeat_at = ${Date.now()} WHERE id = ANY(${ids})`;
+      }
+    }
+  }),
+);
+const heartbeatMs = performance.now() - beatStart;
 await sql.end();
-process.send?.({ cycles, cyclesMs, polls, pollMs });
+process.send?.({ cycles, cyclesMs, polls, pollMs, heartbeats, heartbeatMs });
 process.disconnect();
