@@ -75,7 +75,8 @@ export default defineConfig({
           name: "unit",
           include: ["apps/*/test/**/*.test.ts", "packages/*/test/**/*.test.ts"],
           exclude: ["**/*.docker.test.ts", "**/*.browser.test.ts", "**/node_modules/**"],
-          testTimeout: 15_000,
+          // 30 s: two files share the 2 cores now (the slowest unit tests took 7-10 s at load 10)
+          testTimeout: 30_000,
           // expect.poll gives up after 1 s by default: too short for a busy 2-core machine
           expect: { poll: { timeout: 10_000 } },
           sequence: { groupOrder: 0 },
