@@ -117,6 +117,19 @@ apps:
       expect(none.stderr).toContain(`cannot reach any controller (${dead}: ECONNREFUSED; ${proxy.url}: answered 503)`);
     });
 
+    it("login stores a URL list (a controller that is down is noted, not refused); later commands use it", async () => {
+      const loginHome = mkdtempSync(join(tmpdir(), "deploybot-failover-login-"));
+      const env = { DEPLOYBOT_URL: undefined, DEPLOYBOT_TOKEN: undefined };
+      const login = await runCli({ url: "", home: loginHome }, ["login", "--url", `${dead},${ctl.url}`, "--token", ADMIN, "--json"], { env });
+      expect(login.code, login.stderr).toBe(0);
+      expect(JSON.parse(login.stdout)).toMatchObject({ url: `${dead},${ctl.url}`, unreachable: [dead] });
+      const hosts = await runCli({ url: "", home: loginHome }, ["hosts", "--json"], { env });
+      expect(hosts.code, hosts.stderr).toBe(0);
+      expect(hosts.stderr).toContain(`controller ${dead} failed (ECONNREFUSED); using ${ctl.url}`);
+      const refused = await runCli({ url: "", home: loginHome }, ["login", "--url", `${dead},${ctl.url}`, "--token", "not-a-token"], { env });
+      expect(refused.code).toBe(3);
+    });
+
     it("a POST whose answer was lost is sent to the next controller with the same Idempotency-Key: one deployment", async () => {
       const count = (await deploymentsOfApp()).length;
       proxy.setMode("lose-answers");

@@ -1,7 +1,6 @@
 import { hostname } from "node:os";
-import { protectedPathProblem } from "@deploybot/protocol";
+import { parseControllerUrls, protectedPathProblem } from "@deploybot/protocol";
 import { z } from "zod";
-import { parseControllerUrls } from "./controllerClient";
 
 const nonEmpty = z
   .string()

@@ -1,4 +1,4 @@
-import type { ErrorBody } from "@deploybot/protocol";
+import { type ErrorBody, FAILOVER_STATUSES, parseControllerUrls } from "@deploybot/protocol";
 
 export class ControllerError extends Error {
   constructor(
@@ -17,21 +17,6 @@ export class ControllerError extends Error {
  */
 export const isRetryable = (err: unknown) =>
   !(err instanceof ControllerError) || err.status >= 500 || err.status === 429 || (err.status === 409 && err.code === "idempotency_key_in_use");
-
-/**
- * Answers that say "this controller cannot serve you now, another may": a load balancer or proxy
- * in front of a dead, restarting or overloaded controller (502, 503, 504). A 500 or a 4xx is the
- * controller's own answer (the shared database decides the same everywhere), so it is not one.
- */
-const FAILOVER_STATUSES = new Set([502, 503, 504]);
-
-/** Several controller URLs in one setting: comma-separated, trailing slashes dropped. */
-export function parseControllerUrls(value: string): string[] {
-  return value
-    .split(",")
-    .map((u) => u.trim().replace(/\/+$/, ""))
-    .filter(Boolean);
-}
 
 export interface ControllerSwitch {
   from: string;

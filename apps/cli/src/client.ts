@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { errorBody } from "@deploybot/protocol";
+import { errorBody, FAILOVER_STATUSES, parseControllerUrls } from "@deploybot/protocol";
 import type { z } from "zod";
 
 /** The documented exit codes (apps/cli/README.md); scripts depend on them, so never renumber. */
@@ -47,22 +47,12 @@ export interface ApiAnswer<T> {
 const REQUEST_TIMEOUT_MS = 30_000;
 // A backup is copied and checked before its first byte is sent: minutes for a multi-GB database.
 const DOWNLOAD_HEADERS_TIMEOUT_MS = 30 * 60_000;
-// A proxy's answers for "this controller cannot serve now, another may".
-const FAILOVER_STATUSES = new Set([502, 503, 504]);
 // Socket errors that mean the request never left: safe to send elsewhere whatever it is.
 const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT"]);
 // Every URL is tried in turn, twice over with a pause between: a controller restarting behind
 // one load-balanced URL (a few hundred ms of 502/503) is waited out instead of failing the command.
 const ROUNDS = 2;
 const ROUND_PAUSE_MS = 1_000;
-
-/** Several controller URLs in one setting (DEPLOYBOT_URL, login --url): comma-separated. */
-export function parseControllerUrls(value: string): string[] {
-  return value
-    .split(",")
-    .map((u) => u.trim().replace(/\/+$/, ""))
-    .filter(Boolean);
-}
 
 interface OpenOptions {
   /** may be sent again to another controller after it may have arrived (GET, keyed POST) */

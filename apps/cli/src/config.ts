@@ -2,7 +2,8 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "n
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { z } from "zod";
-import { CliError, ExitCode, parseControllerUrls } from "./client";
+import { parseControllerUrls } from "@deploybot/protocol";
+import { CliError, ExitCode } from "./client";
 
 /** `url` may list several controllers, comma-separated (see ApiClient) */
 const storedConfig = z.object({

@@ -10,3 +10,4 @@ export * from "./appState";
 export * from "./registry";
 export * from "./notifications";
 export * from "./volumes";
+export * from "./controllerUrls";

@@ -1,6 +1,6 @@
-import { agent } from "@deploybot/protocol";
+import { agent, parseControllerUrls } from "@deploybot/protocol";
 import { z } from "zod";
-import { ApiClient, CliError, ExitCode, parseControllerUrls, usageError } from "../client";
+import { ApiClient, CliError, ExitCode, usageError } from "../client";
 import { type Command, requiredOption } from "../command";
 import { saveStoredConfig } from "../config";
 
