@@ -40,6 +40,9 @@ export function backgroundWork(services: Services, config: Config, logger: Logge
         if (rearmed > 0) logger.info({ jobs: rearmed }, "re-armed leases");
       },
       tick: async () => {
+        // this controller's buffered heartbeats first, so none of its agents looks silent (the
+        // others write theirs every second)
+        await services.agents.flushLiveness();
         await services.agents.markOffline();
         await services.leases.sweep();
       },
