@@ -108,26 +108,26 @@ async function deploybot(): Promise<number> {
   const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
   const { services, deps } = createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
   const { agent } = await services.agents.register({ hostname: "bench-1", labels: [], version: "bench", capabilities: CAPABILITIES, heldJobIds: [] }, { grant: { kind: "join" } });
-  db.$client.transaction(() => {
+  await db.write(async () => {
     for (let i = 0; i < JOBS; i++) {
-      services.jobs.create({
+      await services.jobs.create({
         spec: { kind: "build", app: "web", source: { type: "image", image: `img-${i}` } },
         target: { host: "bench-1" },
         dedupe: false,
       });
     }
-  })();
-  services.drainer.drain();
+  });
+  await services.drainer.drain();
   db.$client.exec("ANALYZE");
   const who = { id: agent.id, hostname: "bench-1", labels: [] as string[], capabilities: CAPABILITIES };
   const started = performance.now();
   for (let i = 0; i < JOBS; i++) {
-    const job = services.leases.claimNextJob(who);
+    const job = await services.leases.claimNextJob(who);
     if (!job) throw new Error(`deploybot: no job to claim at ${i}`);
-    services.leases.reportStatus(agent.id, job.id, { leaseId: job.leaseId, status: "succeeded" });
-    if (i % DRAIN_EVERY === DRAIN_EVERY - 1) services.drainer.drain();
+    await services.leases.reportStatus(agent.id, job.id, { leaseId: job.leaseId, status: "succeeded" });
+    if (i % DRAIN_EVERY === DRAIN_EVERY - 1) await services.drainer.drain();
   }
-  services.drainer.drain();
+  await services.drainer.drain();
   const seconds = (performance.now() - started) / 1000;
   const left = db.$client.prepare("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").pluck().get();
   const applied = services.drainer.appliedUpTo() === deps.outbox.latestId();

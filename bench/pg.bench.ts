@@ -57,7 +57,7 @@ async function sqlite(async: boolean): Promise<Result> {
     const { services } = createApp({ db, config, logger: silent, apps: () => apps, secretKey: config.secretKey! });
     services.drainer.stop();
     db.$client.prepare("INSERT INTO agents (id, hostname, version, created_at) VALUES ('agt_bench', 'bench-1', 'bench', 0)").run();
-    const state = services.jobState;
+    const state = services.jobState.state;
     db.$client.transaction(() => {
       for (let i = 0; i < JOBS; i++) state.queue(jobRow(i), null);
     })();

@@ -55,7 +55,7 @@ export async function startController(config: Config, opts: { init?: boolean } =
   const secretKey = resolveSecretKey(config);
   let apps: AppsConfig = loadAppsConfig(config.configPath);
   const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey });
-  if (!services.secrets.keyOpensSecrets()) {
+  if (!(await services.secrets.keyOpensSecrets())) {
     db.$client.close();
     throw new Error(
       `the secrets in ${config.dbPath} were encrypted with another secret key: start with the DEPLOYBOT_SECRET_KEY (or the data dir's secret.key) ` +
@@ -65,11 +65,7 @@ export async function startController(config: Config, opts: { init?: boolean } =
 
   // Per process: heartbeats buffered here are written every second by whoever received them.
   const liveness = setInterval(() => {
-    try {
-      services.agents.flushLiveness();
-    } catch (err) {
-      logger.error({ err }, "writing heartbeats failed");
-    }
+    services.agents.flushLiveness().catch((err) => logger.error({ err }, "writing heartbeats failed"));
   }, 1000);
   // Singletons: one controller does each (on SQLite the only one; on PostgreSQL the holder of its lock).
   const leadership = (_key: number): Leadership => soleLeadership;
@@ -108,7 +104,7 @@ export async function startController(config: Config, opts: { init?: boolean } =
   const stop = async () => {
     await Promise.all(singletons.map((s) => s.stop()));
     clearInterval(liveness);
-    services.agents.flushLiveness();
+    await services.agents.flushLiveness();
     if (pidFile) rmSync(pidFile, { force: true });
     process.off("SIGHUP", reload);
     await new Promise<void>((resolve) => {

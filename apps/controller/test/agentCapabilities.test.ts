@@ -81,7 +81,7 @@ apps:
     const job = await submit(h, { run: { volumes: ["data:/data"] } });
     await beat(h, old);
     h.clock.advance(7 * 86_400_000);
-    h.services.leases.sweep();
+    await h.services.leases.sweep();
     const ended = await getJob(h, job.id);
     expect(ended.status).toBe("timed_out");
     expect(ended.error).toMatch(/no agent claimed the job in time; waiting for an agent that supports volumes/);

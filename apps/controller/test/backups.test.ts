@@ -119,7 +119,7 @@ describe("database backups", () => {
     const restored = await startTestController(fresh);
     try {
       expect((await restored.call("GET", "/v1/apps", token)).status).toBe(200);
-      expect(restored.services.secrets.valuesFor("api", ["DATABASE_URL"])).toEqual({ DATABASE_URL: "postgres://u:p@db/app" });
+      expect(await restored.services.secrets.valuesFor("api", ["DATABASE_URL"])).toEqual({ DATABASE_URL: "postgres://u:p@db/app" });
     } finally {
       await restored.stop();
     }

@@ -86,7 +86,7 @@ describe("leases", () => {
     for (let attempt = 1; attempt <= h.config.maxAttempts; attempt++) {
       expect((await beat(h, agent)).job?.attempt).toBe(attempt);
       h.clock.advance(h.config.heartbeatIntervalSeconds * 3 * 1000 + 1);
-      h.services.leases.sweep();
+      await h.services.leases.sweep();
     }
     const ended = await getJob(h, job.id);
     expect(ended.status).toBe("failed");
@@ -101,10 +101,10 @@ describe("leases", () => {
     h.clock.advance(h.config.heartbeatIntervalSeconds * 2 * 1000);
     await beat(h, agent, { status: "busy", heldJobIds: [job.id] }); // renews
     h.clock.advance(h.config.heartbeatIntervalSeconds * 2 * 1000);
-    h.services.leases.sweep();
+    await h.services.leases.sweep();
     expect((await getJob(h, job.id)).status).toBe("running");
     h.clock.advance(h.config.heartbeatIntervalSeconds * 2 * 1000);
-    h.services.leases.sweep();
+    await h.services.leases.sweep();
     expect((await getJob(h, job.id)).status).toBe("lost");
   });
 
@@ -135,7 +135,7 @@ describe("leases", () => {
     const { job: claimed } = await beat(h, agent);
     await h.call("POST", `/v1/jobs/${job.id}/status`, { token: agent.token, body: { leaseId: claimed!.leaseId, status: "running" } });
     h.clock.advance(6000);
-    h.services.leases.sweep();
+    await h.services.leases.sweep();
     const ended = await getJob(h, job.id);
     expect(ended.status).toBe("timed_out");
     expect((await beat(h, agent, { status: "busy", heldJobIds: [job.id] })).cancelJobIds).toEqual([job.id]);
@@ -144,7 +144,7 @@ describe("leases", () => {
   test("a job nobody claims times out in the queue", async ({ h }) => {
     const job = await submit(h);
     h.clock.advance(h.config.queueTimeoutSeconds * 1000 + 1);
-    h.services.leases.sweep();
+    await h.services.leases.sweep();
     expect((await getJob(h, job.id)).status).toBe("timed_out");
   });
 

@@ -86,7 +86,7 @@ describe("notifications", () => {
     // a scheduled run that fails
     for (let i = 0; i < 12; i++) {
       h.clock.advance(60_000);
-      h.services.scheduler.tick();
+      await h.services.scheduler.tick();
     }
     await h.settle();
     const run = await runNext(h, agent, "failed", { exitCode: 3 }, "exit code 3");
@@ -94,10 +94,10 @@ describe("notifications", () => {
 
     // offline, and back
     h.clock.advance(h.config.heartbeatIntervalSeconds * 4 * 1000);
-    h.services.agents.flushLiveness();
-    h.services.agents.markOffline();
+    await h.services.agents.flushLiveness();
+    await h.services.agents.markOffline();
     await h.heartbeat(agent);
-    h.services.agents.flushLiveness();
+    await h.services.agents.flushLiveness();
 
     // the agent comes back as a newer version
     const reg = await h.call("POST", "/v1/agents/register", { token: agent.token, body: { hostname: "web-1", version: "test-2", heldJobIds: [] } });
@@ -133,7 +133,7 @@ describe("notifications", () => {
     expect(bodies.find((b) => b.event === "app.crash_looping")!.summary).toMatch(/^web is crash-looping on web-1: 3 exits in 10 minutes/);
     expect(bodies.find((b) => b.event === "agent.updated")!.summary).toBe("agent on web-1 updated from test to test-2");
 
-    const listed = h.services.notifications.list({ limit: 50 });
+    const listed = await h.services.notifications.list({ limit: 50 });
     expect(listed).toHaveLength(9);
     for (const d of listed) {
       expect(notificationDelivery.parse(d)).toMatchObject({ target: "ops", type: "webhook", status: "delivered", attempts: 1 });
@@ -187,7 +187,7 @@ describe("notifications", () => {
     const r = receiver.received[0]!;
     expect(r.headers["x-deploybot-signature-256"]).toBeUndefined();
     const body = JSON.parse(r.body);
-    const delivery = h.services.notifications.list({ limit: 1 })[0]!;
+    const delivery = (await h.services.notifications.list({ limit: 1 }))[0]!;
     const text = `:x: deploybot: web: deployment ${id} failed: web-1: exit &lt;1&gt; &amp; done`;
     expect(body).toEqual({
       text,
@@ -236,7 +236,7 @@ describe("notifications", () => {
     h.clock.advance(3600_000);
     await deliver(h); // a refusal is final: nothing is retried
     expect(receiver.received).toHaveLength(0);
-    const listed = h.services.notifications.list({ limit: 10 });
+    const listed = await h.services.notifications.list({ limit: 10 });
     expect(listed.map((d) => [d.target, d.status, d.attempts])).toEqual(
       expect.arrayContaining([
         ["literal", "refused", 1],
@@ -262,7 +262,7 @@ describe("notifications", () => {
     await deliver(h);
     const waits: number[] = [];
     for (let i = 0; i < 4; i++) {
-      const d = h.services.notifications.list({ limit: 1 })[0]!;
+      const d = (await h.services.notifications.list({ limit: 1 }))[0]!;
       const wait = Date.parse(d.nextAttemptAt!) - h.clock.now;
       waits.push(wait);
       h.clock.advance(wait - 1);
@@ -278,7 +278,7 @@ describe("notifications", () => {
     await deliver(h);
     h.clock.advance(3600_000);
     await deliver(h);
-    const d = h.services.notifications.list({ limit: 1 })[0]!;
+    const d = (await h.services.notifications.list({ limit: 1 }))[0]!;
     expect(d).toMatchObject({ status: "delivered", attempts: 6, nextAttemptAt: null });
     expect(d.history.map((a) => a.statusCode)).toEqual([503, 503, 503, 503, 503, 200]);
     expect(receiver.received.map((r) => r.headers["x-deploybot-delivery"])).toEqual(Array(6).fill(d.id));
@@ -293,7 +293,7 @@ describe("notifications", () => {
       const agent = await h.register("web-1");
       await deploy(h, agent, "v1", "failed", "boom");
       await deliver(h);
-      const d = h.services.notifications.list({ limit: 1 })[0]!;
+      const d = (await h.services.notifications.list({ limit: 1 }))[0]!;
       expect(d).toMatchObject({ status: "pending", attempts: 1 });
       expect(d.history[0]).toMatchObject({ outcome: "failed", statusCode: null, error: "ETIMEDOUT: no answer within 500 ms" });
     } finally {
@@ -312,7 +312,7 @@ describe("notifications", () => {
       await deliver(h);
       h.clock.advance(60_000);
     }
-    const d = h.services.notifications.list({ limit: 1 })[0]!;
+    const d = (await h.services.notifications.list({ limit: 1 }))[0]!;
     expect(d.status).toBe("failed");
     expect(d.attempts).toBeGreaterThanOrEqual(2);
     expect(d.attempts).toBeLessThanOrEqual(3);
@@ -328,7 +328,7 @@ describe("notifications", () => {
     h.setApps(appsWith("  targets: []"));
     await h.services.notifications.sendDue();
     expect(receiver.received).toHaveLength(0);
-    expect(h.services.notifications.list({ limit: 1 })[0]).toMatchObject({ status: "dropped", attempts: 0, lastError: "target 'ops' is no longer configured (as a webhook target)" });
+    expect((await h.services.notifications.list({ limit: 1 }))[0]).toMatchObject({ status: "dropped", attempts: 0, lastError: "target 'ops' is no longer configured (as a webhook target)" });
   });
 });
 

@@ -28,7 +28,7 @@ function setup() {
   const agentTakes = async () => {
     const reg = await call("POST", "/v1/agents/register", { token: JOIN, body: { hostname: "bot-1", version: "test" } });
     const agent = (await reg.json()) as { agent: { id: string }; token: string };
-    const claimed = ctl.services.leases.claimNextJob({ id: agent.agent.id, hostname: "bot-1", labels: [] })!;
+    const claimed = (await ctl.services.leases.claimNextJob({ id: agent.agent.id, hostname: "bot-1", labels: [] }))!;
     await call("POST", `/v1/jobs/${claimed.id}/status`, { token: agent.token, body: { leaseId: claimed.leaseId, status: "running" } });
     return { agent, claimed };
   };

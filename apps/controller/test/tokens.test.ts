@@ -29,7 +29,7 @@ describe("/v1/tokens", () => {
 
   test("tokens are stored hashed", async ({ h }) => {
     const { token } = await (await h.call("POST", "/v1/tokens", { token: ADMIN, body: { name: "x", scope: "read" } })).json();
-    const rows = h.services.apiTokens.list();
+    const rows = await h.services.apiTokens.list();
     expect(JSON.stringify(rows)).not.toContain(token);
     const db = (h.services.jobs as unknown as { deps: { db: { $client: { prepare(s: string): { all(): unknown[] } } } } }).deps.db;
     expect(JSON.stringify(db.$client.prepare("SELECT * FROM api_tokens").all())).not.toContain(token);

@@ -4,9 +4,11 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
+import { sqliteWriteFacade, type WriteFacade } from "./facade";
 import * as schema from "./schema";
 
-export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
+/** The drizzle query builder (awaited) plus the one transaction facade, `write`. */
+export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Database } & WriteFacade;
 
 const migrationsFolder = join(dirname(fileURLToPath(import.meta.url)), "../../drizzle");
 
@@ -57,7 +59,7 @@ export function openDb(path: string, opts: { init?: boolean } = {}): Db {
   } catch (err) {
     throw corruptOr(err, path);
   }
-  return db as Db;
+  return Object.assign(db, sqliteWriteFacade(db, sqlite)) as Db;
 }
 
 /** SQLite's own words for a damaged file, turned into one clear message. */

@@ -7,7 +7,7 @@ import type { AgentService } from "../services/agents";
 import type { JoinTokens } from "../services/joinTokens";
 import type { IdempotencyHandle } from "./idempotency";
 
-export type AgentRow = ReturnType<AgentService["authenticate"]>;
+export type AgentRow = Awaited<ReturnType<AgentService["authenticate"]>>;
 export type UserPrincipal = { tokenId: string; scope: TokenScope; apps: string[] | null };
 /** What a registration may do: `join` registers new host names only; `joinToken` may name the one host it (re)registers. */
 export type JoinGrant = { kind: "join" } | { kind: "joinToken"; id: string; hostname: string | null };
@@ -18,7 +18,7 @@ export type AppEnv = {
 /** User routes: an API token (never an agent JWT) with at least `scope`. */
 export function requireScope(tokens: ApiTokens, scope: TokenScope) {
   return createMiddleware<AppEnv>(async (c, next) => {
-    const principal = tokens.authenticate(bearer(c.req.header("authorization")));
+    const principal = await tokens.authenticate(bearer(c.req.header("authorization")));
     if (principal?.kind !== "user") throw new ApiError(401, "unauthorized", "invalid or revoked API token");
     if (!scopeAllows(principal.scope, scope)) throw new ApiError(403, "forbidden", `this route needs the '${scope}' scope`);
     c.set("user", { tokenId: principal.tokenId, scope: principal.scope, apps: principal.apps });
@@ -31,7 +31,7 @@ export function requireAgent(jwt: AgentTokens, agents: AgentService) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const check = await jwt.verify(bearer(c.req.header("authorization")));
     if (!check.ok) throw new ApiError(401, "unauthorized", `agent token refused: ${check.reason}`);
-    const agent = agents.authenticate(check.agentId, check.tokenVersion);
+    const agent = await agents.authenticate(check.agentId, check.tokenVersion);
     const pathAgent = c.req.param("agentId");
     if (pathAgent !== undefined && pathAgent !== agent.id) throw new ApiError(403, "forbidden", "the token belongs to another agent");
     c.set("agent", agent);
@@ -50,7 +50,7 @@ export function requireJoinOrAgentToken(joinToken: string | undefined, jwt: Agen
       c.set("joinGrant", { kind: "join" });
       return next();
     }
-    const grant = joinTokens.check(given);
+    const grant = await joinTokens.check(given);
     if (grant) {
       c.set("joinGrant", { kind: "joinToken", id: grant.id, hostname: grant.hostname });
       return next();
@@ -58,10 +58,10 @@ export function requireJoinOrAgentToken(joinToken: string | undefined, jwt: Agen
     // an expired token of the current version still identifies the agent of its host
     const check = given.split(".").length === 3 ? await jwt.verify(given, { allowExpired: true }) : null;
     if (check?.ok) {
-      c.set("agent", agents.authenticate(check.agentId, check.tokenVersion));
+      c.set("agent", await agents.authenticate(check.agentId, check.tokenVersion));
       return next();
     }
-    if (!joinToken && !joinTokens.any()) throw new ApiError(403, "registration_closed", "DEPLOYBOT_JOIN_TOKEN is not set on the controller and no join token was created");
+    if (!joinToken && !(await joinTokens.any())) throw new ApiError(403, "registration_closed", "DEPLOYBOT_JOIN_TOKEN is not set on the controller and no join token was created");
     throw new ApiError(401, "unauthorized", "invalid join token");
   });
 }

@@ -7,8 +7,8 @@ import type { AppEnv } from "./auth";
 
 /** What a handler hands to the service whose transaction creates the request's rows. */
 export interface IdempotencyHandle {
-  /** call inside that transaction, before its writes */
-  take(): void;
+  /** call (and await) inside that transaction, before its writes */
+  take(): Promise<void>;
 }
 
 const WAIT_MS = 10_000;
@@ -44,7 +44,7 @@ export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boole
     };
     const answered = async () => {
       for (const until = Date.now() + WAIT_MS; ; ) {
-        const stored = keys.lookup(claim);
+        const stored = await keys.lookup(claim);
         if (stored && stored.status > 0) return replay(stored);
         if (stored && stored.requestHash !== claim.requestHash) return replay(stored);
         if (!stored || Date.now() > until) break;
@@ -53,21 +53,29 @@ export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boole
       throw new ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being answered; retry later");
     };
 
-    const first = keys.lookup(claim);
+    const first = await keys.lookup(claim);
     if (first) return answered();
     let taken = false;
     const handle: IdempotencyHandle = {
-      take: () => {
-        keys.take(claim);
+      take: async () => {
+        await keys.take(claim);
         taken = true;
       },
     };
-    if (!opts.inTransaction) handle.take();
+    if (!opts.inTransaction) {
+      try {
+        await handle.take();
+      } catch (err) {
+        // taken by a request that looked it up at the same moment: wait for its answer
+        if (err instanceof IdempotencyKeyTaken) return answered();
+        throw err;
+      }
+    }
     c.set("idempotency", handle);
     try {
       await next();
     } catch (err) {
-      if (taken) keys.release(claim);
+      if (taken) await keys.release(claim);
       throw err;
     }
     // A concurrent request took the key first: its transaction committed, ours rolled back.
@@ -79,9 +87,9 @@ export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boole
     const status = c.res.status;
     const text = status < 500 ? await c.res.clone().text() : "";
     const body = opts.sealed && text ? keys.seal(claim, text) : text;
-    if (taken && status < 500) keys.complete(claim, status, body);
-    else if (taken) keys.release(claim);
-    else if (status < 500 && !keys.record(claim, status, body)) c.res = await answered();
+    if (taken && status < 500) await keys.complete(claim, status, body);
+    else if (taken) await keys.release(claim);
+    else if (status < 500 && !(await keys.record(claim, status, body))) c.res = await answered();
   });
 }
 

@@ -50,9 +50,9 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         request: { body: jsonBody(createJoinTokenRequest) },
         responses: { 201: json(z.object({ joinToken: createdJoinToken }), "created"), ...fails({ 400: "invalid body" }) },
       }),
-      (c) => {
+      async (c) => {
         const { host, singleUse, ttlSeconds } = c.req.valid("json");
-        return c.json({ joinToken: s.joinTokens.create({ hostname: host, singleUse, ttlSeconds, createdBy: c.get("user").tokenId }) }, 201);
+        return c.json({ joinToken: await s.joinTokens.create({ hostname: host, singleUse, ttlSeconds, createdBy: c.get("user").tokenId }) }, 201);
       },
     )
     .openapi(
@@ -63,7 +63,7 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         summary: "List join tokens (never the tokens themselves)",
         responses: { 200: json(z.object({ joinTokens: z.array(joinTokenInfo) }), "the join tokens") },
       }),
-      (c) => c.json({ joinTokens: s.joinTokens.list() }, 200),
+      async (c) => c.json({ joinTokens: await s.joinTokens.list() }, 200),
     )
     .openapi(
       route({
@@ -74,7 +74,7 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         request: { params: idParam("id") },
         responses: { 200: json(z.object({ joinToken: joinTokenInfo }), "revoked"), ...fails({ 404: "no such join token" }) },
       }),
-      (c) => c.json({ joinToken: s.joinTokens.revoke(c.req.valid("param").id) }, 200),
+      async (c) => c.json({ joinToken: await s.joinTokens.revoke(c.req.valid("param").id) }, 200),
     )
     .openapi(
       route({
@@ -136,7 +136,7 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         request: { query: installQuery },
         responses: { 200: json(installCommand, "the command"), ...fails({ 400: "bad url, labels or hostname", 409: "no join token configured" }) },
       }),
-      (c) => c.json(installCommandFor(installTarget(c.req.valid("query"), c.req.url), requireJoinToken()), 200),
+      async (c) => c.json(installCommandFor(installTarget(c.req.valid("query"), c.req.url), requireJoinToken()), 200),
     )
     .openapi(
       route({
@@ -150,7 +150,7 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
           ...fails({ 400: "bad url, labels or hostname", 409: "no join token configured" }),
         },
       }),
-      (c) =>
+      async (c) =>
         c.body(cloudInit(installTarget(c.req.valid("query"), c.req.url), requireJoinToken()), 200, { "content-type": "text/cloud-config; charset=utf-8" }),
     )
     .openapi(
@@ -162,7 +162,7 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         request: { params: agentId },
         responses: { 200: json(agentAnswer, "revoked"), ...fails({ 404: "no such agent" }) },
       }),
-      (c) => c.json({ agent: s.agents.revoke(c.req.valid("param").agentId) }, 200),
+      async (c) => c.json({ agent: await s.agents.revoke(c.req.valid("param").agentId) }, 200),
     )
     .openapi(
       route({
@@ -173,8 +173,8 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         request: { params: agentId },
         responses: { 204: { description: "gone" }, ...fails({ 404: "no such agent" }) },
       }),
-      (c) => {
-        s.agents.remove(c.req.valid("param").agentId);
+      async (c) => {
+        await s.agents.remove(c.req.valid("param").agentId);
         return c.body(null, 204);
       },
     );

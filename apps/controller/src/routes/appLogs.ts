@@ -31,9 +31,9 @@ export function appLogIngestRoutes(s: Services) {
         ...fails({ 400: "invalid body", 409: "offset mismatch (details.offset is the controller's)" }),
       },
     }),
-    (c) => {
+    async (c) => {
       const { offset, entries } = c.req.valid("json");
-      return c.json({ offset: s.appLogs.append(c.get("agent"), offset, entries) }, 200);
+      return c.json({ offset: await s.appLogs.append(c.get("agent"), offset, entries) }, 200);
     },
   );
 }
@@ -62,7 +62,7 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
         ...fails({ 400: "bad since or cursor", 404: "no such app" }),
       },
     }),
-    (c) => {
+    async (c) => {
     const { name } = c.req.valid("param");
     assertAppAllowed(c.get("user"), name);
     if (!apps().byName(name)) throw new ApiError(404, "unknown_app", `no app '${name}'`);
@@ -75,7 +75,7 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
     const tail = after !== undefined ? undefined : (q.tail ?? (follow && !q.since ? FOLLOW_TAIL : undefined));
     const query = { host: q.host, since: q.since, after, tail };
     if (!follow) {
-      const lines = s.appLogs.read(name, query);
+      const lines = await s.appLogs.read(name, query);
       return c.json({ lines, next: lines.at(-1)?.id ?? after ?? 0 }, 200);
     }
     // Subscribe before reading the history: a line stored in between is in one or the other,
@@ -86,7 +86,7 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
       pending.push(...lines);
       wake?.();
     });
-    const history = s.appLogs.read(name, query, HISTORY_PAGE);
+    const history = await s.appLogs.read(name, query, HISTORY_PAGE);
     c.header("X-Accel-Buffering", "no");
     return streamSSE(c, async (stream) => {
       stream.onAbort(() => {
@@ -95,7 +95,7 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
       });
       try {
         let last = after ?? 0;
-        for (let page = history; ; page = s.appLogs.read(name, { host: q.host, after: last }, HISTORY_PAGE)) {
+        for (let page = history; ; page = await s.appLogs.read(name, { host: q.host, after: last }, HISTORY_PAGE)) {
           for (const l of page) {
             await stream.writeSSE(frame(l));
             last = l.id;

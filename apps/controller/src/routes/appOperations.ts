@@ -31,11 +31,11 @@ export function appOperationRoutes(s: Services) {
       request: { params: appName, query: appEventsQuery },
       responses: { 200: json(appEventList, "the events"), ...fails({ 400: "invalid query" }) },
     }),
-    (c) => {
+    async (c) => {
       const { name } = c.req.valid("param");
       assertAppAllowed(c.get("user"), name);
       const { host, limit } = c.req.valid("query");
-      return c.json({ events: s.appStates.events({ app: name, host, limit }) }, 200);
+      return c.json({ events: await s.appStates.events({ app: name, host, limit }) }, 200);
     },
   );
   for (const op of appOperations) {
@@ -52,10 +52,10 @@ export function appOperationRoutes(s: Services) {
           ...fails({ 400: "invalid body", 404: "no such app", 409: "not deployed on a host, or ports forbid replicas", 422: "Idempotency-Key reused" }),
         },
       }),
-      (c) => {
+      async (c) => {
         const { name } = c.req.valid("param");
         assertAppAllowed(c.get("user"), name);
-        return c.json(s.appOperations.operate(name, op, c.req.valid("json"), c.get("idempotency")), 201);
+        return c.json(await s.appOperations.operate(name, op, c.req.valid("json"), c.get("idempotency")), 201);
       },
     );
   }

@@ -40,12 +40,13 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
   return newRouter()
     .openapi(
       route({ method: "get", path: "/", guard: read, summary: "Apps from apps.yaml with their current release and, per host (`status`), desired against actual state", responses: { 200: json(appList, "the apps") } }),
-      (c) => {
+      async (c) => {
         const allowed = c.get("user").apps;
-        const current = s.deployments.catalog.currentByApp();
+        const current = await s.deployments.catalog.currentByApp();
         const visible = apps().apps.filter((a) => !allowed || allowed.includes(a.name));
-        const agents = s.agents.list();
-        return c.json({ apps: visible.map((a) => appToWire(a, current.get(a.name) ?? null, s.appOperations.status(a.name, agents))) }, 200);
+        const agents = await s.agents.list();
+        const list = await Promise.all(visible.map(async (a) => appToWire(a, current.get(a.name) ?? null, await s.appOperations.status(a.name, agents))));
+        return c.json({ apps: list }, 200);
       },
     )
     .openapi(
@@ -57,16 +58,16 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         request: { params: appName },
         responses: { 200: json(appDetail, "the app"), ...fails({ 404: "no such app" }) },
       }),
-      (c) => {
+      async (c) => {
         assertAppAllowed(c.get("user"), c.req.valid("param").name);
         const app = appNamed(c.req.valid("param").name);
         return c.json(
           {
-            app: appToWire(app, s.deployments.catalog.current(app.name), s.appOperations.status(app.name)),
-            releases: s.deployments.catalog.list(app.name).slice(0, 10),
+            app: appToWire(app, await s.deployments.catalog.current(app.name), await s.appOperations.status(app.name)),
+            releases: (await s.deployments.catalog.list(app.name)).slice(0, 10),
             // each host's route: domains, upstreams and their health, as its agent last reported
-            routes: s.routes.forApp(app.name),
-            events: s.appStates.events({ app: app.name, limit: 20 }),
+            routes: await s.routes.forApp(app.name),
+            events: await s.appStates.events({ app: app.name, limit: 20 }),
           },
           200,
         );
@@ -81,9 +82,9 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         request: { params: appName },
         responses: { 200: json(releaseList, "the releases"), ...fails({ 404: "no such app" }) },
       }),
-      (c) => {
+      async (c) => {
         assertAppAllowed(c.get("user"), c.req.valid("param").name);
-        return c.json({ releases: s.deployments.catalog.list(c.req.valid("param").name) }, 200);
+        return c.json({ releases: await s.deployments.catalog.list(c.req.valid("param").name) }, 200);
       },
     )
     .openapi(
@@ -129,7 +130,7 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         const user = c.get("user").tokenId;
         const deployment = imageId
           ? await s.deployments.create({ app: name, imageId, trigger: "rollback", triggeredBy: user }, c.get("idempotency"))
-          : s.deployments.rollback(name, release, user, c.get("idempotency"));
+          : await s.deployments.rollback(name, release, user, c.get("idempotency"));
         return c.json({ deployment }, 201);
       },
     )
@@ -146,7 +147,7 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
           ...fails({ 400: "invalid body", 404: "no such app", 409: "the app has no deployed release", 422: "no host to run on, or Idempotency-Key reused" }),
         },
       }),
-      (c) => c.json({ run: s.runs.oneOff(c.req.valid("param").name, c.req.valid("json")) }, 201),
+      async (c) => c.json({ run: await s.runs.oneOff(c.req.valid("param").name, c.req.valid("json")) }, 201),
     )
     .openapi(
       route({
@@ -157,7 +158,7 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         request: { params: appName },
         responses: { 200: json(secretList, "the names"), ...fails({ 404: "no such app" }) },
       }),
-      (c) => c.json({ secrets: s.secrets.list(c.req.valid("param").name) }, 200),
+      async (c) => c.json({ secrets: await s.secrets.list(c.req.valid("param").name) }, 200),
     )
     .openapi(
       route({
@@ -168,9 +169,9 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         request: { params: secretParams, body: jsonBody(putSecretRequest) },
         responses: { 200: json(secretAnswer, "stored"), ...fails({ 400: "invalid key or body", 404: "no such app" }) },
       }),
-      (c) => {
+      async (c) => {
         const { name, key } = c.req.valid("param");
-        return c.json({ secret: s.secrets.put(name, key, c.req.valid("json").value) }, 200);
+        return c.json({ secret: await s.secrets.put(name, key, c.req.valid("json").value) }, 200);
       },
     )
     .openapi(
@@ -182,9 +183,9 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         request: { params: secretParams },
         responses: { 204: { description: "deleted" }, ...fails({ 400: "invalid key", 404: "no such app or secret" }) },
       }),
-      (c) => {
+      async (c) => {
         const { name, key } = c.req.valid("param");
-        s.secrets.remove(name, key);
+        await s.secrets.remove(name, key);
         return c.body(null, 204);
       },
     );

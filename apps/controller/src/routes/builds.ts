@@ -27,12 +27,12 @@ export function buildRoutes(s: Services, config: Config) {
           ...fails({ 400: "invalid body", 413: "body too large (DEPLOYBOT_BUILD_BODY_LIMIT)", 422: "no registry configured, or Idempotency-Key reused" }),
         },
       }),
-      (c) => {
+      async (c) => {
         const body = c.req.valid("json");
         assertAppAllowed(c.get("user"), body.name);
         const image = appImageRepository({ name: body.name }, config.registry);
         if (!image) throw new ApiError(422, "no_registry", "DEPLOYBOT_REGISTRY_URL is not set, so there is nowhere to push");
-        const { job, created } = s.jobs.create({
+        const { job, created } = await s.jobs.create({
           spec: { kind: "build", app: body.name, source: { type: "files", files: body.files }, image, version: body.version },
           target: body.host ? { host: body.host } : { labels: ["builder"] },
         }, c.get("idempotency"));
@@ -42,8 +42,8 @@ export function buildRoutes(s: Services, config: Config) {
     )
     .openapi(
       oneRoute({ guard: read, summary: "A build's outcome: success and the pushed tag once it ended", key: "jobId", answer: buildResult, noun: "build" }),
-      (c) => {
-        const job = s.jobs.get(c.req.valid("param").jobId, c.get("user"));
+      async (c) => {
+        const job = await s.jobs.get(c.req.valid("param").jobId, c.get("user"));
         if (job.kind !== "build") throw new ApiError(404, "not_found", `job '${job.id}' is not a build`);
         const done = isFinal(job.status);
         const image = job.spec.image && job.spec.version ? `${job.spec.image}:${job.spec.version}` : null;

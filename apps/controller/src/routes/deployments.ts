@@ -28,12 +28,12 @@ export function deploymentRoutes(s: Services) {
     )
     .openapi(
       listRoute({ guard: read, summary: "List deployments, newest first, with cursor pagination", query: listDeploymentsQuery, answer: deploymentPage }),
-      (c) => c.json(s.deployments.list({ ...c.req.valid("query"), apps: c.get("user").apps }), 200),
+      async (c) => c.json(await s.deployments.list({ ...c.req.valid("query"), apps: c.get("user").apps }), 200),
     )
     .openapi(
       oneRoute({ guard: read, summary: "One deployment", key: "deploymentId", answer: deploymentAnswer, noun: "deployment" }),
-      (c) => {
-        const deployment = s.deployments.get(c.req.valid("param").deploymentId);
+      async (c) => {
+        const deployment = await s.deployments.get(c.req.valid("param").deploymentId);
         assertAppAllowed(c.get("user"), deployment.app);
         return c.json({ deployment }, 200);
       },

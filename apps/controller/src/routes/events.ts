@@ -25,7 +25,7 @@ export function eventRoutes(s: Services, deps: Deps, streams = new EventStreams(
         ...fails({ 400: "invalid query or event id" }),
       },
     }),
-    (c) => {
+    async (c) => {
       const q = c.req.valid("query");
       const from = c.req.header("last-event-id") || q.after;
       // parsed before the response starts: a bad cursor is still a JSON error

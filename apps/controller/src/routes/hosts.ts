@@ -12,6 +12,6 @@ export function hostRoutes(s: Services) {
       summary: "Agents: online or not, labels, capabilities, containers, current job",
       responses: { 200: json(hostList, "the hosts") },
     }),
-    (c) => c.json({ hosts: s.agents.list() }, 200),
+    async (c) => c.json({ hosts: await s.agents.list() }, 200),
   );
 }

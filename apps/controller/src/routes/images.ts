@@ -32,7 +32,7 @@ export function imageRoutes(s: Services) {
     )
     .openapi(
       listRoute({ guard: read, summary: "The images catalog, newest first", query: listImagesQuery, answer: imageList, answered: "the images" }),
-      (c) => c.json({ images: s.images.list(c.req.valid("query")) }, 200),
+      async (c) => c.json({ images: await s.images.list(c.req.valid("query")) }, 200),
     )
     .openapi(
       oneRoute({
@@ -42,7 +42,7 @@ export function imageRoutes(s: Services) {
         answer: oneImage,
         noun: "image",
       }),
-      (c) => c.json({ image: s.images.get(c.req.valid("param").imageId) }, 200),
+      async (c) => c.json({ image: await s.images.get(c.req.valid("param").imageId) }, 200),
     )
     .openapi(
       route({
@@ -53,6 +53,6 @@ export function imageRoutes(s: Services) {
         request: { params: imageId },
         responses: { 200: json(oneImage, "removed"), ...fails({ 404: "no such image" }) },
       }),
-      (c) => c.json({ image: s.images.remove(c.req.valid("param").imageId) }, 200),
+      async (c) => c.json({ image: await s.images.remove(c.req.valid("param").imageId) }, 200),
     );
 }

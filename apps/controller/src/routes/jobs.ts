@@ -56,18 +56,18 @@ export function jobRoutes(s: Services) {
           ...fails({ 400: "invalid body", 404: "no app maps the repo", 422: "Idempotency-Key reused" }),
         },
       }),
-      (c) => {
-        const { job, created } = s.jobs.create(s.jobs.resolveSubmission(c.req.valid("json"), c.get("user")), c.get("idempotency"));
+      async (c) => {
+        const { job, created } = await s.jobs.create(await s.jobs.resolveSubmission(c.req.valid("json"), c.get("user")), c.get("idempotency"));
         return created ? c.json({ job }, 201) : c.json({ job }, 200);
       },
     )
     .openapi(
       listRoute({ guard: read, summary: "List jobs, newest first, with cursor pagination", query: listJobsQuery, answer: jobPage }),
-      (c) => c.json(s.jobs.list({ ...c.req.valid("query"), apps: c.get("user").apps }), 200),
+      async (c) => c.json(await s.jobs.list({ ...c.req.valid("query"), apps: c.get("user").apps }), 200),
     )
     .openapi(
       oneRoute({ guard: read, summary: "One job", key: "jobId", answer: jobAnswer, noun: "job" }),
-      (c) => c.json({ job: s.jobs.get(c.req.valid("param").jobId, c.get("user")) }, 200),
+      async (c) => c.json({ job: await s.jobs.get(c.req.valid("param").jobId, c.get("user")) }, 200),
     )
     .openapi(
       route({
@@ -79,10 +79,10 @@ export function jobRoutes(s: Services) {
         request: { params: jobId },
         responses: { 200: json(jobAnswer, "the job"), ...fails({ 404: "no such job", 422: "Idempotency-Key reused" }) },
       }),
-      (c) => {
+      async (c) => {
         const { jobId } = c.req.valid("param");
-        s.jobs.get(jobId, c.get("user"));
-        return c.json({ job: s.jobs.cancel(jobId) }, 200);
+        await s.jobs.get(jobId, c.get("user"));
+        return c.json({ job: await s.jobs.cancel(jobId) }, 200);
       },
     )
     .openapi(
@@ -94,11 +94,11 @@ export function jobRoutes(s: Services) {
         request: { params: jobId, query: jobLogsQuery },
         responses: { 200: json(jobLogsResponse, "a page"), ...fails({ 400: "invalid query", 404: "no such job" }) },
       }),
-      (c) => {
+      async (c) => {
         const { jobId } = c.req.valid("param");
-        s.jobs.get(jobId, c.get("user"));
+        await s.jobs.get(jobId, c.get("user"));
         const { after, limit } = c.req.valid("query");
-        return c.json(s.jobLogs.read(jobId, after, limit), 200);
+        return c.json(await s.jobLogs.read(jobId, after, limit), 200);
       },
     )
     .openapi(
@@ -113,10 +113,10 @@ export function jobRoutes(s: Services) {
           ...fails({ 400: "invalid body", 404: "no such job", 409: "stale lease or job already ended" }),
         },
       }),
-      (c) => {
+      async (c) => {
         const { jobId } = c.req.valid("param");
-        const row = s.leases.reportStatus(c.get("agent").id, jobId, s.redaction.statusReport(jobId, c.req.valid("json")));
-        s.runs.adoptInlineResult(row);
+        const row = await s.leases.reportStatus(c.get("agent").id, jobId, await s.redaction.statusReport(jobId, c.req.valid("json")));
+        await s.runs.adoptInlineResult(row);
         return c.json({ job: jobToWire(row) }, 200);
       },
     )
@@ -147,7 +147,7 @@ export function jobRoutes(s: Services) {
         if (!upload.success) throw new ApiError(400, "invalid_headers", `give ${Object.values(resultUploadHeaders).join(", ")}`);
         const content = Buffer.from(await c.req.arrayBuffer());
         const { lease, path, size } = upload.data;
-        s.runs.storeResult(c.get("agent").id, c.req.valid("param").jobId, lease, { path, size, content });
+        await s.runs.storeResult(c.get("agent").id, c.req.valid("param").jobId, lease, { path, size, content });
         return c.json({ stored: Math.min(content.length, RESULT_FILE_LIMIT) }, 200);
       },
     )
@@ -163,6 +163,6 @@ export function jobRoutes(s: Services) {
           ...fails({ 400: "invalid body", 404: "no such job", 409: "offset mismatch or stale lease" }),
         },
       }),
-      (c) => c.json(s.jobLogs.append(c.get("agent").id, c.req.valid("param").jobId, c.req.valid("json")), 200),
+      async (c) => c.json(await s.jobLogs.append(c.get("agent").id, c.req.valid("param").jobId, c.req.valid("json")), 200),
     );
 }

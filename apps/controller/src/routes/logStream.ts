@@ -27,14 +27,14 @@ export function logStreamRoutes(s: Services, deps: Deps, streams = new LogStream
         ...fails({ 400: "invalid query or event id", 404: "no such job" }),
       },
     }),
-    (c) => {
+    async (c) => {
       const q = c.req.valid("query");
       const from = c.req.header("last-event-id") || q.after;
-      assertAppAllowed(c.get("user"), q.job ? s.jobs.get(q.job).app : q.app!);
+      assertAppAllowed(c.get("user"), q.job ? (await s.jobs.get(q.job)).app : q.app!);
       // opened before the response starts: a missing job or a bad cursor is still a JSON error
       const serve = q.job
-        ? streams.openJob(q.job, from === undefined ? -1 : parseJobCursor(from))
-        : streams.openHostApp(q.host!, q.app!, from === undefined ? undefined : parseAppCursor(from));
+        ? await streams.openJob(q.job, from === undefined ? -1 : parseJobCursor(from))
+        : await streams.openHostApp(q.host!, q.app!, from === undefined ? undefined : parseAppCursor(from));
       c.header("X-Accel-Buffering", "no");
       return streamSSE(c, serve);
     },

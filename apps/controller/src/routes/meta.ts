@@ -22,7 +22,7 @@ export function metaRoutes(document: () => OpenApiDocument, publicUrl: string | 
   return newRouter()
     .openapi(
       route({ method: "get", path: "/healthz", guard: open, summary: "Liveness", responses: { 200: json(healthAnswer, "alive") } }),
-      (c) => c.json({ ok: true as const }, 200),
+      async (c) => c.json({ ok: true as const }, 200),
     )
     .openapi(
       route({
@@ -32,7 +32,7 @@ export function metaRoutes(document: () => OpenApiDocument, publicUrl: string | 
         summary: "Readiness: the database file is the one opened and answers a query",
         responses: { 200: json(readyAnswer, "ready"), ...fails({ 503: "the database was deleted, replaced or is corrupt" }) },
       }),
-      (c) => {
+      async (c) => {
         const r = ready();
         if (r.ok) return c.json({ ok: true as const }, 200);
         // code and message also at the top level, as the first /readyz answered
@@ -47,7 +47,7 @@ export function metaRoutes(document: () => OpenApiDocument, publicUrl: string | 
         summary: "This API as an OpenAPI 3.1 document",
         responses: { 200: json(documentShape, "the document") },
       }),
-      (c) => {
+      async (c) => {
         const { openapi, info, paths = {}, ...rest } = document();
         return c.json({ openapi, info, servers: [{ url: publicUrl ?? new URL(c.req.url).origin }], paths, ...rest }, 200);
       },
@@ -60,7 +60,7 @@ export function metaRoutes(document: () => OpenApiDocument, publicUrl: string | 
         summary: "This API as a readable page",
         responses: { 200: { description: "HTML", content: { "text/html": { schema: z.string() } } } },
       }),
-      (c) => {
+      async (c) => {
         html ??= docsPage(document());
         return c.html(html);
       },

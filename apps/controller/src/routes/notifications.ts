@@ -16,7 +16,7 @@ export function notificationRoutes(s: Services) {
         request: { query: notificationDeliveriesQuery },
         responses: { 200: json(notificationDeliveryPage, "the deliveries"), ...fails({ 400: "invalid query" }) },
       }),
-      (c) => c.json({ deliveries: s.notifications.list({ ...c.req.valid("query"), apps: c.get("user").apps }) }, 200),
+      async (c) => c.json({ deliveries: await s.notifications.list({ ...c.req.valid("query"), apps: c.get("user").apps }) }, 200),
     )
     .openapi(
       route({
@@ -27,9 +27,9 @@ export function notificationRoutes(s: Services) {
         request: { params: idParam("deliveryId") },
         responses: { 200: json(notificationDeliveryAnswer, "the delivery"), ...fails({ 404: "no such delivery" }) },
       }),
-      (c) => {
+      async (c) => {
         const { deliveryId } = c.req.valid("param");
-        const delivery = s.notifications.get(deliveryId, c.get("user").apps);
+        const delivery = await s.notifications.get(deliveryId, c.get("user").apps);
         if (!delivery) throw new ApiError(404, "not_found", `no notification delivery '${deliveryId}'`);
         return c.json({ delivery }, 200);
       },

@@ -15,11 +15,11 @@ export function runRoutes(s: Services) {
         query: listRunsQuery,
         answer: runPage,
       }),
-      (c) => c.json(s.runs.list(c.req.valid("query")), 200),
+      async (c) => c.json(await s.runs.list(c.req.valid("query")), 200),
     )
     .openapi(
       oneRoute({ guard: read, summary: "One run", key: "runId", answer: runAnswer, noun: "run" }),
-      (c) => c.json({ run: s.runs.get(c.req.valid("param").runId) }, 200),
+      async (c) => c.json({ run: await s.runs.get(c.req.valid("param").runId) }, 200),
     )
     .openapi(
       route({
@@ -33,8 +33,8 @@ export function runRoutes(s: Services) {
           ...fails({ 404: "no such run, or it has no result file" }),
         },
       }),
-      (c) => {
-        const file = s.runs.result(c.req.valid("param").runId);
+      async (c) => {
+        const file = await s.runs.result(c.req.valid("param").runId);
         const name = file.path.split("/").pop() || "result";
         return c.body(new Uint8Array(file.content), 200, {
           "content-type": "application/octet-stream",

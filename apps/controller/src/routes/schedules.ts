@@ -28,7 +28,7 @@ export function scheduleRoutes(s: Services) {
         request: { query: listSchedulesQuery },
         responses: { 200: json(scheduleList, "the schedules"), ...fails({ 400: "invalid query", 404: "no such app" }) },
       }),
-      (c) => c.json({ schedules: s.scheduler.list(c.req.valid("query").app) }, 200),
+      async (c) => c.json({ schedules: await s.scheduler.list(c.req.valid("query").app) }, 200),
     )
     .openapi(
       route({
@@ -39,9 +39,9 @@ export function scheduleRoutes(s: Services) {
         request: { params: scheduleParams },
         responses: { 200: json(scheduleAnswer, "the schedule"), ...fails({ 404: "no such schedule" }) },
       }),
-      (c) => {
+      async (c) => {
         const { app, name } = c.req.valid("param");
-        return c.json({ schedule: s.scheduler.get(app, name) }, 200);
+        return c.json({ schedule: await s.scheduler.get(app, name) }, 200);
       },
     )
     .openapi(
@@ -54,17 +54,17 @@ export function scheduleRoutes(s: Services) {
         request: { params: scheduleParams },
         responses: { 201: json(runAnswer, "queued"), ...fails({ 404: "no such schedule", 409: "the app has no deployed release", 422: "no host to run on" }) },
       }),
-      (c) => {
+      async (c) => {
         const { app, name } = c.req.valid("param");
-        return c.json({ run: s.scheduler.trigger(app, name) }, 201);
+        return c.json({ run: await s.scheduler.trigger(app, name) }, 201);
       },
     )
-    .openapi(setPaused(true, "Pause a schedule: its ticks are not run"), (c) => {
+    .openapi(setPaused(true, "Pause a schedule: its ticks are not run"), async (c) => {
       const { app, name } = c.req.valid("param");
-      return c.json({ schedule: s.scheduler.setPaused(app, name, true) }, 200);
+      return c.json({ schedule: await s.scheduler.setPaused(app, name, true) }, 200);
     })
-    .openapi(setPaused(false, "Resume a schedule from now on; the ticks of the pause are not made up"), (c) => {
+    .openapi(setPaused(false, "Resume a schedule from now on; the ticks of the pause are not made up"), async (c) => {
       const { app, name } = c.req.valid("param");
-      return c.json({ schedule: s.scheduler.setPaused(app, name, false) }, 200);
+      return c.json({ schedule: await s.scheduler.setPaused(app, name, false) }, 200);
     });
 }

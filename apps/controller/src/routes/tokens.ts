@@ -17,14 +17,14 @@ export function tokenRoutes(s: Services) {
         request: { body: jsonBody(createTokenRequest) },
         responses: { 201: json(createdToken, "created"), ...fails({ 400: "invalid body", 409: "the same Idempotency-Key is still being answered", 422: "Idempotency-Key reused" }) },
       }),
-      (c) => {
+      async (c) => {
         const { name, scope, apps } = c.req.valid("json");
-        return c.json(s.apiTokens.create(name, scope, apps), 201);
+        return c.json(await s.apiTokens.create(name, scope, apps), 201);
       },
     )
     .openapi(
       route({ method: "get", path: "/", guard: admin, summary: "List API tokens", responses: { 200: json(tokenList, "the tokens") } }),
-      (c) => c.json({ tokens: s.apiTokens.list() }, 200),
+      async (c) => c.json({ tokens: await s.apiTokens.list() }, 200),
     )
     .openapi(
       route({
@@ -34,7 +34,7 @@ export function tokenRoutes(s: Services) {
         summary: "The token making the request: its id and scope (the dashboard shows only what it may do)",
         responses: { 200: json(tokenSelf, "the token") },
       }),
-      (c) => {
+      async (c) => {
         const user = c.get("user");
         return c.json({ id: user.tokenId, scope: user.scope, apps: user.apps }, 200);
       },
@@ -48,6 +48,6 @@ export function tokenRoutes(s: Services) {
         request: { params: idParam("tokenId") },
         responses: { 200: json(apiToken, "revoked"), ...fails({ 404: "no such token" }) },
       }),
-      (c) => c.json(s.apiTokens.revoke(c.req.valid("param").tokenId), 200),
+      async (c) => c.json(await s.apiTokens.revoke(c.req.valid("param").tokenId), 200),
     );
 }

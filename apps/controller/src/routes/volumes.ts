@@ -15,9 +15,9 @@ export function volumeRoutes(s: Services) {
       request: { query: listVolumesQuery },
       responses: { 200: json(volumesAnswer, "the volumes"), ...fails({ 400: "invalid query" }) },
     }),
-    (c) => {
+    async (c) => {
       const allowed = c.get("user").apps;
-      const volumes = volumesOnHosts(s.agents.list(), c.req.valid("query")).filter((v) => !allowed || allowed.includes(v.app));
+      const volumes = volumesOnHosts(await s.agents.list(), c.req.valid("query")).filter((v) => !allowed || allowed.includes(v.app));
       return c.json({ volumes }, 200);
     },
   );

@@ -64,6 +64,6 @@ export function webhookRoutes(s: Services) {
         request: { query: listDeliveriesQuery },
         responses: { 200: json(webhookDeliveryList, "the deliveries"), ...fails({ 400: "invalid query" }) },
       }),
-      (c) => c.json({ deliveries: s.webhooks.list(c.req.valid("query").limit) }, 200),
+      async (c) => c.json({ deliveries: await s.webhooks.list(c.req.valid("query").limit) }, 200),
     );
 }

@@ -50,7 +50,7 @@ export class AgentService {
   private readonly markOnline;
 
   /** host.online when an agent that was offline (or new) is heard from; inside the transaction that records it. */
-  private cameOnline(id: string, first = false): void {
+  private async cameOnline(id: string, first = false): Promise<void> {
     const row = this.markOnline.get(id) as { id: string; hostname: string } | undefined;
     if (row) this.deps.outbox.append("host.online", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, ...(first ? { first } : {}) });
   }
@@ -59,9 +59,9 @@ export class AgentService {
    * host.offline for agents silent for three intervals (or revoked) that were online. Runs with
    * the reaper, after the liveness flush.
    */
-  markOffline(): void {
+  async markOffline(): Promise<void> {
     const silentSince = this.deps.clock() - this.intervalSeconds * 3 * 1000;
-    this.deps.db.$client.transaction(() => {
+    await this.deps.db.write(async () => {
       const gone = this.deps.db.$client
         .prepare(
           "UPDATE agents SET online = 0 WHERE online = 1 AND (revoked = 1 OR last_heartbeat_at IS NULL OR last_heartbeat_at < ?) RETURNING id, hostname",
@@ -71,7 +71,7 @@ export class AgentService {
         this.deps.outbox.append("host.offline", { app: null, subject: a.id }, { id: a.id, hostname: a.hostname });
         this.deps.logger.warn({ agentId: a.id, hostname: a.hostname }, "host offline");
       }
-    })();
+    });
   }
 
   private get intervalSeconds() {
@@ -108,7 +108,7 @@ export class AgentService {
   async register(req: RegisterRequest, auth: { self?: AgentCaller; grant?: JoinGrant }) {
     const { db, clock, logger } = this.deps;
     const now = clock();
-    const existing = db.select().from(agents).where(eq(agents.hostname, req.hostname)).get();
+    const existing = (await db.select().from(agents).where(eq(agents.hostname, req.hostname)))[0];
     if (existing?.revoked) throw new ApiError(403, "agent_revoked", `host '${req.hostname}' was revoked; delete it before it registers again`);
     const grant = auth.grant;
     if (auth.self) {
@@ -123,30 +123,28 @@ export class AgentService {
       );
     }
     const fields = { labels: req.labels, version: req.version, capabilities: req.capabilities, lastHeartbeatAt: now, state: "idle" };
-    if (grant?.kind === "joinToken") this.joinTokens?.consume(grant.id, req.hostname);
+    if (grant?.kind === "joinToken") await this.joinTokens?.consume(grant.id, req.hostname);
     const row = existing
-      ? db
+      ? (await db
           .update(agents)
           .set({ ...fields, tokenVersion: sql`${agents.tokenVersion} + 1` })
           .where(eq(agents.id, existing.id))
-          .returning()
-          .get()
-      : db
+          .returning())[0]
+      : (await db
           .insert(agents)
           .values({ id: newId("agt"), hostname: req.hostname, registeredAt: now, ...fields })
           .onConflictDoNothing()
-          .returning()
-          .get();
+          .returning())[0];
     // two first registrations of one name at once: the database lets exactly one of them in
     if (!row) throw new ApiError(409, "host_exists", `host '${req.hostname}' was registered a moment ago by another agent`);
-    this.deps.db.$client.transaction(() => {
-      this.cameOnline(row.id, !existing);
+    await this.deps.db.write(async () => {
+      await this.cameOnline(row.id, !existing);
       if (existing && existing.version !== req.version) {
         this.deps.outbox.append("agent.updated", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, from: existing.version, to: req.version });
       }
-    })();
+    });
     // What the agent holds after a restart is the truth: anything else it had is handed back or failed.
-    this.leases.reconcile(row.id, req.heldJobIds);
+    await this.leases.reconcile(row.id, req.heldJobIds);
     logger.info({ agentId: row.id, hostname: row.hostname, reregistered: !!existing }, "agent registered");
     return {
       agent: this.toWire(row),
@@ -161,7 +159,7 @@ export class AgentService {
    * every call (one primary-key probe on a prepared statement): a token rotated or revoked by
    * another writer (a second controller, an admin tool) stops working at once.
    */
-  authenticate(agentId: string, tokenVersion: number): AgentCaller {
+  async authenticate(agentId: string, tokenVersion: number): Promise<AgentCaller> {
     // The identity columns only, on a raw statement: drizzle's prepared `SELECT *` with its row
     // mapping was 11% of an empty heartbeat's CPU (profile of the controller under load).
     const row = this.byId.get(agentId);
@@ -197,10 +195,10 @@ export class AgentService {
       this.liveness.set(agent.id, { at: clock(), state: body.status, containers, routes, appStatus: appStatus ?? pending?.appStatus ?? null, volumes: volumes ?? pending?.volumes ?? null });
     };
     touch();
-    const appEventsAcked = this.appStates.recordEvents(agent, body.appEvents);
+    const appEventsAcked = await this.appStates.recordEvents(agent, body.appEvents);
     // computed as the answer leaves: a long-poll may outlast a change of the host's state
-    const answer = (job: HeartbeatResponse["job"], cancelJobIds: string[]): HeartbeatResponse => {
-      const desired = this.appStates.forAgent(agent.hostname, body.desiredVersion);
+    const answer = async (job: HeartbeatResponse["job"], cancelJobIds: string[]): Promise<HeartbeatResponse> => {
+      const desired = await this.appStates.forAgent(agent.hostname, body.desiredVersion);
       return {
         acknowledged: true,
         job,
@@ -213,64 +211,62 @@ export class AgentService {
     };
     // No transaction: an idle heartbeat only reads, and every write here is a single guarded
     // statement. After reconcile, an agent that holds nothing has no active job here either.
-    const round = () => {
-      const cancelJobIds = this.leases.reconcile(agent.id, body.heldJobIds);
+    const round = async () => {
+      const cancelJobIds = await this.leases.reconcile(agent.id, body.heldJobIds);
       const mayClaim = body.status === "idle" && body.heldJobIds.length === 0;
-      return { cancelJobIds, job: mayClaim ? this.leases.claimNextJob(agent) : null };
+      return { cancelJobIds, job: mayClaim ? await this.leases.claimNextJob(agent) : null };
     };
     for (;;) {
-      const { cancelJobIds, job } = round();
+      const { cancelJobIds, job } = await round();
       const remaining = deadline - clock();
       if (job || cancelJobIds.length > 0 || remaining <= 0 || (waitSeconds > 0 && signal?.().aborted)) {
         if (waitSeconds > 0) touch();
-        return answer(job, cancelJobIds);
+        return await answer(job, cancelJobIds);
       }
       await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, remaining, signal?.());
     }
   }
 
   /** Writes the liveness heartbeats reported since the last flush. */
-  flushLiveness(): void {
+  async flushLiveness(): Promise<void> {
     if (this.liveness.size === 0) return;
     const entries = [...this.liveness];
     this.liveness.clear();
-    this.deps.db.$client.transaction(() => {
+    await this.deps.db.write(async () => {
       for (const [id, l] of entries) {
         this.touchStatement.run(l.at, l.state, l.containers, l.routes, l.appStatus, l.volumes, id);
-        this.cameOnline(id);
+        await this.cameOnline(id);
       }
-    })();
+    });
   }
 
-  list(): Agent[] {
-    this.flushLiveness();
-    const rows = this.deps.db.select().from(agents).orderBy(agents.hostname).all();
-    const held = this.deps.db
+  async list(): Promise<Agent[]> {
+    await this.flushLiveness();
+    const rows = await this.deps.db.select().from(agents).orderBy(agents.hostname);
+    const held = await this.deps.db
       .select({ id: jobs.id, agentId: jobs.agentId })
       .from(jobs)
-      .where(inArray(jobs.status, ["assigned", "running"]))
-      .all();
+      .where(inArray(jobs.status, ["assigned", "running"]));
     return rows.map((r) => this.toWire(r, held.find((h) => h.agentId === r.id)?.id ?? null));
   }
 
   /** Revoking bumps the token version (the current token dies) and refuses re-registration. */
-  revoke(hostnameOrId: string): Agent {
-    const row = this.deps.db
+  async revoke(hostnameOrId: string): Promise<Agent> {
+    const row = (await this.deps.db
       .update(agents)
       .set({ revoked: true, tokenVersion: sql`${agents.tokenVersion} + 1` })
       .where(sql`${agents.hostname} = ${hostnameOrId} OR ${agents.id} = ${hostnameOrId}`)
-      .returning()
-      .get();
+      .returning())[0];
     if (!row) throw notFound("host", hostnameOrId);
     this.deps.logger.warn({ agentId: row.id, hostname: row.hostname }, "agent revoked");
     return this.toWire(row);
   }
 
-  remove(hostnameOrId: string): void {
-    const row = this.deps.db.select().from(agents).where(sql`${agents.hostname} = ${hostnameOrId} OR ${agents.id} = ${hostnameOrId}`).get();
+  async remove(hostnameOrId: string): Promise<void> {
+    const row = (await this.deps.db.select().from(agents).where(sql`${agents.hostname} = ${hostnameOrId} OR ${agents.id} = ${hostnameOrId}`))[0];
     if (!row) throw notFound("host", hostnameOrId);
-    if (this.leases.hasActiveJob(row.id)) throw new ApiError(409, "agent_busy", `host '${row.hostname}' holds a job; cancel it first`);
-    this.deps.db.update(jobs).set({ agentId: null }).where(and(eq(jobs.agentId, row.id))).run();
-    this.deps.db.delete(agents).where(eq(agents.id, row.id)).run();
+    if (await this.leases.hasActiveJob(row.id)) throw new ApiError(409, "agent_busy", `host '${row.hostname}' holds a job; cancel it first`);
+    await this.deps.db.update(jobs).set({ agentId: null }).where(and(eq(jobs.agentId, row.id)));
+    await this.deps.db.delete(agents).where(eq(agents.id, row.id));
   }
 }

@@ -58,32 +58,32 @@ export class AppLogService {
   }
 
   /** Appends a batch sent at `offset`; returns the agent's new offset. */
-  append(agent: AgentIdentity, offset: number, entries: readonly AppLogEntry[]): number {
+  async append(agent: AgentIdentity, offset: number, entries: readonly AppLogEntry[]): Promise<number> {
     const { offset: offsetOf, setOffset, insert } = this.statements;
     const stored: StoredLine[] = [];
-    const next = this.deps.db.$client.transaction(() => {
+    const next = await this.deps.db.write(async () => {
       const current = offsetOf.get(agent.id)?.app_log_offset ?? 0;
       if (offset > current) throw new ApiError(409, "offset_mismatch", `expected lines from offset ${current}`, { offset: current });
       // a retry of a batch whose answer was lost: its first lines are stored already
       const fresh = entries.slice(current - offset);
       for (const e of fresh) {
         const ts = normaliseTs(e.ts);
-        const line = this.redaction ? this.redaction.forApp(e.app).redact(e.line) : e.line;
+        const line = this.redaction ? (await this.redaction.forApp(e.app)).redact(e.line) : e.line;
         const { lastInsertRowid } = insert.run(agent.hostname, e.app, e.container, ts, e.stream, line);
         stored.push({ id: Number(lastInsertRowid), host: agent.hostname, app: e.app, container: e.container, ts, stream: e.stream, line });
       }
       const after = Math.max(current, offset + entries.length);
       setOffset.run(after, agent.id);
       return after;
-    })();
+    });
     if (stored.length > 0) {
-      this.trim(agent.hostname, stored);
+      await this.trim(agent.hostname, stored);
       this.emitter.emit("lines", stored);
     }
     return next;
   }
 
-  private trim(host: string, lines: StoredLine[]) {
+  private async trim(host: string, lines: StoredLine[]) {
     const keep = this.deps.config.appLogLines;
     const counts = new Map<string, number>();
     for (const l of lines) counts.set(l.app, (counts.get(l.app) ?? 0) + 1);
@@ -100,7 +100,7 @@ export class AppLogService {
   }
 
   /** Stored lines of an app, oldest first: after an id, since a time; the last `tail`, else the first `limit`. */
-  read(app: string, q: AppLogQuery, limit = 10_000): AppLogLine[] {
+  async read(app: string, q: AppLogQuery, limit = 10_000): Promise<AppLogLine[]> {
     const where = ["app = ?"];
     const args: (string | number)[] = [app];
     if (q.host) {

@@ -43,20 +43,21 @@ export class AppOperationService {
   }
 
   /** apps.yaml's hosts plus every host that has (or had) a desired state for the app. */
-  hostsOf(app: AppDefinition): string[] {
-    return [...new Set([...app.hosts, ...this.states.rows({ app: app.name }).map((r) => r.host)])].sort();
+  async hostsOf(app: AppDefinition): Promise<string[]> {
+    return [...new Set([...app.hosts, ...(await this.states.rows({ app: app.name })).map((r) => r.host)])].sort();
   }
 
   /** `idempotency` takes the request's key inside the transaction that queues the jobs. */
-  operate(name: string, op: AppOperation, body: AppOperationRequest, idempotency?: { take(): void }): { jobs: Job[] } {
+  async operate(name: string, op: AppOperation, body: AppOperationRequest, idempotency?: { take(): Promise<void> }): Promise<{ jobs: Job[] }> {
     const app = this.appOf(name);
     if (op === "scale" && body.replicas === undefined) throw new ApiError(400, "invalid_body", "scale needs 'replicas'");
     if (op !== "scale" && body.replicas !== undefined) throw new ApiError(400, "invalid_body", `'replicas' belongs to scale, not ${op}`);
     if (op !== "remove" && body.purgeVolumes !== undefined) throw new ApiError(400, "invalid_body", `'purgeVolumes' belongs to remove, not ${op}`);
-    const hosts = body.hosts ?? this.hostsOf(app).filter((h) => this.states.entry(app.name, h)?.state !== "removed");
+    const states = new Map((await this.states.rows({ app: app.name })).map((r) => [r.host, r]));
+    const hosts = body.hosts ?? (await this.hostsOf(app)).filter((h) => states.get(h)?.state !== "removed");
     if (hosts.length === 0) throw new ApiError(409, "no_hosts", `app '${app.name}' runs on no host; deploy it first`);
     for (const host of hosts) {
-      const entry = this.states.entry(app.name, host);
+      const entry = states.get(host);
       if (NEEDS_RELEASE.includes(op) && (!entry || entry.state === "removed" || !entry.image)) {
         throw new ApiError(409, "not_deployed", `app '${app.name}' has no deployed release on host '${host}'; deploy it there first`);
       }
@@ -65,33 +66,36 @@ export class AppOperationService {
         throw new ApiError(409, "ports_conflict", `app '${app.name}' publishes host ports: only one container per host can hold them, so it cannot scale past 1`);
       }
     }
-    const created = this.deps.db.$client.transaction(() => {
-      idempotency?.take();
-      return hosts.map(
-        (host) =>
-          this.jobs.create({
-            spec: jobSpec.parse({
-              kind: op,
-              app: app.name,
-              ...(op === "scale" ? { replicas: body.replicas } : {}),
-              ...(op === "remove" && body.purgeVolumes ? { purgeVolumes: true } : {}),
-            }),
-            target: { host },
-            dedupe: false,
-          }).job,
-      );
-    })();
+    const created = await this.deps.db.write(async () => {
+      await idempotency?.take();
+      const queued: Job[] = [];
+      for (const host of hosts) {
+        const { job } = await this.jobs.create({
+          spec: jobSpec.parse({
+            kind: op,
+            app: app.name,
+            ...(op === "scale" ? { replicas: body.replicas } : {}),
+            ...(op === "remove" && body.purgeVolumes ? { purgeVolumes: true } : {}),
+          }),
+          target: { host },
+          dedupe: false,
+        });
+        queued.push(job);
+      }
+      return queued;
+    });
     this.deps.logger.info({ app: app.name, op, hosts, jobs: created.map((j) => j.id) }, "app operation queued");
     return { jobs: created };
   }
 
   /** Per host: what should run and what does, as the agents last reported it. */
-  status(name: string, agentList: Agent[] = this.agents.list()): AppHostStatus[] {
+  async status(name: string, agentList?: Agent[]): Promise<AppHostStatus[]> {
     const app = this.appOf(name);
+    const agents = agentList ?? (await this.agents.list());
     // One query for the app's desired states and a map of the hosts: GET /v1/apps calls this for
     // every app (200 apps on 500 hosts: 1.1 s with a query and a scan per host, see the dashboard's scale test).
-    const rows = this.states.rows({ app: app.name });
-    const byHost = new Map(agentList.map((a) => [a.hostname, a]));
+    const rows = await this.states.rows({ app: app.name });
+    const byHost = new Map(agents.map((a) => [a.hostname, a]));
     const hosts = [...new Set([...app.hosts, ...rows.map((r) => r.host)])].sort();
     return hosts.map((host) => {
       const agent = byHost.get(host);

@@ -23,8 +23,8 @@ export class AppStateService {
 
   constructor(
     private readonly deps: Deps,
-    private readonly jobRow: (id: string) => JobRow,
-    private readonly secretsFor: (app: string, names: readonly string[], host: string) => Record<string, string>,
+    private readonly jobRow: (id: string) => Promise<JobRow>,
+    private readonly secretsFor: (app: string, names: readonly string[], host: string) => Promise<Record<string, string>>,
   ) {
     this.hostVersion = deps.db.$client.prepare<[string], { v: number | null }>("SELECT max(version) AS v FROM app_states WHERE host = ?");
     this.insertEvent = deps.db.$client.prepare(
@@ -32,26 +32,24 @@ export class AppStateService {
     );
   }
 
-  versionOf(host: string): number {
+  async versionOf(host: string): Promise<number> {
     return this.hostVersion.get(host)?.v ?? 0;
   }
 
-  rows(filter: { app?: string; host?: string } = {}): AppStateRow[] {
+  async rows(filter: { app?: string; host?: string } = {}): Promise<AppStateRow[]> {
     const where = [filter.app ? eq(appStates.app, filter.app) : undefined, filter.host ? eq(appStates.host, filter.host) : undefined];
-    return this.deps.db
+    return await this.deps.db
       .select()
       .from(appStates)
       .where(and(...where))
-      .orderBy(appStates.app, appStates.host)
-      .all();
+      .orderBy(appStates.app, appStates.host);
   }
 
-  entry(app: string, host: string): AppStateRow | undefined {
-    return this.deps.db
+  async entry(app: string, host: string): Promise<AppStateRow | undefined> {
+    return (await this.deps.db
       .select()
       .from(appStates)
-      .where(and(eq(appStates.app, app), eq(appStates.host, host)))
-      .get();
+      .where(and(eq(appStates.app, app), eq(appStates.host, host))))[0];
   }
 
   /**
@@ -59,16 +57,17 @@ export class AppStateService {
    * the current one. A host the controller has no state for gets nothing: an agent keeps its
    * cache rather than remove every app because the controller's database was replaced.
    */
-  forAgent(host: string, agentVersion: number | undefined): DesiredState | undefined {
+  async forAgent(host: string, agentVersion: number | undefined): Promise<DesiredState | undefined> {
     if (agentVersion === undefined) return undefined; // an agent from before desired state
-    const version = this.versionOf(host);
+    const version = await this.versionOf(host);
     if (version === 0 || version === agentVersion) return undefined;
-    const apps = this.rows({ host }).map((r): DesiredApp => {
+    const apps: DesiredApp[] = [];
+    for (const r of await this.rows({ host })) {
       const run = (r.run as RunSpec | null) ?? null;
       // rows seeded from old jobs may hold a run spec without defaults filled in
       const names = run?.secrets ?? [];
-      const secretEnv = names.length > 0 ? this.secretsFor(r.app, names, host) : undefined;
-      return {
+      const secretEnv = names.length > 0 ? await this.secretsFor(r.app, names, host) : undefined;
+      apps.push({
         app: r.app,
         release: r.releaseId,
         image: r.image,
@@ -78,31 +77,30 @@ export class AppStateService {
         state: r.state as DesiredRunState,
         jobId: r.jobId,
         ...(secretEnv ? { secretEnv } : {}),
-      };
-    });
+      });
+    }
     return { version, apps };
   }
 
   /** Sets (part of) one app's desired state on one host, with a new version, in one statement. */
-  set(app: string, host: string, fields: Partial<Pick<AppStateRow, "releaseId" | "image" | "run" | "route" | "replicas" | "state" | "jobId">>): void {
+  async set(app: string, host: string, fields: Partial<Pick<AppStateRow, "releaseId" | "image" | "run" | "route" | "replicas" | "state" | "jobId">>): Promise<void> {
     const now = this.deps.clock();
     const nextVersion = sql`(SELECT coalesce(max(version), 0) + 1 FROM app_states)`;
-    this.deps.db
+    await this.deps.db
       .insert(appStates)
       .values({ app, host, ...fields, version: nextVersion, updatedAt: now })
-      .onConflictDoUpdate({ target: [appStates.app, appStates.host], set: { ...fields, version: nextVersion, updatedAt: now } })
-      .run();
+      .onConflictDoUpdate({ target: [appStates.app, appStates.host], set: { ...fields, version: nextVersion, updatedAt: now } });
   }
 
   /**
    * The `desired-state` consequence of `job.changed` (a `db` one: it runs in the drainer's
    * transaction, and a repeat sets the same state again). Appends `app.desired`.
    */
-  applyJobChange(change: JobChange): void {
+  async applyJobChange(change: JobChange): Promise<void> {
     // The event names the kind: reading the job for every success (a build's too) was 47% of an
     // in-process claim+finish cycle of build jobs (pnpm bench:jobs profile).
     if (change.status !== "succeeded" || !change.host || !SETS_DESIRED.includes(change.kind)) return;
-    const job = this.jobRow(change.id);
+    const job = await this.jobRow(change.id);
     const spec = job.spec as JobSpec;
     const result = (job.result ?? {}) as Record<string, unknown>;
     const host = change.host;
@@ -112,7 +110,7 @@ export class AppStateService {
         const release = spec.release ?? (typeof result.release === "string" ? result.release : null);
         // a deploy runs apps.yaml's replicas; `deploybot scale` changes them until the next deploy
         const route = spec.domains && spec.domains.length > 0 && spec.proxy ? { domains: spec.domains, proxy: spec.proxy, tls: spec.tls ?? "auto", ...(spec.acme ? { acme: spec.acme } : {}) } : null;
-        this.set(job.app, host, {
+        await this.set(job.app, host, {
           releaseId: release,
           image,
           run: (spec.run ?? null) as Record<string, unknown> | null,
@@ -124,19 +122,19 @@ export class AppStateService {
         break;
       }
       case "stop":
-        this.set(job.app, host, { state: "stopped", jobId: job.id });
+        await this.set(job.app, host, { state: "stopped", jobId: job.id });
         break;
       case "start":
-        this.set(job.app, host, { state: "running", jobId: job.id });
+        await this.set(job.app, host, { state: "running", jobId: job.id });
         break;
       case "scale":
-        this.set(job.app, host, { replicas: spec.replicas ?? 1, state: "running", jobId: job.id });
+        await this.set(job.app, host, { replicas: spec.replicas ?? 1, state: "running", jobId: job.id });
         break;
       case "remove":
-        this.set(job.app, host, { state: "removed", jobId: job.id });
+        await this.set(job.app, host, { state: "removed", jobId: job.id });
         break;
     }
-    const now = this.entry(job.app, host)!;
+    const now = (await this.entry(job.app, host))!;
     this.deps.outbox.append(
       "app.desired",
       { app: job.app, subject: host },
@@ -146,10 +144,10 @@ export class AppStateService {
   }
 
   /** Stores reported reconcile events (a resend is ignored); returns the highest seq now stored. */
-  recordEvents(agent: AgentIdentity, events: readonly AppEvent[] | undefined): number | undefined {
+  async recordEvents(agent: AgentIdentity, events: readonly AppEvent[] | undefined): Promise<number | undefined> {
     if (!events || events.length === 0) return undefined;
     // one transaction: an event is stored and streamed (outbox) together, a resent one neither
-    this.deps.db.$client.transaction(() => {
+    await this.deps.db.write(async () => {
       for (const e of events) {
         const at = Date.parse(e.at);
         const stored = this.insertEvent.run(agent.id, e.seq, agent.hostname, e.app, e.kind, e.reason, e.container ?? null, e.exitCode ?? null, Number.isNaN(at) ? this.deps.clock() : at);
@@ -160,20 +158,19 @@ export class AppStateService {
           { host: agent.hostname, kind: e.kind, reason: e.reason, container: e.container ?? null, exitCode: e.exitCode ?? null, at: e.at },
         );
       }
-    })();
+    });
     this.deps.logger.info({ agentId: agent.id, events: events.map((e) => `${e.app} ${e.kind}: ${e.reason}`) }, "reconcile events");
     return Math.max(...events.map((e) => e.seq));
   }
 
-  events(filter: { app?: string; host?: string; limit: number }) {
+  async events(filter: { app?: string; host?: string; limit: number }) {
     const where = [filter.app ? eq(appEvents.app, filter.app) : undefined, filter.host ? eq(appEvents.host, filter.host) : undefined];
-    return this.deps.db
+    return (await this.deps.db
       .select()
       .from(appEvents)
       .where(and(...where))
       .orderBy(desc(appEvents.id))
-      .limit(filter.limit)
-      .all()
+      .limit(filter.limit))
       .map((e) => ({
         id: e.id,
         host: e.host,

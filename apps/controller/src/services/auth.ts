@@ -115,36 +115,36 @@ export class ApiTokens {
   ) {}
 
   /** Resolves a bearer token to a user principal, or null. The bootstrap admin token has id "bootstrap". */
-  authenticate(token: string): Principal | null {
+  async authenticate(token: string): Promise<Principal | null> {
     if (this.adminToken && secretsEqual(token, this.adminToken)) return { kind: "user", tokenId: "bootstrap", scope: "admin", apps: null };
     if (!token.startsWith("dbt_")) return null;
-    const row = this.db.select().from(apiTokens).where(eq(apiTokens.hash, hashToken(token))).get();
+    const row = (await this.db.select().from(apiTokens).where(eq(apiTokens.hash, hashToken(token))))[0];
     if (!row || row.revokedAt) return null;
     const now = this.clock();
     // Touch at most once a minute: a write per request would serialise every read on the WAL.
     if (!row.lastUsedAt || now - row.lastUsedAt > 60_000) {
-      this.db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, row.id)).run();
+      await this.db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, row.id));
     }
     return { kind: "user", tokenId: row.id, scope: row.scope as TokenScope, apps: row.apps ?? null };
   }
 
   /** `apps`: the token acts on and reads only these apps (an admin token is never limited). */
-  create(name: string, scope: TokenScope, apps?: string[]) {
+  async create(name: string, scope: TokenScope, apps?: string[]) {
     if (apps && scope === "admin") throw new ApiError(400, "invalid_body", "an admin token cannot be limited to apps; use the deploy or read scope");
     const token = `dbt_${randomBytes(32).toString("base64url")}`;
     const row = { id: newId("tok"), name, scope, hash: hashToken(token), apps: apps ? [...new Set(apps)].sort() : null, createdAt: this.clock() };
-    this.db.insert(apiTokens).values(row).run();
+    await this.db.insert(apiTokens).values(row);
     return { ...toWire({ ...row, lastUsedAt: null, revokedAt: null }), token };
   }
 
-  list() {
-    return this.db.select().from(apiTokens).orderBy(apiTokens.id).all().map(toWire);
+  async list() {
+    return (await this.db.select().from(apiTokens).orderBy(apiTokens.id)).map(toWire);
   }
 
-  revoke(id: string) {
-    const row = this.db.select().from(apiTokens).where(eq(apiTokens.id, id)).get();
+  async revoke(id: string) {
+    const row = (await this.db.select().from(apiTokens).where(eq(apiTokens.id, id)))[0];
     if (!row) throw notFound("token", id);
-    if (!row.revokedAt) this.db.update(apiTokens).set({ revokedAt: this.clock() }).where(eq(apiTokens.id, id)).run();
+    if (!row.revokedAt) await this.db.update(apiTokens).set({ revokedAt: this.clock() }).where(eq(apiTokens.id, id));
     return toWire({ ...row, revokedAt: row.revokedAt ?? this.clock() });
   }
 }

@@ -55,7 +55,7 @@ export class CommitStatusReporter {
   constructor(
     private readonly deps: Pick<Deps, "config" | "logger" | "apps">,
     private readonly github: GitHubClient,
-    private readonly deploymentById: (id: string) => Deployment,
+    private readonly deploymentById: (id: string) => Promise<Deployment>,
   ) {
     this.logger = deps.logger.child({ component: "commit-status" });
   }
@@ -68,7 +68,7 @@ export class CommitStatusReporter {
   /** Sends the status of the deployment an event is about; throws when GitHub refuses it (retried). */
   async report(event: { subject: string | null; data: Record<string, unknown> }): Promise<void> {
     if (!event.subject) return;
-    const d = this.deploymentById(event.subject);
+    const d = await this.deploymentById(event.subject);
     if (d.status !== event.data.status) return;
     const repo = d.sha ? this.deps.apps().byName(d.app)?.repo : undefined;
     if (!d.sha || !repo) return;

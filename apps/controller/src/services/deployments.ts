@@ -8,7 +8,8 @@ import { deployableConfig, deploySpecFields, releaseConfig } from "./deployableC
 import { type Deps, iso } from "./deps";
 import { deployableImage } from "./images";
 import type { JobService } from "./jobs";
-import { type JobState, SUPERSEDED } from "./jobState";
+import { SUPERSEDED } from "./jobState";
+import type { JobTransitions } from "./jobTransitions";
 import type { UserPrincipal } from "../middleware/auth";
 import { assertAppAllowed } from "./auth";
 import { ReleaseCatalog } from "./releases";
@@ -46,7 +47,7 @@ export class DeploymentService {
   constructor(
     private readonly deps: Deps,
     private readonly jobs: JobService,
-    private readonly state: JobState,
+    private readonly state: JobTransitions,
     private readonly secrets?: Pick<SecretStore, "requireSet">,
   ) {
     this.catalog = new ReleaseCatalog(deps, (name) => this.appOf(name));
@@ -58,8 +59,8 @@ export class DeploymentService {
   }
 
   /** Appends `deployment.changed` with the row as it is now; inside the transaction that changed it. */
-  private changed(id: string): void {
-    const row = this.deps.db.select().from(deployments).where(eq(deployments.id, id)).get();
+  private async changed(id: string): Promise<void> {
+    const row = (await this.deps.db.select().from(deployments).where(eq(deployments.id, id)))[0];
     if (!row) return;
     const data: DeploymentChangedEvent = {
       id: row.id,
@@ -86,12 +87,12 @@ export class DeploymentService {
    * `idempotency` takes the request's key inside the transaction that creates the deployment.
    * `by`: a user's token (absent for webhooks): its apps, and admin to deploy outside the app's hosts.
    */
-  async create(request: CreateDeploymentInput, idempotency?: { take(): void }, by?: UserPrincipal): Promise<Deployment> {
+  async create(request: CreateDeploymentInput, idempotency?: { take(): Promise<void> }, by?: UserPrincipal): Promise<Deployment> {
     const app = this.appOf(request.app);
     let input = request;
     let version: string | undefined;
     if (request.imageId) {
-      const built = deployableImage(this.deps.db, request.imageId, app.name);
+      const built = await deployableImage(this.deps.db, request.imageId, app.name);
       input = { ...request, image: built.image, sha: built.sha ?? undefined, ref: built.tag };
       version = built.tag;
     }
@@ -104,18 +105,18 @@ export class DeploymentService {
       }
     }
     if (hosts.length === 0) throw new ApiError(422, "no_hosts", `app '${app.name}' has no hosts; name some in apps.yaml or in the request`);
-    this.secrets?.requireSet(app.name, app.run?.secrets ?? []);
+    await this.secrets?.requireSet(app.name, app.run?.secrets ?? []);
     let sha = input.sha ?? null;
     const ref = input.image || input.sha ? (input.ref ?? null) : (input.ref ?? app.branch);
     if (!sha && ref && this.refResolver && this.deps.config.githubToken) sha = await this.refResolver(app.repo, ref);
-    const id = this.deps.db.$client.transaction(() => {
-      idempotency?.take();
+    const id = await this.deps.db.write(async () => {
+      await idempotency?.take();
       const depId = newId("dep");
-      this.supersedePending(app.name, hosts, depId);
+      await this.supersedePending(app.name, hosts, depId);
       const now = this.deps.clock();
       const releaseId = newId("rel");
       const buildOnce = !input.image && !!this.imageRepository(app);
-      this.deps.db
+      await this.deps.db
         .insert(releases)
         .values({
           id: releaseId,
@@ -128,9 +129,8 @@ export class DeploymentService {
           trigger: input.trigger,
           triggeredBy: input.triggeredBy ?? null,
           createdAt: now,
-        })
-        .run();
-      this.deps.db
+        });
+      await this.deps.db
         .insert(deployments)
         .values({
           id: depId,
@@ -144,11 +144,10 @@ export class DeploymentService {
           releaseId,
           status: buildOnce ? "building" : "deploying",
           createdAt: now,
-        })
-        .run();
+        });
       const gitRef = sha ?? ref ?? app.branch;
       if (buildOnce) {
-        const build = this.jobs.create({
+        const build = await this.jobs.create({
           spec: jobSpec.parse({
             kind: "build",
             app: app.name,
@@ -157,42 +156,42 @@ export class DeploymentService {
             image: this.imageRepository(app),
             release: releaseId,
           }),
-          target: this.builderTarget(hosts[0])!,
+          target: (await this.builderTarget(hosts[0]))!,
           deploymentId: depId,
           dedupe: false,
         });
-        this.deps.db.update(deployments).set({ buildJobId: build.job.id }).where(eq(deployments.id, depId)).run();
-        this.deps.db.update(releases).set({ buildJobId: build.job.id }).where(eq(releases.id, releaseId)).run();
+        await this.deps.db.update(deployments).set({ buildJobId: build.job.id }).where(eq(deployments.id, depId));
+        await this.deps.db.update(releases).set({ buildJobId: build.job.id }).where(eq(releases.id, releaseId));
       } else {
         const source = input.image ? { type: "image" as const, image: input.image } : { type: "git" as const, url: app.url, ref: gitRef };
-        this.fanOut(depId, app.name, hosts, { source, build: input.image ? undefined : app.build, ...deploySpecFields(deployableConfig(app), this.deps.config.acme), release: releaseId, ...(version ? { version } : {}) });
+        await this.fanOut(depId, app.name, hosts, { source, build: input.image ? undefined : app.build, ...deploySpecFields(deployableConfig(app), this.deps.config.acme), release: releaseId, ...(version ? { version } : {}) });
       }
-      this.changed(depId);
+      await this.changed(depId);
       return depId;
-    })();
+    });
     this.deps.logger.info({ deploymentId: id, app: app.name, trigger: input.trigger, hosts }, "deployment created");
-    return this.get(id);
+    return await this.get(id);
   }
 
   /** Re-runs a release (default: the one deployed before the current one) with its own config. */
-  rollback(appName: string, releaseId?: string, triggeredBy?: string, idempotency?: { take(): void }): Deployment {
+  async rollback(appName: string, releaseId?: string, triggeredBy?: string, idempotency?: { take(): Promise<void> }): Promise<Deployment> {
     const app = this.appOf(appName);
-    const history = this.catalog.deployedIds(app.name);
+    const history = await this.catalog.deployedIds(app.name);
     const targetId = releaseId ?? history[1];
     if (!targetId) throw new ApiError(409, "no_previous_release", `app '${app.name}' has no earlier successful release to roll back to`);
-    const target = this.deps.db.select().from(releases).where(and(eq(releases.id, targetId), eq(releases.app, app.name))).get();
+    const target = (await this.deps.db.select().from(releases).where(and(eq(releases.id, targetId), eq(releases.app, app.name))))[0];
     if (!target) throw notFound("release", targetId);
     if (target.status !== "success") throw new ApiError(409, "release_not_deployable", `release ${targetId} is ${target.status}`);
     const image = this.catalog.pullableImage(target);
     if (!image) throw new ApiError(409, "release_without_image", `release ${targetId} has no image to run`);
     const hosts = app.hosts;
     const targetConfig = releaseConfig(target.config);
-    this.secrets?.requireSet(app.name, targetConfig.run.secrets);
-    const id = this.deps.db.$client.transaction(() => {
-      idempotency?.take();
+    await this.secrets?.requireSet(app.name, targetConfig.run.secrets);
+    const id = await this.deps.db.write(async () => {
+      await idempotency?.take();
       const depId = newId("dep");
-      this.supersedePending(app.name, hosts, depId);
-      this.deps.db
+      await this.supersedePending(app.name, hosts, depId);
+      await this.deps.db
         .insert(deployments)
         .values({
           id: depId,
@@ -206,41 +205,39 @@ export class DeploymentService {
           releaseId: target.id,
           status: "deploying",
           createdAt: this.deps.clock(),
-        })
-        .run();
-      this.fanOut(depId, app.name, hosts, {
+        });
+      await this.fanOut(depId, app.name, hosts, {
         source: { type: "image", image },
         ...deploySpecFields(targetConfig, this.deps.config.acme),
         release: target.id,
         version: target.version,
       });
-      this.changed(depId);
+      await this.changed(depId);
       return depId;
-    })();
+    });
     this.deps.logger.info({ deploymentId: id, app: app.name, release: target.id }, "rollback created");
-    return this.get(id);
+    return await this.get(id);
   }
 
-  get(id: string): Deployment {
-    const row = this.deps.db.select().from(deployments).where(eq(deployments.id, id)).get();
+  async get(id: string): Promise<Deployment> {
+    const row = (await this.deps.db.select().from(deployments).where(eq(deployments.id, id)))[0];
     if (!row) throw notFound("deployment", id);
     return this.toWire(row);
   }
 
-  list(q: { app?: string; cursor?: string; limit: number; apps?: string[] | null }) {
+  async list(q: { app?: string; cursor?: string; limit: number; apps?: string[] | null }) {
     const where: SQL[] = [];
     if (q.apps) where.push(inArray(deployments.app, q.apps));
     if (q.app) where.push(eq(deployments.app, q.app));
     if (q.cursor) where.push(lt(deployments.id, q.cursor));
-    const rows = this.deps.db
+    const rows = await this.deps.db
       .select()
       .from(deployments)
       .where(and(...where))
       .orderBy(desc(deployments.id))
-      .limit(q.limit + 1)
-      .all();
+      .limit(q.limit + 1);
     const page = rows.slice(0, q.limit);
-    return { deployments: page.map((r) => this.toWire(r)), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
+    return { deployments: await Promise.all(page.map((r) => this.toWire(r))), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
   }
 
   imageRepository(app: AppDefinition): string | undefined {
@@ -248,21 +245,22 @@ export class DeploymentService {
   }
 
   /** A `builder`-labelled agent builds when one is online; otherwise the first host does (null: neither). */
-  builderTarget(firstHost: string | undefined): Target | null {
-    const builders = this.deps.db.select({ labels: agents.labels, revoked: agents.revoked }).from(agents).all();
+  async builderTarget(firstHost: string | undefined): Promise<Target | null> {
+    const builders = await this.deps.db.select({ labels: agents.labels, revoked: agents.revoked }).from(agents);
     if (builders.some((a) => !a.revoked && a.labels.includes("builder"))) return { labels: ["builder"] };
     return firstHost ? { host: firstHost } : null;
   }
 
-  private fanOut(depId: string, appName: string, hosts: string[], spec: Partial<JobSpec>) {
+  private async fanOut(depId: string, appName: string, hosts: string[], spec: Partial<JobSpec>) {
+    const protectImages = await this.catalog.protectedImages(appName);
     for (const host of hosts) {
-      this.jobs.create({
+      await this.jobs.create({
         spec: jobSpec.parse({
           kind: "deploy",
           app: appName,
           ...spec,
           keepImages: this.deps.config.keepImages,
-          protectImages: this.catalog.protectedImages(appName),
+          protectImages,
         }),
         target: { host },
         deploymentId: depId,
@@ -276,14 +274,13 @@ export class DeploymentService {
    * (coalescing); a running one is never interrupted. The superseded deployments' status follows
    * from their jobs' `job.changed` events, like every other change.
    */
-  private supersedePending(appName: string, hosts: string[], byId: string) {
-    const waiting = this.deps.db
+  private async supersedePending(appName: string, hosts: string[], byId: string) {
+    const waiting = (await this.deps.db
       .select({ id: jobs.id, kind: jobs.kind, targetHost: jobs.targetHost })
       .from(jobs)
-      .where(and(eq(jobs.app, appName), eq(jobs.status, "pending"), isNotNull(jobs.deploymentId), inArray(jobs.kind, ["deploy", "build"])))
-      .all()
+      .where(and(eq(jobs.app, appName), eq(jobs.status, "pending"), isNotNull(jobs.deploymentId), inArray(jobs.kind, ["deploy", "build"]))))
       .filter((j) => j.kind === "build" || (j.targetHost !== null && hosts.includes(j.targetHost)));
-    for (const j of waiting) this.state.supersede(j.id, byId);
+    for (const j of waiting) await this.state.supersede(j.id, byId);
   }
 
   /**
@@ -291,20 +288,20 @@ export class DeploymentService {
    * outbox, in its transaction): fan-out after a build, the release, the deployment's status.
    * Idempotent: it derives everything from the jobs as they are, so applying it twice is once.
    */
-  applyJobChange(change: JobChangedEvent): void {
+  async applyJobChange(change: JobChangedEvent): Promise<void> {
     if (!change.deploymentId || ACTIVE.includes(change.status)) return;
-    const dep = this.deps.db.select().from(deployments).where(eq(deployments.id, change.deploymentId)).get();
+    const dep = (await this.deps.db.select().from(deployments).where(eq(deployments.id, change.deploymentId)))[0];
     if (!dep) return;
-    if (dep.buildJobId === change.id) this.buildEnded(dep, change);
-    else this.deployJobEnded(dep, change);
-    this.refresh(dep.id);
+    if (dep.buildJobId === change.id) await this.buildEnded(dep, change);
+    else await this.deployJobEnded(dep, change);
+    await this.refresh(dep.id);
   }
 
-  private buildEnded(dep: DeploymentRow, change: JobChangedEvent) {
-    const job = this.jobs.getRow(change.id);
+  private async buildEnded(dep: DeploymentRow, change: JobChangedEvent) {
+    const job = await this.jobs.getRow(change.id);
     const now = this.deps.clock();
     if (change.status !== "succeeded") {
-      this.deps.db.update(releases).set({ status: "failed" }).where(eq(releases.id, dep.releaseId!)).run();
+      await this.deps.db.update(releases).set({ status: "failed" }).where(eq(releases.id, dep.releaseId!));
       return;
     }
     const result = (job.result ?? {}) as Record<string, unknown>;
@@ -313,37 +310,36 @@ export class DeploymentService {
     const version = String(result.version ?? dep.sha?.slice(0, 12) ?? job.id);
     const digest = typeof result.digest === "string" ? result.digest : null;
     const imageTag = `${repository}:${version}`;
-    this.deps.db
+    await this.deps.db
       .update(releases)
       .set({ status: "success", version, digest, imageTag, sha: (result.sha as string) ?? dep.sha, builtAt: now })
-      .where(and(eq(releases.id, dep.releaseId!), inArray(releases.status, ["pending", "building"])))
-      .run();
+      .where(and(eq(releases.id, dep.releaseId!), inArray(releases.status, ["pending", "building"])));
     if (dep.status !== "building") return; // superseded, cancelled or failed meanwhile (or applied before)
     const app = this.deps.apps().byName(dep.app);
     if (!app) {
       // Removed from apps.yaml while it was building: the image exists, but nothing says where to run it.
-      this.deps.db
+      (await this.deps.db
         .update(deployments)
         .set({ status: "failed", error: `app '${dep.app}' is no longer in ${this.deps.config.configPath}; the image was built but not deployed`, finishedAt: now })
-        .where(eq(deployments.id, dep.id))
-        .run();
+        .where(eq(deployments.id, dep.id)));
       this.deps.logger.warn({ deploymentId: dep.id, app: dep.app }, "deployment failed: its app was removed from the config");
-      this.changed(dep.id);
+      await this.changed(dep.id);
       return;
     }
     const image = digest ? `${repository}@${digest}` : imageTag;
-    this.deps.db.update(deployments).set({ status: "deploying", image, sha: (result.sha as string) ?? dep.sha }).where(eq(deployments.id, dep.id)).run();
-    const release = this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId!)).get()!;
-    this.fanOut(dep.id, app.name, dep.hosts, { source: { type: "image", image }, ...deploySpecFields(releaseConfig(release.config), this.deps.config.acme), release: release.id, version });
-    this.changed(dep.id);
+    await this.deps.db.update(deployments).set({ status: "deploying", image, sha: (result.sha as string) ?? dep.sha }).where(eq(deployments.id, dep.id));
+    const release = (await this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId!)))[0]!;
+    await this.fanOut(dep.id, app.name, dep.hosts, { source: { type: "image", image }, ...deploySpecFields(releaseConfig(release.config), this.deps.config.acme), release: release.id, version });
+    await this.changed(dep.id);
   }
 
   /** The first host that built and ran a release records what it built. */
-  private deployJobEnded(dep: DeploymentRow, change: JobChangedEvent) {    if (change.status !== "succeeded" || !dep.releaseId) return;
-    const release = this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId)).get();
+  private async deployJobEnded(dep: DeploymentRow, change: JobChangedEvent) {
+    if (change.status !== "succeeded" || !dep.releaseId) return;
+    const release = (await this.deps.db.select().from(releases).where(eq(releases.id, dep.releaseId)))[0];
     if (!release || release.status === "success") return;
-    const result = (this.jobs.getRow(change.id).result ?? {}) as Record<string, unknown>;
-    this.deps.db
+    const result = ((await this.jobs.getRow(change.id)).result ?? {}) as Record<string, unknown>;
+    await this.deps.db
       .update(releases)
       .set({
         status: "success",
@@ -354,15 +350,14 @@ export class DeploymentService {
         buildJobId: release.buildJobId ?? change.id,
         builtAt: this.deps.clock(),
       })
-      .where(eq(releases.id, release.id))
-      .run();
+      .where(eq(releases.id, release.id));
   }
 
   /** Derives the deployment's status from its jobs and tells listeners when it changed. */
-  private refresh(depId: string) {
-    const dep = this.deps.db.select().from(deployments).where(eq(deployments.id, depId)).get();
+  private async refresh(depId: string) {
+    const dep = (await this.deps.db.select().from(deployments).where(eq(deployments.id, depId)))[0];
     if (!dep) return;
-    const all = this.deps.db.select().from(jobs).where(eq(jobs.deploymentId, depId)).all();
+    const all = await this.deps.db.select().from(jobs).where(eq(jobs.deploymentId, depId));
     const build = all.find((j) => j.id === dep.buildJobId);
     const hostJobs = all.filter((j) => j.id !== dep.buildJobId);
     const superseded = (j: (typeof all)[number]) => j.status === "cancelled" && j.error?.startsWith(SUPERSEDED);
@@ -387,30 +382,27 @@ export class DeploymentService {
     }
     if (status === dep.status && error === dep.error) return;
     const final = !["pending", "building", "deploying"].includes(status);
-    this.deps.db
+    await this.deps.db
       .update(deployments)
       .set({ status, error, finishedAt: final ? this.deps.clock() : null })
-      .where(eq(deployments.id, depId))
-      .run();
+      .where(eq(deployments.id, depId));
     if (status === "failed" && dep.releaseId && build === undefined) {
       // a release nobody managed to run is not a rollback target
-      this.deps.db
+      (await this.deps.db
         .update(releases)
         .set({ status: "failed" })
-        .where(and(eq(releases.id, dep.releaseId), inArray(releases.status, ["pending", "building"])))
-        .run();
+        .where(and(eq(releases.id, dep.releaseId), inArray(releases.status, ["pending", "building"]))));
     }
     this.deps.logger.info({ deploymentId: depId, status }, "deployment status");
-    this.changed(depId);
+    await this.changed(depId);
   }
 
-  toWire(row: DeploymentRow): Deployment {
-    const js = this.deps.db
+  async toWire(row: DeploymentRow): Promise<Deployment> {
+    const js = await this.deps.db
       .select({ id: jobs.id, kind: jobs.kind, host: jobs.targetHost, status: jobs.status, error: jobs.error })
       .from(jobs)
       .where(eq(jobs.deploymentId, row.id))
-      .orderBy(jobs.id)
-      .all();
+      .orderBy(jobs.id);
     return {
       id: row.id,
       app: row.app,

@@ -5,8 +5,8 @@ import type { OutboxEvent } from "./outbox";
 /**
  * Something that must happen because a change committed. The drainer applies each outbox row's
  * consequences in id order, once the row committed:
- * - `db`: synchronous database writes (deployment status, fan-out, releases). Each runs in a
- *   savepoint of the drainer's transaction, which also moves the drainer's cursor: applied and
+ * - `db`: database writes (deployment status, fan-out, releases), awaited inside the drainer's
+ *   transaction (database calls only, see `Db.write`). Each runs in a savepoint of it, which also moves the drainer's cursor: applied and
  *   recorded together, so a crash re-applies nothing twice and skips nothing. It may append
  *   events of its own (they are applied in a later batch).
  * - `external`: calls out of the process (GitHub commit statuses). Recorded as a task in the same
@@ -70,6 +70,9 @@ export class Drainer {
   private timer: NodeJS.Timeout | undefined;
   private stopListening: (() => void) | undefined;
   private paused = false;
+  /** the drain running now; a kick meanwhile asks it for one more pass */
+  private running: Promise<void> | undefined;
+  private again = false;
 
   constructor(
     private readonly deps: Deps,
@@ -122,7 +125,7 @@ export class Drainer {
     if (left > 0) this.logger.info({ events: left }, "applying consequences left from before the start");
     this.timer = setInterval(() => this.kick(), retryEveryMs);
     this.timer.unref();
-    this.kick();
+    void this.kick();
   }
 
   stop(): void {
@@ -133,24 +136,39 @@ export class Drainer {
   }
 
   /**
-   * Applies every committed row, then starts the tasks that are due. Synchronous: the outbox
-   * calls it once per turn of the event loop in which rows were appended, the timer every second
-   * (for retries whose backoff ran out). External tasks run on; `idle()` waits for them.
+   * Applies every committed row, then starts the tasks that are due. The outbox calls it once
+   * per turn of the event loop in which rows were appended, the timer every second (for retries
+   * whose backoff ran out). One drain at a time: a kick while one runs makes it pass again. On
+   * SQLite a drain awaits only the database and so ends within the turn that kicked it.
+   * External tasks run on; `idle()` waits for them.
    */
-  kick(): void {
-    if (this.paused) return;
-    try {
-      this.drain();
-      this.startDueTasks();
-    } catch (err) {
-      this.logger.error({ err }, "draining the outbox failed; trying again");
+  kick(): Promise<void> {
+    if (this.paused) return Promise.resolve();
+    if (this.running) {
+      this.again = true;
+      return this.running;
     }
+    const run = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.drain();
+          this.startDueTasks();
+        } while (this.again && !this.paused);
+      } catch (err) {
+        this.logger.error({ err }, "draining the outbox failed; trying again");
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    this.running = run;
+    return run;
   }
 
   /** Resolves once every committed row is applied and no task that is due is running (tests, shutdown). */
   async idle(): Promise<void> {
     for (let i = 0; i < 100; i++) {
-      this.kick();
+      await this.kick();
       if (this.inFlight.size === 0 && (this.paused || this.deps.outbox.latestId() <= this.position())) return;
       await Promise.all(this.inFlight.values());
     }
@@ -166,8 +184,8 @@ export class Drainer {
     return this.cursor;
   }
 
-  /** Applies every committed row past the cursor, a batch per transaction. Synchronous. */
-  drain(): number {
+  /** Applies every committed row past the cursor, a batch per transaction. */
+  async drain(): Promise<number> {
     let applied = 0;
     const { outbox } = this.deps;
     for (;;) {
@@ -182,10 +200,10 @@ export class Drainer {
       // does what the first would have.
       let batch: Batch;
       try {
-        batch = this.applyBatch(rows, last, null);
+        batch = await this.applyBatch(rows, last, null);
       } catch (err) {
         if (!(err instanceof FirstFailure)) throw err;
-        batch = this.applyBatch(rows, last, err);
+        batch = await this.applyBatch(rows, last, err);
       }
       this.cursor = last;
       applied += rows.length;
@@ -207,9 +225,10 @@ export class Drainer {
   }
 
   /** `careful`: the failure that rolled back the first run; it is recorded, not run again. */
-  private applyBatch(rows: OutboxEvent[], last: number, careful: FirstFailure | null): Batch {
+  private async applyBatch(rows: OutboxEvent[], last: number, careful: FirstFailure | null): Promise<Batch> {
     const batch: Batch = { signals: [], external: false };
-    this.inTransaction(() => {
+    const { db } = this.deps;
+    await db.write(async () => {
       const now = this.deps.clock();
       for (const event of rows) {
         for (const c of this.byType.get(event.type) ?? []) {
@@ -219,7 +238,7 @@ export class Drainer {
             batch.external = true;
           } else if (!careful) {
             try {
-              void c.apply(event);
+              await c.apply(event);
             } catch (err) {
               throw new FirstFailure(event, c, err); // rolls the whole batch back; it runs again with savepoints
             }
@@ -227,7 +246,7 @@ export class Drainer {
             this.failed(event, c, careful.error, 0);
           } else {
             try {
-              this.inTransaction(() => void c.apply(event));
+              await db.savepoint(async () => c.apply(event));
             } catch (err) {
               this.failed(event, c, err, 0);
             }
@@ -266,19 +285,19 @@ export class Drainer {
       this.dropTask.run(task.event_id, task.consequence);
       return;
     }
-    const sqlite = this.deps.db.$client;
+    const { db } = this.deps;
     try {
       if (c.kind === "db") {
-        sqlite.transaction(() => {
-          c.apply(event);
+        await db.write(async () => {
+          await c.apply(event);
           this.succeeded(event, c);
-        })();
+        });
       } else {
         await c.apply(event);
-        this.succeeded(event, c);
+        await db.write(async () => this.succeeded(event, c));
       }
     } catch (err) {
-      sqlite.transaction(() => this.failed(event, c, err, task.attempts))();
+      await db.write(async () => this.failed(event, c, err, task.attempts));
     }
   }
 

@@ -59,27 +59,27 @@ export class IdempotencyKeys {
     this.remove = sqlite.prepare("DELETE FROM idempotency_keys WHERE principal = ? AND key = ? AND status = 0");
   }
 
-  lookup(c: IdempotencyClaim): StoredAnswer | undefined {
+  async lookup(c: IdempotencyClaim): Promise<StoredAnswer | undefined> {
     return this.select.get(c.principal, c.key) as StoredAnswer | undefined;
   }
 
   /** Takes the key for this request; throws IdempotencyKeyTaken when another request has it. */
-  take(c: IdempotencyClaim): void {
+  async take(c: IdempotencyClaim): Promise<void> {
     if (this.insertPending.run(c.key, c.principal, c.route, c.requestHash, this.clock()).changes === 0) throw new IdempotencyKeyTaken();
   }
 
   /** Stores the answer of the request that took the key. */
-  complete(c: IdempotencyClaim, status: number, body: string): void {
+  async complete(c: IdempotencyClaim, status: number, body: string): Promise<void> {
     this.finish.run(status, body, c.principal, c.key);
   }
 
   /** Stores an answer for a key nobody took (a refusal that created nothing); false when the key is taken. */
-  record(c: IdempotencyClaim, status: number, body: string): boolean {
+  async record(c: IdempotencyClaim, status: number, body: string): Promise<boolean> {
     return this.insertAnswer.run(c.key, c.principal, c.route, c.requestHash, status, body, this.clock()).changes > 0;
   }
 
   /** Frees a key whose request failed without an answer worth replaying. */
-  release(c: IdempotencyClaim): void {
+  async release(c: IdempotencyClaim): Promise<void> {
     this.remove.run(c.principal, c.key);
   }
 
@@ -93,7 +93,7 @@ export class IdempotencyKeys {
   }
 
   /** Periodic, not per request: answers older than a day, keys of requests that never finished. */
-  sweep(): number {
+  async sweep(): Promise<number> {
     const now = this.clock();
     return this.db.$client
       .prepare("DELETE FROM idempotency_keys WHERE created_at < ? OR (status = 0 AND created_at < ?)")

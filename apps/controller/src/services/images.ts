@@ -15,7 +15,7 @@ type ImageRow = typeof images.$inferSelect;
 /** Where an app's images go and who builds them; the deployment service decides both. */
 export interface ImagePlacement {
   imageRepository(app: AppDefinition): string | undefined;
-  builderTarget(firstHost: string | undefined): Target | null;
+  builderTarget(firstHost: string | undefined): Promise<Target | null>;
 }
 
 const BUILD_STATUS: Record<string, ImageRow["status"]> = {
@@ -51,72 +51,70 @@ export class ImageService {
     const app = this.appOf(input.app);
     const repository = this.placement.imageRepository(app);
     if (!repository) throw new ApiError(422, "no_registry", "DEPLOYBOT_REGISTRY_URL is not set and the app has no image repository, so there is nowhere to push");
-    const target = this.placement.builderTarget(app.hosts[0]);
+    const target = await this.placement.builderTarget(app.hosts[0]);
     if (!target) throw new ApiError(422, "no_builder", `app '${app.name}' has no hosts and no agent is labelled 'builder'`);
 
     // A tag is its own image tag; a branch or commit is tagged by the commit it names now.
     const wanted = input.tag ?? input.ref!;
-    const existing = input.tag ? this.byTag(app.name, input.tag) : undefined;
+    const existing = input.tag ? await this.byTag(app.name, input.tag) : undefined;
     if (existing && !input.rebuild) return { image: toWire(existing), created: false };
     const sha = isFullSha(wanted) ? wanted : await this.refs.resolve(app, wanted, input.tag ? "tag" : "any");
     const tag = input.tag ?? sha.slice(0, 12);
 
     const { db, clock } = this.deps;
-    return db.$client.transaction(() => {
-      const row = this.byTag(app.name, tag);
+    return db.write(async () => {
+      const row = await this.byTag(app.name, tag);
       if (row && (!input.rebuild || row.status === "pending" || row.status === "building")) return { image: toWire(row), created: false };
       const id = row?.id ?? newId("img");
-      const job = this.jobs.create({
+      const { job } = await this.jobs.create({
         spec: jobSpec.parse({ kind: "build", app: app.name, source: { type: "git", url: app.url, ref: sha }, build: app.build, image: repository, version: tag }),
         target,
         dedupe: false,
-      }).job;
+      });
       const fields = { ref: wanted, sha, repository, status: "pending", error: null, digest: null, buildJobId: job.id, startedAt: null, finishedAt: null };
-      if (row) db.update(images).set({ ...fields, builds: row.builds + 1 }).where(eq(images.id, id)).run();
-      else db.insert(images).values({ id, app: app.name, tag, createdAt: clock(), ...fields }).run();
+      if (row) await db.update(images).set({ ...fields, builds: row.builds + 1 }).where(eq(images.id, id));
+      else await db.insert(images).values({ id, app: app.name, tag, createdAt: clock(), ...fields });
       this.deps.logger.info({ imageId: id, app: app.name, tag, jobId: job.id, rebuild: !!row }, "image build queued");
-      return { image: toWire(this.getRow(id)), created: true };
-    })();
+      return { image: toWire(await this.getRow(id)), created: true };
+    });
   }
 
-  get(id: string): Image {
-    return toWire(this.getRow(id));
+  async get(id: string): Promise<Image> {
+    return toWire(await this.getRow(id));
   }
 
-  list(q: { app?: string; limit: number }): Image[] {
+  async list(q: { app?: string; limit: number }): Promise<Image[]> {
     const where: SQL[] = [];
     if (q.app) where.push(eq(images.app, q.app));
-    return this.deps.db
+    return (await this.deps.db
       .select()
       .from(images)
       .where(and(...where))
       .orderBy(desc(images.createdAt), desc(images.id))
-      .limit(q.limit)
-      .all()
+      .limit(q.limit))
       .map(toWire);
   }
 
   /** Forgets the image; a build still queued or running is cancelled. The registry keeps its blobs. */
-  remove(id: string): Image {
-    const row = this.getRow(id);
-    if (row.buildJobId && (row.status === "pending" || row.status === "building")) this.jobs.cancel(row.buildJobId);
-    this.deps.db.delete(images).where(eq(images.id, id)).run();
+  async remove(id: string): Promise<Image> {
+    const row = await this.getRow(id);
+    if (row.buildJobId && (row.status === "pending" || row.status === "building")) await this.jobs.cancel(row.buildJobId);
+    await this.deps.db.delete(images).where(eq(images.id, id));
     this.deps.logger.info({ imageId: id, app: row.app, tag: row.tag }, "image removed from the catalog");
     return toWire(row);
   }
 
-  private getRow(id: string): ImageRow {
-    const row = this.deps.db.select().from(images).where(eq(images.id, id)).get();
+  private async getRow(id: string): Promise<ImageRow> {
+    const row = (await this.deps.db.select().from(images).where(eq(images.id, id)))[0];
     if (!row) throw notFound("image", id);
     return row;
   }
 
-  private byTag(app: string, tag: string): ImageRow | undefined {
-    return this.deps.db
+  private async byTag(app: string, tag: string): Promise<ImageRow | undefined> {
+    return (await this.deps.db
       .select()
       .from(images)
-      .where(and(eq(images.app, app), eq(images.tag, tag)))
-      .get();
+      .where(and(eq(images.app, app), eq(images.tag, tag))))[0];
   }
 
   private appOf(name: string): AppDefinition {
@@ -126,7 +124,7 @@ export class ImageService {
   }
 
   /** The consequence of a build job's change (drainer, `job.changed`): the image's status follows it. */
-  applyJobChange(change: JobChange) {
+  async applyJobChange(change: JobChange): Promise<void> {
     // Every job change passes here: only builds can be an image's, and the lookup is prepared
     // once (building the query per event was a fifth of a claim+finish cycle, measured).
     if (change.kind !== "build") return;
@@ -138,7 +136,7 @@ export class ImageService {
     const set: Partial<ImageRow> = { status };
     if (status === "building") set.startedAt = row.startedAt ?? now;
     if (status === "success" || status === "failed") {
-      const job = this.jobs.getRow(change.id);
+      const job = await this.jobs.getRow(change.id);
       const result = (job.result ?? {}) as Record<string, unknown>;
       set.startedAt = row.startedAt ?? job.startedAt ?? now;
       set.finishedAt = job.finishedAt ?? now;
@@ -147,18 +145,17 @@ export class ImageService {
         set.sha = typeof result.sha === "string" ? result.sha : row.sha;
       } else set.error = job.error ?? change.status;
     }
-    this.deps.db
+    await this.deps.db
       .update(images)
       .set(set)
-      .where(and(eq(images.id, row.id), eq(images.buildJobId, change.id)))
-      .run();
+      .where(and(eq(images.id, row.id), eq(images.buildJobId, change.id)));
     this.deps.logger.info({ imageId: row.id, jobId: change.id, status }, "image status");
   }
 }
 
 /** A successful image of `app`, as a deployment runs it; a clear 4xx otherwise. */
-export function deployableImage(db: Db, id: string, app: string): { image: string; sha: string | null; tag: string } {
-  const row = db.select().from(images).where(eq(images.id, id)).get();
+export async function deployableImage(db: Db, id: string, app: string): Promise<{ image: string; sha: string | null; tag: string }> {
+  const row = (await db.select().from(images).where(eq(images.id, id)))[0];
   if (!row) throw notFound("image", id);
   if (row.app !== app) throw new ApiError(422, "image_of_other_app", `image ${id} belongs to app '${row.app}', not '${app}'`);
   if (row.status !== "success") throw new ApiError(409, "image_not_built", `image ${id} is ${row.status}${row.error ? `: ${row.error}` : ""}`);

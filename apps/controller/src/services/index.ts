@@ -18,6 +18,7 @@ import { JoinTokens } from "./joinTokens";
 import { JobService } from "./jobs";
 import { JobState } from "./jobState";
 import { SqliteJobStore } from "./jobStore";
+import { SqliteJobTransitions } from "./jobTransitions";
 import { LeaseService } from "./leases";
 import { NOTIFYING_TYPES, NotificationService } from "./notifications";
 import { IngestRedaction } from "./redaction";
@@ -33,11 +34,11 @@ export type Services = ReturnType<typeof createServices>;
 export function createServices(deps: Deps, secretKey: string, schedulerHooks: SchedulerHooks = {}) {
   const agentTokens = new AgentTokens(secretKey);
   const secrets = new SecretStore(deps, secretKey);
-  const jobState = new JobState(deps, new SqliteJobStore(deps.db), deps.outbox);
+  const jobState = new SqliteJobTransitions(new JobState(deps, new SqliteJobStore(deps.db), deps.outbox));
   // A job's secrets go only to an agent of a host the app is configured for: a job that reached
   // another host (a label target, a renamed host) gets none, and the agent then fails it naming the key.
-  const leases = new LeaseService(deps, jobState, (app, names, host) =>
-    deps.apps().byName(app)?.hosts.includes(host) ? secrets.valuesFor(app, names) : {},
+  const leases = new LeaseService(deps, jobState, async (app, names, host) =>
+    deps.apps().byName(app)?.hosts.includes(host) ? await secrets.valuesFor(app, names) : {},
   );
   const jobs = new JobService(deps, jobState, secrets);
   const redaction = new IngestRedaction(deps, secrets);
@@ -50,8 +51,8 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const images = new ImageService(deps, jobs, gitRefs, deployments);
   const drainer = new Drainer(deps);
   const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock, new Sealer(secretKey, "idempotent-answers"));
-  const secretsForHost = (app: string, names: readonly string[], host: string) =>
-    deps.apps().byName(app)?.hosts.includes(host) ? secrets.valuesFor(app, names) : {};
+  const secretsForHost = async (app: string, names: readonly string[], host: string) =>
+    deps.apps().byName(app)?.hosts.includes(host) ? await secrets.valuesFor(app, names) : {};
   const appStates = new AppStateService(deps, (id) => jobs.getRow(id), secretsForHost);
   const notifications = new NotificationService(deps, redaction);
   registerConsequences(deps, drainer, { deployments, images, runs, appStates, commitStatuses: gitHub.commitStatuses, notifications });
@@ -85,11 +86,11 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     drainer,
     notifications,
     /** every minute: expired idempotency keys, outbox rows past the retention that were applied */
-    housekeeping() {
-      const keys = idempotencyKeys.sweep();
+    async housekeeping() {
+      const keys = await idempotencyKeys.sweep();
       const events = deps.outbox.prune(deps.config.eventsRetentionMs, drainer.appliedUpTo());
       // ended deliveries are kept as long as the events they were made from
-      const deliveries = notifications.prune(deps.config.eventsRetentionMs);
+      const deliveries = await notifications.prune(deps.config.eventsRetentionMs);
       if (keys + events + deliveries > 0) deps.logger.debug({ keys, events, deliveries }, "housekeeping");
     },
   };

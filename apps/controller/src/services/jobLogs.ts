@@ -30,18 +30,18 @@ export class JobLogService {
     );
   }
 
-  append(agentId: string, jobId: string, body: AppendLogsRequest) {
+  async append(agentId: string, jobId: string, body: AppendLogsRequest) {
     const max = this.deps.config.logMaxBytes;
-    // Synchronous transaction: the offset check and the inserts commit together.
-    const result = this.deps.db.$client.transaction(() => {
-      let job = this.leases.fence(jobId, agentId, body.leaseId);
+    // One transaction: the offset check and the inserts commit together.
+    const result = await this.deps.db.write(async () => {
+      let job = await this.leases.fence(jobId, agentId, body.leaseId);
       if (body.offset > job.logOffset) {
         throw new ApiError(409, "offset_mismatch", `expected offset ${job.logOffset}, got ${body.offset}`, {
           offset: job.logOffset,
         });
       }
       const fresh = body.entries.slice(job.logOffset - body.offset);
-      const redactor = fresh.length > 0 ? this.redaction?.forApp(job.app) : undefined;
+      const redactor = fresh.length > 0 ? await this.redaction?.forApp(job.app) : undefined;
       let bytes = job.logBytes;
       let truncated = job.logTruncated;
       let seq = job.logOffset;
@@ -62,28 +62,26 @@ export class JobLogService {
       }
       if (fresh.length > 0) {
         this.advance.run(seq, bytes, truncated ? 1 : 0, jobId, job.logOffset);
-        if (!isFinal(job.status as JobStatus)) job = this.leases.renew(job);
+        if (!isFinal(job.status as JobStatus)) job = await this.leases.renew(job);
       }
       return { stored, answer: { offset: seq, truncated, cancelRequested: job.cancelRequested } };
-    })();
+    });
     this.deps.events.logsAppended(jobId, result.stored);
     return result.answer;
   }
 
-  read(jobId: string, after: number, limit: number) {
-    const job = this.deps.db
+  async read(jobId: string, after: number, limit: number) {
+    const job = (await this.deps.db
       .select({ status: jobs.status, truncated: jobs.logTruncated, offset: jobs.logOffset })
       .from(jobs)
-      .where(eq(jobs.id, jobId))
-      .get();
+      .where(eq(jobs.id, jobId)))[0];
     if (!job) throw new ApiError(404, "not_found", `job '${jobId}' does not exist`);
-    const entries = this.deps.db
+    const entries = await this.deps.db
       .select({ seq: jobLogs.seq, ts: jobLogs.ts, stream: jobLogs.stream, line: jobLogs.line })
       .from(jobLogs)
       .where(and(eq(jobLogs.jobId, jobId), gt(jobLogs.seq, after)))
       .orderBy(asc(jobLogs.seq))
-      .limit(limit)
-      .all();
+      .limit(limit);
     const last = entries[entries.length - 1];
     return {
       jobId,

@@ -17,10 +17,12 @@ export interface FinishReport {
  * the bench figures in README "PostgreSQL").
  */
 export interface JobTransitions {
-  queue(values: NewJob, dedupeKey: string | null): Promise<{ row: JobRow; created: boolean }>;
+  /** `first` runs inside the queueing transaction before anything else (an Idempotency-Key take). */
+  queue(values: NewJob, dedupeKey: string | null, first?: () => void): Promise<{ row: JobRow; created: boolean }>;
   claim(agent: ClaimingAgent, leaseMs: number): Promise<JobRow | null>;
   start(jobId: string, leaseId: string, leaseMs: number): Promise<JobRow | undefined>;
-  finish(jobId: string, leaseId: string, report: FinishReport): Promise<JobRow | undefined>;
+  /** With `agentId`, a lease held by another agent changes nothing (undefined), like a stale one. */
+  finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string): Promise<JobRow | undefined>;
   requeue(job: JobRow, reason: string): Promise<JobRow | undefined>;
   failNotHeld(job: JobRow): Promise<JobRow | undefined>;
   lose(job: JobRow): Promise<JobRow | undefined>;
@@ -30,11 +32,21 @@ export interface JobTransitions {
   byId(jobId: string): Promise<JobRow | undefined>;
 }
 
+/** The lease bookkeeping around the transitions: reads and lease renewals, no status change. */
+export interface JobLeases {
+  heldBy(agentId: string): Promise<JobRow[]>;
+  renewLease(jobId: string, until: number): Promise<void>;
+  renewHeld(agentId: string, ids: readonly string[], until: number): Promise<void>;
+  states(ids: readonly string[]): Promise<Array<Pick<JobRow, "id" | "status" | "agentId" | "cancelRequested">>>;
+  /** Every held lease expires no earlier than `until`; answers how many moved. */
+  rearmLeases(until: number): Promise<number>;
+}
+
 /** The embedded engine: the synchronous JobState, one resolved promise per transition. */
-export class SqliteJobTransitions implements JobTransitions {
-  constructor(private readonly state: JobState) {}
-  async queue(values: NewJob, dedupeKey: string | null) {
-    return this.state.queue(values, dedupeKey);
+export class SqliteJobTransitions implements JobTransitions, JobLeases {
+  constructor(readonly state: JobState) {}
+  async queue(values: NewJob, dedupeKey: string | null, first?: () => void) {
+    return this.state.queue(values, dedupeKey, first);
   }
   async claim(agent: ClaimingAgent, leaseMs: number) {
     return this.state.claim(agent, leaseMs);
@@ -42,8 +54,8 @@ export class SqliteJobTransitions implements JobTransitions {
   async start(jobId: string, leaseId: string, leaseMs: number) {
     return this.state.start(jobId, leaseId, leaseMs);
   }
-  async finish(jobId: string, leaseId: string, report: FinishReport) {
-    return this.state.finish(jobId, leaseId, report);
+  async finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string) {
+    return this.state.finish(jobId, leaseId, report, agentId);
   }
   async requeue(job: JobRow, reason: string) {
     return this.state.requeue(job, reason);
@@ -65,5 +77,20 @@ export class SqliteJobTransitions implements JobTransitions {
   }
   async byId(jobId: string) {
     return this.state.store.byId(jobId);
+  }
+  async heldBy(agentId: string) {
+    return this.state.store.heldBy(agentId);
+  }
+  async renewLease(jobId: string, until: number) {
+    this.state.store.renewLease(jobId, until);
+  }
+  async renewHeld(agentId: string, ids: readonly string[], until: number) {
+    this.state.store.renewHeld(agentId, ids, until);
+  }
+  async states(ids: readonly string[]) {
+    return this.state.store.states(ids);
+  }
+  async rearmLeases(until: number) {
+    return this.state.store.rearmLeases(until);
   }
 }

@@ -13,9 +13,11 @@ import { jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { type Deps, iso } from "./deps";
-import { canonicalLabels, type JobState } from "./jobState";
+import { canonicalLabels } from "./jobState";
+import type { JobTransitions } from "./jobTransitions";
 import type { JobRow } from "./jobStore";
 import type { UserPrincipal as Principal } from "../middleware/auth";
+import type { IdempotencyHandle } from "../middleware/idempotency";
 import { assertAppAllowed } from "./auth";
 import type { SecretStore } from "./secrets";
 import { deployableConfig, deploySpecFields } from "./deployableConfig";
@@ -69,7 +71,7 @@ export interface CreateJobInput {
 export class JobService {
   constructor(
     private readonly deps: Deps,
-    private readonly state: JobState,
+    private readonly state: JobTransitions,
     private readonly secrets?: Pick<SecretStore, "requireSet">,
   ) {}
 
@@ -78,7 +80,7 @@ export class JobService {
    * `by` may submit: its apps; a raw spec never names secrets (they come only from the app's
    * configuration); a job outside the app's hosts (another host, a label target) needs admin.
    */
-  resolveSubmission(body: SubmitJob, by: Principal): CreateJobInput {
+  async resolveSubmission(body: SubmitJob, by: Principal): Promise<CreateJobInput> {
     if ("spec" in body) {
       assertAppAllowed(by, body.spec.app);
       if ((body.spec.run?.secrets ?? []).length > 0) {
@@ -99,7 +101,7 @@ export class JobService {
       ...deploySpecFields(deployableConfig(app), this.deps.config.acme),
       ...(image ? { image } : {}),
     });
-    this.secrets?.requireSet(app.name, spec.run?.secrets ?? []);
+    await this.secrets?.requireSet(app.name, spec.run?.secrets ?? []);
     return { spec, target: { host: body.host }, timeoutSeconds: body.timeoutSeconds };
   }
 
@@ -126,11 +128,18 @@ export class JobService {
   }
 
   /** Creates a job, or returns the active job with the same git ref and target (`created: false`). */
-  create(input: CreateJobInput, idempotency?: { take(): void }): { job: Job; created: boolean } {
+  async create(input: CreateJobInput, idempotency?: IdempotencyHandle): Promise<{ job: Job; created: boolean }> {
+    // the request's Idempotency-Key is taken in the transaction that creates the job
+    if (idempotency) {
+      return this.deps.db.write(async () => {
+        await idempotency.take();
+        return this.create(input);
+      });
+    }
     const { config, clock } = this.deps;
     const key = input.dedupe === false ? null : dedupeKey(input.spec, input.target);
     const now = clock();
-    const { row, created } = this.state.queue(
+    const { row, created } = await this.state.queue(
       {
         id: newId("job"),
         deploymentId: input.deploymentId ?? null,
@@ -145,7 +154,6 @@ export class JobService {
         createdAt: now,
       },
       key,
-      idempotency?.take,
     );
     if (created) {
       this.deps.logger.info({ jobId: row.id, app: row.app, kind: row.kind, target: targetKey(input.target) }, "job queued");
@@ -153,42 +161,41 @@ export class JobService {
     return { job: jobToWire(row), created };
   }
 
-  getRow(id: string): JobRow {
+  async getRow(id: string): Promise<JobRow> {
     // the store's prepared statement: drizzle builds and prepares a select per call (~30 µs here)
-    const row = this.state.store.byId(id);
+    const row = await this.state.byId(id);
     if (!row) throw notFound("job", id);
     return row;
   }
 
   /** `by`: a per-app token sees only its apps' jobs (a 404, as if the job did not exist, would hide less: 403 names the limit). */
-  get(id: string, by?: { apps: string[] | null }): Job {
-    const row = this.getRow(id);
+  async get(id: string, by?: { apps: string[] | null }): Promise<Job> {
+    const row = await this.getRow(id);
     if (by) assertAppAllowed(by, row.app);
     return jobToWire(row);
   }
 
   /** Newest first; `cursor` is the id of the last job of the previous page. */
-  list(q: { status?: JobStatus; host?: string; app?: string; cursor?: string; limit: number; apps?: string[] | null }) {
+  async list(q: { status?: JobStatus; host?: string; app?: string; cursor?: string; limit: number; apps?: string[] | null }) {
     const where: SQL[] = [];
     if (q.apps) where.push(inArray(jobs.app, q.apps));
     if (q.status) where.push(eq(jobs.status, q.status));
     if (q.host) where.push(eq(jobs.targetHost, q.host));
     if (q.app) where.push(eq(jobs.app, q.app));
     if (q.cursor) where.push(lt(jobs.id, q.cursor));
-    const rows = this.deps.db
+    const rows = await this.deps.db
       .select()
       .from(jobs)
       .where(and(...where))
       .orderBy(desc(jobs.id))
-      .limit(q.limit + 1)
-      .all();
+      .limit(q.limit + 1);
     const page = rows.slice(0, q.limit);
     return { jobs: page.map(jobToWire), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
   }
 
   /** A pending job is cancelled at once; a held one is asked to stop through its agent. */
-  cancel(id: string): Job {
-    const row = this.state.cancel(id);
+  async cancel(id: string): Promise<Job> {
+    const row = await this.state.cancel(id);
     if (!row) throw notFound("job", id);
     if (row.status !== "cancelled" && isFinal(row.status as JobStatus)) {
       throw new ApiError(409, "job_finished", `job ${id} already ended ${row.status}`);

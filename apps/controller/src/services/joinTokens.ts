@@ -27,10 +27,10 @@ const toWire = (row: Row) => ({
 export class JoinTokens {
   constructor(private readonly deps: Deps) {}
 
-  create(input: { hostname?: string; singleUse: boolean; ttlSeconds: number; createdBy: string }) {
+  async create(input: { hostname?: string; singleUse: boolean; ttlSeconds: number; createdBy: string }) {
     const token = `${PREFIX}${randomBytes(32).toString("base64url")}`;
     const now = this.deps.clock();
-    const row = this.deps.db
+    const row = (await this.deps.db
       .insert(joinTokens)
       .values({
         id: newId("jtk"),
@@ -41,52 +41,49 @@ export class JoinTokens {
         createdAt: now,
         expiresAt: now + input.ttlSeconds * 1000,
       })
-      .returning()
-      .get();
+      .returning())[0]!;
     this.deps.logger.info({ joinTokenId: row.id, hostname: row.hostname, singleUse: row.singleUse }, "join token created");
     return { ...toWire(row), token };
   }
 
-  list() {
-    return this.deps.db.select().from(joinTokens).orderBy(desc(joinTokens.id)).all().map(toWire);
+  async list() {
+    return (await this.deps.db.select().from(joinTokens).orderBy(desc(joinTokens.id))).map(toWire);
   }
 
-  revoke(id: string) {
-    const row = this.deps.db
+  async revoke(id: string) {
+    const row = (await this.deps.db
       .update(joinTokens)
       .set({ revokedAt: sql`coalesce(${joinTokens.revokedAt}, ${this.deps.clock()})` })
       .where(eq(joinTokens.id, id))
-      .returning()
-      .get();
+      .returning())[0];
     if (!row) throw notFound("join token", id);
     return toWire(row);
   }
 
   /** Whether any usable join token exists (registration is open through them). */
-  any(): boolean {
-    return !!this.deps.db
+  async any(): Promise<boolean> {
+    return !!(await this.deps.db
       .select({ id: joinTokens.id })
       .from(joinTokens)
-      .where(and(isNull(joinTokens.revokedAt), isNull(joinTokens.usedAt), sql`${joinTokens.expiresAt} > ${this.deps.clock()}`))
-      .get();
+      .where(and(isNull(joinTokens.revokedAt), isNull(joinTokens.usedAt), sql`${joinTokens.expiresAt} > ${this.deps.clock()}`)))[0];
   }
 
   /** A usable token's grant, or null. Nothing is consumed here: `consume` does it with the registration. */
-  check(token: string): { id: string; hostname: string | null } | null {
+  async check(token: string): Promise<{ id: string; hostname: string | null } | null> {
     if (!token.startsWith(PREFIX)) return null;
-    const row = this.deps.db.select().from(joinTokens).where(eq(joinTokens.hash, hashToken(token))).get();
+    const row = (await this.deps.db.select().from(joinTokens).where(eq(joinTokens.hash, hashToken(token))))[0];
     if (!row || row.revokedAt || (row.singleUse && row.usedAt) || row.expiresAt <= this.deps.clock()) return null;
     return { id: row.id, hostname: row.hostname };
   }
 
   /** Marks a token used by `hostname`; a single-use token is taken by exactly one registration. */
-  consume(id: string, hostname: string): void {
+  async consume(id: string, hostname: string): Promise<void> {
     const now = this.deps.clock();
-    const done = this.deps.db
+    const done = await this.deps.db
       .update(joinTokens)
       .set({ usedAt: now, usedBy: hostname })
       .where(and(eq(joinTokens.id, id), sql`(${joinTokens.singleUse} = 0 OR ${joinTokens.usedAt} IS NULL)`))
-      .run();
-    if (done.changes === 0) throw new ApiError(401, "unauthorized", "this join token was already used");
+      .returning({ id: joinTokens.id });
+    if (done.length === 0) throw new ApiError(401, "unauthorized", "this join token was already used");
   }
 }

@@ -1,7 +1,8 @@
 import { type ClaimedJob, isFinal, type JobStatus } from "@deploybot/protocol";
 import { ApiError, notFound } from "../lib/errors";
 import type { Deps } from "./deps";
-import type { ClaimingAgent, JobState } from "./jobState";
+import type { ClaimingAgent } from "./jobState";
+import type { JobLeases, JobTransitions } from "./jobTransitions";
 import type { JobRow } from "./jobStore";
 
 /**
@@ -12,8 +13,8 @@ import type { JobRow } from "./jobStore";
 export class LeaseService {
   constructor(
     private readonly deps: Deps,
-    private readonly state: JobState,
-    private readonly secretsFor: (app: string, names: readonly string[], host: string) => Record<string, string> = () => ({}),
+    private readonly state: JobTransitions & JobLeases,
+    private readonly secretsFor: (app: string, names: readonly string[], host: string) => Promise<Record<string, string>> = async () => ({}),
   ) {}
 
   get leaseMs(): number {
@@ -21,15 +22,15 @@ export class LeaseService {
   }
 
   /** Takes the oldest pending job this agent may run, or returns null. */
-  claimNextJob(agent: ClaimingAgent): ClaimedJob | null {
-    const row = this.state.claim(agent, this.leaseMs);
+  async claimNextJob(agent: ClaimingAgent): Promise<ClaimedJob | null> {
+    const row = await this.state.claim(agent, this.leaseMs);
     if (!row) return null;
     return {
       id: row.id,
       kind: row.kind as ClaimedJob["kind"],
       app: row.app,
       leaseId: row.leaseId!,
-      spec: this.withCredentials(row.spec as ClaimedJob["spec"], agent.hostname),
+      spec: await this.withCredentials(row.spec as ClaimedJob["spec"], agent.hostname),
       timeoutSeconds: row.timeoutSeconds,
       attempt: row.attempts,
       logOffset: row.logOffset,
@@ -37,7 +38,7 @@ export class LeaseService {
   }
 
   /** Credentials exist only in the copy handed to the claiming agent, never in the stored spec. */
-  private withCredentials(spec: ClaimedJob["spec"], host: string): ClaimedJob["spec"] {
+  private async withCredentials(spec: ClaimedJob["spec"], host: string): Promise<ClaimedJob["spec"]> {
     let out = spec;
     const registry = this.deps.config.registry;
     if (registry) {
@@ -47,7 +48,7 @@ export class LeaseService {
     }
     const names = spec.run?.secrets ?? [];
     if (names.length > 0) {
-      const values = this.secretsFor(spec.app, names, host);
+      const values = await this.secretsFor(spec.app, names, host);
       const missing = names.filter((n) => !(n in values));
       if (missing.length > 0) this.deps.logger.warn({ app: spec.app, host, missing }, "secrets withheld: not set, or not a host of the app");
       out = { ...out, secretEnv: values };
@@ -60,48 +61,47 @@ export class LeaseService {
    * holds is handed back (never started) or failed (it was running). Returns the ids the
    * agent must drop: cancel requests, jobs that ended here, and jobs that are not its own.
    */
-  reconcile(agentId: string, heldJobIds: readonly string[]): string[] {
-    const store = this.state.store;
-    for (const job of store.heldBy(agentId)) {
+  async reconcile(agentId: string, heldJobIds: readonly string[]): Promise<string[]> {
+    for (const job of await this.state.heldBy(agentId)) {
       if (heldJobIds.includes(job.id)) continue;
-      if (job.status === "assigned") this.state.requeue(job, "the agent did not take the job");
-      else this.state.failNotHeld(job);
+      if (job.status === "assigned") await this.state.requeue(job, "the agent did not take the job");
+      else await this.state.failNotHeld(job);
     }
     if (heldJobIds.length === 0) return [];
-    store.renewHeld(agentId, heldJobIds, this.deps.clock() + this.leaseMs);
-    const known = store.states(heldJobIds);
+    await this.state.renewHeld(agentId, heldJobIds, this.deps.clock() + this.leaseMs);
+    const known = await this.state.states(heldJobIds);
     return heldJobIds.filter((id) => {
       const j = known.find((k) => k.id === id);
       return !j || j.agentId !== agentId || j.cancelRequested || isFinal(j.status as JobStatus);
     });
   }
 
-  hasActiveJob(agentId: string): boolean {
-    return this.state.store.heldBy(agentId).length > 0;
+  async hasActiveJob(agentId: string): Promise<boolean> {
+    return (await this.state.heldBy(agentId)).length > 0;
   }
 
   /**
    * The reaper: expired leases, execution timeouts and queue timeouts. Runs every second in
    * the server and directly in tests with a fake clock.
    */
-  sweep(): void {
-    this.state.sweep();
+  async sweep(): Promise<void> {
+    await this.state.sweep();
   }
 
   /**
    * After a controller restart, every lease gets a grace period so agents can check in. At least
    * a minute: agents back off for up to 30 s while the controller is away.
    */
-  rearmLeases(): number {
-    return this.state.store.rearmLeases(this.deps.clock() + Math.max(this.leaseMs, 60_000));
+  async rearmLeases(): Promise<number> {
+    return this.state.rearmLeases(this.deps.clock() + Math.max(this.leaseMs, 60_000));
   }
 
   /**
    * Fencing for an agent's call about a job: the job must be this agent's (403 otherwise)
    * under this lease (409 otherwise, changing nothing).
    */
-  fence(jobId: string, agentId: string, leaseId: string): JobRow {
-    const job = this.state.store.byId(jobId);
+  async fence(jobId: string, agentId: string, leaseId: string): Promise<JobRow> {
+    const job = await this.state.byId(jobId);
     if (!job) throw notFound("job", jobId);
     if (job.agentId !== agentId) throw new ApiError(403, "forbidden", `job ${jobId} is not held by this agent`);
     if (job.leaseId !== leaseId) throw new ApiError(409, "stale_lease", `lease ${leaseId} no longer holds job ${jobId}`);
@@ -113,7 +113,7 @@ export class LeaseService {
    * own state decides the answer: what follows (a deployment, a release) is applied from the
    * outbox, so a config change since the claim can never refuse the report.
    */
-  reportStatus(
+  async reportStatus(
     agentId: string,
     jobId: string,
     body: {
@@ -123,34 +123,34 @@ export class LeaseService {
       error?: string;
       logLines?: number;
     },
-  ): JobRow {
+  ): Promise<JobRow> {
     if (body.status !== "running") {
       // The common case first: the guarded write is the fence (lease, held status, this agent),
       // so a report that holds its lease costs no read before it (the read and fromRaw were 11%
       // of an in-process claim+finish cycle). Anything else reads the job below and answers why.
-      const done = this.state.finish(jobId, body.leaseId, { ...body, status: body.status }, agentId);
+      const done = await this.state.finish(jobId, body.leaseId, { ...body, status: body.status }, agentId);
       if (done) {
         this.deps.logger.info({ jobId, agentId, status: body.status }, "job status");
         return done;
       }
     }
-    const job = this.fence(jobId, agentId, body.leaseId);
+    const job = await this.fence(jobId, agentId, body.leaseId);
     const current = job.status as JobStatus;
     if (current === body.status && isFinal(current)) return job; // a retried final report
     if (isFinal(current)) throw new ApiError(409, "job_finished", `job ${jobId} already ended ${current}`, { status: current });
     if (body.status === "running" && current === "running") return this.renew(job);
     const updated =
       body.status === "running"
-        ? this.state.start(jobId, body.leaseId, this.leaseMs)
-        : this.state.finish(jobId, body.leaseId, { ...body, status: body.status });
+        ? await this.state.start(jobId, body.leaseId, this.leaseMs)
+        : await this.state.finish(jobId, body.leaseId, { ...body, status: body.status });
     if (!updated) throw new ApiError(409, "stale_lease", `job ${jobId} changed while reporting; fetch it again`);
     this.deps.logger.info({ jobId, agentId, status: body.status }, "job status");
     return updated;
   }
 
-  renew(job: JobRow): JobRow {
+  async renew(job: JobRow): Promise<JobRow> {
     const until = this.deps.clock() + this.leaseMs;
-    this.state.store.renewLease(job.id, until);
+    await this.state.renewLease(job.id, until);
     return { ...job, leaseExpiresAt: until };
   }
 }

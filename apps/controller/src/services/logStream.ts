@@ -91,55 +91,63 @@ export class LogStreams {
     return new JobTail(job.id, after, job.status, this.options.graceMs, endedAgo, job.expectedLogLines);
   }
 
-  private jobStates(where: SQL | undefined, limit?: number): JobState[] {
+  private async jobStates(where: SQL | undefined, limit?: number): Promise<JobState[]> {
     const q = this.deps.db
       .select({ id: jobs.id, status: jobs.status, finishedAt: jobs.finishedAt, expectedLogLines: jobs.expectedLogLines })
       .from(jobs)
       .where(where)
       .orderBy(desc(jobs.id));
-    return limit === undefined ? q.all() : q.limit(limit).all();
+    return limit === undefined ? await q : await q.limit(limit);
   }
 
   /** One job's log: history, then live, then `end`. Subscribes before reading; throws 404 first. */
-  openJob(jobId: string, after: number) {
-    const [job] = this.jobStates(eq(jobs.id, jobId));
-    if (!job) throw notFound("job", jobId);
-    // Synchronous from the status read to the subscriptions: no change can fall in between,
-    // and the history is read (later, by drain) only once the tail already collects live lines.
-    const tail = this.tailFor(job, after);
+  async openJob(jobId: string, after: number) {
+    // Subscribed before the status read: what arrives while it is read is kept and applied to
+    // the tail after it, so no change can fall in between; the history is read (later, by
+    // drain) only once the tail already collects live lines.
+    let tail: JobTail | undefined;
+    const early: Array<(t: JobTail) => void> = [];
+    const onTail = (apply: (t: JobTail) => void) => (tail ? apply(tail) : early.push(apply));
     const wakeup = new Wakeup();
     const stops = [
       this.fanout.follow(jobId, (batch) => {
-        tail.push(batch);
+        onTail((t) => t.push(batch));
         wakeup.notify();
       }),
       this.deps.events.onJob((change) => {
         if (change.id !== jobId) return;
-        tail.setStatus(change.status, change.expectedLogLines);
+        onTail((t) => t.setStatus(change.status, change.expectedLogLines));
         wakeup.notify();
       }),
     ];
+    let job: JobState | undefined;
+    try {
+      [job] = await this.jobStates(eq(jobs.id, jobId));
+      if (!job) throw notFound("job", jobId);
+    } catch (err) {
+      for (const stop of stops) stop();
+      throw err;
+    }
+    tail = this.tailFor(job, after);
+    for (const apply of early.splice(0)) apply(tail);
+    const opened = tail;
     const frames = (lines: StoredLogLine[], whole: boolean) => (whole ? encodeBatch(lines) : lines.map(jobFrame).join(""));
     return this.serve(stops, wakeup, async (sink, stopped) => {
-      await tail.drain(this.logs, async (lines, whole) => void (await sink.write(frames(lines, whole))), stopped);
-      if (tail.graceLeft() > 0) return tail.graceLeft();
-      await sink.write(`event: end\ndata: ${JSON.stringify({ jobId, status: tail.status })}\n\n`);
+      await opened.drain(this.logs, async (lines, whole) => void (await sink.write(frames(lines, whole))), stopped);
+      if (opened.graceLeft() > 0) return opened.graceLeft();
+      await sink.write(`event: end\ndata: ${JSON.stringify({ jobId, status: opened.status })}\n\n`);
       return null;
     });
   }
 
   /** Every job of `app` aimed at (or run by) `host`: the recent ones' history, then live. Never ends. */
-  openHostApp(host: string, app: string, resume: AppCursor | undefined) {
+  async openHostApp(host: string, app: string, resume: AppCursor | undefined) {
     const stops: Array<() => void> = [];
     const wakeup = new Wakeup();
     const tails = new Map<string, JobTail>();
     let newest: { jobId: string; seq: number } | undefined;
-    let agentId = this.agentIdOf(host);
-    const onHost = (change: JobChange) => {
-      if (change.host === host) return true;
-      agentId ??= this.agentIdOf(host);
-      return change.agentId !== null && change.agentId === agentId;
-    };
+    let agentId = await this.agentIdOf(host);
+    const onHost = (change: JobChange) => change.host === host || (change.agentId !== null && change.agentId === agentId);
 
     const track = (job: JobState, after: number) => {
       const tail = this.tailFor(job, after);
@@ -151,24 +159,32 @@ export class LogStreams {
         }),
       );
     };
+    const consider = (change: JobChange) => {
+      const tail = tails.get(change.id);
+      if (tail) tail.setStatus(change.status, change.expectedLogLines);
+      else if (onHost(change) && (!newest || change.id > newest.jobId)) {
+        track({ id: change.id, status: change.status, finishedAt: null, expectedLogLines: change.expectedLogLines }, -1);
+      } else return;
+      wakeup.notify();
+    };
     stops.push(
       this.deps.events.onJob((change) => {
         if (change.app !== app) return;
-        const tail = tails.get(change.id);
-        if (tail) tail.setStatus(change.status, change.expectedLogLines);
-        else if (onHost(change) && (!newest || change.id > newest.jobId)) {
-          track({ id: change.id, status: change.status, finishedAt: null, expectedLogLines: change.expectedLogLines }, -1);
-        } else return;
-        wakeup.notify();
+        // a host whose agent registered after the stream opened: its id is looked up first
+        if (agentId || tails.has(change.id) || change.host === host || change.agentId === null) return consider(change);
+        void this.agentIdOf(host).then((id) => {
+          agentId ??= id;
+          consider(change);
+        });
       }),
     );
 
     const scope = and(eq(jobs.app, app), agentId ? or(eq(jobs.targetHost, host), eq(jobs.agentId, agentId)) : eq(jobs.targetHost, host));
     const candidates = new Map<string, JobState>();
-    for (const job of this.jobStates(scope, this.options.historyJobs)) candidates.set(job.id, job);
-    for (const job of this.jobStates(and(scope, inArray(jobs.status, [...activeStatuses])), 50)) candidates.set(job.id, job);
+    for (const job of await this.jobStates(scope, this.options.historyJobs)) candidates.set(job.id, job);
+    for (const job of await this.jobStates(and(scope, inArray(jobs.status, [...activeStatuses])), 50)) candidates.set(job.id, job);
     if (resume) {
-      for (const job of this.jobStates(and(scope, inArray(jobs.id, [...resume.keys()])))) candidates.set(job.id, job);
+      for (const job of await this.jobStates(and(scope, inArray(jobs.id, [...resume.keys()])))) candidates.set(job.id, job);
       const watermark = [...resume.keys()].sort().at(-1)!;
       newest = { jobId: watermark, seq: resume.get(watermark)! };
     }
@@ -220,8 +236,8 @@ export class LogStreams {
     });
   }
 
-  private agentIdOf(hostname: string): string | undefined {
-    return this.deps.db.select({ id: agents.id }).from(agents).where(eq(agents.hostname, hostname)).get()?.id;
+  private async agentIdOf(hostname: string): Promise<string | undefined> {
+    return (await this.deps.db.select({ id: agents.id }).from(agents).where(eq(agents.hostname, hostname)))[0]?.id;
   }
 
   /**

@@ -100,11 +100,11 @@ export class JobTail {
       if (this.reread) {
         this.reread = false;
         // batches that arrive while a page is written are kept; the cursor skips the overlap
-        for (let page = logs.read(this.jobId, this.cursor, PAGE).entries; page.length > 0; ) {
+        for (let page = (await logs.read(this.jobId, this.cursor, PAGE)).entries; page.length > 0; ) {
           await send(page, false);
           this.cursor = page[page.length - 1]!.seq;
           if (page.length < PAGE || stopped()) break;
-          page = logs.read(this.jobId, this.cursor, PAGE).entries;
+          page = (await logs.read(this.jobId, this.cursor, PAGE)).entries;
         }
         continue;
       }

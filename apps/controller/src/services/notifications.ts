@@ -93,12 +93,12 @@ export class NotificationService {
    * The drainer's `db` consequence: the deliveries one change event makes. Synchronous, inside
    * the drainer's transaction; idempotent through the dedup key.
    */
-  enqueue(event: OutboxEvent): void {
+  async enqueue(event: OutboxEvent): Promise<void> {
     const { targets } = this.config;
     if (targets.length === 0) return;
     const notice = this.noticeOf(event);
     if (!notice) return;
-    const redactor = event.app ? this.redaction.forApp(event.app) : null;
+    const redactor = event.app ? await this.redaction.forApp(event.app) : null;
     const summary = redactor ? redactor.redact(notice.summary) : notice.summary;
     const data = redactor ? redactor.redactDeep(event.data) : event.data;
     const now = this.deps.clock();
@@ -184,15 +184,15 @@ export class NotificationService {
   }
 
   /** Deletes deliveries that ended more than `keepMs` ago, with their attempts. */
-  prune(keepMs: number): number {
+  async prune(keepMs: number): Promise<number> {
     const cutoff = this.deps.clock() - keepMs;
     const sqlite = this.deps.db.$client;
-    return sqlite.transaction(() => {
+    return this.deps.db.write(async () => {
       sqlite
         .prepare("DELETE FROM notification_attempts WHERE delivery_id IN (SELECT id FROM notification_deliveries WHERE status != 'pending' AND created_at < ?)")
         .run(cutoff);
       return sqlite.prepare("DELETE FROM notification_deliveries WHERE status != 'pending' AND created_at < ?").run(cutoff).changes;
-    })();
+    });
   }
 
   /** Sends every delivery that is due; resolves when those attempts are recorded. */
@@ -227,7 +227,7 @@ export class NotificationService {
     const target = config.targets.find((t) => t.name === row.target);
     const startedAt = this.deps.clock();
     if (!target || target.type !== row.type) {
-      this.finish(row, { status: "dropped", error: `target '${row.target}' is no longer configured (as a ${row.type} target)`, startedAt, statusCode: null, outcome: null });
+      await this.finish(row, { status: "dropped", error: `target '${row.target}' is no longer configured (as a ${row.type} target)`, startedAt, statusCode: null, outcome: null });
       return;
     }
     // a slack URL's path is its token; a webhook's secret is its key
@@ -258,13 +258,13 @@ export class NotificationService {
     if (error) error = redactor.redact(error).slice(0, 500);
     const attempts = row.attempts + 1;
     if (outcome === "delivered") {
-      this.finish(row, { status: "delivered", error: null, startedAt, durationMs, statusCode, outcome });
+      await this.finish(row, { status: "delivered", error: null, startedAt, durationMs, statusCode, outcome });
       this.logger.info({ deliveryId: row.id, target: row.target, event: row.event, attempts }, "notification delivered");
       return;
     }
     if (outcome === "refused") {
       // the address will not become allowed by waiting: the target needs allow_private, or another URL
-      this.finish(row, { status: "refused", error, startedAt, durationMs, statusCode, outcome });
+      await this.finish(row, { status: "refused", error, startedAt, durationMs, statusCode, outcome });
       this.logger.warn({ deliveryId: row.id, target: row.target, error }, "notification refused: the target's address is not allowed");
       return;
     }
@@ -272,18 +272,18 @@ export class NotificationService {
     // jitter: deliveries that failed together (a receiver outage) do not all come back together
     const nextAt = startedAt + Math.round(delay * (0.8 + Math.random() * 0.4));
     const giveUp = nextAt > row.created_at + config.retry_for_seconds * 1000;
-    this.finish(row, { status: giveUp ? "failed" : "pending", error, startedAt, durationMs, statusCode, outcome, nextAt });
+    await this.finish(row, { status: giveUp ? "failed" : "pending", error, startedAt, durationMs, statusCode, outcome, nextAt });
     const log = { deliveryId: row.id, target: row.target, event: row.event, attempts, error };
     if (giveUp) this.logger.error(log, "a notification failed for the last time; giving up");
     else this.logger.warn({ ...log, retryInMs: nextAt - startedAt }, "a notification failed; retrying with backoff");
   }
 
   /** Records an attempt (when one was made) and the delivery's new state, together. */
-  private finish(
+  private async finish(
     row: DeliveryRow,
     r: { status: NotificationDelivery["status"]; error: string | null; startedAt: number; statusCode: number | null; outcome: AttemptRow["outcome"] | null; durationMs?: number; nextAt?: number },
-  ): void {
-    this.deps.db.$client.transaction(() => {
+  ): Promise<void> {
+    await this.deps.db.write(async () => {
       const attempts = r.outcome ? row.attempts + 1 : row.attempts;
       if (r.outcome) this.recordAttempt.run(row.id, attempts, r.startedAt, r.durationMs ?? 0, r.statusCode, r.outcome, r.error);
       this.updateDelivery.run({
@@ -294,14 +294,14 @@ export class NotificationService {
         error: r.error,
         deliveredAt: r.status === "delivered" ? this.deps.clock() : null,
       });
-    })();
+    });
   }
 
   /**
    * Deliveries, newest first, each with its attempts. `apps` (a token limited to apps): only
    * deliveries about those apps; host and agent events concern every app and are left out.
    */
-  list(q: { target?: string; status?: string; event?: string; id?: string; limit: number; apps?: readonly string[] | null }): NotificationDelivery[] {
+  async list(q: { target?: string; status?: string; event?: string; id?: string; limit: number; apps?: readonly string[] | null }): Promise<NotificationDelivery[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     for (const key of ["target", "status", "event", "id"] as const) {
@@ -348,8 +348,8 @@ export class NotificationService {
   }
 
   /** One delivery with its attempts (seen through `apps` as `list` does). */
-  get(id: string, apps?: readonly string[] | null): NotificationDelivery | undefined {
-    return this.list({ id, limit: 1, apps })[0];
+  async get(id: string, apps?: readonly string[] | null): Promise<NotificationDelivery | undefined> {
+    return (await this.list({ id, limit: 1, apps }))[0];
   }
 }
 

@@ -24,26 +24,26 @@ export class IngestRedaction {
     this.appOfJob = deps.db.select({ app: jobs.app }).from(jobs).where(eq(jobs.id, sql.placeholder("id"))).prepare();
   }
 
-  forApp(app: string): Redactor {
+  async forApp(app: string): Promise<Redactor> {
     const stamp = this.stampOf.get(app) as string;
     const cached = this.byApp.get(app);
     if (cached?.stamp === stamp) return cached.redactor;
     const { config } = this.deps;
-    const redactor = new Redactor(config.joinToken, config.registry?.password, config.adminToken, ...Object.values(this.store.allValues(app)));
+    const redactor = new Redactor(config.joinToken, config.registry?.password, config.adminToken, ...Object.values(await this.store.allValues(app)));
     if (this.byApp.size > 10_000) this.byApp.clear();
     this.byApp.set(app, { stamp, redactor });
     return redactor;
   }
 
-  forJob(jobId: string): Redactor {
+  async forJob(jobId: string): Promise<Redactor> {
     const row = this.appOfJob.get({ id: jobId });
-    return row ? this.forApp(row.app) : new Redactor(this.deps.config.joinToken, this.deps.config.registry?.password);
+    return row ? await this.forApp(row.app) : new Redactor(this.deps.config.joinToken, this.deps.config.registry?.password);
   }
 
   /** A status report with its error and result redacted. */
-  statusReport<T extends { error?: string; result?: Record<string, unknown> }>(jobId: string, body: T): T {
+  async statusReport<T extends { error?: string; result?: Record<string, unknown> }>(jobId: string, body: T): Promise<T> {
     if (body.error === undefined && body.result === undefined) return body;
-    const r = this.forJob(jobId);
+    const r = await this.forJob(jobId);
     return { ...body, ...(body.error !== undefined ? { error: r.redact(body.error) } : {}), ...(body.result ? { result: r.redactDeep(body.result) } : {}) };
   }
 }

@@ -13,21 +13,20 @@ export class ReleaseCatalog {
     private readonly appOf: (name: string) => AppDefinition,
   ) {}
 
-  list(appName: string): Release[] {
+  async list(appName: string): Promise<Release[]> {
     this.appOf(appName);
-    const current = this.deployedIds(appName)[0] ?? null;
-    return this.deps.db
+    const current = (await this.deployedIds(appName))[0] ?? null;
+    return (await this.deps.db
       .select()
       .from(releases)
       .where(eq(releases.app, appName))
-      .orderBy(desc(releases.id))
-      .all()
+      .orderBy(desc(releases.id)))
       .map((r) => releaseToWire(r, r.id === current));
   }
 
-  current(appName: string): Release | null {
-    const id = this.deployedIds(appName)[0];
-    const row = id ? this.deps.db.select().from(releases).where(eq(releases.id, id)).get() : undefined;
+  async current(appName: string): Promise<Release | null> {
+    const id = (await this.deployedIds(appName))[0];
+    const row = id ? (await this.deps.db.select().from(releases).where(eq(releases.id, id)))[0] : undefined;
     return row ? releaseToWire(row, true) : null;
   }
 
@@ -35,7 +34,7 @@ export class ReleaseCatalog {
    * Every app's current release in two queries, for lists: `current()` per app costs two queries
    * each, and the dashboard's overview lists 200 apps.
    */
-  currentByApp(): Map<string, Release> {
+  async currentByApp(): Promise<Map<string, Release>> {
     const { db } = this.deps;
     const newestSucceeded = db
       .select({ id: max(deployments.id) })
@@ -43,19 +42,18 @@ export class ReleaseCatalog {
       .where(and(eq(deployments.status, "succeeded"), isNotNull(deployments.releaseId)))
       .groupBy(deployments.app);
     const releaseIds = db.select({ id: deployments.releaseId }).from(deployments).where(inArray(deployments.id, newestSucceeded));
-    const rows = db.select().from(releases).where(inArray(releases.id, releaseIds)).all();
+    const rows = await db.select().from(releases).where(inArray(releases.id, releaseIds));
     return new Map(rows.map((r) => [r.app, releaseToWire(r, true)]));
   }
 
   /** Releases in the order they were last deployed successfully, newest first, without repeats. */
-  deployedIds(appName: string): string[] {
-    const rows = this.deps.db
+  async deployedIds(appName: string): Promise<string[]> {
+    const rows = await this.deps.db
       .select({ releaseId: deployments.releaseId })
       .from(deployments)
       .where(and(eq(deployments.app, appName), eq(deployments.status, "succeeded"), isNotNull(deployments.releaseId)))
       .orderBy(desc(deployments.id))
-      .limit(200)
-      .all();
+      .limit(200);
     return [...new Set(rows.map((r) => r.releaseId!))];
   }
 
@@ -65,10 +63,10 @@ export class ReleaseCatalog {
   }
 
   /** Images the hosts must keep: the current release and the one a rollback would bring back. */
-  protectedImages(appName: string): string[] {
-    const ids = this.deployedIds(appName).slice(0, 2);
+  async protectedImages(appName: string): Promise<string[]> {
+    const ids = (await this.deployedIds(appName)).slice(0, 2);
     if (ids.length === 0) return [];
-    const rows = this.deps.db.select().from(releases).where(inArray(releases.id, ids)).all();
+    const rows = await this.deps.db.select().from(releases).where(inArray(releases.id, ids));
     return rows.flatMap((r) => [r.imageTag, this.pullableImage(r)].filter((x): x is string => !!x));
   }
 }

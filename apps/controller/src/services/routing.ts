@@ -21,9 +21,9 @@ export class RouteReports {
     private readonly agentService: AgentService,
   ) {}
 
-  forApp(app: string): HostRoute[] {
-    const online = new Map(this.agentService.list().map((a) => [a.id, a.online]));
-    const rows = this.deps.db.select({ id: agents.id, hostname: agents.hostname, routes: agents.routes }).from(agents).orderBy(agents.hostname).all();
+  async forApp(app: string): Promise<HostRoute[]> {
+    const online = new Map((await this.agentService.list()).map((a) => [a.id, a.online]));
+    const rows = await this.deps.db.select({ id: agents.id, hostname: agents.hostname, routes: agents.routes }).from(agents).orderBy(agents.hostname);
     const out: HostRoute[] = [];
     for (const row of rows) {
       // Each entry is checked on its own: one an older or newer agent shaped differently is skipped.

@@ -59,15 +59,15 @@ export class RunService {
   }
 
   /** A one-off run (`POST /v1/apps/{name}/runs`). 409 when the app has no deployed release. */
-  oneOff(appName: string, body: { command: string[]; host?: string; env?: Record<string, string>; timeoutSeconds?: number; resultFile?: string }): Run {
+  async oneOff(appName: string, body: { command: string[]; host?: string; env?: Record<string, string>; timeoutSeconds?: number; resultFile?: string }): Promise<Run> {
     const app = this.appOf(appName);
-    const id = this.deps.db.$client.transaction(() => this.queue({ app, trigger: "one-off", ...body }).id)();
-    return this.get(id);
+    const id = await this.deps.db.write(async () => (await this.queue({ app, trigger: "one-off", ...body })).id);
+    return await this.get(id);
   }
 
   /** A run without a tick (one-off, trigger now): the row and its job, or a throw (409 without a release). */
-  queue(req: RunRequest): RunRow {
-    return this.attachJob(this.insert(req, "queued", null)!, req, false);
+  async queue(req: RunRequest): Promise<RunRow> {
+    return await this.attachJob((await this.insert(req, "queued", null))!, req, false);
   }
 
   /**
@@ -75,30 +75,30 @@ export class RunService {
    * null when the tick already has a row (another controller, or this one before a restart,
    * decided it). Call inside the synchronous transaction that also queues the job.
    */
-  tryTakeTick(req: RunRequest, state: "queued" | "missed" | "skipped" = "queued", reason: string | null = null): RunRow | null {
-    return this.insert(req, state, reason);
+  async tryTakeTick(req: RunRequest, state: "queued" | "missed" | "skipped" = "queued", reason: string | null = null): Promise<RunRow | null> {
+    return await this.insert(req, state, reason);
   }
 
   /** Queues the job of a run row; a tick that cannot run (no release) is recorded failed with the reason. */
-  attachJob(row: RunRow, req: RunRequest, recordFailure = true): RunRow {
+  async attachJob(row: RunRow, req: RunRequest, recordFailure = true): Promise<RunRow> {
     try {
-      const jobId = this.jobs.create({
-        spec: this.specFor(req),
+      const { job } = await this.jobs.create({
+        spec: await this.specFor(req),
         target: this.targetFor(req),
         timeoutSeconds: req.timeoutSeconds,
         queueTimeoutSeconds: req.queueTimeoutSeconds,
         dedupe: false,
-      }).job.id;
-      return this.announce(this.deps.db.update(runs).set({ jobId }).where(eq(runs.id, row.id)).returning().get());
+      });
+      return await this.announce((await this.deps.db.update(runs).set({ jobId: job.id }).where(eq(runs.id, row.id)).returning())[0]!);
     } catch (err) {
       if (!recordFailure || !(err instanceof ApiError)) throw err;
-      return this.setState(row.id, "failed", err.message);
+      return await this.setState(row.id, "failed", err.message);
     }
   }
 
   /** `run.changed` on the outbox, in the caller's transaction (GET /v1/events). */
-  private announce(row: RunRow, status?: RunStatus): RunRow {
-    const run = this.toWire(row);
+  private async announce(row: RunRow, status?: RunStatus): Promise<RunRow> {
+    const run = await this.toWire(row);
     this.deps.outbox.append("run.changed", { app: row.app, subject: row.id }, status ? { ...run, status } : run);
     return row;
   }
@@ -107,20 +107,20 @@ export class RunService {
    * A run's job started or ended: say so on the outbox (a consequence of its job.changed). The
    * event carries the status of that change, even when it is applied after a later one.
    */
-  applyJobChange(change: { id: string; kind: string; status: string }): void {
+  async applyJobChange(change: { id: string; kind: string; status: string }): Promise<void> {
     const status = change.status as JobStatus;
     if (change.kind !== "run" || (status !== "running" && !finalStatuses.includes(status))) return;
-    const row = this.deps.db.select().from(runs).where(eq(runs.jobId, change.id)).get();
-    if (row) this.announce(row, JOB_TO_RUN[status]);
+    const row = (await this.deps.db.select().from(runs).where(eq(runs.jobId, change.id)))[0];
+    if (row) await this.announce(row, JOB_TO_RUN[status]);
   }
 
-  setState(id: string, state: "skipped" | "failed" | "missed", reason: string): RunRow {
-    return this.announce(this.deps.db.update(runs).set({ state, reason }).where(eq(runs.id, id)).returning().get());
+  async setState(id: string, state: "skipped" | "failed" | "missed", reason: string): Promise<RunRow> {
+    return await this.announce((await this.deps.db.update(runs).set({ state, reason }).where(eq(runs.id, id)).returning())[0]!);
   }
 
-  private insert(req: RunRequest, state: string, reason: string | null): RunRow | null {
+  private async insert(req: RunRequest, state: string, reason: string | null): Promise<RunRow | null> {
     const row =
-      this.deps.db
+      (await this.deps.db
         .insert(runs)
         .values({
           id: newId("run"),
@@ -134,18 +134,17 @@ export class RunService {
           createdAt: this.deps.clock(),
         })
         .onConflictDoNothing()
-        .returning()
-        .get() ?? null;
+        .returning())[0] ?? null;
     // a queued run is announced once its job exists (attachJob)
-    if (row && state !== "queued") this.announce(row);
+    if (row && state !== "queued") await this.announce(row);
     return row;
   }
 
   /** The app's current release with today's command and env overrides; run jobs publish no ports. */
-  private specFor(req: RunRequest) {
-    const current = this.catalog.current(req.app.name);
+  private async specFor(req: RunRequest) {
+    const current = await this.catalog.current(req.app.name);
     if (!current) throw new ApiError(409, "no_release", `app '${req.app.name}' has no deployed release to run`);
-    const row = this.deps.db.select().from(releases).where(eq(releases.id, current.id)).get()!;
+    const row = (await this.deps.db.select().from(releases).where(eq(releases.id, current.id)))[0]!;
     const image = this.catalog.pullableImage(row);
     if (!image) throw new ApiError(409, "release_without_image", `release ${row.id} of '${req.app.name}' has no image to run`);
     const config = releaseConfig(row.config).run as Record<string, unknown>;
@@ -176,54 +175,51 @@ export class RunService {
   }
 
   /** Runs of a schedule whose job is still pending, assigned or running. */
-  activeRuns(app: string, schedule: string): { runId: string; jobId: string }[] {
-    return this.deps.db
+  async activeRuns(app: string, schedule: string): Promise<{ runId: string; jobId: string }[]> {
+    return await this.deps.db
       .select({ runId: runs.id, jobId: jobs.id })
       .from(runs)
       .innerJoin(jobs, eq(jobs.id, runs.jobId))
-      .where(and(eq(runs.app, app), eq(runs.schedule, schedule), inArray(jobs.status, [...activeStatuses])))
-      .all();
+      .where(and(eq(runs.app, app), eq(runs.schedule, schedule), inArray(jobs.status, [...activeStatuses])));
   }
 
-  get(id: string): Run {
-    const row = this.deps.db.select().from(runs).where(eq(runs.id, id)).get();
+  async get(id: string): Promise<Run> {
+    const row = (await this.deps.db.select().from(runs).where(eq(runs.id, id)))[0];
     if (!row) throw notFound("run", id);
-    return this.toWire(row);
+    return await this.toWire(row);
   }
 
   /** Newest first; `cursor` is the id of the last run of the previous page. */
-  list(q: { app?: string; schedule?: string; cursor?: string; limit: number }) {
+  async list(q: { app?: string; schedule?: string; cursor?: string; limit: number }) {
     const where: SQL[] = [];
     if (q.app) where.push(eq(runs.app, q.app));
     if (q.schedule) where.push(eq(runs.schedule, q.schedule));
     if (q.cursor) where.push(lt(runs.id, q.cursor));
-    const rows = this.deps.db
+    const rows = await this.deps.db
       .select()
       .from(runs)
       .where(and(...where))
       .orderBy(desc(runs.id))
-      .limit(q.limit + 1)
-      .all();
+      .limit(q.limit + 1);
     const page = rows.slice(0, q.limit);
-    return { runs: page.map((r) => this.toWire(r)), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
+    return { runs: await Promise.all(page.map((r) => this.toWire(r))), nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
   }
 
-  lastRun(app: string, schedule: string): Run | null {
-    const row = this.deps.db
+  async lastRun(app: string, schedule: string): Promise<Run | null> {
+    const row = (await this.deps.db
       .select()
       .from(runs)
       .where(and(eq(runs.app, app), eq(runs.schedule, schedule)))
       .orderBy(desc(runs.id))
-      .limit(1)
-      .get();
-    return row ? this.toWire(row) : null;
+      .limit(1))[0];
+    return row ? await this.toWire(row) : null;
   }
 
   /** The stored result file of a run. */
-  result(id: string): { path: string; content: Buffer; size: number; truncated: boolean } {
-    const row = this.deps.db.select().from(runs).where(eq(runs.id, id)).get();
+  async result(id: string): Promise<{ path: string; content: Buffer; size: number; truncated: boolean }> {
+    const row = (await this.deps.db.select().from(runs).where(eq(runs.id, id)))[0];
     if (!row) throw notFound("run", id);
-    const stored = row.jobId ? this.deps.db.select().from(runResults).where(eq(runResults.jobId, row.jobId)).get() : undefined;
+    const stored = row.jobId ? (await this.deps.db.select().from(runResults).where(eq(runResults.jobId, row.jobId)))[0] : undefined;
     if (!stored) throw new ApiError(404, "no_result", `run ${id} has no result file`);
     return stored;
   }
@@ -232,16 +228,15 @@ export class RunService {
    * The agent holding the job uploads its result file (fenced by the lease, like every agent
    * write). A retried upload replaces the stored copy; the cap is enforced here too.
    */
-  storeResult(agentId: string, jobId: string, leaseId: string, file: { path: string; size: number; content: Buffer }): void {
-    const job = this.leases.fence(jobId, agentId, leaseId);
+  async storeResult(agentId: string, jobId: string, leaseId: string, file: { path: string; size: number; content: Buffer }): Promise<void> {
+    const job = await this.leases.fence(jobId, agentId, leaseId);
     if (job.kind !== "run") throw new ApiError(409, "not_a_run", `job ${jobId} is a ${job.kind} job`);
     const content = file.content.subarray(0, RESULT_FILE_LIMIT);
     const truncated = file.size > content.length;
-    this.deps.db
+    await this.deps.db
       .insert(runResults)
       .values({ jobId, path: file.path, content, size: Math.max(file.size, content.length), truncated, storedAt: this.deps.clock() })
-      .onConflictDoUpdate({ target: runResults.jobId, set: { path: file.path, content, size: Math.max(file.size, content.length), truncated } })
-      .run();
+      .onConflictDoUpdate({ target: runResults.jobId, set: { path: file.path, content, size: Math.max(file.size, content.length), truncated } });
     this.deps.logger.info({ jobId, bytes: content.length, truncated }, "run result stored");
   }
 
@@ -249,28 +244,26 @@ export class RunService {
    * Agents of the previous version send the result file inside the status report (at most
    * 256 KiB, as `result.resultFile.content`): keep it where the new path would have put it.
    */
-  adoptInlineResult(job: JobRow): void {
+  async adoptInlineResult(job: JobRow): Promise<void> {
     if (job.kind !== "run") return;
     const file = (job.result as { resultFile?: { path?: unknown; content?: unknown; truncated?: unknown } } | null)?.resultFile;
     if (!file || typeof file.content !== "string" || typeof file.path !== "string") return;
-    const exists = this.deps.db.select({ jobId: runResults.jobId }).from(runResults).where(eq(runResults.jobId, job.id)).get();
+    const exists = (await this.deps.db.select({ jobId: runResults.jobId }).from(runResults).where(eq(runResults.jobId, job.id)))[0];
     if (exists) return;
     const content = Buffer.from(file.content, "utf8");
-    this.deps.db
+    await this.deps.db
       .insert(runResults)
       .values({ jobId: job.id, path: file.path, content, size: content.length, truncated: file.truncated === true, storedAt: this.deps.clock() })
-      .onConflictDoNothing()
-      .run();
+      .onConflictDoNothing();
   }
 
-  toWire(row: RunRow): Run {
-    const job = row.jobId ? this.jobs.getRow(row.jobId) : undefined;
+  async toWire(row: RunRow): Promise<Run> {
+    const job = row.jobId ? await this.jobs.getRow(row.jobId) : undefined;
     const stored = row.jobId
-      ? this.deps.db
+      ? (await this.deps.db
           .select({ path: runResults.path, size: runResults.size, truncated: runResults.truncated, content: runResults.content })
           .from(runResults)
-          .where(eq(runResults.jobId, row.jobId))
-          .get()
+          .where(eq(runResults.jobId, row.jobId)))[0]
       : undefined;
     const result = (job?.result ?? {}) as { exitCode?: unknown };
     const status: RunStatus = job ? JOB_TO_RUN[job.status as JobStatus] : (row.state as RunStatus);

@@ -38,12 +38,12 @@ export class Scheduler {
   ) {}
 
   /** Decides every due tick of every schedule. The server calls it every second; tests call it on a fake clock. */
-  tick(): void {
+  async tick(): Promise<void> {
     const now = this.deps.clock();
     for (const app of this.deps.apps().apps) {
       for (const s of app.schedules) {
         try {
-          this.tickSchedule(app, s, now);
+          await this.tickSchedule(app, s, now);
         } catch (err) {
           this.deps.logger.error({ err: (err as Error).message, app: app.name, schedule: s.name }, "schedule tick failed");
         }
@@ -54,9 +54,9 @@ export class Scheduler {
   /** The next tick after a cursor, per schedule: a pass with nothing due opens no transaction and parses no cron. */
   private readonly nextDue = new Map<string, { from: string; at: number }>();
 
-  private tickSchedule(app: AppDefinition, s: ScheduleDefinition, now: number): void {
+  private async tickSchedule(app: AppDefinition, s: ScheduleDefinition, now: number): Promise<void> {
     const key = `${app.name}/${s.name}`;
-    const seen = this.deps.db.select().from(schedules).where(eq(schedules.key, key)).get();
+    const seen = (await this.deps.db.select().from(schedules).where(eq(schedules.key, key)))[0];
     if (seen?.paused) return;
     if (seen) {
       const from = `${seen.cursorAt}|${s.cron}|${s.timezone}`;
@@ -67,8 +67,8 @@ export class Scheduler {
       }
       if (now < due.at) return;
     }
-    this.deps.db.$client.transaction(() => {
-      const state = this.state(app.name, s.name, now);
+    await this.deps.db.write(async () => {
+      const state = await this.state(app.name, s.name, now);
       if (state.paused || state.cursorAt >= now) return;
       const due = ticksBetween(s.cron, s.timezone, state.cursorAt, now, MAX_ENUMERATED + 1);
       if (due.length > 0) {
@@ -76,40 +76,40 @@ export class Scheduler {
         const latest = overflow ? latestTickAtOrBefore(s.cron, s.timezone, now) : due[due.length - 1]!;
         const missed = overflow ? due : due.slice(0, -1);
         for (const tickAt of missed.slice(-MAX_MISSED_RECORDED)) {
-          this.runs.tryTakeTick(this.request(app, s, tickAt), "missed", `the controller was not running at this tick; only the newest tick (${iso(latest)}) ran`);
+          await this.runs.tryTakeTick(this.request(app, s, tickAt), "missed", `the controller was not running at this tick; only the newest tick (${iso(latest)}) ran`);
         }
         if (missed.length > 0) {
           this.deps.logger.warn({ app: app.name, schedule: s.name, missed: overflow ? `${MAX_ENUMERATED}+` : missed.length, ran: iso(latest) }, "ticks missed while the controller was away");
         }
-        this.decide(app, s, latest, now);
+        await this.decide(app, s, latest, now);
         // The cursor is the newest tick, never `now`: the next tick is computed from the previous
         // one, which is what keeps a tick in a skipped or repeated DST hour single (see cron.ts).
-        this.deps.db.update(schedules).set({ cursorAt: latest, updatedAt: now }).where(eq(schedules.key, key)).run();
+        await this.deps.db.update(schedules).set({ cursorAt: latest, updatedAt: now }).where(eq(schedules.key, key));
       }
       this.hooks.beforeCommit?.(key);
-    })();
+    });
   }
 
   /** One tick: run it, or record why not. */
-  private decide(app: AppDefinition, s: ScheduleDefinition, tickAt: number, now: number): void {
+  private async decide(app: AppDefinition, s: ScheduleDefinition, tickAt: number, now: number): Promise<void> {
     const lateSeconds = (now - tickAt) / 1000;
     const deadline = s.starting_deadline_seconds;
     const req = this.request(app, s, tickAt, deadline === undefined ? undefined : Math.max(1, Math.ceil(deadline - lateSeconds)));
     if (deadline !== undefined && lateSeconds > deadline) {
-      this.runs.tryTakeTick(req, "missed", `decided ${lateSeconds.toFixed(1)} s after its tick, past its starting deadline of ${deadline} s`);
+      await this.runs.tryTakeTick(req, "missed", `decided ${lateSeconds.toFixed(1)} s after its tick, past its starting deadline of ${deadline} s`);
       return;
     }
-    const active = this.runs.activeRuns(app.name, s.name);
+    const active = await this.runs.activeRuns(app.name, s.name);
     if (active.length > 0 && s.concurrency === "forbid") {
-      this.runs.tryTakeTick(req, "skipped", `run ${active[0]!.runId} was still active (concurrency: forbid)`);
+      await this.runs.tryTakeTick(req, "skipped", `run ${active[0]!.runId} was still active (concurrency: forbid)`);
       return;
     }
-    const row = this.runs.tryTakeTick(req);
+    const row = await this.runs.tryTakeTick(req);
     if (!row) return; // decided already, elsewhere or before a restart
     if (s.concurrency === "replace") {
-      for (const a of active) this.jobs.cancel(a.jobId); // the normal cancel path: pending ends now, running is stopped by its agent
+      for (const a of active) await this.jobs.cancel(a.jobId); // the normal cancel path: pending ends now, running is stopped by its agent
     }
-    const queued = this.runs.attachJob(row, req);
+    const queued = await this.runs.attachJob(row, req);
     this.deps.logger.info({ app: app.name, schedule: s.name, tick: iso(tickAt), runId: row.id, jobId: queued.jobId, state: queued.state }, "schedule tick");
   }
 
@@ -130,10 +130,10 @@ export class Scheduler {
   }
 
   /** The schedule's row; a schedule seen for the first time starts at now (no backfill). */
-  private state(app: string, name: string, now: number): StateRow {
+  private async state(app: string, name: string, now: number): Promise<StateRow> {
     const key = `${app}/${name}`;
-    this.deps.db.insert(schedules).values({ key, app, name, cursorAt: now, updatedAt: now }).onConflictDoNothing().run();
-    return this.deps.db.select().from(schedules).where(eq(schedules.key, key)).get()!;
+    await this.deps.db.insert(schedules).values({ key, app, name, cursorAt: now, updatedAt: now }).onConflictDoNothing();
+    return (await this.deps.db.select().from(schedules).where(eq(schedules.key, key)))[0]!;
   }
 
   private definition(appName: string, name: string): { app: AppDefinition; s: ScheduleDefinition } {
@@ -144,42 +144,41 @@ export class Scheduler {
   }
 
   /** Runs the schedule's command now, whatever its concurrency policy (like `kubectl create job --from`). */
-  trigger(appName: string, name: string): Run {
+  async trigger(appName: string, name: string): Promise<Run> {
     const { app, s } = this.definition(appName, name);
-    const id = this.deps.db.$client.transaction(() => this.runs.queue(this.request(app, s, undefined)).id)();
-    return this.runs.get(id);
+    const id = await this.deps.db.write(async () => (await this.runs.queue(this.request(app, s, undefined))).id);
+    return await this.runs.get(id);
   }
 
   /** Paused: ticks are not decided. Resumed: from now on; the ticks of the pause are not made up. */
-  setPaused(appName: string, name: string, paused: boolean): Schedule {
+  async setPaused(appName: string, name: string, paused: boolean): Promise<Schedule> {
     const { app, s } = this.definition(appName, name);
     const now = this.deps.clock();
-    this.deps.db.$client.transaction(() => {
-      const state = this.state(app.name, s.name, now);
+    await this.deps.db.write(async () => {
+      const state = await this.state(app.name, s.name, now);
       if (state.paused === paused) return;
-      this.deps.db
+      await this.deps.db
         .update(schedules)
         .set({ paused, updatedAt: now, ...(paused ? {} : { cursorAt: now }) })
-        .where(eq(schedules.key, state.key))
-        .run();
-    })();
+        .where(eq(schedules.key, state.key));
+    });
     this.deps.logger.info({ app: app.name, schedule: s.name, paused }, paused ? "schedule paused" : "schedule resumed");
     return this.toWire(app, s);
   }
 
-  get(appName: string, name: string): Schedule {
+  async get(appName: string, name: string): Promise<Schedule> {
     const { app, s } = this.definition(appName, name);
-    return this.toWire(app, s);
+    return await this.toWire(app, s);
   }
 
-  list(appName?: string): Schedule[] {
+  async list(appName?: string): Promise<Schedule[]> {
     const apps = appName ? [this.runs.appOf(appName)] : this.deps.apps().apps;
-    return apps.flatMap((app) => app.schedules.map((s) => this.toWire(app, s)));
+    return await Promise.all(apps.flatMap((app) => app.schedules.map((s) => this.toWire(app, s))));
   }
 
-  private toWire(app: AppDefinition, s: ScheduleDefinition): Schedule {
+  private async toWire(app: AppDefinition, s: ScheduleDefinition): Promise<Schedule> {
     const now = this.deps.clock();
-    const state = this.deps.db.select().from(schedules).where(eq(schedules.key, `${app.name}/${s.name}`)).get();
+    const state = (await this.deps.db.select().from(schedules).where(eq(schedules.key, `${app.name}/${s.name}`)))[0];
     const paused = state?.paused ?? false;
     return {
       app: app.name,
@@ -194,7 +193,7 @@ export class Scheduler {
       target: s.host ? { host: s.host } : s.labels ? { labels: s.labels } : null,
       paused,
       nextRuns: paused ? [] : nextTicks(s.cron, s.timezone, Math.max(now, state?.cursorAt ?? now), 3).map((t) => iso(t)!),
-      lastRun: this.runs.lastRun(app.name, s.name),
+      lastRun: await this.runs.lastRun(app.name, s.name),
     };
   }
 }

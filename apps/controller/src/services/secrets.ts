@@ -30,34 +30,32 @@ export class SecretStore {
     if (!this.deps.apps().byName(app)) throw notFound("app", app);
   }
 
-  put(app: string, key: string, value: string) {
+  async put(app: string, key: string, value: string) {
     this.requireApp(app);
     // the app and key are bound into the ciphertext: a value copied to another row will not open
     const row = { app, key, value: this.seal(value, `${app}/${key}`), updatedAt: this.deps.clock() };
-    this.deps.db
+    await this.deps.db
       .insert(secrets)
       .values(row)
-      .onConflictDoUpdate({ target: [secrets.app, secrets.key], set: { value: row.value, updatedAt: row.updatedAt } })
-      .run();
+      .onConflictDoUpdate({ target: [secrets.app, secrets.key], set: { value: row.value, updatedAt: row.updatedAt } });
     this.deps.logger.info({ app, key }, "secret set");
     return { key, updatedAt: iso(row.updatedAt)! };
   }
 
-  list(app: string) {
+  async list(app: string) {
     this.requireApp(app);
-    return this.deps.db
+    return (await this.deps.db
       .select({ key: secrets.key, updatedAt: secrets.updatedAt })
       .from(secrets)
       .where(eq(secrets.app, app))
-      .orderBy(asc(secrets.key))
-      .all()
+      .orderBy(asc(secrets.key)))
       .map((r) => ({ key: r.key, updatedAt: iso(r.updatedAt)! }));
   }
 
-  remove(app: string, key: string): void {
+  async remove(app: string, key: string): Promise<void> {
     this.requireApp(app);
-    const done = this.deps.db.delete(secrets).where(and(eq(secrets.app, app), eq(secrets.key, key))).run();
-    if (done.changes === 0) throw notFound("secret", `${app}/${key}`);
+    const done = await this.deps.db.delete(secrets).where(and(eq(secrets.app, app), eq(secrets.key, key))).returning({ key: secrets.key });
+    if (done.length === 0) throw notFound("secret", `${app}/${key}`);
     this.deps.logger.info({ app, key }, "secret removed");
   }
 
@@ -65,14 +63,13 @@ export class SecretStore {
    * A deploy of an app that declares a secret nobody set would run without it: refused before
    * anything is queued, naming the key and how to set it.
    */
-  requireSet(app: string, names: readonly string[]): void {
+  async requireSet(app: string, names: readonly string[]): Promise<void> {
     if (names.length === 0) return;
     const set = new Set(
-      this.deps.db
+      (await this.deps.db
         .select({ key: secrets.key })
         .from(secrets)
-        .where(and(eq(secrets.app, app), inArray(secrets.key, [...names])))
-        .all()
+        .where(and(eq(secrets.app, app), inArray(secrets.key, [...names]))))
         .map((r) => r.key),
     );
     const missing = names.filter((n) => !set.has(n));
@@ -86,8 +83,8 @@ export class SecretStore {
    * next to another DEPLOYBOT_SECRET_KEY or secret.key would otherwise start and fail every
    * deploy that needs a secret, and every agent token it signed would be refused.
    */
-  keyOpensSecrets(): boolean {
-    const row = this.deps.db.select().from(secrets).limit(1).get();
+  async keyOpensSecrets(): Promise<boolean> {
+    const row = (await this.deps.db.select().from(secrets).limit(1))[0];
     if (!row) return true;
     try {
       this.open(row.value, `${row.app}/${row.key}`);
@@ -98,19 +95,18 @@ export class SecretStore {
   }
 
   /** Every decrypted value of an app's secrets, for redaction of what its jobs send back. */
-  allValues(app: string): Record<string, string> {
-    const rows = this.deps.db.select().from(secrets).where(eq(secrets.app, app)).all();
+  async allValues(app: string): Promise<Record<string, string>> {
+    const rows = await this.deps.db.select().from(secrets).where(eq(secrets.app, app));
     return Object.fromEntries(rows.map((r) => [r.key, this.open(r.value, `${app}/${r.key}`)]));
   }
 
   /** Decrypted values of `names` for `app` (those that are set). */
-  valuesFor(app: string, names: readonly string[]): Record<string, string> {
+  async valuesFor(app: string, names: readonly string[]): Promise<Record<string, string>> {
     if (names.length === 0) return {};
-    const rows = this.deps.db
+    const rows = await this.deps.db
       .select()
       .from(secrets)
-      .where(and(eq(secrets.app, app), inArray(secrets.key, [...names])))
-      .all();
+      .where(and(eq(secrets.app, app), inArray(secrets.key, [...names])));
     return Object.fromEntries(rows.map((r) => [r.key, this.open(r.value, `${app}/${r.key}`)]));
   }
 }

@@ -105,32 +105,32 @@ export class WebhookService {
 
     // The database decides who handles a delivery id: the first insert of its row wins, in
     // this process or any other; a concurrent or later copy answers as a duplicate.
-    if (!this.claim(deliveryId, event)) return this.duplicate(deliveryId);
+    if (!(await this.claim(deliveryId, event))) return this.duplicate(deliveryId, await this.find(deliveryId));
     return this.decideAndRecord(deliveryId, event, { contentType: hook.contentType, body });
   }
 
   /** Takes the delivery id with a placeholder row (`processing`); false when someone has it already. */
-  private claim(deliveryId: string, event: string): boolean {
+  private async claim(deliveryId: string, event: string): Promise<boolean> {
     const row = { deliveryId, event: event.slice(0, 64), outcome: "processing", reason: "being decided", receivedAt: this.deps.clock() };
-    return this.deps.db.insert(webhookDeliveries).values(row).onConflictDoNothing().run().changes === 1;
+    const taken = await this.deps.db.insert(webhookDeliveries).values(row).onConflictDoNothing().returning({ id: webhookDeliveries.deliveryId });
+    return taken.length === 1;
   }
 
-  list(limit: number): Delivery[] {
-    return this.deps.db
+  async list(limit: number): Promise<Delivery[]> {
+    return (await this.deps.db
       .select()
       .from(webhookDeliveries)
       .orderBy(desc(webhookDeliveries.receivedAt), desc(sql`rowid`))
-      .limit(limit)
-      .all()
+      .limit(limit))
       .map(toWire);
   }
 
-  private find(deliveryId: string): Delivery | undefined {
-    const row = this.deps.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId)).get();
+  private async find(deliveryId: string): Promise<Delivery | undefined> {
+    const row = (await this.deps.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId)))[0];
     return row ? toWire(row) : undefined;
   }
 
-  private duplicate(deliveryId: string, first = this.find(deliveryId)): WebhookAnswer {
+  private duplicate(deliveryId: string, first: Delivery | undefined): WebhookAnswer {
     this.logger.info({ deliveryId }, "webhook redelivery ignored");
     return { status: 200, body: { duplicate: true, ...(first ?? { deliveryId }) } };
   }
@@ -144,13 +144,13 @@ export class WebhookService {
       // is a no-op. A failure on our side is not recorded: GitHub's redelivery then tries again.
       if (err instanceof ApiError && err.status < 500) {
         const reason = `${err.code}: ${err.message}`;
-        this.record(deliveryId, event, { repo: null, ref: null, sha: null, outcome: "rejected", reason, deploymentId: null, status: err.status });
+        await this.record(deliveryId, event, { repo: null, ref: null, sha: null, outcome: "rejected", reason, deploymentId: null, status: err.status });
       } else {
-        this.deps.db.delete(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId)).run();
+        await this.deps.db.delete(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId));
       }
       throw err;
     }
-    const delivery = this.record(deliveryId, event, decision);
+    const delivery = await this.record(deliveryId, event, decision);
     if (decision.outcome === "rejected") throw new ApiError(decision.status, "invalid_payload", decision.reason);
     return { status: decision.status, body: { ...delivery } };
   }
@@ -193,23 +193,23 @@ export class WebhookService {
       // One deploy per (app, branch, commit): the same signed body replayed under a new delivery
       // id is recorded as a duplicate, decided by the database's primary key, not a lookup.
       const key = and(eq(webhookPushes.app, app.name), eq(webhookPushes.branch, branch), eq(webhookPushes.sha, push.after));
-      const taken = this.deps.db
+      const taken = await this.deps.db
         .insert(webhookPushes)
         .values({ app: app.name, branch, sha: push.after, deliveryId, receivedAt: this.deps.clock() })
         .onConflictDoNothing()
-        .run().changes;
-      if (taken === 0) {
-        const first = this.deps.db.select().from(webhookPushes).where(key).get();
+        .returning({ sha: webhookPushes.sha });
+      if (taken.length === 0) {
+        const first = (await this.deps.db.select().from(webhookPushes).where(key))[0];
         duplicates.push({ app: app.name, deliveryId: first?.deliveryId ?? "?", deploymentId: first?.deploymentId ?? null });
         continue;
       }
       try {
         const deployment = await this.deployments.create({ app: app.name, sha: push.after, ref: branch, trigger: "webhook", triggeredBy: deliveryId });
-        this.deps.db.update(webhookPushes).set({ deploymentId: deployment.id }).where(key).run();
+        await this.deps.db.update(webhookPushes).set({ deploymentId: deployment.id }).where(key);
         deployed.push({ app: app.name, id: deployment.id });
       } catch (err) {
         // not deployed: the push may be tried again (a redelivery after the cause is fixed)
-        this.deps.db.delete(webhookPushes).where(key).run();
+        await this.deps.db.delete(webhookPushes).where(key);
         // one app of a monorepo without hosts must not keep the others from deploying
         if (!(err instanceof ApiError && err.status < 500 && wanted.length > 1)) throw err;
         firstRefusal ??= err;
@@ -226,7 +226,7 @@ export class WebhookService {
     return { ...seen, outcome: "deployed", reason, deploymentId: deployed[0]!.id, status: 202 };
   }
 
-  private record(deliveryId: string, event: string, d: Decision): Delivery {
+  private async record(deliveryId: string, event: string, d: Decision): Promise<Delivery> {
     const row = {
       deliveryId,
       event: event.slice(0, 64),
@@ -239,11 +239,10 @@ export class WebhookService {
       receivedAt: this.deps.clock(),
     };
     // the placeholder taken by `claim` becomes the decision
-    this.deps.db
+    await this.deps.db
       .insert(webhookDeliveries)
       .values(row)
-      .onConflictDoUpdate({ target: webhookDeliveries.deliveryId, set: { ...row, deliveryId: undefined, receivedAt: undefined } })
-      .run();
+      .onConflictDoUpdate({ target: webhookDeliveries.deliveryId, set: { ...row, deliveryId: undefined, receivedAt: undefined } });
     this.logger.info({ deliveryId, event: row.event, repo: d.repo, outcome: d.outcome, reason: d.reason, deploymentId: d.deploymentId }, "webhook delivery");
     return toWire(row);
   }
@@ -272,7 +271,7 @@ function toWire(row: typeof webhookDeliveries.$inferSelect): Delivery {
  */
 export function connectGitHub(
   deps: Deps,
-  deployments: Creator & { get(id: string): Deployment; setRefResolver(r: (repo: string, ref: string) => Promise<string>): void },
+  deployments: Creator & { get(id: string): Promise<Deployment>; setRefResolver(r: (repo: string, ref: string) => Promise<string>): void },
 ) {
   const github = new GitHubClient(deps);
   deployments.setRefResolver((repo, ref) => github.resolveRef(repo, ref));

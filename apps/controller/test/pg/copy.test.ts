@@ -37,13 +37,13 @@ describePostgres("db copy from SQLite to PostgreSQL", () => {
     const { services } = createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
     services.drainer.stop();
     db.$client.prepare("INSERT INTO agents (id, hostname, labels, version, created_at, revoked) VALUES ('agt_1', 'web-1', '[\"linux\"]', '1.0', 5, 1)").run();
-    const a = services.jobState.queue(newJob({ host: "web-1" }), null).row;
-    services.jobState.queue(newJob({ labels: ["gpu", "linux"] }), "key-1");
-    const held = services.jobState.claim({ id: "agt_1", hostname: "web-1", labels: ["linux"] }, 60_000)!;
-    services.jobState.finish(held.id, held.leaseId!, { status: "succeeded", result: { digest: "sha256:abc" } });
+    const a = (await services.jobState.queue(newJob({ host: "web-1" }), null)).row;
+    await services.jobState.queue(newJob({ labels: ["gpu", "linux"] }), "key-1");
+    const held = (await services.jobState.claim({ id: "agt_1", hostname: "web-1", labels: ["linux"] }, 60_000))!;
+    await services.jobState.finish(held.id, held.leaseId!, { status: "succeeded", result: { digest: "sha256:abc" } });
     db.$client.prepare("INSERT INTO run_results (job_id, path, content, size, truncated, stored_at) VALUES (?, 'out.json', ?, 3, 0, 9)").run(a.id, Buffer.from([0, 1, 255]));
     db.$client.prepare("INSERT INTO app_logs (host, app, container, ts, stream, line) VALUES ('web-1', 'web', 'c1', 't', 'stdout', 'hello')").run();
-    const sqliteJob = services.jobState.store.byId(a.id)!;
+    const sqliteJob = (await services.jobState.byId(a.id))!;
     const outboxRows = db.$client.prepare("SELECT count(*) FROM outbox").pluck().get() as number;
     db.$client.close();
 

@@ -15,7 +15,7 @@ import { testConfig } from "../../src/config";
 import { parseAppsConfig } from "../../src/services/appsConfig";
 import { jobEvent } from "../../src/services/jobState";
 import type { JobRow } from "../../src/services/jobStore";
-import { type JobTransitions, SqliteJobTransitions } from "../../src/services/jobTransitions";
+import type { JobTransitions } from "../../src/services/jobTransitions";
 import { PgJobState } from "../../src/services/pgJobState";
 import { APPS_YAML } from "../appsYaml";
 import { migratedDatabase } from "./database";
@@ -42,7 +42,7 @@ function sqliteEngine(): Engine {
   const { services } = createApp({ db, config, logger: silent, apps: () => apps, secretKey: config.secretKey!, clock: () => clock.now });
   services.drainer.stop();
   return {
-    state: new SqliteJobTransitions(services.jobState),
+    state: services.jobState,
     clock,
     addAgent: async (id, hostname) => {
       db.$client.prepare("INSERT INTO agents (id, hostname, version, created_at) VALUES (?, ?, 'test', 0)").run(id, hostname);
