@@ -48,18 +48,24 @@ for (const engine of engines) {
     let runs: Promise<void>[] = [];
     let killedAt = 0;
 
+    /** An admin call, retried through the outage (HAProxy answers 503 while no controller is up) for 2 minutes. */
     const api = async (base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-      for (let attempt = 0; ; attempt++) {
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        let failure: string;
         try {
           const res = await fetch(base + path, {
             method,
             headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json", ...headers },
             body: typeof body === "string" ? body : body === undefined ? undefined : JSON.stringify(body),
           });
-          if (res.status < 500 || attempt >= 20) return { status: res.status, body: await res.json() };
+          const text = await res.text();
+          if (res.status < 500) return { status: res.status, body: JSON.parse(text) };
+          failure = `${res.status} ${text.slice(0, 200)}`;
         } catch (err) {
-          if (attempt >= 20) throw err;
+          failure = (err as Error).message;
         }
+        if (Date.now() > deadline) throw new Error(`${method} ${base}${path}: no answer for 2 minutes (last: ${failure})`);
         await new Promise((r) => setTimeout(r, 250));
       }
     };
@@ -126,6 +132,7 @@ for (const engine of engines) {
           jobIds.push(r.body.job.id);
         }
       })();
+      queueing.catch(() => {}); // awaited below; a failure then fails the test, not the run
       await waitFor("a third of the jobs to be handed out", async () => (handed.length >= JOBS / 3 ? true : undefined), 300_000, 50);
       const victim = controllers[0]!;
       const handedBeforeKill = handed.length;
