@@ -1,0 +1,70 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import type postgres from "postgres";
+import type { Db } from "./client";
+import type { Tx, WriteFacade } from "./facade";
+import { connectPg, openPg, type PgOptions } from "./pg";
+
+type PgDrizzle = PostgresJsDatabase<Record<string, never>>;
+
+/**
+ * The services' database on PostgreSQL: the same `Db` shape they use on SQLite.
+ *
+ * Tables: the services build queries from schema.ts (sqlite-core tables); drizzle's PostgreSQL
+ * dialect renders them by table and column name, which pgSchema.ts keeps identical, and encodes
+ * values with the same column codecs. For those codecs to read what PostgreSQL returns, this pool
+ * hands json/jsonb columns back as their JSON text (the SQLite shape, parsed by the column), int8
+ * as numbers (pg.ts) and booleans as booleans (the SQLite boolean column maps them back as it
+ * maps 1/0). One query code path for both engines, no table lookup per query.
+ *
+ * Transactions: `write(body)` runs the body in a drizzle transaction on one pooled connection.
+ * Services call `this.deps.db` inside a body as they do outside; an AsyncLocalStorage carries
+ * the body's transaction, so those calls run on its connection (not on another one of the pool,
+ * which would wait behind the body's own row locks).
+ */
+export async function openPgDb(url: string, opts: PgOptions = {}): Promise<Db & { $pg: postgres.Sql; close(): Promise<void> }> {
+  // migrations first (under the advisory lock), on their own pool
+  const migrated = await openPg(url, opts);
+  await migrated.$client.end({ timeout: 5 });
+  const sql = connectPg(url, opts);
+  const asText = (v: string) => v;
+  sql.options.parsers[114] = asText;
+  sql.options.parsers[3802] = asText;
+  // SQLite's boolean column writes 1 / 0; postgres.js would serialize any non-`true` as false
+  sql.options.serializers[16] = (v: unknown) => (v === true || v === 1 || v === "1" || v === "t" ? "t" : "f");
+  const root = drizzle(sql) as unknown as PgDrizzle;
+  const current = new AsyncLocalStorage<PgDrizzle>();
+  const builder = (): PgDrizzle => current.getStore() ?? root;
+
+  const facade: WriteFacade = {
+    engine: "postgres",
+    write<T>(body: (tx: Tx) => Promise<T>): Promise<T> {
+      const open = current.getStore();
+      // a body that calls another service's write joins its transaction (PostgreSQL can wait)
+      if (open) return body(open as unknown as Tx);
+      return root.transaction((tx) => current.run(tx as unknown as PgDrizzle, () => body(tx as unknown as Tx)));
+    },
+    async savepoint<T>(body: () => Promise<T>): Promise<T> {
+      const open = current.getStore() as unknown as { transaction<R>(fn: (tx: PgDrizzle) => Promise<R>): Promise<R> } | undefined;
+      if (!open) throw new Error("savepoint outside a transaction");
+      // drizzle's nested transaction is a savepoint
+      return open.transaction((sp) => current.run(sp, body));
+    },
+  };
+
+  // Every query builder entry point goes to the open transaction, if any, else to the pool.
+  const entry = new Set(["select", "selectDistinct", "insert", "update", "delete", "execute", "with", "$count"]);
+  const db = new Proxy(facade as object, {
+    get(target, prop) {
+      if (prop in target) return (target as Record<PropertyKey, unknown>)[prop];
+      if (prop === "$pg") return sql;
+      if (prop === "close") return () => sql.end({ timeout: 5 });
+      if (typeof prop === "string" && entry.has(prop)) {
+        const b = builder() as unknown as Record<string, (...a: unknown[]) => unknown>;
+        return b[prop]!.bind(b);
+      }
+      return (root as unknown as Record<PropertyKey, unknown>)[prop];
+    },
+  });
+  return db as Db & { $pg: postgres.Sql; close(): Promise<void> };
+}

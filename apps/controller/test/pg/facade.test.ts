@@ -1,0 +1,93 @@
+/**
+ * The write facade and the services' query code on both engines: the same drizzle builders over
+ * schema.ts's tables, on SQLite and on the test PostgreSQL cluster (pgFacade.ts).
+ */
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { freshDatabase } from "../../../../test/support/postgres";
+import type { Db } from "../../src/db/client";
+import { openDb } from "../../src/db/client";
+import { openPgDb } from "../../src/db/pgFacade";
+import { agents, apiTokens, secrets } from "../../src/db/schema";
+import { ApiTokens } from "../../src/services/auth";
+import { describePostgres } from "../../../../test/support/postgres";
+
+const token = (id: string) => ({ id, name: id, scope: "read", hash: `hash-${id}`, createdAt: 1 });
+
+function contract(engine: "sqlite" | "postgres", open: () => Db) {
+  test(`${engine}: JSON, booleans and millisecond timestamps read back as written`, async () => {
+    const db = open();
+    await db.insert(agents).values({ id: `agt_${engine}`, hostname: `host-${engine}`, version: "1", labels: ["gpu", "linux"], capabilities: { volumes: true }, revoked: true, registeredAt: 1_764_000_000_123 });
+    const [row] = await db.select().from(agents).where(eq(agents.id, `agt_${engine}`));
+    expect(row).toMatchObject({ labels: ["gpu", "linux"], capabilities: { volumes: true }, revoked: true, online: false, registeredAt: 1_764_000_000_123, containers: [] });
+    const partial = await db.select({ labels: agents.labels, revoked: agents.revoked }).from(agents).where(eq(agents.revoked, true));
+    expect(partial).toEqual([{ labels: ["gpu", "linux"], revoked: true }]);
+  });
+
+  test(`${engine}: a write commits, a throw rolls back, and the body's own reads see its writes`, async () => {
+    const db = open();
+    const seen = await db.write(async () => {
+      await db.insert(apiTokens).values(token(`tok_${engine}_a`));
+      return (await db.select().from(apiTokens).where(eq(apiTokens.id, `tok_${engine}_a`))).length;
+    });
+    expect(seen).toBe(1);
+    await expect(
+      db.write(async () => {
+        await db.insert(apiTokens).values(token(`tok_${engine}_b`));
+        throw new Error("refused");
+      }),
+    ).rejects.toThrow("refused");
+    const ids = (await db.select({ id: apiTokens.id }).from(apiTokens)).map((r) => r.id).filter((id) => id.startsWith(`tok_${engine}`));
+    expect(ids).toEqual([`tok_${engine}_a`]);
+  });
+
+  test(`${engine}: upserts and returning`, async () => {
+    const db = open();
+    const row = { app: "web", key: `K_${engine}`, value: "v1", updatedAt: 1 };
+    await db.insert(secrets).values(row).onConflictDoUpdate({ target: [secrets.app, secrets.key], set: { value: "v2", updatedAt: 2 } });
+    await db.insert(secrets).values(row).onConflictDoUpdate({ target: [secrets.app, secrets.key], set: { value: "v2", updatedAt: 2 } });
+    const none = await db.insert(secrets).values(row).onConflictDoNothing().returning({ key: secrets.key });
+    expect(none).toEqual([]);
+    const [stored] = await db.select().from(secrets).where(eq(secrets.key, `K_${engine}`));
+    expect(stored).toMatchObject({ value: "v2", updatedAt: 2 });
+  });
+
+  test(`${engine}: a service (API tokens) runs unchanged`, async () => {
+    const db = open();
+    const tokens = new ApiTokens(db, undefined, () => 5_000_000);
+    const made = await tokens.create(`ci-${engine}`, "deploy", ["web", "api"]);
+    expect(await tokens.authenticate(made.token)).toEqual({ kind: "user", tokenId: made.id, scope: "deploy", apps: ["api", "web"] });
+    expect((await tokens.list()).map((t) => t.name)).toContain(`ci-${engine}`);
+    await tokens.revoke(made.id);
+    expect(await tokens.authenticate(made.token)).toBeNull();
+  });
+}
+
+const sqliteDb = openDb(":memory:");
+contract("sqlite", () => sqliteDb);
+
+describePostgres("the services' queries on PostgreSQL", () => {
+  let pg: Awaited<ReturnType<typeof openPgDb>>;
+  let drop: () => Promise<void>;
+  beforeAll(async () => {
+    const fresh = await freshDatabase();
+    drop = fresh.drop;
+    pg = await openPgDb(fresh.url, { max: 4 });
+  });
+  afterAll(async () => {
+    await pg?.close();
+    await drop?.();
+  });
+  contract("postgres", () => pg);
+
+  test("postgres: a body's statements run on its transaction's connection, not on another of the pool", async () => {
+    // with a pool of 4 and the row locked by the body, a statement routed to another connection would wait forever
+    await pg.insert(apiTokens).values(token("tok_lock"));
+    await pg.write(async () => {
+      await pg.update(apiTokens).set({ name: "locked" }).where(eq(apiTokens.id, "tok_lock"));
+      await pg.update(apiTokens).set({ name: "again" }).where(eq(apiTokens.id, "tok_lock"));
+    });
+    const [row] = await pg.select().from(apiTokens).where(eq(apiTokens.id, "tok_lock"));
+    expect(row?.name).toBe("again");
+  });
+});
