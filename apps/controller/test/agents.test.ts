@@ -165,6 +165,20 @@ describe("GET /v1/agents/install-command", () => {
     expect((await h.call("GET", "/v1/agents/install-command?url=http://x/$(id)'", { token: ADMIN })).status).toBe(400);
     expect((await h.call("GET", "/v1/agents/install-command?labels=a;b", { token: ADMIN })).status).toBe(400);
   });
+
+  test("several controller URLs: the installer comes from the first, the agent gets the whole list", async ({ h }) => {
+    const res = await h.call("GET", "/v1/agents/install-command?url=https://a.example.com/,https://b.example.com:8443", { token: ADMIN });
+    expect(res.status).toBe(200);
+    const { command } = await res.json();
+    expect(command).toContain("'https://a.example.com/v1/agents/dist/install-agent.sh'");
+    expect(command).toContain("--url 'https://a.example.com,https://b.example.com:8443'");
+    const init = await (await h.call("GET", "/v1/agents/cloud-init?url=https://a.example.com,https://b.example.com", { token: ADMIN })).text();
+    expect(init).toContain("https://a.example.com/v1/agents/dist/install-agent.sh");
+    expect(init).toContain("--url 'https://a.example.com,https://b.example.com'");
+    for (const bad of ["https://a.example.com,", "https://a.example.com,,https://b.example.com", "https://a.example.com,ftp://b"]) {
+      expect((await h.call("GET", `/v1/agents/install-command?url=${encodeURIComponent(bad)}`, { token: ADMIN })).status).toBe(400);
+    }
+  });
 });
 
 describe("GET /v1/agents/bundle and /v1/agents/dist/{file}", () => {

@@ -13,20 +13,29 @@ export interface InstallTarget {
   hostname?: string;
 }
 
+const URL_PART = /^https?:\/\/[^\s'",]+$/;
+
+/** `url` may list several controllers (`a,b`): agents fail over between them. */
 function checked(t: InstallTarget): InstallTarget & { url: string } {
-  if (!/^https?:\/\/[^\s'"]+$/.test(t.url)) throw new ApiError(400, "invalid_url", "url must be an http(s) URL");
+  const parts = t.url.split(",");
+  if (!parts.every((p) => URL_PART.test(p))) throw new ApiError(400, "invalid_url", "url must be an http(s) URL, or several separated by commas");
   if (t.labels !== undefined && !LABELS.test(t.labels)) {
     throw new ApiError(400, "invalid_labels", "labels must be a comma-separated list of letters, digits and _ . = : / -");
   }
   if (t.hostname !== undefined && !HOSTNAME.test(t.hostname)) throw new ApiError(400, "invalid_hostname", "hostname must be 1-63 letters, digits, '_', '.', '-'");
-  return { ...t, url: t.url.replace(/\/$/, "") };
+  return { ...t, url: parts.map((p) => p.replace(/\/$/, "")).join(",") };
 }
 
-/** The installer's arguments and the pipeline that fetches it from the controller. */
+/**
+ * The installer's arguments and the pipeline that fetches it from the (first) controller; the
+ * installer gets the whole list, fetches the agent from the first controller that answers and
+ * writes the list to DEPLOYBOT_URL.
+ */
 function pipeline(t: InstallTarget, sudo: boolean): string {
+  const first = t.url.split(",")[0]!;
   const args = ["--url", quote(t.url), ...(t.labels ? ["--labels", quote(t.labels)] : []), ...(t.hostname ? ["--hostname", quote(t.hostname)] : [])];
   return [
-    `curl -fsSL --retry 5 --retry-connrefused -H @<(printf 'Authorization: Bearer %s\\n' "$DEPLOYBOT_JOIN_TOKEN") ${quote(`${t.url}/v1/agents/dist/install-agent.sh`)}`,
+    `curl -fsSL --retry 5 --retry-connrefused -H @<(printf 'Authorization: Bearer %s\\n' "$DEPLOYBOT_JOIN_TOKEN") ${quote(`${first}/v1/agents/dist/install-agent.sh`)}`,
     `| ${sudo ? "sudo --preserve-env=DEPLOYBOT_JOIN_TOKEN " : ""}bash -s -- ${args.join(" ")}`,
   ].join(" ");
 }
