@@ -48,14 +48,15 @@ export class SqliteJobTransitions implements JobTransitions, JobLeases {
   async queue(values: NewJob, dedupeKey: string | null, first?: () => void) {
     return this.state.queue(values, dedupeKey, first);
   }
-  async claim(agent: ClaimingAgent, leaseMs: number) {
-    return this.state.claim(agent, leaseMs);
+  // The agents' transitions share a COMMIT with the others of their turn (groupCommit.ts).
+  claim(agent: ClaimingAgent, leaseMs: number) {
+    return this.state.group.run(() => this.state.claim(agent, leaseMs));
   }
-  async start(jobId: string, leaseId: string, leaseMs: number) {
-    return this.state.start(jobId, leaseId, leaseMs);
+  start(jobId: string, leaseId: string, leaseMs: number) {
+    return this.state.group.run(() => this.state.start(jobId, leaseId, leaseMs));
   }
-  async finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string) {
-    return this.state.finish(jobId, leaseId, report, agentId);
+  finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string) {
+    return this.state.group.run(() => this.state.finish(jobId, leaseId, report, agentId));
   }
   async requeue(job: JobRow, reason: string) {
     return this.state.requeue(job, reason);
