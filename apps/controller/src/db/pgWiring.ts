@@ -4,6 +4,7 @@ import type { OutboxEvent } from "../services/outbox";
 import { type Leadership, PgLeader, PgLogRelay, PgOutboxFollower, PgOutboxListener } from "../services/pgCluster";
 import { connectPg, type PgSql } from "./pg";
 
+/** In the controller: `signal: (e) => services.drainer.applySignals(e)` (a drainer made with `signals: "follower"`), `appended: () => deps.outbox.appended()`, `events: deps.events`. */
 export interface PgClusterHooks {
   /** every committed outbox row, from every controller: run the drainer's signal consequences for it */
   signal: (event: OutboxEvent) => void;

@@ -33,6 +33,13 @@ export interface DrainerOptions {
   maxBackoffMs: number;
   /** after this many failed attempts a consequence is given up (still visible in outbox_retries) */
   maxAttempts: number;
+  /**
+   * `inline`: the drainer runs the signal consequences after each batch (one controller).
+   * `follower`: every controller's outbox follower calls `applySignals` for every row (several
+   * controllers on PostgreSQL, where the drainer runs in one of them and the wake-ups are needed
+   * in all), so the drainer skips them.
+   */
+  signals: "inline" | "follower";
 }
 
 type RetryRow = { event_id: number; consequence: string; attempts: number };
@@ -79,7 +86,7 @@ export class Drainer {
     options: Partial<DrainerOptions> = {},
   ) {
     this.logger = deps.logger.child({ component: "drainer" });
-    this.options = { batch: 500, backoffMs: 1_000, maxBackoffMs: 10 * 60_000, maxAttempts: 30, ...options };
+    this.options = { batch: 500, backoffMs: 1_000, maxBackoffMs: 10 * 60_000, maxAttempts: 30, signals: "inline", ...options };
     const sqlite = deps.db.$client;
     this.inTransaction = sqlite.transaction((fn: () => void) => fn());
     this.addTask = sqlite.prepare(
@@ -214,6 +221,11 @@ export class Drainer {
     }
   }
 
+  /** The signal consequences of one committed row (the outbox follower of a controller on PostgreSQL). */
+  applySignals(event: OutboxEvent): void {
+    this.signal((this.byType.get(event.type) ?? []).filter((c) => c.kind === "signal").map((c) => [c, event]));
+  }
+
   private signal(signals: Batch["signals"]): void {
     for (const [c, event] of signals) {
       try {
@@ -232,7 +244,9 @@ export class Drainer {
       const now = this.deps.clock();
       for (const event of rows) {
         for (const c of this.byType.get(event.type) ?? []) {
-          if (c.kind === "signal") batch.signals.push([c, event]);
+          if (c.kind === "signal") {
+            if (this.options.signals === "inline") batch.signals.push([c, event]);
+          }
           else if (c.kind === "external") {
             this.addTask.run({ eventId: event.id, consequence: c.name, attempts: 0, nextAt: now, error: null, now });
             batch.external = true;

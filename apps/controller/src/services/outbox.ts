@@ -110,6 +110,11 @@ export class Outbox {
     return () => this.listeners.delete(listener);
   }
 
+  /** Rows were appended elsewhere (another controller on the same database): tell the listeners as for our own. */
+  appended(): void {
+    this.schedule();
+  }
+
   private schedule() {
     if (this.scheduled) return;
     this.scheduled = true;
