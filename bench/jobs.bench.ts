@@ -7,8 +7,12 @@
  *   - plainjob (npm, a SQLite queue on better-sqlite3): its worker with a no-op processor;
  *   - deploybot: LeaseService.claimNextJob + reportStatus(succeeded) — the code heartbeats and
  *     status reports run: lease, fencing, a transaction per transition with its outbox row — and
- *     the drainer applying every row's consequences (every 100 cycles, and at the end: timed).
- * Passes are interleaved (bare, plainjob, deploybot, bare, ...) so load from other processes
+ *     the drainer applying every row's consequences (timed). Four ways:
+ *       - one caller, claim and finish back to back (the drainer every 100 cycles), group commit
+ *         off (DEPLOYBOT_GROUP_COMMIT=0: each transition its own COMMIT) and on (the default);
+ *       - 64 agents at once (one host each, 64 callers in flight, the drainer following the
+ *         outbox as in the server), group commit off and on.
+ * Passes are interleaved (bare, plainjob, deploybot..., bare, ...) so load from other processes
  * falls on all of them; the median of the passes is reported.
  * Writes bench/results/<date>-jobs.{md,json}.
  */
@@ -33,7 +37,9 @@ const DRAIN_EVERY = 100;
 const CAPABILITIES = process.env.BENCH_OLD_AGENT === "1" ? {} : { volumes: true };
 const TARGET = { shareOfBare: 0.5, shareOfPlainjob: 1 };
 
-type System = "bare" | "plainjob" | "deploybot";
+const CALLERS = 64;
+const SYSTEMS = ["bare", "plainjob", "deploybot", "deploybotGroupOff", "deploybotConcurrentGroupOff", "deploybotConcurrent"] as const;
+type System = (typeof SYSTEMS)[number];
 
 const dirs: string[] = [];
 const tempDb = () => {
@@ -101,48 +107,74 @@ async function plainjob(): Promise<number> {
   return JOBS / seconds;
 }
 
-/** deploybot's services: the same calls a heartbeat's claim and a status report make. */
-async function deploybot(): Promise<number> {
+/**
+ * deploybot's services: the same calls a heartbeat's claim and a status report make, by `callers`
+ * agents at once (each on its own host, its jobs queued round robin).
+ */
+async function deploybot(callers = 1, groupCommit = true): Promise<number> {
   const db = openDb(tempDb());
-  const config = testConfig();
+  const config = testConfig({ groupCommit });
   const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
   const { services, deps } = createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
-  const { agent } = await services.agents.register({ hostname: "bench-1", labels: [], version: "bench", capabilities: CAPABILITIES, heldJobIds: [] }, { grant: { kind: "join" } });
+  const agents: Array<{ id: string; hostname: string; labels: string[]; capabilities: typeof CAPABILITIES }> = [];
+  for (let k = 0; k < callers; k++) {
+    const hostname = `bench-${k}`;
+    const { agent } = await services.agents.register({ hostname, labels: [], version: "bench", capabilities: CAPABILITIES, heldJobIds: [] }, { grant: { kind: "join" } });
+    agents.push({ id: agent.id, hostname, labels: [], capabilities: CAPABILITIES });
+  }
   await db.write(async () => {
     for (let i = 0; i < JOBS; i++) {
       await services.jobs.create({
         spec: { kind: "build", app: "web", source: { type: "image", image: `img-${i}` } },
-        target: { host: "bench-1" },
+        target: { host: `bench-${i % callers}` },
         dedupe: false,
       });
     }
   });
   await services.drainer.drain();
   db.$client.exec("ANALYZE");
-  const who = { id: agent.id, hostname: "bench-1", labels: [] as string[], capabilities: CAPABILITIES };
+  const cycles = async (k: number) => {
+    const who = agents[k]!;
+    for (let i = k; i < JOBS; i += callers) {
+      const job = await services.leases.claimNextJob(who);
+      if (!job) throw new Error(`deploybot: no job to claim at ${i}`);
+      await services.leases.reportStatus(who.id, job.id, { leaseId: job.leaseId, status: "succeeded" });
+      // one caller never yields to the event loop, so the drainer (which follows the outbox on the
+      // next turn) is called here; with many callers it runs on its own, as in the server
+      if (callers === 1 && i % DRAIN_EVERY === DRAIN_EVERY - 1) await services.drainer.drain();
+    }
+  };
   const started = performance.now();
-  for (let i = 0; i < JOBS; i++) {
-    const job = await services.leases.claimNextJob(who);
-    if (!job) throw new Error(`deploybot: no job to claim at ${i}`);
-    await services.leases.reportStatus(agent.id, job.id, { leaseId: job.leaseId, status: "succeeded" });
-    if (i % DRAIN_EVERY === DRAIN_EVERY - 1) await services.drainer.drain();
-  }
-  await services.drainer.drain();
+  await Promise.all(agents.map((_, k) => cycles(k)));
+  await services.drainer.idle();
   const seconds = (performance.now() - started) / 1000;
   const left = db.$client.prepare("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").pluck().get();
   const applied = services.drainer.appliedUpTo() === deps.outbox.latestId();
   if (left !== 0 || !applied) throw new Error(`deploybot: ${left} jobs not finished, outbox applied: ${applied}`);
+  const { groups, members } = services.jobState.state.group.stats;
+  lastGroupSize = groups === 0 ? 0 : members / groups;
   services.drainer.stop();
   db.$client.close();
   return JOBS / seconds;
 }
 
+/** transitions per COMMIT in the last deploybot pass's groups (0: no group formed) */
+let lastGroupSize = 0;
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rate = (v: number) => Math.round(v).toLocaleString("en-US");
 
 async function main() {
-  const runs: Record<System, number[]> = { bare: [], plainjob: [], deploybot: [] };
-  const all: Record<System, () => number | Promise<number>> = { bare, plainjob, deploybot };
+  const runs = Object.fromEntries(SYSTEMS.map((name) => [name, [] as number[]])) as Record<System, number[]>;
+  const groupSizes: Partial<Record<System, number[]>> = {};
+  const all: Record<System, () => number | Promise<number>> = {
+    bare,
+    plainjob,
+    deploybot: () => deploybot(1, true),
+    deploybotGroupOff: () => deploybot(1, false),
+    deploybotConcurrentGroupOff: () => deploybot(CALLERS, false),
+    deploybotConcurrent: () => deploybot(CALLERS, true),
+  };
   // BENCH_ONLY=deploybot: one system (profiling with --cpu-prof); nothing is written
   const only = process.env.BENCH_ONLY as System | undefined;
   const systems = only ? ({ [only]: all[only] } as typeof all) : all;
@@ -151,7 +183,9 @@ async function main() {
     for (let pass = 0; pass < PASSES; pass++) {
       for (const name of Object.keys(systems) as System[]) {
         console.error(`pass ${pass + 1}/${PASSES}: ${name} ...`);
+        lastGroupSize = 0;
         runs[name].push(await systems[name]());
+        if (name.startsWith("deploybot")) groupSizes[name] = [...(groupSizes[name] ?? []), lastGroupSize];
       }
     }
   } finally {
@@ -161,28 +195,39 @@ async function main() {
     console.log(JSON.stringify({ [only]: runs[only].map(Math.round) }));
     return;
   }
-  const m = { bare: median(runs.bare), plainjob: median(runs.plainjob), deploybot: median(runs.deploybot) };
-  const ofBare = m.deploybot / m.bare;
-  const ofPlainjob = m.deploybot / m.plainjob;
+  const m = Object.fromEntries(SYSTEMS.map((name) => [name, median(runs[name])])) as Record<System, number>;
   const check = (ok: boolean) => (ok ? "met" : "**MISSED**");
   const date = new Date();
   const cpus = os.cpus();
+  const group = (name: System) => {
+    const sizes = groupSizes[name] ?? [];
+    return sizes.every((g) => g === 0) ? "-" : sizes.map((g) => g.toFixed(1)).join(", ");
+  };
+  const deploybots: Array<[System, string]> = [
+    ["deploybotGroupOff", "deploybot, 1 caller, group commit off"],
+    ["deploybot", "deploybot, 1 caller, group commit on (default)"],
+    ["deploybotConcurrentGroupOff", `deploybot, ${CALLERS} agents at once, group commit off`],
+    ["deploybotConcurrent", `deploybot, ${CALLERS} agents at once, group commit on (default)`],
+  ];
   const md = [
     `# Claim + finish cycles in process, ${date.toISOString()}`,
     "",
     `Machine: ${cpus[0]?.model ?? "unknown"} x ${cpus.length}, Node ${process.version}; 1-min load average before the run ${loadBefore.toFixed(2)}. Code: ${codeVersion()}.`,
     `${JOBS.toLocaleString("en-US")} jobs per pass, ${PASSES} passes per system interleaved, median shown; each pass on a fresh SQLite file (WAL, synchronous=NORMAL).`,
+    "bare and plainjob run one job at a time (plainjob's worker has no concurrency setting). deploybot: claimNextJob + reportStatus(succeeded), two transitions with their outbox rows, fencing, consequences drained; \"1 caller\" runs claim and finish back to back (as the rows above), \"64 agents at once\" keeps 64 of those loops in flight (one host each).",
     "",
-    "| system | what one cycle is | cycles/s (median) | passes |",
-    "|---|---|---:|---|",
-    `| bare better-sqlite3 | claim \`UPDATE … RETURNING\` + finish \`UPDATE\`, prepared | ${rate(m.bare)} | ${runs.bare.map(rate).join(", ")} |`,
-    `| plainjob ${"0.0.14"} | its worker, no-op processor (claim transaction, read, mark done) | ${rate(m.plainjob)} | ${runs.plainjob.map(rate).join(", ")} |`,
-    `| deploybot | claimNextJob + reportStatus(succeeded): two transactions with their outbox rows, fencing, consequences drained | ${rate(m.deploybot)} | ${runs.deploybot.map(rate).join(", ")} |`,
+    "| system | cycles/s (median) | passes | transitions per COMMIT in groups |",
+    "|---|---:|---|---|",
+    `| bare better-sqlite3: claim \`UPDATE … RETURNING\` + finish \`UPDATE\`, prepared | ${rate(m.bare)} | ${runs.bare.map(rate).join(", ")} | - |`,
+    `| plainjob ${"0.0.14"}: its worker, no-op processor | ${rate(m.plainjob)} | ${runs.plainjob.map(rate).join(", ")} | - |`,
+    ...deploybots.map(([name, label]) => `| ${label} | ${rate(m[name])} | ${runs[name].map(rate).join(", ")} | ${group(name)} |`),
     "",
     "| target | measured | |",
     "|---|---:|---|",
-    `| deploybot >= plainjob | ${(ofPlainjob * 100).toFixed(0)}% of plainjob | ${check(ofPlainjob >= TARGET.shareOfPlainjob)} |`,
-    `| deploybot >= 50% of bare | ${(ofBare * 100).toFixed(0)}% of bare | ${check(ofBare >= TARGET.shareOfBare)} |`,
+    ...deploybots.flatMap(([name, label]) => [
+      `| ${label} >= plainjob | ${((m[name] / m.plainjob) * 100).toFixed(0)}% of plainjob | ${check(m[name] >= m.plainjob * TARGET.shareOfPlainjob)} |`,
+      `| ${label} >= 50% of bare | ${((m[name] / m.bare) * 100).toFixed(0)}% of bare | ${check(m[name] >= m.bare * TARGET.shareOfBare)} |`,
+    ]),
     "",
   ].join("\n");
   console.log(md);
@@ -190,7 +235,10 @@ async function main() {
   mkdirSync(resultsDir, { recursive: true });
   const base = join(resultsDir, `${date.toISOString().slice(0, 10)}-jobs`);
   writeFileSync(`${base}.md`, md);
-  writeFileSync(`${base}.json`, `${JSON.stringify({ date: date.toISOString(), jobs: JOBS, passes: PASSES, runs, median: m, ofBare, ofPlainjob, targets: TARGET }, null, 2)}\n`);
+  writeFileSync(
+    `${base}.json`,
+    `${JSON.stringify({ date: date.toISOString(), jobs: JOBS, passes: PASSES, callers: CALLERS, runs, median: m, groupSizes, targets: TARGET }, null, 2)}\n`,
+  );
   console.error(`wrote ${base}.md and ${base}.json`);
 }
 
