@@ -1,4 +1,6 @@
+import { and, eq, lt, or } from "drizzle-orm";
 import type { Db } from "../db/client";
+import { idempotencyKeys } from "../db/schema";
 import type { Sealer } from "./sealer";
 
 /** A keyed request: who sent it, the key, and what it was (route + body hash). */
@@ -33,54 +35,50 @@ export const ABANDONED_MS = 10 * 60 * 1000;
  * requests with one key exactly one commits its work; the others wait for its answer.
  */
 export class IdempotencyKeys {
-  private readonly insertPending;
-  private readonly insertAnswer;
-  private readonly select;
-  private readonly finish;
-  private readonly remove;
-
   constructor(
     private readonly db: Db,
     private readonly clock: () => number,
     /** seals answers that carry a credential (a new API token, an agent's JWT) */
     private readonly sealer: Sealer,
-  ) {
-    const sqlite = db.$client;
-    this.insertPending = sqlite.prepare(
-      "INSERT INTO idempotency_keys (key, principal, route, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, 0, '', ?) ON CONFLICT DO NOTHING",
-    );
-    this.insertAnswer = sqlite.prepare(
-      "INSERT INTO idempotency_keys (key, principal, route, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    );
-    this.select = sqlite.prepare(
-      "SELECT request_hash AS requestHash, status, body FROM idempotency_keys WHERE principal = ? AND key = ?",
-    );
-    this.finish = sqlite.prepare("UPDATE idempotency_keys SET status = ?, body = ? WHERE principal = ? AND key = ? AND status = 0");
-    this.remove = sqlite.prepare("DELETE FROM idempotency_keys WHERE principal = ? AND key = ? AND status = 0");
+  ) {}
+
+  private where(c: IdempotencyClaim, pending = false) {
+    return and(eq(idempotencyKeys.principal, c.principal), eq(idempotencyKeys.key, c.key), pending ? eq(idempotencyKeys.status, 0) : undefined);
+  }
+
+  /** Inserts the key unless it exists; true when this call inserted it. */
+  private async insert(c: IdempotencyClaim, status: number, body: string): Promise<boolean> {
+    const row = { key: c.key, principal: c.principal, route: c.route, requestHash: c.requestHash, status, body, createdAt: this.clock() };
+    const inserted = await this.db.insert(idempotencyKeys).values(row).onConflictDoNothing().returning({ key: idempotencyKeys.key });
+    return inserted.length > 0;
   }
 
   async lookup(c: IdempotencyClaim): Promise<StoredAnswer | undefined> {
-    return this.select.get(c.principal, c.key) as StoredAnswer | undefined;
+    const [row] = await this.db
+      .select({ requestHash: idempotencyKeys.requestHash, status: idempotencyKeys.status, body: idempotencyKeys.body })
+      .from(idempotencyKeys)
+      .where(this.where(c));
+    return row;
   }
 
   /** Takes the key for this request; throws IdempotencyKeyTaken when another request has it. */
   async take(c: IdempotencyClaim): Promise<void> {
-    if (this.insertPending.run(c.key, c.principal, c.route, c.requestHash, this.clock()).changes === 0) throw new IdempotencyKeyTaken();
+    if (!(await this.insert(c, 0, ""))) throw new IdempotencyKeyTaken();
   }
 
   /** Stores the answer of the request that took the key. */
   async complete(c: IdempotencyClaim, status: number, body: string): Promise<void> {
-    this.finish.run(status, body, c.principal, c.key);
+    await this.db.update(idempotencyKeys).set({ status, body }).where(this.where(c, true));
   }
 
   /** Stores an answer for a key nobody took (a refusal that created nothing); false when the key is taken. */
   async record(c: IdempotencyClaim, status: number, body: string): Promise<boolean> {
-    return this.insertAnswer.run(c.key, c.principal, c.route, c.requestHash, status, body, this.clock()).changes > 0;
+    return this.insert(c, status, body);
   }
 
   /** Frees a key whose request failed without an answer worth replaying. */
   async release(c: IdempotencyClaim): Promise<void> {
-    this.remove.run(c.principal, c.key);
+    await this.db.delete(idempotencyKeys).where(this.where(c, true));
   }
 
   /** An answer that carries a credential is stored sealed, bound to its principal and key. */
@@ -95,8 +93,10 @@ export class IdempotencyKeys {
   /** Periodic, not per request: answers older than a day, keys of requests that never finished. */
   async sweep(): Promise<number> {
     const now = this.clock();
-    return this.db.$client
-      .prepare("DELETE FROM idempotency_keys WHERE created_at < ? OR (status = 0 AND created_at < ?)")
-      .run(now - KEEP_MS, now - ABANDONED_MS).changes;
+    const gone = await this.db
+      .delete(idempotencyKeys)
+      .where(or(lt(idempotencyKeys.createdAt, now - KEEP_MS), and(eq(idempotencyKeys.status, 0), lt(idempotencyKeys.createdAt, now - ABANDONED_MS))))
+      .returning({ key: idempotencyKeys.key });
+    return gone.length;
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { and, desc, eq, isNull, sql } from "drizzle-orm";
+import { and, desc, eq, isNull, or, sql } from "drizzle-orm";
 import { joinTokens } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
@@ -82,7 +82,7 @@ export class JoinTokens {
     const done = await this.deps.db
       .update(joinTokens)
       .set({ usedAt: now, usedBy: hostname })
-      .where(and(eq(joinTokens.id, id), sql`(${joinTokens.singleUse} = 0 OR ${joinTokens.usedAt} IS NULL)`))
+      .where(and(eq(joinTokens.id, id), or(eq(joinTokens.singleUse, false), isNull(joinTokens.usedAt))))
       .returning({ id: joinTokens.id });
     if (done.length === 0) throw new ApiError(401, "unauthorized", "this join token was already used");
   }

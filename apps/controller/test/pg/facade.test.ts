@@ -9,7 +9,16 @@ import type { Db } from "../../src/db/client";
 import { openDb } from "../../src/db/client";
 import { openPgDb } from "../../src/db/pgFacade";
 import { agents, apiTokens, secrets } from "../../src/db/schema";
+import pino from "pino";
+import { testConfig } from "../../src/config";
+import { parseAppsConfig } from "../../src/services/appsConfig";
 import { ApiTokens } from "../../src/services/auth";
+import type { Deps } from "../../src/services/deps";
+import { IdempotencyKeys, IdempotencyKeyTaken } from "../../src/services/idempotency";
+import { JoinTokens } from "../../src/services/joinTokens";
+import { Sealer } from "../../src/services/sealer";
+import { SecretStore } from "../../src/services/secrets";
+import { APPS_YAML } from "../appsYaml";
 import { describePostgres } from "../../../../test/support/postgres";
 
 const token = (id: string) => ({ id, name: id, scope: "read", hash: `hash-${id}`, createdAt: 1 });
@@ -60,6 +69,39 @@ function contract(engine: "sqlite" | "postgres", open: () => Db) {
     expect((await tokens.list()).map((t) => t.name)).toContain(`ci-${engine}`);
     await tokens.revoke(made.id);
     expect(await tokens.authenticate(made.token)).toBeNull();
+  });
+
+  test(`${engine}: services run unchanged — join tokens, secrets, Idempotency-Keys`, async () => {
+    const db = open();
+    const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
+    const deps = { db, config: testConfig(), clock: () => 7_000_000, logger: pino({ level: "silent" }), apps: () => apps } as unknown as Deps;
+
+    const joins = new JoinTokens(deps);
+    const join = await joins.create({ hostname: `host-${engine}`, singleUse: true, ttlSeconds: 60, createdBy: "test" });
+    expect(await joins.check(join.token)).toEqual({ id: join.id, hostname: `host-${engine}` });
+    await joins.consume(join.id, `host-${engine}`);
+    await expect(joins.consume(join.id, `host-${engine}`)).rejects.toThrow("already used");
+    expect(await joins.check(join.token)).toBeNull();
+
+    const secrets = new SecretStore(deps, "k".repeat(43));
+    await secrets.put("web", "DATABASE_URL", `postgres://${engine}`);
+    expect(await secrets.valuesFor("web", ["DATABASE_URL", "MISSING"])).toEqual({ DATABASE_URL: `postgres://${engine}` });
+    await expect(secrets.requireSet("web", ["MISSING"])).rejects.toThrow("no value is set");
+    await secrets.remove("web", "DATABASE_URL");
+    await expect(secrets.remove("web", "DATABASE_URL")).rejects.toThrow();
+
+    const keys = new IdempotencyKeys(db, () => 7_000_000, new Sealer("k".repeat(43), "idempotent-answers"));
+    const claim = { principal: `tok_${engine}`, key: "k1", route: "POST /v1/x", requestHash: "h" };
+    await keys.take(claim);
+    await expect(keys.take(claim)).rejects.toBeInstanceOf(IdempotencyKeyTaken);
+    expect(await keys.lookup(claim)).toEqual({ requestHash: "h", status: 0, body: "" });
+    await keys.complete(claim, 201, "{}");
+    expect(await keys.lookup(claim)).toEqual({ requestHash: "h", status: 201, body: "{}" });
+    expect(await keys.record({ ...claim, key: "k2" }, 422, "{}")).toBe(true);
+    expect(await keys.record({ ...claim, key: "k2" }, 422, "{}")).toBe(false);
+    const later = new IdempotencyKeys(db, () => 7_000_000 + 25 * 3600 * 1000, new Sealer("k".repeat(43), "idempotent-answers"));
+    expect(await later.sweep()).toBeGreaterThanOrEqual(2);
+    expect(await keys.lookup(claim)).toBeUndefined();
   });
 }
 
