@@ -35,6 +35,20 @@ describe("Idempotency-Key on POST /v1/tokens", () => {
   });
 });
 
+describe("Idempotency-Key on POST /v1/agents/join-tokens", () => {
+  test("a retry (a CLI failing over to another controller) gets the same join token; no second one is created", async ({ h }) => {
+    const post = () =>
+      h.call("POST", "/v1/agents/join-tokens", { token: ADMIN, body: { host: "web-9" }, headers: { "idempotency-key": "cli-join-once" } }).then(read);
+    const first = await post();
+    const again = await post();
+    expect(first.status).toBe(201);
+    expect(again).toMatchObject({ status: 201, replayed: "true" });
+    expect(again.body.joinToken).toEqual(first.body.joinToken);
+    const list = await (await h.call("GET", "/v1/agents/join-tokens", { token: ADMIN })).json();
+    expect(list.joinTokens).toHaveLength(1);
+  });
+});
+
 describe("Idempotency-Key on POST /v1/agents/register", () => {
   const body = { hostname: "web-1", labels: ["builder"], version: "1.0.0" };
 

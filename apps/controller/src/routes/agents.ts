@@ -46,9 +46,14 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         method: "post",
         path: "/join-tokens",
         guard: admin,
-        summary: "Create a join token for one host name or any new one (single-use by default; shown once)",
+        // a CLI that fails over re-sends its POST to another controller: one token per key, not two live ones
+        middleware: [idempotency(s.idempotencyKeys, { sealed: true })],
+        summary: "Create a join token for one host name or any new one (single-use by default; shown once; a retry with the same Idempotency-Key gets the same token)",
         request: { body: jsonBody(createJoinTokenRequest) },
-        responses: { 201: json(z.object({ joinToken: createdJoinToken }), "created"), ...fails({ 400: "invalid body" }) },
+        responses: {
+          201: json(z.object({ joinToken: createdJoinToken }), "created"),
+          ...fails({ 400: "invalid body", 409: "the same Idempotency-Key is still being answered", 422: "Idempotency-Key reused" }),
+        },
       }),
       async (c) => {
         const { host, singleUse, ttlSeconds } = c.req.valid("json");
