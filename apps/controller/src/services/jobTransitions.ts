@@ -1,3 +1,6 @@
+import { and, eq, inArray, lt } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { jobs } from "../db/schema";
 import type { JobRow, NewJob } from "./jobStore";
 import type { ClaimingAgent, JobState } from "./jobState";
 
@@ -93,5 +96,43 @@ export class SqliteJobTransitions implements JobTransitions, JobLeases {
   }
   async rearmLeases(until: number) {
     return this.state.store.rearmLeases(until);
+  }
+}
+
+const HELD = ["assigned", "running"];
+
+/**
+ * The lease bookkeeping in drizzle builders only, for an engine without SQLite's prepared store
+ * (PostgreSQL): the same statements SqliteJobStore runs, one code path for both dialects.
+ */
+export class DbJobLeases implements JobLeases {
+  constructor(private readonly db: Db) {}
+  async heldBy(agentId: string): Promise<JobRow[]> {
+    return this.db.select().from(jobs).where(and(eq(jobs.agentId, agentId), inArray(jobs.status, HELD)));
+  }
+  async renewLease(jobId: string, until: number): Promise<void> {
+    await this.db.update(jobs).set({ leaseExpiresAt: until }).where(and(eq(jobs.id, jobId), inArray(jobs.status, HELD)));
+  }
+  async renewHeld(agentId: string, ids: readonly string[], until: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db
+      .update(jobs)
+      .set({ leaseExpiresAt: until })
+      .where(and(eq(jobs.agentId, agentId), inArray(jobs.id, [...ids]), inArray(jobs.status, HELD)));
+  }
+  async states(ids: readonly string[]) {
+    if (ids.length === 0) return [];
+    return this.db
+      .select({ id: jobs.id, status: jobs.status, agentId: jobs.agentId, cancelRequested: jobs.cancelRequested })
+      .from(jobs)
+      .where(inArray(jobs.id, [...ids]));
+  }
+  async rearmLeases(until: number): Promise<number> {
+    const moved = await this.db
+      .update(jobs)
+      .set({ leaseExpiresAt: until })
+      .where(and(inArray(jobs.status, HELD), lt(jobs.leaseExpiresAt, until)))
+      .returning({ id: jobs.id });
+    return moved.length;
   }
 }

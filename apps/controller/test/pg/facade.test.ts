@@ -15,6 +15,9 @@ import { parseAppsConfig } from "../../src/services/appsConfig";
 import { ApiTokens } from "../../src/services/auth";
 import type { Deps } from "../../src/services/deps";
 import { IdempotencyKeys, IdempotencyKeyTaken } from "../../src/services/idempotency";
+import { DbJobLeases } from "../../src/services/jobTransitions";
+import { jobs } from "../../src/db/schema";
+import { newJob } from "./jobFixtures";
 import { JoinTokens } from "../../src/services/joinTokens";
 import { Sealer } from "../../src/services/sealer";
 import { SecretStore } from "../../src/services/secrets";
@@ -102,6 +105,29 @@ function contract(engine: "sqlite" | "postgres", open: () => Db) {
     const later = new IdempotencyKeys(db, () => 7_000_000 + 25 * 3600 * 1000, new Sealer("k".repeat(43), "idempotent-answers"));
     expect(await later.sweep()).toBeGreaterThanOrEqual(2);
     expect(await keys.lookup(claim)).toBeUndefined();
+  });
+
+  test(`${engine}: lease bookkeeping (DbJobLeases) — held jobs, renewals, states, re-arming`, async () => {
+    const db = open();
+    const agent = `agt_l_${engine}`;
+    const held = { ...newJob({ host: "web-1" }), status: "running", agentId: agent, leaseId: "lse_1", leaseExpiresAt: 1_000, cancelRequested: true };
+    const pending = newJob({ host: "web-1" });
+    await db.insert(agents).values({ id: agent, hostname: `host-l-${engine}`, version: "1", registeredAt: 1 });
+    await db.insert(jobs).values([held, { ...pending, status: "pending" }]);
+    const leases = new DbJobLeases(db);
+    expect((await leases.heldBy(agent)).map((j) => [j.id, j.status, j.cancelRequested, j.spec])).toEqual([[held.id, "running", true, held.spec]]);
+    await leases.renewLease(held.id, 2_000);
+    await leases.renewHeld(agent, [held.id, pending.id], 3_000);
+    expect((await leases.heldBy(agent))[0]?.leaseExpiresAt).toBe(3_000);
+    expect(await leases.states([held.id, pending.id, "job_missing"])).toEqual(
+      expect.arrayContaining([
+        { id: held.id, status: "running", agentId: agent, cancelRequested: true },
+        { id: pending.id, status: "pending", agentId: null, cancelRequested: false },
+      ]),
+    );
+    expect(await leases.rearmLeases(2_500)).toBe(0);
+    expect(await leases.rearmLeases(60_000)).toBeGreaterThanOrEqual(1);
+    expect((await leases.heldBy(agent))[0]?.leaseExpiresAt).toBe(60_000);
   });
 }
 
