@@ -204,7 +204,7 @@ describe("apps, secrets, install command", () => {
     for (const run of [list, table]) expect(run.stdout + run.stderr).not.toContain("s3cr3t");
 
     // the controller stored what came on stdin, less the newline
-    expect(ctl.services.secrets.valuesFor("api", ["DATABASE_URL"])).toEqual({ DATABASE_URL: value });
+    expect(await ctl.services.secrets.valuesFor("api", ["DATABASE_URL"])).toEqual({ DATABASE_URL: value });
 
     const removed = await cli(["secrets", "rm", "api", "API_KEY", "--json"]);
     expect(removed.code).toBe(0);
