@@ -68,6 +68,9 @@ export async function startController(config: Config, opts: { init?: boolean } =
     services.agents.flushLiveness().catch((err) => logger.error({ err }, "writing heartbeats failed"));
   }, 1000);
   // Singletons: one controller does each (on SQLite the only one; on PostgreSQL the holder of its lock).
+  // The drainer follows the outbox from creation (tests build the app alone); here it runs only
+  // while this process holds it, and its first start applies whatever was appended meanwhile.
+  services.drainer.stop();
   const leadership = (_key: number): Leadership => soleLeadership;
   const singletons = backgroundWork(services, config, logger).map((w) => new Singleton(w, leadership(w.lock), logger));
   for (const s of singletons) s.start();
