@@ -128,7 +128,7 @@ export class ImageService {
     // Every job change passes here: only builds can be an image's, and the lookup is prepared
     // once (building the query per event was a fifth of a claim+finish cycle, measured).
     if (change.kind !== "build") return;
-    const row = this.byBuildJob.get({ id: change.id });
+    const [row] = await this.byBuildJob.execute({ id: change.id });
     if (!row) return;
     const status = BUILD_STATUS[change.status] ?? "failed";
     if (status === row.status && status !== "success") return;

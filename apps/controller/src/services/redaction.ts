@@ -36,7 +36,7 @@ export class IngestRedaction {
   }
 
   async forJob(jobId: string): Promise<Redactor> {
-    const row = this.appOfJob.get({ id: jobId });
+    const [row] = await this.appOfJob.execute({ id: jobId });
     return row ? await this.forApp(row.app) : new Redactor(this.deps.config.joinToken, this.deps.config.registry?.password);
   }
 
