@@ -10,6 +10,7 @@ import { openDb } from "../src/db/client";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { JobState } from "../src/services/jobState";
 import { SqliteJobStore } from "../src/services/jobStore";
+import { SqliteJobTransitions } from "../src/services/jobTransitions";
 import { APPS_YAML } from "./appsYaml";
 
 /**
@@ -182,6 +183,40 @@ describe("group commit of job transitions", () => {
     expect(t.ids.map(t.statusOf)).toEqual(["assigned", "assigned", "assigned", "assigned"]);
     await Promise.all(answers);
     expect(t.state.group.stats).toEqual({ groups: 0, members: 0 });
+    t.close();
+  });
+
+  test("through the transitions: an empty queue answers at once outside any group; agents racing for one candidate each get their own job", async () => {
+    const t = setup(2);
+    const transitions = new SqliteJobTransitions(t.state);
+    t.sqlite.prepare("INSERT INTO agents (id, hostname, version, created_at) VALUES ('agt_p1', 'pool-1', 'test', 0), ('agt_p2', 'pool-2', 'test', 0), ('agt_idle', 'idle', 'test', 0)").run();
+    const labelled: string[] = [];
+    for (const n of [0, 1]) {
+      const { row } = t.state.queue(
+        {
+          id: `job_pool_${n}`,
+          kind: "build",
+          app: "web",
+          targetLabels: ["pool"],
+          spec: { kind: "build", app: "web", source: { type: "image", image: `pool-${n}` } },
+          maxAttempts: 3,
+          timeoutSeconds: 60,
+          queueDeadline: Date.now() + 3_600_000,
+          createdAt: Date.now(),
+        },
+        null,
+      );
+      labelled.push(row.id);
+    }
+    await transitions.claim(agentA, 30_000); // takes this turn's lone slot
+    const idle = transitions.claim({ id: "agt_idle", hostname: "idle", labels: [], capabilities: { volumes: true } }, 30_000);
+    // both probe the same oldest pool job before their group runs
+    const pool = [1, 2].map((n) => transitions.claim({ id: `agt_p${n}`, hostname: `pool-${n}`, labels: ["pool"], capabilities: { volumes: true } }, 30_000));
+    expect(await idle).toBeNull();
+    const got = await Promise.all(pool);
+    expect(new Set(got.map((r) => r?.id))).toEqual(new Set(labelled));
+    // the idle agent's claim wrote nothing and joined no group: only the two pool claims did
+    expect(t.state.group.stats).toEqual({ groups: 1, members: 2 });
     t.close();
   });
 });

@@ -132,13 +132,14 @@ export class JobState {
    * pending -> assigned: the oldest pending job this agent may run, under a new lease. The probe
    * runs outside any transaction, so an empty queue (most heartbeats) costs no write; the take
    * and its event commit together, and a take that lost a race tries the next candidate.
+   * `candidate`: a first id already probed (claimCandidate); a stale one just costs a retry.
    */
-  claim(agent: ClaimingAgent, leaseMs: number): JobRow | null {
+  claim(agent: ClaimingAgent, leaseMs: number, candidate?: string): JobRow | null {
     // Decided from the capabilities loaded with the agent's identity: a current agent's claim
     // runs the same probes as before; only an agent from before volumes pays for the filter.
     const withoutVolumes = agent.capabilities?.volumes !== true;
     for (let tries = 0; tries < 3; tries++) {
-      const id = this.oldestMatching(agent, withoutVolumes);
+      const id = tries === 0 && candidate !== undefined ? candidate : this.oldestMatching(agent, withoutVolumes);
       if (withoutVolumes && tries === 0) this.noteWaitingForVolumes(agent, id);
       if (id === undefined) return null;
       const now = this.deps.clock();
@@ -154,6 +155,16 @@ export class JobState {
       }
     }
     return null;
+  }
+
+  /**
+   * The job `claim` would try first, by index probes only (no write); undefined when none waits.
+   * An agent without volumes gets "ask-claim": its claim also notes the jobs held back for it, so
+   * it always goes through `claim`.
+   */
+  claimCandidate(agent: ClaimingAgent): string | undefined | "ask-claim" {
+    if (agent.capabilities?.volumes !== true) return "ask-claim";
+    return this.oldestMatching(agent, false);
   }
 
   /**

@@ -52,8 +52,13 @@ export class SqliteJobTransitions implements JobTransitions, JobLeases {
     return this.state.queue(values, dedupeKey, first);
   }
   // The agents' transitions share a COMMIT with the others of their turn (groupCommit.ts).
-  claim(agent: ClaimingAgent, leaseMs: number) {
-    return this.state.group.run(() => this.state.claim(agent, leaseMs));
+  claim(agent: ClaimingAgent, leaseMs: number): Promise<JobRow | null> {
+    // An empty queue (most heartbeats) answers at once: its probe writes nothing, so it waits for
+    // no group and never takes the write lock. With group commit the first bench run had empty
+    // heartbeats at 199 µs CPU against 165 µs without it.
+    const candidate = this.state.claimCandidate(agent);
+    if (candidate === undefined) return Promise.resolve(null);
+    return this.state.group.run(() => this.state.claim(agent, leaseMs, candidate === "ask-claim" ? undefined : candidate));
   }
   start(jobId: string, leaseId: string, leaseMs: number) {
     return this.state.group.run(() => this.state.start(jobId, leaseId, leaseMs));
