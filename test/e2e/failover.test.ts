@@ -75,7 +75,10 @@ apps:
       if (["failed", "cancelled"].includes(body.deployment.status)) throw new Error(`deployment ${body.deployment.status}: ${body.deployment.error}`);
       return body.deployment.status === "succeeded" ? true : undefined;
     });
-    expect(proxy.seen.some((r) => r.startsWith(`POST /v1/jobs/`) && r.endsWith("/logs"))).toBe(true);
+    // the deploy job's log and status went through the proxy, the URL the agent stuck to
+    await waitFor("the deploy job's log through the proxy", async () =>
+      proxy.seen.some((r) => r.startsWith("POST /v1/jobs/") && r.endsWith("/logs")) ? true : undefined,
+    30_000);
 
     // ~30 s of output at 20 lines/s: the switches below happen while it is written
     const run = await ctl.api("POST", `/v1/apps/${app}/runs`, {
