@@ -58,7 +58,6 @@ apps:
     replicas: 2
     tls: off
 `);
-    await ctl.start();
     agent = agentProcess(ctl.url, host, {
       DEPLOYBOT_PROXY_HTTP_PORT: String(httpPort),
       DEPLOYBOT_PROXY_HTTPS_PORT: String(await freePort()),

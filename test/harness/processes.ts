@@ -49,6 +49,9 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
     dir,
     logFile,
     async start(extra = {}) {
+      // a second process on the same port would fail to bind, /healthz would still answer from
+      // the first, and stop() would then leave the first running for good
+      if (child && child.exitCode === null) throw new Error("the controller is running: stop() it before start()");
       child = spawnApp(
         "controller",
         {
