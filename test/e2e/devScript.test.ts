@@ -103,7 +103,15 @@ describe("scripts/dev.sh, the README's front door", () => {
     const left = processes().filter((p) => groups.has(p.pgrp) || members.some((m) => m.pid === p.pid));
     expect(left).toEqual([]);
     expect(await portOpen(port)).toBe(false);
-    expect(existsSync(join(dev.dir, "agent", "agent.lock"))).toBe(false);
+    const lock = join(dev.dir, "agent", "agent.lock");
+    if (dev.err().includes("killing the rest")) {
+      // On a starved machine a straggler can outlive dev.sh's 15 s grace and gets SIGKILL: its
+      // lock stays behind, but names a process that is gone, which the next start takes over.
+      if (existsSync(lock)) expect(processes().some((p) => p.pid === (JSON.parse(readFileSync(lock, "utf8")) as { pid: number }).pid)).toBe(false);
+    } else {
+      // a clean stop: the agent released its state dir
+      expect(existsSync(lock)).toBe(false);
+    }
   });
 
   it("a start on a taken port says so and exits 1, without the banner, though the port's server answers /healthz", async () => {
