@@ -21,8 +21,11 @@ function spawnApp(app: "controller" | "agent", env: Record<string, string>, logF
   return child;
 }
 
+/** A child killed by a signal keeps `exitCode === null` for good; `signalCode` says it is gone. */
+const gone = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
 const exited = (child: ChildProcess) =>
-  new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once("exit", (code) => r(code))));
+  new Promise<number | null>((r) => (gone(child) ? r(child.exitCode) : child.once("exit", (code) => r(code))));
 
 export interface ControllerProcess {
   url: string;
@@ -51,7 +54,7 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
     async start(extra = {}) {
       // a second process on the same port would fail to bind, /healthz would still answer from
       // the first, and stop() would then leave the first running for good
-      if (child && child.exitCode === null) throw new Error("the controller is running: stop() it before start()");
+      if (child && !gone(child)) throw new Error("the controller is running: stop() it before start()");
       child = spawnApp(
         "controller",
         {
@@ -69,7 +72,7 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
       );
       // 60 s: a first start in a fresh clone compiles the controller (tsx) while another file runs
       for (let i = 0; i < 600; i++) {
-        if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode}; see ${logFile}`);
+        if (gone(child)) throw new Error(`controller exited with ${child.exitCode ?? child.signalCode}; see ${logFile}`);
         const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
         if (ok) return;
         await new Promise((r) => setTimeout(r, 100));
@@ -77,7 +80,7 @@ export async function controllerProcess(appsYaml: string, env: Record<string, st
       throw new Error(`controller did not answer /healthz in 60 s; see ${logFile}`);
     },
     async stop(signal = "SIGTERM") {
-      if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+      if (!child || gone(child)) return child?.exitCode ?? null;
       child.kill(signal);
       return exited(child);
     },
@@ -131,7 +134,7 @@ export function agentProcess(url: string, hostname: string, env: Record<string, 
       );
     },
     async stop(signal = "SIGTERM") {
-      if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+      if (!child || gone(child)) return child?.exitCode ?? null;
       child.kill(signal);
       return exited(child);
     },
