@@ -1,5 +1,6 @@
 import { type AppendLogsRequest, isFinal, type JobStatus } from "@deploybot/protocol";
-import { and, asc, eq, gt } from "drizzle-orm";
+import { and, asc, eq, gt, sql } from "drizzle-orm";
+import { reusable } from "../db/reusable";
 import { jobLogs, jobs } from "../db/schema";
 import { ApiError } from "../lib/errors";
 import type { Deps } from "./deps";
@@ -23,10 +24,16 @@ export class JobLogService {
     private readonly leases: LeaseService,
     private readonly redaction?: IngestRedaction,
   ) {
-    const sqlite = deps.db.$client;
-    this.insert = sqlite.prepare("INSERT INTO job_logs (job_id, seq, ts, stream, line) VALUES (?, ?, ?, ?, ?)");
-    this.advance = sqlite.prepare(
-      "UPDATE jobs SET log_offset = ?, log_bytes = ?, log_truncated = ? WHERE id = ? AND log_offset = ?",
+    const p = sql.placeholder;
+    this.insert = reusable(deps.db, () =>
+      deps.db.insert(jobLogs).values({ jobId: p("jobId"), seq: p("seq"), ts: p("ts"), stream: p("stream"), line: p("line") }).prepare(),
+    );
+    this.advance = reusable(deps.db, () =>
+      deps.db
+        .update(jobs)
+        .set({ logOffset: sql`${p("offset")}`, logBytes: sql`${p("bytes")}`, logTruncated: sql`${p("truncated")}` })
+        .where(and(eq(jobs.id, p("id")), eq(jobs.logOffset, p("from"))))
+        .prepare(),
     );
   }
 
@@ -55,13 +62,16 @@ export class JobLogService {
             : { seq, ts: entry.ts, stream: entry.stream, line: redactor ? redactor.redact(entry.line) : entry.line };
           if (over) truncated = true;
           else bytes += size;
-          this.insert.run(jobId, line.seq, line.ts, line.stream, line.line);
           stored.push(line);
         }
         seq++;
       }
+      if (stored.length > 0) {
+        const insert = this.insert();
+        for (const line of stored) await insert.execute({ jobId, ...line });
+      }
       if (fresh.length > 0) {
-        this.advance.run(seq, bytes, truncated ? 1 : 0, jobId, job.logOffset);
+        await this.advance().execute({ offset: seq, bytes, truncated: truncated ? 1 : 0, id: jobId, from: job.logOffset });
         if (!isFinal(job.status as JobStatus)) job = await this.leases.renew(job);
       }
       return { stored, answer: { offset: seq, truncated, cancelRequested: job.cancelRequested } };
