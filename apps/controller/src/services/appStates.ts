@@ -1,5 +1,6 @@
 import type { AppEvent, DesiredApp, DesiredRunState, DesiredState, JobSpec, RunSpec } from "@deploybot/protocol";
-import { and, desc, eq, sql } from "drizzle-orm";
+import { and, desc, eq, max, sql } from "drizzle-orm";
+import { reusable } from "../db/reusable";
 import { appEvents, appStates } from "../db/schema";
 import type { Deps } from "./deps";
 import type { JobChange } from "./events";
@@ -19,21 +20,25 @@ const SETS_DESIRED = ["deploy", "stop", "start", "scale", "remove"];
  */
 export class AppStateService {
   private readonly hostVersion;
-  private readonly insertEvent;
 
   constructor(
     private readonly deps: Deps,
     private readonly jobRow: (id: string) => Promise<JobRow>,
     private readonly secretsFor: (app: string, names: readonly string[], host: string) => Promise<Record<string, string>>,
   ) {
-    this.hostVersion = deps.db.$client.prepare<[string], { v: number | null }>("SELECT max(version) AS v FROM app_states WHERE host = ?");
-    this.insertEvent = deps.db.$client.prepare(
-      "INSERT INTO app_events (agent_id, seq, host, app, kind, reason, container, exit_code, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    // a heartbeat reads it: prepared once where the engine allows (db/reusable.ts)
+    this.hostVersion = reusable(deps.db, () =>
+      deps.db
+        .select({ v: max(appStates.version) })
+        .from(appStates)
+        .where(eq(appStates.host, sql.placeholder("host")))
+        .prepare(),
     );
   }
 
   async versionOf(host: string): Promise<number> {
-    return this.hostVersion.get(host)?.v ?? 0;
+    const [row] = await this.hostVersion().execute({ host });
+    return Number(row?.v ?? 0);
   }
 
   async rows(filter: { app?: string; host?: string } = {}): Promise<AppStateRow[]> {
@@ -150,8 +155,12 @@ export class AppStateService {
     await this.deps.db.write(async () => {
       for (const e of events) {
         const at = Date.parse(e.at);
-        const stored = this.insertEvent.run(agent.id, e.seq, agent.hostname, e.app, e.kind, e.reason, e.container ?? null, e.exitCode ?? null, Number.isNaN(at) ? this.deps.clock() : at);
-        if (stored.changes === 0) continue;
+        const stored = await this.deps.db
+          .insert(appEvents)
+          .values({ agentId: agent.id, seq: e.seq, host: agent.hostname, app: e.app, kind: e.kind, reason: e.reason, container: e.container ?? null, exitCode: e.exitCode ?? null, at: Number.isNaN(at) ? this.deps.clock() : at })
+          .onConflictDoNothing()
+          .returning({ id: appEvents.id });
+        if (stored.length === 0) continue;
         this.deps.outbox.append(
           "app.reconciled",
           { app: e.app, subject: agent.hostname },
