@@ -1,6 +1,7 @@
 import { Redactor } from "@deploybot/protocol/redact";
-import { eq, sql } from "drizzle-orm";
-import { jobs } from "../db/schema";
+import { count, eq, max, sql } from "drizzle-orm";
+import { reusable } from "../db/reusable";
+import { jobs, secrets } from "../db/schema";
 import type { Deps } from "./deps";
 import type { SecretStore } from "./secrets";
 
@@ -20,12 +21,20 @@ export class IngestRedaction {
     private readonly store: Pick<SecretStore, "allValues">,
   ) {
     // The stamp comes from the database, so a secret set by another writer is picked up too.
-    this.stampOf = deps.db.$client.prepare("SELECT count(*) || ':' || coalesce(max(updated_at), 0) FROM secrets WHERE app = ?").pluck();
+    // read for every log batch: prepared once where the engine allows (db/reusable.ts)
+    this.stampOf = reusable(deps.db, () =>
+      deps.db
+        .select({ n: count(), at: max(secrets.updatedAt) })
+        .from(secrets)
+        .where(eq(secrets.app, sql.placeholder("app")))
+        .prepare(),
+    );
     this.appOfJob = deps.db.select({ app: jobs.app }).from(jobs).where(eq(jobs.id, sql.placeholder("id"))).prepare();
   }
 
   async forApp(app: string): Promise<Redactor> {
-    const stamp = this.stampOf.get(app) as string;
+    const [row] = await this.stampOf().execute({ app });
+    const stamp = `${row?.n ?? 0}:${row?.at ?? 0}`;
     const cached = this.byApp.get(app);
     if (cached?.stamp === stamp) return cached.redactor;
     const { config } = this.deps;
