@@ -1,5 +1,5 @@
 import type { Deployment, WebhookReply } from "@deploybot/protocol";
-import { and, desc, eq, sql } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import { z } from "zod";
@@ -120,7 +120,8 @@ export class WebhookService {
     return (await this.deps.db
       .select()
       .from(webhookDeliveries)
-      .orderBy(desc(webhookDeliveries.receivedAt), desc(sql`rowid`))
+      // same-millisecond deliveries by id (rowid, their arrival order, exists on SQLite only)
+      .orderBy(desc(webhookDeliveries.receivedAt), desc(webhookDeliveries.deliveryId))
       .limit(limit))
       .map(toWire);
   }
