@@ -10,7 +10,11 @@ import { testConfig } from "../../src/config";
 import type { Db } from "../../src/db/client";
 import { openDb } from "../../src/db/client";
 import { openPgDb } from "../../src/db/pgFacade";
-import { agents, jobLogs, jobs } from "../../src/db/schema";
+import { agents, appStates, jobLogs, jobs, webhookDeliveries } from "../../src/db/schema";
+import { AppStateService } from "../../src/services/appStates";
+import { IngestRedaction } from "../../src/services/redaction";
+import { SecretStore } from "../../src/services/secrets";
+import { WebhookService } from "../../src/services/webhooks";
 import { parseAppsConfig } from "../../src/services/appsConfig";
 import type { Deps } from "../../src/services/deps";
 import type { StoredLogLine } from "../../src/services/events";
@@ -55,6 +59,53 @@ function leasesOn(deps: Deps) {
 }
 
 function contract(engine: "sqlite" | "postgres", open: () => Db) {
+  test(`${engine}: desired state (AppStateService) — host versions, reconcile events stored once`, async () => {
+    const { deps, outbox } = depsFor(open());
+    const states = new AppStateService(deps, async () => { throw new Error("no job read here"); }, async () => ({}));
+    const host = `host-s-${engine}`;
+    expect(await states.versionOf(host)).toBe(0);
+    await states.set("web", host, { state: "running", replicas: 2 });
+    await states.set("api", host, { state: "stopped" });
+    const v = await states.versionOf(host);
+    expect(v).toBeGreaterThanOrEqual(2);
+    expect(await states.versionOf(`${host}-other`)).toBe(0);
+    expect((await states.rows({ host })).map((r) => [r.app, r.state, r.version <= v])).toEqual([["api", "stopped", true], ["web", "running", true]]);
+    expect(await states.forAgent(host, v)).toBeUndefined();
+    expect((await states.forAgent(host, v - 1))?.apps.map((a) => a.app)).toEqual(["api", "web"]);
+    const agent = { id: `agt_s_${engine}`, hostname: host };
+    const exited = { seq: 1, app: "web", kind: "exited", reason: "exit 1", at: "2026-11-27T07:00:00.000Z", exitCode: 1 } as const;
+    expect(await states.recordEvents(agent, [exited])).toBe(1);
+    // a resend stores nothing and streams nothing
+    expect(await states.recordEvents(agent, [exited, { ...exited, seq: 2, reason: "exit 2", exitCode: 2 }])).toBe(2);
+    expect(outbox.map((a) => a[0])).toEqual(["app.reconciled", "app.reconciled"]);
+    expect((await states.events({ host, limit: 10 })).map((e) => [e.reason, e.exitCode, e.at])).toEqual([
+      ["exit 2", 2, "2026-11-27T07:00:00.000Z"],
+      ["exit 1", 1, "2026-11-27T07:00:00.000Z"],
+    ]);
+    expect(await deps.db.select({ app: appStates.app }).from(appStates).where(eq(appStates.host, host))).toHaveLength(2);
+  });
+
+  test(`${engine}: ingest redaction (IngestRedaction) — a secret set after the first use is redacted too`, async () => {
+    const { deps } = depsFor(open());
+    const store = new SecretStore(deps, "k".repeat(43));
+    const redaction = new IngestRedaction(deps, store);
+    const app = "web";
+    expect((await redaction.forApp(app)).redact("token hunter2-long-value")).toBe("token hunter2-long-value");
+    await store.put(app, "PASSWORD", "hunter2-long-value");
+    expect((await redaction.forApp(app)).redact("token hunter2-long-value")).not.toContain("hunter2-long-value");
+    const { jobId } = await runningJob(deps.db, engine, "red");
+    await deps.db.update(jobs).set({ app }).where(eq(jobs.id, jobId));
+    expect((await redaction.statusReport(jobId, { error: "failed with hunter2-long-value" })).error).not.toContain("hunter2-long-value");
+  });
+
+  test(`${engine}: webhook deliveries (WebhookService.list) — newest first, by id within a millisecond`, async () => {
+    const { deps } = depsFor(open());
+    const webhooks = new WebhookService(deps, { create: async () => { throw new Error("no deploy here"); } } as unknown as ConstructorParameters<typeof WebhookService>[1]);
+    const row = (id: string, at: number) => ({ deliveryId: `${engine}-${id}`, event: "push", outcome: "ignored", reason: "test", receivedAt: 9_000_000_000_000 + at });
+    await deps.db.insert(webhookDeliveries).values([row("a", 1), row("c", 2), row("b", 2), row("d", 0)]);
+    expect((await webhooks.list(3)).map((d) => d.deliveryId)).toEqual([`${engine}-c`, `${engine}-b`, `${engine}-a`]);
+  });
+
   test(`${engine}: job logs (JobLogService) — offsets, retries, gaps, the size limit, reads`, async () => {
     const { deps, appended } = depsFor(open());
     const logs = new JobLogService(deps, leasesOn(deps));
