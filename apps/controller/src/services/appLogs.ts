@@ -1,5 +1,8 @@
 import { EventEmitter } from "node:events";
 import { type AppLogEntry, type AppLogLine, normaliseTs } from "@deploybot/protocol";
+import { and, asc, desc, eq, gt, gte, sql } from "drizzle-orm";
+import { reusable } from "../db/reusable";
+import { agents, appLogs } from "../db/schema";
 import { ApiError } from "../lib/errors";
 import type { Deps } from "./deps";
 import type { IngestRedaction } from "./redaction";
@@ -46,34 +49,46 @@ export class AppLogService {
     private readonly redaction?: IngestRedaction,
   ) {
     this.emitter.setMaxListeners(0);
-    const db = deps.db.$client;
+    // every shipped batch runs these: prepared once where the engine allows (db/reusable.ts)
+    const { db } = deps;
+    const p = sql.placeholder;
     this.statements = {
-      offset: db.prepare<[string], { app_log_offset: number }>("SELECT app_log_offset FROM agents WHERE id = ?"),
-      setOffset: db.prepare("UPDATE agents SET app_log_offset = ? WHERE id = ?"),
-      insert: db.prepare("INSERT INTO app_logs (host, app, container, ts, stream, line) VALUES (?, ?, ?, ?, ?, ?)"),
-      trim: db.prepare(
-        "DELETE FROM app_logs WHERE app = ? AND host = ? AND id < (SELECT id FROM app_logs WHERE app = ? AND host = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+      offset: reusable(db, () => db.select({ offset: agents.appLogOffset }).from(agents).where(eq(agents.id, p("id"))).prepare()),
+      setOffset: reusable(db, () =>
+        db
+          .update(agents)
+          .set({ appLogOffset: sql`${p("offset")}` })
+          .where(eq(agents.id, p("id")))
+          .prepare(),
+      ),
+      insert: reusable(db, () =>
+        db
+          .insert(appLogs)
+          .values({ host: p("host"), app: p("app"), container: p("container"), ts: p("ts"), stream: p("stream"), line: p("line") })
+          .returning({ id: appLogs.id })
+          .prepare(),
       ),
     };
   }
 
   /** Appends a batch sent at `offset`; returns the agent's new offset. */
   async append(agent: AgentIdentity, offset: number, entries: readonly AppLogEntry[]): Promise<number> {
-    const { offset: offsetOf, setOffset, insert } = this.statements;
     const stored: StoredLine[] = [];
     const next = await this.deps.db.write(async () => {
-      const current = offsetOf.get(agent.id)?.app_log_offset ?? 0;
+      const [row] = await this.statements.offset().execute({ id: agent.id });
+      const current = row?.offset ?? 0;
       if (offset > current) throw new ApiError(409, "offset_mismatch", `expected lines from offset ${current}`, { offset: current });
       // a retry of a batch whose answer was lost: its first lines are stored already
       const fresh = entries.slice(current - offset);
+      const insert = this.statements.insert();
       for (const e of fresh) {
         const ts = normaliseTs(e.ts);
         const line = this.redaction ? (await this.redaction.forApp(e.app)).redact(e.line) : e.line;
-        const { lastInsertRowid } = insert.run(agent.hostname, e.app, e.container, ts, e.stream, line);
-        stored.push({ id: Number(lastInsertRowid), host: agent.hostname, app: e.app, container: e.container, ts, stream: e.stream, line });
+        const [{ id }] = (await insert.execute({ host: agent.hostname, app: e.app, container: e.container, ts, stream: e.stream, line })) as [{ id: number }];
+        stored.push({ id, host: agent.hostname, app: e.app, container: e.container, ts, stream: e.stream, line });
       }
       const after = Math.max(current, offset + entries.length);
-      setOffset.run(after, agent.id);
+      await this.statements.setOffset().execute({ offset: after, id: agent.id });
       return after;
     });
     if (stored.length > 0) {
@@ -95,33 +110,28 @@ export class AppLogService {
         continue;
       }
       this.sinceTrim.set(key, 0);
-      this.statements.trim.run(app, host, app, host, keep - 1);
+      const here = and(eq(appLogs.app, app), eq(appLogs.host, host));
+      const oldestKept = this.deps.db.select({ id: appLogs.id }).from(appLogs).where(here).orderBy(desc(appLogs.id)).limit(1).offset(keep - 1);
+      await this.deps.db.delete(appLogs).where(and(here, sql`${appLogs.id} < (${oldestKept})`));
     }
   }
 
   /** Stored lines of an app, oldest first: after an id, since a time; the last `tail`, else the first `limit`. */
   async read(app: string, q: AppLogQuery, limit = 10_000): Promise<AppLogLine[]> {
-    const where = ["app = ?"];
-    const args: (string | number)[] = [app];
-    if (q.host) {
-      where.push("host = ?");
-      args.push(q.host);
-    }
-    if (q.after !== undefined) {
-      where.push("id > ?");
-      args.push(q.after);
-    }
-    if (q.since) {
-      where.push("ts >= ?");
-      args.push(parseSince(q.since, this.deps.clock()));
-    }
+    const where = [
+      eq(appLogs.app, app),
+      q.host ? eq(appLogs.host, q.host) : undefined,
+      q.after !== undefined ? gt(appLogs.id, q.after) : undefined,
+      q.since ? gte(appLogs.ts, parseSince(q.since, this.deps.clock())) : undefined,
+    ];
     // the last `tail` lines, or (resuming, paging) the first `limit` after the cursor
     const newest = q.tail !== undefined;
-    const rows = this.deps.db.$client
-      .prepare<(string | number)[], AppLogLine>(
-        `SELECT id, host, container, ts, stream, line FROM app_logs WHERE ${where.join(" AND ")} ORDER BY id ${newest ? "DESC" : "ASC"} LIMIT ?`,
-      )
-      .all(...args, Math.min(q.tail ?? limit, limit));
+    const rows: AppLogLine[] = await this.deps.db
+      .select({ id: appLogs.id, host: appLogs.host, container: appLogs.container, ts: appLogs.ts, stream: appLogs.stream, line: appLogs.line })
+      .from(appLogs)
+      .where(and(...where))
+      .orderBy(newest ? desc(appLogs.id) : asc(appLogs.id))
+      .limit(Math.min(q.tail ?? limit, limit));
     return newest ? rows.reverse() : rows;
   }
 
