@@ -11,6 +11,7 @@ import type { Db } from "../../src/db/client";
 import { openDb } from "../../src/db/client";
 import { openPgDb } from "../../src/db/pgFacade";
 import { agents, appStates, jobLogs, jobs, webhookDeliveries } from "../../src/db/schema";
+import { AppLogService } from "../../src/services/appLogs";
 import { AppStateService } from "../../src/services/appStates";
 import { IngestRedaction } from "../../src/services/redaction";
 import { SecretStore } from "../../src/services/secrets";
@@ -59,6 +60,30 @@ function leasesOn(deps: Deps) {
 }
 
 function contract(engine: "sqlite" | "postgres", open: () => Db) {
+  test(`${engine}: app logs (AppLogService) — offsets, retries, gaps, trimming, reads`, async () => {
+    const { deps } = depsFor(open(), { appLogLines: 3 });
+    const logs = new AppLogService(deps);
+    const agentId = `agt_al_${engine}`;
+    const agent = { id: agentId, hostname: `host-al-${engine}` };
+    await deps.db.insert(agents).values({ id: agentId, hostname: agent.hostname, version: "1", registeredAt: 1 });
+    const seen: string[] = [];
+    const stop = logs.subscribe("web", agent.hostname, (lines) => seen.push(...lines.map((l) => l.line)));
+    const lines = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ app: "web", container: "web-1", ts: `2026-11-27T07:00:0${from + i}Z`, stream: "stdout" as const, line: `l${from + i}` }));
+    // the first batch is trimmed to the 3 newest lines at once
+    expect(await logs.append(agent, 0, lines(0, 5))).toBe(5);
+    expect(await logs.append(agent, 3, lines(3, 3))).toBe(6);
+    await expect(logs.append(agent, 9, lines(9, 1))).rejects.toMatchObject({ status: 409, code: "offset_mismatch", details: { offset: 6 } });
+    stop();
+    expect(seen).toEqual(["l0", "l1", "l2", "l3", "l4", "l5"]);
+    const all = await logs.read("web", {});
+    expect(all.map((l) => l.line)).toEqual(["l2", "l3", "l4", "l5"]);
+    expect(all[0]).toMatchObject({ host: agent.hostname, container: "web-1", stream: "stdout", ts: "2026-11-27T07:00:02.000000000Z" });
+    expect((await logs.read("web", { tail: 2 })).map((l) => l.line)).toEqual(["l4", "l5"]);
+    expect((await logs.read("web", { after: all[1]!.id, host: agent.hostname })).map((l) => l.line)).toEqual(["l4", "l5"]);
+    expect((await logs.read("web", { since: "2026-11-27T07:00:04Z" })).map((l) => l.line)).toEqual(["l4", "l5"]);
+    expect(await logs.read("web", { host: "elsewhere" })).toEqual([]);
+  });
+
   test(`${engine}: desired state (AppStateService) — host versions, reconcile events stored once`, async () => {
     const { deps, outbox } = depsFor(open());
     const states = new AppStateService(deps, async () => { throw new Error("no job read here"); }, async () => ({}));
