@@ -1,6 +1,10 @@
 import { finalStatuses, type JobChangedEvent } from "@deploybot/protocol";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { count, eq, min, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
+import { reusable } from "../db/reusable";
+import { agents, deployments, jobs, webhookDeliveries } from "../db/schema";
+import { databaseBytes } from "../db/size";
 import type { OutboxEvent } from "./outbox";
 
 interface BackupStats {
@@ -27,24 +31,35 @@ export class ControllerMetrics {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
     for (const name of TOTAL_SUFFIXED_GAUGES) r.removeSingleMetric(name);
-    const sqlite = db.$client;
-    const jobCounts = sqlite.prepare("SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status");
+    const jobCounts = () => db.select({ kind: jobs.kind, status: jobs.status, n: count() }).from(jobs).groupBy(jobs.kind, jobs.status);
     // both use the partial index on pending jobs
-    const queue = sqlite.prepare("SELECT count(*) AS n, min(created_at) AS oldest FROM jobs WHERE status = 'pending'");
-    const agentStates = sqlite.prepare("SELECT online, count(*) AS n, max(? - last_heartbeat_at) AS age FROM agents WHERE revoked = 0 GROUP BY online");
-    const deploymentCounts = sqlite.prepare("SELECT status, count(*) AS n FROM deployments GROUP BY status");
-    const webhookCounts = sqlite.prepare("SELECT outcome, count(*) AS n FROM webhook_deliveries GROUP BY outcome");
-    const pages = sqlite.prepare("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()").pluck();
-    this.jobTimes = sqlite.prepare("SELECT created_at, assigned_at, started_at, finished_at FROM jobs WHERE id = ?");
+    const queue = () => db.select({ n: count(), oldest: min(jobs.createdAt) }).from(jobs).where(eq(jobs.status, "pending"));
+    const agentStates = (now: number) =>
+      db
+        .select({ online: agents.online, n: count(), age: sql<number | null>`max(${now} - ${agents.lastHeartbeatAt})`.mapWith(Number) })
+        .from(agents)
+        .where(eq(agents.revoked, false))
+        .groupBy(agents.online);
+    const deploymentCounts = () => db.select({ status: deployments.status, n: count() }).from(deployments).groupBy(deployments.status);
+    const webhookCounts = () => db.select({ outcome: webhookDeliveries.outcome, n: count() }).from(webhookDeliveries).groupBy(webhookDeliveries.outcome);
+    // every claim and every finished job reads its times: prepared once where the engine allows
+    this.jobTimes = reusable(db, () =>
+      db
+        .select({ createdAt: jobs.createdAt, assignedAt: jobs.assignedAt, startedAt: jobs.startedAt, finishedAt: jobs.finishedAt })
+        .from(jobs)
+        .where(eq(jobs.id, sql.placeholder("id")))
+        .prepare(),
+    );
 
     new Gauge({
       name: "deploybot_jobs",
       help: "Jobs in the database by kind and status",
       labelNames: ["kind", "status"],
       registers: [r],
-      collect() {
+      async collect() {
+        const rows = await jobCounts();
         this.reset();
-        for (const row of jobCounts.all() as { kind: string; status: string; n: number }[]) this.set({ kind: row.kind, status: row.status }, row.n);
+        for (const row of rows) this.set({ kind: row.kind, status: row.status }, row.n);
       },
     });
     const oldest = new Gauge({ name: "deploybot_queue_oldest_job_age_seconds", help: "Age of the oldest pending job (0 when none)", registers: [r] });
@@ -52,8 +67,8 @@ export class ControllerMetrics {
       name: "deploybot_queue_depth",
       help: "Pending jobs waiting for an agent",
       registers: [r],
-      collect() {
-        const row = queue.get() as { n: number; oldest: number | null };
+      async collect() {
+        const [row = { n: 0, oldest: null }] = await queue();
         this.set(row.n);
         oldest.set(row.oldest === null ? 0 : Math.max(0, (clock() - row.oldest) / 1000));
       },
@@ -64,12 +79,13 @@ export class ControllerMetrics {
       help: "Registered (not revoked) agents by state",
       labelNames: ["state"],
       registers: [r],
-      collect() {
+      async collect() {
+        const rows = await agentStates(clock());
         this.reset();
         this.set({ state: "online" }, 0);
         this.set({ state: "offline" }, 0);
         heartbeatAge.set(0);
-        for (const row of agentStates.all(clock()) as { online: number; n: number; age: number | null }[]) {
+        for (const row of rows) {
           this.set({ state: row.online ? "online" : "offline" }, row.n);
           if (row.online && row.age !== null) heartbeatAge.set(Math.max(0, row.age / 1000));
         }
@@ -80,9 +96,10 @@ export class ControllerMetrics {
       help: "Deployments by status (finished ones by result), from the database",
       labelNames: ["status"],
       registers: [r],
-      collect() {
+      async collect() {
+        const rows = await deploymentCounts();
         this.reset();
-        for (const row of deploymentCounts.all() as { status: string; n: number }[]) this.inc({ status: row.status }, row.n);
+        for (const row of rows) this.inc({ status: row.status }, row.n);
       },
     });
     new Counter({
@@ -90,9 +107,10 @@ export class ControllerMetrics {
       help: "GitHub webhook deliveries by outcome (deployed, ignored, pong, rejected), from the database",
       labelNames: ["outcome"],
       registers: [r],
-      collect() {
+      async collect() {
+        const rows = await webhookCounts();
         this.reset();
-        for (const row of webhookCounts.all() as { outcome: string; n: number }[]) this.inc({ outcome: row.outcome }, row.n);
+        for (const row of rows) this.inc({ outcome: row.outcome }, row.n);
       },
     });
     new Gauge({
@@ -105,10 +123,10 @@ export class ControllerMetrics {
     });
     new Gauge({
       name: "deploybot_database_size_bytes",
-      help: "SQLite database size (page count times page size, without the WAL)",
+      help: "Database size (SQLite: page count times page size, without the WAL; PostgreSQL: pg_database_size)",
       registers: [r],
-      collect() {
-        this.set(pages.get() as number);
+      async collect() {
+        this.set(await databaseBytes(db));
       },
     });
     new Counter({
@@ -162,15 +180,15 @@ export class ControllerMetrics {
   }
 
   /** A job's claim and end, from the outbox (a signal consequence: off every request path). */
-  observeJobChange(event: OutboxEvent): void {
+  async observeJobChange(event: OutboxEvent): Promise<void> {
     const job = event.data as JobChangedEvent;
     if (job.transition !== "claimed" && !finalStatuses.includes(job.status)) return;
-    const t = this.jobTimes.get(job.id) as { created_at: number; assigned_at: number | null; started_at: number | null; finished_at: number | null } | undefined;
+    const [t] = await this.jobTimes().execute({ id: job.id });
     if (!t) return;
-    if (job.transition === "claimed" && t.assigned_at !== null) this.claimLatency.observe({ kind: job.kind }, Math.max(0, t.assigned_at - t.created_at) / 1000);
-    else if (job.transition !== "claimed" && t.finished_at !== null) {
-      const from = t.assigned_at ?? t.started_at;
-      if (from !== null) this.jobDuration.observe({ kind: job.kind, status: job.status }, Math.max(0, t.finished_at - from) / 1000);
+    if (job.transition === "claimed" && t.assignedAt !== null) this.claimLatency.observe({ kind: job.kind }, Math.max(0, t.assignedAt - t.createdAt) / 1000);
+    else if (job.transition !== "claimed" && t.finishedAt !== null) {
+      const from = t.assignedAt ?? t.startedAt;
+      if (from !== null) this.jobDuration.observe({ kind: job.kind, status: job.status }, Math.max(0, t.finishedAt - from) / 1000);
     }
   }
 
