@@ -13,6 +13,8 @@ import { openPgDb } from "../../src/db/pgFacade";
 import { agents, appStates, jobLogs, jobs, webhookDeliveries } from "../../src/db/schema";
 import { AppLogService } from "../../src/services/appLogs";
 import { AppStateService } from "../../src/services/appStates";
+import { ControllerMetrics } from "../../src/services/metrics";
+import type { OutboxEvent } from "../../src/services/outbox";
 import { IngestRedaction } from "../../src/services/redaction";
 import { SecretStore } from "../../src/services/secrets";
 import { WebhookService } from "../../src/services/webhooks";
@@ -59,7 +61,35 @@ function leasesOn(deps: Deps) {
   return new LeaseService(deps, state as unknown as ConstructorParameters<typeof LeaseService>[1]);
 }
 
+const sample = (text: string, name: string) => {
+  const line = text.split("\n").find((l) => l.startsWith(name));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+};
+
 function contract(engine: "sqlite" | "postgres", open: () => Db) {
+  test(`${engine}: metrics (ControllerMetrics) — counts from the database, claim latency from job times`, async () => {
+    const db = open();
+    const metrics = new ControllerMetrics(db, () => NOW, () => 2);
+    const pending = { ...newJob({ host: "web-1" }, { kind: "deploy" }), status: "pending", createdAt: NOW - 30_000 };
+    const claimed = { ...newJob({ host: "web-1" }, { kind: "deploy" }), status: "assigned", createdAt: NOW - 10_000, assignedAt: NOW - 7_500 };
+    await db.insert(jobs).values([pending, claimed]);
+    await db.insert(agents).values({ id: `agt_m_${engine}`, hostname: `host-m-${engine}`, version: "1", registeredAt: 1, online: true, lastHeartbeatAt: NOW - 4_000 });
+    await metrics.observeJobChange({ data: { id: claimed.id, kind: "deploy", status: "assigned", transition: "claimed" } } as unknown as OutboxEvent);
+    // the oldest-job and heartbeat-age gauges are set by the queue and agents gauges' collect,
+    // which runs after their own output: they show the previous scrape's values
+    await metrics.text();
+    const text = await metrics.text();
+    expect(sample(text, 'deploybot_jobs{kind="deploy",status="pending"}')).toBeGreaterThanOrEqual(1);
+    expect(sample(text, "deploybot_queue_depth")).toBeGreaterThanOrEqual(1);
+    expect(sample(text, "deploybot_queue_oldest_job_age_seconds")).toBeGreaterThanOrEqual(30);
+    expect(sample(text, 'deploybot_agents{state="online"}')).toBeGreaterThanOrEqual(1);
+    expect(sample(text, "deploybot_agent_heartbeat_age_seconds_max")).toBeGreaterThanOrEqual(4);
+    expect(sample(text, "deploybot_sse_subscribers")).toBe(2);
+    expect(sample(text, "deploybot_database_size_bytes")).toBeGreaterThan(0);
+    expect(sample(text, 'deploybot_job_claim_latency_seconds_sum{kind="deploy"}')).toBe(2.5);
+    expect(sample(text, 'deploybot_job_claim_latency_seconds_count{kind="deploy"}')).toBe(1);
+  });
+
   test(`${engine}: app logs (AppLogService) — offsets, retries, gaps, trimming, reads`, async () => {
     const { deps } = depsFor(open(), { appLogLines: 3 });
     const logs = new AppLogService(deps);
