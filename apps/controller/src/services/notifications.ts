@@ -1,6 +1,9 @@
 import type { NotificationDelivery, NotificationEvent } from "@deploybot/protocol";
 import { Redactor } from "@deploybot/protocol/redact";
 import type { Logger } from "pino";
+import { and, asc, count, desc, eq, gt, inArray, lt, lte, ne, sql } from "drizzle-orm";
+import { reusable } from "../db/reusable";
+import { appEvents, notificationAttempts, notificationDeliveries } from "../db/schema";
 import { newId } from "../lib/ids";
 import { type Deps, iso } from "./deps";
 import type { NotificationsConfig, NotificationTarget } from "./notificationConfig";
@@ -34,13 +37,13 @@ type DeliveryRow = {
   body: string;
   status: NotificationDelivery["status"];
   attempts: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  created_at: number;
-  delivered_at: number | null;
+  nextAttemptAt: number | null;
+  lastError: string | null;
+  createdAt: number;
+  deliveredAt: number | null;
 };
 
-type AttemptRow = { delivery_id: string; attempt: number; at: number; duration_ms: number; status_code: number | null; outcome: "delivered" | "failed" | "refused"; error: string | null };
+type AttemptRow = { deliveryId: string; attempt: number; at: number; durationMs: number; statusCode: number | null; outcome: "delivered" | "failed" | "refused"; error: string | null };
 
 /**
  * Notifications to webhook and Slack-compatible targets (apps.yaml `notifications:`). They are
@@ -54,11 +57,7 @@ type AttemptRow = { delivery_id: string; attempt: number; at: number; duration_m
  */
 export class NotificationService {
   private readonly logger: Logger;
-  private readonly insertDelivery;
   private readonly recentExits;
-  private readonly due;
-  private readonly recordAttempt;
-  private readonly updateDelivery;
   private readonly inFlight = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
 
@@ -67,21 +66,23 @@ export class NotificationService {
     private readonly redaction: Pick<IngestRedaction, "forApp">,
   ) {
     this.logger = deps.logger.child({ component: "notifications" });
-    const sqlite = deps.db.$client;
-    this.insertDelivery = sqlite.prepare(
-      `INSERT INTO notification_deliveries (id, target, type, event, dedup_key, event_id, app, summary, body, status, attempts, next_attempt_at, created_at)
-       VALUES (@id, @target, @type, @event, @dedupKey, @eventId, @app, @summary, @body, 'pending', 0, @now, @now)
-       ON CONFLICT(target, dedup_key) DO NOTHING`,
-    );
-    this.recentExits = sqlite
-      .prepare("SELECT count(*) FROM app_events WHERE app = ? AND host = ? AND kind IN ('exited', 'start_failed', 'unhealthy') AND at > ? AND at <= ?")
-      .pluck();
-    this.due = sqlite.prepare("SELECT * FROM notification_deliveries WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 100");
-    this.recordAttempt = sqlite.prepare(
-      "INSERT INTO notification_attempts (delivery_id, attempt, at, duration_ms, status_code, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    );
-    this.updateDelivery = sqlite.prepare(
-      "UPDATE notification_deliveries SET status = @status, attempts = @attempts, next_attempt_at = @nextAt, last_error = @error, delivered_at = @deliveredAt WHERE id = @id AND status = 'pending'",
+    const { db } = deps;
+    const p = sql.placeholder;
+    // a crash-looping check runs for every exit event, in the drainer's transaction
+    this.recentExits = reusable(db, () =>
+      db
+        .select({ n: count() })
+        .from(appEvents)
+        .where(
+          and(
+            eq(appEvents.app, p("app")),
+            eq(appEvents.host, p("host")),
+            inArray(appEvents.kind, ["exited", "start_failed", "unhealthy"]),
+            gt(appEvents.at, p("from")),
+            lte(appEvents.at, p("to")),
+          ),
+        )
+        .prepare(),
     );
   }
 
@@ -96,7 +97,7 @@ export class NotificationService {
   async enqueue(event: OutboxEvent): Promise<void> {
     const { targets } = this.config;
     if (targets.length === 0) return;
-    const notice = this.noticeOf(event);
+    const notice = await this.noticeOf(event);
     if (!notice) return;
     const redactor = event.app ? await this.redaction.forApp(event.app) : null;
     const summary = redactor ? redactor.redact(notice.summary) : notice.summary;
@@ -110,12 +111,15 @@ export class NotificationService {
         target.type === "webhook"
           ? { id, event: notice.event, at: new Date(event.createdAt).toISOString(), app: event.app, summary, data }
           : slackBody(notice.event, summary, event, id);
-      this.insertDelivery.run({ id, target: target.name, type: target.type, event: notice.event, dedupKey: notice.dedupKey, eventId: event.id, app: event.app, summary, body: JSON.stringify(body), now });
+      await this.deps.db
+        .insert(notificationDeliveries)
+        .values({ id, target: target.name, type: target.type, event: notice.event, dedupKey: notice.dedupKey, eventId: event.id, app: event.app, summary, body: JSON.stringify(body), status: "pending", attempts: 0, nextAttemptAt: now, createdAt: now })
+        .onConflictDoNothing({ target: [notificationDeliveries.target, notificationDeliveries.dedupKey] });
     }
   }
 
   /** What a change event notifies of, if anything. */
-  private noticeOf(event: OutboxEvent): Notice | null {
+  private async noticeOf(event: OutboxEvent): Promise<Notice | null> {
     const d = event.data as Record<string, unknown>;
     const str = (k: string) => (typeof d[k] === "string" ? (d[k] as string) : null);
     switch (event.type) {
@@ -138,7 +142,7 @@ export class NotificationService {
         if (!event.app || !host || !["exited", "start_failed", "unhealthy"].includes(str("kind") ?? "")) return null;
         const parsed = Date.parse(str("at") ?? "");
         const at = Number.isNaN(parsed) ? event.createdAt : parsed;
-        const exits = this.recentExits.get(event.app, host, at - CRASH_LOOP_WINDOW_MS, at) as number;
+        const [{ n: exits } = { n: 0 }] = await this.recentExits().execute({ app: event.app, host, from: at - CRASH_LOOP_WINDOW_MS, to: at });
         if (exits < CRASH_LOOP_EXITS) return null;
         return {
           event: "app.crash_looping",
@@ -186,18 +190,22 @@ export class NotificationService {
   /** Deletes deliveries that ended more than `keepMs` ago, with their attempts. */
   async prune(keepMs: number): Promise<number> {
     const cutoff = this.deps.clock() - keepMs;
-    const sqlite = this.deps.db.$client;
-    return this.deps.db.write(async () => {
-      sqlite
-        .prepare("DELETE FROM notification_attempts WHERE delivery_id IN (SELECT id FROM notification_deliveries WHERE status != 'pending' AND created_at < ?)")
-        .run(cutoff);
-      return sqlite.prepare("DELETE FROM notification_deliveries WHERE status != 'pending' AND created_at < ?").run(cutoff).changes;
+    const ended = and(ne(notificationDeliveries.status, "pending"), lt(notificationDeliveries.createdAt, cutoff));
+    const { db } = this.deps;
+    return db.write(async () => {
+      await db.delete(notificationAttempts).where(inArray(notificationAttempts.deliveryId, db.select({ id: notificationDeliveries.id }).from(notificationDeliveries).where(ended)));
+      return (await db.delete(notificationDeliveries).where(ended).returning({ id: notificationDeliveries.id })).length;
     });
   }
 
   /** Sends every delivery that is due; resolves when those attempts are recorded. */
   async sendDue(): Promise<void> {
-    const rows = this.due.all(this.deps.clock()) as DeliveryRow[];
+    const rows = (await this.deps.db
+      .select()
+      .from(notificationDeliveries)
+      .where(lte(notificationDeliveries.nextAttemptAt, this.deps.clock()))
+      .orderBy(asc(notificationDeliveries.nextAttemptAt))
+      .limit(100)) as DeliveryRow[];
     const runs: Promise<void>[] = [];
     for (const row of rows) {
       if (this.inFlight.has(row.id)) continue;
@@ -271,7 +279,7 @@ export class NotificationService {
     const delay = Math.min(config.first_retry_seconds * 1000 * 2 ** (attempts - 1), config.max_backoff_seconds * 1000);
     // jitter: deliveries that failed together (a receiver outage) do not all come back together
     const nextAt = startedAt + Math.round(delay * (0.8 + Math.random() * 0.4));
-    const giveUp = nextAt > row.created_at + config.retry_for_seconds * 1000;
+    const giveUp = nextAt > row.createdAt + config.retry_for_seconds * 1000;
     await this.finish(row, { status: giveUp ? "failed" : "pending", error, startedAt, durationMs, statusCode, outcome, nextAt });
     const log = { deliveryId: row.id, target: row.target, event: row.event, attempts, error };
     if (giveUp) this.logger.error(log, "a notification failed for the last time; giving up");
@@ -285,15 +293,21 @@ export class NotificationService {
   ): Promise<void> {
     await this.deps.db.write(async () => {
       const attempts = r.outcome ? row.attempts + 1 : row.attempts;
-      if (r.outcome) this.recordAttempt.run(row.id, attempts, r.startedAt, r.durationMs ?? 0, r.statusCode, r.outcome, r.error);
-      this.updateDelivery.run({
-        id: row.id,
-        status: r.status,
-        attempts,
-        nextAt: r.status === "pending" ? (r.nextAt ?? null) : null,
-        error: r.error,
-        deliveredAt: r.status === "delivered" ? this.deps.clock() : null,
-      });
+      if (r.outcome) {
+        await this.deps.db
+          .insert(notificationAttempts)
+          .values({ deliveryId: row.id, attempt: attempts, at: r.startedAt, durationMs: r.durationMs ?? 0, statusCode: r.statusCode, outcome: r.outcome, error: r.error });
+      }
+      await this.deps.db
+        .update(notificationDeliveries)
+        .set({
+          status: r.status,
+          attempts,
+          nextAttemptAt: r.status === "pending" ? (r.nextAt ?? null) : null,
+          lastError: r.error,
+          deliveredAt: r.status === "delivered" ? this.deps.clock() : null,
+        })
+        .where(and(eq(notificationDeliveries.id, row.id), eq(notificationDeliveries.status, "pending")));
     });
   }
 
@@ -302,27 +316,30 @@ export class NotificationService {
    * deliveries about those apps; host and agent events concern every app and are left out.
    */
   async list(q: { target?: string; status?: string; event?: string; id?: string; limit: number; apps?: readonly string[] | null }): Promise<NotificationDelivery[]> {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    for (const key of ["target", "status", "event", "id"] as const) {
-      if (q[key] === undefined) continue;
-      where.push(`${key} = ?`);
-      args.push(q[key]);
-    }
-    if (q.apps) {
-      where.push(`app IN (${q.apps.map(() => "?").join(",") || "NULL"})`);
-      args.push(...q.apps);
-    }
-    const sqlite = this.deps.db.$client;
-    const rows = sqlite
-      .prepare(`SELECT * FROM notification_deliveries ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at DESC, id DESC LIMIT ?`)
-      .all(...args, q.limit) as DeliveryRow[];
+    // a token limited to no app sees nothing (as `app IN (NULL)` did)
+    if (q.apps && q.apps.length === 0) return [];
+    const t = notificationDeliveries;
+    const where = [
+      q.target !== undefined ? eq(t.target, q.target) : undefined,
+      q.status !== undefined ? eq(t.status, q.status) : undefined,
+      q.event !== undefined ? eq(t.event, q.event) : undefined,
+      q.id !== undefined ? eq(t.id, q.id) : undefined,
+      q.apps ? inArray(t.app, [...q.apps]) : undefined,
+    ];
+    const rows = (await this.deps.db
+      .select()
+      .from(t)
+      .where(and(...where))
+      .orderBy(desc(t.createdAt), desc(t.id))
+      .limit(q.limit)) as DeliveryRow[];
     if (rows.length === 0) return [];
-    const attempts = sqlite
-      .prepare(`SELECT * FROM notification_attempts WHERE delivery_id IN (${rows.map(() => "?").join(",")}) ORDER BY delivery_id, attempt`)
-      .all(...rows.map((r) => r.id)) as AttemptRow[];
+    const attempts = (await this.deps.db
+      .select()
+      .from(notificationAttempts)
+      .where(inArray(notificationAttempts.deliveryId, rows.map((r) => r.id)))
+      .orderBy(asc(notificationAttempts.deliveryId), asc(notificationAttempts.attempt))) as AttemptRow[];
     const byDelivery = new Map<string, AttemptRow[]>();
-    for (const a of attempts) byDelivery.set(a.delivery_id, [...(byDelivery.get(a.delivery_id) ?? []), a]);
+    for (const a of attempts) byDelivery.set(a.deliveryId, [...(byDelivery.get(a.deliveryId) ?? []), a]);
     return rows.map((r) => ({
       id: r.id,
       target: r.target,
@@ -332,15 +349,15 @@ export class NotificationService {
       summary: r.summary,
       status: r.status,
       attempts: r.attempts,
-      nextAttemptAt: iso(r.next_attempt_at),
-      lastError: r.last_error,
-      createdAt: iso(r.created_at)!,
-      deliveredAt: iso(r.delivered_at),
+      nextAttemptAt: iso(r.nextAttemptAt),
+      lastError: r.lastError,
+      createdAt: iso(r.createdAt)!,
+      deliveredAt: iso(r.deliveredAt),
       history: (byDelivery.get(r.id) ?? []).map((a) => ({
         attempt: a.attempt,
         at: iso(a.at)!,
-        durationMs: a.duration_ms,
-        statusCode: a.status_code,
+        durationMs: a.durationMs,
+        statusCode: a.statusCode,
         outcome: a.outcome,
         error: a.error,
       })),
