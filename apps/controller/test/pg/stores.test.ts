@@ -14,6 +14,8 @@ import { agents, appStates, jobLogs, jobs, webhookDeliveries } from "../../src/d
 import { AppLogService } from "../../src/services/appLogs";
 import { AppStateService } from "../../src/services/appStates";
 import { ControllerMetrics } from "../../src/services/metrics";
+import { NotificationService } from "../../src/services/notifications";
+import { startReceiver } from "../receiver";
 import type { OutboxEvent } from "../../src/services/outbox";
 import { IngestRedaction } from "../../src/services/redaction";
 import { SecretStore } from "../../src/services/secrets";
@@ -67,6 +69,61 @@ const sample = (text: string, name: string) => {
 };
 
 function contract(engine: "sqlite" | "postgres", open: () => Db) {
+  test(`${engine}: notifications (NotificationService) — one delivery per change, crash loops, attempts, list, prune`, async () => {
+    const receiver = await startReceiver();
+    try {
+      const db = open();
+      const yaml = `${APPS_YAML}
+notifications:
+  targets:
+    - name: ops-${engine}
+      type: webhook
+      url: ${receiver.url}
+      secret: whsec-0123456789abcdef
+      events: [deployment.succeeded, app.crash_looping]
+      allow_private: true
+`;
+      const apps = parseAppsConfig(yaml, "apps.yaml");
+      let now = NOW;
+      const deps = { ...depsFor(db).deps, apps: () => apps, clock: () => now } as Deps;
+      const notifications = new NotificationService(deps, { forApp: async () => new (await import("@deploybot/protocol/redact")).Redactor("join-token-value") });
+      const deployed = { id: 1, type: "deployment.changed", app: "web", subject: "dpl_1", data: { id: `dpl_${engine}`, status: "succeeded", hosts: ["web-1"], sha: "0123456789abcdef" }, createdAt: NOW } as OutboxEvent;
+      await db.write(() => notifications.enqueue(deployed));
+      await db.write(() => notifications.enqueue({ ...deployed, id: 2 })); // the same change again: no second delivery
+      // three exits within ten minutes is a crash loop
+      const host = `host-n-${engine}`;
+      const states = new AppStateService(deps, async () => { throw new Error("no job read here"); }, async () => ({}));
+      await states.recordEvents({ id: `agt_n_${engine}`, hostname: host }, [1, 2, 3].map((seq) => ({ seq, app: "web", kind: "exited" as const, reason: `exit ${seq}`, at: new Date(NOW - seq * 60_000).toISOString(), exitCode: seq })));
+      const exit = { id: 3, type: "app.reconciled", app: "web", subject: host, data: { host, kind: "exited", reason: "exit 1", at: new Date(NOW - 60_000).toISOString() }, createdAt: NOW } as OutboxEvent;
+      await db.write(() => notifications.enqueue(exit));
+      const pending = await notifications.list({ limit: 10, target: `ops-${engine}` });
+      expect(pending.map((d) => [d.event, d.status])).toEqual(expect.arrayContaining([["deployment.succeeded", "pending"], ["app.crash_looping", "pending"]]));
+      expect(pending).toHaveLength(2);
+
+      receiver.answer(500, "down");
+      await notifications.sendDue();
+      const failed = await notifications.list({ limit: 10, target: `ops-${engine}` });
+      expect(failed.map((d) => [d.status, d.attempts, d.lastError, d.history.map((a) => [a.attempt, a.statusCode, a.outcome])])).toEqual([
+        ["pending", 1, "HTTP 500: down", [[1, 500, "failed"]]],
+        ["pending", 1, "HTTP 500: down", [[1, 500, "failed"]]],
+      ]);
+      receiver.answer(200, "ok");
+      now += 3600_000;
+      await notifications.sendDue();
+      const delivered = await notifications.list({ limit: 10, status: "delivered", apps: ["web"] });
+      expect(delivered.filter((d) => d.target === `ops-${engine}`).map((d) => d.history.length)).toEqual([2, 2]);
+      expect(await notifications.list({ limit: 10, apps: [] })).toEqual([]);
+      expect(await notifications.get(delivered[0]!.id)).toMatchObject({ status: "delivered", attempts: 2 });
+      expect(receiver.received.length).toBeGreaterThanOrEqual(4);
+      // ended deliveries older than the retention go, with their attempts
+      now += 3600_000;
+      expect(await notifications.prune(60_000)).toBeGreaterThanOrEqual(2);
+      expect(await notifications.list({ limit: 10, target: `ops-${engine}` })).toEqual([]);
+    } finally {
+      await receiver.close();
+    }
+  });
+
   test(`${engine}: metrics (ControllerMetrics) — counts from the database, claim latency from job times`, async () => {
     const db = open();
     const metrics = new ControllerMetrics(db, () => NOW, () => 2);
