@@ -3,11 +3,8 @@
  * schema.ts's tables, on SQLite and on the test PostgreSQL cluster (pgFacade.ts).
  */
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { freshDatabase } from "../../../../test/support/postgres";
+import { expect, test } from "vitest";
 import type { Db } from "../../src/db/client";
-import { openDb } from "../../src/db/client";
-import { openPgDb } from "../../src/db/pgFacade";
 import { agents, apiTokens, secrets } from "../../src/db/schema";
 import pino from "pino";
 import { testConfig } from "../../src/config";
@@ -22,7 +19,7 @@ import { JoinTokens } from "../../src/services/joinTokens";
 import { Sealer } from "../../src/services/sealer";
 import { SecretStore } from "../../src/services/secrets";
 import { APPS_YAML } from "../appsYaml";
-import { describePostgres } from "../../../../test/support/postgres";
+import { onBothEngines } from "./database";
 
 const token = (id: string) => ({ id, name: id, scope: "read", hash: `hash-${id}`, createdAt: 1 });
 
@@ -131,31 +128,15 @@ function contract(engine: "sqlite" | "postgres", open: () => Db) {
   });
 }
 
-const sqliteDb = openDb(":memory:");
-contract("sqlite", () => sqliteDb);
-
-describePostgres("the services' queries on PostgreSQL", () => {
-  let pg: Awaited<ReturnType<typeof openPgDb>>;
-  let drop: () => Promise<void>;
-  beforeAll(async () => {
-    const fresh = await freshDatabase();
-    drop = fresh.drop;
-    pg = await openPgDb(fresh.url, { max: 4 });
-  });
-  afterAll(async () => {
-    await pg?.close();
-    await drop?.();
-  });
-  contract("postgres", () => pg);
-
+onBothEngines("the services' queries on PostgreSQL", contract, (pg) => {
   test("postgres: a body's statements run on its transaction's connection, not on another of the pool", async () => {
     // with a pool of 4 and the row locked by the body, a statement routed to another connection would wait forever
-    await pg.insert(apiTokens).values(token("tok_lock"));
-    await pg.write(async () => {
-      await pg.update(apiTokens).set({ name: "locked" }).where(eq(apiTokens.id, "tok_lock"));
-      await pg.update(apiTokens).set({ name: "again" }).where(eq(apiTokens.id, "tok_lock"));
+    await pg().insert(apiTokens).values(token("tok_lock"));
+    await pg().write(async () => {
+      await pg().update(apiTokens).set({ name: "locked" }).where(eq(apiTokens.id, "tok_lock"));
+      await pg().update(apiTokens).set({ name: "again" }).where(eq(apiTokens.id, "tok_lock"));
     });
-    const [row] = await pg.select().from(apiTokens).where(eq(apiTokens.id, "tok_lock"));
+    const [row] = await pg().select().from(apiTokens).where(eq(apiTokens.id, "tok_lock"));
     expect(row?.name).toBe("again");
   });
 });

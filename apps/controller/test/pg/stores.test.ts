@@ -4,12 +4,9 @@
  */
 import { eq } from "drizzle-orm";
 import pino from "pino";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { describePostgres, freshDatabase } from "../../../../test/support/postgres";
+import { expect, test } from "vitest";
 import { testConfig } from "../../src/config";
 import type { Db } from "../../src/db/client";
-import { openDb } from "../../src/db/client";
-import { openPgDb } from "../../src/db/pgFacade";
 import { agents, appStates, jobLogs, jobs, webhookDeliveries } from "../../src/db/schema";
 import { AppLogService } from "../../src/services/appLogs";
 import { AppStateService } from "../../src/services/appStates";
@@ -27,6 +24,7 @@ import { TRUNCATION_MARKER, JobLogService } from "../../src/services/jobLogs";
 import { DbJobLeases } from "../../src/services/jobTransitions";
 import { LeaseService } from "../../src/services/leases";
 import { APPS_YAML } from "../appsYaml";
+import { onBothEngines } from "./database";
 import { newJob } from "./jobFixtures";
 
 const NOW = 7_000_000;
@@ -252,20 +250,4 @@ notifications:
   });
 }
 
-const sqliteDb = openDb(":memory:");
-contract("sqlite", () => sqliteDb);
-
-describePostgres("log, desired-state and redaction services on PostgreSQL", () => {
-  let pg: Awaited<ReturnType<typeof openPgDb>>;
-  let drop: () => Promise<void>;
-  beforeAll(async () => {
-    const fresh = await freshDatabase();
-    drop = fresh.drop;
-    pg = await openPgDb(fresh.url, { max: 4 });
-  });
-  afterAll(async () => {
-    await pg?.close();
-    await drop?.();
-  });
-  contract("postgres", () => pg);
-});
+onBothEngines("log, desired-state and redaction services on PostgreSQL", contract);
