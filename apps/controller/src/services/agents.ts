@@ -1,5 +1,6 @@
 import { type Agent, type HeartbeatRequest, type HeartbeatResponse, PROTOCOL_VERSION, type RegisterRequest } from "@deploybot/protocol";
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import { reusable } from "../db/reusable";
 import { agents, jobs } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
@@ -18,12 +19,13 @@ type AgentRow = typeof agents.$inferSelect;
  * `SELECT *` decoded on every call.
  */
 export type AgentCaller = Pick<AgentRow, "id" | "hostname" | "labels" | "version" | "capabilities" | "tokenVersion" | "revoked">;
-type RawCaller = { id: string; hostname: string; labels: string; version: string; capabilities: string; token_version: number; revoked: number };
 
 export class AgentService {
-  // Heartbeats are the hottest path: their statements are prepared once, not rebuilt per call.
+  // Heartbeats are the hottest path: their queries are prepared once where the engine allows
+  // (db/reusable.ts), not rebuilt per call.
   private readonly byId;
-  private readonly touchStatement;
+  private readonly touchQuery;
+  private readonly markOnline;
   /**
    * Liveness reported since the last flush. Heartbeats only record it here and a timer writes
    * all of it in one transaction a second: an idle fleet's heartbeats then cost no write at
@@ -38,20 +40,53 @@ export class AgentService {
     private readonly appStates: AppStateService,
     private readonly joinTokens?: Pick<JoinTokens, "consume">,
   ) {
-    this.byId = deps.db.$client.prepare<[string], RawCaller>(
-      "SELECT id, hostname, labels, version, capabilities, token_version, revoked FROM agents WHERE id = ?",
+    const { db } = deps;
+    const p = sql.placeholder;
+    // The identity columns only: drizzle's `SELECT *` with its row mapping was 11% of an empty
+    // heartbeat's CPU (profile of the controller under load).
+    this.byId = reusable(db, () =>
+      db
+        .select({
+          id: agents.id,
+          hostname: agents.hostname,
+          labels: agents.labels,
+          version: agents.version,
+          capabilities: agents.capabilities,
+          tokenVersion: agents.tokenVersion,
+          revoked: agents.revoked,
+        })
+        .from(agents)
+        .where(eq(agents.id, p("id")))
+        .prepare(),
     );
-    this.touchStatement = deps.db.$client.prepare(
-      "UPDATE agents SET last_heartbeat_at = ?, state = ?, containers = ?, routes = ?, app_status = coalesce(?, app_status), volumes = coalesce(?, volumes) WHERE id = ?",
+    // the reported JSON arrives as text already: passed through as is, not encoded again
+    this.touchQuery = reusable(db, () =>
+      db
+        .update(agents)
+        .set({
+          lastHeartbeatAt: sql`${p("at")}`,
+          state: sql`${p("state")}`,
+          containers: sql`${p("containers")}`,
+          routes: sql`${p("routes")}`,
+          appStatus: sql`coalesce(${p("appStatus")}, ${agents.appStatus})`,
+          volumes: sql`coalesce(${p("volumes")}, ${agents.volumes})`,
+        })
+        .where(eq(agents.id, p("id")))
+        .prepare(),
     );
-    this.markOnline = deps.db.$client.prepare("UPDATE agents SET online = 1 WHERE id = ? AND online = 0 AND revoked = 0 RETURNING id, hostname");
+    this.markOnline = reusable(db, () =>
+      db
+        .update(agents)
+        .set({ online: true })
+        .where(and(eq(agents.id, p("id")), eq(agents.online, false), eq(agents.revoked, false)))
+        .returning({ id: agents.id, hostname: agents.hostname })
+        .prepare(),
+    );
   }
-
-  private readonly markOnline;
 
   /** host.online when an agent that was offline (or new) is heard from; inside the transaction that records it. */
   private async cameOnline(id: string, first = false): Promise<void> {
-    const row = this.markOnline.get(id) as { id: string; hostname: string } | undefined;
+    const [row] = await this.markOnline().execute({ id });
     if (row) this.deps.outbox.append("host.online", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, ...(first ? { first } : {}) });
   }
 
@@ -62,11 +97,11 @@ export class AgentService {
   async markOffline(): Promise<void> {
     const silentSince = this.deps.clock() - this.intervalSeconds * 3 * 1000;
     await this.deps.db.write(async () => {
-      const gone = this.deps.db.$client
-        .prepare(
-          "UPDATE agents SET online = 0 WHERE online = 1 AND (revoked = 1 OR last_heartbeat_at IS NULL OR last_heartbeat_at < ?) RETURNING id, hostname",
-        )
-        .all(silentSince) as Array<{ id: string; hostname: string }>;
+      const gone = await this.deps.db
+        .update(agents)
+        .set({ online: false })
+        .where(and(eq(agents.online, true), or(eq(agents.revoked, true), isNull(agents.lastHeartbeatAt), lt(agents.lastHeartbeatAt, silentSince))))
+        .returning({ id: agents.id, hostname: agents.hostname });
       for (const a of gone) {
         this.deps.outbox.append("host.offline", { app: null, subject: a.id }, { id: a.id, hostname: a.hostname });
         this.deps.logger.warn({ agentId: a.id, hostname: a.hostname }, "host offline");
@@ -160,21 +195,11 @@ export class AgentService {
    * another writer (a second controller, an admin tool) stops working at once.
    */
   async authenticate(agentId: string, tokenVersion: number): Promise<AgentCaller> {
-    // The identity columns only, on a raw statement: drizzle's prepared `SELECT *` with its row
-    // mapping was 11% of an empty heartbeat's CPU (profile of the controller under load).
-    const row = this.byId.get(agentId);
-    if (row?.revoked !== 0 || row.token_version !== tokenVersion) {
+    const [row] = await this.byId().execute({ id: agentId });
+    if (!row || row.revoked || row.tokenVersion !== tokenVersion) {
       throw new ApiError(401, "unauthorized", "agent token was rotated or revoked; register again");
     }
-    return {
-      id: row.id,
-      hostname: row.hostname,
-      labels: JSON.parse(row.labels) as string[],
-      version: row.version,
-      capabilities: JSON.parse(row.capabilities) as Record<string, unknown>,
-      tokenVersion: row.token_version,
-      revoked: false,
-    };
+    return row;
   }
 
   /**
@@ -234,7 +259,7 @@ export class AgentService {
     this.liveness.clear();
     await this.deps.db.write(async () => {
       for (const [id, l] of entries) {
-        this.touchStatement.run(l.at, l.state, l.containers, l.routes, l.appStatus, l.volumes, id);
+        await this.touchQuery().execute({ id, at: l.at, state: l.state, containers: l.containers, routes: l.routes, appStatus: l.appStatus, volumes: l.volumes });
         await this.cameOnline(id);
       }
     });
