@@ -259,6 +259,18 @@ export const jobPage = z.object({ jobs: z.array(job), nextCursor: z.string().nul
 /** Carried in register and heartbeat bodies and answers; bumped on an incompatible change. */
 export const PROTOCOL_VERSION = 1;
 
+/**
+ * What a controller can do beyond protocol v1, named in the answers to register and heartbeat.
+ * An agent relies on a feature only once a controller has named it; an older controller names
+ * none, and ignores the fields that use them.
+ */
+export const FEATURES = {
+  /** a heartbeat may carry `finished`: the final status of the job it held, before it asks for the next one */
+  finishedInHeartbeat: "heartbeat.finished",
+} as const;
+/** Unknown names from a newer controller are kept: the agent looks for the ones it knows. */
+export const features = z.array(z.string().max(64)).max(64);
+
 /** How deep and how large an agent-provided free-form object may be (a 5,000-deep one is a 400, never a 500). */
 export const MAX_JSON_DEPTH = 16;
 function jsonDepth(value: unknown, limit: number): number {
@@ -359,6 +371,8 @@ export const registerResponse = z.object({
   token: z.string(),
   heartbeatIntervalSeconds: z.number(),
   protocolVersion: z.number().int().optional(),
+  /** what the controller can do beyond protocol v1 (`FEATURES`); absent from older controllers */
+  features: features.optional(),
 });
 
 
@@ -427,6 +441,38 @@ export const appStatus = z.object({
 });
 export type AppStatus = z.infer<typeof appStatus>;
 
+export const reportStatusRequest = z
+  .object({
+    leaseId: z.string().min(1).max(64),
+    // a final status cannot be guessed: an unknown one stays a 400
+    status: z.enum(["running", "succeeded", "failed", "cancelled"]),
+    result: boundedObject.optional(),
+    error: z.string().max(16_384).optional(),
+    /** how many log lines the agent produced for the job in all */
+    logLines: z.number().int().min(0).optional(),
+  })
+  .strip();
+export type ReportStatusRequest = z.infer<typeof reportStatusRequest>;
+
+/** A final status report inside a heartbeat: the status route's body, for one job, final statuses only. */
+export const finishedReport = reportStatusRequest
+  .extend({ jobId: z.string().min(1).max(64), status: z.enum(["succeeded", "failed", "cancelled"]) })
+  .strip();
+export type FinishedReport = z.infer<typeof finishedReport>;
+
+/**
+ * What became of a heartbeat's `finished`: accepted (the job's status now), or refused with the
+ * error the status route would have answered (`httpStatus` 4xx, e.g. 409 stale_lease or job_finished).
+ */
+export const finishedAnswer = z.object({
+  jobId: z.string(),
+  accepted: z.boolean(),
+  status: jobStatus.optional(),
+  error: z.object({ httpStatus: z.number().int(), code: z.string(), message: z.string() }).optional(),
+});
+export type FinishedAnswer = z.infer<typeof finishedAnswer>;
+
+
 export const heartbeatRequest = z
   .object({
     // an unknown state from a newer agent reads as busy: it is handed no job, which is safe
@@ -446,6 +492,14 @@ export const heartbeatRequest = z
      * read one by one when listed, so one a newer agent shapes differently never costs a heartbeat.
      */
     volumes: z.array(boundedObject).max(1000).optional(),
+    /**
+     * The final status of a job this agent holds (`heldJobIds` and `status` still describe the
+     * agent before it): the same report as `POST /v1/jobs/{id}/status`, fenced by the same lease,
+     * so one request per job finishes it and asks for the next. Only to a controller that named
+     * `FEATURES.finishedInHeartbeat`; the answer's `finished` says what became of it (an older
+     * controller ignores the field and answers none: the agent then reports on the status route).
+     */
+    finished: finishedReport.optional(),
   })
   .strip();
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
@@ -485,6 +539,10 @@ export const heartbeatResponse = z.object({
   desired: desiredState.optional(),
   /** the highest `appEvents` seq stored; the agent drops those up to it */
   appEventsAcked: z.number().int().optional(),
+  /** what the controller can do beyond protocol v1 (`FEATURES`); absent from older controllers */
+  features: features.optional(),
+  /** the answer to the request's `finished`, present exactly when the controller read it */
+  finished: finishedAnswer.optional(),
 });
 export type HeartbeatResponse = z.infer<typeof heartbeatResponse>;
 
@@ -514,18 +572,6 @@ export const appendLogsResponse = z.object({
   cancelRequested: z.boolean(),
 });
 
-export const reportStatusRequest = z
-  .object({
-    leaseId: z.string().min(1).max(64),
-    // a final status cannot be guessed: an unknown one stays a 400
-    status: z.enum(["running", "succeeded", "failed", "cancelled"]),
-    result: boundedObject.optional(),
-    error: z.string().max(16_384).optional(),
-    /** how many log lines the agent produced for the job in all */
-    logLines: z.number().int().min(0).optional(),
-  })
-  .strip();
-export type ReportStatusRequest = z.infer<typeof reportStatusRequest>;
 
 export const jobLogsQuery = z.object({
   after: z.coerce.number().int().min(-1).default(-1),

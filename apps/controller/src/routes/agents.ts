@@ -6,6 +6,7 @@ import { requireJoinOrAgentToken } from "../middleware/auth";
 import { credentialPrincipal, idempotency } from "../middleware/idempotency";
 import { fails, type Guard, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
+import { CONTROLLER_FEATURES, finishInHeartbeat } from "../services/jobReports";
 
 const installQuery = z.object({
   url: z.string().optional().describe("the controller's URL as the new host reaches it (default: this request's origin)"),
@@ -39,7 +40,8 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
           ...fails({ 400: "invalid body", 409: "the same Idempotency-Key is still being answered", 422: "Idempotency-Key reused" }),
         },
       }),
-      async (c) => c.json(await s.agents.register(c.req.valid("json"), { self: c.get("agent"), grant: c.get("joinGrant") }), 200),
+      async (c) =>
+        c.json({ ...(await s.agents.register(c.req.valid("json"), { self: c.get("agent"), grant: c.get("joinGrant") })), features: CONTROLLER_FEATURES }, 200),
     )
     .openapi(
       route({
@@ -86,16 +88,17 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
         method: "post",
         path: "/{agentId}/heartbeat",
         guard: agent,
-        summary: "Agent: liveness, held jobs and containers; answers at most one job (long-poll with ?wait=)",
+        summary: "Agent: liveness, held jobs and containers, optionally the final status of the held job (`finished`); answers at most one job (long-poll with ?wait=)",
         request: { params: agentId, query: heartbeatQuery, body: jsonBody(heartbeatRequest) },
         responses: { 200: json(heartbeatResponse, "acknowledged"), ...fails({ 400: "invalid body" }) },
       }),
       async (c) => {
         const { wait } = c.req.valid("query");
-        const body = c.req.valid("json");
-        const answer = await s.agents.heartbeat(c.get("agent"), body, wait, () => c.req.raw.signal);
-        const update = await s.agentUpdates.offer(c.get("agent"), body.status, answer.job !== null);
-        return c.json(update ? { ...answer, update } : answer, 200);
+        const agent = c.get("agent");
+        const { heartbeat: body, finished } = await finishInHeartbeat(s, agent.id, c.req.valid("json"));
+        const answer = await s.agents.heartbeat(agent, body, wait, () => c.req.raw.signal);
+        const update = await s.agentUpdates.offer(agent, body.status, answer.job !== null);
+        return c.json({ ...answer, features: CONTROLLER_FEATURES, ...(update ? { update } : {}), ...(finished ? { finished } : {}) }, 200);
       },
     )
     .openapi(

@@ -16,6 +16,7 @@ import { ApiError } from "../lib/errors";
 import { idempotency } from "../middleware/idempotency";
 import { fails, guards, idParam, json, jsonBody, listRoute, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
+import { reportJobStatus } from "../services/jobReports";
 import { jobToWire } from "../services/jobs";
 
 const jobId = idParam("jobId");
@@ -115,8 +116,7 @@ export function jobRoutes(s: Services) {
       }),
       async (c) => {
         const { jobId } = c.req.valid("param");
-        const row = await s.leases.reportStatus(c.get("agent").id, jobId, await s.redaction.statusReport(jobId, c.req.valid("json")));
-        await s.runs.adoptInlineResult(row);
+        const row = await reportJobStatus(s, c.get("agent").id, jobId, c.req.valid("json"));
         return c.json({ job: jobToWire(row) }, 200);
       },
     )
