@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { olderVersion } from "../src/services/agentUpdates";
-import { ADMIN, JOIN, makeHarness } from "./fixture";
+import { ADMIN, type Harness, JOIN, makeHarness } from "./fixture";
 
 const SHA = "a".repeat(64);
 function distWith(version: string) {
@@ -12,16 +12,16 @@ function distWith(version: string) {
   return dir;
 }
 
-async function agent(h: ReturnType<typeof makeHarness>, hostname: string, version: string, autoUpdate = true, token = JOIN) {
+async function agent(h: Harness, hostname: string, version: string, autoUpdate = true, token = JOIN) {
   const res = await h.call("POST", "/v1/agents/register", { token, body: { hostname, version, labels: [], capabilities: { autoUpdate } } });
   const body = await res.json();
   return { id: body.agent.id as string, token: body.token as string };
 }
-const beat = async (h: ReturnType<typeof makeHarness>, a: { id: string; token: string }, status = "idle") => (await h.heartbeat(a, { status })).json();
+const beat = async (h: Harness, a: { id: string; token: string }, status = "idle") => (await h.heartbeat(a, { status })).json();
 
 describe("agent updates offered in heartbeat answers", () => {
   test("an agent that opted out is never offered an update, even with free slots", async () => {
-    const h = makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 5 });
+    const h = await makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 5 });
     const out = await agent(h, "c-1", "0.1.0", false);
     expect((await beat(h, out)).update).toBeUndefined();
     const hosts = (await (await h.call("GET", "/v1/hosts", { token: ADMIN })).json()).hosts as Array<{ capabilities: Record<string, unknown> }>;
@@ -29,7 +29,7 @@ describe("agent updates offered in heartbeat answers", () => {
   });
 
   test("an idle older agent is offered the distribution's version; at most K at once; opted-out, busy and current agents are not", async () => {
-    const h = makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 1 });
+    const h = await makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 1 });
     const a = await agent(h, "a-1", "0.1.0");
     const b = await agent(h, "b-1", "0.1.0");
     const out = await agent(h, "c-1", "0.1.0", false);
@@ -49,7 +49,7 @@ describe("agent updates offered in heartbeat answers", () => {
   });
 
   test("a slot held by an agent that never came back frees after the update window", async () => {
-    const h = makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 1 });
+    const h = await makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 1 });
     const a = await agent(h, "a-1", "0.1.0");
     const b = await agent(h, "b-1", "0.1.0");
     expect((await beat(h, a)).update).toBeDefined();
@@ -59,7 +59,7 @@ describe("agent updates offered in heartbeat answers", () => {
   });
 
   test("concurrency 0 turns updates off", async () => {
-    const h = makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 0 });
+    const h = await makeHarness({ agentDist: distWith("0.2.0"), agentUpdateConcurrency: 0 });
     expect((await beat(h, await agent(h, "a-1", "0.1.0"))).update).toBeUndefined();
   });
 

@@ -66,7 +66,7 @@ describe("GET /v1/apps/{name}/logs", () => {
   });
 
   test("keeps DEPLOYBOT_APP_LOG_LINES lines per app and host", async () => {
-    const h = makeHarness({ appLogLines: 100 });
+    const h = await makeHarness({ appLogLines: 100 });
     const agent = await h.register("web-1");
     let offset = 0;
     for (let batch = 0; batch < 3; batch++) {

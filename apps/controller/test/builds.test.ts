@@ -6,7 +6,7 @@ const files = { Dockerfile: "FROM scratch\nCOPY hello.txt /\n", "hello.txt": "hi
 
 describe("POST /v1/builds", () => {
   test("queues a files build for a builder and reports {success, image_tag, error} when it ends", async () => {
-    const h = makeHarness({ registry: { url: "127.0.0.1:5000", username: "u", password: "p" } });
+    const h = await makeHarness({ registry: { url: "127.0.0.1:5000", username: "u", password: "p" } });
     const res = await h.call("POST", "/v1/builds", { token: ADMIN, body: { name: "hello", version: "1.2.3", files } });
     expect(res.status).toBe(201);
     const { job, imageTag } = await res.json();
@@ -30,7 +30,7 @@ describe("POST /v1/builds", () => {
   });
 
   test("has its own, larger body limit; other routes keep 1 MiB", async () => {
-    const h = makeHarness({ registry: { url: "127.0.0.1:5000", username: "u", password: "p" }, buildBodyLimit: 4 * 1024 * 1024 });
+    const h = await makeHarness({ registry: { url: "127.0.0.1:5000", username: "u", password: "p" }, buildBodyLimit: 4 * 1024 * 1024 });
     const big = { ...files, "blob.txt": "x".repeat(2 * 1024 * 1024) };
     expect((await h.call("POST", "/v1/builds", { token: ADMIN, body: { name: "big", version: "1", files: big } })).status).toBe(201);
     const huge = { ...files, "blob.txt": "x".repeat(5 * 1024 * 1024) };

@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { afterAll, describe, expect, test } from "vitest";
-import { ADMIN, makeHarness } from "./fixture";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { ADMIN, type Harness, makeHarness } from "./fixture";
 
 const built = mkdtempSync(join(tmpdir(), "deploybot-dashboard-"));
 mkdirSync(join(built, "assets"));
@@ -18,7 +18,11 @@ afterAll(() => {
 });
 
 describe("the dashboard at /", () => {
-  const h = makeHarness({ dashboardDir: built });
+  let h: Harness;
+  beforeAll(async () => {
+    h = await makeHarness({ dashboardDir: built });
+  });
+  afterAll(() => h?.close());
 
   test("/ and every client route answer index.html without a token, with a same-origin CSP", async () => {
     for (const path of ["/", "/apps/web", "/deployments/dep_123", "/jobs?status=failed"]) {
@@ -56,7 +60,7 @@ describe("the dashboard at /", () => {
   });
 
   test("without a build the controller says how to make one (503), and the API still works", async () => {
-    const bare = makeHarness({ dashboardDir: empty });
+    const bare = await makeHarness({ dashboardDir: empty });
     const res = await bare.call("GET", "/apps/web");
     expect(res.status).toBe(503);
     expect(await res.text()).toContain("pnpm --filter @deploybot/dashboard build");
@@ -81,7 +85,7 @@ apps:
   - name: worker
     repo: acme/worker
 `;
-    const h = makeHarness({}, yaml);
+    const h = await makeHarness({}, yaml);
     const one = (await (await h.call("GET", "/v1/apps/web", { token: ADMIN })).json()).app;
     expect(one).toMatchObject({ domains: ["web.example.com"], tls: "internal", replicas: 2, proxy: { port: 8080 } });
     const list = (await (await h.call("GET", "/v1/apps", { token: ADMIN })).json()).apps;

@@ -1,5 +1,6 @@
 import { deployment as deploymentSchema, release as releaseSchema } from "@deploybot/protocol";
 import { describe, expect } from "vitest";
+import { secrets } from "../src/db/schema";
 import { ADMIN, type Harness, test } from "./fixture";
 
 type Agent = { id: string; token: string };
@@ -108,8 +109,7 @@ describe("secrets", () => {
     const list = await (await h.call("GET", "/v1/apps/api/secrets", { token: ADMIN })).text();
     expect(list).toContain("DATABASE_URL");
     expect(list).not.toContain("s3cr3t");
-    const db = (h.services.jobs as unknown as { deps: { db: { $client: { prepare(s: string): { all(): unknown[] } } } } }).deps.db;
-    expect(JSON.stringify(db.$client.prepare("SELECT * FROM secrets").all())).not.toContain("s3cr3t");
+    expect(JSON.stringify(await h.db.select().from(secrets))).not.toContain("s3cr3t");
     const a1 = await h.register("api-1");
     await h.register("api-2");
     const d = await deploy(h, { app: "api", image: "127.0.0.1:5000/acme/api:1" });

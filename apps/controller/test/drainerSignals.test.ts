@@ -7,11 +7,11 @@ import pino from "pino";
 import { expect, test } from "vitest";
 import { createApp } from "../src/app";
 import { testConfig } from "../src/config";
-import { openDb } from "../src/db/client";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { Drainer } from "../src/services/drainer";
 import type { OutboxEvent } from "../src/services/outbox";
 import { APPS_YAML } from "./appsYaml";
+import { openTestDb } from "./fixture";
 
 test('signals: "follower" applies db consequences but leaves the wake-ups to applySignals; "inline" runs both', async () => {
   const config = testConfig();
@@ -19,8 +19,8 @@ test('signals: "follower" applies db consequences but leaves the wake-ups to app
   const ran: string[] = [];
   // each on its own database: the drainer's cursor is stored there
   const make = async (signals: "inline" | "follower") => {
-    const db = openDb(":memory:");
-    const { deps, services } = createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
+    const { db } = await openTestDb();
+    const { deps, services } = await createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
     services.drainer.stop();
     const drainer = new Drainer(deps, { signals });
     drainer.register({ name: "record", types: ["test.happened"], kind: "db", apply: (e) => void ran.push(`${signals} db ${e.id}`) });
@@ -39,5 +39,4 @@ test('signals: "follower" applies db consequences but leaves the wake-ups to app
   const inline = await make("inline");
   await inline.drainer.drain();
   expect(ran).toEqual([`inline db ${inline.id}`, `inline signal ${inline.id}`]);
-  for (const x of [follower, inline]) x.db.$client.close();
 });

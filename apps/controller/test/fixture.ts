@@ -1,18 +1,59 @@
 import pino from "pino";
-import { test as base } from "vitest";
+import { onTestFinished, test as base, TestRunner } from "vitest";
+import { freshDatabase, testPostgresUrl } from "../../../test/support/postgres";
 import { createApp } from "../src/app";
 import { type Config, testConfig } from "../src/config";
-import { openDb } from "../src/db/client";
+import { type Db, openDb } from "../src/db/client";
+import { openPgDb } from "../src/db/pgFacade";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { APPS_YAML } from "./appsYaml";
 
 export { APPS_YAML };
 
+type Built = Awaited<ReturnType<typeof createApp>>;
 
+/**
+ * The engine the controller tests run on: DEPLOYBOT_TEST_DATABASE=postgres runs them on a fresh
+ * database of the test PostgreSQL cluster per harness (vitest project `controller-pg`);
+ * anything else, an in-memory SQLite database.
+ */
+export const testEngine: "sqlite" | "postgres" = process.env.DEPLOYBOT_TEST_DATABASE === "postgres" ? "postgres" : "sqlite";
+
+/**
+ * A fresh database on the test engine, migrated by the checked-in migrations of that engine.
+ * Opened inside a test, it is dropped when that test ends; opened elsewhere, the caller closes it.
+ */
+export async function openTestDb(): Promise<{ db: Db; close(): Promise<void> }> {
+  const opened = await openFresh();
+  if (TestRunner.getCurrentTest()) onTestFinished(opened.close);
+  return opened;
+}
+
+async function openFresh(): Promise<{ db: Db; close(): Promise<void> }> {
+  if (testEngine === "sqlite") return { db: openDb(":memory:"), close: async () => {} };
+  if (!testPostgresUrl) throw new Error("DEPLOYBOT_TEST_DATABASE=postgres needs DEPLOYBOT_TEST_POSTGRES_URL (run: sudo bash scripts/test-services.sh)");
+  const fresh = await freshDatabase("deploybot_ctl");
+  try {
+    // 8: the widest fan-out of one test (8 concurrent requests with one Idempotency-Key)
+    const db = await openPgDb(fresh.url, { max: 8 });
+    let closed: Promise<void> | undefined;
+    return {
+      db: db as unknown as Db,
+      close: () => {
+        closed ??= db.close().then(fresh.drop);
+        return closed;
+      },
+    };
+  } catch (err) {
+    await fresh.drop();
+    throw err;
+  }
+}
 
 export interface Harness {
-  app: ReturnType<typeof createApp>["app"];
-  services: ReturnType<typeof createApp>["services"];
+  app: Built["app"];
+  services: Built["services"];
+  db: Db;
   config: Config;
   clock: { now: number; advance(ms: number): void };
   /** request helper: JSON body, bearer token */
@@ -31,12 +72,18 @@ export interface Harness {
   setApps(yaml: string): void;
   /** waits until the drainer applied every committed change (each request already waits for it) */
   settle(): Promise<void>;
+  /** settles and drops the database (PostgreSQL); runs by itself when the test that made the harness ends */
+  close(): Promise<void>;
 }
 
 export const ADMIN = "admin-secret";
 export const JOIN = "join-secret";
 
-export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAML): Harness {
+/**
+ * A controller on a fresh database of the test engine. Made inside a test, it is closed when that
+ * test ends; made elsewhere (beforeAll), the caller closes it.
+ */
+export async function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAML): Promise<Harness> {
   const config = testConfig(overrides);
   const logLines: string[] = [];
   const logger = pino({ level: "info" }, { write: (line: string) => logLines.push(line) });
@@ -47,14 +94,31 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
     },
   };
   let apps = parseAppsConfig(appsYaml, "apps.yaml");
-  const { app, services } = createApp({
-    db: openDb(":memory:"),
+  const opened = await openFresh();
+  let built: Built;
+  try {
+    built = await createApp({
+      db: opened.db,
     config,
     logger,
     apps: () => apps,
-    secretKey: config.secretKey!,
-    clock: () => clock.now,
-  });
+      secretKey: config.secretKey!,
+      clock: () => clock.now,
+    });
+  } catch (err) {
+    await opened.close();
+    throw err;
+  }
+  const { app, services } = built;
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= services.drainer
+      .idle()
+      .catch(() => {})
+      .then(() => opened.close());
+    return closing;
+  };
+  if (TestRunner.getCurrentTest()) onTestFinished(close);
   const call: Harness["call"] = async (method, path, opts = {}) => {
     const res = await app.request(path, {
       method,
@@ -86,6 +150,7 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
   return {
     app,
     services,
+    db: opened.db,
     config,
     clock,
     call,
@@ -98,14 +163,17 @@ export function makeHarness(overrides: Partial<Config> = {}, appsYaml = APPS_YAM
     setApps: (yaml) => {
       apps = parseAppsConfig(yaml, "apps.yaml");
     },
+    close,
   };
 }
 
-/** A fresh controller on a fresh in-memory database, migrated by the real migrations. */
+/** A fresh controller on a fresh database of the test engine, migrated by the real migrations. */
 export const test = base.extend<{ h: Harness }>({
   // biome-ignore lint/correctness/noEmptyPattern: vitest fixtures take their dependencies as a destructured first argument
   h: async ({}, use) => {
-    await use(makeHarness());
+    const h = await makeHarness();
+    await use(h);
+    await h.close();
   },
 });
 

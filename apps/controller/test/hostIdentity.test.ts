@@ -1,8 +1,8 @@
+import { eq, sql } from "drizzle-orm";
 import { describe, expect } from "vitest";
+import { agents } from "../src/db/schema";
 import { ADMIN, type Harness, JOIN, test } from "./fixture";
 
-const sqlite = (h: Harness) =>
-  (h.services.jobs as unknown as { deps: { db: { $client: { prepare(s: string): { run(...a: unknown[]): unknown } } } } }).deps.db.$client;
 const register = (h: Harness, token: string, hostname: string) =>
   h.call("POST", "/v1/agents/register", { token, body: { hostname, version: "test" } });
 const joinToken = async (h: Harness, body: Record<string, unknown>) => {
@@ -94,7 +94,7 @@ describe("host identity", () => {
   test("a token rotated by another writer of the database stops working at once", async ({ h }) => {
     const agent = await h.register("web-1");
     expect((await h.heartbeat(agent)).status).toBe(200);
-    sqlite(h).prepare("UPDATE agents SET token_version = token_version + 1 WHERE id = ?").run(agent.id);
+    await h.db.update(agents).set({ tokenVersion: sql`${agents.tokenVersion} + 1` }).where(eq(agents.id, agent.id));
     expect((await h.heartbeat(agent)).status).toBe(401);
   });
 

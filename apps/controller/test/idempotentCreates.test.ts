@@ -1,4 +1,5 @@
 import { describe, expect } from "vitest";
+import { idempotencyKeys } from "../src/db/schema";
 import { ADMIN, JOIN, test } from "./fixture";
 
 // biome-ignore lint/suspicious/noExplicitAny: tests read answers loosely and check them with assertions
@@ -19,8 +20,7 @@ describe("Idempotency-Key on POST /v1/tokens", () => {
     const self = await h.call("GET", "/v1/tokens/self", { token: answers[7]!.body.token });
     expect(self.status).toBe(200);
     // kept for the replay, but never in plaintext
-    const db = (h.services.idempotencyKeys as unknown as { db: { $client: { prepare(s: string): { all(): { body: string }[] } } } }).db;
-    const stored = db.$client.prepare("SELECT body FROM idempotency_keys").all();
+    const stored = await h.db.select({ body: idempotencyKeys.body }).from(idempotencyKeys);
     expect(stored).toHaveLength(1);
     expect(stored[0]!.body).not.toContain(answers[0]!.body.token);
   });

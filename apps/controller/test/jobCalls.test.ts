@@ -75,7 +75,7 @@ describe("POST /v1/jobs/:id/logs", () => {
   });
 
   test("the per-job cap stores one visible truncation marker and keeps offsets consistent", async () => {
-    const h = makeHarness({ logMaxBytes: 1024 });
+    const h = await makeHarness({ logMaxBytes: 1024 });
     const { agent, jobId, leaseId } = await claimed(h);
     const big = Array.from({ length: 40 }, (_, i) => ({ ts: new Date(0).toISOString(), stream: "stdout", line: `${i}`.padEnd(100, "x") }));
     const res = appendLogsResponse.parse(

@@ -4,11 +4,10 @@ import pino from "pino";
 import { afterEach, describe, expect, test } from "vitest";
 import { createApp } from "../src/app";
 import { testConfig } from "../src/config";
-import { openDb } from "../src/db/client";
 import { logStreamRoutes } from "../src/routes/logStream";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { LogStreams } from "../src/services/logStream";
-import { ADMIN, APPS_YAML } from "./fixture";
+import { ADMIN, APPS_YAML, openTestDb } from "./fixture";
 import { JOIN, startTestController } from "./server";
 import { openStream, type SseEvent } from "./sse";
 
@@ -197,8 +196,8 @@ describe("stream lifecycle", () => {
   test("keep-alive pings fill silences, and a disconnect releases every listener", async () => {
     const config = testConfig({ joinToken: JOIN, adminToken: ADMIN });
     const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
-    const { app, services, deps } = createApp({
-      db: openDb(":memory:"),
+    const { app, services, deps } = await createApp({
+      db: (await openTestDb()).db,
       config,
       logger: pino({ level: "silent" }),
       apps: () => apps,

@@ -67,7 +67,7 @@ afterEach(async () => {
 describe("notifications", () => {
   test("a receiver on 127.0.0.1 gets exactly one correctly signed delivery per event", async () => {
     receiver = await startReceiver();
-    const h = makeHarness({}, appsWith(webhookTarget(receiver.url)));
+    const h = await makeHarness({}, appsWith(webhookTarget(receiver.url)));
     const agent = await h.register("web-1"); // a first registration is not a host coming back
 
     const v1 = await deploy(h, agent, "v1", "succeeded");
@@ -143,7 +143,7 @@ describe("notifications", () => {
 
   test("a target gets only the events and apps it asked for", async () => {
     receiver = await startReceiver();
-    const h = makeHarness(
+    const h = await makeHarness(
       {},
       appsWith(`  targets:
     - name: failures
@@ -170,7 +170,7 @@ describe("notifications", () => {
   test("a slack-format target gets the documented body, and what it echoes of its URL is redacted in the record", async () => {
     receiver = await startReceiver();
     const slackUrl = `${receiver.url}/services/T000/B000/XXXXsecretXXXXtoken`;
-    const h = makeHarness(
+    const h = await makeHarness(
       {},
       appsWith(`  targets:
     - name: chat
@@ -204,7 +204,7 @@ describe("notifications", () => {
 
   test("an app's secret values are redacted from what a target receives", async () => {
     receiver = await startReceiver();
-    const h = makeHarness({}, appsWith(webhookTarget(receiver.url)));
+    const h = await makeHarness({}, appsWith(webhookTarget(receiver.url)));
     expect((await h.call("PUT", "/v1/apps/web/secrets/API_KEY", { token: ADMIN, body: { value: "sk-live-abcdef123456" } })).status).toBeLessThan(300);
     const agent = await h.register("web-1");
     await deploy(h, agent, "v1", "failed", "could not reach the API with key sk-live-abcdef123456");
@@ -217,7 +217,7 @@ describe("notifications", () => {
   test("a private address without allow_private is refused and recorded, by address and by name", async () => {
     receiver = await startReceiver();
     const byName = receiver.url.replace("127.0.0.1", "localhost");
-    const h = makeHarness(
+    const h = await makeHarness(
       {},
       appsWith(`  targets:
     - name: literal
@@ -255,7 +255,7 @@ describe("notifications", () => {
 
   test("a failing receiver is retried with backoff until it answers, then never again", async () => {
     receiver = await startReceiver();
-    const h = makeHarness({}, appsWith(`${webhookTarget(receiver.url)}\n  first_retry_seconds: 10\n  max_backoff_seconds: 40\n  retry_for_seconds: 3600`));
+    const h = await makeHarness({}, appsWith(`${webhookTarget(receiver.url)}\n  first_retry_seconds: 10\n  max_backoff_seconds: 40\n  retry_for_seconds: 3600`));
     const agent = await h.register("web-1");
     await deploy(h, agent, "v1", "failed", "boom");
     receiver.answer(503, "busy");
@@ -289,7 +289,7 @@ describe("notifications", () => {
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
     const port = (silent.address() as AddressInfo).port;
     try {
-      const h = makeHarness({}, appsWith(`${webhookTarget(`http://127.0.0.1:${port}/hook`)}\n  timeout_seconds: 0.5`));
+      const h = await makeHarness({}, appsWith(`${webhookTarget(`http://127.0.0.1:${port}/hook`)}\n  timeout_seconds: 0.5`));
       const agent = await h.register("web-1");
       await deploy(h, agent, "v1", "failed", "boom");
       await deliver(h);
@@ -304,7 +304,7 @@ describe("notifications", () => {
 
   test("a delivery that fails past retry_for_seconds is given up", async () => {
     receiver = await startReceiver();
-    const h = makeHarness({}, appsWith(`${webhookTarget(receiver.url)}\n  first_retry_seconds: 10\n  retry_for_seconds: 30`));
+    const h = await makeHarness({}, appsWith(`${webhookTarget(receiver.url)}\n  first_retry_seconds: 10\n  retry_for_seconds: 30`));
     const agent = await h.register("web-1");
     await deploy(h, agent, "v1", "failed", "boom");
     receiver.answer(500);
@@ -321,7 +321,7 @@ describe("notifications", () => {
 
   test("a target removed by a reload drops its pending deliveries", async () => {
     receiver = await startReceiver();
-    const h = makeHarness({}, appsWith(webhookTarget(receiver.url)));
+    const h = await makeHarness({}, appsWith(webhookTarget(receiver.url)));
     const agent = await h.register("web-1");
     await deploy(h, agent, "v1", "failed", "boom");
     await h.settle();
@@ -358,7 +358,7 @@ describe("notification settings in apps.yaml", () => {
 describe("GET /v1/notifications/deliveries", () => {
   test("read scope lists deliveries with every attempt; filters; one by id; 401, 400, 404; a token limited to apps sees those apps' only", async () => {
     receiver = await startReceiver();
-    const h = makeHarness({}, appsWith(webhookTarget(receiver.url)));
+    const h = await makeHarness({}, appsWith(webhookTarget(receiver.url)));
     const agent = await h.register("web-1");
     const failed = await deploy(h, agent, "v1", "failed", "boom");
     await h.call("POST", "/v1/agents/register", { token: agent.token, body: { hostname: "web-1", version: "test-2", heldJobIds: [] } });

@@ -47,7 +47,7 @@ async function typeCheckCalls(doc: object, name: string): Promise<string> {
 
 describe("a client generated from /openapi.json", () => {
   test("type-checks calls against the live document, and they match real answers", { timeout: 120_000 }, async () => {
-    const h = makeHarness();
+    const h = await makeHarness();
     const doc = (await (await h.call("GET", "/openapi.json")).json()) as Doc;
     expect(await typeCheckCalls(doc, "live")).toBe("");
 
@@ -79,7 +79,7 @@ describe("a client generated from /openapi.json", () => {
   });
 
   test("fails to compile when the document drifts from what the calls read", { timeout: 120_000 }, async () => {
-    const doc = (await (await makeHarness().call("GET", "/openapi.json")).json()) as Doc;
+    const doc = (await (await (await makeHarness()).call("GET", "/openapi.json")).json()) as Doc;
     const job = doc.components.schemas.Job!;
     // a renamed field, as if a response schema changed under the client
     job.properties.state = job.properties.status;

@@ -14,7 +14,7 @@ type Problem = { ruleId: string; severity: "error" | "warn"; message: string; lo
 
 describe("the API description under Redocly's recommended ruleset", () => {
   test("has no errors", { timeout: 60_000 }, async () => {
-    const res = await makeHarness().call("GET", "/openapi.json");
+    const res = await (await makeHarness()).call("GET", "/openapi.json");
     const file = join(dir, "openapi.json");
     writeFileSync(file, await res.text());
     // the CLI as CI would run it; cwd outside the repo so no redocly.yaml there changes the rules

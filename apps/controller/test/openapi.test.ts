@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { makeHarness } from "./fixture";
+import { type Harness, makeHarness } from "./fixture";
 
 type Json = Record<string, unknown>;
 type Operation = {
@@ -13,7 +13,8 @@ type Doc = { openapi: string; servers: { url: string }[]; paths: Record<string, 
 
 const key = (method: string, path: string) => `${method.toUpperCase()} ${path}`;
 
-async function documentOf(h = makeHarness()): Promise<Doc> {
+async function documentOf(harness?: Harness): Promise<Doc> {
+  const h = harness ?? (await makeHarness());
   const res = await h.call("GET", "/openapi.json");
   expect(res.status).toBe(200);
   return (await res.json()) as Doc;
@@ -36,7 +37,7 @@ function collect(node: unknown, name: string, out: unknown[] = []): unknown[] {
 
 describe("the API description", () => {
   test("a test fails on any undocumented or phantom route", async () => {
-    const h = makeHarness();
+    const h = await makeHarness();
     const served = new Set(
       h.app.routes.filter((r) => r.method !== "ALL").map((r) => key(r.method, r.path.replace(/:(\w+)/g, "{$1}").replace(/(.)\/$/, "$1"))),
     );
@@ -67,7 +68,7 @@ describe("the API description", () => {
   });
 
   test("servers is DEPLOYBOT_PUBLIC_URL when set", async () => {
-    const doc = await documentOf(makeHarness({ publicUrl: "https://deploy.example.test" }));
+    const doc = await documentOf(await makeHarness({ publicUrl: "https://deploy.example.test" }));
     expect(doc.servers).toEqual([{ url: "https://deploy.example.test" }]);
   });
 
@@ -116,7 +117,7 @@ describe("the API description", () => {
   });
 
   test("GET /docs is a self-contained, accessible page listing every operation", async () => {
-    const h = makeHarness();
+    const h = await makeHarness();
     const doc = await documentOf(h);
     const res = await h.call("GET", "/docs");
     expect(res.status).toBe(200);

@@ -20,7 +20,7 @@ describe("the registry URL and image names are normalised once, when config is p
   });
 
   test("POST /v1/jobs, POST /v1/deployments and POST /v1/builds name the same image", async () => {
-    const h = makeHarness({ registry: registryFrom("https://reg.example.test/") });
+    const h = await makeHarness({ registry: registryFrom("https://reg.example.test/") });
     const submitted = await h.submit({ repo: "acme/web", ref: "main", host: "web-1" });
     expect(submitted.status).toBe(201);
     expect((await submitted.json()).job.spec.image).toBe("reg.example.test/web");
@@ -36,7 +36,7 @@ describe("the registry URL and image names are normalised once, when config is p
   });
 
   test("the claiming agent gets the credentials for an image under the normalised registry", async () => {
-    const h = makeHarness({ registry: registryFrom("https://reg.example.test/") });
+    const h = await makeHarness({ registry: registryFrom("https://reg.example.test/") });
     await h.submit({ repo: "acme/web", ref: "main", host: "web-1" });
     const agent = await h.register("web-1");
     const beat = await (await h.heartbeat(agent)).json();

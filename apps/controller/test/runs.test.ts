@@ -1,15 +1,14 @@
 import { errorBody, RESULT_FILE_LIMIT, run as runSchema, runAnswer, runPage, scheduleAnswer, scheduleList } from "@deploybot/protocol";
 import { describe, expect, test } from "vitest";
-import { openDb } from "../src/db/client";
 import { deployments } from "../src/db/schema";
-import { ADMIN, JOIN } from "./fixture";
+import { ADMIN, JOIN, openTestDb } from "./fixture";
 import { appsYaml, controller, deployed, schedule } from "./runsFixture";
 
-function setup() {
-  const db = openDb(":memory:");
+async function setup() {
+  const { db } = await openTestDb();
   const clock = { now: Date.parse("2026-11-22T12:05:00Z") };
-  deployed(db, clock.now);
-  const ctl = controller(db, appsYaml(schedule({ name: "report", cron: "*/10 * * * *", result_file: "/out/result.json" })), clock);
+  await deployed(db, clock.now);
+  const ctl = await controller(db, appsYaml(schedule({ name: "report", cron: "*/10 * * * *", result_file: "/out/result.json" })), clock);
   const call = (method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string>; raw?: Uint8Array } = {}) =>
     ctl.app.request(path, {
       method,
@@ -37,7 +36,7 @@ function setup() {
 
 describe("one-off runs: POST /v1/apps/{name}/runs", () => {
   test("queues a run of the current release on the app's first host; the agent's exit code, duration and result file come back", async () => {
-    const h = setup();
+    const h = await setup();
     const res = await h.call("POST", "/v1/apps/bot/runs", { token: ADMIN, body: { command: ["sh", "-c", "exit 3"], resultFile: "/tmp/r.txt" } });
     expect(res.status).toBe(201);
     const { run } = runAnswer.parse(await res.json());
@@ -71,7 +70,7 @@ describe("one-off runs: POST /v1/apps/{name}/runs", () => {
   });
 
   test("a result upload is fenced by the lease and capped; a stale lease changes nothing", async () => {
-    const h = setup();
+    const h = await setup();
     await h.call("POST", "/v1/apps/bot/runs", { token: ADMIN, body: { command: ["true"] } });
     const { agent, claimed } = await h.agentTakes();
     const put = (lease: string, raw: Uint8Array, size = raw.length) =>
@@ -93,14 +92,14 @@ describe("one-off runs: POST /v1/apps/{name}/runs", () => {
   });
 
   test("errors: no release is 409, unknown app 404, an empty command 400, no token 401, a read token 403, a user token cannot upload", async () => {
-    const h = setup();
+    const h = await setup();
     const read = await h.token("read");
     expect((await h.call("POST", "/v1/apps/nope/runs", { token: ADMIN, body: { command: ["true"] } })).status).toBe(404);
     expect((await h.call("POST", "/v1/apps/bot/runs", { token: ADMIN, body: { command: [] } })).status).toBe(400);
     expect((await h.call("POST", "/v1/apps/bot/runs", { body: { command: ["true"] } })).status).toBe(401);
     expect((await h.call("POST", "/v1/apps/bot/runs", { token: read, body: { command: ["true"] } })).status).toBe(403);
     expect((await h.call("PUT", "/v1/jobs/job_x/result", { token: ADMIN, raw: Buffer.from("x") })).status).toBe(401);
-    h.db.delete(deployments).run();
+    await h.db.delete(deployments);
     const none = await h.call("POST", "/v1/apps/bot/runs", { token: ADMIN, body: { command: ["true"] } });
     expect(none.status).toBe(409);
     expect(errorBody.parse(await none.json()).error).toMatchObject({ code: "no_release" });
@@ -111,7 +110,7 @@ describe("one-off runs: POST /v1/apps/{name}/runs", () => {
 
 describe("schedules: GET /v1/schedules, trigger, pause, resume", () => {
   test("lists schedules with their next run times; pause and resume; trigger queues a run now", async () => {
-    const h = setup();
+    const h = await setup();
     const read = await h.token("read");
     const list = scheduleList.parse(await (await h.call("GET", "/v1/schedules?app=bot", { token: read })).json());
     expect(list.schedules).toMatchObject([

@@ -29,10 +29,10 @@ export const schedule = (fields: Record<string, string | number>) =>
     .join("\n        ")}`;
 
 /** A controller on `db` with a fake clock; a "restart" is a second one on the same database. */
-export function controller(db: Db, yaml: string, clock: { now: number }, hooks: SchedulerHooks = {}) {
+export async function controller(db: Db, yaml: string, clock: { now: number }, hooks: SchedulerHooks = {}) {
   const config = testConfig();
   const apps = parseAppsConfig(yaml, "apps.yaml");
-  return createApp({
+  return await createApp({
     db,
     config,
     logger: pino({ level: "silent" }),
@@ -44,8 +44,9 @@ export function controller(db: Db, yaml: string, clock: { now: number }, hooks: 
 }
 
 /** The app `bot` has a successful deployment of release rel_1 (image in the registry, by digest). */
-export function deployed(db: Db, at: number) {
-  db.insert(releases)
+export async function deployed(db: Db, at: number) {
+  await db
+    .insert(releases)
     .values({
       id: "rel_1",
       app: "bot",
@@ -56,10 +57,7 @@ export function deployed(db: Db, at: number) {
       status: "success",
       trigger: "api",
       createdAt: at,
-    })
-    .run();
-  db.insert(deployments)
-    .values({ id: "dep_1", app: "bot", hosts: ["bot-1"], trigger: "api", releaseId: "rel_1", status: "succeeded", createdAt: at })
-    .run();
+    });
+  await db.insert(deployments).values({ id: "dep_1", app: "bot", hosts: ["bot-1"], trigger: "api", releaseId: "rel_1", status: "succeeded", createdAt: at });
 }
 

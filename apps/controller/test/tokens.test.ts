@@ -1,5 +1,6 @@
 import { apiToken, tokenSelf } from "@deploybot/protocol";
 import { describe, expect } from "vitest";
+import { apiTokens } from "../src/db/schema";
 import { ADMIN, test } from "./fixture";
 
 describe("/v1/tokens", () => {
@@ -31,8 +32,7 @@ describe("/v1/tokens", () => {
     const { token } = await (await h.call("POST", "/v1/tokens", { token: ADMIN, body: { name: "x", scope: "read" } })).json();
     const rows = await h.services.apiTokens.list();
     expect(JSON.stringify(rows)).not.toContain(token);
-    const db = (h.services.jobs as unknown as { deps: { db: { $client: { prepare(s: string): { all(): unknown[] } } } } }).deps.db;
-    expect(JSON.stringify(db.$client.prepare("SELECT * FROM api_tokens").all())).not.toContain(token);
+    expect(JSON.stringify(await h.db.select().from(apiTokens))).not.toContain(token);
   });
 
   test("GET /v1/tokens/self tells any valid token its own id and scope, and refuses others", async ({ h }) => {

@@ -1,12 +1,7 @@
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { deployment as deploymentSchema } from "@deploybot/protocol";
-import pino from "pino";
 import { describe, expect, test } from "vitest";
-import { createApp } from "../src/app";
-import { testConfig } from "../src/config";
-import { openDb } from "../src/db/client";
-import { parseAppsConfig } from "../src/services/appsConfig";
 import { ADMIN, type Harness, makeHarness } from "./fixture";
 
 const SECRET = "It's a Secret to Everybody";
@@ -52,7 +47,7 @@ const harness = () => makeHarness({ webhookSecret: SECRET });
 
 describe("POST /v1/webhooks/github: happy path", () => {
   test("a signed push to the app's branch deploys the pushed sha to its hosts", async () => {
-    const h = harness();
+    const h = await harness();
     const id = newDeliveryId();
     // the fixture's own bytes (pretty-printed): the signature covers the raw body, not a re-serialisation
     const res = await deliver(h, fixture("push.json"), { deliveryId: id });
@@ -72,13 +67,13 @@ describe("POST /v1/webhooks/github: happy path", () => {
   });
 
   test("the repository name matches apps.yaml case-insensitively", async () => {
-    const h = harness();
+    const h = await harness();
     const res = await deliver(h, push({ repository: { ...PUSH.repository, full_name: "ACME/Web" } }));
     expect((await res.json()).outcome).toBe("deployed");
   });
 
   test("a hook set to the form content type (payload=...) works too", async () => {
-    const h = harness();
+    const h = await harness();
     const form = new URLSearchParams({ payload: JSON.stringify(PUSH) }).toString();
     const res = await deliver(h, form, { contentType: "application/x-www-form-urlencoded" });
     expect(res.status).toBe(202);
@@ -86,7 +81,7 @@ describe("POST /v1/webhooks/github: happy path", () => {
   });
 
   test("ping is answered with pong and recorded", async () => {
-    const h = harness();
+    const h = await harness();
     const res = await deliver(h, PING, { event: "ping" });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ outcome: "pong", event: "ping" });
@@ -94,7 +89,7 @@ describe("POST /v1/webhooks/github: happy path", () => {
   });
 
   test("other events are accepted and ignored", async () => {
-    const h = harness();
+    const h = await harness();
     const res = await deliver(h, { action: "opened", issue: { number: 1 } }, { event: "issues" });
     expect(res.status).toBe(202);
     expect(await res.json()).toMatchObject({ outcome: "ignored", reason: "event 'issues' is not handled" });
@@ -112,7 +107,7 @@ describe("POST /v1/webhooks/github: security", () => {
     ["truncated signature", RAW, sign(RAW).slice(0, 20)],
     ["signature of an empty secret", RAW, sign(RAW, "")],
   ] as const)("%s: 401 and nothing created or recorded", async ([, body, signature]) => {
-    const h = harness();
+    const h = await harness();
     const res = await deliver(h, body, { signature });
     expect(res.status).toBe(401);
     expect((await res.json()).error.code).toBe("invalid_signature");
@@ -121,7 +116,7 @@ describe("POST /v1/webhooks/github: security", () => {
   });
 
   test("a replayed delivery id is a no-op answered with the first outcome", async () => {
-    const h = harness();
+    const h = await harness();
     const id = newDeliveryId();
     const first = await (await deliver(h, PUSH, { deliveryId: id })).json();
     const again = await deliver(h, PUSH, { deliveryId: id });
@@ -132,7 +127,7 @@ describe("POST /v1/webhooks/github: security", () => {
   });
 
   test("concurrent redeliveries of one id create one deployment", async () => {
-    const h = harness();
+    const h = await harness();
     const id = newDeliveryId();
     const answers = await Promise.all([1, 2, 3].map(() => deliver(h, PUSH, { deliveryId: id }).then((r) => r.json())));
     expect(answers.filter((a) => a.duplicate)).toHaveLength(2);
@@ -142,7 +137,7 @@ describe("POST /v1/webhooks/github: security", () => {
   });
 
   test("the same signed push replayed under a new delivery id deploys nothing and is recorded as a duplicate", async () => {
-    const h = harness();
+    const h = await harness();
     const first = await (await deliver(h, PUSH)).json();
     expect(first.outcome).toBe("deployed");
     for (const id of [newDeliveryId(), newDeliveryId()]) {
@@ -160,7 +155,7 @@ describe("POST /v1/webhooks/github: security", () => {
   });
 
   test("the delivery id is taken in the database, so a second controller on the same file sees it", async () => {
-    const h = harness();
+    const h = await harness();
     const id = newDeliveryId();
     await deliver(h, PUSH, { deliveryId: id });
     // a fresh service on the same database (another process) has no memory of the first
@@ -173,7 +168,7 @@ describe("POST /v1/webhooks/github: security", () => {
   });
 
   test("without DEPLOYBOT_WEBHOOK_SECRET webhooks are disabled (503)", async () => {
-    const h = makeHarness();
+    const h = await makeHarness();
     const res = await deliver(h, PUSH);
     expect(res.status).toBe(503);
     expect((await res.json()).error.code).toBe("webhooks_disabled");
@@ -181,7 +176,7 @@ describe("POST /v1/webhooks/github: security", () => {
   });
 
   test("signed garbage is a 400 invalid_payload, recorded as rejected", async () => {
-    const h = harness();
+    const h = await harness();
     for (const garbage of ["{not json", JSON.stringify({ hello: "world" })]) {
       const res = await deliver(h, garbage);
       expect(res.status).toBe(400);
@@ -192,7 +187,7 @@ describe("POST /v1/webhooks/github: security", () => {
   });
 
   test("the deliveries list needs the read scope", async () => {
-    const h = harness();
+    const h = await harness();
     expect((await h.call("GET", "/v1/webhooks/deliveries")).status).toBe(401);
   });
 });
@@ -210,7 +205,7 @@ describe("POST /v1/webhooks/github: pushes that deploy nothing", () => {
     ["[skip deploy] in the head commit", commitMessage("Fix typo [skip deploy]"), "[skip deploy]"],
     ["[skip ci] in the head commit", commitMessage("Docs\n\n[skip ci]"), "[skip ci]"],
   ] as const)("%s: ignored with its reason, nothing created", async ([, payload, reason]) => {
-    const h = harness();
+    const h = await harness();
     const id = newDeliveryId();
     const res = await deliver(h, payload, { deliveryId: id });
     expect(res.status).toBe(200);
@@ -222,25 +217,15 @@ describe("POST /v1/webhooks/github: pushes that deploy nothing", () => {
   });
 
   test("an app with deploy_on_push: false ignores pushes", async () => {
-    const apps = parseAppsConfig(
-      "apps:\n  - name: web\n    repo: acme/web\n    deploy_on_push: false\n    hosts: [web-1]\n",
-      "apps.yaml",
-    );
-    const { app } = createApp({
-      db: openDb(":memory:"),
-      config: testConfig({ webhookSecret: SECRET }),
-      logger: pino({ level: "silent" }),
-      apps: () => apps,
-      secretKey: "test-secret-key-with-enough-entropy-000000",
-    });
-    const res = await deliver({ app }, PUSH);
+    const h = await makeHarness({ webhookSecret: SECRET }, "apps:\n  - name: web\n    repo: acme/web\n    deploy_on_push: false\n    hosts: [web-1]\n");
+    const res = await deliver(h, PUSH);
     expect(await res.json()).toMatchObject({ outcome: "ignored", reason: "app 'web' has deploy_on_push: false" });
   });
 });
 
 describe("GET /v1/webhooks/deliveries", () => {
   test("lists deliveries newest first, up to limit", async () => {
-    const h = harness();
+    const h = await harness();
     await deliver(h, PING, { event: "ping" });
     h.clock.advance(1000);
     await deliver(h, push({ ref: "refs/heads/dev" }));
@@ -255,7 +240,7 @@ describe("GET /v1/webhooks/deliveries", () => {
 
 describe("a failure on our side while deploying a push", () => {
   test("is not recorded, so GitHub's redelivery deploys it", async () => {
-    const h = harness();
+    const h = await harness();
     const id = newDeliveryId();
     const create = h.services.deployments.create.bind(h.services.deployments);
     h.services.deployments.create = async () => {
@@ -292,7 +277,7 @@ apps:
   const monoHarness = () => makeHarness({ webhookSecret: SECRET }, MONO);
 
   test("one signed push deploys every app of the repository on that branch, each with its own build", async () => {
-    const h = monoHarness();
+    const h = await monoHarness();
     const res = await deliver(h, fixture("push.json"));
     expect(res.status).toBe(202);
     const body = await res.json();
@@ -314,7 +299,7 @@ apps:
   });
 
   test("the seeds' {repo, ref, host} form picks the repository's app on that host, and refuses to guess", async () => {
-    const h = monoHarness();
+    const h = await monoHarness();
     const onHost = await h.call("POST", "/v1/jobs", { token: ADMIN, body: { repo: "acme/web", ref: "main", host: "worker-1" } });
     expect(onHost.status).toBe(201);
     expect((await onHost.json()).job.app).toBe("mono-worker");

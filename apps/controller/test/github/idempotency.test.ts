@@ -11,7 +11,7 @@ describe("Idempotency-Key under concurrency", () => {
   // With a GitHub token a deployment first resolves its ref over the network: eight retries
   // of one request are all in flight at once, as a client that retries on a timeout makes them.
   test("8 concurrent POST /v1/deployments with one Idempotency-Key create one deployment", async () => {
-    const h = makeHarness({ githubToken: TOKEN });
+    const h = await makeHarness({ githubToken: TOKEN });
     const post = () =>
       h
         .call("POST", "/v1/deployments", { token: ADMIN, body: { app: "web", ref: "main" }, headers: { "idempotency-key": "deploy-once" } })
@@ -28,7 +28,7 @@ describe("Idempotency-Key under concurrency", () => {
   });
 
   test("the same key with another body is refused while the first is answered, and after", async () => {
-    const h = makeHarness({ githubToken: TOKEN });
+    const h = await makeHarness({ githubToken: TOKEN });
     const post = (ref: string) =>
       h.call("POST", "/v1/deployments", { token: ADMIN, body: { app: "web", ref }, headers: { "idempotency-key": "k" } });
     const refs = ["main", "v1.0.0"];

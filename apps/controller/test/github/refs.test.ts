@@ -18,7 +18,7 @@ apps:
 
 describe("an app on GitHub, with a token", () => {
   test("GET /v1/apps/{name}/refs lists tags and branches through GitHub's API, with commit date, author and message", async () => {
-    const h = makeHarness({ githubToken: TOKEN }, appsYaml);
+    const h = await makeHarness({ githubToken: TOKEN }, appsYaml);
     const res = await h.call("GET", "/v1/apps/web/refs", { token: ADMIN });
     expect(res.status).toBe(200);
     const body = appRefs.parse(await res.json());
@@ -35,7 +35,7 @@ describe("an app on GitHub, with a token", () => {
   });
 
   test("POST /v1/images resolves an annotated tag to its commit through the API", async () => {
-    const h = makeHarness({ githubToken: TOKEN }, appsYaml);
+    const h = await makeHarness({ githubToken: TOKEN }, appsYaml);
     const res = await h.call("POST", "/v1/images", { token: ADMIN, body: { app: "web", tag: "v1.1.0" } });
     expect(res.status).toBe(201);
     expect((await res.json()).image).toMatchObject({ tag: "v1.1.0", sha: SHA.v110 });

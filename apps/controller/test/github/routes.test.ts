@@ -1,18 +1,18 @@
 import { HttpResponse, http } from "msw";
 import { describe, expect, test } from "vitest";
-import { ADMIN, makeHarness } from "../fixture";
+import { ADMIN, type Harness, makeHarness } from "../fixture";
 import { API, REPO, SHA } from "./handlers";
 import { server, useFakeGitHub } from "./server";
 
 useFakeGitHub();
 
 const TOKEN = "ghp_routetoken0123456789abcdefghijklmnopq";
-const tags = (h: ReturnType<typeof makeHarness>, repo = REPO, token: string | null = ADMIN) =>
+const tags = (h: Harness, repo = REPO, token: string | null = ADMIN) =>
   h.call("GET", `/v1/github/tags?repo=${encodeURIComponent(repo)}`, { token: token ?? undefined });
 
 describe("GET /v1/github/tags", () => {
   test("lists the tags with sha, date, author and message", async () => {
-    const h = makeHarness({ githubToken: TOKEN });
+    const h = await makeHarness({ githubToken: TOKEN });
     const res = await tags(h);
     expect(res.status).toBe(200);
     const body = await res.json();
@@ -22,12 +22,12 @@ describe("GET /v1/github/tags", () => {
   });
 
   test("needs an API token with the read scope", async () => {
-    const h = makeHarness();
+    const h = await makeHarness();
     expect((await tags(h, REPO, null)).status).toBe(401);
   });
 
   test("refuses a repo that is not owner/name", async () => {
-    const res = await tags(makeHarness(), "../../etc");
+    const res = await tags(await makeHarness(), "../../etc");
     expect(res.status).toBe(400);
     expect((await res.json()).error.code).toBe("invalid_query");
   });
@@ -44,7 +44,7 @@ describe("GET /v1/github/tags", () => {
     ["500", () => HttpResponse.json({ message: "Server Error" }, { status: 500 }), 502, "github_unavailable"],
     ["network error", () => HttpResponse.error(), 502, "github_unavailable"],
   ] as const)("GitHub %s: a clear error answer, and the controller keeps serving", async ([, reply, status, code]) => {
-    const h = makeHarness({ githubToken: TOKEN });
+    const h = await makeHarness({ githubToken: TOKEN });
     server.use(http.get(`${API}/repos/:o/:r/tags`, reply));
     const res = await tags(h);
     expect(res.status).toBe(status);

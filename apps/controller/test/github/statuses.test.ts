@@ -44,7 +44,7 @@ describe("commitStateFor", () => {
 
 describe("commit statuses", () => {
   test("a deployment of a tag reports pending, then success, on the tag's commit", async () => {
-    const h = makeHarness({ githubToken: TOKEN, publicUrl: "https://deploy.example.test" });
+    const h = await makeHarness({ githubToken: TOKEN, publicUrl: "https://deploy.example.test" });
     const agent = await h.register("web-1");
     const d = await deployRef(h, "v1.1.0");
     expect(d.sha).toBe(SHA.v110);
@@ -63,7 +63,7 @@ describe("commit statuses", () => {
   });
 
   test("a failed deployment reports failure with the reason", async () => {
-    const h = makeHarness({ githubToken: TOKEN });
+    const h = await makeHarness({ githubToken: TOKEN });
     const agent = await h.register("web-1");
     const d = await deployRef(h, "main");
     await finishNextJob(h, agent, "failed");
@@ -75,7 +75,7 @@ describe("commit statuses", () => {
 
   test("GitHub refusing a status is logged and never touches the deployment", async () => {
     server.use(http.post(`${API}/repos/:o/:r/statuses/:sha`, () => HttpResponse.json({ message: "Server Error" }, { status: 500 })));
-    const h = makeHarness({ githubToken: TOKEN });
+    const h = await makeHarness({ githubToken: TOKEN });
     const agent = await h.register("web-1");
     const d = await deployRef(h, "main");
     await finishNextJob(h, agent, "succeeded");
@@ -87,7 +87,7 @@ describe("commit statuses", () => {
   });
 
   test("without a token nothing is sent (and refs are not resolved through GitHub)", async () => {
-    const h = makeHarness();
+    const h = await makeHarness();
     const agent = await h.register("web-1");
     await deployRef(h, "main");
     await finishNextJob(h, agent, "succeeded");

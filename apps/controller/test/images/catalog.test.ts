@@ -43,7 +43,7 @@ async function runBuild(h: Harness, agent: Agent, end: { status: "succeeded" | "
 
 describe("POST /v1/images", () => {
   test("builds a git tag without deploying; status follows the build job: pending -> building -> success", async () => {
-    const h = harness();
+    const h = await harness();
     const agent = await h.register("cat-1");
     const res = await post(h, { app: "cat", tag: "v1.2.3" });
     expect(res.status).toBe(201);
@@ -66,7 +66,7 @@ describe("POST /v1/images", () => {
   });
 
   test("a repeated request returns the same image; rebuild builds it again under the same id", async () => {
-    const h = harness();
+    const h = await harness();
     const agent = await h.register("cat-1");
     const first = await (await post(h, { app: "cat", tag: "v1.2.3" })).json();
     const again = await post(h, { app: "cat", tag: "v1.2.3" });
@@ -87,14 +87,14 @@ describe("POST /v1/images", () => {
   });
 
   test("a branch builds its current commit, tagged with the short sha", async () => {
-    const h = harness();
+    const h = await harness();
     const res = await post(h, { app: "cat", ref: "main" });
     expect(res.status).toBe(201);
     expect((await res.json()).image).toMatchObject({ tag: mainSha.slice(0, 12), ref: "main", sha: mainSha });
   });
 
   test("errors: unknown tag 422, unknown app 404, both ref and tag 400, a tag Docker refuses 400, no token 401, read token 403", async () => {
-    const h = harness();
+    const h = await harness();
     const unknown = await post(h, { app: "cat", tag: "v9.9.9" });
     expect(unknown.status).toBe(422);
     expect((await unknown.json()).error.code).toBe("unknown_ref");
@@ -109,7 +109,7 @@ describe("POST /v1/images", () => {
   });
 
   test("DELETE forgets the image and cancels its queued build", async () => {
-    const h = harness();
+    const h = await harness();
     const { image } = await (await post(h, { app: "cat", tag: "v1.2.3" })).json();
     const del = await h.call("DELETE", `/v1/images/${image.id}`, { token: ADMIN });
     expect(del.status).toBe(200);
@@ -121,7 +121,7 @@ describe("POST /v1/images", () => {
 
 describe("deployments and rollback by image id", () => {
   test("deploys a built image by id (pulled by digest); an image not built yet is 409", async () => {
-    const h = harness();
+    const h = await harness();
     const agent = await h.register("cat-1");
     const { image } = await (await post(h, { app: "cat", tag: "v1.2.3" })).json();
     const early = await h.call("POST", "/v1/deployments", { token: ADMIN, body: { app: "cat", imageId: image.id } });
@@ -146,7 +146,7 @@ describe("deployments and rollback by image id", () => {
 
 describe("GET /v1/apps/{name}/refs from the app's own remote", () => {
   test("lists tags and branches of a file:// remote with git ls-remote", async () => {
-    const h = harness();
+    const h = await harness();
     const res = await h.call("GET", "/v1/apps/cat/refs", { token: ADMIN });
     expect(res.status).toBe(200);
     const body = refsSchema.parse(await res.json());
@@ -156,13 +156,13 @@ describe("GET /v1/apps/{name}/refs from the app's own remote", () => {
   });
 
   test("an unreadable remote is 502 without the URL's password; a URL git would read as an option is 422", async () => {
-    const h = makeHarness({}, appsYaml("https://user:s3cret@127.0.0.1:1/nope.git"));
+    const h = await makeHarness({}, appsYaml("https://user:s3cret@127.0.0.1:1/nope.git"));
     const res = await h.call("GET", "/v1/apps/cat/refs", { token: ADMIN });
     expect(res.status).toBe(502);
     const text = await res.text();
     expect(text).toContain("git_remote_unavailable");
     expect(text).not.toContain("s3cret");
-    const bad = makeHarness({}, appsYaml("--upload-pack=touch /tmp/x"));
+    const bad = await makeHarness({}, appsYaml("--upload-pack=touch /tmp/x"));
     expect((await bad.call("GET", "/v1/apps/cat/refs", { token: ADMIN })).status).toBe(422);
   });
 });
