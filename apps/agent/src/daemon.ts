@@ -2,7 +2,7 @@ import { jobsRun } from "./metrics";
 import { randomUUID } from "node:crypto";
 import { arch, cpus, platform, totalmem } from "node:os";
 import { join } from "node:path";
-import { type ClaimedJob, type HeartbeatResponse, type HostVolume, PROTOCOL_VERSION } from "@deploybot/protocol";
+import { type ClaimedJob, FEATURES, type FinishedAnswer, type FinishedReport, type HeartbeatResponse, type HostVolume, PROTOCOL_VERSION } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { backoffMs, sleep } from "./backoff";
@@ -60,6 +60,10 @@ export class AgentDaemon {
   private readonly appLogs: AppLogShipper | null;
   /** set when the controller refused the desired-state fields (a controller from before them) */
   private legacyHeartbeat = false;
+  /** what the controller answering last can do beyond protocol v1 (`features` in its answers) */
+  private controllerFeatures = new Set<string>();
+  /** the current job's final status, waiting for the next heartbeat to carry it */
+  private pendingFinal: { report: FinishedReport; settle: (answer: FinishedAnswer | null) => void } | null = null;
 
   private nudge() {
     this.wakeup.abort();
@@ -124,14 +128,21 @@ export class AgentDaemon {
     for (const app of this.desired.apps()) this.redactor.add(...Object.values(app.secretEnv ?? {}));
   }
 
-  /** The heartbeat body; without the desired-state fields for a controller that refuses them. */
+  /**
+   * The heartbeat body; without the desired-state fields for a controller that refuses them.
+   * `finished` (the held job's final status) describes the agent after the report, while
+   * `status` and `heldJobIds` still describe it before: a controller that cannot read the report
+   * sees a busy agent and hands it nothing.
+   */
   private async heartbeatBody() {
+    const finished = this.finishedToSend();
     const base = {
       protocolVersion: PROTOCOL_VERSION,
       status: this.draining ? "draining" : this.current ? "busy" : "idle",
       heldJobIds: this.current ? [this.current.job.id] : [],
       containers: await listManagedContainers(this.docker).catch(() => []),
       ...(this.proxy && this.proxy.table.all().length > 0 ? { routes: await this.proxy.routes().catch(() => []) } : {}),
+      ...(finished ? { finished } : {}),
     };
     if (this.legacyHeartbeat) return base;
     return {
@@ -150,6 +161,32 @@ export class AgentDaemon {
       this.volumes = { list, at: Date.now() };
     }
     return this.volumes.list;
+  }
+
+  /** The pending final report, if the controller said it reads one; else it goes back to the status route. */
+  private finishedToSend(): FinishedReport | undefined {
+    const pending = this.pendingFinal;
+    if (!pending) return undefined;
+    if (this.controllerFeatures.has(FEATURES.finishedInHeartbeat)) return pending.report;
+    this.settleFinal(null);
+    return undefined;
+  }
+
+  private settleFinal(answer: FinishedAnswer | null) {
+    const pending = this.pendingFinal;
+    this.pendingFinal = null;
+    pending?.settle(answer);
+  }
+
+  /** JobRunner's way to report its end in the next heartbeat (see RunnerDeps.finishInHeartbeat). */
+  private finishInHeartbeat(report: FinishedReport): Promise<FinishedAnswer | null> {
+    if (!this.controllerFeatures.has(FEATURES.finishedInHeartbeat) || this.stopped.signal.aborted) return Promise.resolve(null);
+    this.settleFinal(null); // never two: a report still waiting goes to the status route
+    const answer = new Promise<FinishedAnswer | null>((settle) => {
+      this.pendingFinal = { report, settle };
+    });
+    this.nudge();
+    return answer;
   }
 
   private applyHeartbeatAnswer(res: HeartbeatResponse) {
@@ -235,7 +272,10 @@ export class AgentDaemon {
     const registerWith = (token: string) => {
       const headers = { "idempotency-key": `register-${randomUUID()}` };
       return this.retrying("register", () =>
-        this.client.post<{ agent: { id: string }; token: string; heartbeatIntervalSeconds: number }>("/v1/agents/register", body, { token, headers }),
+        this.client.post<{ agent: { id: string }; token: string; heartbeatIntervalSeconds: number; features?: string[] }>("/v1/agents/register", body, {
+        token,
+        headers,
+      }),
       );
     };
     // Our own token first: an agent keeps working after the join token is rotated. A refused
@@ -252,6 +292,7 @@ export class AgentDaemon {
     this.agentId = res.agent.id;
     this.client.token = res.token;
     this.intervalSeconds = res.heartbeatIntervalSeconds;
+    this.controllerFeatures = new Set(res.features ?? []);
     this.state.saveIdentity({ agentId: res.agent.id, token: res.token, hostname: this.config.hostname });
     this.logger.info({ agentId: this.agentId, hostname: this.config.hostname }, "registered");
   }
@@ -283,14 +324,17 @@ export class AgentDaemon {
       if (this.draining && !this.current) break;
       const idle = !this.current && !this.draining;
       let res: HeartbeatResponse;
+      let sent: FinishedReport | undefined;
       try {
-        res = await this.retrying("heartbeat", async () =>
-          this.client.post<HeartbeatResponse>(
+        res = await this.retrying("heartbeat", async () => {
+          const body = await this.heartbeatBody();
+          sent = body.finished;
+          return this.client.post<HeartbeatResponse>(
             `/v1/agents/${this.agentId}/heartbeat${idle && this.config.pollWaitSeconds > 0 ? `?wait=${this.config.pollWaitSeconds}` : ""}`,
-            await this.heartbeatBody(),
+            body,
             { timeoutMs: (this.config.pollWaitSeconds + 15) * 1000, signal: this.stopped.signal },
-          ),
-        );
+          );
+        });
       } catch (err) {
         if (err instanceof ControllerError && err.status === 401) {
           this.logger.warn("agent token refused; registering again");
@@ -308,12 +352,22 @@ export class AgentDaemon {
         continue;
       }
       this.intervalSeconds = res.heartbeatIntervalSeconds;
+      // a controller that names no features (an older one behind the same URL) gets none used
+      this.controllerFeatures = new Set(res.features ?? []);
       this.applyHeartbeatAnswer(res);
+      const reporting = sent && this.pendingFinal?.report === sent ? this.current : null;
+      if (reporting) {
+        // no `finished` in the answer: the controller did not read it, the status route reports it
+        this.settleFinal(res.finished?.jobId === sent!.jobId ? res.finished : null);
+      }
       if (this.current && res.cancelJobIds.includes(this.current.job.id)) this.current.cancel("cancel requested");
       if (res.job) {
+        // the job just reported clears its record on disk first: the next one's record stays
+        if (reporting) await reporting.finished;
         this.start(res.job);
         continue; // heartbeat again at once: the controller learns we hold it
       }
+      if (this.pendingFinal) continue; // reported while this heartbeat was on its way: carry it now
       // An update only between jobs: never while one runs, never while draining.
       if (res.update && idle && !this.current && this.config.autoUpdate) {
         const outcome = await selfUpdate(res.update, {
@@ -335,6 +389,7 @@ export class AgentDaemon {
         await sleep(this.intervalSeconds * 1000 * (0.8 + Math.random() * 0.4), AbortSignal.any([this.wakeup.signal, this.stopped.signal]));
       }
     }
+    this.settleFinal(null);
     if (this.draining) await this.lastHeartbeat();
     await Promise.all(this.spools.map((s) => s.close(10_000)));
     await this.reconciler.stop();
@@ -379,6 +434,7 @@ export class AgentDaemon {
       desired: this.desired,
       mountPolicy: this.mountPolicy,
       succeeded: (job, result) => this.jobSucceeded(job, result),
+      finishInHeartbeat: (report) => this.finishInHeartbeat(report),
     };
   }
 
@@ -387,7 +443,7 @@ export class AgentDaemon {
     this.current = runner;
     runner.finished.then(() => {
       jobsRun.inc({ kind: runner.job.kind });
-      this.current = null;
+      if (this.current === runner) this.current = null;
       void this.sweepLeftovers();
       this.volumes = null; // a deploy may have created a volume, a remove purged one
       this.nudge();

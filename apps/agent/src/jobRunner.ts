@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type ClaimedJob, type RegistryCredentials, resultUploadHeaders } from "@deploybot/protocol";
+import { type ClaimedJob, type FinishedAnswer, type FinishedReport, type RegistryCredentials, resultUploadHeaders } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { type ControllerClient, ControllerError } from "./controllerClient";
@@ -31,6 +31,12 @@ export interface RunnerDeps {
   mountPolicy?: MountPolicy;
   /** a job succeeded here (before it is reported): a deploy changes the host's desired state */
   succeeded?: (job: ClaimedJob, result: Record<string, unknown>) => void;
+  /**
+   * Reports the final status in the next heartbeat (one request per job instead of two): the
+   * controller's answer to it, or null when it cannot travel that way (the controller never
+   * named the feature, or its answer did not read the report): then the status route reports it.
+   */
+  finishInHeartbeat?: (report: FinishedReport) => Promise<FinishedAnswer | null>;
 }
 
 type Final = NonNullable<HeldJob["final"]>;
@@ -210,14 +216,21 @@ export class JobRunner {
     const deadline = Date.now() + REPORT_FOR_MS;
     await deps.spool.close(60_000);
     await this.uploadResultFile(final, deadline);
-    try {
-      await deps.retrying("report final status", async () => {
-        if (Date.now() > deadline) throw new ControllerError(408, "gave_up", "controller unreachable for too long");
-        return deps.client.post(`/v1/jobs/${job.id}/status`, { leaseId: job.leaseId, ...final, logLines: deps.spool.lines });
-      });
-    } catch (err) {
-      // 409 job_finished: the controller already ended it (timeout, cancel); nothing more to say
-      deps.logger.warn({ err: (err as Error).message }, "final status not accepted");
+    const report = { leaseId: job.leaseId, ...final, logLines: deps.spool.lines };
+    // after the log and the result file, as on the status route: the report is the job's last word
+    const answer = (await deps.finishInHeartbeat?.({ jobId: job.id, ...report })) ?? null;
+    if (answer && !answer.accepted) {
+      deps.logger.warn({ err: answer.error?.message, code: answer.error?.code }, "final status not accepted");
+    } else if (!answer) {
+      try {
+        await deps.retrying("report final status", async () => {
+          if (Date.now() > deadline) throw new ControllerError(408, "gave_up", "controller unreachable for too long");
+          return deps.client.post(`/v1/jobs/${job.id}/status`, report);
+        });
+      } catch (err) {
+        // 409 job_finished: the controller already ended it (timeout, cancel); nothing more to say
+        deps.logger.warn({ err: (err as Error).message }, "final status not accepted");
+      }
     }
     try {
       deps.state.clearHeldJob();
