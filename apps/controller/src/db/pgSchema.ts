@@ -119,6 +119,7 @@ export const pgTables = derived;
 // Named exports: drizzle-kit reads the tables of this module from its exports. A table added to
 // schema.ts is added here too (a test fails until it is).
 export const agents = derived.agents!;
+export const agentUpdateSlots = derived.agent_update_slots!;
 export const jobs = derived.jobs!;
 export const jobLogs = derived.job_logs!;
 export const apiTokens = derived.api_tokens!;

@@ -34,6 +34,19 @@ export const agents = sqliteTable("agents", {
   volumes: json<unknown[]>("volumes").notNull().default(sql`'[]'`),
 });
 
+/**
+ * The agent update rollout's slots (DEPLOYBOT_AGENT_UPDATE_CONCURRENCY): one row per agent told to
+ * update that has not come back on that version yet. In the database, so every controller counts
+ * the same slots; the slot number is the key, so two controllers taking the last free slot at
+ * once end with one taker (the other's insert conflicts and it tries the next number).
+ */
+export const agentUpdateSlots = sqliteTable("agent_update_slots", {
+  slot: integer("slot").primaryKey(),
+  agentId: text("agent_id").notNull().unique(),
+  version: text("version").notNull(),
+  offeredAt: ms("offered_at").notNull(),
+});
+
 export const jobs = sqliteTable(
   "jobs",
   {
