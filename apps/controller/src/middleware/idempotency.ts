@@ -2,17 +2,22 @@ import { createHash } from "node:crypto";
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { ApiError } from "../lib/errors";
-import { type IdempotencyClaim, type IdempotencyKeys, IdempotencyKeyTaken, type StoredAnswer } from "../services/idempotency";
+import { type IdempotencyClaim, type IdempotencyHandle, type IdempotencyKeys, IdempotencyKeyTaken, type StoredAnswer } from "../services/idempotency";
+
+export type { IdempotencyHandle };
 import type { AppEnv } from "./auth";
 
-/** What a handler hands to the service whose transaction creates the request's rows. */
-export interface IdempotencyHandle {
-  /** call (and await) inside that transaction, before its writes */
-  take(): Promise<void>;
-}
+/** An answer rebuilt from what a committed request made (`IdempotencyHandle.made`). */
+export type Replay = (ref: never) => Promise<{ status: number; body: unknown }>;
 
 const WAIT_MS = 10_000;
 const POLL_MS = 20;
+/**
+ * How long a retry waits for the first request's own answer before it answers from what that
+ * request made. The work and the key commit together and the answer is stored just after, so a
+ * key still without an answer after this long belongs to a process that died in between (kill -9).
+ */
+const MADE_GRACE_MS = 1_000;
 
 /**
  * `Idempotency-Key` on a user POST: the first answer below 500 is stored and replayed for a
@@ -21,10 +26,15 @@ const POLL_MS = 20;
  * in the transaction that creates the row — the work and the key commit together. Otherwise the
  * key is taken before the handler runs. Either way, of concurrent requests with one key one
  * runs and the others wait for its answer (409 if it takes longer than 10 s).
+ * `inTransaction.replay`: rebuilds the answer from what the service recorded with `made`,
+ * for a retry whose first request committed but died before its answer was stored.
  * `sealed`: the answer carries a credential (a new token), so it is stored encrypted.
  * `principal`: whose key it is, when not an API token's (default: the token id).
  */
-export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boolean; sealed?: boolean; principal?: (c: Context<AppEnv>) => string } = {}) {
+export function idempotency(
+  keys: IdempotencyKeys,
+  opts: { inTransaction?: { replay: Replay }; sealed?: boolean; principal?: (c: Context<AppEnv>) => string } = {},
+) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const key = c.req.header("idempotency-key");
     if (c.req.method !== "POST" || !key) return next();
@@ -43,11 +53,17 @@ export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boole
       return c.body(opts.sealed && stored.body ? keys.open(claim, stored.body) : stored.body, stored.status as 200, { "content-type": "application/json", "idempotent-replayed": "true" });
     };
     const answered = async () => {
-      for (const until = Date.now() + WAIT_MS; ; ) {
+      for (const start = Date.now(); ; ) {
         const stored = await keys.lookup(claim);
         if (stored && stored.status > 0) return replay(stored);
         if (stored && stored.requestHash !== claim.requestHash) return replay(stored);
-        if (!stored || Date.now() > until) break;
+        if (stored?.body && opts.inTransaction && Date.now() - start >= MADE_GRACE_MS) {
+          const { status, body } = await opts.inTransaction.replay(JSON.parse(stored.body) as never);
+          const text = JSON.stringify(body);
+          await keys.complete(claim, status, text);
+          return c.body(text, status as 200, { "content-type": "application/json", "idempotent-replayed": "true" });
+        }
+        if (!stored || Date.now() - start > WAIT_MS) break;
         await new Promise((r) => setTimeout(r, POLL_MS));
       }
       throw new ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being answered; retry later");
@@ -61,6 +77,7 @@ export function idempotency(keys: IdempotencyKeys, opts: { inTransaction?: boole
         await keys.take(claim);
         taken = true;
       },
+      made: (ref) => keys.made(claim, JSON.stringify(ref)),
     };
     if (!opts.inTransaction) {
       try {

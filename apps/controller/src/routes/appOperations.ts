@@ -3,6 +3,7 @@ import { z } from "zod";
 import { idempotency } from "../middleware/idempotency";
 import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
+import { replayJobs } from "./replays";
 import { assertAppAllowed } from "../services/auth";
 
 export const appEventsQuery = z.object({
@@ -44,7 +45,7 @@ export function appOperationRoutes(s: Services) {
         method: "post",
         path: `/{name}/${op}`,
         guard: deploy,
-        middleware: [idempotency(s.idempotencyKeys, { inTransaction: true })],
+        middleware: [idempotency(s.idempotencyKeys, { inTransaction: { replay: replayJobs(s) } })],
         summary: summaries[op],
         request: { params: appName, body: jsonBody(appOperationRequest) },
         responses: {

@@ -5,6 +5,7 @@ import { assertAppAllowed } from "../services/auth";
 import { idempotency } from "../middleware/idempotency";
 import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
+import { replayDeployment } from "./replays";
 import type { AppDefinition, AppsConfig } from "../services/appsConfig";
 import { redactUrl } from "../services/gitRemote";
 
@@ -110,7 +111,7 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         method: "post",
         path: "/{name}/rollback",
         guard: deploy,
-        middleware: [idempotency(s.idempotencyKeys, { inTransaction: true })],
+        middleware: [idempotency(s.idempotencyKeys, { inTransaction: { replay: replayDeployment(s) } })],
         summary: "Re-deploy a previous release (default: the one before the current) with its own config, or an image of the catalog",
         request: { params: appName, body: jsonBody(rollbackRequest) },
         responses: {

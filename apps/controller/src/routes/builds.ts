@@ -1,10 +1,14 @@
-import { buildAccepted, buildRequest, buildResult, appImageRepository, isFinal } from "@deploybot/protocol";
+import { type Job, buildAccepted, buildRequest, buildResult, appImageRepository, isFinal } from "@deploybot/protocol";
 import type { Config } from "../config";
 import { ApiError } from "../lib/errors";
 import { assertAppAllowed } from "../services/auth";
 import { idempotency } from "../middleware/idempotency";
 import { fails, guards, json, jsonBody, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
+import { replayJob } from "./replays";
+
+/** A build job's answer: the job and the tag it pushes (its spec holds both halves). */
+const buildAnswer = (job: Job) => ({ job, imageTag: `${job.spec.image}:${job.spec.version}` });
 
 /**
  * For services that hold the files themselves (the seeds' build agent): build a file tree and
@@ -18,7 +22,7 @@ export function buildRoutes(s: Services, config: Config) {
         method: "post",
         path: "/",
         guard: deploy,
-        middleware: [idempotency(s.idempotencyKeys, { inTransaction: true })],
+        middleware: [idempotency(s.idempotencyKeys, { inTransaction: { replay: replayJob(s, buildAnswer) } })],
         summary: "Build {name, version, files} into registry/name:version and :latest",
         request: { body: jsonBody(buildRequest) },
         responses: {
@@ -36,7 +40,7 @@ export function buildRoutes(s: Services, config: Config) {
           spec: { kind: "build", app: body.name, source: { type: "files", files: body.files }, image, version: body.version },
           target: body.host ? { host: body.host } : { labels: ["builder"] },
         }, c.get("idempotency"));
-        const answer = { job, imageTag: `${image}:${body.version}` };
+        const answer = buildAnswer(job);
         return created ? c.json(answer, 201) : c.json(answer, 200);
       },
     )

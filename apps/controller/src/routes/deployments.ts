@@ -2,6 +2,7 @@ import { createDeploymentRequest, deploymentAnswer, deploymentPage, listDeployme
 import { idempotency } from "../middleware/idempotency";
 import { fails, guards, json, jsonBody, listRoute, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
+import { replayDeployment } from "./replays";
 import { assertAppAllowed } from "../services/auth";
 
 export function deploymentRoutes(s: Services) {
@@ -12,7 +13,7 @@ export function deploymentRoutes(s: Services) {
         method: "post",
         path: "/",
         guard: deploy,
-        middleware: [idempotency(s.idempotencyKeys, { inTransaction: true })],
+        middleware: [idempotency(s.idempotencyKeys, { inTransaction: { replay: replayDeployment(s) } })],
         summary: "Deploy an app at a ref or image: one job per target host",
         request: { body: jsonBody(createDeploymentRequest) },
         responses: {

@@ -16,6 +16,7 @@ import { ApiError } from "../lib/errors";
 import { idempotency } from "../middleware/idempotency";
 import { fails, guards, idParam, json, jsonBody, listRoute, newRouter, oneRoute, route } from "../openapi/route";
 import type { Services } from "../services";
+import { replayJob } from "./replays";
 import { reportJobStatus } from "../services/jobReports";
 import { jobToWire } from "../services/jobs";
 
@@ -48,7 +49,7 @@ export function jobRoutes(s: Services) {
         method: "post",
         path: "/",
         guard: deploy,
-        middleware: [idempotency(s.idempotencyKeys, { inTransaction: true })],
+        middleware: [idempotency(s.idempotencyKeys, { inTransaction: { replay: replayJob(s, (job) => ({ job })) } })],
         summary: "Submit a job: {repo, ref, host} resolved from apps.yaml, or a full {spec, target}",
         request: { body: jsonBody(submitJob) },
         responses: {

@@ -1,3 +1,4 @@
+import type { IdempotencyHandle } from "./idempotency";
 import {
   type Agent,
   type AppHostStatus,
@@ -48,7 +49,7 @@ export class AppOperationService {
   }
 
   /** `idempotency` takes the request's key inside the transaction that queues the jobs. */
-  async operate(name: string, op: AppOperation, body: AppOperationRequest, idempotency?: { take(): Promise<void> }): Promise<{ jobs: Job[] }> {
+  async operate(name: string, op: AppOperation, body: AppOperationRequest, idempotency?: IdempotencyHandle): Promise<{ jobs: Job[] }> {
     const app = this.appOf(name);
     if (op === "scale" && body.replicas === undefined) throw new ApiError(400, "invalid_body", "scale needs 'replicas'");
     if (op !== "scale" && body.replicas !== undefined) throw new ApiError(400, "invalid_body", `'replicas' belongs to scale, not ${op}`);
@@ -82,6 +83,7 @@ export class AppOperationService {
         });
         queued.push(job);
       }
+      await idempotency?.made({ jobIds: queued.map((j) => j.id) });
       return queued;
     });
     this.deps.logger.info({ app: app.name, op, hosts, jobs: created.map((j) => j.id) }, "app operation queued");

@@ -1,3 +1,4 @@
+import type { IdempotencyHandle } from "./idempotency";
 import { type Deployment, type DeploymentChangedEvent, type JobChangedEvent, appImageRepository, type JobSpec, jobSpec, type Target } from "@deploybot/protocol";
 import { and, desc, eq, inArray, isNotNull, lt, type SQL } from "drizzle-orm";
 import { agents, deployments, jobs, releases } from "../db/schema";
@@ -87,7 +88,7 @@ export class DeploymentService {
    * `idempotency` takes the request's key inside the transaction that creates the deployment.
    * `by`: a user's token (absent for webhooks): its apps, and admin to deploy outside the app's hosts.
    */
-  async create(request: CreateDeploymentInput, idempotency?: { take(): Promise<void> }, by?: UserPrincipal): Promise<Deployment> {
+  async create(request: CreateDeploymentInput, idempotency?: IdempotencyHandle, by?: UserPrincipal): Promise<Deployment> {
     const app = this.appOf(request.app);
     let input = request;
     let version: string | undefined;
@@ -112,6 +113,7 @@ export class DeploymentService {
     const id = await this.deps.db.write(async () => {
       await idempotency?.take();
       const depId = newId("dep");
+      await idempotency?.made({ deploymentId: depId });
       await this.supersedePending(app.name, hosts, depId);
       const now = this.deps.clock();
       const releaseId = newId("rel");
@@ -174,7 +176,7 @@ export class DeploymentService {
   }
 
   /** Re-runs a release (default: the one deployed before the current one) with its own config. */
-  async rollback(appName: string, releaseId?: string, triggeredBy?: string, idempotency?: { take(): Promise<void> }): Promise<Deployment> {
+  async rollback(appName: string, releaseId?: string, triggeredBy?: string, idempotency?: IdempotencyHandle): Promise<Deployment> {
     const app = this.appOf(appName);
     const history = await this.catalog.deployedIds(app.name);
     const targetId = releaseId ?? history[1];
@@ -190,6 +192,7 @@ export class DeploymentService {
     const id = await this.deps.db.write(async () => {
       await idempotency?.take();
       const depId = newId("dep");
+      await idempotency?.made({ deploymentId: depId });
       await this.supersedePending(app.name, hosts, depId);
       await this.deps.db
         .insert(deployments)

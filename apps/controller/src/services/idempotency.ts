@@ -15,7 +15,16 @@ export interface StoredAnswer {
   requestHash: string;
   /** 0 while the first request is still being answered */
   status: number;
+  /** the answer; while status is 0, what the request made (see `made`), or "" */
   body: string;
+}
+
+/** What a handler hands to the service whose transaction creates the request's rows. */
+export interface IdempotencyHandle {
+  /** call (and await) inside that transaction, before its writes */
+  take(): Promise<void>;
+  /** call (and await) in the same transaction, once it knows what it made: the route's `replay` answers from it */
+  made(ref: unknown): Promise<void>;
 }
 
 /** Thrown by `take` inside a transaction when another request holds the key: the transaction rolls back. */
@@ -64,6 +73,14 @@ export class IdempotencyKeys {
   /** Takes the key for this request; throws IdempotencyKeyTaken when another request has it. */
   async take(c: IdempotencyClaim): Promise<void> {
     if (!(await this.insert(c, 0, ""))) throw new IdempotencyKeyTaken();
+  }
+
+  /**
+   * Inside the transaction that took the key: what the request made (JSON), so a retry can be
+   * answered from it if the process dies between that commit and storing the answer.
+   */
+  async made(c: IdempotencyClaim, ref: string): Promise<void> {
+    await this.db.update(idempotencyKeys).set({ body: ref }).where(this.where(c, true));
   }
 
   /** Stores the answer of the request that took the key. */

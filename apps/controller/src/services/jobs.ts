@@ -17,7 +17,7 @@ import { canonicalLabels } from "./jobState";
 import type { JobTransitions } from "./jobTransitions";
 import type { JobRow } from "./jobStore";
 import type { UserPrincipal as Principal } from "../middleware/auth";
-import type { IdempotencyHandle } from "../middleware/idempotency";
+import type { IdempotencyHandle } from "./idempotency";
 import { assertAppAllowed } from "./auth";
 import type { SecretStore } from "./secrets";
 import { deployableConfig, deploySpecFields } from "./deployableConfig";
@@ -133,7 +133,9 @@ export class JobService {
     if (idempotency) {
       return this.deps.db.write(async () => {
         await idempotency.take();
-        return this.create(input);
+        const made = await this.create(input);
+        await idempotency.made({ jobId: made.job.id, created: made.created });
+        return made;
       });
     }
     const { config, clock } = this.deps;
