@@ -14,32 +14,39 @@
  *         outbox as in the server), group commit off and on.
  * Passes are interleaved (bare, plainjob, deploybot..., bare, ...) so load from other processes
  * falls on all of them; the median of the passes is reported.
- * Writes bench/results/<date>-jobs.{md,json}.
+ * BENCH_BASELINE=<git ref>: the same deploybot rows also run that ref's controller sources, in the
+ * same passes, so a change is measured against the code before it. BENCH_SYSTEMS=a,b: only those
+ * rows (names as in the JSON).
+ * Writes bench/results/<date>-jobs.{md,json} (a full run only).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import pino from "pino";
 import { better, defineQueue, defineWorker } from "plainjob";
-import { createApp } from "../apps/controller/src/app";
-import { testConfig } from "../apps/controller/src/config";
 import { openDb } from "../apps/controller/src/db/client";
-import { parseAppsConfig } from "../apps/controller/src/services/appsConfig";
-import { APPS_YAML } from "../apps/controller/test/appsYaml";
 import { codeVersion, ROOT } from "./child";
+import { CURRENT_SRC, checkoutBaseline, prepareDeploybot, type Rate, stopwatch } from "./jobsDeploybot";
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const PASSES = Number(process.env.BENCH_PASSES ?? 3);
-const DRAIN_EVERY = 100;
 // BENCH_OLD_AGENT=1: the claiming agent lacks the volumes capability (an agent from before
 // volumes), so its claims take the filtered probes and the waiting-job lookup
 const CAPABILITIES = process.env.BENCH_OLD_AGENT === "1" ? {} : { volumes: true };
 const TARGET = { shareOfBare: 0.5, shareOfPlainjob: 1 };
 
 const CALLERS = 64;
-const SYSTEMS = ["bare", "plainjob", "deploybot", "deploybotGroupOff", "deploybotConcurrentGroupOff", "deploybotConcurrent"] as const;
-type System = (typeof SYSTEMS)[number];
+const DEPLOYBOTS = ["deploybotGroupOff", "deploybot", "deploybotConcurrentGroupOff", "deploybotConcurrent"] as const;
+type Deploybot = (typeof DEPLOYBOTS)[number];
+const BASELINE = process.env.BENCH_BASELINE;
+type System = "bare" | "plainjob" | Deploybot | `${Deploybot}@baseline`;
+const SYSTEMS: System[] = ["bare", "plainjob", ...DEPLOYBOTS, ...(BASELINE ? DEPLOYBOTS.map((d) => `${d}@baseline` as const) : [])];
+const LABELS: Record<Deploybot, string> = {
+  deploybotGroupOff: "deploybot, 1 caller, group commit off",
+  deploybot: "deploybot, 1 caller, group commit on (default)",
+  deploybotConcurrentGroupOff: `deploybot, ${CALLERS} agents at once, group commit off`,
+  deploybotConcurrent: `deploybot, ${CALLERS} agents at once, group commit on (default)`,
+};
 
 const dirs: string[] = [];
 const tempDb = () => {
@@ -49,7 +56,7 @@ const tempDb = () => {
 };
 
 /** The bare ceiling: deploybot's schema, two prepared statements per cycle, nothing else. */
-function bare(): number {
+function bare(): Rate {
   const db = openDb(tempDb());
   const sqlite = db.$client;
   sqlite.prepare("INSERT INTO agents (id, hostname, version, created_at) VALUES ('agt_bench', 'bench-1', 'bench', 0)").run();
@@ -66,20 +73,20 @@ function bare(): number {
     WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND target_host = 'bench-1' ORDER BY id LIMIT 1)
     RETURNING *`);
   const finish = sqlite.prepare("UPDATE jobs SET status = 'succeeded', finished_at = ? WHERE id = ? AND lease_id = ?");
-  const started = performance.now();
+  const stop = stopwatch(JOBS);
   for (let i = 0; i < JOBS; i++) {
     const row = claim.get(`lse_${i}`, Date.now()) as { id: string; lease_id: string };
     finish.run(Date.now(), row.id, row.lease_id);
   }
-  const seconds = (performance.now() - started) / 1000;
+  const rate = stop();
   const left = sqlite.prepare("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").pluck().get();
   if (left !== 0) throw new Error(`bare: ${left} jobs not finished`);
   sqlite.close();
-  return JOBS / seconds;
+  return rate;
 }
 
 /** plainjob's own worker, a no-op processor, until every job is done. */
-async function plainjob(): Promise<number> {
+async function plainjob(): Promise<Rate> {
   const sqlite = new Database(tempDb());
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
@@ -97,65 +104,26 @@ async function plainjob(): Promise<number> {
       if (++done === JOBS) finished();
     },
   });
-  const started = performance.now();
+  const stop = stopwatch(JOBS);
   void worker.start();
   await all;
-  const seconds = (performance.now() - started) / 1000;
+  const rate = stop();
   await worker.stop();
   queue.close();
   sqlite.close();
-  return JOBS / seconds;
+  return rate;
 }
 
-/**
- * deploybot's services: the same calls a heartbeat's claim and a status report make, by `callers`
- * agents at once (each on its own host, its jobs queued round robin).
- */
-async function deploybot(callers = 1, groupCommit = true): Promise<number> {
-  const db = openDb(tempDb());
-  const config = testConfig({ groupCommit });
-  const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
-  const { services, deps } = createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
-  const agents: Array<{ id: string; hostname: string; labels: string[]; capabilities: typeof CAPABILITIES }> = [];
-  for (let k = 0; k < callers; k++) {
-    const hostname = `bench-${k}`;
-    const { agent } = await services.agents.register({ hostname, labels: [], version: "bench", capabilities: CAPABILITIES, heldJobIds: [] }, { grant: { kind: "join" } });
-    agents.push({ id: agent.id, hostname, labels: [], capabilities: CAPABILITIES });
+/** deploybot's services (jobsDeploybot.ts), from `src` (this checkout, or BENCH_BASELINE's). */
+async function deploybot(callers: number, groupCommit: boolean, src = CURRENT_SRC): Promise<Rate> {
+  const system = await prepareDeploybot({ src, jobs: JOBS, callers, groupCommit, capabilities: CAPABILITIES });
+  try {
+    const rate = await system.run();
+    lastGroupSize = system.groupSize();
+    return rate;
+  } finally {
+    system.close();
   }
-  await db.write(async () => {
-    for (let i = 0; i < JOBS; i++) {
-      await services.jobs.create({
-        spec: { kind: "build", app: "web", source: { type: "image", image: `img-${i}` } },
-        target: { host: `bench-${i % callers}` },
-        dedupe: false,
-      });
-    }
-  });
-  await services.drainer.drain();
-  db.$client.exec("ANALYZE");
-  const cycles = async (k: number) => {
-    const who = agents[k]!;
-    for (let i = k; i < JOBS; i += callers) {
-      const job = await services.leases.claimNextJob(who);
-      if (!job) throw new Error(`deploybot: no job to claim at ${i}`);
-      await services.leases.reportStatus(who.id, job.id, { leaseId: job.leaseId, status: "succeeded" });
-      // one caller never yields to the event loop, so the drainer (which follows the outbox on the
-      // next turn) is called here; with many callers it runs on its own, as in the server
-      if (callers === 1 && i % DRAIN_EVERY === DRAIN_EVERY - 1) await services.drainer.drain();
-    }
-  };
-  const started = performance.now();
-  await Promise.all(agents.map((_, k) => cycles(k)));
-  await services.drainer.idle();
-  const seconds = (performance.now() - started) / 1000;
-  const left = db.$client.prepare("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").pluck().get();
-  const applied = services.drainer.appliedUpTo() === deps.outbox.latestId();
-  if (left !== 0 || !applied) throw new Error(`deploybot: ${left} jobs not finished, outbox applied: ${applied}`);
-  const { groups, members } = services.jobState.state.group.stats;
-  lastGroupSize = groups === 0 ? 0 : members / groups;
-  services.drainer.stop();
-  db.$client.close();
-  return JOBS / seconds;
 }
 
 /** transitions per COMMIT in the last deploybot pass's groups (0: no group formed) */
@@ -163,39 +131,51 @@ let lastGroupSize = 0;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rate = (v: number) => Math.round(v).toLocaleString("en-US");
+const pct = (share: number) => `${(share * 100).toFixed(0)}%`;
 
 async function main() {
   const runs = Object.fromEntries(SYSTEMS.map((name) => [name, [] as number[]])) as Record<System, number[]>;
+  const cpuRuns = Object.fromEntries(SYSTEMS.map((name) => [name, [] as number[]])) as Record<System, number[]>;
   const groupSizes: Partial<Record<System, number[]>> = {};
-  const all: Record<System, () => number | Promise<number>> = {
-    bare,
-    plainjob,
-    deploybot: () => deploybot(1, true),
-    deploybotGroupOff: () => deploybot(1, false),
-    deploybotConcurrentGroupOff: () => deploybot(CALLERS, false),
-    deploybotConcurrent: () => deploybot(CALLERS, true),
+  const baselineSrc = BASELINE ? checkoutBaseline(BASELINE) : undefined;
+  const ways: Record<Deploybot, [number, boolean]> = {
+    deploybotGroupOff: [1, false],
+    deploybot: [1, true],
+    deploybotConcurrentGroupOff: [CALLERS, false],
+    deploybotConcurrent: [CALLERS, true],
   };
-  // BENCH_ONLY=deploybot: one system (profiling with --cpu-prof); nothing is written
-  const only = process.env.BENCH_ONLY as System | undefined;
-  const systems = only ? ({ [only]: all[only] } as typeof all) : all;
+  const all: Partial<Record<System, () => Rate | Promise<Rate>>> = { bare, plainjob };
+  for (const d of DEPLOYBOTS) {
+    all[d] = () => deploybot(...ways[d]);
+    if (baselineSrc) all[`${d}@baseline`] = () => deploybot(...ways[d], baselineSrc);
+  }
+  // BENCH_ONLY=deploybot (one row, e.g. for --cpu-prof) or BENCH_SYSTEMS=a,b: nothing is written
+  const only = (process.env.BENCH_SYSTEMS ?? process.env.BENCH_ONLY)?.split(",") as System[] | undefined;
+  const systems = only ?? SYSTEMS;
   const loadBefore = os.loadavg()[0]!;
   try {
     for (let pass = 0; pass < PASSES; pass++) {
-      for (const name of Object.keys(systems) as System[]) {
+      for (const name of systems) {
         console.error(`pass ${pass + 1}/${PASSES}: ${name} ...`);
         lastGroupSize = 0;
-        runs[name].push(await systems[name]());
+        const { wall, cpu } = await all[name]!();
+        runs[name].push(wall);
+        cpuRuns[name].push(cpu);
         if (name.startsWith("deploybot")) groupSizes[name] = [...(groupSizes[name] ?? []), lastGroupSize];
       }
     }
   } finally {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    if (baselineSrc) rmSync(baselineSrc, { recursive: true, force: true });
   }
   if (only) {
-    console.log(JSON.stringify({ [only]: runs[only].map(Math.round) }));
+    for (const name of only) {
+      console.log(`${name}: wall ${rate(median(runs[name]))}/s (${runs[name].map(rate).join(", ")}), by CPU ${rate(median(cpuRuns[name]))}/s (${cpuRuns[name].map(rate).join(", ")}), per COMMIT ${groupSizes[name]?.map((g) => g.toFixed(1)).join(", ") ?? "-"}`);
+    }
     return;
   }
   const m = Object.fromEntries(SYSTEMS.map((name) => [name, median(runs[name])])) as Record<System, number>;
+  const c = Object.fromEntries(SYSTEMS.map((name) => [name, median(cpuRuns[name])])) as Record<System, number>;
   const check = (ok: boolean) => (ok ? "met" : "**MISSED**");
   const date = new Date();
   const cpus = os.cpus();
@@ -203,30 +183,31 @@ async function main() {
     const sizes = groupSizes[name] ?? [];
     return sizes.every((g) => g === 0) ? "-" : sizes.map((g) => g.toFixed(1)).join(", ");
   };
-  const deploybots: Array<[System, string]> = [
-    ["deploybotGroupOff", "deploybot, 1 caller, group commit off"],
-    ["deploybot", "deploybot, 1 caller, group commit on (default)"],
-    ["deploybotConcurrentGroupOff", `deploybot, ${CALLERS} agents at once, group commit off`],
-    ["deploybotConcurrent", `deploybot, ${CALLERS} agents at once, group commit on (default)`],
-  ];
+  const deploybots: Array<[System, string]> = DEPLOYBOTS.map((d) => [d, LABELS[d]]);
+  const baselines: Array<[System, string]> = BASELINE ? DEPLOYBOTS.map((d) => [`${d}@baseline`, `${LABELS[d]}, baseline ${BASELINE}`]) : [];
   const md = [
     `# Claim + finish cycles in process, ${date.toISOString()}`,
     "",
-    `Machine: ${cpus[0]?.model ?? "unknown"} x ${cpus.length}, Node ${process.version}; 1-min load average before the run ${loadBefore.toFixed(2)}. Code: ${codeVersion()}.`,
+    `Machine: ${cpus[0]?.model ?? "unknown"} x ${cpus.length}, Node ${process.version}; 1-min load average before the run ${loadBefore.toFixed(2)}. Code: ${codeVersion()}${BASELINE ? `; baseline rows: ${BASELINE}` : ""}.`,
     `${JOBS.toLocaleString("en-US")} jobs per pass, ${PASSES} passes per system interleaved, median shown; each pass on a fresh SQLite file (WAL, synchronous=NORMAL).`,
     "bare and plainjob run one job at a time (plainjob's worker has no concurrency setting). deploybot: claimNextJob + reportStatus(succeeded), two transitions with their outbox rows, fencing, consequences drained; \"1 caller\" runs claim and finish back to back (as the rows above), \"64 agents at once\" keeps 64 of those loops in flight (one host each).",
     "",
-    "| system | cycles/s (median) | passes | transitions per COMMIT in groups |",
-    "|---|---:|---|---|",
-    `| bare better-sqlite3: claim \`UPDATE … RETURNING\` + finish \`UPDATE\`, prepared | ${rate(m.bare)} | ${runs.bare.map(rate).join(", ")} | - |`,
-    `| plainjob ${"0.0.14"}: its worker, no-op processor | ${rate(m.plainjob)} | ${runs.plainjob.map(rate).join(", ")} | - |`,
-    ...deploybots.map(([name, label]) => `| ${label} | ${rate(m[name])} | ${runs[name].map(rate).join(", ")} | ${group(name)} |`),
+    "Cycles per CPU second: the cycles over the CPU time (user + system) the process used meanwhile; on a shared machine the steadier figure.",
+    "",
+    "| system | cycles/s (median) | of bare | of plainjob | passes | cycles per CPU second | of bare | of plainjob | transitions per COMMIT in groups |",
+    "|---|---:|---:|---:|---|---:|---:|---:|---|",
+    `| bare better-sqlite3: claim \`UPDATE … RETURNING\` + finish \`UPDATE\`, prepared | ${rate(m.bare)} | | | ${runs.bare.map(rate).join(", ")} | ${rate(c.bare)} | | | - |`,
+    `| plainjob ${"0.0.14"}: its worker, no-op processor | ${rate(m.plainjob)} | | | ${runs.plainjob.map(rate).join(", ")} | ${rate(c.plainjob)} | | | - |`,
+    ...[...deploybots, ...baselines].map(
+      ([name, label]) =>
+        `| ${label} | ${rate(m[name])} | ${pct(m[name] / m.bare)} | ${pct(m[name] / m.plainjob)} | ${runs[name].map(rate).join(", ")} | ${rate(c[name])} | ${pct(c[name] / c.bare)} | ${pct(c[name] / c.plainjob)} | ${group(name)} |`,
+    ),
     "",
     "| target | measured | |",
     "|---|---:|---|",
     ...deploybots.flatMap(([name, label]) => [
-      `| ${label} >= plainjob | ${((m[name] / m.plainjob) * 100).toFixed(0)}% of plainjob | ${check(m[name] >= m.plainjob * TARGET.shareOfPlainjob)} |`,
-      `| ${label} >= 50% of bare | ${((m[name] / m.bare) * 100).toFixed(0)}% of bare | ${check(m[name] >= m.bare * TARGET.shareOfBare)} |`,
+      `| ${label} >= plainjob | ${pct(m[name] / m.plainjob)} of plainjob (by CPU ${pct(c[name] / c.plainjob)}) | ${check(m[name] >= m.plainjob * TARGET.shareOfPlainjob)} |`,
+      `| ${label} >= 50% of bare | ${pct(m[name] / m.bare)} of bare (by CPU ${pct(c[name] / c.bare)}) | ${check(m[name] >= m.bare * TARGET.shareOfBare)} |`,
     ]),
     "",
   ].join("\n");
@@ -237,7 +218,7 @@ async function main() {
   writeFileSync(`${base}.md`, md);
   writeFileSync(
     `${base}.json`,
-    `${JSON.stringify({ date: date.toISOString(), jobs: JOBS, passes: PASSES, callers: CALLERS, runs, median: m, groupSizes, targets: TARGET }, null, 2)}\n`,
+    `${JSON.stringify({ date: date.toISOString(), jobs: JOBS, passes: PASSES, callers: CALLERS, baseline: BASELINE ?? null, runs, median: m, cpuRuns, cpuMedian: c, groupSizes, targets: TARGET }, null, 2)}\n`,
   );
   console.error(`wrote ${base}.md and ${base}.json`);
 }

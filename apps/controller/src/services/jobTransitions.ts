@@ -58,13 +58,13 @@ export class SqliteJobTransitions implements JobTransitions, JobLeases {
     // heartbeats at 199 µs CPU against 165 µs without it.
     const candidate = this.state.claimCandidate(agent);
     if (candidate === undefined) return Promise.resolve(null);
-    return this.state.group.run(() => this.state.claim(agent, leaseMs, candidate === "ask-claim" ? undefined : candidate));
+    return this.state.group.run(() => this.state.claim(agent, leaseMs, candidate === "ask-claim" ? undefined : candidate), agent.id);
   }
   start(jobId: string, leaseId: string, leaseMs: number) {
     return this.state.group.run(() => this.state.start(jobId, leaseId, leaseMs));
   }
   finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string) {
-    return this.state.group.run(() => this.state.finish(jobId, leaseId, report, agentId));
+    return this.state.group.run(() => this.state.finish(jobId, leaseId, report, agentId), agentId);
   }
   async requeue(job: JobRow, reason: string) {
     return this.state.requeue(job, reason);

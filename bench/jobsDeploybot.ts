@@ -1,0 +1,127 @@
+/**
+ * deploybot's side of `bench/jobs.bench.ts`, set up apart from the timed cycles so a profile
+ * (`bench/jobsProfile.ts`) can cover the cycles alone: the same calls a heartbeat's claim and a
+ * status report make, by `callers` agents at once (each on its own host, its jobs queued round
+ * robin).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { APPS_YAML } from "../apps/controller/test/appsYaml";
+import { ROOT } from "./child";
+
+const DRAIN_EVERY = 100;
+
+/** Cycles per wall-clock second, and per second of this process's CPU (user + system). */
+export type Rate = { wall: number; cpu: number };
+
+/**
+ * Starts a clock for `n` cycles. The CPU rate is the steadier figure on a shared machine: the
+ * wall rate falls with whatever CPU the other processes leave us, the CPU one much less.
+ */
+export function stopwatch(n: number): () => Rate {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  return () => {
+    const seconds = (performance.now() - started) / 1000;
+    const used = process.cpuUsage(cpu);
+    return { wall: n / seconds, cpu: n / ((used.user + used.system) / 1e6) };
+  };
+}
+
+export type Prepared = {
+  /** runs every cycle */
+  run(): Promise<Rate>;
+  /** transitions per COMMIT in the groups of the run (0: no group formed) */
+  groupSize(): number;
+  close(): void;
+};
+
+export function tempDir(): string {
+  return mkdtempSync(join(os.tmpdir(), "deploybot-bench-jobs-"));
+}
+
+/** This checkout's controller sources; a baseline's are checked out beside them (checkoutBaseline). */
+export const CURRENT_SRC = join(ROOT, "apps/controller/src");
+
+/** A ref's controller sources, beside the current ones so they resolve the same dependencies. */
+export function checkoutBaseline(ref: string): string {
+  const dir = join(ROOT, "apps/controller", `.bench-baseline-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const tar = execFileSync("git", ["archive", ref, "apps/controller/src"], { cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
+  execFileSync("tar", ["-x", "--strip-components=3", "-C", dir], { input: tar });
+  return dir;
+}
+
+export async function prepareDeploybot(opts: {
+  /** the controller sources to run (CURRENT_SRC, or a baseline's) */
+  src?: string;
+  jobs: number;
+  callers: number;
+  groupCommit: boolean;
+  /** BENCH_OLD_AGENT=1: agents without the volumes capability (the filtered probes) */
+  capabilities: Record<string, unknown>;
+}): Promise<Prepared> {
+  const { jobs, callers, groupCommit, capabilities } = opts;
+  const src = opts.src ?? CURRENT_SRC;
+  const { createApp } = (await import(join(src, "app.ts"))) as typeof import("../apps/controller/src/app");
+  const { testConfig } = (await import(join(src, "config.ts"))) as typeof import("../apps/controller/src/config");
+  const { openDb } = (await import(join(src, "db/client.ts"))) as typeof import("../apps/controller/src/db/client");
+  const { parseAppsConfig } = (await import(join(src, "services/appsConfig.ts"))) as typeof import("../apps/controller/src/services/appsConfig");
+  const dir = tempDir();
+  const db = openDb(join(dir, "bench.db"));
+  const config = testConfig({ groupCommit });
+  const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
+  const { services, deps } = createApp({ db, config, logger: pino({ level: "silent" }), apps: () => apps, secretKey: config.secretKey! });
+  const agents: Array<{ id: string; hostname: string; labels: string[]; capabilities: Record<string, unknown> }> = [];
+  for (let k = 0; k < callers; k++) {
+    const hostname = `bench-${k}`;
+    const { agent } = await services.agents.register({ hostname, labels: [], version: "bench", capabilities, heldJobIds: [] }, { grant: { kind: "join" } });
+    agents.push({ id: agent.id, hostname, labels: [], capabilities });
+  }
+  await db.write(async () => {
+    for (let i = 0; i < jobs; i++) {
+      await services.jobs.create({
+        spec: { kind: "build", app: "web", source: { type: "image", image: `img-${i}` } },
+        target: { host: `bench-${i % callers}` },
+        dedupe: false,
+      });
+    }
+  });
+  await services.drainer.drain();
+  db.$client.exec("ANALYZE");
+  const cycles = async (k: number) => {
+    const who = agents[k]!;
+    for (let i = k; i < jobs; i += callers) {
+      const job = await services.leases.claimNextJob(who);
+      if (!job) throw new Error(`deploybot: no job to claim at ${i}`);
+      await services.leases.reportStatus(who.id, job.id, { leaseId: job.leaseId, status: "succeeded" });
+      // one caller never yields to the event loop, so the drainer (which follows the outbox on the
+      // next turn) is called here; with many callers it runs on its own, as in the server
+      if (callers === 1 && i % DRAIN_EVERY === DRAIN_EVERY - 1) await services.drainer.drain();
+    }
+  };
+  const group = services.jobState.state.group.stats;
+  return {
+    async run() {
+      group.groups = 0;
+      group.members = 0;
+      const stop = stopwatch(jobs);
+      await Promise.all(agents.map((_, k) => cycles(k)));
+      await services.drainer.idle();
+      const rate = stop();
+      const left = db.$client.prepare("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").pluck().get();
+      const applied = services.drainer.appliedUpTo() === deps.outbox.latestId();
+      if (left !== 0 || !applied) throw new Error(`deploybot: ${left} jobs not finished, outbox applied: ${applied}`);
+      return rate;
+    },
+    groupSize: () => (group.groups === 0 ? 0 : group.members / group.groups),
+    close() {
+      services.drainer.stop();
+      db.$client.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
