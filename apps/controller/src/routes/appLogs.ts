@@ -95,19 +95,22 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
       });
       try {
         let last = after ?? 0;
+        // Per host, the newest line sent: one host's lines come in id order, but with several
+        // controllers on PostgreSQL two hosts' batches may commit (and arrive) out of id order,
+        // so a line is new when it is newer than its own host's last one.
+        const sent = new Map<string, number>();
+        const write = async (l: AppLogLine) => {
+          await stream.writeSSE(frame(l));
+          last = l.id;
+          sent.set(l.host, l.id);
+        };
         for (let page = history; ; page = await s.appLogs.read(name, { host: q.host, after: last }, HISTORY_PAGE)) {
-          for (const l of page) {
-            await stream.writeSSE(frame(l));
-            last = l.id;
-          }
+          for (const l of page) await write(l);
           if (page.length < HISTORY_PAGE || stream.aborted) break;
         }
         while (!stream.aborted) {
-          const batch = pending.splice(0).filter((l) => l.id > last);
-          for (const l of batch) {
-            await stream.writeSSE(frame(l));
-            last = l.id;
-          }
+          const batch = pending.splice(0).filter((l) => l.id > (sent.get(l.host) ?? after ?? 0));
+          for (const l of batch) await write(l);
           if (batch.length > 0) continue;
           const timedOut = await new Promise<boolean>((resolve) => {
             const timer = setTimeout(() => resolve(true), PING_MS);

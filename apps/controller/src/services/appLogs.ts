@@ -8,7 +8,7 @@ import type { Deps } from "./deps";
 import type { IngestRedaction } from "./redaction";
 
 type AgentIdentity = { id: string; hostname: string };
-type StoredLine = AppLogLine & { app: string };
+export type StoredLine = AppLogLine & { app: string };
 
 export interface AppLogQuery {
   host?: string;
@@ -93,6 +93,7 @@ export class AppLogService {
     });
     if (stored.length > 0) {
       await this.trim(agent.hostname, stored);
+      this.emitter.emit("stored", stored);
       this.emitter.emit("lines", stored);
     }
     return next;
@@ -133,6 +134,17 @@ export class AppLogService {
       .orderBy(newest ? desc(appLogs.id) : asc(appLogs.id))
       .limit(Math.min(q.tail ?? limit, limit));
     return newest ? rows.reverse() : rows;
+  }
+
+  /** Batches this process stored, for the relay that tells the other controllers (PgAppLogRelay). */
+  onStored(listener: (lines: StoredLine[]) => void): () => void {
+    this.emitter.on("stored", listener);
+    return () => this.emitter.off("stored", listener);
+  }
+
+  /** A batch another controller stored: to this process's live readers, as if stored here. */
+  relayed(lines: StoredLine[]): void {
+    if (lines.length > 0) this.emitter.emit("lines", lines);
   }
 
   /** Calls `listener` with every stored batch of `app` (and `host`) from now on. */
