@@ -19,7 +19,7 @@
  * Both rate and server CPU are reported: the issue's target is the rate ratio (cycles/s against
  * /healthz req/s); CPU µs per request (`/proc/<pid>/stat` of the controller) is the figure that
  * holds when the machine is shared. Writes bench/results/<date>-controller.{md,json}.
- * Env: BENCH_BASELINE_REF=<ref> (or `none`), BENCH_ROUNDS (10), BENCH_CPU_PROF=<dir> profiles the children.
+ * Env: BENCH_BASELINE_REF=<ref> (or `none`), BENCH_ROUNDS (10), BENCH_CPU_PROF=<dir> profiles the children and writes <dir>/windows.json (when each window ran, on the profiles' clock).
  */
 import type { ChildProcess } from "node:child_process";
 import { execFileSync } from "node:child_process";
@@ -55,8 +55,13 @@ function must(reply: Reply, what: string): void {
   if (reply.status < 200 || reply.status >= 300) throw new Error(`${what}: ${reply.status} ${reply.body.slice(0, 300)}`);
 }
 
+/** With BENCH_CPU_PROF: when each window ran (CLOCK_MONOTONIC µs, the clock of the profiles' timestamps), to cut a profile to one kind of window. */
+const windowTimes: Array<{ series: string; pid: number | undefined; fromUs: number; toUs: number }> = [];
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
 /** A series of windows of one kind on one controller: each window's figures, and all latencies pooled. */
 class Series {
+  constructor(readonly name: string) {}
   readonly windows: Stats[] = [];
   readonly pooled = new Recorder();
   /** cycles (jobs claimed and finished) per window, for the cycle series */
@@ -68,7 +73,9 @@ class Series {
       w.record(reply, ms);
       this.pooled.record(reply, ms);
     };
+    const fromUs = monotonicUs();
     const m = await measured(serverPid, () => work(record));
+    windowTimes.push({ series: this.name, pid: serverPid, fromUs, toUs: monotonicUs() });
     w.addWindow(m);
     this.pooled.addWindow(m);
     this.windows.push(w.stats());
@@ -146,14 +153,14 @@ class Subject {
   pool2: AgentCreds[] = [];
   pool1: AgentCreds[] = [];
   finishedInHeartbeat = false;
-  readonly healthz = new Series();
-  readonly heartbeat = new Series();
-  readonly heartbeatAtRate = new Series();
+  readonly healthz = new Series("healthz");
+  readonly heartbeat = new Series("heartbeat");
+  readonly heartbeatAtRate = new Series("heartbeatAtRate");
   /** per round: /healthz just before the cycle windows */
-  readonly healthzB = new Series();
-  readonly claim2 = new Series();
-  readonly finish2 = new Series();
-  readonly cycle1 = new Series();
+  readonly healthzB = new Series("healthzB");
+  readonly claim2 = new Series("claim2");
+  readonly finish2 = new Series("finish2");
+  readonly cycle1 = new Series("cycle1");
   readonly claimed = new Map<string, number>();
   submitted = new Set<string>();
   finishedAccepted = 0;
@@ -508,6 +515,7 @@ async function main() {
       `${JSON.stringify({ date: date.toISOString(), machine, settings: { connections: CONNECTIONS, agents: AGENTS, rounds: ROUNDS, windowMs: WINDOW_MS }, subjects: json, checks: checks.map((c) => ({ label: c.s.label, exact: c.exact })), errors }, null, 2)}\n`,
     );
     console.error(`wrote ${out}.md and ${out}.json`);
+    if (process.env.BENCH_CPU_PROF) writeFileSync(join(process.env.BENCH_CPU_PROF, "windows.json"), JSON.stringify(windowTimes));
     // Slow numbers are findings; a wrong count or a failed request is a broken controller.
     if (checks.some((c) => !c.exact) || errors > 0) process.exitCode = 1;
   } finally {
