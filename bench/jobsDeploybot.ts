@@ -113,7 +113,7 @@ export async function prepareDeploybot(opts: {
       await services.drainer.idle();
       const rate = stop();
       const left = db.$client.prepare("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").pluck().get();
-      const applied = services.drainer.appliedUpTo() === deps.outbox.latestId();
+      const applied = (await services.drainer.appliedUpTo()) === (await deps.outbox.latestId());
       if (left !== 0 || !applied) throw new Error(`deploybot: ${left} jobs not finished, outbox applied: ${applied}`);
       return rate;
     },

@@ -1,4 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { type SQL, sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { Config } from "./config";
 import { type Db, fileIdentity, isCorruption } from "./db/client";
@@ -36,7 +37,7 @@ import { EventStreams } from "./services/eventStream";
 import { ControllerMetrics } from "./services/metrics";
 import { Notifier } from "./services/notifier";
 import type { SchedulerHooks } from "./services/scheduler";
-import { Outbox } from "./services/outbox";
+import { openOutbox } from "./services/outbox";
 
 export const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -49,6 +50,8 @@ export interface AppOptions {
   clock?: () => number;
   /** test hooks into the scheduler's transactions */
   schedulerHooks?: SchedulerHooks;
+  /** who runs the drainer's wake-ups: the drainer (default), or every controller's outbox follower (several controllers on PostgreSQL) */
+  drainerSignals?: "inline" | "follower";
 }
 
 /** Builds the controller without side effects: no listening, no timers, no files. */
@@ -62,15 +65,15 @@ export function createApp(opts: AppOptions) {
     clock,
     notifier: new Notifier(),
     events: new JobEvents(),
-    outbox: new Outbox(opts.db, clock),
+    outbox: openOutbox(opts.db, clock),
   };
-  const services = createServices(deps, opts.secretKey, opts.schedulerHooks);
+  const services = createServices(deps, opts.secretKey, opts.schedulerHooks, { drainerSignals: opts.drainerSignals ?? "inline" });
   const eventStreams = new EventStreams(deps);
   const metrics = new ControllerMetrics(opts.db, clock, () => eventStreams.streams, () => services.backups.stats);
   services.drainer.register({ name: "metrics", types: ["job.changed"], kind: "signal", apply: (e) => void metrics.observeJobChange(e).catch((err: unknown) => opts.logger.warn({ err }, "job metrics not recorded")) });
 
-  // the file opened at start: /readyz notices when the path no longer leads to it
-  const openedAs = fileIdentity(opts.config.dbPath);
+  // the file opened at start (SQLite): /readyz notices when the path no longer leads to it
+  const openedAs = opts.db.engine === "sqlite" ? fileIdentity(opts.config.dbPath) : null;
   const app = new OpenAPIHono<AppEnv>();
   app.use(requestLog(opts.logger, (method, route, status, seconds) => metrics.observeRequest(method, route, status, seconds)));
   app.use(
@@ -123,8 +126,20 @@ export type ControllerApp = ReturnType<typeof createApp>;
 
 type Readiness = { ok: true } | { ok: false; code: string; message: string };
 
-/** Ready: the database file at its path is the one this process opened, and it answers a query. */
-export function checkReady(db: Db, path: string, openedAs: string | null): Readiness {
+/**
+ * Ready: the database answers a query — on SQLite also: the file at its path is the one this
+ * process opened. On PostgreSQL one cheap query on the pool (a controller whose database is
+ * unreachable is taken out of the proxy's rotation).
+ */
+export async function checkReady(db: Db, path: string, openedAs: string | null): Promise<Readiness> {
+  if (db.engine !== "sqlite") {
+    try {
+      await (db as unknown as { execute(q: SQL): Promise<unknown> }).execute(sql`SELECT 1`);
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, code: "database_unavailable", message: (err as Error).message };
+    }
+  }
   const now = fileIdentity(path);
   if (openedAs !== null && now !== openedAs) {
     return { ok: false, code: "database_replaced", message: `the database file ${path} was ${now === null ? "deleted" : "replaced"} under the running controller; restart it on a restored database` };

@@ -5,9 +5,10 @@ import { serve } from "@hono/node-server";
 import pino from "pino";
 import { createApp } from "./app";
 import type { Config } from "./config";
-import { openDb } from "./db/client";
+import { type Db, openDb } from "./db/client";
+import { type PgFacadeDb, openPgDb } from "./db/pgFacade";
+import { startPgCluster } from "./db/pgWiring";
 import { answerClientErrors } from "./lib/clientErrors";
-import { openPg } from "./db/pg";
 import { backgroundWork } from "./background";
 import { type AppsConfig, loadAppsConfig } from "./services/appsConfig";
 import { type Leadership, soleLeadership } from "./services/pgCluster";
@@ -38,30 +39,52 @@ export function resolveSecretKey(config: Config): string {
 /** Wires the real world to the app factory: database file, config file, port, timers, signals. */
 export async function startController(config: Config, opts: { init?: boolean } = {}) {
   const logger = pino({ level: config.logLevel, base: { service: "controller" } });
+  let db: Db;
+  let closeDb: () => Promise<void>;
+  let secretKey: string;
   if (config.databaseUrl) {
-    resolveSecretKey(config); // required here: refused before connecting
+    secretKey = resolveSecretKey(config); // required here: refused before connecting
     // Migrated first (under an advisory lock: controllers starting together take turns), so a
     // fresh database is ready the moment the services can use it.
-    const pg = await openPg(config.databaseUrl, { name: "deploybot-controller" });
-    await pg.$client.end({ timeout: 5 });
-    // Said plainly instead of quietly using the SQLite file: the schema, migrations, job claims and
-    // the cluster wiring exist for PostgreSQL, the services on top of them do not run there yet.
-    throw new Error(
-      "DEPLOYBOT_DATABASE_URL selects PostgreSQL, which the controller cannot serve from yet (its schema and job queue are in place, the services are not); unset it to run on the SQLite file at DEPLOYBOT_DB",
-    );
+    const pg = await openPgDb(config.databaseUrl, { name: "deploybot-controller" });
+    db = pg;
+    closeDb = () => pg.close();
+  } else {
+    const sqlite = openDb(config.dbPath, opts);
+    db = sqlite;
+    closeDb = async () => {
+      sqlite.$client.close();
+    };
+    // after the open: a key file written first would look like an installation whose database is missing
+    secretKey = resolveSecretKey(config);
   }
-  const db = openDb(config.dbPath, opts);
-  // after the open: a key file written first would look like an installation whose database is missing
-  const secretKey = resolveSecretKey(config);
-  let apps: AppsConfig = loadAppsConfig(config.configPath);
-  const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey });
+  const where = config.databaseUrl ? "the PostgreSQL database (DEPLOYBOT_DATABASE_URL)" : config.dbPath;
+  let apps: AppsConfig;
+  try {
+    apps = loadAppsConfig(config.configPath);
+  } catch (err) {
+    await closeDb();
+    throw err;
+  }
+  // On PostgreSQL every controller applies the wake-ups of every change (its outbox follower),
+  // whichever of them drains the outbox.
+  const { app, services, deps } = createApp({ db, config, logger, apps: () => apps, secretKey, drainerSignals: config.databaseUrl ? "follower" : "inline" });
   if (!(await services.secrets.keyOpensSecrets())) {
-    db.$client.close();
+    await closeDb();
     throw new Error(
-      `the secrets in ${config.dbPath} were encrypted with another secret key: start with the DEPLOYBOT_SECRET_KEY (or the data dir's secret.key) ` +
+      `the secrets in ${where} were encrypted with another secret key: start with the DEPLOYBOT_SECRET_KEY (or the data dir's secret.key) ` +
         "that was in use when this database (or backup) was written",
     );
   }
+  // Several controllers on one PostgreSQL database: singleton locks, the outbox LISTEN and the log relay.
+  const cluster = config.databaseUrl
+    ? await startPgCluster(
+        config.databaseUrl,
+        (db as PgFacadeDb).$pg,
+        { signal: (e) => services.drainer.applySignals(e), appended: () => deps.outbox.appended(), events: deps.events },
+        logger,
+      )
+    : null;
 
   // Per process: heartbeats buffered here are written every second by whoever received them.
   const liveness = setInterval(() => {
@@ -71,8 +94,8 @@ export async function startController(config: Config, opts: { init?: boolean } =
   // The drainer follows the outbox from creation (tests build the app alone); here it runs only
   // while this process holds it, and its first start applies whatever was appended meanwhile.
   services.drainer.stop();
-  const leadership = (_key: number): Leadership => soleLeadership;
-  const singletons = backgroundWork(services, config, logger).map((w) => new Singleton(w, leadership(w.lock), logger));
+  const leadership = (key: number, name: string): Leadership => cluster?.leadership(key, name) ?? soleLeadership;
+  const singletons = backgroundWork(services, config, logger).map((w) => new Singleton(w, leadership(w.lock, w.name), logger));
   for (const s of singletons) s.start();
 
   // apps.yaml is re-read on SIGHUP; a broken edit keeps the last good config running.
@@ -85,7 +108,9 @@ export async function startController(config: Config, opts: { init?: boolean } =
       error = (err as Error).message;
       logger.error({ err: error }, "apps config reload failed; keeping the previous config");
     }
-    deps.outbox.append("config.reloaded", { app: null, subject: null }, { ok: error === null, apps: apps.apps.length, error });
+    deps.outbox
+      .append("config.reloaded", { app: null, subject: null }, { ok: error === null, apps: apps.apps.length, error })
+      .catch((err: unknown) => logger.error({ err }, "recording the config reload failed"));
   };
   process.on("SIGHUP", reload);
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
@@ -97,12 +122,13 @@ export async function startController(config: Config, opts: { init?: boolean } =
   // `kill -HUP $(cat data/controller.pid)` reloads apps.yaml; the process sits under pnpm and tsx.
   // Written once the port is ours: scripts/dev.sh takes it as the sign that its own controller
   // (not some other server on the port) is up.
-  const pidFile = config.dbPath === ":memory:" ? null : join(dirname(config.dbPath), "controller.pid");
+  const pidFile = config.databaseUrl || config.dbPath === ":memory:" ? null : join(dirname(config.dbPath), "controller.pid");
   if (pidFile) writeFileSync(pidFile, `${process.pid}\n`);
   answerClientErrors(server);
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
-  logger.info({ port, db: config.dbPath, apps: apps.apps.length }, "controller listening");
+  // never the URL: it may carry the database password
+  logger.info({ port, db: config.databaseUrl ? "postgres" : config.dbPath, apps: apps.apps.length }, "controller listening");
 
   const stop = async () => {
     await Promise.all(singletons.map((s) => s.stop()));
@@ -115,7 +141,8 @@ export async function startController(config: Config, opts: { init?: boolean } =
       // long-polls would hold close() open for up to 30 s
       (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
     });
-    db.$client.close();
+    await cluster?.stop();
+    await closeDb();
   };
   return { port, stop, services, logger };
 }

@@ -32,7 +32,7 @@ test('signals: "follower" applies db consequences but leaves the wake-ups to app
   const follower = await make("follower");
   await follower.drainer.drain();
   expect(ran).toEqual([`follower db ${follower.id}`]);
-  follower.drainer.applySignals(follower.deps.outbox.get(follower.id) as OutboxEvent);
+  follower.drainer.applySignals((await follower.deps.outbox.get(follower.id)) as OutboxEvent);
   expect(ran).toEqual([`follower db ${follower.id}`, `follower signal ${follower.id}`]);
 
   ran.length = 0;

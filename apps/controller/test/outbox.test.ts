@@ -21,7 +21,7 @@ const deploy = async (h: Harness, body: Record<string, unknown>, headers: Record
   return deploymentSchema.parse((await res.json()).deployment);
 };
 const outboxTypes = (h: Harness) =>
-  (h.services.jobs as unknown as { deps: { outbox: { after(id: number, n: number): Array<{ type: string; data: Record<string, unknown> }> } } }).deps.outbox.after(0, 10_000);
+  (h.services.jobs as unknown as { deps: { outbox: { after(id: number, n: number): Promise<Array<{ type: string; data: Record<string, unknown> }>> } } }).deps.outbox.after(0, 10_000);
 
 describe("consequences are applied from the outbox", () => {
   test("an app removed from apps.yaml mid-build: the builder's report is 200 and the deployment ends failed with the reason", async ({ h }) => {
@@ -70,7 +70,7 @@ describe("consequences are applied from the outbox", () => {
     expect(failed.status).toBe("succeeded");
     expect(failed.consequenceError).toMatch(/^flaky: the flaky consequence failed \(attempt 1, retrying in 1 s\)$/);
     expect(seen).toEqual([]);
-    const failure = outboxTypes(h).find((e) => e.type === "consequence.failed");
+    const failure = (await outboxTypes(h)).find((e) => e.type === "consequence.failed");
     expect(failure?.data).toMatchObject({ consequence: "flaky", eventType: "job.changed", deploymentId: d.id, attempts: 1, retrying: true });
     expect(h.logLines.some((l) => l.includes("a consequence failed; retrying with backoff"))).toBe(true);
 
@@ -88,9 +88,9 @@ describe("consequences are applied from the outbox", () => {
     const second = await deploy(h, { app: "web", ref: "v2" });
     expect((await getDeployment(h, first.id)).status).toBe("superseded");
     expect(second.status).toBe("deploying");
-    const superseded = outboxTypes(h).find((e) => e.type === "job.changed" && e.data.transition === "superseded");
+    const superseded = (await outboxTypes(h)).find((e) => e.type === "job.changed" && e.data.transition === "superseded");
     expect(superseded?.data).toMatchObject({ id: first.jobs[0]!.id, status: "cancelled", error: `superseded by ${second.id}` });
-    const depEvents = outboxTypes(h).filter((e) => e.type === "deployment.changed" && e.data.id === first.id);
+    const depEvents = (await outboxTypes(h)).filter((e) => e.type === "deployment.changed" && e.data.id === first.id);
     expect(depEvents.map((e) => e.data.status)).toEqual(["deploying", "superseded"]);
   });
 });

@@ -60,7 +60,7 @@ describe("one-off runs: POST /v1/apps/{name}/runs", () => {
     expect(done).toMatchObject({ status: "failed", exitCode: 3, durationMs: 1500, resultFile: { path: "/tmp/r.txt", size: 13, stored: 13, truncated: false } });
     // GET /v1/events carries the run as it moved: queued, running, ended
     await h.ctl.services.drainer.idle();
-    const events = h.ctl.deps.outbox.after(0, 1000).filter((e) => e.type === "run.changed" && e.subject === run.id);
+    const events = (await h.ctl.deps.outbox.after(0, 1000)).filter((e) => e.type === "run.changed" && e.subject === run.id);
     expect(events.map((e) => runSchema.parse(e.data).status)).toEqual(["queued", "running", "failed"]);
     expect(events.at(-1)).toMatchObject({ app: "bot", data: { exitCode: 3, resultFile: { size: 13 } } });
     const file = await h.call("GET", `/v1/runs/${run.id}/result`, { token: ADMIN });

@@ -93,7 +93,7 @@ describe("ticks missed while the controller was away", () => {
     ]);
     expect((await s.db.select().from(jobs))).toHaveLength(1);
     expect(rows[0]!.reason).toMatch(/only the newest tick \(2026-11-22T13:00:00.000Z\) ran/);
-    const events = after.deps.outbox.after(0, 1000).filter((e) => e.type === "run.changed");
+    const events = (await after.deps.outbox.after(0, 1000)).filter((e) => e.type === "run.changed");
     expect(events.map((e) => (e.data as { status: string }).status)).toEqual(["missed", "missed", "missed", "missed", "missed", "queued"]);
   });
 

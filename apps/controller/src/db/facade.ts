@@ -28,6 +28,11 @@ export interface WriteFacade {
    * is rethrown) while the enclosing transaction goes on.
    */
   savepoint<T>(body: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` once the transaction open around the caller has committed (dropped if it rolls
+   * back), or soon when none is open: local wake-ups for what the transaction wrote.
+   */
+  afterCommit(fn: () => void): void;
 }
 
 export class TransactionYieldedError extends Error {
@@ -115,6 +120,10 @@ export function sqliteWriteFacade(db: Tx, client: Database.Database): WriteFacad
       return new Promise<T>((resolve, reject) => {
         setImmediate(() => run(body, resolve, reject));
       });
+    },
+    // a body ends (commits or rolls back) within the turn it began in: the next turn is after it
+    afterCommit(fn: () => void): void {
+      setImmediate(fn);
     },
     async savepoint<T>(body: () => Promise<T>): Promise<T> {
       if (!client.inTransaction) throw new Error("savepoint outside a transaction");

@@ -25,6 +25,9 @@ export const LOCKS = {
   notifications: 0x6462_0007,
 } as const;
 
+/** The channel every controller LISTENs on: the payload is the new outbox row's id. */
+export const OUTBOX_CHANNEL = "deploybot_outbox";
+
 /** True for a URL that selects PostgreSQL (DEPLOYBOT_DATABASE_URL). */
 export const isPostgresUrl = (url: string) => /^postgres(ql)?:\/\//.test(url);
 

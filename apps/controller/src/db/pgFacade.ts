@@ -22,7 +22,15 @@ type PgDrizzle = PostgresJsDatabase<Record<string, never>>;
  * the body's transaction, so those calls run on its connection (not on another one of the pool,
  * which would wait behind the body's own row locks).
  */
-export async function openPgDb(url: string, opts: PgOptions = {}): Promise<Db & { $pg: postgres.Sql; close(): Promise<void> }> {
+export type PgFacadeDb = Db & {
+  /** the pool, for statements written for postgres.js (PgJobState) */
+  $pg: postgres.Sql;
+  /** the postgres.js connection of the `write` body running now (its transaction or savepoint), if any */
+  $pgOpen(): postgres.TransactionSql | undefined;
+  close(): Promise<void>;
+};
+
+export async function openPgDb(url: string, opts: PgOptions = {}): Promise<PgFacadeDb> {
   // migrations first (under the advisory lock), on their own pool
   const migrated = await openPg(url, opts);
   await migrated.$client.end({ timeout: 5 });
@@ -33,22 +41,32 @@ export async function openPgDb(url: string, opts: PgOptions = {}): Promise<Db & 
   // SQLite's boolean column writes 1 / 0; postgres.js would serialize any non-`true` as false
   sql.options.serializers[16] = (v: unknown) => (v === true || v === 1 || v === "1" || v === "t" ? "t" : "f");
   const root = drizzle(sql) as unknown as PgDrizzle;
-  const current = new AsyncLocalStorage<PgDrizzle>();
-  const builder = (): PgDrizzle => current.getStore() ?? root;
+  // the open transaction (or savepoint) of the running body, and what waits for its commit
+  const current = new AsyncLocalStorage<{ tx: PgDrizzle; committed: Array<() => void> }>();
+  const builder = (): PgDrizzle => current.getStore()?.tx ?? root;
 
   const facade: WriteFacade = {
     engine: "postgres",
-    write<T>(body: (tx: Tx) => Promise<T>): Promise<T> {
+    async write<T>(body: (tx: Tx) => Promise<T>): Promise<T> {
       const open = current.getStore();
       // a body that calls another service's write joins its transaction (PostgreSQL can wait)
-      if (open) return body(open as unknown as Tx);
-      return root.transaction((tx) => current.run(tx as unknown as PgDrizzle, () => body(tx as unknown as Tx)));
+      if (open) return body(open.tx as unknown as Tx);
+      const committed: Array<() => void> = [];
+      const result = await root.transaction((tx) => current.run({ tx: tx as unknown as PgDrizzle, committed }, () => body(tx as unknown as Tx)));
+      for (const fn of committed) fn();
+      return result;
     },
     async savepoint<T>(body: () => Promise<T>): Promise<T> {
-      const open = current.getStore() as unknown as { transaction<R>(fn: (tx: PgDrizzle) => Promise<R>): Promise<R> } | undefined;
+      const open = current.getStore();
       if (!open) throw new Error("savepoint outside a transaction");
       // drizzle's nested transaction is a savepoint
-      return open.transaction((sp) => current.run(sp, body));
+      const outer = open.tx as unknown as { transaction<R>(fn: (tx: PgDrizzle) => Promise<R>): Promise<R> };
+      return outer.transaction((sp) => current.run({ tx: sp, committed: open.committed }, body));
+    },
+    afterCommit(fn: () => void): void {
+      const open = current.getStore();
+      if (open) open.committed.push(fn);
+      else setImmediate(fn);
     },
   };
 
@@ -58,6 +76,7 @@ export async function openPgDb(url: string, opts: PgOptions = {}): Promise<Db & 
     get(target, prop) {
       if (prop in target) return (target as Record<PropertyKey, unknown>)[prop];
       if (prop === "$pg") return sql;
+      if (prop === "$pgOpen") return () => (current.getStore()?.tx as unknown as { session?: { client?: postgres.TransactionSql } } | undefined)?.session?.client;
       if (prop === "close") return () => sql.end({ timeout: 5 });
       if (typeof prop === "string" && entry.has(prop)) {
         const b = builder() as unknown as Record<string, (...a: unknown[]) => unknown>;
@@ -66,5 +85,5 @@ export async function openPgDb(url: string, opts: PgOptions = {}): Promise<Db & 
       return (root as unknown as Record<PropertyKey, unknown>)[prop];
     },
   });
-  return db as Db & { $pg: postgres.Sql; close(): Promise<void> };
+  return db as PgFacadeDb;
 }

@@ -29,7 +29,7 @@ export function eventRoutes(s: Services, deps: Deps, streams = new EventStreams(
       const q = c.req.valid("query");
       const from = c.req.header("last-event-id") || q.after;
       // parsed before the response starts: a bad cursor is still a JSON error
-      const serve = streams.serve(q, from === undefined ? undefined : parseEventCursor(from));
+      const serve = await streams.serve(q, from === undefined ? undefined : parseEventCursor(from));
       c.header("X-Accel-Buffering", "no");
       return streamSSE(c, serve);
     },

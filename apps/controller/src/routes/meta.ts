@@ -17,7 +17,7 @@ type Readiness = { ok: true } | { ok: false; code: string; message: string };
  * (`document` is called on first use, once every route is mounted). `servers` is the URL the
  * client reached: DEPLOYBOT_PUBLIC_URL when set, else this request's origin.
  */
-export function metaRoutes(document: () => OpenApiDocument, publicUrl: string | undefined, ready: () => Readiness) {
+export function metaRoutes(document: () => OpenApiDocument, publicUrl: string | undefined, ready: () => Promise<Readiness>) {
   let html: string | undefined;
   return newRouter()
     .openapi(
@@ -33,7 +33,7 @@ export function metaRoutes(document: () => OpenApiDocument, publicUrl: string | 
         responses: { 200: json(readyAnswer, "ready"), ...fails({ 503: "the database was deleted, replaced or is corrupt" }) },
       }),
       async (c) => {
-        const r = ready();
+        const r = await ready();
         if (r.ok) return c.json({ ok: true as const }, 200);
         // code and message also at the top level, as the first /readyz answered
         return c.json({ ...r, error: { code: r.code, message: r.message } }, 503);

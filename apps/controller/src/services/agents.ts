@@ -87,7 +87,7 @@ export class AgentService {
   /** host.online when an agent that was offline (or new) is heard from; inside the transaction that records it. */
   private async cameOnline(id: string, first = false): Promise<void> {
     const [row] = await this.markOnline().execute({ id });
-    if (row) this.deps.outbox.append("host.online", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, ...(first ? { first } : {}) });
+    if (row) await this.deps.outbox.append("host.online", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, ...(first ? { first } : {}) });
   }
 
   /**
@@ -103,7 +103,7 @@ export class AgentService {
         .where(and(eq(agents.online, true), or(eq(agents.revoked, true), isNull(agents.lastHeartbeatAt), lt(agents.lastHeartbeatAt, silentSince))))
         .returning({ id: agents.id, hostname: agents.hostname });
       for (const a of gone) {
-        this.deps.outbox.append("host.offline", { app: null, subject: a.id }, { id: a.id, hostname: a.hostname });
+        await this.deps.outbox.append("host.offline", { app: null, subject: a.id }, { id: a.id, hostname: a.hostname });
         this.deps.logger.warn({ agentId: a.id, hostname: a.hostname }, "host offline");
       }
     });
@@ -175,7 +175,7 @@ export class AgentService {
     await this.deps.db.write(async () => {
       await this.cameOnline(row.id, !existing);
       if (existing && existing.version !== req.version) {
-        this.deps.outbox.append("agent.updated", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, from: existing.version, to: req.version });
+        await this.deps.outbox.append("agent.updated", { app: null, subject: row.id }, { id: row.id, hostname: row.hostname, from: existing.version, to: req.version });
       }
     });
     // What the agent holds after a restart is the truth: anything else it had is handed back or failed.

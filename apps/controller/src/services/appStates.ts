@@ -140,7 +140,7 @@ export class AppStateService {
         break;
     }
     const now = (await this.entry(job.app, host))!;
-    this.deps.outbox.append(
+    await this.deps.outbox.append(
       "app.desired",
       { app: job.app, subject: host },
       { host, release: now.releaseId, replicas: now.replicas, state: now.state, jobId: job.id, kind: job.kind },
@@ -161,7 +161,7 @@ export class AppStateService {
           .onConflictDoNothing()
           .returning({ id: appEvents.id });
         if (stored.length === 0) continue;
-        this.deps.outbox.append(
+        await this.deps.outbox.append(
           "app.reconciled",
           { app: e.app, subject: agent.hostname },
           { host: agent.hostname, kind: e.kind, reason: e.reason, container: e.container ?? null, exitCode: e.exitCode ?? null, at: e.at },

@@ -84,13 +84,16 @@ export class BackupError extends Error {}
  * next to the target, fsynced, renamed, the directory fsynced), so a backup file either is whole
  * and checked or does not exist.
  */
+const ON_POSTGRES = "the controller runs on PostgreSQL (DEPLOYBOT_DATABASE_URL): back the database up with PostgreSQL's own tools (pg_dump)";
+
 export class DatabaseBackups {
   private queue: Promise<unknown> = Promise.resolve();
   /** for /metrics: a failing periodic backup must be something an operator can alert on */
   readonly stats = { ok: 0, failed: 0, lastSuccessAt: null as number | null };
 
+  /** `dbPath` null: the controller runs on PostgreSQL, which is backed up with its own tools (pg_dump) */
   constructor(
-    private readonly dbPath: string,
+    private readonly dbPath: string | null,
     private readonly logger: Logger,
   ) {}
 
@@ -114,6 +117,7 @@ export class DatabaseBackups {
   }
 
   private async copyOnce(dest: string): Promise<BackupFile> {
+    if (this.dbPath === null) throw new BackupError(ON_POSTGRES);
     if (this.dbPath === ":memory:") throw new BackupError("the database is in memory (DEPLOYBOT_DB=:memory:); there is nothing on disk to back up");
     const temp = `${dest}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
     try {
@@ -135,6 +139,7 @@ export class DatabaseBackups {
    * ends (the open handle keeps the bytes readable until the stream closes).
    */
   async openForDownload(now = new Date()): Promise<{ name: string; bytes: number; stream: ReadableStream<Uint8Array> }> {
+    if (this.dbPath === null) throw new ApiError(409, "backup_unavailable", ON_POSTGRES);
     if (this.dbPath === ":memory:") throw new ApiError(409, "backup_unavailable", "the database is in memory (DEPLOYBOT_DB=:memory:); there is nothing on disk to back up");
     const name = backupName(now);
     const path = join(dirname(this.dbPath), `.download-${randomBytes(6).toString("hex")}-${name}`);

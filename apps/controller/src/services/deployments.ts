@@ -75,7 +75,7 @@ export class DeploymentService {
       hosts: row.hosts,
       trigger: row.trigger,
     };
-    this.deps.outbox.append("deployment.changed", { app: row.app, subject: row.id }, data);
+    await this.deps.outbox.append("deployment.changed", { app: row.app, subject: row.id }, data);
   }
 
   private appOf(name: string): AppDefinition {

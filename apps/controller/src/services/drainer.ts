@@ -1,4 +1,7 @@
+import { and, eq, lte, sql } from "drizzle-orm";
 import type { Logger } from "pino";
+import { reusable } from "../db/reusable";
+import { deployments, outboxRetries } from "../db/schema";
 import type { Deps } from "./deps";
 import type { OutboxEvent } from "./outbox";
 
@@ -42,7 +45,7 @@ export interface DrainerOptions {
   signals: "inline" | "follower";
 }
 
-type RetryRow = { event_id: number; consequence: string; attempts: number };
+type RetryRow = { eventId: number; consequence: string; attempts: number };
 
 export const DRAINER = "consequences";
 
@@ -64,13 +67,8 @@ export class Drainer {
   private readonly byType = new Map<string, Consequence[]>();
   private readonly logger: Logger;
   private readonly options: DrainerOptions;
-  private readonly addTask;
+  /** asked after every drain: prepared once where the engine allows (db/reusable.ts) */
   private readonly dueTasks;
-  private readonly bumpTask;
-  private readonly dropTask;
-  private readonly clearDeploymentError;
-  /** made once (see SqliteJobStore.inTransaction); nested calls are savepoints */
-  private readonly inTransaction: (fn: () => void) => void;
   private cursor: number | undefined;
   /** external tasks running now, by `eventId|consequence` */
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -87,21 +85,31 @@ export class Drainer {
   ) {
     this.logger = deps.logger.child({ component: "drainer" });
     this.options = { batch: 500, backoffMs: 1_000, maxBackoffMs: 10 * 60_000, maxAttempts: 30, signals: "inline", ...options };
-    const sqlite = deps.db.$client;
-    this.inTransaction = sqlite.transaction((fn: () => void) => fn());
-    this.addTask = sqlite.prepare(
-      `INSERT INTO outbox_retries (event_id, consequence, attempts, next_attempt_at, last_error, created_at)
-       VALUES (@eventId, @consequence, @attempts, @nextAt, @error, @now)
-       ON CONFLICT(event_id, consequence) DO UPDATE SET attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error`,
+    const { db } = deps;
+    this.dueTasks = reusable(db, () =>
+      db
+        .select({ eventId: outboxRetries.eventId, consequence: outboxRetries.consequence, attempts: outboxRetries.attempts })
+        .from(outboxRetries)
+        .where(lte(outboxRetries.nextAttemptAt, sql.placeholder("now")))
+        .orderBy(outboxRetries.eventId, outboxRetries.consequence)
+        .limit(200)
+        .prepare(),
     );
-    this.dueTasks = sqlite.prepare(
-      "SELECT event_id, consequence, attempts FROM outbox_retries WHERE next_attempt_at <= ? ORDER BY event_id, consequence LIMIT 200",
-    );
-    this.bumpTask = this.addTask;
-    this.dropTask = sqlite.prepare("DELETE FROM outbox_retries WHERE event_id = ? AND consequence = ?");
-    this.clearDeploymentError = sqlite.prepare(
-      "UPDATE deployments SET consequence_error = NULL WHERE id = ? AND consequence_error LIKE ? || ':%'",
-    );
+  }
+
+  /** Records a task (or its next attempt) for `consequence` of `eventId`. */
+  private async putTask(t: { eventId: number; consequence: string; attempts: number; nextAt: number | null; error: string | null; now: number }) {
+    await this.deps.db
+      .insert(outboxRetries)
+      .values({ eventId: t.eventId, consequence: t.consequence, attempts: t.attempts, nextAttemptAt: t.nextAt, lastError: t.error, createdAt: t.now })
+      .onConflictDoUpdate({
+        target: [outboxRetries.eventId, outboxRetries.consequence],
+        set: { attempts: t.attempts, nextAttemptAt: t.nextAt, lastError: t.error },
+      });
+  }
+
+  private async dropTask(eventId: number, consequence: string) {
+    await this.deps.db.delete(outboxRetries).where(and(eq(outboxRetries.eventId, eventId), eq(outboxRetries.consequence, consequence)));
   }
 
   register(consequence: Consequence): void {
@@ -128,11 +136,19 @@ export class Drainer {
       this.logger.warn("consequences are paused (DEPLOYBOT_TEST_PAUSE_CONSEQUENCES): changes are recorded but not applied");
       return;
     }
-    const left = this.deps.outbox.latestId() - this.position();
-    if (left > 0) this.logger.info({ events: left }, "applying consequences left from before the start");
+    void this.announceLeft();
     this.timer = setInterval(() => this.kick(), retryEveryMs);
     this.timer.unref();
     void this.kick();
+  }
+
+  private async announceLeft(): Promise<void> {
+    try {
+      const left = (await this.deps.outbox.latestId()) - (await this.position());
+      if (left > 0) this.logger.info({ events: left }, "applying consequences left from before the start");
+    } catch (err) {
+      this.logger.warn({ err }, "reading the outbox failed");
+    }
   }
 
   stop(): void {
@@ -160,7 +176,7 @@ export class Drainer {
         do {
           this.again = false;
           await this.drain();
-          this.startDueTasks();
+          await this.startDueTasks();
         } while (this.again && !this.paused);
       } catch (err) {
         this.logger.error({ err }, "draining the outbox failed; trying again");
@@ -176,18 +192,18 @@ export class Drainer {
   async idle(): Promise<void> {
     for (let i = 0; i < 100; i++) {
       await this.kick();
-      if (this.inFlight.size === 0 && (this.paused || this.deps.outbox.latestId() <= this.position())) return;
+      if (this.inFlight.size === 0 && (this.paused || (await this.deps.outbox.latestId()) <= (await this.position()))) return;
       await Promise.all(this.inFlight.values());
     }
   }
 
   /** The last outbox id whose consequences were applied (or recorded as tasks). */
-  appliedUpTo(): number {
+  appliedUpTo(): Promise<number> {
     return this.position();
   }
 
-  private position(): number {
-    this.cursor ??= this.deps.outbox.cursor(DRAINER);
+  private async position(): Promise<number> {
+    this.cursor ??= await this.deps.outbox.cursor(DRAINER);
     return this.cursor;
   }
 
@@ -196,7 +212,7 @@ export class Drainer {
     let applied = 0;
     const { outbox } = this.deps;
     for (;;) {
-      const rows = outbox.after(this.position(), this.options.batch);
+      const rows = await outbox.after(await this.position(), this.options.batch);
       if (rows.length === 0) return applied;
       const last = rows[rows.length - 1]!.id;
       // A batch first runs its db consequences without a savepoint each: SAVEPOINT + RELEASE
@@ -214,10 +230,9 @@ export class Drainer {
       }
       this.cursor = last;
       applied += rows.length;
-      // After the commit, in one read transaction: the wake-ups that read (metrics reads a job's
-      // times) then share one snapshot instead of taking the WAL read lock once each.
-      if (batch.signals.length > 0) this.inTransaction(() => this.signal(batch.signals));
-      if (batch.external) this.startDueTasks();
+      // after the commit: whoever is woken reads what it committed
+      if (batch.signals.length > 0) this.signal(batch.signals);
+      if (batch.external) await this.startDueTasks();
     }
   }
 
@@ -248,7 +263,7 @@ export class Drainer {
             if (this.options.signals === "inline") batch.signals.push([c, event]);
           }
           else if (c.kind === "external") {
-            this.addTask.run({ eventId: event.id, consequence: c.name, attempts: 0, nextAt: now, error: null, now });
+            await this.putTask({ eventId: event.id, consequence: c.name, attempts: 0, nextAt: now, error: null, now });
             batch.external = true;
           } else if (!careful) {
             try {
@@ -257,31 +272,31 @@ export class Drainer {
               throw new FirstFailure(event, c, err); // rolls the whole batch back; it runs again with savepoints
             }
           } else if (careful.event === event && careful.consequence === c) {
-            this.failed(event, c, careful.error, 0);
+            await this.failed(event, c, careful.error, 0);
           } else {
             try {
               await db.savepoint(async () => c.apply(event));
             } catch (err) {
-              this.failed(event, c, err, 0);
+              await this.failed(event, c, err, 0);
             }
           }
         }
       }
-      this.deps.outbox.setCursor(DRAINER, last);
+      await this.deps.outbox.setCursor(DRAINER, last);
     });
     return batch;
   }
 
   /** Starts the external tasks and retries whose time has come; resolves when those have ended. */
   async runDueTasks(): Promise<void> {
-    await Promise.all(this.startDueTasks());
+    await Promise.all(await this.startDueTasks());
   }
 
-  private startDueTasks(): Promise<void>[] {
-    const due = this.dueTasks.all(this.deps.clock()) as RetryRow[];
+  private async startDueTasks(): Promise<Promise<void>[]> {
+    const due: RetryRow[] = await this.dueTasks().execute({ now: this.deps.clock() });
     const runs: Promise<void>[] = [];
     for (const task of due) {
-      const key = `${task.event_id}|${task.consequence}`;
+      const key = `${task.eventId}|${task.consequence}`;
       if (this.inFlight.has(key)) continue;
       const run = this.runTask(task).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, run);
@@ -292,11 +307,11 @@ export class Drainer {
 
   private async runTask(task: RetryRow): Promise<void> {
     const c = this.consequences.find((x) => x.name === task.consequence);
-    const event = this.deps.outbox.get(task.event_id);
+    const event = await this.deps.outbox.get(task.eventId);
     if (!c || !event) {
       // a consequence no longer registered (or a row already gone) cannot be applied: drop it, loudly
-      this.logger.warn({ consequence: task.consequence, eventId: task.event_id }, "dropping a task nothing can apply");
-      this.dropTask.run(task.event_id, task.consequence);
+      this.logger.warn({ consequence: task.consequence, eventId: task.eventId }, "dropping a task nothing can apply");
+      await this.dropTask(task.eventId, task.consequence);
       return;
     }
     const { db } = this.deps;
@@ -304,7 +319,7 @@ export class Drainer {
       if (c.kind === "db") {
         await db.write(async () => {
           await c.apply(event);
-          this.succeeded(event, c);
+          await this.succeeded(event, c);
         });
       } else {
         await c.apply(event);
@@ -315,14 +330,19 @@ export class Drainer {
     }
   }
 
-  private succeeded(event: OutboxEvent, c: Consequence) {
-    this.dropTask.run(event.id, c.name);
+  private async succeeded(event: OutboxEvent, c: Consequence) {
+    await this.dropTask(event.id, c.name);
     const deploymentId = deploymentOf(event);
-    if (deploymentId) this.clearDeploymentError.run(deploymentId, c.name);
+    if (deploymentId) {
+      await this.deps.db
+        .update(deployments)
+        .set({ consequenceError: null })
+        .where(and(eq(deployments.id, deploymentId), sql`${deployments.consequenceError} LIKE ${`${c.name}:%`}`));
+    }
   }
 
   /** Records a failed attempt: backoff, the error on the task and on the deployment, and an event. */
-  private failed(event: OutboxEvent, c: Consequence, err: unknown, attemptsBefore: number) {
+  private async failed(event: OutboxEvent, c: Consequence, err: unknown, attemptsBefore: number) {
     const attempts = attemptsBefore + 1;
     const message = errorMessage(err);
     const giveUp = attempts >= this.options.maxAttempts;
@@ -330,13 +350,13 @@ export class Drainer {
     const now = this.deps.clock();
     // jitter: retries of many rows that failed together do not arrive together
     const nextAt = giveUp ? null : now + Math.round(delay * (0.8 + Math.random() * 0.4));
-    this.bumpTask.run({ eventId: event.id, consequence: c.name, attempts, nextAt, error: message, now });
+    await this.putTask({ eventId: event.id, consequence: c.name, attempts, nextAt, error: message, now });
     const summary = `${c.name}: ${message} (attempt ${attempts}${giveUp ? ", gave up" : `, retrying in ${Math.round(delay / 1000)} s`})`;
     const deploymentId = deploymentOf(event);
     if (deploymentId) {
-      this.deps.db.$client.prepare("UPDATE deployments SET consequence_error = ? WHERE id = ?").run(summary, deploymentId);
+      await this.deps.db.update(deployments).set({ consequenceError: summary }).where(eq(deployments.id, deploymentId));
     }
-    this.deps.outbox.append(
+    await this.deps.outbox.append(
       "consequence.failed",
       { app: event.app, subject: deploymentId ?? event.subject },
       { eventId: event.id, eventType: event.type, consequence: c.name, error: message, attempts, deploymentId, retrying: !giveUp },

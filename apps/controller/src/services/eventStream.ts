@@ -45,11 +45,11 @@ export class EventStreams {
     return this.open;
   }
 
-  serve(q: EventsQuery, after: number | undefined) {
+  async serve(q: EventsQuery, after: number | undefined) {
     const { outbox } = this.deps;
     // read now, before the response starts: "from now" means the changes after this request
-    let cursor = after ?? outbox.latestId();
-    const oldest = outbox.oldestId();
+    let cursor = after ?? (await outbox.latestId());
+    const oldest = await outbox.oldestId();
     const gap = after !== undefined && oldest !== null && after < oldest - 1 ? { after, oldestId: oldest } : null;
     const wanted = (e: OutboxEvent) => (q.app === undefined || e.app === q.app) && eventTypeMatches(e.type, q.types);
 
@@ -67,7 +67,7 @@ export class EventStreams {
         await write("retry: 2000\n\n");
         if (gap) await write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
         while (!sink.aborted) {
-          const rows = outbox.after(cursor, this.options.page);
+          const rows = await outbox.after(cursor, this.options.page);
           const text = rows.filter(wanted).map(frame).join("");
           if (rows.length > 0) cursor = rows[rows.length - 1]!.id;
           if (text) await write(text);

@@ -19,6 +19,9 @@ import { JobService } from "./jobs";
 import { JobState } from "./jobState";
 import { SqliteJobStore } from "./jobStore";
 import { SqliteJobTransitions } from "./jobTransitions";
+import type { SqliteOutbox } from "./outbox";
+import { PgJobTransitions } from "./pgJobState";
+import type { PgFacadeDb } from "../db/pgFacade";
 import { LeaseService } from "./leases";
 import { NOTIFYING_TYPES, NotificationService } from "./notifications";
 import { IngestRedaction } from "./redaction";
@@ -31,10 +34,14 @@ import { connectGitHub } from "./webhooks";
 
 export type Services = ReturnType<typeof createServices>;
 
-export function createServices(deps: Deps, secretKey: string, schedulerHooks: SchedulerHooks = {}) {
+export function createServices(deps: Deps, secretKey: string, schedulerHooks: SchedulerHooks = {}, opts: { drainerSignals?: "inline" | "follower" } = {}) {
   const agentTokens = new AgentTokens(secretKey);
   const secrets = new SecretStore(deps, secretKey);
-  const jobState = new SqliteJobTransitions(new JobState(deps, new SqliteJobStore(deps.db), deps.outbox));
+  // the one place the engine shows: each has its own job state behind the same interface
+  const jobState =
+    deps.db.engine === "sqlite"
+      ? new SqliteJobTransitions(new JobState(deps, new SqliteJobStore(deps.db), deps.outbox as SqliteOutbox))
+      : new PgJobTransitions(deps.db as PgFacadeDb, deps);
   // A job's secrets go only to an agent of a host the app is configured for: a job that reached
   // another host (a label target, a renamed host) gets none, and the agent then fails it naming the key.
   const leases = new LeaseService(deps, jobState, async (app, names, host) =>
@@ -49,7 +56,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   const agentDist = new AgentDistribution(deps.config.agentDist);
   const gitRefs = new GitRefs(deps, gitHub.github);
   const images = new ImageService(deps, jobs, gitRefs, deployments);
-  const drainer = new Drainer(deps);
+  const drainer = new Drainer(deps, { signals: opts.drainerSignals ?? "inline" });
   const idempotencyKeys = new IdempotencyKeys(deps.db, deps.clock, new Sealer(secretKey, "idempotent-answers"));
   const secretsForHost = async (app: string, names: readonly string[], host: string) =>
     deps.apps().byName(app)?.hosts.includes(host) ? await secrets.valuesFor(app, names) : {};
@@ -59,7 +66,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   drainer.follow();
   const agentService = new AgentService(deps, agentTokens, leases, appStates, joinTokens);
   return {
-    backups: new DatabaseBackups(deps.config.dbPath, deps.logger),
+    backups: new DatabaseBackups(deps.db.engine === "sqlite" ? deps.config.dbPath : null, deps.logger),
     runs,
     scheduler: new Scheduler(deps, runs, jobs, schedulerHooks),
     secrets,
@@ -88,7 +95,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
     /** every minute: expired idempotency keys, outbox rows past the retention that were applied */
     async housekeeping() {
       const keys = await idempotencyKeys.sweep();
-      const events = deps.outbox.prune(deps.config.eventsRetentionMs, drainer.appliedUpTo());
+      const events = await deps.outbox.prune(deps.config.eventsRetentionMs, await drainer.appliedUpTo());
       // ended deliveries are kept as long as the events they were made from
       const deliveries = await notifications.prune(deps.config.eventsRetentionMs);
       if (keys + events + deliveries > 0) deps.logger.debug({ keys, events, deliveries }, "housekeeping");

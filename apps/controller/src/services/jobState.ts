@@ -3,7 +3,7 @@ import type { JobChangedEvent, JobStatus } from "@deploybot/protocol";
 import type { Deps } from "./deps";
 import { GroupCommit } from "./groupCommit";
 import type { JobFields, JobRow, JobStore, NewJob } from "./jobStore";
-import type { Outbox } from "./outbox";
+import type { SqliteOutbox } from "./outbox";
 
 export type JobTransition = JobChangedEvent["transition"];
 
@@ -85,14 +85,14 @@ export class JobState {
   constructor(
     private readonly deps: Deps,
     readonly store: JobStore,
-    private readonly outbox: Outbox,
+    private readonly outbox: SqliteOutbox,
   ) {
     for (const key of store.pendingLabelSets()) this.labelSets.add(key);
     this.group = new GroupCommit(deps.db.$client, deps.logger, deps.config.groupCommit);
   }
 
   private emit(row: JobRow, transition: JobTransition): JobRow {
-    this.outbox.append("job.changed", { app: row.app, subject: row.id }, jobEvent(row, transition));
+    this.outbox.appendNow("job.changed", { app: row.app, subject: row.id }, jobEvent(row, transition));
     return row;
   }
 

@@ -2,18 +2,18 @@ import { randomUUID } from "node:crypto";
 import { getTableColumns } from "drizzle-orm";
 import type { Logger } from "pino";
 import type postgres from "postgres";
-import { LOCKS, type PgSql } from "../db/pg";
+import { LOCKS, OUTBOX_CHANNEL, type PgSql } from "../db/pg";
 import { type DerivedTable, jobs as pgJobs } from "../db/pgSchema";
 import type { JobFields, JobRow, NewJob } from "./jobStore";
-import { canonicalLabels, type ClaimingAgent, type JobTransition, jobEvent, requeueStep, SUPERSEDED, waitingForVolumes } from "./jobState";
-import type { FinishReport, JobTransitions } from "./jobTransitions";
+import { canonicalLabels, type ClaimingAgent, type JobState, type JobTransition, jobEvent, requeueStep, SUPERSEDED, waitingForVolumes } from "./jobState";
+import type { PgFacadeDb } from "../db/pgFacade";
+import { DbJobLeases, type FinishReport, type JobLeases, type JobTransitions } from "./jobTransitions";
 
 /** A connection inside a transaction, or the pool for single statements. */
 type Tx = postgres.TransactionSql | PgSql;
 type Raw = Record<string, unknown>;
 
-/** The channel every controller LISTENs on: the payload is the new outbox row's id. */
-export const OUTBOX_CHANNEL = "deploybot_outbox";
+export { OUTBOX_CHANNEL };
 
 const camel = (name: string) => name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
@@ -83,10 +83,28 @@ function jobEventSql(tx: Tx, transition: JobTransition) {
  * about the queue lives in this process.
  */
 export class PgJobState implements JobTransitions {
+  /**
+   * `open`: the transaction of the caller's `deps.db.write` body, if one runs now (pgFacade's
+   * `$pgOpen`). A transition called inside it is part of it: a deployment queues its jobs in the
+   * transaction that inserts the deployment (the jobs' foreign key needs that row), and they
+   * commit or roll back together. Outside one, each transition is a transaction of its own.
+   */
   constructor(
     private readonly sql: PgSql,
     private readonly deps: { clock: () => number; logger: Logger },
+    private readonly open: () => postgres.TransactionSql | undefined = () => undefined,
   ) {}
+
+  /** where a statement runs: the caller's transaction, else the pool (autocommit) */
+  private get db(): Tx {
+    return this.open() ?? this.sql;
+  }
+
+  /** a transaction of its own, or the caller's */
+  private begin<T>(body: (tx: Tx) => Promise<T>): Promise<T> {
+    const open = this.open();
+    return open ? body(open) : (this.sql.begin(body) as Promise<T>);
+  }
 
   private async emit(tx: Tx, row: JobRow, transition: JobTransition): Promise<JobRow> {
     await appendOutbox(tx, this.deps.clock(), "job.changed", { app: row.app, subject: row.id }, jobEvent(row, transition));
@@ -118,13 +136,14 @@ export class PgJobState implements JobTransitions {
   }
 
   async byId(jobId: string): Promise<JobRow | undefined> {
-    const [raw] = await this.sql<Raw[]>`SELECT * FROM jobs WHERE id = ${jobId}`;
+    const [raw] = await this.db<Raw[]>`SELECT * FROM jobs WHERE id = ${jobId}`;
     return raw && fromPgRow<JobRow>(raw);
   }
 
-  async queue(values: NewJob, dedupeKey: string | null): Promise<{ row: JobRow; created: boolean }> {
+  async queue(values: NewJob, dedupeKey: string | null, first?: () => void): Promise<{ row: JobRow; created: boolean }> {
     const labels = values.targetLabels ? canonicalLabels(values.targetLabels) : values.targetLabels;
-    return this.sql.begin(async (tx) => {
+    return this.begin(async (tx): Promise<{ row: JobRow; created: boolean }> => {
+      first?.();
       if (dedupeKey) {
         // two controllers queueing the same key take turns: the second finds the first's job
         await tx`SELECT pg_advisory_xact_lock(hashtextextended(${dedupeKey}, 0))`;
@@ -149,14 +168,14 @@ export class PgJobState implements JobTransitions {
     // an agent from before volumes would ignore them (see the SQLite probes in jobStore.ts)
     const withoutVolumes = agent.capabilities?.volumes !== true;
     const [row] = await this.changed(
-      this.sql,
-      this.sql`
+      this.db,
+      this.db`
         UPDATE jobs SET status = 'assigned', agent_id = ${agent.id}, lease_id = ${leaseId},
           lease_expires_at = ${now + leaseMs}, assigned_at = ${now}, attempts = attempts + 1, error = NULL
         WHERE id = (
           SELECT id FROM jobs
           WHERE status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb)
-            AND (${withoutVolumes}::boolean = false OR NOT ${needsVolumes(this.sql)})
+            AND (${withoutVolumes}::boolean = false OR NOT ${needsVolumes(this.db)})
           ORDER BY id LIMIT 1
           FOR UPDATE SKIP LOCKED)
         AND status = 'pending'
@@ -183,8 +202,8 @@ export class PgJobState implements JobTransitions {
     if (this.waitingScannedAt.size > 10_000) this.waitingScannedAt.clear();
     this.waitingScannedAt.set(agent.id, now);
     const reason = waitingForVolumes(agent);
-    const matches = this.sql`status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb) AND ${needsVolumes(this.sql)}`;
-    const held = await this.sql<{ id: string }[]>`
+    const matches = this.db`status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb) AND ${needsVolumes(this.db)}`;
+    const held = await this.db<{ id: string }[]>`
       UPDATE jobs SET error = ${reason}
       WHERE ${matches} AND error IS DISTINCT FROM ${reason}
         AND EXISTS (SELECT 1 FROM jobs WHERE ${matches} AND (${claimedId}::text IS NULL OR id < ${claimedId}))
@@ -197,8 +216,8 @@ export class PgJobState implements JobTransitions {
   async start(jobId: string, leaseId: string, leaseMs: number): Promise<JobRow | undefined> {
     const now = this.deps.clock();
     const [row] = await this.changed(
-      this.sql,
-      this.sql`
+      this.db,
+      this.db`
         UPDATE jobs SET status = 'running', started_at = ${now}, lease_expires_at = ${now + leaseMs}
         WHERE id = ${jobId} AND lease_id = ${leaseId} AND status IN ('assigned', 'running')
         RETURNING *`,
@@ -212,8 +231,8 @@ export class PgJobState implements JobTransitions {
     const error = report.error ?? (report.status === "cancelled" ? "cancelled" : null);
     const result = report.result ? JSON.stringify(report.result) : null;
     const [row] = await this.changed(
-      this.sql,
-      this.sql`
+      this.db,
+      this.db`
         UPDATE jobs SET status = ${report.status}, finished_at = ${now}, lease_expires_at = NULL,
           result = ${result}::jsonb, error = ${error}, expected_log_lines = ${report.logLines ?? null},
           started_at = coalesce(started_at, ${now})
@@ -247,7 +266,7 @@ export class PgJobState implements JobTransitions {
   }
 
   private moveAlone(job: JobRow, from: readonly string[], status: string, fields: JobFields, transition: JobTransition) {
-    return this.move(this.sql, job.id, from, job.leaseId, status, fields, transition);
+    return this.move(this.db, job.id, from, job.leaseId, status, fields, transition);
   }
 
   async requeue(job: JobRow, reason: string): Promise<JobRow | undefined> {
@@ -278,7 +297,7 @@ export class PgJobState implements JobTransitions {
   }
 
   async cancel(jobId: string): Promise<JobRow | null> {
-    return (await this.sql.begin(async (tx) => {
+    return (await this.begin(async (tx) => {
       const [raw] = await tx<Raw[]>`SELECT * FROM jobs WHERE id = ${jobId} FOR UPDATE`;
       if (!raw) return null;
       const job = fromPgRow<JobRow>(raw);
@@ -293,13 +312,13 @@ export class PgJobState implements JobTransitions {
 
   async supersede(jobId: string, byDeploymentId: string): Promise<JobRow | undefined> {
     const fields = { cancelRequested: true, finishedAt: this.deps.clock(), error: `${SUPERSEDED}${byDeploymentId}` };
-    return this.move(this.sql, jobId, ["pending"], null, "cancelled", fields, "superseded");
+    return this.move(this.db, jobId, ["pending"], null, "cancelled", fields, "superseded");
   }
 
   /** Expired leases (requeue or lost), execution timeouts and queue timeouts; run by one controller (reaper lock). */
   async sweep(): Promise<void> {
     const now = this.deps.clock();
-    const expired = await this.sql<Raw[]>`
+    const expired = await this.db<Raw[]>`
       SELECT * FROM jobs WHERE status IN ('assigned', 'running') AND lease_expires_at IS NOT NULL AND lease_expires_at < ${now}`;
     for (const job of expired.map((r) => fromPgRow<JobRow>(r))) {
       if (job.status === "assigned") await this.requeue(job, "lease expired before the job started");
@@ -307,8 +326,8 @@ export class PgJobState implements JobTransitions {
     }
     const timedOut = [
       ...(await this.changed(
-        this.sql,
-        this.sql`
+        this.db,
+        this.db`
           UPDATE jobs SET status = 'timed_out', finished_at = ${now}, lease_expires_at = NULL,
             error = 'exceeded its timeout of ' || timeout_seconds || ' s'
           WHERE status = 'running' AND started_at + timeout_seconds * 1000 < ${now}
@@ -316,8 +335,8 @@ export class PgJobState implements JobTransitions {
         "timed_out",
       )),
       ...(await this.changed(
-        this.sql,
-        this.sql`
+        this.db,
+        this.db`
           UPDATE jobs SET status = 'timed_out', finished_at = ${now}, error = 'no agent claimed the job in time'
           WHERE status = 'pending' AND queue_deadline < ${now}
           RETURNING *`,
@@ -325,5 +344,40 @@ export class PgJobState implements JobTransitions {
       )),
     ];
     for (const row of timedOut) this.deps.logger.warn({ jobId: row.id, error: row.error }, "job timed out");
+  }
+}
+
+/**
+ * The services' job state on PostgreSQL: PgJobState's transitions joined to the facade's
+ * transactions, and the lease bookkeeping in drizzle builders (DbJobLeases), as one object like
+ * SqliteJobTransitions.
+ */
+export class PgJobTransitions extends PgJobState implements JobLeases {
+  private readonly book: DbJobLeases;
+
+  constructor(db: PgFacadeDb, deps: { clock: () => number; logger: Logger }) {
+    super(db.$pg, deps, () => db.$pgOpen());
+    this.book = new DbJobLeases(db);
+  }
+
+  /** SQLite's synchronous job state (benches and tests of that engine) does not exist here. */
+  get state(): JobState {
+    throw new Error("the synchronous job state exists on SQLite only; this controller runs on PostgreSQL");
+  }
+
+  heldBy(agentId: string) {
+    return this.book.heldBy(agentId);
+  }
+  renewLease(jobId: string, until: number) {
+    return this.book.renewLease(jobId, until);
+  }
+  renewHeld(agentId: string, ids: readonly string[], until: number) {
+    return this.book.renewHeld(agentId, ids, until);
+  }
+  states(ids: readonly string[]) {
+    return this.book.states(ids);
+  }
+  rearmLeases(until: number) {
+    return this.book.rearmLeases(until);
   }
 }

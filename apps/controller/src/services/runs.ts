@@ -99,7 +99,7 @@ export class RunService {
   /** `run.changed` on the outbox, in the caller's transaction (GET /v1/events). */
   private async announce(row: RunRow, status?: RunStatus): Promise<RunRow> {
     const run = await this.toWire(row);
-    this.deps.outbox.append("run.changed", { app: row.app, subject: row.id }, status ? { ...run, status } : run);
+    await this.deps.outbox.append("run.changed", { app: row.app, subject: row.id }, status ? { ...run, status } : run);
     return row;
   }
 

@@ -1,0 +1,193 @@
+/**
+ * The outbox and the drainer on both engines: the same service code over SQLite (SqliteOutbox,
+ * its prepared statements) and PostgreSQL (PgOutbox: an append under the transaction-scoped
+ * outbox lock with its NOTIFY), and the drainer's retries table through drizzle builders.
+ */
+import pino from "pino";
+import type postgres from "postgres";
+import { expect, test } from "vitest";
+import { testConfig } from "../../src/config";
+import type { Db } from "../../src/db/client";
+import { OUTBOX_CHANNEL } from "../../src/db/pg";
+import { outboxRetries } from "../../src/db/schema";
+import { parseAppsConfig } from "../../src/services/appsConfig";
+import type { Deps } from "../../src/services/deps";
+import { Drainer } from "../../src/services/drainer";
+import { JobEvents } from "../../src/services/events";
+import { Notifier } from "../../src/services/notifier";
+import { openOutbox, type Outbox } from "../../src/services/outbox";
+import { APPS_YAML } from "../appsYaml";
+import { onBothEngines } from "./database";
+
+let now = 1_000_000;
+
+function depsFor(db: Db): Deps {
+  const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
+  const clock = () => now;
+  return {
+    db,
+    config: testConfig(),
+    clock,
+    logger: pino({ level: "silent" }),
+    notifier: new Notifier(),
+    events: new JobEvents(),
+    outbox: openOutbox(db, clock),
+    apps: () => apps,
+  };
+}
+
+const types = async (outbox: Outbox, after: number) => (await outbox.after(after, 1000)).map((e) => e.type);
+
+function contract(engine: "sqlite" | "postgres", open: () => Db) {
+  test(`${engine}: an append commits with its transaction and reads back in id order; a rolled back one leaves nothing`, async () => {
+    now = 1_000_000;
+    const db = open();
+    const { outbox } = depsFor(db);
+    const start = await outbox.latestId();
+    const heard: number[] = [];
+    const stop = outbox.onAppend(() => heard.push(1));
+    const [a, b] = await db.write(async () => [
+      await outbox.append("test.first", { app: "web", subject: "s1" }, { n: 1 }),
+      await outbox.append("test.second", { app: null, subject: null }, { n: 2, nested: { ok: true } }),
+    ]);
+    expect(b).toBeGreaterThan(a);
+    await expect(
+      db.write(async () => {
+        await outbox.append("test.rolled-back", { app: null, subject: null }, {});
+        throw new Error("refused");
+      }),
+    ).rejects.toThrow("refused");
+    expect(await types(outbox, start)).toEqual(["test.first", "test.second"]);
+    expect(await outbox.get(b)).toEqual({ id: b, type: "test.second", app: null, subject: null, data: { n: 2, nested: { ok: true } }, createdAt: now });
+    expect(await outbox.get(a)).toMatchObject({ app: "web", subject: "s1", data: { n: 1 } });
+    expect(await outbox.latestId()).toBeGreaterThanOrEqual(b);
+    expect(await outbox.oldestId()).toBeLessThanOrEqual(a);
+    // listeners hear of it on a later turn, after the commit
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(heard.length).toBeGreaterThan(0);
+    stop();
+  });
+
+  test(`${engine}: cursors and pruning (applied, past the retention, not the newest, not a pending retry)`, async () => {
+    now = 1_000_000;
+    const db = open();
+    const { outbox } = depsFor(db);
+    expect(await outbox.cursor(`reader-${engine}`)).toBe(0);
+    await outbox.setCursor(`reader-${engine}`, 5);
+    await outbox.setCursor(`reader-${engine}`, 7);
+    expect(await outbox.cursor(`reader-${engine}`)).toBe(7);
+
+    now = 2_000_000;
+    const ids: number[] = [];
+    for (let i = 0; i < 4; i++) ids.push(await outbox.append("test.prune", { app: null, subject: null }, { i }));
+    await db.insert(outboxRetries).values({ eventId: ids[2]!, consequence: "held", attempts: 1, nextAttemptAt: null, createdAt: now });
+    now = 3_000_000;
+    // applied up to ids[3], all older than the retention: ids[0], ids[1] go (and anything older); the retry keeps ids[2]
+    const pruned = await outbox.prune(500_000, ids[3]!);
+    expect(pruned).toBeGreaterThanOrEqual(2);
+    expect((await outbox.after(ids[0]! - 1, 100)).map((e) => e.id)).toEqual([ids[2], ids[3]]);
+    await db.delete(outboxRetries);
+    // the newest row stays whatever was applied, so ids never restart
+    await outbox.prune(0, ids[3]!);
+    expect((await outbox.after(0, 100)).map((e) => e.id)).toEqual([ids[3]]);
+  });
+
+  test(`${engine}: the drainer applies db consequences in order, records external tasks, retries a failure with backoff and clears it`, async () => {
+    now = 4_000_000;
+    const db = open();
+    const deps = depsFor(db);
+    const start = await deps.outbox.latestId();
+    await deps.outbox.setCursor("consequences", start);
+    const applied: string[] = [];
+    let externalFails = true;
+    const sent: number[] = [];
+    const make = () => {
+      const d = new Drainer(deps, { backoffMs: 1_000 });
+      d.register({ name: "record", types: ["test.drain"], kind: "db", apply: (e) => void applied.push(`${e.data.n}`) });
+      d.register({
+        name: "send",
+        types: ["test.drain"],
+        kind: "external",
+        apply: async (e) => {
+          if (externalFails) throw Object.assign(new Error("receiver down"), { code: "ECONNREFUSED" });
+          sent.push(e.data.n as number);
+        },
+      });
+      return d;
+    };
+    const drainer = make();
+    const first = await db.write(async () => deps.outbox.append("test.drain", { app: null, subject: null }, { n: 1 }));
+    const second = await db.write(async () => deps.outbox.append("test.drain", { app: null, subject: null }, { n: 2 }));
+    await drainer.drain();
+    expect(applied).toEqual(["1", "2"]);
+    // the drain started the due tasks; idle() waits for them
+    await drainer.idle();
+    const tasks = await db.select().from(outboxRetries);
+    expect(tasks.map((t) => [t.consequence, t.attempts, t.lastError])).toEqual([
+      ["send", 1, "ECONNREFUSED: receiver down"],
+      ["send", 1, "ECONNREFUSED: receiver down"],
+    ]);
+    expect(tasks.every((t) => (t.nextAttemptAt ?? 0) > now)).toBe(true);
+    // each failure is an event of its own
+    const failures = (await deps.outbox.after(start, 100)).filter((e) => e.type === "consequence.failed");
+    expect(failures.map((e) => e.data)).toEqual([
+      expect.objectContaining({ eventId: first, consequence: "send", attempts: 1, retrying: true }),
+      expect.objectContaining({ eventId: second, consequence: "send", attempts: 1, retrying: true }),
+    ]);
+
+    // a drainer made later (another controller, a restart) resumes from the stored cursor
+    await drainer.drain();
+    const again = make();
+    await again.drain();
+    expect(applied).toEqual(["1", "2"]);
+    expect(await again.appliedUpTo()).toBeGreaterThanOrEqual(second);
+
+    externalFails = false;
+    now += 60_000;
+    await again.runDueTasks();
+    expect(sent.sort()).toEqual([1, 2]);
+    expect(await db.select().from(outboxRetries)).toEqual([]);
+  });
+}
+
+onBothEngines("outbox and drainer on PostgreSQL", contract, (pg) => {
+  test("postgres: appends become visible in id order (the second appender waits for the first's commit), with a NOTIFY at commit", async () => {
+    const db = pg();
+    const { outbox } = depsFor(db);
+    const notices: number[] = [];
+    const sql = (db as unknown as { $pg: postgres.Sql }).$pg;
+    const sub = await sql.listen(OUTBOX_CHANNEL, (payload) => notices.push(Number(payload)));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let firstId = 0;
+    let appended!: () => void;
+    const firstAppended = new Promise<void>((resolve) => {
+      appended = resolve;
+    });
+    const first = db.write(async () => {
+      firstId = await outbox.append("test.order", { app: null, subject: null }, { n: 1 });
+      appended();
+      await gate;
+    });
+    await firstAppended;
+    let secondDone = false;
+    const second = db.write(async () => outbox.append("test.order", { app: null, subject: null }, { n: 2 })).then((id) => {
+      secondDone = true;
+      return id;
+    });
+    // while the first transaction is open, the second append waits for the outbox lock
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(secondDone).toBe(false);
+    expect(notices).not.toContain(firstId);
+    release();
+    await first;
+    const secondId = await second;
+    expect(secondId).toBeGreaterThan(firstId);
+    for (let i = 0; i < 200 && !notices.includes(secondId); i++) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(notices).toEqual(expect.arrayContaining([firstId, secondId]));
+    expect(notices.indexOf(firstId)).toBeLessThan(notices.indexOf(secondId));
+    await sub.unlisten();
+  });
+});
