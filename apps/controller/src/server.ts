@@ -81,7 +81,12 @@ export async function startController(config: Config, opts: { init?: boolean } =
     ? await startPgCluster(
         config.databaseUrl,
         (db as PgFacadeDb).$pg,
-        { signal: (e) => services.drainer.applySignals(e), appended: () => deps.outbox.appended(), events: deps.events },
+                {
+          signal: (e) => services.drainer.applySignals(e),
+          appended: () => deps.outbox.appended(),
+          events: deps.events,
+          appLogs: services.appLogs,
+        },
         logger,
       )
     : null;

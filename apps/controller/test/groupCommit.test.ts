@@ -9,7 +9,6 @@ import { type Config, testConfig } from "../src/config";
 import { openDb } from "../src/db/client";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { JobState } from "../src/services/jobState";
-import type { SqliteOutbox } from "../src/services/outbox";
 import { SqliteJobStore } from "../src/services/jobStore";
 import { SqliteJobTransitions } from "../src/services/jobTransitions";
 import { APPS_YAML } from "./appsYaml";
@@ -34,7 +33,7 @@ function setup(jobCount = 4, overrides: Partial<Config> = {}) {
   const logger = pino({ level: "info" }, { write: (line: string) => logLines.push(line) });
   const { deps } = createApp({ db, config, logger, apps: () => apps, secretKey: config.secretKey! });
   // the synchronous job-state module itself, as the services' SQLite transitions wrap it
-  const state = new JobState(deps, new SqliteJobStore(deps.db), deps.outbox as SqliteOutbox);
+  const state = new JobState(deps, new SqliteJobStore(deps.db), deps.outbox);
   const sqlite = db.$client;
   sqlite.prepare("INSERT INTO agents (id, hostname, version, created_at) VALUES ('agt_a', 'host-a', 'test', 0), ('agt_b', 'host-b', 'test', 0)").run();
   const ids: string[] = [];

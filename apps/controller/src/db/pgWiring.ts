@@ -1,5 +1,7 @@
 import type { Logger } from "pino";
+import type { AppLogService } from "../services/appLogs";
 import type { JobEvents } from "../services/events";
+import { PgAppLogRelay } from "../services/pgAppLogRelay";
 import type { OutboxEvent } from "../services/outbox";
 import { type Leadership, PgLeader, PgLogRelay, PgOutboxFollower, PgOutboxListener } from "../services/pgCluster";
 import { connectPg, type PgSql } from "./pg";
@@ -12,6 +14,8 @@ export interface PgClusterHooks {
   appended: () => void;
   /** the process's log-line signals, relayed to and from the other controllers */
   events: JobEvents;
+  /** the process's stored container output, relayed to and from the other controllers' followers */
+  appLogs?: Pick<AppLogService, "onStored" | "relayed">;
 }
 
 export interface PgCluster {
@@ -24,7 +28,8 @@ export interface PgCluster {
  * What one controller on PostgreSQL runs besides its pool so that several controllers act as one:
  * a connection holding the singleton locks (src/singletons.ts elects with them), a LISTEN for
  * outbox appends that wakes its long-polls, SSE streams and event readers (PgOutboxFollower), and
- * the log relay for live log streams (PgLogRelay). Three connections in all, plus the pool's.
+ * the log relays for live job and app log streams (PgLogRelay, PgAppLogRelay). Three connections
+ * in all plus the relays' LISTEN, besides the pool's.
  */
 export async function startPgCluster(url: string, pool: PgSql, hooks: PgClusterHooks, logger: Logger, name = "deploybot-controller"): Promise<PgCluster> {
   const locks = connectPg(url, { max: 1, name: `${name} (singletons)` });
@@ -35,6 +40,8 @@ export async function startPgCluster(url: string, pool: PgSql, hooks: PgClusterH
   await follower.start();
   const relay = new PgLogRelay(pool, hooks.events, logger);
   await relay.start();
+  const appLogRelay = hooks.appLogs ? new PgAppLogRelay(pool, hooks.appLogs, logger) : undefined;
+  await appLogRelay?.start();
   const leaders: PgLeader[] = [];
   return {
     leadership(key, singleton) {
@@ -47,6 +54,7 @@ export async function startPgCluster(url: string, pool: PgSql, hooks: PgClusterH
       follower.stop();
       stopAppended();
       await relay.stop();
+      await appLogRelay?.stop();
       await listener.stop();
       await locks.end({ timeout: 5 });
     },

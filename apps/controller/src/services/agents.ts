@@ -32,6 +32,8 @@ export class AgentService {
    * all. A crash loses at most a second of "last seen", which leases (re-armed at start) cover.
    */
   private readonly liveness = new Map<string, { at: number; state: string; containers: string; routes: string; appStatus: string | null; volumes: string | null }>();
+  /** the flush running now (flushes run one at a time) */
+  private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: Deps,
@@ -253,16 +255,32 @@ export class AgentService {
   }
 
   /** Writes the liveness heartbeats reported since the last flush. */
-  async flushLiveness(): Promise<void> {
+  flushLiveness(): Promise<void> {
+    // one flush at a time (the timer, the reaper, a listing and the stop may ask together)
+    const run = this.flushing.then(() => this.flushNow());
+    this.flushing = run.catch(() => {});
+    return run;
+  }
+
+  private async flushNow(): Promise<void> {
     if (this.liveness.size === 0) return;
-    const entries = [...this.liveness];
+    // In id order, every row before any outbox append: transactions that write several agents'
+    // rows (another controller's flush, on PostgreSQL) then lock them in the same order, and none
+    // waits for a row while holding the outbox lock (which every appender waits for) — no deadlock.
+    const entries = [...this.liveness].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     this.liveness.clear();
-    await this.deps.db.write(async () => {
-      for (const [id, l] of entries) {
-        await this.touchQuery().execute({ id, at: l.at, state: l.state, containers: l.containers, routes: l.routes, appStatus: l.appStatus, volumes: l.volumes });
-        await this.cameOnline(id);
-      }
-    });
+    try {
+      await this.deps.db.write(async () => {
+        for (const [id, l] of entries) {
+          await this.touchQuery().execute({ id, at: l.at, state: l.state, containers: l.containers, routes: l.routes, appStatus: l.appStatus, volumes: l.volumes });
+        }
+        for (const [id] of entries) await this.cameOnline(id);
+      });
+    } catch (err) {
+      // written next time, unless a newer heartbeat of the agent came meanwhile
+      for (const [id, l] of entries) if (!this.liveness.has(id)) this.liveness.set(id, l);
+      throw err;
+    }
   }
 
   async list(): Promise<Agent[]> {

@@ -19,7 +19,6 @@ import { JobService } from "./jobs";
 import { JobState } from "./jobState";
 import { SqliteJobStore } from "./jobStore";
 import { SqliteJobTransitions } from "./jobTransitions";
-import type { SqliteOutbox } from "./outbox";
 import { PgJobTransitions } from "./pgJobState";
 import type { PgFacadeDb } from "../db/pgFacade";
 import { LeaseService } from "./leases";
@@ -40,7 +39,7 @@ export function createServices(deps: Deps, secretKey: string, schedulerHooks: Sc
   // the one place the engine shows: each has its own job state behind the same interface
   const jobState =
     deps.db.engine === "sqlite"
-      ? new SqliteJobTransitions(new JobState(deps, new SqliteJobStore(deps.db), deps.outbox as SqliteOutbox))
+      ? new SqliteJobTransitions(new JobState(deps, new SqliteJobStore(deps.db), deps.outbox))
       : new PgJobTransitions(deps.db as PgFacadeDb, deps);
   // A job's secrets go only to an agent of a host the app is configured for: a job that reached
   // another host (a label target, a renamed host) gets none, and the agent then fails it naming the key.

@@ -3,7 +3,7 @@ import type { JobChangedEvent, JobStatus } from "@deploybot/protocol";
 import type { Deps } from "./deps";
 import { GroupCommit } from "./groupCommit";
 import type { JobFields, JobRow, JobStore, NewJob } from "./jobStore";
-import type { SqliteOutbox } from "./outbox";
+import type { Outbox } from "./outbox";
 
 export type JobTransition = JobChangedEvent["transition"];
 
@@ -85,7 +85,7 @@ export class JobState {
   constructor(
     private readonly deps: Deps,
     readonly store: JobStore,
-    private readonly outbox: SqliteOutbox,
+    private readonly outbox: Outbox,
   ) {
     for (const key of store.pendingLabelSets()) this.labelSets.add(key);
     this.group = new GroupCommit(deps.db.$client, deps.logger, deps.config.groupCommit);

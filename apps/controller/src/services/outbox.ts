@@ -45,6 +45,14 @@ export abstract class Outbox {
     return this.write(type, about, data);
   }
 
+  /**
+   * The synchronous append, for SQLite's own synchronous transactions (JobState, group commit):
+   * the row is written before it returns. SQLite only.
+   */
+  appendNow(_type: string, _about: About, _data: unknown): number {
+    throw new Error("a synchronous outbox append exists on SQLite only");
+  }
+
   protected abstract write(type: string, about: About, data: unknown): Promise<number>;
   abstract after(id: number, limit: number): Promise<OutboxEvent[]>;
   abstract get(id: number): Promise<OutboxEvent | undefined>;
@@ -121,11 +129,7 @@ export class SqliteOutbox extends Outbox {
     );
   }
 
-  /**
-   * The synchronous append, for SQLite's own synchronous transactions (JobState, group commit):
-   * the row is written before it returns.
-   */
-  appendNow(type: string, about: About, data: unknown): number {
+  override appendNow(type: string, about: About, data: unknown): number {
     const id = Number(this.insert.run(type, about.app, about.subject, JSON.stringify(data), this.clock()).lastInsertRowid);
     this.schedule();
     return id;

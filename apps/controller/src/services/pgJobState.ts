@@ -17,10 +17,20 @@ export { OUTBOX_CHANNEL };
 
 const camel = (name: string) => name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
-/** A row as postgres.js returns it (snake_case; jsonb, bool and int8 already decoded) in drizzle's shape. */
+/** the jobs table's jsonb columns, by their SQL names */
+const JOB_JSON = new Set(Object.values(getTableColumns(pgJobs)).filter((c) => c.columnType === "PgJsonb").map((c) => c.name));
+
+/**
+ * A jobs row as postgres.js returns it (snake_case; bool and int8 decoded) in drizzle's shape.
+ * jsonb arrives decoded from a plain pool, and as its JSON text from the services' pool
+ * (openPgDb hands JSON back as text for the SQLite column codecs): both give objects here.
+ */
 export function fromPgRow<T>(raw: Raw): T {
   const row: Raw = {};
-  for (const key of Object.keys(raw)) row[camel(key)] = raw[key];
+  for (const key of Object.keys(raw)) {
+    const value = raw[key];
+    row[camel(key)] = typeof value === "string" && JOB_JSON.has(key) ? JSON.parse(value) : value;
+  }
   return row as T;
 }
 
@@ -226,7 +236,8 @@ export class PgJobState implements JobTransitions {
     return row;
   }
 
-  async finish(jobId: string, leaseId: string, report: FinishReport): Promise<JobRow | undefined> {
+  /** With `agentId`, a lease held by another agent changes nothing (undefined), like a stale one. */
+  async finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string): Promise<JobRow | undefined> {
     const now = this.deps.clock();
     const error = report.error ?? (report.status === "cancelled" ? "cancelled" : null);
     const result = report.result ? JSON.stringify(report.result) : null;
@@ -237,6 +248,7 @@ export class PgJobState implements JobTransitions {
           result = ${result}::jsonb, error = ${error}, expected_log_lines = ${report.logLines ?? null},
           started_at = coalesce(started_at, ${now})
         WHERE id = ${jobId} AND lease_id = ${leaseId} AND status IN ('assigned', 'running')
+          ${agentId === undefined ? this.db`` : this.db`AND agent_id = ${agentId}`}
         RETURNING *`,
       "finished",
     );
@@ -337,7 +349,9 @@ export class PgJobState implements JobTransitions {
       ...(await this.changed(
         this.db,
         this.db`
-          UPDATE jobs SET status = 'timed_out', finished_at = ${now}, error = 'no agent claimed the job in time'
+          UPDATE jobs SET status = 'timed_out', finished_at = ${now},
+            -- a pending job's error is why it waited (an agent without volumes): kept after the reason
+            error = 'no agent claimed the job in time' || coalesce('; ' || error, '')
           WHERE status = 'pending' AND queue_deadline < ${now}
           RETURNING *`,
         "timed_out",
