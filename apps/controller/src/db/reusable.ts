@@ -9,7 +9,7 @@ import type { Db } from "./client";
  *
  * Why: job log ingestion (100-line batches, in-process, SQLite) ran at 0.31x the lines/s of raw
  * statements with one multi-row builder per batch, 0.60x with a query prepared per batch, and
- * 0.77x with this (prepared once).
+ * 0.77x with this (prepared once). jobLogs.ts now writes with raw statements on SQLite (1.15x).
  */
 export function reusable<Q>(db: Db, build: () => Q): () => Q {
   if (db.engine !== "sqlite") return build;

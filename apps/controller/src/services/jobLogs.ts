@@ -8,6 +8,9 @@ import type { StoredLogLine } from "./events";
 import type { LeaseService } from "./leases";
 import type { IngestRedaction } from "./redaction";
 
+/** Rows per multi-row INSERT on SQLite: a full chunk binds 500 parameters (SQLite allows 32,766). */
+const CHUNK = 100;
+
 export const TRUNCATION_MARKER = "[deploybot] log truncated: the job's log reached its size limit; later lines were dropped";
 
 /**
@@ -18,6 +21,15 @@ export const TRUNCATION_MARKER = "[deploybot] log truncated: the job's log reach
 export class JobLogService {
   private readonly insert;
   private readonly advance;
+  /**
+   * SQLite's fast path: better-sqlite3 statements prepared once, full chunks of lines in one
+   * multi-row INSERT. The drizzle prepared queries below (the PostgreSQL path) ran at 0.73-0.78x
+   * the lines/s of raw statements on SQLite: drizzle fills placeholders per parameter and answers
+   * each execute with a thenable. Measured (pnpm bench:logs, 100-line batches, 5 passes
+   * interleaved, load 12): this path 1.15x the lines/s of the raw statements before drizzle (1.20x
+   * by CPU), the drizzle queries 0.75x (0.59x by CPU) in the same run.
+   */
+  private readonly sqlite;
 
   constructor(
     private readonly deps: Deps,
@@ -35,6 +47,44 @@ export class JobLogService {
         .where(and(eq(jobs.id, p("id")), eq(jobs.logOffset, p("from"))))
         .prepare(),
     );
+    if (deps.db.engine === "sqlite") {
+      const client = deps.db.$client;
+      const insert = "INSERT INTO job_logs (job_id, seq, ts, stream, line) VALUES ";
+      this.sqlite = {
+        one: client.prepare(`${insert}(?, ?, ?, ?, ?)`),
+        chunk: client.prepare(insert + Array.from({ length: CHUNK }, () => "(?, ?, ?, ?, ?)").join(", ")),
+        advance: client.prepare("UPDATE jobs SET log_offset = ?, log_bytes = ?, log_truncated = ? WHERE id = ? AND log_offset = ?"),
+      };
+    }
+  }
+
+  /** Stores the lines: SQLite by full chunks in one statement each, PostgreSQL one query per line. */
+  private async store(jobId: string, lines: StoredLogLine[]): Promise<void> {
+    if (!this.sqlite) {
+      const insert = this.insert();
+      for (const line of lines) await insert.execute({ jobId, ...line });
+      return;
+    }
+    const { one, chunk } = this.sqlite;
+    let i = 0;
+    if (lines.length >= CHUNK) {
+      const params: Array<string | number> = new Array(CHUNK * 5);
+      for (; i + CHUNK <= lines.length; i += CHUNK) {
+        for (let k = 0; k < CHUNK; k++) {
+          const l = lines[i + k]!;
+          params[k * 5] = jobId;
+          params[k * 5 + 1] = l.seq;
+          params[k * 5 + 2] = l.ts;
+          params[k * 5 + 3] = l.stream;
+          params[k * 5 + 4] = l.line;
+        }
+        chunk.run(params);
+      }
+    }
+    for (; i < lines.length; i++) {
+      const l = lines[i]!;
+      one.run(jobId, l.seq, l.ts, l.stream, l.line);
+    }
   }
 
   async append(agentId: string, jobId: string, body: AppendLogsRequest) {
@@ -66,12 +116,10 @@ export class JobLogService {
         }
         seq++;
       }
-      if (stored.length > 0) {
-        const insert = this.insert();
-        for (const line of stored) await insert.execute({ jobId, ...line });
-      }
+      if (stored.length > 0) await this.store(jobId, stored);
       if (fresh.length > 0) {
-        await this.advance().execute({ offset: seq, bytes, truncated: truncated ? 1 : 0, id: jobId, from: job.logOffset });
+        if (this.sqlite) this.sqlite.advance.run(seq, bytes, truncated ? 1 : 0, jobId, job.logOffset);
+        else await this.advance().execute({ offset: seq, bytes, truncated: truncated ? 1 : 0, id: jobId, from: job.logOffset });
         if (!isFinal(job.status as JobStatus)) job = await this.leases.renew(job);
       }
       return { stored, answer: { offset: seq, truncated, cancelRequested: job.cancelRequested } };

@@ -248,6 +248,23 @@ notifications:
     expect((await logs.read(jobId, -1, 1)).entries).toEqual([{ seq: 0, ts: "2026-11-27T07:00:00Z", stream: "stdout", line: "line 0" }]);
     expect(await deps.db.select({ seq: jobLogs.seq }).from(jobLogs).where(eq(jobLogs.jobId, jobId))).toHaveLength(6);
   });
+
+  test(`${engine}: job logs in batches of hundreds — full chunks and a remainder, an overlapping retry, every line once and in order`, async () => {
+    const { deps, appended } = depsFor(open(), { logMaxBytes: 10_000_000 });
+    const logs = new JobLogService(deps, leasesOn(deps));
+    const { agentId, jobId } = await runningJob(deps.db, engine, "batches");
+    const entries = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => ({ ts: `2026-11-27T08:00:00.${String(from + i).padStart(3, "0")}Z`, stream: (from + i) % 7 === 0 ? ("stderr" as const) : ("stdout" as const), line: `batch line ${from + i}` }));
+    // 250 lines: two full chunks of 100 (SQLite stores each in one statement) and 50 one by one
+    expect((await logs.append(agentId, jobId, { leaseId: "lse_1", offset: 0, entries: entries(0, 250) })).offset).toBe(250);
+    // a retry from 200 with 150 lines: the 50 already stored are skipped, 100 new ones stored
+    expect((await logs.append(agentId, jobId, { leaseId: "lse_1", offset: 200, entries: entries(200, 150) })).offset).toBe(350);
+    expect(appended.map((a) => a.lines.length)).toEqual([250, 100]);
+    const rows = await deps.db.select().from(jobLogs).where(eq(jobLogs.jobId, jobId)).orderBy(jobLogs.seq);
+    expect(rows.map((r) => [r.seq, r.ts, r.stream, r.line])).toEqual(entries(0, 350).map((e, i) => [i, e.ts, e.stream, e.line]));
+    const [row] = await deps.db.select().from(jobs).where(eq(jobs.id, jobId));
+    expect(row).toMatchObject({ logOffset: 350, logTruncated: false, logBytes: entries(0, 350).reduce((n, e) => n + Buffer.byteLength(e.line), 0) });
+  });
 }
 
 onBothEngines("log, desired-state and redaction services on PostgreSQL", contract);
