@@ -7,6 +7,24 @@ import { connectPg, openPg, type PgOptions } from "./pg";
 
 type PgDrizzle = PostgresJsDatabase<Record<string, never>>;
 
+const DEADLOCK_RETRIES = 3;
+
+/** 40P01: deadlock_detected, on the error or the driver error drizzle wraps. */
+function isDeadlock(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.code === "40P01") return true;
+  }
+  return false;
+}
+
+export type PgFacadeDb = Db & {
+  /** the pool, for statements written for postgres.js (PgJobState) */
+  $pg: postgres.Sql;
+  /** the postgres.js connection of the `write` body running now (its transaction or savepoint), if any */
+  $pgOpen(): postgres.TransactionSql | undefined;
+  close(): Promise<void>;
+};
+
 /**
  * The services' database on PostgreSQL: the same `Db` shape they use on SQLite.
  *
@@ -20,16 +38,10 @@ type PgDrizzle = PostgresJsDatabase<Record<string, never>>;
  * Transactions: `write(body)` runs the body in a drizzle transaction on one pooled connection.
  * Services call `this.deps.db` inside a body as they do outside; an AsyncLocalStorage carries
  * the body's transaction, so those calls run on its connection (not on another one of the pool,
- * which would wait behind the body's own row locks).
+ * which would wait behind the body's own row locks). A body that PostgreSQL rolled back to break
+ * a deadlock runs again (up to 3 times): bodies hold database work only, so a second run does
+ * what the first would have.
  */
-export type PgFacadeDb = Db & {
-  /** the pool, for statements written for postgres.js (PgJobState) */
-  $pg: postgres.Sql;
-  /** the postgres.js connection of the `write` body running now (its transaction or savepoint), if any */
-  $pgOpen(): postgres.TransactionSql | undefined;
-  close(): Promise<void>;
-};
-
 export async function openPgDb(url: string, opts: PgOptions = {}): Promise<PgFacadeDb> {
   // migrations first (under the advisory lock), on their own pool
   const migrated = await openPg(url, opts);
@@ -51,10 +63,19 @@ export async function openPgDb(url: string, opts: PgOptions = {}): Promise<PgFac
       const open = current.getStore();
       // a body that calls another service's write joins its transaction (PostgreSQL can wait)
       if (open) return body(open.tx as unknown as Tx);
-      const committed: Array<() => void> = [];
-      const result = await root.transaction((tx) => current.run({ tx: tx as unknown as PgDrizzle, committed }, () => body(tx as unknown as Tx)));
-      for (const fn of committed) fn();
-      return result;
+      for (let attempt = 1; ; attempt++) {
+        const committed: Array<() => void> = [];
+        try {
+          const result = await root.transaction((tx) => current.run({ tx: tx as unknown as PgDrizzle, committed }, () => body(tx as unknown as Tx)));
+          for (const fn of committed) fn();
+          return result;
+        } catch (err) {
+          // PostgreSQL broke a deadlock by rolling this transaction back (two transactions that
+          // append to the outbox, each waiting for a row the other one locked): nothing of it
+          // committed, so the body runs again, a few times, before the caller sees the error
+          if (attempt >= DEADLOCK_RETRIES || !isDeadlock(err)) throw err;
+        }
+      }
     },
     async savepoint<T>(body: () => Promise<T>): Promise<T> {
       const open = current.getStore();

@@ -256,6 +256,9 @@ export class Drainer {
     const batch: Batch = { signals: [], external: false };
     const { db } = this.deps;
     await db.write(async () => {
+      // from scratch: a body may run again (PostgreSQL retries one a deadlock rolled back)
+      batch.signals = [];
+      batch.external = false;
       const now = this.deps.clock();
       for (const event of rows) {
         for (const c of this.byType.get(event.type) ?? []) {

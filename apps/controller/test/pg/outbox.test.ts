@@ -9,7 +9,8 @@ import { expect, test } from "vitest";
 import { testConfig } from "../../src/config";
 import type { Db } from "../../src/db/client";
 import { OUTBOX_CHANNEL } from "../../src/db/pg";
-import { outboxRetries } from "../../src/db/schema";
+import { eq } from "drizzle-orm";
+import { agents, outboxRetries } from "../../src/db/schema";
 import { parseAppsConfig } from "../../src/services/appsConfig";
 import type { Deps } from "../../src/services/deps";
 import { Drainer } from "../../src/services/drainer";
@@ -189,5 +190,43 @@ onBothEngines("outbox and drainer on PostgreSQL", contract, (pg) => {
     expect(notices).toEqual(expect.arrayContaining([firstId, secondId]));
     expect(notices.indexOf(firstId)).toBeLessThan(notices.indexOf(secondId));
     await sub.unlisten();
+  });
+
+  test("postgres: a transaction PostgreSQL rolls back to break a deadlock (outbox lock against a row lock) runs again and commits", async () => {
+    const db = pg();
+    const { outbox } = depsFor(db);
+    const id = `agt_deadlock_${Date.now()}`;
+    await db.insert(agents).values({ id, hostname: `deadlock-${Date.now()}`, version: "1", registeredAt: 1 });
+    const gate = () => {
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      return { open, opened };
+    };
+    const rowLocked = gate();
+    const appended = gate();
+    let runs = 0;
+    // B: the agent's row, then (once A holds the outbox lock) an append
+    const b = db.write(async () => {
+      runs++;
+      await db.update(agents).set({ version: "b" }).where(eq(agents.id, id));
+      rowLocked.open();
+      await appended.opened;
+      return outbox.append("test.deadlock", { app: null, subject: id }, { by: "b" });
+    });
+    await rowLocked.opened;
+    // A: an append (the outbox lock), then the row B holds
+    const a = db.write(async () => {
+      runs++;
+      const appendedId = await outbox.append("test.deadlock", { app: null, subject: id }, { by: "a" });
+      appended.open();
+      await db.update(agents).set({ version: "a" }).where(eq(agents.id, id));
+      return appendedId;
+    });
+    const [ida, idb] = await Promise.all([a, b]);
+    expect(runs).toBe(3);
+    const rows = (await outbox.after(Math.min(ida, idb) - 1, 10)).filter((e) => e.type === "test.deadlock");
+    expect(rows.map((e) => e.data.by).sort()).toEqual(["a", "b"]);
   });
 });
