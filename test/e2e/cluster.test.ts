@@ -170,19 +170,23 @@ function cluster(engine: Engine) {
     runs = agents.map((a) => a.run());
     // queued through the proxy (so every controller takes some) while the agents already work;
     // a retry after a lost answer carries the same Idempotency-Key, so it queues nothing twice
-    const queueing = (async () => {
-      for (let i = 0; i < JOBS; i++) {
-        const r = await api(
+    // four submitters: one at a time, queueing (not the agents) would set the pace on PostgreSQL
+    let next = 0;
+    const queueing = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let i = next++; i < JOBS; i = next++) {
+          const r = await api(
           proxy.url,
           "POST",
           "/v1/jobs",
           { spec: { kind: "build", app, source: { type: "image", image: `img-${suffix}-${i}` } }, target: { labels: ["pool"] } },
           { "idempotency-key": `${app}-job-${i}` },
         );
-        expect(r.status, JSON.stringify(r.body)).toBe(201);
-        jobIds.push(r.body.job.id);
-      }
-    })();
+          expect(r.status, JSON.stringify(r.body)).toBe(201);
+          jobIds.push(r.body.job.id);
+        }
+      }),
+    );
     queueing.catch(() => {}); // awaited below; a failure then fails the test, not the run
     await waitFor("a third of the jobs to be handed out", async () => (handed.length >= JOBS / 3 ? true : undefined), 300_000, 50);
     // the tick check below wants ticks on both sides of the kill
