@@ -39,8 +39,8 @@ const CALLERS = 64;
 const DEPLOYBOTS = ["deploybotGroupOff", "deploybot", "deploybotConcurrentGroupOff", "deploybotConcurrent"] as const;
 type Deploybot = (typeof DEPLOYBOTS)[number];
 const BASELINE = process.env.BENCH_BASELINE;
-type System = "bare" | "plainjob" | Deploybot | `${Deploybot}@baseline`;
-const SYSTEMS: System[] = ["bare", "plainjob", ...DEPLOYBOTS, ...(BASELINE ? DEPLOYBOTS.map((d) => `${d}@baseline` as const) : [])];
+type System = "bare" | "bareOutbox" | "plainjob" | Deploybot | `${Deploybot}@baseline`;
+const SYSTEMS: System[] = ["bare", "bareOutbox", "plainjob", ...DEPLOYBOTS, ...(BASELINE ? DEPLOYBOTS.map((d) => `${d}@baseline` as const) : [])];
 const LABELS: Record<Deploybot, string> = {
   deploybotGroupOff: "deploybot, 1 caller, group commit off",
   deploybot: "deploybot, 1 caller, group commit on (default)",
@@ -55,8 +55,12 @@ const tempDb = () => {
   return join(dir, "bench.db");
 };
 
-/** The bare ceiling: deploybot's schema, two prepared statements per cycle, nothing else. */
-function bare(): Rate {
+/**
+ * The bare ceiling: deploybot's schema, two prepared statements per cycle, nothing else.
+ * `withOutbox`: each statement in a transaction with an outbox row, as every deploybot transition
+ * is (a reference row, not a target: what the transactional outbox alone costs).
+ */
+function bare(withOutbox = false): Rate {
   const db = openDb(tempDb());
   const sqlite = db.$client;
   sqlite.prepare("INSERT INTO agents (id, hostname, version, created_at) VALUES ('agt_bench', 'bench-1', 'bench', 0)").run();
@@ -73,8 +77,23 @@ function bare(): Rate {
     WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND target_host = 'bench-1' ORDER BY id LIMIT 1)
     RETURNING *`);
   const finish = sqlite.prepare("UPDATE jobs SET status = 'succeeded', finished_at = ? WHERE id = ? AND lease_id = ?");
+  const outbox = sqlite.prepare("INSERT INTO outbox (type, app, subject, data, created_at) VALUES ('job.changed', 'web', ?, ?, ?)");
+  const event = (row: Record<string, unknown>) => JSON.stringify({ id: row.id, kind: "build", app: "web", status: row.status, host: "bench-1", agentId: "agt_bench", attempts: row.attempts });
+  const claimWithEvent = sqlite.transaction((i: number) => {
+    const row = claim.get(`lse_${i}`, Date.now()) as { id: string; lease_id: string };
+    outbox.run(row.id, event(row), Date.now());
+    return row;
+  });
+  const finishWithEvent = sqlite.transaction((row: { id: string; lease_id: string }) => {
+    finish.run(Date.now(), row.id, row.lease_id);
+    outbox.run(row.id, event({ ...row, status: "succeeded" }), Date.now());
+  });
   const stop = stopwatch(JOBS);
   for (let i = 0; i < JOBS; i++) {
+    if (withOutbox) {
+      finishWithEvent(claimWithEvent(i));
+      continue;
+    }
     const row = claim.get(`lse_${i}`, Date.now()) as { id: string; lease_id: string };
     finish.run(Date.now(), row.id, row.lease_id);
   }
@@ -144,7 +163,7 @@ async function main() {
     deploybotConcurrentGroupOff: [CALLERS, false],
     deploybotConcurrent: [CALLERS, true],
   };
-  const all: Partial<Record<System, () => Rate | Promise<Rate>>> = { bare, plainjob };
+  const all: Partial<Record<System, () => Rate | Promise<Rate>>> = { bare: () => bare(), bareOutbox: () => bare(true), plainjob };
   for (const d of DEPLOYBOTS) {
     all[d] = () => deploybot(...ways[d]);
     if (baselineSrc) all[`${d}@baseline`] = () => deploybot(...ways[d], baselineSrc);
@@ -197,6 +216,7 @@ async function main() {
     "| system | cycles/s (median) | of bare | of plainjob | passes | cycles per CPU second | of bare | of plainjob | transitions per COMMIT in groups |",
     "|---|---:|---:|---:|---|---:|---:|---:|---|",
     `| bare better-sqlite3: claim \`UPDATE … RETURNING\` + finish \`UPDATE\`, prepared | ${rate(m.bare)} | | | ${runs.bare.map(rate).join(", ")} | ${rate(c.bare)} | | | - |`,
+    `| reference, not a target: bare + an outbox row in a transaction with each statement | ${rate(m.bareOutbox)} | ${pct(m.bareOutbox / m.bare)} | ${pct(m.bareOutbox / m.plainjob)} | ${runs.bareOutbox.map(rate).join(", ")} | ${rate(c.bareOutbox)} | ${pct(c.bareOutbox / c.bare)} | ${pct(c.bareOutbox / c.plainjob)} | - |`,
     `| plainjob ${"0.0.14"}: its worker, no-op processor | ${rate(m.plainjob)} | | | ${runs.plainjob.map(rate).join(", ")} | ${rate(c.plainjob)} | | | - |`,
     ...[...deploybots, ...baselines].map(
       ([name, label]) =>
