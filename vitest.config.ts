@@ -57,6 +57,27 @@ const alone = ["apps/dashboard/test/scale.browser.test.ts", "test/e2e/cluster.te
 const e2eFiles = ["test/**/*.test.ts", "apps/*/test/**/*.docker.test.ts", "apps/*/test/**/*.browser.test.ts"];
 
 /**
+ * Controller test files the `controller-pg` project leaves out, and why. Every other controller
+ * test file runs on both engines.
+ */
+const notOnPostgres = [
+  // run each contract on SQLite and on a fresh PostgreSQL database themselves
+  "apps/controller/test/pg/**",
+  // SQLite by nature: VACUUM INTO copies of the database file, restored from the file
+  "apps/controller/test/backups.test.ts",
+  // SQLite by nature: a missing or corrupt database file next to an installation
+  "apps/controller/test/dataSafety.test.ts",
+  // SQLite by nature: the group commit of the single SQLite writer, seen from a second connection to the file
+  "apps/controller/test/groupCommit.test.ts",
+  // SQLite by nature: the SQLite write facade's turn-bound transactions (PostgreSQL's: test/pg/facade.test.ts)
+  "apps/controller/test/dbFacade.test.ts",
+  // open no database: apps.yaml parsing, request signatures, the GitHub API client
+  "apps/controller/test/appsConfig.test.ts",
+  "apps/controller/test/signedBody.test.ts",
+  "apps/controller/test/github/client.test.ts",
+];
+
+/**
  * Files of a group share one pool, and two groups run one after the other. The CI machine has
  * 2 cores: vitest's default (cores - 1) ran one file at a time, 800 s in all, while most e2e
  * files wait on the engine, on processes or on a clock, not on the CPU. Two workers share the
@@ -78,6 +99,20 @@ export default defineConfig({
           // 30 s: two files share the 2 cores now (the slowest unit tests took 7-10 s at load 10)
           testTimeout: 30_000,
           // expect.poll gives up after 1 s by default: too short for a busy 2-core machine
+          expect: { poll: { timeout: 10_000 } },
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        // The controller's tests again, on PostgreSQL: each harness opens a fresh database of the
+        // test cluster (DEPLOYBOT_TEST_POSTGRES_URL, started by scripts/test-services.sh) instead
+        // of an in-memory SQLite one. Group 0 like `unit`: it shares their 2 workers.
+        test: {
+          name: "controller-pg",
+          include: ["apps/controller/test/**/*.test.ts"],
+          exclude: [...notOnPostgres, "**/node_modules/**"],
+          env: { DEPLOYBOT_TEST_DATABASE: "postgres" },
+          testTimeout: 30_000,
           expect: { poll: { timeout: 10_000 } },
           sequence: { groupOrder: 0 },
         },

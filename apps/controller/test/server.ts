@@ -1,14 +1,39 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterAll } from "vitest";
+import { freshDatabase } from "../../../test/support/postgres";
 import { loadConfig } from "../src/config";
 import { startController } from "../src/server";
 import { APPS_YAML } from "./appsYaml";
+import { testEngine } from "./fixture";
 
 export const ADMIN = "admin-secret";
 export const JOIN = "join-secret";
 
-/** A real controller on a random loopback port, on a file database in `dir`. */
+/**
+ * On PostgreSQL (DEPLOYBOT_TEST_DATABASE=postgres) the controllers of one `dir` share a fresh
+ * database, as the file database in `dir` is shared by a restart; dropped when the file's tests end.
+ */
+const pgDatabases = new Map<string, Promise<Awaited<ReturnType<typeof freshDatabase>>>>();
+afterAll(async () => {
+  const all = [...pgDatabases.values()];
+  pgDatabases.clear();
+  for (const fresh of all) await (await fresh).drop();
+});
+
+async function engineEnv(dir: string): Promise<Record<string, string>> {
+  if (testEngine !== "postgres") return {};
+  let fresh = pgDatabases.get(dir);
+  if (!fresh) {
+    fresh = freshDatabase("deploybot_ctl");
+    pgDatabases.set(dir, fresh);
+  }
+  // every controller on a PostgreSQL database is given the same key (server.ts refuses otherwise)
+  return { DEPLOYBOT_DATABASE_URL: (await fresh).url, DEPLOYBOT_SECRET_KEY: "test-secret-key-with-enough-entropy-000000" };
+}
+
+/** A real controller on a random loopback port, on a file database in `dir` (or its PostgreSQL database). */
 export async function startTestController(
   dir = mkdtempSync(join(tmpdir(), "deploybot-ctl-")),
   env: Record<string, string> = {},
@@ -25,6 +50,7 @@ export async function startTestController(
       DEPLOYBOT_JOIN_TOKEN: JOIN,
       DEPLOYBOT_ADMIN_TOKEN: ADMIN,
       DEPLOYBOT_LOG_LEVEL: "silent",
+      ...(await engineEnv(dir)),
       ...env,
     }),
     { init: opts.init },
