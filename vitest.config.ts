@@ -78,6 +78,33 @@ const notOnPostgres = [
 ];
 
 /**
+ * Runs where the test PostgreSQL cluster is (scripts/test.sh sources DEPLOYBOT_TEST_POSTGRES_URL
+ * from .state/test-services.env), and always in CI, where a missing cluster fails the run
+ * (pgGlobalSetup.ts) instead of skipping it.
+ */
+const withPostgres = Boolean(process.env.DEPLOYBOT_TEST_POSTGRES_URL) || process.env.CI === "true";
+if (!withPostgres) console.warn("\n!!! SKIPPING the controller-pg project: DEPLOYBOT_TEST_POSTGRES_URL is not set. Run: sudo bash scripts/test-services.sh\n");
+const controllerPg = withPostgres
+  ? [
+      {
+        // The controller's tests again, on PostgreSQL: each harness opens an empty migrated database of the
+        // test cluster (DEPLOYBOT_TEST_POSTGRES_URL, started by scripts/test-services.sh) instead
+        // of an in-memory SQLite one (test/pgDatabases.ts). Group 0 like `unit`: it shares their 2 workers.
+        test: {
+          name: "controller-pg",
+          include: ["apps/controller/test/**/*.test.ts"],
+          exclude: [...notOnPostgres, "**/node_modules/**"],
+          env: { DEPLOYBOT_TEST_DATABASE: "postgres" },
+          globalSetup: ["apps/controller/test/pgGlobalSetup.ts"],
+          testTimeout: 30_000,
+          expect: { poll: { timeout: 10_000 } },
+          sequence: { groupOrder: 0 },
+        },
+      },
+    ]
+  : [];
+
+/**
  * Files of a group share one pool, and two groups run one after the other. The CI machine has
  * 2 cores: vitest's default (cores - 1) ran one file at a time, 800 s in all, while most e2e
  * files wait on the engine, on processes or on a clock, not on the CPU. Two workers share the
@@ -103,20 +130,7 @@ export default defineConfig({
           sequence: { groupOrder: 0 },
         },
       },
-      {
-        // The controller's tests again, on PostgreSQL: each harness opens a fresh database of the
-        // test cluster (DEPLOYBOT_TEST_POSTGRES_URL, started by scripts/test-services.sh) instead
-        // of an in-memory SQLite one. Group 0 like `unit`: it shares their 2 workers.
-        test: {
-          name: "controller-pg",
-          include: ["apps/controller/test/**/*.test.ts"],
-          exclude: [...notOnPostgres, "**/node_modules/**"],
-          env: { DEPLOYBOT_TEST_DATABASE: "postgres" },
-          testTimeout: 30_000,
-          expect: { poll: { timeout: 10_000 } },
-          sequence: { groupOrder: 0 },
-        },
-      },
+      ...controllerPg,
       {
         // Real Docker engine, registry, processes and browser: generous timeouts.
         test: {

@@ -1,53 +1,36 @@
 import pino from "pino";
 import { onTestFinished, test as base, TestRunner } from "vitest";
-import { freshDatabase, testPostgresUrl } from "../../../test/support/postgres";
 import { createApp } from "../src/app";
 import { type Config, testConfig } from "../src/config";
 import { type Db, openDb } from "../src/db/client";
-import { openPgDb } from "../src/db/pgFacade";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { APPS_YAML } from "./appsYaml";
+import { openPgTestDb, type TestDb } from "./pgDatabases";
 
 export { APPS_YAML };
 
 type Built = Awaited<ReturnType<typeof createApp>>;
 
 /**
- * The engine the controller tests run on: DEPLOYBOT_TEST_DATABASE=postgres runs them on a fresh
- * database of the test PostgreSQL cluster per harness (vitest project `controller-pg`);
- * anything else, an in-memory SQLite database.
+ * The engine the controller tests run on: DEPLOYBOT_TEST_DATABASE=postgres runs them on an empty,
+ * migrated database of the test PostgreSQL cluster per harness (vitest project `controller-pg`,
+ * pgDatabases.ts); anything else, an in-memory SQLite database.
  */
 export const testEngine: "sqlite" | "postgres" = process.env.DEPLOYBOT_TEST_DATABASE === "postgres" ? "postgres" : "sqlite";
 
 /**
  * A fresh database on the test engine, migrated by the checked-in migrations of that engine.
- * Opened inside a test, it is dropped when that test ends; opened elsewhere, the caller closes it.
+ * Opened inside a test, it is closed when that test ends; opened elsewhere, the caller closes it.
  */
-export async function openTestDb(): Promise<{ db: Db; close(): Promise<void> }> {
+export async function openTestDb(): Promise<TestDb> {
   const opened = await openFresh();
   if (TestRunner.getCurrentTest()) onTestFinished(opened.close);
   return opened;
 }
 
-async function openFresh(): Promise<{ db: Db; close(): Promise<void> }> {
+async function openFresh(): Promise<TestDb> {
   if (testEngine === "sqlite") return { db: openDb(":memory:"), close: async () => {} };
-  if (!testPostgresUrl) throw new Error("DEPLOYBOT_TEST_DATABASE=postgres needs DEPLOYBOT_TEST_POSTGRES_URL (run: sudo bash scripts/test-services.sh)");
-  const fresh = await freshDatabase("deploybot_ctl");
-  try {
-    // 8: the widest fan-out of one test (8 concurrent requests with one Idempotency-Key)
-    const db = await openPgDb(fresh.url, { max: 8 });
-    let closed: Promise<void> | undefined;
-    return {
-      db: db as unknown as Db,
-      close: () => {
-        closed ??= db.close().then(fresh.drop);
-        return closed;
-      },
-    };
-  } catch (err) {
-    await fresh.drop();
-    throw err;
-  }
+  return openPgTestDb();
 }
 
 export interface Harness {
@@ -72,7 +55,7 @@ export interface Harness {
   setApps(yaml: string): void;
   /** waits until the drainer applied every committed change (each request already waits for it) */
   settle(): Promise<void>;
-  /** settles and drops the database (PostgreSQL); runs by itself when the test that made the harness ends */
+  /** settles and lets the database go (PostgreSQL); runs by itself when the test that made the harness ends */
   close(): Promise<void>;
 }
 
