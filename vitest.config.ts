@@ -69,10 +69,13 @@ const notOnPostgres = [
   "apps/controller/test/dataSafety.test.ts",
   // SQLite by nature: the group commit of the single SQLite writer, seen from a second connection to the file
   "apps/controller/test/groupCommit.test.ts",
+  "apps/controller/test/groupCommitCallers.test.ts",
   // SQLite by nature: the SQLite write facade's turn-bound transactions (PostgreSQL's: test/pg/facade.test.ts)
   "apps/controller/test/dbFacade.test.ts",
-  // open no database: apps.yaml parsing, request signatures, the GitHub API client
+  // open no database: apps.yaml parsing, request signatures, the GitHub API client; the API
+  // description's lint (the document does not depend on the engine)
   "apps/controller/test/appsConfig.test.ts",
+  "apps/controller/test/openapi.lint.test.ts",
   "apps/controller/test/signedBody.test.ts",
   "apps/controller/test/github/client.test.ts",
 ];
