@@ -220,3 +220,48 @@ describe("group commit of job transitions", () => {
     t.close();
   });
 });
+
+// The grouping rule by caller: one agent's transitions run at once one after the other; a group
+// forms only when another agent asks in a turn already taken.
+describe("group commit: one caller's transitions follow each other at once", () => {
+  test("one agent's claim, then its finish, in one turn: each committed before its answer, no group", async () => {
+    const t = setup(6);
+    const transitions = new SqliteJobTransitions(t.state);
+    for (let i = 0; i < 3; i++) {
+      const job = await transitions.claim(agentA, 30_000);
+      expect(job && t.statusOf(job.id)).toBe("assigned");
+      const finishing = transitions.finish(job!.id, job!.leaseId!, { status: "succeeded" }, agentA.id);
+      // ran at once: committed before the caller even awaits it
+      expect(t.statusOf(job!.id)).toBe("succeeded");
+      expect((await finishing)?.status).toBe("succeeded");
+    }
+    expect(t.state.group.stats).toEqual({ groups: 0, members: 0 });
+    t.close();
+  });
+
+  test("another agent in a turn already taken is grouped, and so is the first agent's next one while it waits", async () => {
+    const t = setup(6);
+    const transitions = new SqliteJobTransitions(t.state);
+    const a = await transitions.claim(agentA, 30_000); // takes this turn for agent A
+    const b = transitions.claim(agentB, 30_000); // another caller: waits for the group
+    expect(t.statusOf(t.ids[1]!)).toBe("pending");
+    // A's own next transition: something waits, so it joins the group instead of jumping ahead
+    const aFinish = transitions.finish(a!.id, a!.leaseId!, { status: "succeeded" }, agentA.id);
+    expect(t.statusOf(a!.id)).toBe("assigned");
+    expect((await b)?.id).toBe(t.ids[1]);
+    expect((await aFinish)?.status).toBe("succeeded");
+    expect(t.statusOf(a!.id)).toBe("succeeded");
+    expect(t.state.group.stats).toEqual({ groups: 1, members: 2 });
+    t.close();
+  });
+
+  test("a finish under another agent's lease changes nothing, at once or grouped", async () => {
+    const t = setup(4);
+    const transitions = new SqliteJobTransitions(t.state);
+    const a = await transitions.claim(agentA, 30_000);
+    // agent B names A's job and lease: refused (undefined) and A's job stays assigned
+    expect(await transitions.finish(a!.id, a!.leaseId!, { status: "failed" }, agentB.id)).toBeUndefined();
+    expect(t.statusOf(a!.id)).toBe("assigned");
+    t.close();
+  });
+});
