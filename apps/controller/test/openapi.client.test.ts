@@ -5,7 +5,13 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import openapiTS, { astToString } from "openapi-typescript";
 import { afterAll, describe, expect, test } from "vitest";
-import { ADMIN, JOIN, makeHarness } from "./fixture";
+import { ADMIN, JOIN, makeHarness, testEngine } from "./fixture";
+
+/**
+ * /openapi.json comes from the routes' zod schemas, the same on both engines: the client is
+ * compiled against it (tsc, 15-20 s a time) on SQLite only; its calls run on both.
+ */
+const compiles = testEngine === "sqlite";
 
 const run = promisify(execFile);
 const here = import.meta.dirname;
@@ -49,7 +55,7 @@ describe("a client generated from /openapi.json", () => {
   test("type-checks calls against the live document, and they match real answers", { timeout: 120_000 }, async () => {
     const h = await makeHarness();
     const doc = (await (await h.call("GET", "/openapi.json")).json()) as Doc;
-    expect(await typeCheckCalls(doc, "live")).toBe("");
+    if (compiles) expect(await typeCheckCalls(doc, "live")).toBe("");
 
     // imported by path: calls.ts is compiled only against the generated types, never by the repo's tsc
     const callsFile = join(here, "typedClient/calls.ts");
@@ -78,7 +84,7 @@ describe("a client generated from /openapi.json", () => {
     expect(seen.deploymentIds.length).toBe(1);
   });
 
-  test("fails to compile when the document drifts from what the calls read", { timeout: 120_000 }, async () => {
+  test.skipIf(!compiles)("fails to compile when the document drifts from what the calls read", { timeout: 120_000 }, async () => {
     const doc = (await (await (await makeHarness()).call("GET", "/openapi.json")).json()) as Doc;
     const job = doc.components.schemas.Job!;
     // a renamed field, as if a response schema changed under the client
