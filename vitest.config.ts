@@ -69,7 +69,6 @@ const notOnPostgres = [
   "apps/controller/test/dataSafety.test.ts",
   // SQLite by nature: the group commit of the single SQLite writer, seen from a second connection to the file
   "apps/controller/test/groupCommit.test.ts",
-  "apps/controller/test/groupCommitCallers.test.ts",
   // SQLite by nature: the SQLite write facade's turn-bound transactions (PostgreSQL's: test/pg/facade.test.ts)
   "apps/controller/test/dbFacade.test.ts",
   // open no database: apps.yaml parsing, request signatures, the GitHub API client; the API
