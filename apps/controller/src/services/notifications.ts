@@ -209,11 +209,30 @@ export class NotificationService {
     const runs: Promise<void>[] = [];
     for (const row of rows) {
       if (this.inFlight.has(row.id)) continue;
-      const run = this.attempt(row).finally(() => this.inFlight.delete(row.id));
+      const run = this.claimed(row)
+        .then((mine) => (mine ? this.attempt(row) : undefined))
+        .finally(() => this.inFlight.delete(row.id));
       this.inFlight.set(row.id, run);
       runs.push(run);
     }
     await Promise.all(runs);
+  }
+
+  /**
+   * Takes a due delivery for one attempt: moves its next attempt past the attempt's timeout,
+   * unless another pass already did. Two passes of one sender overlap (the timer and the
+   * drainer's kick): a pass whose read came before the other's attempt was recorded still saw
+   * the delivery due, and sent it a second time. A controller dying mid-attempt leaves it due
+   * again once that time is past.
+   */
+  private async claimed(row: DeliveryRow): Promise<boolean> {
+    const until = this.deps.clock() + this.config.timeout_seconds * 1000 + 5_000;
+    const taken = await this.deps.db
+      .update(notificationDeliveries)
+      .set({ nextAttemptAt: until })
+      .where(and(eq(notificationDeliveries.id, row.id), eq(notificationDeliveries.status, "pending"), eq(notificationDeliveries.attempts, row.attempts), lte(notificationDeliveries.nextAttemptAt, this.deps.clock())))
+      .returning({ id: notificationDeliveries.id });
+    return taken.length > 0;
   }
 
   /** Sends due deliveries every `everyMs` (and right away) until stop(). */
