@@ -48,8 +48,11 @@ describeDocker("agent leftovers and a full state disk (controller + agent proces
   beforeAll(async () => {
     ctl = await controllerProcess("apps: []\n", {
       ...testRegistryEnv,
-      // 3 s: a restarted agent on a loaded machine is back before its lease (3 intervals) ends
-      DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "3",
+      // The killed agent must be back before its lease (3 intervals) ends, or the job ends `lost`
+      // instead of failed by the restart. Between the kill and the restart the test waits for the
+      // engine to drop the cut build: up to ~10 s on a loaded CI machine, past a 9 s lease (3 s
+      // intervals). 10 s intervals: a 30 s lease. Nothing here waits for a host to go offline.
+      DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS: "10",
     });
     agent = agentProcess(ctl.url, host);
     await waitForHostOnline(ctl, host);
