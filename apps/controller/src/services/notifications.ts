@@ -204,7 +204,9 @@ export class NotificationService {
       .select()
       .from(notificationDeliveries)
       .where(lte(notificationDeliveries.nextAttemptAt, this.deps.clock()))
-      .orderBy(asc(notificationDeliveries.nextAttemptAt))
+      // ties (one change, several events) by the event's outbox order: SQLite returned them in
+      // insertion order by itself, PostgreSQL in any order
+      .orderBy(asc(notificationDeliveries.nextAttemptAt), asc(notificationDeliveries.eventId), asc(notificationDeliveries.id))
       .limit(100)) as DeliveryRow[];
     const runs: Promise<void>[] = [];
     for (const row of rows) {
