@@ -70,7 +70,8 @@ async function openSlot(run: string): Promise<TestDb> {
     if (!exists) await admin.unsafe(`CREATE DATABASE ${name}`);
     const url = new URL(testPostgresUrl);
     url.pathname = `/${name}`;
-    const db = await openPgDb(url.toString(), { max: POOL });
+    // a kept database was migrated when this run created it
+    const db = await openPgDb(url.toString(), { max: POOL, migrate: !exists });
     if (exists) await empty(db.$pg);
     return {
       db: db as unknown as Db,
