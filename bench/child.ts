@@ -1,6 +1,6 @@
 /** The controller under test in a child process: start, wait until healthy, stop cleanly. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { APPS_YAML } from "../apps/controller/test/appsYaml";
@@ -80,4 +80,13 @@ export function codeVersion(): string {
   } catch {
     return "unknown (no git)";
   }
+}
+
+/** A ref's controller sources, beside the current ones so they resolve the same dependencies. */
+export function checkoutBaseline(ref: string): string {
+  const dir = join(ROOT, "apps/controller", `.bench-baseline-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const tar = execFileSync("git", ["archive", ref, "apps/controller/src"], { cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
+  execFileSync("tar", ["-x", "--strip-components=3", "-C", dir], { input: tar });
+  return dir;
 }

@@ -22,11 +22,10 @@
  * Env: BENCH_BASELINE_REF=<ref> (or `none`), BENCH_ROUNDS (10), BENCH_CPU_PROF=<dir> profiles the children and writes <dir>/windows.json (when each window ran, on the profiles' clock).
  */
 import type { ChildProcess } from "node:child_process";
-import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { ADMIN, codeVersion, JOIN, ROOT, startChild, stopChild, waitHealthy } from "./child";
+import { ADMIN, checkoutBaseline, codeVersion, JOIN, ROOT, startChild, stopChild, waitHealthy } from "./child";
 import { Client, measured, Recorder, type Reply, runEach, type Stats } from "./load";
 
 const CONNECTIONS = 64;
@@ -327,15 +326,6 @@ class Subject {
     must(r, `list ${status} jobs`);
     return (JSON.parse(r.body) as { jobs: unknown[] }).jobs.length;
   }
-}
-
-/** The baseline's controller sources, beside the current ones so they resolve the same dependencies. */
-function checkoutBaseline(ref: string): string {
-  const dir = join(ROOT, "apps/controller", `.bench-baseline-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
-  const tar = execFileSync("git", ["archive", ref, "apps/controller/src"], { cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
-  execFileSync("tar", ["-x", "--strip-components=3", "-C", dir], { input: tar });
-  return dir;
 }
 
 const median = (xs: number[]) => {

@@ -4,13 +4,14 @@
  * status report make, by `callers` agents at once (each on its own host, its jobs queued round
  * robin).
  */
-import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { APPS_YAML } from "../apps/controller/test/appsYaml";
 import { ROOT } from "./child";
+
+export { checkoutBaseline } from "./child";
 
 const DRAIN_EVERY = 100;
 
@@ -46,14 +47,6 @@ export function tempDir(): string {
 /** This checkout's controller sources; a baseline's are checked out beside them (checkoutBaseline). */
 export const CURRENT_SRC = join(ROOT, "apps/controller/src");
 
-/** A ref's controller sources, beside the current ones so they resolve the same dependencies. */
-export function checkoutBaseline(ref: string): string {
-  const dir = join(ROOT, "apps/controller", `.bench-baseline-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
-  const tar = execFileSync("git", ["archive", ref, "apps/controller/src"], { cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
-  execFileSync("tar", ["-x", "--strip-components=3", "-C", dir], { input: tar });
-  return dir;
-}
 
 export async function prepareDeploybot(opts: {
   /** the controller sources to run (CURRENT_SRC, or a baseline's) */

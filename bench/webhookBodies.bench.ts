@@ -6,12 +6,11 @@
  * its RSS before and at peak (VmHWM), /healthz latency while the bodies arrive, the answers.
  * Writes bench/results/<date>-webhook-bodies.md.
  */
-import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
-import { codeVersion, ROOT, startChild, stopChild } from "./child";
+import { checkoutBaseline, codeVersion, ROOT, startChild, stopChild } from "./child";
 
 const BODIES = 30;
 const BODY_BYTES = 25 * 1024 * 1024;
@@ -135,15 +134,6 @@ async function measure(label: string, srcDir: string, env: Record<string, string
     await stopChild(child);
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** The baseline's controller sources, beside the current ones so they resolve the same dependencies. */
-function checkoutBaseline(ref: string): string {
-  const dir = join(ROOT, "apps/controller", `.bench-baseline-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
-  const tar = execFileSync("git", ["archive", ref, "apps/controller/src"], { cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
-  execFileSync("tar", ["-x", "--strip-components=3", "-C", dir], { input: tar });
-  return dir;
 }
 
 const baselineDir = checkoutBaseline(BASELINE_REF);
