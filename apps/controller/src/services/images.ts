@@ -1,6 +1,7 @@
 import { type CreateImageRequest, type Image, isFullSha, jobSpec, type Target } from "@deploybot/protocol";
 import { and, desc, eq, type SQL, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
+import { reusable } from "../db/reusable";
 import { images } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
@@ -11,6 +12,8 @@ import type { GitRefs } from "./gitRefs";
 import type { JobService } from "./jobs";
 
 type ImageRow = typeof images.$inferSelect;
+/** What a build's change needs of its image. */
+type BuildImage = Pick<ImageRow, "id" | "status" | "startedAt" | "sha">;
 
 /** Where an app's images go and who builds them; the deployment service decides both. */
 export interface ImagePlacement {
@@ -32,7 +35,7 @@ const BUILD_STATUS: Record<string, ImageRow["status"]> = {
  * job (pending -> building -> success | failed); the job's log is the build log.
  */
 export class ImageService {
-  private readonly byBuildJob;
+  private readonly byBuildJob: (id: string) => BuildImage | undefined | Promise<BuildImage | undefined>;
 
   constructor(
     private readonly deps: Deps,
@@ -40,11 +43,19 @@ export class ImageService {
     private readonly refs: GitRefs,
     private readonly placement: ImagePlacement,
   ) {
-    this.byBuildJob = deps.db
-      .select()
-      .from(images)
-      .where(eq(images.buildJobId, sql.placeholder("id")))
-      .prepare();
+    const query = reusable(deps.db, () =>
+      deps.db
+        .select({ id: images.id, status: images.status, startedAt: images.startedAt, sha: images.sha })
+        .from(images)
+        .where(eq(images.buildJobId, sql.placeholder("id")))
+        .prepare(),
+    );
+    // On SQLite a raw statement read at once, beside the job-time read of metrics.ts (see there).
+    const raw =
+      deps.db.engine === "sqlite"
+        ? deps.db.$client.prepare<[string], BuildImage>("SELECT id, status, started_at AS startedAt, sha FROM images WHERE build_job_id = ?")
+        : null;
+    this.byBuildJob = raw ? (id: string): BuildImage | undefined => raw.get(id) : async (id: string): Promise<BuildImage | undefined> => (await query().execute({ id }))[0];
   }
 
   async create(input: CreateImageRequest): Promise<{ image: Image; created: boolean }> {
@@ -126,9 +137,11 @@ export class ImageService {
   /** The consequence of a build job's change (drainer, `job.changed`): the image's status follows it. */
   async applyJobChange(change: JobChange): Promise<void> {
     // Every job change passes here: only builds can be an image's, and the lookup is prepared
-    // once (building the query per event was a fifth of a claim+finish cycle, measured).
-    if (change.kind !== "build") return;
-    const [row] = await this.byBuildJob.execute({ id: change.id });
+    // once (building the query per event was a fifth of a claim+finish cycle, measured). A
+    // deployment's build is never a catalog image's (create() queues its builds without one), so
+    // the four changes of every deployment's build skip the read.
+    if (change.kind !== "build" || change.deploymentId) return;
+    const row = await this.byBuildJob(change.id);
     if (!row) return;
     const status = BUILD_STATUS[change.status] ?? "failed";
     if (status === row.status && status !== "success") return;
