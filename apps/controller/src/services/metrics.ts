@@ -54,7 +54,10 @@ export class ControllerMetrics {
     );
     // Read for every claim and every end. On SQLite a raw statement read at once: the drizzle
     // prepared query (placeholders, row mapping, its awaited thenable) made this read and the
-    // image lookup of images.ts about 12% of an in-process claim+finish cycle (pnpm bench:jobs:profile).
+    // image lookup of images.ts about 12% of an in-process claim+finish cycle (pnpm bench:jobs:profile);
+    // the raw reads gave one caller 1.08x / 1.14x the cycles per CPU second (group commit off / on;
+    // 1.10x / 1.19x in a 7-pass run), pnpm bench:jobs against the drizzle queries in the same run;
+    // 64 agents within the noise (0.88x-1.14x between runs).
     const raw =
       db.engine === "sqlite"
         ? db.$client.prepare<[string], JobTimes>("SELECT created_at AS createdAt, assigned_at AS assignedAt, started_at AS startedAt, finished_at AS finishedAt FROM jobs WHERE id = ?")
