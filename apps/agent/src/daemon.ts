@@ -243,11 +243,23 @@ export class AgentDaemon {
         return await fn();
       } catch (err) {
         if (!isRetryable(err) || this.stopped.signal.aborted) throw err;
-        const wait = backoffMs(attempt, 500, 30_000);
+        // At most one heartbeat interval between tries: a controller back from a restart gives
+        // held jobs one lease (3 intervals) to be reported, and an agent asleep in a 30 s backoff
+        // after a 30 s outage missed it — the job ended `lost` though it succeeded here.
+        const wait = backoffMs(attempt, 500, this.retryCapMs());
         this.logger.warn({ what, err: (err as Error).message, retryInMs: Math.round(wait) }, "controller call failed; retrying");
         await sleep(wait, this.stopped.signal);
       }
     }
+  }
+
+  private retryCapMs(): number {
+    return Math.min(30_000, this.intervalSeconds * 1000);
+  }
+
+  /** A job's log spool; its upload retries wait at most one heartbeat interval, as every call here. */
+  private spoolFor(jobId: string, leaseId: string, onCancelRequested?: () => void): JobLogSpool {
+    return new JobLogSpool(this.spoolDir, jobId, leaseId, this.client, this.redactor, this.logger, onCancelRequested, () => this.retryCapMs());
   }
 
   private async capabilities() {
@@ -413,9 +425,7 @@ export class AgentDaemon {
     } catch (err) {
       localError = localIoReason(err, this.config.stateDir);
     }
-    const spool = new JobLogSpool(this.spoolDir, job.id, job.leaseId, this.client, this.redactor, this.logger, () =>
-      this.current?.cancel("cancel requested"),
-    );
+    const spool = this.spoolFor(job.id, job.leaseId, () => this.current?.cancel("cancel requested"));
     this.adopt(JobRunner.start(job, this.runnerDeps(job.id, spool), localError ?? spool.ioError ?? undefined));
   }
 
@@ -459,13 +469,13 @@ export class AgentDaemon {
     const held = this.state.loadHeldJob();
     for (const left of JobLogSpool.leftovers(this.spoolDir)) {
       if (left.jobId === held?.id) continue;
-      const spool = new JobLogSpool(this.spoolDir, left.jobId, left.leaseId, this.client, this.redactor, this.logger);
+      const spool = this.spoolFor(left.jobId, left.leaseId);
       // no line will be added: uploaded (or refused), it removes itself instead of polling for ever
       void spool.close();
       this.spools.push(spool);
     }
     if (!held) return;
-    const spool = new JobLogSpool(this.spoolDir, held.id, held.leaseId, this.client, this.redactor, this.logger);
+    const spool = this.spoolFor(held.id, held.leaseId);
     const container = held.final ? null : await findJobContainer(this.docker, held.id).catch(() => null);
     this.adopt(JobRunner.recovered(held, container, this.runnerDeps(held.id, spool)));
   }

@@ -39,6 +39,8 @@ export class JobLogSpool {
     private readonly redactor: Redactor,
     private readonly logger: Logger,
     private readonly onCancelRequested: () => void = () => {},
+    /** the longest wait between upload retries (the daemon: one heartbeat interval, see daemon.ts retrying) */
+    private readonly retryCapMs: () => number = () => 30_000,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.dir = dir;
@@ -156,7 +158,7 @@ export class JobLogSpool {
           this.logger.warn({ jobId: this.jobId, code: err.code }, "controller refuses this job's logs; dropping them");
           this.abandoned = true;
         } else {
-          await sleep(backoffMs(failures++));
+          await sleep(backoffMs(failures++, 500, this.retryCapMs()));
         }
       }
     }
