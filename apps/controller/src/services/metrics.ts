@@ -57,7 +57,9 @@ export class ControllerMetrics {
     // image lookup of images.ts about 12% of an in-process claim+finish cycle (pnpm bench:jobs:profile);
     // the raw reads gave one caller 1.08x / 1.14x the cycles per CPU second (group commit off / on;
     // 1.10x / 1.19x in a 7-pass run), pnpm bench:jobs against the drizzle queries in the same run;
-    // 64 agents within the noise (0.88x-1.14x between runs).
+    // 64 agents within the noise (0.88x-1.14x between runs). Two full runs against the code before
+    // (all systems, 3 and 5 passes) did not show the one-caller gain (0.82x-1.00x): per-pass CPU
+    // rates there spread 20-40%, so it is below what those runs resolve.
     const raw =
       db.engine === "sqlite"
         ? db.$client.prepare<[string], JobTimes>("SELECT created_at AS createdAt, assigned_at AS assignedAt, started_at AS startedAt, finished_at AS finishedAt FROM jobs WHERE id = ?")
