@@ -95,8 +95,8 @@ export function agentRoutes(s: Services, joinToken: string | undefined) {
       async (c) => {
         const { wait } = c.req.valid("query");
         const agent = c.get("agent");
-        const { heartbeat: body, finished } = await finishInHeartbeat(s, agent.id, c.req.valid("json"));
-        const answer = await s.agents.heartbeat(agent, body, wait, () => c.req.raw.signal);
+        const { heartbeat: body, finished, claimed } = await finishInHeartbeat(s, agent.id, c.req.valid("json"), agent);
+        const answer = await s.agents.heartbeat(agent, body, wait, () => c.req.raw.signal, claimed);
         const update = await s.agentUpdates.offer(agent, body.status, answer.job !== null);
         return c.json({ ...answer, features: CONTROLLER_FEATURES, ...(update ? { update } : {}), ...(finished ? { finished } : {}) }, 200);
       },

@@ -1,4 +1,4 @@
-import { type Agent, type HeartbeatRequest, type HeartbeatResponse, PROTOCOL_VERSION, type RegisterRequest } from "@deploybot/protocol";
+import { type Agent, type ClaimedJob, type HeartbeatRequest, type HeartbeatResponse, PROTOCOL_VERSION, type RegisterRequest } from "@deploybot/protocol";
 import { and, eq, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import { reusable } from "../db/reusable";
 import { agents, jobs } from "../db/schema";
@@ -232,7 +232,19 @@ export class AgentService {
    * Records liveness, reconciles held jobs, and hands out at most one job to an idle agent.
    * With `waitSeconds`, an idle agent that got nothing waits until a job for it is queued.
    */
-  async heartbeat(agent: AgentCaller, body: HeartbeatRequest, waitSeconds: number, signal?: () => AbortSignal): Promise<HeartbeatResponse> {
+  async heartbeat(
+    agent: AgentCaller,
+    body: HeartbeatRequest,
+    waitSeconds: number,
+    signal?: () => AbortSignal,
+    /**
+     * The job the heartbeat's `finished` report already claimed, in the finish's transaction
+     * (finishInHeartbeat; null: it claimed nothing): the first reconcile/claim round is then
+     * skipped — the agent holds nothing (checked in that transaction), so reconcile has nothing
+     * to do, and it would hand back the job just claimed, which the agent does not hold yet.
+     */
+    claimed?: ClaimedJob | null,
+  ): Promise<HeartbeatResponse> {
     const { clock, notifier } = this.deps;
     const deadline = clock() + waitSeconds * 1000;
     const containers = JSON.stringify(body.containers);
@@ -267,8 +279,10 @@ export class AgentService {
       const mayClaim = body.status === "idle" && body.heldJobIds.length === 0;
       return { cancelJobIds, job: mayClaim ? await this.leases.claimNextJob(agent) : null };
     };
+    let first = claimed === undefined ? undefined : { cancelJobIds: [] as string[], job: claimed };
     for (;;) {
-      const { cancelJobIds, job } = await round();
+      const { cancelJobIds, job } = first ?? (await round());
+      first = undefined;
       const remaining = deadline - clock();
       if (job || cancelJobIds.length > 0 || remaining <= 0 || (waitSeconds > 0 && signal?.().aborted)) {
         if (waitSeconds > 0) touch();

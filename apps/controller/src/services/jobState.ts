@@ -3,6 +3,7 @@ import type { JobChangedEvent, JobStatus } from "@deploybot/protocol";
 import type { Deps } from "./deps";
 import { GroupCommit } from "./groupCommit";
 import type { JobFields, JobRow, JobStore, NewJob } from "./jobStore";
+import type { FinishedAndClaimed, FinishReport } from "./jobTransitions";
 import type { Outbox } from "./outbox";
 
 export type JobTransition = JobChangedEvent["transition"];
@@ -209,7 +210,7 @@ export class JobState {
   finish(
     jobId: string,
     leaseId: string,
-    report: { status: "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string; logLines?: number },
+    report: FinishReport,
     agentId?: string,
   ): JobRow | undefined {
     const now = this.deps.clock();
@@ -229,6 +230,30 @@ export class JobState {
       if (err === NOT_ITS_LEASE) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * An agent's final report and its next claim in ONE transaction: one COMMIT per job on the
+   * heartbeat path instead of two (finish, then the claim of the next heartbeat round). The
+   * finish is exactly `finish` (guarded by lease and agent, its own `job.changed` row). The claim
+   * runs only when the finish was accepted and the agent then holds nothing — what the
+   * heartbeat's reconcile would see — and in a savepoint of its own: a claim that throws is
+   * rolled back alone (logged), and the finish commits all the same. `claimTried` false: no claim
+   * ran (finish refused, or the agent still holds another job), the caller claims as before.
+   */
+  finishAndClaim(jobId: string, leaseId: string, report: FinishReport, agent: ClaimingAgent, leaseMs: number): FinishedAndClaimed {
+    return this.store.transaction(() => {
+      const finished = this.finish(jobId, leaseId, report, agent.id);
+      if (!finished || this.store.heldBy(agent.id).length > 0) return { finished, claimed: null, claimTried: false };
+      let claimed: JobRow | null = null;
+      try {
+        const candidate = this.claimCandidate(agent);
+        if (candidate !== undefined) claimed = this.store.transaction(() => this.claim(agent, leaseMs, candidate === "ask-claim" ? undefined : candidate));
+      } catch (err) {
+        this.deps.logger.error({ err, jobId, agentId: agent.id }, "claiming the next job after a finish failed; the finish stands");
+      }
+      return { finished, claimed, claimTried: true };
+    });
   }
 
   /**

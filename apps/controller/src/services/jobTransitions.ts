@@ -11,6 +11,16 @@ export interface FinishReport {
   logLines?: number;
 }
 
+/** A final report and the next claim of the same agent, in one transaction where the engine allows. */
+export interface FinishedAndClaimed {
+  /** the finished job; undefined: refused (stale lease, another agent's, already ended), nothing changed */
+  finished: JobRow | undefined;
+  /** the job claimed next, if any */
+  claimed: JobRow | null;
+  /** the claim ran (or threw and was rolled back alone); false: the caller claims as it would without the pair */
+  claimTried: boolean;
+}
+
 /**
  * A job's status transitions, as the services see them whatever the engine. One call is one
  * transaction that writes the job (guarded by status and lease) and its `job.changed` outbox row.
@@ -26,6 +36,11 @@ export interface JobTransitions {
   start(jobId: string, leaseId: string, leaseMs: number): Promise<JobRow | undefined>;
   /** With `agentId`, a lease held by another agent changes nothing (undefined), like a stale one. */
   finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string): Promise<JobRow | undefined>;
+  /**
+   * `finish` (with the agent's guard), then — when it was accepted and the agent holds nothing
+   * else — `claim` for that agent; a claim that throws never undoes the finish.
+   */
+  finishAndClaim(jobId: string, leaseId: string, report: FinishReport, agent: ClaimingAgent, leaseMs: number): Promise<FinishedAndClaimed>;
   requeue(job: JobRow, reason: string): Promise<JobRow | undefined>;
   failNotHeld(job: JobRow): Promise<JobRow | undefined>;
   lose(job: JobRow): Promise<JobRow | undefined>;
@@ -65,6 +80,10 @@ export class SqliteJobTransitions implements JobTransitions, JobLeases {
   }
   finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string) {
     return this.state.group.run(() => this.state.finish(jobId, leaseId, report, agentId), agentId);
+  }
+  // One member of a group: the pair shares its COMMIT with the other agents' transitions.
+  finishAndClaim(jobId: string, leaseId: string, report: FinishReport, agent: ClaimingAgent, leaseMs: number) {
+    return this.state.group.run(() => this.state.finishAndClaim(jobId, leaseId, report, agent, leaseMs), agent.id);
   }
   async requeue(job: JobRow, reason: string) {
     return this.state.requeue(job, reason);

@@ -24,7 +24,11 @@ export class LeaseService {
   /** Takes the oldest pending job this agent may run, or returns null. */
   async claimNextJob(agent: ClaimingAgent): Promise<ClaimedJob | null> {
     const row = await this.state.claim(agent, this.leaseMs);
-    if (!row) return null;
+    return row && this.handOut(row, agent);
+  }
+
+  /** A claimed row as its agent gets it: the lease, and the spec with credentials. */
+  private async handOut(row: JobRow, agent: ClaimingAgent): Promise<ClaimedJob> {
     return {
       id: row.id,
       kind: row.kind as ClaimedJob["kind"],
@@ -134,6 +138,35 @@ export class LeaseService {
         return done;
       }
     }
+    return this.reportFenced(agentId, jobId, body);
+  }
+
+  /**
+   * A final report and, when it is accepted and the agent then holds nothing, the agent's next
+   * job, in one transaction (JobTransitions.finishAndClaim): the heartbeat path's one COMMIT per
+   * job. `claimed` undefined: no claim ran (the report was refused or retried, or the agent holds
+   * another job), so the heartbeat claims as it would without the report. A refused report
+   * throws the same ApiError as reportStatus; a claim that failed leaves the finish accepted
+   * (claimed null).
+   */
+  async finishAndClaimNext(
+    agent: ClaimingAgent,
+    jobId: string,
+    body: { leaseId: string; status: "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string; logLines?: number },
+  ): Promise<{ row: JobRow; claimed?: ClaimedJob | null }> {
+    const pair = await this.state.finishAndClaim(jobId, body.leaseId, body, agent, this.leaseMs);
+    if (!pair.finished) return { row: await this.reportFenced(agent.id, jobId, body) };
+    this.deps.logger.info({ jobId, agentId: agent.id, status: body.status }, "job status");
+    if (!pair.claimTried) return { row: pair.finished };
+    return { row: pair.finished, claimed: pair.claimed && (await this.handOut(pair.claimed, agent)) };
+  }
+
+  /** A report the guarded write did not take at once: read the job, answer why, or apply it. */
+  private async reportFenced(
+    agentId: string,
+    jobId: string,
+    body: { leaseId: string; status: "running" | "succeeded" | "failed" | "cancelled"; result?: Record<string, unknown>; error?: string; logLines?: number },
+  ): Promise<JobRow> {
     const job = await this.fence(jobId, agentId, body.leaseId);
     const current = job.status as JobStatus;
     if (current === body.status && isFinal(current)) return job; // a retried final report

@@ -7,7 +7,7 @@ import { type DerivedTable, jobs as pgJobs } from "../db/pgSchema";
 import type { JobFields, JobRow, NewJob } from "./jobStore";
 import { canonicalLabels, type ClaimingAgent, type JobState, type JobTransition, jobEvent, requeueStep, SUPERSEDED, waitingForVolumes } from "./jobState";
 import type { PgFacadeDb } from "../db/pgFacade";
-import { DbJobLeases, type FinishReport, type JobLeases, type JobTransitions } from "./jobTransitions";
+import { DbJobLeases, type FinishedAndClaimed, type FinishReport, type JobLeases, type JobTransitions } from "./jobTransitions";
 
 /** A connection inside a transaction, or the pool for single statements. */
 type Tx = postgres.TransactionSql | PgSql;
@@ -253,6 +253,27 @@ export class PgJobState implements JobTransitions {
       "finished",
     );
     return row;
+  }
+
+  /**
+   * The pair of JobState.finishAndClaim as the two calls it was before: on PostgreSQL the finish
+   * and the claim are one autocommit statement each (with their outbox rows), and a claim inside
+   * the finish's transaction would hold the finished row's lock across a second round trip. Same
+   * answers: the claim only after an accepted finish that leaves the agent holding nothing, and a
+   * claim that throws leaves the finish committed.
+   */
+  async finishAndClaim(jobId: string, leaseId: string, report: FinishReport, agent: ClaimingAgent, leaseMs: number): Promise<FinishedAndClaimed> {
+    const finished = await this.finish(jobId, leaseId, report, agent.id);
+    if (!finished) return { finished, claimed: null, claimTried: false };
+    const [holds] = await this.db`SELECT 1 FROM jobs WHERE agent_id = ${agent.id} AND status IN ('assigned', 'running') LIMIT 1`;
+    if (holds) return { finished, claimed: null, claimTried: false };
+    let claimed: JobRow | null = null;
+    try {
+      claimed = await this.claim(agent, leaseMs);
+    } catch (err) {
+      this.deps.logger.error({ err, jobId, agentId: agent.id }, "claiming the next job after a finish failed; the finish stands");
+    }
+    return { finished, claimed, claimTried: true };
   }
 
   /** `from` -> `status` with `fields`, guarded by status (and the lease when given), with its event. */
