@@ -114,6 +114,10 @@ describe("notifications from a real controller", () => {
     receiver.answer(200, "ok");
     await ctl.start();
     await waitFor("the second delivery", async () => (receiver!.accepted().length > 1 ? true : undefined), 60_000);
+    // The receiver's 200 and the controller's record of it are two steps: a kill between them
+    // sends the delivery again at restart (at least once; the receiver dedupes by
+    // x-deploybot-delivery). Step 3 is about a delivery already recorded, so wait for the record.
+    await waitFor("the second delivery recorded", async () => (new Set((await attemptsIn(ctl!)).filter((a) => a.status === "delivered").map((a) => a.id)).size >= 2 ? true : undefined), 60_000);
 
     // 3. one more restart sends nothing again
     await ctl.stop("SIGKILL");
