@@ -13,6 +13,9 @@ import type { LeaseService } from "./leases";
 
 type AgentRow = typeof agents.$inferSelect;
 
+/** What a heartbeat reports of the host, as the JSON text stored (null: keep the stored value). */
+type Reported = { containers: string; routes: string; appStatus: string | null; volumes: string | null };
+
 /**
  * What an agent's own calls need of it: who it is and the facts its answers depend on. Not what
  * it reports (containers, routes, app status: JSON that grows with the host), which
@@ -247,49 +250,57 @@ export class AgentService {
   ): Promise<HeartbeatResponse> {
     const { clock, notifier } = this.deps;
     const deadline = clock() + waitSeconds * 1000;
-    const containers = JSON.stringify(body.containers);
-    const routes = JSON.stringify(body.routes ?? []);
-    const appStatus = body.appStatus ? JSON.stringify(body.appStatus) : null;
-    // absent (an agent from before volumes): the stored list stays as it was
-    const volumes = body.volumes ? JSON.stringify(body.volumes) : null;
-    // a heartbeat without them must not drop what an earlier one, not yet flushed, reported
-    const touch = () => {
-      const pending = this.liveness.get(agent.id);
-      this.liveness.set(agent.id, { at: clock(), state: body.status, containers, routes, appStatus: appStatus ?? pending?.appStatus ?? null, volumes: volumes ?? pending?.volumes ?? null });
+    // Methods, not closures made per call: the controller runs under tsx, which wraps every named
+    // closure in a __name() call as it is made (touch, answer and round were 2% of the in-process
+    // heartbeat row's profile samples, __name alone 1.9%). Measured against the closures, same
+    // run, 5 passes of 10,000 jobs, 1 agent: 7,813 vs 7,180 heartbeat cycles per CPU second
+    // (1.09x), 0.97x by wall — within this machine's noise either way.
+    const reported: Reported = {
+      containers: JSON.stringify(body.containers),
+      routes: JSON.stringify(body.routes ?? []),
+      appStatus: body.appStatus ? JSON.stringify(body.appStatus) : null,
+      // absent (an agent from before volumes): the stored list stays as it was
+      volumes: body.volumes ? JSON.stringify(body.volumes) : null,
     };
-    touch();
+    this.touch(agent.id, body.status, reported);
     const appEventsAcked = await this.appStates.recordEvents(agent, body.appEvents);
-    // computed as the answer leaves: a long-poll may outlast a change of the host's state
-    const answer = async (job: HeartbeatResponse["job"], cancelJobIds: string[]): Promise<HeartbeatResponse> => {
-      const desired = await this.appStates.forAgent(agent.hostname, body.desiredVersion);
-      return {
-        acknowledged: true,
-        job,
-        cancelJobIds,
-        heartbeatIntervalSeconds: this.intervalSeconds,
-        protocolVersion: PROTOCOL_VERSION,
-        ...(desired ? { desired } : {}),
-        ...(appEventsAcked !== undefined ? { appEventsAcked } : {}),
-      };
-    };
-    // No transaction: an idle heartbeat only reads, and every write here is a single guarded
-    // statement. After reconcile, an agent that holds nothing has no active job here either.
-    const round = async () => {
-      const cancelJobIds = await this.leases.reconcile(agent.id, body.heldJobIds);
-      const mayClaim = body.status === "idle" && body.heldJobIds.length === 0;
-      return { cancelJobIds, job: mayClaim ? await this.leases.claimNextJob(agent) : null };
-    };
-    let first = claimed === undefined ? undefined : { cancelJobIds: [] as string[], job: claimed };
+    let { cancelJobIds, job } = claimed === undefined ? await this.round(agent, body) : { cancelJobIds: [] as string[], job: claimed };
     for (;;) {
-      const { cancelJobIds, job } = first ?? (await round());
-      first = undefined;
       const remaining = deadline - clock();
       if (job || cancelJobIds.length > 0 || remaining <= 0 || (waitSeconds > 0 && signal?.().aborted)) {
-        if (waitSeconds > 0) touch();
-        return await answer(job, cancelJobIds);
+        if (waitSeconds > 0) this.touch(agent.id, body.status, reported);
+        // computed as the answer leaves: a long-poll may outlast a change of the host's state
+        const desired = await this.appStates.forAgent(agent.hostname, body.desiredVersion);
+        return {
+          acknowledged: true,
+          job,
+          cancelJobIds,
+          heartbeatIntervalSeconds: this.intervalSeconds,
+          protocolVersion: PROTOCOL_VERSION,
+          ...(desired ? { desired } : {}),
+          ...(appEventsAcked !== undefined ? { appEventsAcked } : {}),
+        };
       }
       await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, remaining, signal?.());
+      ({ cancelJobIds, job } = await this.round(agent, body));
     }
+  }
+
+  /** Liveness, kept until the next flush; a heartbeat without appStatus/volumes must not drop what an earlier one, not yet flushed, reported. */
+  private touch(id: string, state: string, r: Reported): void {
+    const pending = this.liveness.get(id);
+    this.liveness.set(id, { at: this.deps.clock(), state, containers: r.containers, routes: r.routes, appStatus: r.appStatus ?? pending?.appStatus ?? null, volumes: r.volumes ?? pending?.volumes ?? null });
+  }
+
+  /**
+   * Reconcile, then a claim for an idle agent holding nothing. No transaction: an idle heartbeat
+   * only reads, and every write here is a single guarded statement. After reconcile, an agent
+   * that holds nothing has no active job here either.
+   */
+  private async round(agent: AgentCaller, body: HeartbeatRequest): Promise<{ cancelJobIds: string[]; job: ClaimedJob | null }> {
+    const cancelJobIds = await this.leases.reconcile(agent.id, body.heldJobIds);
+    const mayClaim = body.status === "idle" && body.heldJobIds.length === 0;
+    return { cancelJobIds, job: mayClaim ? await this.leases.claimNextJob(agent) : null };
   }
 
   /** Writes the liveness heartbeats reported since the last flush. */
