@@ -70,7 +70,7 @@ export function createApp(opts: AppOptions) {
   const services = createServices(deps, opts.secretKey, opts.schedulerHooks, { drainerSignals: opts.drainerSignals ?? "inline" });
   const eventStreams = new EventStreams(deps);
   const metrics = new ControllerMetrics(opts.db, clock, () => eventStreams.streams, () => services.backups.stats);
-  services.drainer.register({ name: "metrics", types: ["job.changed"], kind: "signal", apply: (e) => void metrics.observeJobChange(e).catch((err: unknown) => opts.logger.warn({ err }, "job metrics not recorded")) });
+  services.drainer.register({ name: "metrics", types: ["job.changed"], kind: "signal", apply: (e) => void metrics.observeJobChange(e)?.catch((err: unknown) => opts.logger.warn({ err }, "job metrics not recorded")) });
 
   // the file opened at start (SQLite): /readyz notices when the path no longer leads to it
   const openedAs = opts.db.engine === "sqlite" ? fileIdentity(opts.config.dbPath) : null;

@@ -26,6 +26,15 @@ export const jobChangedEvent = z.object({
   error: z.string().nullable(),
   /** the agent's count of log lines, from its final report (the log is complete at this offset) */
   expectedLogLines: z.number().int().nullable(),
+  /**
+   * The job's times after the change, in milliseconds since the epoch (null: not yet): queued,
+   * claimed, started, ended. Missing only in events stored before these fields existed: a
+   * consumer that needs them reads the job then.
+   */
+  createdAtMs: z.number().int().optional(),
+  assignedAtMs: z.number().int().nullable().optional(),
+  startedAtMs: z.number().int().nullable().optional(),
+  finishedAtMs: z.number().int().nullable().optional(),
 });
 export type JobChangedEvent = z.infer<typeof jobChangedEvent>;
 

@@ -28,6 +28,14 @@ export function jobEvent(row: JobRow, transition: JobTransition): JobChangedEven
     cancelRequested: row.cancelRequested,
     error: row.error,
     expectedLogLines: row.expectedLogLines,
+    // The row's times, so a consumer (metrics' claim latency and job duration) reads no job row:
+    // that read, twice per claim+finish cycle, was 5.6% of an in-process cycle's profile. Epoch
+    // ms as stored: ISO strings cost ~0.5 µs each to write and ~0.2 µs to parse back, about 4 µs
+    // of a cycle (measured) — half of what the read cost.
+    createdAtMs: row.createdAt,
+    assignedAtMs: row.assignedAt,
+    startedAtMs: row.startedAt,
+    finishedAtMs: row.finishedAt,
   };
 }
 

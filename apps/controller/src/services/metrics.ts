@@ -9,6 +9,7 @@ import type { OutboxEvent } from "./outbox";
 
 type JobTimes = { createdAt: number; assignedAt: number | null; startedAt: number | null; finishedAt: number | null };
 
+
 interface BackupStats {
   ok: number;
   failed: number;
@@ -27,7 +28,7 @@ export class ControllerMetrics {
   private readonly http: Histogram<"method" | "route" | "status">;
   private readonly claimLatency: Histogram<"kind">;
   private readonly jobDuration: Histogram<"kind" | "status">;
-  private readonly jobTimes: (id: string) => JobTimes | undefined | Promise<JobTimes | undefined>;
+  private readonly jobTimes: (id: string) => Promise<JobTimes | undefined>;
 
   constructor(db: Db, clock: () => number, sse: () => number, backups: () => BackupStats = () => ({ ok: 0, failed: 0, lastSuccessAt: null })) {
     const r = this.registry;
@@ -44,7 +45,7 @@ export class ControllerMetrics {
         .groupBy(agents.online);
     const deploymentCounts = () => db.select({ status: deployments.status, n: count() }).from(deployments).groupBy(deployments.status);
     const webhookCounts = () => db.select({ outcome: webhookDeliveries.outcome, n: count() }).from(webhookDeliveries).groupBy(webhookDeliveries.outcome);
-    // every claim and every finished job reads its times: prepared once where the engine allows
+    // only events stored before job.changed carried the times read them (observeJobChange)
     const times = reusable(db, () =>
       db
         .select({ createdAt: jobs.createdAt, assignedAt: jobs.assignedAt, startedAt: jobs.startedAt, finishedAt: jobs.finishedAt })
@@ -52,19 +53,7 @@ export class ControllerMetrics {
         .where(eq(jobs.id, sql.placeholder("id")))
         .prepare(),
     );
-    // Read for every claim and every end. On SQLite a raw statement read at once: the drizzle
-    // prepared query (placeholders, row mapping, its awaited thenable) made this read and the
-    // image lookup of images.ts about 12% of an in-process claim+finish cycle (pnpm bench:jobs:profile);
-    // the raw reads gave one caller 1.08x / 1.14x the cycles per CPU second (group commit off / on;
-    // 1.10x / 1.19x in a 7-pass run), pnpm bench:jobs against the drizzle queries in the same run;
-    // 64 agents within the noise (0.88x-1.14x between runs). Two full runs against the code before
-    // (all systems, 3 and 5 passes) did not show the one-caller gain (0.82x-1.00x): per-pass CPU
-    // rates there spread 20-40%, so it is below what those runs resolve.
-    const raw =
-      db.engine === "sqlite"
-        ? db.$client.prepare<[string], JobTimes>("SELECT created_at AS createdAt, assigned_at AS assignedAt, started_at AS startedAt, finished_at AS finishedAt FROM jobs WHERE id = ?")
-        : null;
-    this.jobTimes = raw ? (id: string): JobTimes | undefined => raw.get(id) : async (id: string): Promise<JobTimes | undefined> => (await times().execute({ id }))[0];
+    this.jobTimes = async (id) => (await times().execute({ id }))[0];
 
     new Gauge({
       name: "deploybot_jobs",
@@ -194,12 +183,23 @@ export class ControllerMetrics {
     this.http.observe({ method: m, route, status: String(status) }, seconds);
   }
 
-  /** A job's claim and end, from the outbox (a signal consequence: off every request path). */
-  async observeJobChange(event: OutboxEvent): Promise<void> {
+  /**
+   * A job's claim and end, from the outbox (a signal consequence: off every request path). The
+   * event carries the row's times (jobEvent()), so this reads nothing and ends at once; only an
+   * event stored before it carried them reads the job (a promise then). That read, a `get` by
+   * job id twice per claim+finish cycle, was 5.6% of an in-process cycle's profile
+   * (pnpm bench:jobs:profile, one caller).
+   */
+  observeJobChange(event: OutboxEvent): void | Promise<void> {
     const job = event.data as JobChangedEvent;
     if (job.transition !== "claimed" && !finalStatuses.includes(job.status)) return;
-    const t = await this.jobTimes(job.id);
-    if (!t) return;
+    if (job.createdAtMs !== undefined) {
+      return this.observeTimes(job, { createdAt: job.createdAtMs, assignedAt: job.assignedAtMs ?? null, startedAt: job.startedAtMs ?? null, finishedAt: job.finishedAtMs ?? null });
+    }
+    return this.jobTimes(job.id).then((t) => t && this.observeTimes(job, t));
+  }
+
+  private observeTimes(job: JobChangedEvent, t: JobTimes): void {
     if (job.transition === "claimed" && t.assignedAt !== null) this.claimLatency.observe({ kind: job.kind }, Math.max(0, t.assignedAt - t.createdAt) / 1000);
     else if (job.transition !== "claimed" && t.finishedAt !== null) {
       const from = t.assignedAt ?? t.startedAt;

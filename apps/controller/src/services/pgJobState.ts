@@ -82,7 +82,8 @@ function jobEventSql(tx: Tx, transition: JobTransition) {
   return tx`json_build_object(
     'id', c.id, 'kind', c.kind, 'app', c.app, 'status', c.status, 'transition', ${transition}::text,
     'host', c.target_host, 'labels', c.target_labels, 'agentId', c.agent_id, 'deploymentId', c.deployment_id,
-    'attempts', c.attempts, 'cancelRequested', c.cancel_requested, 'error', c.error, 'expectedLogLines', c.expected_log_lines)::text`;
+    'attempts', c.attempts, 'cancelRequested', c.cancel_requested, 'error', c.error, 'expectedLogLines', c.expected_log_lines,
+    'createdAtMs', c.created_at, 'assignedAtMs', c.assigned_at, 'startedAtMs', c.started_at, 'finishedAtMs', c.finished_at)::text`;
 }
 
 /**

@@ -10,15 +10,18 @@ import { testConfig } from "../../src/config";
 import type { Db } from "../../src/db/client";
 import { OUTBOX_CHANNEL } from "../../src/db/pg";
 import { eq } from "drizzle-orm";
-import { agents, outboxRetries } from "../../src/db/schema";
+import { agents, jobs, outboxRetries } from "../../src/db/schema";
 import { parseAppsConfig } from "../../src/services/appsConfig";
 import type { Deps } from "../../src/services/deps";
 import { Drainer } from "../../src/services/drainer";
+import { jobEvent } from "../../src/services/jobState";
+import { ControllerMetrics } from "../../src/services/metrics";
 import { JobEvents } from "../../src/services/events";
 import { Notifier } from "../../src/services/notifier";
 import { openOutbox, type Outbox } from "../../src/services/outbox";
 import { APPS_YAML } from "../appsYaml";
 import { onBothEngines } from "./database";
+import { newJob } from "./jobFixtures";
 
 let now = 1_000_000;
 
@@ -149,7 +152,50 @@ function contract(engine: "sqlite" | "postgres", open: () => Db) {
     expect(sent.sort()).toEqual([1, 2]);
     expect(await db.select().from(outboxRetries)).toEqual([]);
   });
+
+  test(`${engine}: job.changed rows stored before they carried the job's times are applied at start with the times read from the job`, async () => {
+    now = 5_000_000;
+    const db = open();
+    const deps = depsFor(db);
+    await deps.outbox.setCursor("consequences", await deps.outbox.latestId());
+    // two claimed jobs: 2.5 s and 4 s from queued to claimed
+    const old = { ...newJob({ host: "web-1" }, { kind: "deploy" }), status: "assigned", createdAt: now - 10_000, assignedAt: now - 7_500 };
+    const recent = { ...newJob({ host: "web-1" }, { kind: "deploy" }), status: "assigned", createdAt: now - 9_000, assignedAt: now - 5_000 };
+    await db.insert(jobs).values([old, recent]);
+    const [oldRow] = await db.select().from(jobs).where(eq(jobs.id, old.id));
+    const [recentRow] = await db.select().from(jobs).where(eq(jobs.id, recent.id));
+    const current = jobEvent(recentRow!, "claimed");
+    expect(current).toMatchObject({ createdAtMs: now - 9_000, assignedAtMs: now - 5_000, startedAtMs: null, finishedAtMs: null });
+    // the row an older controller wrote: the same event without the four times
+    const { createdAtMs: _c, assignedAtMs: _a, startedAtMs: _s, finishedAtMs: _f, ...stored } = jobEvent(oldRow!, "claimed");
+    await db.write(async () => {
+      await deps.outbox.append("job.changed", { app: "web", subject: old.id }, stored);
+      await deps.outbox.append("job.changed", { app: "web", subject: recent.id }, current);
+    });
+    // the job the current event names is gone by the time it is applied: its times come from the event
+    await db.delete(jobs).where(eq(jobs.id, recent.id));
+
+    // a controller starting now (its drainer was not running when the rows were written)
+    const metrics = new ControllerMetrics(db, deps.clock, () => 0);
+    const drainer = new Drainer(deps);
+    const reads: unknown[] = [];
+    drainer.register({ name: "metrics", types: ["job.changed"], kind: "signal", apply: (e) => void reads.push(metrics.observeJobChange(e)) });
+    drainer.start();
+    try {
+      await drainer.idle();
+      await Promise.all(reads);
+      // the stored row reads the job (a promise), the current one reads nothing
+      expect(reads.map((r) => r instanceof Promise)).toEqual([true, false]);
+      const text = await metrics.text();
+      const sample = (series: string) => Number(text.split("\n").find((l) => l.startsWith(`${series} `))?.slice(series.length + 1));
+      expect(sample('deploybot_job_claim_latency_seconds_count{kind="deploy"}')).toBe(2);
+      expect(sample('deploybot_job_claim_latency_seconds_sum{kind="deploy"}')).toBe(6.5);
+    } finally {
+      drainer.stop();
+    }
+  });
 }
+
 
 onBothEngines("outbox and drainer on PostgreSQL", contract, (pg) => {
   test("postgres: appends become visible in id order (the second appender waits for the first's commit), with a NOTIFY at commit", async () => {
