@@ -49,6 +49,9 @@ type RetryRow = { eventId: number; consequence: string; attempts: number };
 
 export const DRAINER = "consequences";
 
+/** retry tasks started per query */
+const DUE_TASKS_LIMIT = 200;
+
 type Batch = { signals: Array<[Consequence, OutboxEvent]>; external: boolean };
 
 /** Thrown out of a batch's transaction when a consequence failed: the batch runs again, carefully. */
@@ -78,6 +81,12 @@ export class Drainer {
   /** the drain running now; a kick meanwhile asks it for one more pass */
   private running: Promise<void> | undefined;
   private again = false;
+  /**
+   * Whether a retry task may have come due since `outbox_retries` was last asked: at first, on
+   * the timer, and when this drainer recorded one. A drain kicked by new rows otherwise skips
+   * that query (a task comes due only with time, and the timer asks every second).
+   */
+  private tasksMaybeDue = true;
 
   constructor(
     private readonly deps: Deps,
@@ -92,13 +101,14 @@ export class Drainer {
         .from(outboxRetries)
         .where(lte(outboxRetries.nextAttemptAt, sql.placeholder("now")))
         .orderBy(outboxRetries.eventId, outboxRetries.consequence)
-        .limit(200)
+        .limit(DUE_TASKS_LIMIT)
         .prepare(),
     );
   }
 
   /** Records a task (or its next attempt) for `consequence` of `eventId`. */
   private async putTask(t: { eventId: number; consequence: string; attempts: number; nextAt: number | null; error: string | null; now: number }) {
+    this.tasksMaybeDue = true;
     await this.deps.db
       .insert(outboxRetries)
       .values({ eventId: t.eventId, consequence: t.consequence, attempts: t.attempts, nextAttemptAt: t.nextAt, lastError: t.error, createdAt: t.now })
@@ -137,7 +147,10 @@ export class Drainer {
       return;
     }
     void this.announceLeft();
-    this.timer = setInterval(() => this.kick(), retryEveryMs);
+    this.timer = setInterval(() => {
+      this.tasksMaybeDue = true;
+      void this.kick();
+    }, retryEveryMs);
     this.timer.unref();
     void this.kick();
   }
@@ -191,6 +204,7 @@ export class Drainer {
   /** Resolves once every committed row is applied and no task that is due is running (tests, shutdown). */
   async idle(): Promise<void> {
     for (let i = 0; i < 100; i++) {
+      this.tasksMaybeDue = true;
       await this.kick();
       if (this.inFlight.size === 0 && (this.paused || (await this.deps.outbox.latestId()) <= (await this.position()))) return;
       await Promise.all(this.inFlight.values());
@@ -212,6 +226,7 @@ export class Drainer {
     let applied = 0;
     const { outbox } = this.deps;
     for (;;) {
+      const seen = outbox.appendCount();
       const rows = await outbox.after(await this.position(), this.options.batch);
       if (rows.length === 0) return applied;
       const last = rows[rows.length - 1]!.id;
@@ -233,6 +248,10 @@ export class Drainer {
       // after the commit: whoever is woken reads what it committed
       if (batch.signals.length > 0) this.signal(batch.signals);
       if (batch.external) await this.startDueTasks();
+      // A batch that was not full, with nothing appended since its read (the SQLite outbox counts
+      // every append): a second read would come back empty, and a row appended later kicks the
+      // drainer anyway. Each drain ended with that empty read (a read transaction of its own).
+      if (rows.length < this.options.batch && seen !== null && outbox.appendCount() === seen) return applied;
     }
   }
 
@@ -292,11 +311,16 @@ export class Drainer {
 
   /** Starts the external tasks and retries whose time has come; resolves when those have ended. */
   async runDueTasks(): Promise<void> {
+    this.tasksMaybeDue = true;
     await Promise.all(await this.startDueTasks());
   }
 
   private async startDueTasks(): Promise<Promise<void>[]> {
+    // Asked after every drain before: a query of its own per kick, mostly answering nothing.
+    if (!this.tasksMaybeDue) return [];
+    this.tasksMaybeDue = false;
     const due: RetryRow[] = await this.dueTasks().execute({ now: this.deps.clock() });
+    if (due.length === DUE_TASKS_LIMIT) this.tasksMaybeDue = true; // more may wait behind these
     const runs: Promise<void>[] = [];
     for (const task of due) {
       const key = `${task.eventId}|${task.consequence}`;

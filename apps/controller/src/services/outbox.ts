@@ -53,6 +53,16 @@ export abstract class Outbox {
     throw new Error("a synchronous outbox append exists on SQLite only");
   }
 
+  /**
+   * How many rows this process has appended, where every append goes through this object
+   * (SQLite, one controller); null where rows are also appended elsewhere (PostgreSQL: other
+   * controllers, and PgJobState's own statements). A reader that saw it unchanged across a read
+   * knows a second read now would find nothing new; the listeners still hear of later rows.
+   */
+  appendCount(): number | null {
+    return null;
+  }
+
   protected abstract write(type: string, about: About, data: unknown): Promise<number>;
   abstract after(id: number, limit: number): Promise<OutboxEvent[]>;
   abstract get(id: number): Promise<OutboxEvent | undefined>;
@@ -99,6 +109,7 @@ export function openOutbox(db: Db, clock: () => number): Outbox {
  * turn it began in, so listeners scheduled for the next turn run after its COMMIT.
  */
 export class SqliteOutbox extends Outbox {
+  private appends = 0;
   private readonly insert;
   private readonly readAfter;
   private readonly readOne;
@@ -131,8 +142,13 @@ export class SqliteOutbox extends Outbox {
 
   override appendNow(type: string, about: About, data: unknown): number {
     const id = Number(this.insert.run(type, about.app, about.subject, JSON.stringify(data), this.clock()).lastInsertRowid);
+    this.appends++;
     this.schedule();
     return id;
+  }
+
+  override appendCount(): number {
+    return this.appends;
   }
 
   protected async write(type: string, about: About, data: unknown): Promise<number> {
