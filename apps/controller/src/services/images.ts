@@ -29,6 +29,14 @@ const BUILD_STATUS: Record<string, ImageRow["status"]> = {
 };
 
 /**
+ * The transitions of a build that never move its image, so their changes skip the lookup: queued
+ * (the image is written `pending` in the transaction that queues its build), started (its claim
+ * already made it `building`) and a cancel request (the job's status stays). Two of the four
+ * changes of a catalog build that succeeds.
+ */
+const KEEPS_IMAGE: ReadonlySet<string> = new Set(["queued", "started", "cancel_requested"]);
+
+/**
  * The images catalog: build and push an app at a git tag (or a branch or commit, tagged by its
  * short sha) without deploying it. One image per app and tag (a unique key): a repeated request
  * answers the existing image unless it asks for a rebuild. The image's status follows its build
@@ -140,7 +148,7 @@ export class ImageService {
     // once (building the query per event was a fifth of a claim+finish cycle, measured). A
     // deployment's build is never a catalog image's (create() queues its builds without one), so
     // the four changes of every deployment's build skip the read.
-    if (change.kind !== "build" || change.deploymentId) return;
+    if (change.kind !== "build" || change.deploymentId || KEEPS_IMAGE.has(change.transition)) return;
     const row = await this.byBuildJob(change.id);
     if (!row) return;
     const status = BUILD_STATUS[change.status] ?? "failed";
