@@ -118,6 +118,15 @@ export class Drainer {
       });
   }
 
+  /** Whether the task is still stored as `task` read it (same attempt) and due. */
+  private async stillDue(task: RetryRow): Promise<boolean> {
+    const [row] = await this.deps.db
+      .select({ attempts: outboxRetries.attempts, nextAt: outboxRetries.nextAttemptAt })
+      .from(outboxRetries)
+      .where(and(eq(outboxRetries.eventId, task.eventId), eq(outboxRetries.consequence, task.consequence)));
+    return row !== undefined && row.attempts === task.attempts && row.nextAt !== null && row.nextAt <= this.deps.clock();
+  }
+
   private async dropTask(eventId: number, consequence: string) {
     await this.deps.db.delete(outboxRetries).where(and(eq(outboxRetries.eventId, eventId), eq(outboxRetries.consequence, consequence)));
   }
@@ -333,6 +342,10 @@ export class Drainer {
   }
 
   private async runTask(task: RetryRow): Promise<void> {
+    // The due-task query may have read this task before an earlier run of it ended (that run
+    // left `inFlight` after its result committed, and the answer arrived after): that run's
+    // outcome stands, and running the old attempt again would record a failure twice.
+    if (!(await this.stillDue(task))) return;
     const c = this.consequences.find((x) => x.name === task.consequence);
     const event = await this.deps.outbox.get(task.eventId);
     if (!c || !event) {
