@@ -27,6 +27,9 @@ const toEvent = (r: RawEvent): OutboxEvent => ({
 
 type About = { app: string | null; subject: string | null };
 
+/** `job.changed` events kept for readers at most (SqliteOutbox.fresh) */
+const FRESH_MAX = 10_000;
+
 /**
  * The outbox: every change appends one row in the transaction that makes the change, so a
  * change and its event commit together or not at all. Readers (the drainer, `GET /v1/events`)
@@ -110,8 +113,19 @@ export function openOutbox(db: Db, clock: () => number): Outbox {
  */
 export class SqliteOutbox extends Outbox {
   private appends = 0;
+  /**
+   * `job.changed` events this process appended, by id, until a cursor passes them: a reader of
+   * committed rows takes their data from here instead of parsing it again. Only that type: its
+   * data is jobEvent()'s, a new object of JSON values (strings, numbers, booleans, null, a string
+   * array), equal to what parsing the stored text gives; nothing holds it after the append.
+   * A rolled-back append leaves an entry whose id is either never committed (never read) or
+   * drawn again by this process's next append, which replaces it; a row that does not match its
+   * entry (type, app, subject, time) is read whole.
+   */
+  private readonly fresh = new Map<number, OutboxEvent>();
   private readonly insert;
   private readonly readAfter;
+  private readonly readHeads;
   private readonly readOne;
   private readonly maxId;
   private readonly minId;
@@ -127,6 +141,7 @@ export class SqliteOutbox extends Outbox {
     const sqlite = db.$client;
     this.insert = sqlite.prepare("INSERT INTO outbox (type, app, subject, data, created_at) VALUES (?, ?, ?, ?, ?)");
     this.readAfter = sqlite.prepare("SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT ?");
+    this.readHeads = sqlite.prepare("SELECT id, type, app, subject, created_at FROM outbox WHERE id > ? ORDER BY id LIMIT ?").raw();
     this.readOne = sqlite.prepare("SELECT * FROM outbox WHERE id = ?");
     this.maxId = sqlite.prepare("SELECT coalesce(max(id), 0) FROM outbox").pluck();
     this.minId = sqlite.prepare("SELECT min(id) FROM outbox").pluck();
@@ -141,7 +156,13 @@ export class SqliteOutbox extends Outbox {
   }
 
   override appendNow(type: string, about: About, data: unknown): number {
-    const id = Number(this.insert.run(type, about.app, about.subject, JSON.stringify(data), this.clock()).lastInsertRowid);
+    const createdAt = this.clock();
+    const id = Number(this.insert.run(type, about.app, about.subject, JSON.stringify(data), createdAt).lastInsertRowid);
+    if (type === "job.changed") {
+      // bounded when nothing reads (consequences paused): forgetting only costs a parse
+      if (this.fresh.size >= FRESH_MAX) this.fresh.clear();
+      this.fresh.set(id, { id, type, app: about.app, subject: about.subject, data: data as Record<string, unknown>, createdAt });
+    }
     this.appends++;
     this.schedule();
     return id;
@@ -156,6 +177,18 @@ export class SqliteOutbox extends Outbox {
   }
 
   async after(id: number, limit: number): Promise<OutboxEvent[]> {
+    if (this.fresh.size > 0) {
+      // Rows this process appended come back without their data text: copying it out and
+      // parsing it was 2-3% of an in-process claim+finish cycle (pnpm bench:jobs:profile).
+      const heads = this.readHeads.all(id, limit) as Array<[number, string, string | null, string | null, number]>;
+      const events: OutboxEvent[] = [];
+      for (const [rowId, type, app, subject, createdAt] of heads) {
+        const e = this.fresh.get(rowId);
+        if (!e || e.type !== type || e.app !== app || e.subject !== subject || e.createdAt !== createdAt) break;
+        events.push(e);
+      }
+      if (events.length === heads.length) return events;
+    }
     return (this.readAfter.all(id, limit) as RawEvent[]).map(toEvent);
   }
 
@@ -178,6 +211,11 @@ export class SqliteOutbox extends Outbox {
 
   async setCursor(name: string, lastId: number): Promise<void> {
     this.cursorSet.run(name, lastId, this.clock());
+    // ids come in increasing order: what the cursor passed is at the front
+    for (const key of this.fresh.keys()) {
+      if (key > lastId) break;
+      this.fresh.delete(key);
+    }
   }
 
   async prune(retentionMs: number, appliedUpTo: number): Promise<number> {
