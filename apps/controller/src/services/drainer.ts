@@ -260,6 +260,11 @@ export class Drainer {
       // A batch that was not full, with nothing appended since its read (the SQLite outbox counts
       // every append): a second read would come back empty, and a row appended later kicks the
       // drainer anyway. Each drain ended with that empty read (a read transaction of its own).
+      // With the due-task query below skipped too, a drain is one read and one write transaction
+      // instead of three reads and one: 64 agents 1.02x, one caller 0.99x by CPU (pnpm
+      // bench:jobs, same run; the one-caller loop drains every 100 cycles). Over HTTP (pnpm
+      // bench, drains per turn) all of this change's cuts gave 230 vs 280 CPU µs per one-request
+      // cycle against the code before.
       if (rows.length < this.options.batch && seen !== null && outbox.appendCount() === seen) return applied;
     }
   }
