@@ -14,6 +14,7 @@ import { agents, jobs, outboxRetries } from "../../src/db/schema";
 import { parseAppsConfig } from "../../src/services/appsConfig";
 import type { Deps } from "../../src/services/deps";
 import { Drainer } from "../../src/services/drainer";
+import { EventStreams } from "../../src/services/eventStream";
 import { jobEvent } from "../../src/services/jobState";
 import { ControllerMetrics } from "../../src/services/metrics";
 import { JobEvents } from "../../src/services/events";
@@ -151,6 +152,51 @@ function contract(engine: "sqlite" | "postgres", open: () => Db) {
     await again.runDueTasks();
     expect(sent.sort()).toEqual([1, 2]);
     expect(await db.select().from(outboxRetries)).toEqual([]);
+  });
+
+  test(`${engine}: event streams following at once each get every change once, in order (one read a turn shared by those at the same id)`, async () => {
+    now = 7_000_000;
+    const db = open();
+    const { outbox } = depsFor(db);
+    const start = await outbox.latestId();
+    const early = await db.write(async () => outbox.append("test.stream", { app: "web", subject: "s0" }, { n: 0 }));
+    const streams = new EventStreams({ outbox } as unknown as Deps, { pingMs: 60_000, page: 2 });
+    const sink = () => {
+      const frames: string[] = [];
+      const aborts: Array<() => void> = [];
+      return {
+        frames,
+        aborted: false,
+        write: async (chunk: string) => void frames.push(chunk),
+        onAbort: (fn: () => void) => void aborts.push(fn),
+        abort() {
+          this.aborted = true;
+          for (const fn of aborts) fn();
+        },
+        ids: () => frames.join("").match(/^id: \d+$/gm)!.map((l) => Number(l.slice(4))),
+      };
+    };
+    // three live from now, one filtered to another app, one resuming from before the first row
+    const specs = [{ q: {}, after: undefined }, { q: {}, after: undefined }, { q: {}, after: undefined }, { q: { app: "api" }, after: undefined }, { q: {}, after: start }];
+    const sinks = specs.map(() => sink());
+    const serving = await Promise.all(specs.map((s) => streams.serve(s.q as never, s.after)));
+    const done = serving.map((serve, i) => serve(sinks[i] as never));
+    const ids: number[] = [];
+    for (let i = 1; i <= 7; i++) {
+      // some changes in one transaction, some one after the other, some turns apart
+      const app = i % 3 === 0 ? "api" : "web";
+      ids.push(...(await db.write(async () => [await outbox.append("test.stream", { app, subject: `s${i}` }, { n: i })])));
+      if (i % 2 === 0) ids.push(await db.write(async () => outbox.append("test.stream", { app: "web", subject: `t${i}` }, { n: -i })));
+      if (i % 3 === 0) await new Promise((r) => setImmediate(r));
+    }
+    const last = ids[ids.length - 1]!;
+    await expect.poll(() => sinks.every((s, i) => (i === 3 ? true : s.ids().at(-1) === last))).toBe(true);
+    await expect.poll(() => sinks[3]!.ids().length).toBe(2);
+    for (const s of sinks) s.abort();
+    await Promise.all(done);
+    for (const s of sinks.slice(0, 3)) expect(s.ids()).toEqual(ids);
+    expect(sinks[3]!.ids()).toEqual([ids[3], ids[7]]); // n = 3 and n = 6, the changes of app api
+    expect(sinks[4]!.ids()).toEqual([early, ...ids]);
   });
 
   test(`${engine}: readers get job.changed rows exactly as stored, after rolled-back appends too`, async () => {
