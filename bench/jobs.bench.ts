@@ -21,7 +21,8 @@
  * falls on all of them; the median of the passes is reported.
  * BENCH_BASELINE=<git ref>: the same deploybot rows also run that ref's controller sources, in the
  * same passes, so a change is measured against the code before it. BENCH_SYSTEMS=a,b: only those
- * rows (names as in the JSON).
+ * rows (names as in the JSON). BENCH_NO_PAIR=1: the production path rows with the finish and the
+ * next claim as two transactions, as before they shared one (for an A/B on the same code).
  * Writes bench/results/<date>-jobs.{md,json} (a full run only).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";

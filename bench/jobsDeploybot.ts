@@ -131,8 +131,10 @@ export async function prepareDeploybot(opts: {
     let held: ClaimedJob | null = null;
     // one heartbeat more than jobs: the first only claims, the last only finishes
     for (let i = k - callers; i < jobs; i += callers) {
-      // the route's handler, in order (routes/agents.ts)
-      const { heartbeat: body, finished, claimed } = await finishInHeartbeat(services, who.id, beat(held), who);
+      // the route's handler, in order (routes/agents.ts). BENCH_NO_PAIR=1: without the caller
+      // identity finishInHeartbeat finishes in a transaction of its own and the heartbeat's round
+      // claims in another, as before the pair (an A/B of the pair on the same code)
+      const { heartbeat: body, finished, claimed } = await finishInHeartbeat(services, who.id, beat(held), process.env.BENCH_NO_PAIR === "1" ? undefined : who);
       if (held && !finished?.accepted) throw new Error(`deploybot: the report of ${held.id} was refused: ${JSON.stringify(finished)}`);
       const answer = await services.agents.heartbeat(who, body, 0, undefined, claimed);
       await services.agentUpdates.offer(who, body.status, answer.job !== null);
