@@ -68,6 +68,8 @@ export function createApp(opts: AppOptions) {
     outbox: openOutbox(opts.db, clock),
   };
   const services = createServices(deps, opts.secretKey, opts.schedulerHooks, { drainerSignals: opts.drainerSignals ?? "inline" });
+  // SQLite: one connection writes every row, so an agent's checked identity can be kept until a statement changes it
+  if (opts.db.engine === "sqlite") services.agentTokens.watchAgents(opts.db.$client);
   const eventStreams = new EventStreams(deps);
   const metrics = new ControllerMetrics(opts.db, clock, () => eventStreams.streams, () => services.backups.stats);
   services.drainer.register({ name: "metrics", types: ["job.changed"], kind: "signal", apply: (e) => void metrics.observeJobChange(e)?.catch((err: unknown) => opts.logger.warn({ err }, "job metrics not recorded")) });

@@ -31,7 +31,7 @@ export function requireAgent(jwt: AgentTokens, agents: AgentService) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const check = await jwt.verify(bearer(c.req.header("authorization")));
     if (!check.ok) throw new ApiError(401, "unauthorized", `agent token refused: ${check.reason}`);
-    const agent = await agents.authenticate(check.agentId, check.tokenVersion);
+    const agent = await jwt.identify(check, () => agents.authenticate(check.agentId, check.tokenVersion));
     const pathAgent = c.req.param("agentId");
     if (pathAgent !== undefined && pathAgent !== agent.id) throw new ApiError(403, "forbidden", "the token belongs to another agent");
     c.set("agent", agent);
