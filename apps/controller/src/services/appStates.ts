@@ -20,6 +20,8 @@ const SETS_DESIRED = ["deploy", "stop", "start", "scale", "remove"];
  */
 export class AppStateService {
   private readonly hostVersion;
+  /** SQLite: the same max() as a raw statement read at once (see versionOf) */
+  private readonly hostVersionNow: ((host: string) => number | null) | undefined;
 
   constructor(
     private readonly deps: Deps,
@@ -34,9 +36,20 @@ export class AppStateService {
         .where(eq(appStates.host, sql.placeholder("host")))
         .prepare(),
     );
+    if (deps.db.engine === "sqlite") {
+      const raw = deps.db.$client.prepare<[string], number | null>("SELECT max(version) FROM app_states WHERE host = ?").pluck();
+      this.hostVersionNow = (host) => raw.get(host) ?? null;
+    }
   }
 
   async versionOf(host: string): Promise<number> {
+    // Every heartbeat of a current agent (it sends desiredVersion) reads this. On SQLite a raw
+    // statement read at once: the awaited drizzle prepared query was 7.5% of the in-process
+    // heartbeat row's profile samples (1 agent; 5% with 64). Measured against the drizzle query
+    // (pnpm bench:jobs, production path rows, same run, 5 passes): 1 agent 8,239 vs 7,274
+    // heartbeat cycles per CPU second (1.13x; wall 1.10x), 64 agents 12,106 vs 10,346 (1.17x;
+    // wall 1.21x). PostgreSQL keeps the drizzle query.
+    if (this.hostVersionNow) return Number(this.hostVersionNow(host) ?? 0);
     const [row] = await this.hostVersion().execute({ host });
     return Number(row?.v ?? 0);
   }
