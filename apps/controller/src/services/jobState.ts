@@ -10,9 +10,6 @@ export type JobTransition = JobChangedEvent["transition"];
 
 export const SUPERSEDED = "superseded by ";
 
-/** Thrown inside a transition's transaction to undo a write whose lease belongs to another agent. */
-const NOT_ITS_LEASE = new Error("the lease belongs to another agent");
-
 export function jobEvent(row: JobRow, transition: JobTransition): JobChangedEvent {
   return {
     id: row.id,
@@ -143,7 +140,7 @@ export class JobState {
    * and its event commit together, and a take that lost a race tries the next candidate.
    * `candidate`: a first id already probed (claimCandidate); a stale one just costs a retry.
    */
-  claim(agent: ClaimingAgent, leaseMs: number, candidate?: string): JobRow | null {
+  claim(agent: ClaimingAgent, leaseMs: number, candidate?: string, inSavepoint = false): JobRow | null {
     // Decided from the capabilities loaded with the agent's identity: a current agent's claim
     // runs the same probes as before; only an agent from before volumes pays for the filter.
     const withoutVolumes = agent.capabilities?.volumes !== true;
@@ -154,10 +151,12 @@ export class JobState {
       const now = this.deps.clock();
       // randomUUID draws from a cached entropy pool: 0.8 µs against 10 µs for randomBytes(12), measured
       const leaseId = `lse_${randomUUID()}`;
-      const row = this.store.transaction(() => {
+      // `inSavepoint`: the caller's savepoint already undoes a take whose event failed (finishAndClaim)
+      const take = () => {
         const taken = this.store.take(id, agent.id, leaseId, now + leaseMs, now);
         return taken && this.emit(taken, "claimed");
-      });
+      };
+      const row = inSavepoint ? take() : this.store.transaction(take);
       if (row) {
         this.deps.logger.info({ jobId: row.id, agentId: agent.id, attempt: row.attempts }, "job assigned");
         return row;
@@ -215,29 +214,30 @@ export class JobState {
    * assigned|running -> succeeded | failed | cancelled, as the agent holding the lease reports.
    * With `agentId`, a lease held by another agent changes nothing (undefined), like a stale one.
    */
-  finish(
-    jobId: string,
-    leaseId: string,
-    report: FinishReport,
-    agentId?: string,
-  ): JobRow | undefined {
+  finish(jobId: string, leaseId: string, report: FinishReport, agentId?: string): JobRow | undefined {
+    return this.store.transaction(() => this.finishRow(jobId, leaseId, report, agentId));
+  }
+
+  /**
+   * The finish's write and its event, in the caller's transaction. The agent is guarded in the
+   * UPDATE itself: before, a write under another agent's lease was undone by a throw out of a
+   * savepoint of its own, one more SAVEPOINT/RELEASE on every finish. With the pair's take in
+   * the claim's savepoint (claim's `inSavepoint`) that is 2 of a pair's 5 savepoints gone
+   * (~1-2 µs each, measured alone); the production path rows did not resolve it: 1 agent 7,837
+   * vs 8,261 cycles per CPU second (0.95x), 64 agents 11,435 vs 11,122 (1.03x), same run, 5
+   * passes — within the noise. Kept for the simpler guard.
+   */
+  private finishRow(jobId: string, leaseId: string, report: FinishReport, agentId: string | undefined): JobRow | undefined {
     const now = this.deps.clock();
-    try {
-      return this.store.transaction(() => {
-        const row = this.store.finish(jobId, leaseId, {
-          status: report.status,
-          now,
-          result: report.result ? JSON.stringify(report.result) : null,
-          error: report.error ?? (report.status === "cancelled" ? "cancelled" : null),
-          expectedLogLines: report.logLines ?? null,
-        });
-        if (row && agentId !== undefined && row.agentId !== agentId) throw NOT_ITS_LEASE; // rolls the write back
-        return row && this.emit(row, "finished");
-      });
-    } catch (err) {
-      if (err === NOT_ITS_LEASE) return undefined;
-      throw err;
-    }
+    const row = this.store.finish(jobId, leaseId, {
+      status: report.status,
+      now,
+      result: report.result ? JSON.stringify(report.result) : null,
+      error: report.error ?? (report.status === "cancelled" ? "cancelled" : null),
+      expectedLogLines: report.logLines ?? null,
+      agentId: agentId ?? null,
+    });
+    return row && this.emit(row, "finished");
   }
 
   /**
@@ -251,12 +251,14 @@ export class JobState {
    */
   finishAndClaim(jobId: string, leaseId: string, report: FinishReport, agent: ClaimingAgent, leaseMs: number): FinishedAndClaimed {
     return this.store.transaction(() => {
-      const finished = this.finish(jobId, leaseId, report, agent.id);
+      // no savepoints of their own inside this transaction: the finish needs none (its guard is in
+      // the UPDATE), and the claim's take runs in the claim's savepoint below
+      const finished = this.finishRow(jobId, leaseId, report, agent.id);
       if (!finished || this.store.heldBy(agent.id).length > 0) return { finished, claimed: null, claimTried: false };
       let claimed: JobRow | null = null;
       try {
         const candidate = this.claimCandidate(agent);
-        if (candidate !== undefined) claimed = this.store.transaction(() => this.claim(agent, leaseMs, candidate === "ask-claim" ? undefined : candidate));
+        if (candidate !== undefined) claimed = this.store.transaction(() => this.claim(agent, leaseMs, candidate === "ask-claim" ? undefined : candidate, true));
       } catch (err) {
         this.deps.logger.error({ err, jobId, agentId: agent.id }, "claiming the next job after a finish failed; the finish stands");
       }

@@ -40,11 +40,11 @@ export interface JobStore {
   take(id: string, agentId: string, leaseId: string, leaseExpiresAt: number, now: number): JobRow | undefined;
   /** assigned|running -> running under this lease. */
   start(id: string, leaseId: string, now: number, leaseUntil: number): JobRow | undefined;
-  /** assigned|running -> a final status under this lease. */
+  /** assigned|running -> a final status under this lease; with `agentId`, only while that agent holds it. */
   finish(
     id: string,
     leaseId: string,
-    f: { status: string; now: number; result: string | null; error: string | null; expectedLogLines: number | null },
+    f: { status: string; now: number; result: string | null; error: string | null; expectedLogLines: number | null; agentId: string | null },
   ): JobRow | undefined;
   /** `from` -> `status` (with `fields`), guarded by the lease when one is given. */
   move(id: string, from: readonly string[], leaseId: string | null, status: string, fields: JobFields): JobRow | undefined;
@@ -171,7 +171,7 @@ export class SqliteJobStore implements JobStore {
     this.finishStatement = sqlite.prepare(`
       UPDATE jobs SET status = @status, finished_at = @now, lease_expires_at = NULL, result = @result, error = @error,
         expected_log_lines = @expectedLogLines, started_at = coalesce(started_at, @now)
-      WHERE id = @id AND lease_id = @leaseId AND status IN ('assigned', 'running')
+      WHERE id = @id AND lease_id = @leaseId AND status IN ('assigned', 'running') AND (@agentId IS NULL OR agent_id = @agentId)
       RETURNING *`);
     this.byIdStatement = sqlite.prepare("SELECT * FROM jobs WHERE id = ?");
     this.heldStatement = sqlite.prepare("SELECT * FROM jobs WHERE agent_id = ? AND status IN ('assigned', 'running')");
@@ -246,7 +246,7 @@ export class SqliteJobStore implements JobStore {
   finish(
     id: string,
     leaseId: string,
-    f: { status: string; now: number; result: string | null; error: string | null; expectedLogLines: number | null },
+    f: { status: string; now: number; result: string | null; error: string | null; expectedLogLines: number | null; agentId: string | null },
   ): JobRow | undefined {
     const raw = this.finishStatement.get({ id, leaseId, ...f }) as RawJob | undefined;
     return raw && fromRaw(raw);
