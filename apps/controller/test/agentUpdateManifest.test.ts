@@ -30,15 +30,18 @@ describe("the agent distribution's manifest, as idle heartbeats read it", () => 
     expect(reads).toHaveBeenCalledTimes(2);
   });
 
-  test("an unreadable manifest is not kept: the next heartbeat reads it again", async () => {
+  test("an unreadable manifest offers nothing and fails no heartbeat; it is not kept: the next heartbeat reads it again", async () => {
     const dir = mkdtempSync(join(tmpdir(), "deploybot-dist-"));
     const h = await makeHarness({ agentDist: dir, agentUpdateConcurrency: 5 });
     const res = await h.call("POST", "/v1/agents/register", { token: JOIN, body: { hostname: "m-2", version: "0.1.0", labels: [], capabilities: {} } });
     const body = await res.json();
     const agent = { id: body.agent.id as string, token: body.token as string };
     const first = await h.heartbeat(agent, { status: "idle" });
-    expect(first.status).toBe(503);
-    expect((await first.json()).error.code).toBe("agent_dist_unavailable");
+    expect(first.status).toBe(200);
+    expect((await first.json()).update).toBeUndefined();
+    expect(h.logLines.filter((l) => l.includes("the agent distribution cannot be read"))).toHaveLength(1);
+    expect((await h.heartbeat(agent, { status: "idle" })).status).toBe(200); // again, logged once a minute only
+    expect(h.logLines.filter((l) => l.includes("the agent distribution cannot be read"))).toHaveLength(1);
     writeManifest(dir, "0.2.0");
     expect((await (await h.heartbeat(agent, { status: "idle" })).json()).update).toMatchObject({ version: "0.2.0" });
   });

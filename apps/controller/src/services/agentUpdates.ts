@@ -45,6 +45,8 @@ interface AgentFacts {
  */
 export class AgentUpdates {
   private kept: { manifest: AgentManifest; until: number } | null = null;
+  /** when an unreadable distribution was last logged */
+  private warnedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly deps: Pick<Deps, "config" | "clock" | "logger" | "db">,
@@ -57,14 +59,27 @@ export class AgentUpdates {
     if (status !== "idle" || gotJob) return null;
     // Not semver (a development agent): never offered anything, and no manifest is read for it.
     if (olderVersion(agent.version, "0.0.0") === null) return null;
-    const manifest = await this.manifest();
+    let manifest: AgentManifest;
+    try {
+      manifest = await this.manifest();
+    } catch (err) {
+      // An unreadable distribution costs the offer, never the heartbeat: answering 503 here failed
+      // every idle heartbeat of every semver agent, so a broken DEPLOYBOT_AGENT_DIST took the
+      // whole fleet offline. Said in the log, at most once a minute.
+      const now = this.deps.clock();
+      if (now - this.warnedAt >= 60_000) {
+        this.warnedAt = now;
+        this.deps.logger.warn({ err }, "agent updates: the agent distribution cannot be read; nothing is offered until it can");
+      }
+      return null;
+    }
     const bundle = manifest.files["deploybot-agent.mjs"];
     if (!bundle || !olderVersion(agent.version, manifest.version)) return null;
     if (!(await this.takeSlot(agent, manifest.version, limit))) return null;
     return { version: manifest.version, sha256: bundle.sha256, path: "/v1/agents/bundle" };
   }
 
-  /** The distribution's manifest, read again once MANIFEST_KEEP_MS passed; a failed read is not kept (it fails the heartbeat as before). */
+  /** The distribution's manifest, read again once MANIFEST_KEEP_MS passed; a failed read is not kept (the next heartbeat reads again). */
   private async manifest(): Promise<AgentManifest> {
     const now = this.deps.clock();
     if (this.kept && now < this.kept.until) return this.kept.manifest;
