@@ -124,34 +124,34 @@ function positions(statement: Database.Statement): Positions {
  */
 function fromRaw(r: RawJob, at: Positions): JobRow {
   return {
-    id: r[at.id] as string | null,
+    id: r[at.id] as string,
     deploymentId: r[at.deployment_id] as string | null,
-    kind: r[at.kind] as string | null,
-    app: r[at.app] as string | null,
+    kind: r[at.kind] as string,
+    app: r[at.app] as string,
     targetHost: r[at.target_host] as string | null,
-    targetLabels: r[at.target_labels] === null ? null : JSON.parse(r[at.target_labels] as string),
+    targetLabels: r[at.target_labels] === null ? null : (JSON.parse(r[at.target_labels] as string) as string[]),
     spec: JSON.parse(r[at.spec] as string) as Record<string, unknown>,
-    status: r[at.status] as string | null,
+    status: r[at.status] as string,
     agentId: r[at.agent_id] as string | null,
     leaseId: r[at.lease_id] as string | null,
     leaseExpiresAt: r[at.lease_expires_at] as number | null,
-    attempts: r[at.attempts] as number | null,
-    maxAttempts: r[at.max_attempts] as number | null,
+    attempts: r[at.attempts] as number,
+    maxAttempts: r[at.max_attempts] as number,
     cancelRequested: r[at.cancel_requested] === 1,
     dedupeKey: r[at.dedupe_key] as string | null,
-    result: r[at.result] === null ? null : JSON.parse(r[at.result] as string),
+    result: r[at.result] === null ? null : (JSON.parse(r[at.result] as string) as Record<string, unknown>),
     error: r[at.error] as string | null,
-    timeoutSeconds: r[at.timeout_seconds] as number | null,
-    queueDeadline: r[at.queue_deadline] as number | null,
-    logOffset: r[at.log_offset] as number | null,
-    logBytes: r[at.log_bytes] as number | null,
+    timeoutSeconds: r[at.timeout_seconds] as number,
+    queueDeadline: r[at.queue_deadline] as number,
+    logOffset: r[at.log_offset] as number,
+    logBytes: r[at.log_bytes] as number,
     logTruncated: r[at.log_truncated] === 1,
     expectedLogLines: r[at.expected_log_lines] as number | null,
-    createdAt: r[at.created_at] as number | null,
+    createdAt: r[at.created_at] as number,
     assignedAt: r[at.assigned_at] as number | null,
     startedAt: r[at.started_at] as number | null,
     finishedAt: r[at.finished_at] as number | null,
-  } as JobRow;
+  };
 }
 
 /** The embedded engine: better-sqlite3, statements prepared once. */
