@@ -99,10 +99,14 @@ apps:
     expect(await res.json()).toEqual({ greeting: "hello" });
     const log = (await ctl.api("GET", `/v1/jobs/${done[0]!.jobId}/logs`)).body.entries.map((e: { line: string }) => e.line);
     expect(log).toContain("hello from the report");
-    // the run containers are gone; the app's own container still holds its port
+    // the finished runs' containers are gone; the app's own (serving, no role label) container
+    // still runs and holds its port. A later tick's run container may be running right now
+    // (ticks every 4 s and 6 s), so only serving containers are counted.
     const containers = await containersWithLabels([`deploybot.app=${app}`]);
-    expect(containers.filter((c) => c.State === "running")).toHaveLength(1);
-    expect(containers.every((c) => c.Labels["deploybot.job"] !== done[0]!.jobId)).toBe(true);
+    const serving = containers.filter((c) => c.State === "running" && !c.Labels["deploybot.role"]);
+    expect(serving).toHaveLength(1);
+    expect(serving[0]!.Ports.some((p) => p.PublicPort !== undefined)).toBe(true);
+    for (const run of done) expect(containers.every((c) => c.Labels["deploybot.job"] !== run.jobId)).toBe(true);
   });
 
   it("a failing command is recorded failed with its exit code", async () => {

@@ -74,6 +74,7 @@ interface ContainerSummary {
   Id: string;
   State: string;
   Labels: Record<string, string>;
+  Ports: { PrivatePort: number; PublicPort?: number; IP?: string; Type: string }[];
 }
 
 /** Containers (all states) carrying every one of `labels` ("key=value"). */
