@@ -4,6 +4,7 @@ import { eq } from "drizzle-orm";
 import { compactVerify, errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import type { Db } from "../db/client";
 import { apiTokens } from "../db/schema";
+import { type WatchedConnection, watchRows } from "../db/watch";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
 
@@ -44,12 +45,8 @@ export interface AgentIdentity {
   revoked: boolean;
 }
 
-/** The statements that change an agent's identity columns, or the row itself, tell the cache (SQLite: temporary triggers, this connection only). */
-const IDENTITY_COLUMNS = "id, hostname, labels, version, capabilities, token_version, revoked";
-const CHANGED_FUNCTION = "deploybot_agent_identity_changed";
-type WatchedConnection = { function(name: string, fn: (id: unknown) => null): unknown; exec(sql: string): unknown; readonly inTransaction: boolean };
-/** per connection: everyone told of a changed agent row (one function per connection; several apps may share one in tests) */
-const identityWatchers = new WeakMap<WatchedConnection, Set<(id: unknown) => void>>();
+/** The statements that change an agent's identity columns, or the row itself, tell the cache (db/watch.ts). */
+const IDENTITY_WATCH = { name: "agent_identity", table: "agents", key: "id", columns: ["id", "hostname", "labels", "version", "capabilities", "token_version", "revoked"] } as const;
 
 export class AgentTokens {
   private readonly key: Uint8Array;
@@ -87,28 +84,11 @@ export class AgentTokens {
    */
   watchAgents(sqlite: WatchedConnection): void {
     const identities = new Map<string, AgentIdentity>();
-    let watchers = identityWatchers.get(sqlite);
-    if (!watchers) {
-      const all = new Set<(id: unknown) => void>();
-      watchers = all;
-      identityWatchers.set(sqlite, all);
-      sqlite.function(CHANGED_FUNCTION, (id) => {
-        for (const watcher of all) watcher(id);
-        return null;
-      });
-    }
-    watchers.add((id) => {
+    this.inTransaction = watchRows(sqlite, IDENTITY_WATCH, (id) => {
       this.identityEpoch++;
       if (typeof id === "string") identities.delete(id);
       else identities.clear();
     });
-    sqlite.exec(`
-      CREATE TEMP TRIGGER IF NOT EXISTS agent_identity_updated AFTER UPDATE OF ${IDENTITY_COLUMNS} ON main.agents
-        BEGIN SELECT ${CHANGED_FUNCTION}(OLD.id); SELECT ${CHANGED_FUNCTION}(NEW.id); END;
-      CREATE TEMP TRIGGER IF NOT EXISTS agent_identity_deleted AFTER DELETE ON main.agents BEGIN SELECT ${CHANGED_FUNCTION}(OLD.id); END;
-      CREATE TEMP TRIGGER IF NOT EXISTS agent_identity_inserted AFTER INSERT ON main.agents BEGIN SELECT ${CHANGED_FUNCTION}(NEW.id); END;
-    `);
-    this.inTransaction = () => sqlite.inTransaction;
     this.identities = identities;
   }
 
