@@ -35,9 +35,26 @@ const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () =>
 
 /** Indexes only PostgreSQL needs, by table (its claim is one statement over host and labels). */
 const PG_ONLY: Record<string, (t: Record<string, AnyPgColumn>) => PgIndexBuilder[]> = {
-  // The claim statement looks at pending jobs in id order and keeps the first one this agent may
-  // run (its host, or a label set it carries): one small partial index serves both targets.
-  jobs: (t) => [index("jobs_pending_pg_idx").on(t.id!).where(sql`status = 'pending'`)],
+  jobs: (t) => [
+    // The claim statement looks at pending jobs in id order and keeps the first one this agent may
+    // run (its host, or a label set it carries): one small partial index serves both targets.
+    index("jobs_pending_pg_idx").on(t.id!).where(sql`status = 'pending'`),
+    // The reaper's queue-timeout look. SQLite dropped this index (a page written by every claim):
+    // its one writer keeps the earliest deadline in memory and reads the claim indexes when it
+    // passes (jobState.ts). Several controllers write PostgreSQL, so no memory of one is the truth.
+    index("jobs_queue_deadline_idx").on(t.queueDeadline!).where(sql`status = 'pending'`),
+  ],
+};
+
+/**
+ * What of schema.ts's indexes only SQLite's reaper reads (jobStore.ts, queue deadlines):
+ * PostgreSQL keeps jobs_queue_deadline_idx instead (PG_ONLY), so these indexes are not built
+ * there, and these trailing columns are left out of its claim indexes.
+ */
+export const SQLITE_ONLY_INDEXES = new Set(["jobs_untargeted_pending_idx"]);
+const SQLITE_ONLY_COLUMNS: Record<string, string[]> = {
+  jobs_claim_host_idx: ["queue_deadline"],
+  jobs_claim_labels_idx: ["queue_deadline"],
 };
 
 type References = { references: (to: () => AnyPgColumn, actions: { onDelete?: string; onUpdate?: string }) => unknown };
@@ -95,11 +112,14 @@ export function toPg(table: SQLiteTable): DerivedTable {
   }
   return pgTable(cfg.name, columns, (t: Record<string, AnyPgColumn>) => [
     ...cfg.primaryKeys.map((pk) => primaryKey({ name: pk.getName(), columns: pk.columns.map((c) => t[keyOf.get(c.name)!]!) as [AnyPgColumn, ...AnyPgColumn[]] })),
-    ...cfg.indexes.map((ix) => {
-      const cols = ix.config.columns.map((c) => t[keyOf.get((c as AnySQLiteColumn).name)!]!) as [AnyPgColumn, ...AnyPgColumn[]];
-      const built = (ix.config.unique ? uniqueIndex(ix.config.name) : index(ix.config.name)).on(...cols);
-      return ix.config.where ? built.where(ix.config.where) : built;
-    }),
+    ...cfg.indexes
+      .filter((ix) => !SQLITE_ONLY_INDEXES.has(ix.config.name))
+      .map((ix) => {
+        const names = ix.config.columns.map((c) => (c as AnySQLiteColumn).name).filter((n) => !SQLITE_ONLY_COLUMNS[ix.config.name]?.includes(n));
+        const cols = names.map((n) => t[keyOf.get(n)!]!) as [AnyPgColumn, ...AnyPgColumn[]];
+        const built = (ix.config.unique ? uniqueIndex(ix.config.name) : index(ix.config.name)).on(...cols);
+        return ix.config.where ? built.where(ix.config.where) : built;
+      }),
     ...(PG_ONLY[cfg.name]?.(t) ?? []),
   ]) as DerivedTable;
 }

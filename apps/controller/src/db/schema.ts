@@ -90,11 +90,14 @@ export const jobs = sqliteTable(
     // written again by its commit: dropping NULL targets, non-held rows and NULL dedupe keys from
     // these indexes took a claim+finish cycle from 9 pages to 6 (see bench/jobs.bench.ts).
     // Queries spell the statuses as literals, or SQLite cannot use a partial index.
-    index("jobs_claim_host_idx").on(t.targetHost, t.id).where(sql`status = 'pending' AND target_host IS NOT NULL`),
-    index("jobs_claim_labels_idx").on(t.targetLabels, t.id).where(sql`status = 'pending' AND target_labels IS NOT NULL`),
+    // queue_deadline trails the claim indexes so the reaper's queue-timeout look reads them alone
+    // (jobState.ts, queue deadlines): a claim removes the entry either way.
+    index("jobs_claim_host_idx").on(t.targetHost, t.id, t.queueDeadline).where(sql`status = 'pending' AND target_host IS NOT NULL`),
+    index("jobs_claim_labels_idx").on(t.targetLabels, t.id, t.queueDeadline).where(sql`status = 'pending' AND target_labels IS NOT NULL`),
+    // A pending job without a target no claim can take: only its queue deadline ends it. No job
+    // is queued that way (jobs.ts sets one target), so this index stays empty and costs nothing.
+    index("jobs_untargeted_pending_idx").on(t.queueDeadline).where(sql`status = 'pending' AND target_host IS NULL AND target_labels IS NULL`),
     index("jobs_held_idx").on(t.agentId).where(sql`status IN ('assigned', 'running')`),
-    // the reaper's once-a-second look at queue deadlines must not visit every pending job
-    index("jobs_queue_deadline_idx").on(t.queueDeadline).where(sql`status = 'pending'`),
     index("jobs_app_idx").on(t.app, t.id),
     index("jobs_active_dedupe_idx").on(t.dedupeKey).where(sql`dedupe_key IS NOT NULL AND status IN ('pending', 'assigned', 'running')`),
   ],

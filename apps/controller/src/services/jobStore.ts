@@ -1,4 +1,4 @@
-import { and, eq, inArray, lt, sql } from "drizzle-orm";
+import { and, eq, inArray, lt } from "drizzle-orm";
 import type Database from "better-sqlite3";
 import type { Db } from "../db/client";
 import { jobs } from "../db/schema";
@@ -53,7 +53,10 @@ export interface JobStore {
   requestCancel(id: string): JobRow | undefined;
   expiredLeases(now: number): JobRow[];
   timeOutRunning(now: number): JobRow[];
+  /** pending -> timed_out for the jobs whose queue deadline is before `now`. */
   timeOutQueued(now: number): JobRow[];
+  /** The earliest queue deadline of a pending job; null when none is pending. */
+  earliestQueueDeadline(): number | null;
   renewLease(id: string, until: number): void;
   renewHeld(agentId: string, ids: readonly string[], until: number): void;
   states(ids: readonly string[]): Array<Pick<JobRow, "id" | "status" | "agentId" | "cancelRequested">>;
@@ -169,6 +172,8 @@ export class SqliteJobStore implements JobStore {
   private readonly dedupeStatement;
   private readonly expiredStatement;
   private readonly timeOutStatement;
+  private readonly timeOutQueuedStatement;
+  private readonly earliestDeadlineStatement;
   private readonly renewStatement;
   private readonly requestCancelStatement;
   /** column positions of the statements that return whole rows (one table, one order) */
@@ -235,6 +240,24 @@ export class SqliteJobStore implements JobStore {
         error = 'exceeded its timeout of ' || timeout_seconds || ' s'
       WHERE status IN ('assigned', 'running') AND status = 'running' AND started_at + timeout_seconds * 1000 < @now
       RETURNING *`);
+    // Queue deadlines: every pending job is in one of the two claim indexes, or (no target) in
+    // jobs_untargeted_pending_idx, each with queue_deadline in its entries; read through them
+    // alone. SQLite uses a partial index only when the WHERE implies the index's own, hence the
+    // conditions spelled out (INDEXED BY fails the prepare if one stops matching). There is no
+    // index on queue_deadline across pending jobs any more: each claim wrote a page of it
+    // (jobs_queue_deadline_idx), and JobState runs these only once the earliest deadline passed.
+    const pendingThrough = (select: string, where: string) =>
+      [
+        `SELECT ${select} FROM jobs INDEXED BY jobs_claim_host_idx WHERE status = 'pending' AND target_host IS NOT NULL${where}`,
+        `SELECT ${select} FROM jobs INDEXED BY jobs_claim_labels_idx WHERE status = 'pending' AND target_labels IS NOT NULL${where}`,
+        `SELECT ${select} FROM jobs INDEXED BY jobs_untargeted_pending_idx WHERE status = 'pending' AND target_host IS NULL AND target_labels IS NULL${where}`,
+      ].join(" UNION ALL ");
+    // a pending job's error is why it waited (an agent without volumes): kept after the reason
+    this.timeOutQueuedStatement = sqlite.prepare(`
+      UPDATE jobs SET status = 'timed_out', finished_at = @now, error = 'no agent claimed the job in time' || coalesce('; ' || error, '')
+      WHERE status = 'pending' AND id IN (${pendingThrough("id", " AND queue_deadline < @now")})
+      RETURNING *`);
+    this.earliestDeadlineStatement = sqlite.prepare(`SELECT min(d) FROM (${pendingThrough("min(queue_deadline) AS d", "")})`).pluck();
     this.dedupeStatement = sqlite.prepare(
       "SELECT * FROM jobs WHERE dedupe_key = ? AND dedupe_key IS NOT NULL AND status IN ('pending', 'assigned', 'running') LIMIT 1",
     );
@@ -252,6 +275,7 @@ export class SqliteJobStore implements JobStore {
       this.requestCancelStatement,
       this.expiredStatement,
       this.timeOutStatement,
+      this.timeOutQueuedStatement,
     ];
     this.at = positions(this.byIdStatement);
     for (const statement of whole) {
@@ -334,8 +358,8 @@ export class SqliteJobStore implements JobStore {
     return raw && fromRaw(raw, this.at);
   }
 
-  // The reaper's two looks (once a second) scan only held jobs: literal statuses let SQLite use
-  // the partial jobs_held_idx instead of reading every job ever run.
+  // The reaper's looks at held jobs (once a second) scan only those: literal statuses let SQLite
+  // use the partial jobs_held_idx instead of reading every job ever run.
   expiredLeases(now: number): JobRow[] {
     return (this.expiredStatement.all(now) as RawJob[]).map((r) => fromRaw(r, this.at));
   }
@@ -345,13 +369,11 @@ export class SqliteJobStore implements JobStore {
   }
 
   timeOutQueued(now: number): JobRow[] {
-    return this.db
-      .update(jobs)
-      // a pending job's error is why it waited (an agent without volumes): kept after the reason
-      .set({ status: "timed_out", finishedAt: now, error: sql`'no agent claimed the job in time' || coalesce('; ' || ${jobs.error}, '')` })
-      .where(and(sql`status = 'pending'`, lt(jobs.queueDeadline, now))) // literal, so the partial index applies
-      .returning()
-      .all();
+    return (this.timeOutQueuedStatement.all({ now }) as RawJob[]).map((r) => fromRaw(r, this.at));
+  }
+
+  earliestQueueDeadline(): number | null {
+    return this.earliestDeadlineStatement.get() as number | null;
   }
 
   renewLease(id: string, until: number): void {

@@ -29,6 +29,8 @@ interface Engine {
   transitions(jobId: string): Promise<string[]>;
   /** the data of the job's newest outbox row */
   lastEvent(jobId: string): Promise<unknown>;
+  /** a controller restart: `state` becomes a fresh job state (nothing in memory) on the same database */
+  restart(): void;
   close(): Promise<void>;
 }
 
@@ -39,10 +41,13 @@ function sqliteEngine(): Engine {
   const db = openDb(":memory:");
   const config = testConfig();
   const apps = parseAppsConfig(APPS_YAML, "apps.yaml");
-  const { services } = createApp({ db, config, logger: silent, apps: () => apps, secretKey: config.secretKey!, clock: () => clock.now });
-  services.drainer.stop();
-  return {
-    state: services.jobState,
+  const start = () => {
+    const { services } = createApp({ db, config, logger: silent, apps: () => apps, secretKey: config.secretKey!, clock: () => clock.now });
+    services.drainer.stop();
+    return services.jobState;
+  };
+  const engine: Engine = {
+    state: start(),
     clock,
     addAgent: async (id, hostname) => {
       db.$client.prepare("INSERT INTO agents (id, hostname, version, created_at) VALUES (?, ?, 'test', 0)").run(id, hostname);
@@ -53,10 +58,14 @@ function sqliteEngine(): Engine {
       ),
     lastEvent: async (jobId) =>
       JSON.parse(db.$client.prepare("SELECT data FROM outbox WHERE subject = ? ORDER BY id DESC LIMIT 1").pluck().get(jobId) as string),
+    restart: () => {
+      engine.state = start();
+    },
     close: async () => {
       db.$client.close();
     },
   };
+  return engine;
 }
 
 async function pgEngine(): Promise<Engine> {
@@ -64,7 +73,7 @@ async function pgEngine(): Promise<Engine> {
   const db = await openPg(fresh.url, { max: 4 });
   const sql = db.$client;
   const clock = { now: Date.parse("2026-11-22T12:00:00Z") };
-  return {
+  const engine: Engine = {
     state: new PgJobState(sql, { clock: () => clock.now, logger: silent }),
     clock,
     addAgent: async (id, hostname) => {
@@ -78,11 +87,15 @@ async function pgEngine(): Promise<Engine> {
       const [row] = await sql<{ data: string }[]>`SELECT data FROM outbox WHERE subject = ${jobId} ORDER BY id DESC LIMIT 1`;
       return JSON.parse(row!.data);
     },
+    restart: () => {
+      engine.state = new PgJobState(sql, { clock: () => clock.now, logger: silent });
+    },
     close: async () => {
       await sql.end();
       await fresh.drop();
     },
   };
+  return engine;
 }
 
 function contract(name: string, make: () => Engine | Promise<Engine>) {
@@ -190,6 +203,69 @@ function contract(name: string, make: () => Engine | Promise<Engine>) {
       expect([again.id, again.attempts]).toEqual([unstarted.id, 2]);
       expect(await e.transitions(unstarted.id)).toEqual(["queued", "claimed", "requeued", "claimed"]);
       await e.state.finish(again.id, again.leaseId!, { status: "succeeded" });
+    });
+
+    // SQLite keeps the earliest queue deadline of its pending jobs in memory and looks for queue
+    // timeouts only once it passed (jobState.ts); PostgreSQL looks every time. Deadlines here are
+    // relative to the engine's clock, and each test aims at hosts of its own.
+    describe("queue timeouts", () => {
+      const NO_CLAIM = "no agent claimed the job in time";
+      const queueFor = async (host: string, inMs: number) =>
+        (await e.state.queue(newJob({ host }, { queueDeadline: e.clock.now + inMs }), null)).row;
+      const statusOf = async (id: string) => {
+        const row = await e.state.byId(id);
+        return [row?.status, row?.error];
+      };
+
+      test("a pending job is timed out by the reaper once its deadline has passed, not before, with the reason", async () => {
+        const job = await queueFor("qt-nobody-1", 10_000);
+        await e.state.sweep();
+        e.clock.now += 10_000; // at the deadline: still in time
+        await e.state.sweep();
+        expect(await statusOf(job.id)).toEqual(["pending", null]);
+        e.clock.now += 1;
+        await e.state.sweep();
+        expect(await statusOf(job.id)).toEqual(["timed_out", NO_CLAIM]);
+        expect(await e.transitions(job.id)).toEqual(["queued", "timed_out"]);
+      });
+
+      test("a job queued after the reaper's last look, with a shorter queue timeout than the jobs before it, times out at its own deadline", async () => {
+        const long = await queueFor("qt-nobody-2", 60_000);
+        await e.state.sweep(); // the earliest deadline is now the long job's
+        const short = await queueFor("qt-nobody-2", 5_000);
+        e.clock.now += 5_001;
+        await e.state.sweep();
+        expect([await statusOf(short.id), await statusOf(long.id)]).toEqual([
+          ["timed_out", NO_CLAIM],
+          ["pending", null],
+        ]);
+        e.clock.now += 55_000;
+        await e.state.sweep();
+        expect(await statusOf(long.id)).toEqual(["timed_out", NO_CLAIM]);
+      });
+
+      test("a job handed back after its queue deadline (its lease expired before it started) times out", async () => {
+        const agent = { id: "agt_qt3", hostname: "qt-host-3", labels: [] };
+        await e.addAgent(agent.id, agent.hostname);
+        const job = await queueFor(agent.hostname, 5_000);
+        expect((await e.state.claim(agent, 60_000))?.id).toBe(job.id);
+        e.clock.now += 10_000; // past the deadline while assigned: nothing pending to time out
+        await e.state.sweep();
+        expect(await statusOf(job.id)).toEqual(["assigned", null]);
+        e.clock.now += 60_000;
+        await e.state.sweep(); // the lease expired: back to pending, then its old deadline ends it
+        expect(await statusOf(job.id)).toEqual(["timed_out", NO_CLAIM]);
+        expect(await e.transitions(job.id)).toEqual(["queued", "claimed", "requeued", "timed_out"]);
+      });
+
+      test("after a controller restart, a job queued before it times out at its deadline", async () => {
+        await e.state.sweep();
+        const job = await queueFor("qt-nobody-4", 5_000);
+        e.restart();
+        e.clock.now += 5_001;
+        await e.state.sweep();
+        expect(await statusOf(job.id)).toEqual(["timed_out", NO_CLAIM]);
+      });
     });
   });
 }
