@@ -246,6 +246,9 @@ export class SqliteJobStore implements JobStore {
     // conditions spelled out (INDEXED BY fails the prepare if one stops matching). There is no
     // index on queue_deadline across pending jobs any more: each claim wrote a page of it
     // (jobs_queue_deadline_idx), and JobState runs these only once the earliest deadline passed.
+    // queue_deadline trailing the claim indexes costs a claim nothing measurable: production path
+    // 1 agent 9,788 vs 9,058 cycles per CPU second without it, 64 agents 14,334 vs 14,523 (same
+    // run, 5 passes, within the noise); without it the look reads every pending row of the table.
     const pendingThrough = (select: string, where: string) =>
       [
         `SELECT ${select} FROM jobs INDEXED BY jobs_claim_host_idx WHERE status = 'pending' AND target_host IS NOT NULL${where}`,
