@@ -97,11 +97,13 @@ export class JobState {
    * Why: a pending-only index on queue_deadline (jobs_queue_deadline_idx) gave the look its rows,
    * and every claim wrote a page of it at its COMMIT: 5.85 WAL frames per job with it, 4.83
    * without (finishAndClaim loop, 2,000 jobs, WAL size counted). bench:jobs, production path,
-   * 10,000 jobs, 5 passes, against main in the same run, load 2-3.5: 1 agent 1.14x and 1.07x
-   * cycles per CPU second (two runs: 8,638 vs 7,586; 9,640 vs 9,012), 64 agents 1.17x and 1.03x
-   * (13,927 vs 11,945; 13,361 vs 12,943). The look itself, once a deadline passed, reads the
-   * claim indexes alone: ~1 ms per 10,000 pending jobs (0.5 ms for the earliest, 0.46 ms for the
-   * timeout statement with nothing due; 5 and 3.6 ms at 100,000).
+   * 10,000 jobs, against the code with the index in the same run (its own migrations), load
+   * 2-3.5, cycles per CPU second, three runs (5, 5, 7 passes): 1 agent 1.14x, 1.07x, 1.06x
+   * (8,638 vs 7,586; 9,640 vs 9,012; 10,011 vs 9,440); 64 agents 1.17x, 1.03x, 0.99x (13,927 vs
+   * 11,945; 13,361 vs 12,943; 13,882 vs 14,002) — within the noise there: a group of 64 writes
+   * the index leaf once per COMMIT, not once per job. The look itself, once a deadline passed,
+   * reads the claim indexes alone: ~1 ms per 10,000 pending jobs (0.5 ms for the earliest, 0.46
+   * ms for the timeout statement with nothing due; 5 and 3.6 ms at 100,000).
    */
   private queueDeadlinesFrom = Number.NEGATIVE_INFINITY;
 
