@@ -1,7 +1,7 @@
 /** The controller under test in a child process: start, wait until healthy, stop cleanly. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { APPS_YAML } from "../apps/controller/test/appsYaml";
 import type { Client } from "./load";
@@ -82,11 +82,21 @@ export function codeVersion(): string {
   }
 }
 
-/** A ref's controller sources, beside the current ones so they resolve the same dependencies. */
+/**
+ * A ref's controller sources, beside the current ones so they resolve the same dependencies,
+ * with that ref's migrations where its `db/client.ts` and `db/pg.ts` look for them (`src/../drizzle`):
+ * extracting `src` alone ran the current migrations on the baseline, so an A/B of a schema change
+ * compared the new schema with itself. Returns the `src` directory; `removeBaseline` deletes it all.
+ */
 export function checkoutBaseline(ref: string): string {
   const dir = join(ROOT, "apps/controller", `.bench-baseline-${process.pid}`);
   mkdirSync(dir, { recursive: true });
-  const tar = execFileSync("git", ["archive", ref, "apps/controller/src"], { cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
-  execFileSync("tar", ["-x", "--strip-components=3", "-C", dir], { input: tar });
-  return dir;
+  const tar = execFileSync("git", ["archive", ref, "apps/controller/src", "apps/controller/drizzle", "apps/controller/drizzle-pg"], { cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
+  execFileSync("tar", ["-x", "--strip-components=2", "-C", dir], { input: tar });
+  return join(dir, "src");
+}
+
+/** Deletes what `checkoutBaseline` extracted. */
+export function removeBaseline(src: string): void {
+  rmSync(dirname(src), { recursive: true, force: true });
 }

@@ -25,7 +25,7 @@ import type { ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { ADMIN, checkoutBaseline, codeVersion, JOIN, ROOT, startChild, stopChild, waitHealthy } from "./child";
+import { ADMIN, checkoutBaseline, codeVersion, JOIN, ROOT, removeBaseline, startChild, stopChild, waitHealthy } from "./child";
 import { Client, measured, Recorder, type Reply, runEach, type Stats } from "./load";
 
 const CONNECTIONS = 64;
@@ -523,7 +523,7 @@ async function main() {
   } finally {
     for (const s of subjects) await s.stop();
     process.off("exit", killAll);
-    if (baselineDir) rmSync(baselineDir, { recursive: true, force: true });
+    if (baselineDir) removeBaseline(baselineDir);
   }
 }
 

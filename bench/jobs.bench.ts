@@ -32,7 +32,7 @@ import Database from "better-sqlite3";
 import { better, defineQueue, defineWorker } from "plainjob";
 import { openDb } from "../apps/controller/src/db/client";
 import { codeVersion, ROOT } from "./child";
-import { CURRENT_SRC, checkoutBaseline, prepareDeploybot, type Rate, stopwatch } from "./jobsDeploybot";
+import { CURRENT_SRC, checkoutBaseline, prepareDeploybot, type Rate, removeBaseline, stopwatch } from "./jobsDeploybot";
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const PASSES = Number(process.env.BENCH_PASSES ?? 3);
@@ -195,7 +195,7 @@ async function main() {
     }
   } finally {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-    if (baselineSrc) rmSync(baselineSrc, { recursive: true, force: true });
+    if (baselineSrc) removeBaseline(baselineSrc);
   }
   if (only) {
     for (const name of only) {

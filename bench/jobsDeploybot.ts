@@ -13,7 +13,7 @@ import { APPS_YAML } from "../apps/controller/test/appsYaml";
 import type { AgentCaller } from "../apps/controller/src/services/agents";
 import { ROOT } from "./child";
 
-export { checkoutBaseline } from "./child";
+export { checkoutBaseline, removeBaseline } from "./child";
 
 const DRAIN_EVERY = 100;
 

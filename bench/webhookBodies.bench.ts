@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
-import { checkoutBaseline, codeVersion, ROOT, startChild, stopChild } from "./child";
+import { checkoutBaseline, codeVersion, ROOT, removeBaseline, startChild, stopChild } from "./child";
 
 const BODIES = 30;
 const BODY_BYTES = 25 * 1024 * 1024;
@@ -147,7 +147,7 @@ try {
     runs.push(await measure("this checkout, DEPLOYBOT_WEBHOOK_MAX_IN_FLIGHT=30", join(ROOT, "apps/controller/src"), { DEPLOYBOT_WEBHOOK_MAX_IN_FLIGHT: "30" }));
   }
 } finally {
-  rmSync(baselineDir, { recursive: true, force: true });
+  removeBaseline(baselineDir);
 }
 
 const fmt = (n: number) => n.toFixed(1);
