@@ -79,8 +79,8 @@ set -m
     done
     (
       cd "$root/apps/agent"
-      # the controller's own settings are not the agent's (it warns about unknown ones)
-      unset DEPLOYBOT_ADMIN_TOKEN DEPLOYBOT_WEBHOOK_SECRET DEPLOYBOT_CONFIG DEPLOYBOT_DB DEPLOYBOT_HOST DEPLOYBOT_PORT
+      # the controller's own settings and this script's are not the agent's (it warns about unknown ones)
+      unset DEPLOYBOT_ADMIN_TOKEN DEPLOYBOT_WEBHOOK_SECRET DEPLOYBOT_CONFIG DEPLOYBOT_DB DEPLOYBOT_HOST DEPLOYBOT_PORT DEPLOYBOT_DEV_DIR
       export DEPLOYBOT_HOSTNAME="${DEPLOYBOT_HOSTNAME:-local}" DEPLOYBOT_STATE_DIR="${DEPLOYBOT_STATE_DIR:-$dev_dir/agent}"
       # a job still running when you stop dev.sh is cancelled after this long
       export DEPLOYBOT_DRAIN_TIMEOUT_SECONDS="${DEPLOYBOT_DRAIN_TIMEOUT_SECONDS:-10}"

@@ -103,6 +103,8 @@ describe("scripts/dev.sh, the README's front door", () => {
     const left = processes().filter((p) => groups.has(p.pgrp) || members.some((m) => m.pid === p.pid));
     expect(left).toEqual([]);
     expect(await portOpen(port)).toBe(false);
+    // the script's own settings (DEPLOYBOT_DEV_DIR) do not reach the agent as unknown ones
+    expect(dev.out() + dev.err()).not.toContain('"name":"DEPLOYBOT_DEV_DIR","msg":"unknown DEPLOYBOT_* setting');
     const lock = join(dev.dir, "agent", "agent.lock");
     if (dev.err().includes("killing the rest")) {
       // On a starved machine a straggler can outlive dev.sh's 15 s grace and gets SIGKILL: its
