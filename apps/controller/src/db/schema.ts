@@ -160,6 +160,12 @@ export const idempotencyKeys = sqliteTable(
     status: integer("status").notNull(),
     body: text("body").notNull(),
     createdAt: createdAt(),
+    /**
+     * While a request that took its key before its handler runs (status 0, no body), it renews
+     * this every few seconds; a key not renewed for IN_FLIGHT_LEASE_MS belongs to a process that
+     * died, and a retry takes it over (services/idempotency.ts). Null in rows from before it.
+     */
+    aliveAt: ms("alive_at"),
   },
   (t) => [uniqueIndex("idempotency_keys_key_idx").on(t.principal, t.key)],
 );

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { ApiError } from "../lib/errors";
-import { type IdempotencyClaim, type IdempotencyHandle, type IdempotencyKeys, IdempotencyKeyTaken, type StoredAnswer } from "../services/idempotency";
+import { type IdempotencyClaim, type IdempotencyHandle, type IdempotencyKeys, IdempotencyKeyTaken, KEEPALIVE_MS, type StoredAnswer } from "../services/idempotency";
 
 export type { IdempotencyHandle };
 import type { AppEnv } from "./auth";
@@ -18,6 +18,8 @@ const POLL_MS = 20;
  * key still without an answer after this long belongs to a process that died in between (kill -9).
  */
 const MADE_GRACE_MS = 1_000;
+/** `answered()`: the key's request died before it made anything, and this retry freed the key to run it */
+const TAKEN_OVER = Symbol("taken over");
 
 /**
  * `Idempotency-Key` on a user POST: the first answer below 500 is stored and replayed for a
@@ -52,11 +54,13 @@ export function idempotency(
       }
       return c.body(opts.sealed && stored.body ? keys.open(claim, stored.body) : stored.body, stored.status as 200, { "content-type": "application/json", "idempotent-replayed": "true" });
     };
-    const answered = async () => {
+    const stillAnswering = () => new ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being answered; retry later");
+    const answered = async (): Promise<Response | typeof TAKEN_OVER> => {
       for (const start = Date.now(); ; ) {
         const stored = await keys.lookup(claim);
         if (stored && stored.status > 0) return replay(stored);
         if (stored && stored.requestHash !== claim.requestHash) return replay(stored);
+        if (stored && keys.abandoned(stored) && (await keys.takeOver(claim))) return TAKEN_OVER;
         if (stored?.body && opts.inTransaction && Date.now() - start >= MADE_GRACE_MS) {
           const { status, body } = await opts.inTransaction.replay(JSON.parse(stored.body) as never);
           const text = JSON.stringify(body);
@@ -66,11 +70,9 @@ export function idempotency(
         if (!stored || Date.now() - start > WAIT_MS) break;
         await new Promise((r) => setTimeout(r, POLL_MS));
       }
-      throw new ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being answered; retry later");
+      throw stillAnswering();
     };
 
-    const first = await keys.lookup(claim);
-    if (first) return answered();
     let taken = false;
     const handle: IdempotencyHandle = {
       take: async () => {
@@ -79,26 +81,39 @@ export function idempotency(
       },
       made: (ref) => keys.made(claim, JSON.stringify(ref)),
     };
-    if (!opts.inTransaction) {
+    // Answered already, being answered (wait for it), or ours to run: taken here, or (inTransaction)
+    // in the handler's transaction. A key freed from a dead request is taken again like a new one.
+    for (let tries = 0; !taken; tries++) {
+      if (tries === 3) throw stillAnswering();
+      if (await keys.lookup(claim)) {
+        const answer = await answered();
+        if (answer !== TAKEN_OVER) return answer;
+      }
+      if (opts.inTransaction) break;
       try {
         await handle.take();
       } catch (err) {
         // taken by a request that looked it up at the same moment: wait for its answer
-        if (err instanceof IdempotencyKeyTaken) return answered();
-        throw err;
+        if (!(err instanceof IdempotencyKeyTaken)) throw err;
       }
     }
     c.set("idempotency", handle);
+    // a key taken before the handler is renewed while it runs, or a retry would take it over
+    const renew = taken ? setInterval(() => void keys.keepAlive(claim).catch(() => undefined), KEEPALIVE_MS) : undefined;
     try {
       await next();
     } catch (err) {
       if (taken) await keys.release(claim);
       throw err;
+    } finally {
+      clearInterval(renew);
     }
     // A concurrent request took the key first: its transaction committed, ours rolled back.
     // (After next() the answer is replaced by assigning c.res: a returned one would be ignored.)
     if (c.error instanceof IdempotencyKeyTaken) {
-      c.res = await answered();
+      const answer = await answered();
+      if (answer === TAKEN_OVER) throw stillAnswering();
+      c.res = answer;
       return;
     }
     const status = c.res.status;
@@ -106,7 +121,11 @@ export function idempotency(
     const body = opts.sealed && text ? keys.seal(claim, text) : text;
     if (taken && status < 500) await keys.complete(claim, status, body);
     else if (taken) await keys.release(claim);
-    else if (status < 500 && !(await keys.record(claim, status, body))) c.res = await answered();
+    else if (status < 500 && !(await keys.record(claim, status, body))) {
+      const answer = await answered();
+      if (answer === TAKEN_OVER) throw stillAnswering();
+      c.res = answer;
+    }
   });
 }
 

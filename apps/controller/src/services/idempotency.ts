@@ -1,4 +1,4 @@
-import { and, eq, lt, or } from "drizzle-orm";
+import { and, eq, isNull, lt, or } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { idempotencyKeys } from "../db/schema";
 import type { Sealer } from "./sealer";
@@ -17,6 +17,8 @@ export interface StoredAnswer {
   status: number;
   /** the answer; while status is 0, what the request made (see `made`), or "" */
   body: string;
+  /** when the request that holds the key last said it still runs (ms) */
+  aliveAt: number;
 }
 
 /** What a handler hands to the service whose transaction creates the request's rows. */
@@ -37,6 +39,16 @@ export class IdempotencyKeyTaken extends Error {
 /** Answers are replayed for a day; a request that never finished (the process died) frees its key after 10 minutes. */
 export const KEEP_MS = 24 * 3600 * 1000;
 export const ABANDONED_MS = 10 * 60 * 1000;
+/**
+ * A key taken before its handler ran (status 0, nothing made) is renewed every KEEPALIVE_MS while
+ * the request runs; one not renewed for IN_FLIGHT_LEASE_MS is abandoned (its process died: kill
+ * -9, a crash, the machine) and the next retry takes it over and runs the request. Before, such a
+ * key answered every retry with 409 until the 10-minute sweep: an agent whose registration was
+ * in flight when its controller died could not join again for 10 minutes, nor could a CLI
+ * call retried on another controller run.
+ */
+export const IN_FLIGHT_LEASE_MS = 30_000;
+export const KEEPALIVE_MS = 10_000;
 
 /**
  * `Idempotency-Key`s. The database decides who runs: `take` inserts the key (unique per
@@ -57,17 +69,44 @@ export class IdempotencyKeys {
 
   /** Inserts the key unless it exists; true when this call inserted it. */
   private async insert(c: IdempotencyClaim, status: number, body: string): Promise<boolean> {
-    const row = { key: c.key, principal: c.principal, route: c.route, requestHash: c.requestHash, status, body, createdAt: this.clock() };
+    const now = this.clock();
+    const row = { key: c.key, principal: c.principal, route: c.route, requestHash: c.requestHash, status, body, createdAt: now, aliveAt: now };
     const inserted = await this.db.insert(idempotencyKeys).values(row).onConflictDoNothing().returning({ key: idempotencyKeys.key });
     return inserted.length > 0;
   }
 
   async lookup(c: IdempotencyClaim): Promise<StoredAnswer | undefined> {
     const [row] = await this.db
-      .select({ requestHash: idempotencyKeys.requestHash, status: idempotencyKeys.status, body: idempotencyKeys.body })
+      .select({ requestHash: idempotencyKeys.requestHash, status: idempotencyKeys.status, body: idempotencyKeys.body, createdAt: idempotencyKeys.createdAt, aliveAt: idempotencyKeys.aliveAt })
       .from(idempotencyKeys)
       .where(this.where(c));
-    return row;
+    return row && { requestHash: row.requestHash, status: row.status, body: row.body, aliveAt: row.aliveAt ?? row.createdAt };
+  }
+
+  /** A key taken before its handler ran whose request stopped renewing it: its process is gone. */
+  abandoned(stored: StoredAnswer): boolean {
+    return stored.status === 0 && stored.body === "" && stored.aliveAt < this.clock() - IN_FLIGHT_LEASE_MS;
+  }
+
+  /** The request holding the key still runs (called every KEEPALIVE_MS while it does). */
+  async keepAlive(c: IdempotencyClaim): Promise<void> {
+    await this.db.update(idempotencyKeys).set({ aliveAt: this.clock() }).where(and(this.where(c, true), eq(idempotencyKeys.body, "")));
+  }
+
+  /**
+   * Frees an abandoned key (see `abandoned`) so the caller can take it; false when it is not
+   * abandoned any more (renewed, answered, or freed and taken by another retry meanwhile).
+   */
+  async takeOver(c: IdempotencyClaim): Promise<boolean> {
+    const gone = await this.db
+      .delete(idempotencyKeys)
+      .where(and(this.where(c, true), eq(idempotencyKeys.body, ""), this.notRenewedSince(this.clock() - IN_FLIGHT_LEASE_MS)))
+      .returning({ key: idempotencyKeys.key });
+    return gone.length > 0;
+  }
+
+  private notRenewedSince(when: number) {
+    return or(lt(idempotencyKeys.aliveAt, when), and(isNull(idempotencyKeys.aliveAt), lt(idempotencyKeys.createdAt, when)));
   }
 
   /** Takes the key for this request; throws IdempotencyKeyTaken when another request has it. */
@@ -112,7 +151,14 @@ export class IdempotencyKeys {
     const now = this.clock();
     const gone = await this.db
       .delete(idempotencyKeys)
-      .where(or(lt(idempotencyKeys.createdAt, now - KEEP_MS), and(eq(idempotencyKeys.status, 0), lt(idempotencyKeys.createdAt, now - ABANDONED_MS))))
+      .where(
+        or(
+          lt(idempotencyKeys.createdAt, now - KEEP_MS),
+          // made something (its work committed): kept for the retry that replays it, as long as before
+          and(eq(idempotencyKeys.status, 0), lt(idempotencyKeys.createdAt, now - ABANDONED_MS)),
+          and(eq(idempotencyKeys.status, 0), eq(idempotencyKeys.body, ""), this.notRenewedSince(now - IN_FLIGHT_LEASE_MS)),
+        ),
+      )
       .returning({ key: idempotencyKeys.key });
     return gone.length;
   }

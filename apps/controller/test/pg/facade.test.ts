@@ -94,9 +94,20 @@ function contract(engine: "sqlite" | "postgres", open: () => Db) {
     const claim = { principal: `tok_${engine}`, key: "k1", route: "POST /v1/x", requestHash: "h" };
     await keys.take(claim);
     await expect(keys.take(claim)).rejects.toBeInstanceOf(IdempotencyKeyTaken);
-    expect(await keys.lookup(claim)).toEqual({ requestHash: "h", status: 0, body: "" });
+    expect(await keys.lookup(claim)).toEqual({ requestHash: "h", status: 0, body: "", aliveAt: 7_000_000 });
+    // an in-flight key: renewed while its request runs, taken over once it was not for the lease
+    const renewed = new IdempotencyKeys(db, () => 7_020_000, new Sealer("k".repeat(43), "idempotent-answers"));
+    await renewed.keepAlive(claim);
+    expect(await keys.lookup(claim)).toEqual({ requestHash: "h", status: 0, body: "", aliveAt: 7_020_000 });
+    const dead = { ...claim, key: "k-dead" };
+    await keys.take(dead);
+    expect(await renewed.takeOver(dead)).toBe(false);
+    const afterLease = new IdempotencyKeys(db, () => 7_000_000 + 30_001, new Sealer("k".repeat(43), "idempotent-answers"));
+    expect(await afterLease.takeOver(claim)).toBe(false);
+    expect(await afterLease.takeOver(dead)).toBe(true);
+    expect(await keys.lookup(dead)).toBeUndefined();
     await keys.complete(claim, 201, "{}");
-    expect(await keys.lookup(claim)).toEqual({ requestHash: "h", status: 201, body: "{}" });
+    expect(await keys.lookup(claim)).toEqual({ requestHash: "h", status: 201, body: "{}", aliveAt: 7_020_000 });
     expect(await keys.record({ ...claim, key: "k2" }, 422, "{}")).toBe(true);
     expect(await keys.record({ ...claim, key: "k2" }, 422, "{}")).toBe(false);
     const later = new IdempotencyKeys(db, () => 7_000_000 + 25 * 3600 * 1000, new Sealer("k".repeat(43), "idempotent-answers"));
