@@ -19,7 +19,7 @@
  * Both rate and server CPU are reported: the issue's target is the rate ratio (cycles/s against
  * /healthz req/s); CPU µs per request (`/proc/<pid>/stat` of the controller) is the figure that
  * holds when the machine is shared. Writes bench/results/<date>-controller.{md,json}.
- * Env: BENCH_BASELINE_REF=<ref> (or `none`), BENCH_ROUNDS (10), BENCH_CPU_PROF=<dir> profiles the children and writes <dir>/windows.json (when each window ran, on the profiles' clock).
+ * Env: BENCH_BASELINE_REF=<ref> (or `none`), BENCH_FLOOR=1 (the stack alone beside them, see FLOOR), BENCH_ROUNDS (10), BENCH_CPU_PROF=<dir> profiles the children and writes <dir>/windows.json (when each window ran, on the profiles' clock).
  */
 import type { ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -40,6 +40,12 @@ const REAL_HEARTBEATS_PER_SECOND = 100;
 const BASELINE_REF = process.env.BENCH_BASELINE_REF ?? "65e9e76";
 const FINISHED_FEATURE = "heartbeat.finished";
 const TARGET = { cyclesShareOfHealthz: 0.3 };
+/**
+ * BENCH_FLOOR=1: a third server in the same windows, the controller's stack serving the same
+ * protocol with nothing of the product (bench/floorServer.ts): the share of /healthz that stack
+ * itself reaches is the ceiling for the target.
+ */
+const FLOOR = process.env.BENCH_FLOOR === "1";
 
 interface AgentCreds {
   id: string;
@@ -369,6 +375,7 @@ async function main() {
   const baselineDir = BASELINE_REF === "none" ? null : checkoutBaseline(BASELINE_REF);
   const subjects = [
     ...(baselineDir ? [new Subject(`baseline ${BASELINE_REF}`, { BENCH_CONTROLLER_SRC: baselineDir })] : []),
+    ...(FLOOR ? [new Subject("floor: the stack alone (floorServer.ts)", { BENCH_SERVE_FLOOR: "1" })] : []),
     new Subject("this checkout", {}),
   ];
   const killAll = () => {
@@ -444,7 +451,7 @@ async function main() {
       return `| ${name} | ${st.requests.toLocaleString("en-US")} | ${st.errors} | ${rate(st.perSecond)} | ${ms(st.p50)} | ${ms(st.p99)} | ${ms(st.max)} | ${pct(st.serverCpu ?? Number.NaN)} | ${us(median(x.windows.map(cpuUs)))} |`;
     };
     const current = figures[figures.length - 1]!;
-    const base = figures.length > 1 ? figures[0]! : null;
+    const base = baselineDir ? figures[0]! : null;
     const md = [
       `# Controller benchmark, ${date.toISOString()}`,
       "",

@@ -7,11 +7,17 @@ import { join } from "node:path";
 import type { loadConfig as LoadConfig } from "../apps/controller/src/config";
 import type { startController as StartController } from "../apps/controller/src/server";
 
-// BENCH_CONTROLLER_SRC: another version's sources (a baseline measured in the same run)
-const src = process.env.BENCH_CONTROLLER_SRC ?? join(import.meta.dirname, "../apps/controller/src");
-const { loadConfig } = (await import(join(src, "config.ts"))) as { loadConfig: typeof LoadConfig };
-const { startController } = (await import(join(src, "server.ts"))) as { startController: typeof StartController };
-const controller = await startController(loadConfig(process.env));
+async function start(): Promise<{ port: number; stop(): Promise<void> }> {
+  // the stack alone, serving the same protocol (floorServer.ts; controller.bench.ts BENCH_FLOOR=1)
+  if (process.env.BENCH_SERVE_FLOOR === "1") return (await import("./floorServer")).startFloor(process.env);
+  // BENCH_CONTROLLER_SRC: another version's sources (a baseline measured in the same run)
+  const src = process.env.BENCH_CONTROLLER_SRC ?? join(import.meta.dirname, "../apps/controller/src");
+  const { loadConfig } = (await import(join(src, "config.ts"))) as { loadConfig: typeof LoadConfig };
+  const { startController } = (await import(join(src, "server.ts"))) as { startController: typeof StartController };
+  return startController(loadConfig(process.env));
+}
+
+const controller = await start();
 process.send?.({ port: controller.port });
 
 let stopping = false;
