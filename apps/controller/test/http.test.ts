@@ -1,4 +1,5 @@
 import { describe, expect, test } from "vitest";
+import { makeHarness } from "./fixture";
 import { ADMIN, JOIN, startTestController } from "./server";
 
 describe("over real HTTP", () => {
@@ -87,6 +88,63 @@ describe("over real HTTP", () => {
       expect(submitted.body.job.id).toBe(jobId);
     } finally {
       await second.stop();
+    }
+  });
+});
+
+describe("X-Request-Id", () => {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+  test("over real HTTP every answer carries one: the caller's (at most 64 characters) or a new one", async () => {
+    const ctl = await startTestController();
+    try {
+      const get = (path: string, headers: Record<string, string> = {}) => fetch(ctl.url + path, { headers });
+      const plain = await get("/healthz");
+      expect(plain.status).toBe(200);
+      expect(plain.headers.get("x-request-id")).toMatch(UUID);
+      expect(plain.headers.get("content-type")).toMatch(/^application\/json/);
+      expect(await plain.json()).toEqual({ ok: true });
+      const again = await get("/healthz");
+      expect(again.headers.get("x-request-id")).not.toBe(plain.headers.get("x-request-id"));
+      expect((await get("/healthz", { "x-request-id": "trace-7" })).headers.get("x-request-id")).toBe("trace-7");
+      expect((await get("/healthz", { "x-request-id": "x".repeat(100) })).headers.get("x-request-id")).toBe("x".repeat(64));
+      // an error answer, a handler's answer with headers of its own, a stream
+      const refused = await get("/v1/jobs", { "x-request-id": "trace-8" });
+      expect(refused.status).toBe(401);
+      expect(refused.headers.get("x-request-id")).toBe("trace-8");
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("unauthorized");
+      const registered = await fetch(`${ctl.url}/v1/agents/register`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${JOIN}`, "content-type": "application/json", "idempotency-key": "reg-1", "x-request-id": "trace-9" },
+        body: JSON.stringify({ hostname: "web-9" }),
+      });
+      expect(registered.status).toBe(200);
+      expect(registered.headers.get("x-request-id")).toBe("trace-9");
+      const replayed = await fetch(`${ctl.url}/v1/agents/register`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${JOIN}`, "content-type": "application/json", "idempotency-key": "reg-1" },
+        body: JSON.stringify({ hostname: "web-9" }),
+      });
+      expect(replayed.headers.get("idempotent-replayed")).toBe("true");
+      expect(replayed.headers.get("x-request-id")).toMatch(UUID);
+      const stream = new AbortController();
+      const events = await fetch(`${ctl.url}/v1/events`, { headers: { authorization: `Bearer ${ADMIN}`, "x-request-id": "trace-10" }, signal: stream.signal });
+      expect(events.headers.get("content-type")).toMatch(/^text\/event-stream/);
+      expect(events.headers.get("x-request-id")).toBe("trace-10");
+      stream.abort();
+    } finally {
+      await ctl.stop();
+    }
+  });
+
+  test("through the app in process (no node server) too", async () => {
+    const h = await makeHarness();
+    try {
+      const res = await h.call("GET", "/healthz", { headers: { "x-request-id": "trace-11" } });
+      expect(res.headers.get("x-request-id")).toBe("trace-11");
+      expect((await h.call("GET", "/healthz")).headers.get("x-request-id")).toMatch(UUID);
+    } finally {
+      await h.close();
     }
   });
 });
