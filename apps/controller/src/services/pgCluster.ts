@@ -22,7 +22,11 @@ export const soleLeadership: Leadership = { holds: async () => true, release: as
  * When that controller dies, even by kill -9, its connection closes, PostgreSQL ends the session
  * and frees the lock, and the next `holds()` of another controller takes it (each calls it every
  * tick, about once a second). A connection that dropped and came back is a new session without
- * the lock: the backend pid tells, and the lock is asked for again instead of assumed.
+ * the lock: the backend pid tells. That pass steps down without asking for the lock again, and
+ * the next one asks: the controllers whose sessions held on get the lock first. Asking at once
+ * let the one whose session had just failed win it back before any of them, when its reconnect
+ * came first (a CI run of pg/singletons.test.ts saw it), and it kept the work without ever
+ * hearing that it had lost it.
  * Several leaders may share one connection (`sql`); given a URL, the leader opens its own.
  */
 export class PgLeader implements Leadership {
@@ -43,9 +47,10 @@ export class PgLeader implements Leadership {
   /** True while this process holds the lock; tries to take it when not. One round trip. */
   async holds(): Promise<boolean> {
     try {
+      // held: still the session that took the lock; a new session of a holder: steps down first
       const [row] = await this.sql<{ pid: number; held: boolean }[]>`
         SELECT pg_backend_pid() AS pid,
-          CASE WHEN pg_backend_pid() = ${this.pid ?? -1} THEN true ELSE pg_try_advisory_lock(${this.key}) END AS held`;
+          CASE WHEN pg_backend_pid() = ${this.pid ?? -1} THEN true WHEN ${this.pid !== null} THEN false ELSE pg_try_advisory_lock(${this.key}) END AS held`;
       const was = this.pid !== null;
       this.pid = row!.held ? row!.pid : null;
       if (this.pid !== null && !was) this.logger?.info({ singleton: this.name }, "took over singleton work");

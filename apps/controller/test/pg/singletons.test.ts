@@ -70,6 +70,35 @@ describePostgres("singleton work on PostgreSQL", () => {
     await Promise.all(lockConnections.map((c) => c.end()));
   }, 120_000);
 
+  test("a holder whose session was reset steps down for a pass before it asks for the lock again", async () => {
+    const key = 0x7e57_0003;
+    const connection = connectPg(db.url, { max: 1, name: "reset holder" });
+    const said: string[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void said.push(JSON.parse(line).msg) });
+    const leader = new PgLeader(connection, key, "reset holder", logger);
+    const pidOf = async () => (await connection<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0]!.pid;
+    try {
+      expect(await leader.holds()).toBe(true);
+      expect(await leader.holds()).toBe(true); // the same session: still held
+      const old = await pidOf();
+      await db.sql`SELECT pg_terminate_backend(${old})`;
+      await until("the old session to end", async () => (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${old}`)[0]!.n === 0);
+      await new Promise((r) => setTimeout(r, 200)); // the client hears of it: its next query opens a new session
+      // The new session's lock is free, yet it is not taken in this pass: a controller whose
+      // session held on gets it first.
+      expect(await leader.holds()).toBe(false);
+      expect(said).toContain("lost singleton work (connection reset)");
+      expect(await pidOf()).not.toBe(old);
+      const [lock] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = ${key}`;
+      expect(lock!.n).toBe(0);
+      expect(await leader.holds()).toBe(true); // the next pass asks, and nobody else wanted it
+      expect(said).toContain("took over singleton work");
+    } finally {
+      await leader.release();
+      await connection.end();
+    }
+  });
+
   test("three controllers starting on an empty database at once migrate it once (advisory lock)", async () => {
     const fresh = await freshDatabase();
     try {
