@@ -306,7 +306,7 @@ export class AgentDaemon {
     this.intervalSeconds = res.heartbeatIntervalSeconds;
     this.controllerFeatures = new Set(res.features ?? []);
     this.state.saveIdentity({ agentId: res.agent.id, token: res.token, hostname: this.config.hostname });
-    this.logger.info({ agentId: this.agentId, hostname: this.config.hostname }, "registered");
+    this.logger.info({ agentId: this.agentId }, "registered");
   }
 
   /** The jobs this agent holds now: the running one, else the one recorded on disk before a restart. */
