@@ -227,6 +227,9 @@ apps:
     expect((await statusOf(web)).desired).toMatchObject({ state: "stopped" });
     const [started] = await operate(web, "start");
     expect(started.status).toBe("succeeded");
+    // The heartbeat that reported the start counted the new container's health on the same
+    // listing: not "1 up, 0 healthy" (the status of the pass before the start) until a later one.
+    expect((await statusOf(web)).actual).toMatchObject({ running: 1, healthy: 1 });
     await serving();
   });
 

@@ -8,8 +8,8 @@ import type { Logger } from "pino";
 import { backoffMs, sleep } from "./backoff";
 import type { AgentConfig } from "./config";
 import { ControllerClient, ControllerError, isRetryable } from "./controllerClient";
-import { LABELS } from "./docker/managedContainers";
-import { findJobContainer, listManagedContainers, scopeToHost } from "./executors";
+import { LABELS, listManagedInfo, toManaged } from "./docker/managedContainers";
+import { findJobContainer, scopeToHost } from "./executors";
 import { JobRunner, type RunnerDeps } from "./jobRunner";
 import { AppLogShipper } from "./appLogs/appLogShipper";
 import { JobLogSpool } from "./logSpool";
@@ -136,11 +136,13 @@ export class AgentDaemon {
    */
   private async heartbeatBody() {
     const finished = this.finishedToSend();
+    // one listing for the containers and the apps' status, so the two agree
+    const listed = await listManagedInfo(this.docker).catch(() => null);
     const base = {
       protocolVersion: PROTOCOL_VERSION,
       status: this.draining ? "draining" : this.current ? "busy" : "idle",
       heldJobIds: this.current ? [this.current.job.id] : [],
-      containers: await listManagedContainers(this.docker).catch(() => []),
+      containers: listed?.map(toManaged) ?? [],
       ...(this.proxy && this.proxy.table.all().length > 0 ? { routes: await this.proxy.routes().catch(() => []) } : {}),
       ...(finished ? { finished } : {}),
     };
@@ -149,7 +151,7 @@ export class AgentDaemon {
       ...base,
       desiredVersion: this.desired.version,
       appEvents: this.appEvents.unsent(),
-      appStatus: this.reconciler.status(),
+      appStatus: this.reconciler.status(listed ?? undefined),
       volumes: await this.hostVolumes(),
     };
   }

@@ -55,7 +55,8 @@ export const managedLabels = (app: string, jobId: string, release: string): Reco
   ...(agentHost ? { [LABELS.host]: agentHost } : {}),
 });
 
-const toManaged = (c: Dockerode.ContainerInfo): ManagedContainer => ({
+/** A container summary as a heartbeat reports it. */
+export const toManaged = (c: Dockerode.ContainerInfo): ManagedContainer => ({
   id: c.Id,
   name: c.Names?.[0]?.replace(/^\//, ""),
   app: c.Labels?.[LABELS.app],

@@ -102,8 +102,23 @@ export class Reconciler {
     this.wake = new AbortController();
   }
 
-  status(): AppStatus[] {
-    return [...this.statuses.values()];
+  /**
+   * Every app's status. With `all` (the listing a heartbeat reports as its containers) it is
+   * counted on that listing, with what the passes recorded (health, restarts): the status a pass
+   * computed describes the containers of that pass, and a heartbeat sent right after a job
+   * (start, deploy) reported the new containers beside the old status ("1 up, 0 healthy") until
+   * the next heartbeat. A container no pass has probed yet counts as healthy, as in a pass: a
+   * deploy or start only leaves one that passed its health check.
+   */
+  status(all?: ServingContainer[]): AppStatus[] {
+    if (!all) return [...this.statuses.values()];
+    const busy = this.o.busy();
+    return [...this.appsOf(all)].map((app) => this.statusOf(app, servingContainers(all, app, busy.jobId)));
+  }
+
+  /** The apps a pass looks at: those of the desired state and those with managed containers. */
+  private appsOf(all: ServingContainer[]): Set<string> {
+    return new Set([...this.o.store.apps().map((a) => a.app), ...all.map((c) => c.Labels?.[LABELS.app]).filter((a): a is string => !!a)]);
   }
 
   private async loop(): Promise<void> {
@@ -123,9 +138,8 @@ export class Reconciler {
     const { docker, store } = this.o;
     const all = await listManagedInfo(docker);
     const busy = this.o.busy();
-    const apps = new Set([...store.apps().map((a) => a.app), ...all.map((c) => c.Labels?.[LABELS.app]).filter((a): a is string => !!a)]);
     const statuses = new Map<string, AppStatus>();
-    for (const app of apps) {
+    for (const app of this.appsOf(all)) {
       const containers = servingContainers(all, app, busy.jobId);
       if (app !== busy.app && store.known) await this.reconcileApp(app, store.get(app), containers);
       statuses.set(app, this.statusOf(app, containers));
