@@ -110,7 +110,10 @@ export class Scheduler {
       for (const a of active) await this.jobs.cancel(a.jobId); // the normal cancel path: pending ends now, running is stopped by its agent
     }
     const queued = await this.runs.attachJob(row, req);
-    this.deps.logger.info({ app: app.name, schedule: s.name, tick: iso(tickAt), runId: row.id, jobId: queued.jobId, state: queued.state }, "schedule tick");
+    const tick = { app: app.name, schedule: s.name, tick: iso(tickAt), runId: row.id, jobId: queued.jobId, state: queued.state };
+    // a tick that queued nothing says why (no deployed release, no such host), as `deploybot runs` does
+    if (queued.jobId === null) this.deps.logger.warn({ ...tick, reason: queued.reason }, "schedule tick queued no run");
+    else this.deps.logger.info(tick, "schedule tick");
   }
 
   private request(app: AppDefinition, s: ScheduleDefinition, tickAt: number | undefined, queueTimeoutSeconds?: number): RunRequest {
