@@ -9,7 +9,8 @@ import { describeDocker, freePort, httpGet, makeGitRepo, registryDigest, removeA
 /**
  * The images catalog as a user drives it: `deploybot build APP --tag` builds a git tag of a
  * local bare repository on a real agent and pushes it to the real registry without deploying
- * it; `deploybot deploy APP --image-id` then runs exactly that image.
+ * it; `deploybot deploy APP --image-id` then runs exactly that image, and so do a one-off run
+ * of that release and a rollback to it.
  */
 describeDocker("images catalog end to end (CLI, controller, agent, real engine and registry)", () => {
   const app = uniqueName("img");
@@ -83,5 +84,19 @@ apps:
     expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "tagged-1.2.3\n" });
     const deps = (await ctl.api("GET", `/v1/deployments?app=${app}`)).body.deployments;
     expect(deps[0]).toMatchObject({ status: "succeeded", image: `${testRegistry.host}/${app}@${body.image.digest}`, ref: "v1.2.3" });
+
+    // a one-off run of the release deployed from the catalog runs the same image
+    const ran = await cli(["run", app, "--", "cat", "/www/index.html"]);
+    expect(ran.stderr).not.toMatch(/invalid|failed/);
+    expect(ran.stdout).toContain("tagged-1.2.3");
+    expect(ran.code).toBe(0);
+
+    // and a rollback to it, after a deploy of the branch, brings that image back
+    expect((await cli(["deploy", app])).code).toBe(0);
+    expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "main-after-tag\n" });
+    const back = await cli(["rollback", app]);
+    expect(back.stderr).toMatch(/succeeded/);
+    expect(back.code).toBe(0);
+    expect(await httpGet(port, "/")).toMatchObject({ status: 200, body: "tagged-1.2.3\n" });
   });
 });

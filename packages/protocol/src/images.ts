@@ -1,6 +1,12 @@
 import { z } from "zod";
 import { gitRef, name } from "./schemas";
 
+/**
+ * `repo` of `repo:tag`, `repo@sha256:...` or `repo:tag@sha256:...` (a registry port stays part of
+ * the repo).
+ */
+export const repositoryOf = (ref: string): string => ref.replace(/@sha256:[0-9a-f]+$/, "").replace(/:[^:/]+$/, "");
+
 /** What Docker accepts as a tag; a git tag used as an image tag must be one too. */
 export const imageTag = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, "must be a valid image tag (letters, digits, '_', '.', '-'; at most 128)");
 

@@ -1,8 +1,6 @@
+import { repositoryOf } from "@deploybot/protocol";
 import type Dockerode from "dockerode";
 import type { JobLog } from "../executors/types";
-
-/** `repo` of `repo:tag` or `repo@sha256:...` (a registry port stays part of the repo). */
-export const repositoryOf = (ref: string): string => ref.replace(/@sha256:[0-9a-f]+$/, "").replace(/:[^:/]+$/, "");
 
 /**
  * Keeps the `keep` newest images of an app's repositories on this host and removes older ones,

@@ -1,4 +1,4 @@
-import type { Release } from "@deploybot/protocol";
+import { type Release, repositoryOf } from "@deploybot/protocol";
 import { and, desc, eq, inArray, isNotNull, max } from "drizzle-orm";
 import { deployments, releases } from "../db/schema";
 import type { AppDefinition } from "./appsConfig";
@@ -57,8 +57,13 @@ export class ReleaseCatalog {
     return [...new Set(rows.map((r) => r.releaseId!))];
   }
 
+  /**
+   * What a host pulls to run a release again (a run, a rollback): by digest when the release has
+   * one. A release deployed from the images catalog (or `--image repo@sha256:...`) already
+   * names the digest in its image.
+   */
   pullableImage(r: ReleaseRow): string | null {
-    if (r.digest && r.imageTag) return `${r.imageTag.replace(/:[^:/]+$/, "")}@${r.digest}`;
+    if (r.digest && r.imageTag) return `${repositoryOf(r.imageTag)}@${r.digest}`;
     return r.imageTag;
   }
 
