@@ -68,7 +68,7 @@ export async function rollOut(ctx: RollOutContext, input: RollOutPlan): Promise<
   if (route && !proxy) return { ok: false, error: "this app has domains, but this agent runs no proxy (DEPLOYBOT_PROXY=off)" };
   if (route && proxy) {
     await ensureNetwork(docker, proxy.network);
-    await proxy.ensureRoute({
+    const { certificateWarning } = await proxy.ensureRoute({
       app: plan.app,
       domains: route.domains,
       tls: route.tls,
@@ -76,6 +76,7 @@ export async function rollOut(ctx: RollOutContext, input: RollOutPlan): Promise<
       responseTimeoutSeconds: route.proxy.response_timeout_seconds,
       ...(route.acme ? { acme: route.acme } : {}),
     });
+    if (certificateWarning) log("stderr", `deploy: ${certificateWarning}`);
   }
   const existing = await listAppContainers(docker, plan.app);
   const kept = plan.keepSameRelease ? existing.filter((c) => c.release === plan.release && c.state === "running").slice(0, plan.replicas) : [];

@@ -1,5 +1,6 @@
 import { randomBytes, webcrypto, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import https from "node:https";
 import { join } from "node:path";
 import type { AcmeAccount } from "@deploybot/protocol";
@@ -28,6 +29,35 @@ const RENEW_BEFORE_MS = 30 * DAY;
 export function renewalDueAt(notBefore: Date, notAfter: Date): Date {
   const lifetime = notAfter.getTime() - notBefore.getTime();
   return new Date(notAfter.getTime() - Math.min(RENEW_BEFORE_MS, lifetime / 3));
+}
+
+/**
+ * Asks the ACME directory once before an order, so an unreachable or wrong CA URL fails in
+ * seconds with the reason, instead of after acme-client's 75 s of retries with a TypeError.
+ */
+export function checkAcmeDirectory(directory: string, ca?: Buffer, timeoutMs = 10_000): Promise<void> {
+  const fail = (why: string) => new Error(`the ACME server ${directory} ${why} (DEPLOYBOT_ACME_CA on the controller)`);
+  return new Promise((resolve, reject) => {
+    const get = directory.startsWith("http:") ? http.get : https.get;
+    const req = get(directory, { timeout: timeoutMs, ...(ca ? { ca } : {}) }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        if (body.length < 65_536) body += c;
+      });
+      res.on("end", () => {
+        if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) > 299) return reject(fail(`answered HTTP ${res.statusCode}`));
+        try {
+          if (typeof (JSON.parse(body) as { newOrder?: unknown }).newOrder === "string") return resolve();
+        } catch {
+          // not JSON: below
+        }
+        reject(fail("answered, but not with an ACME directory"));
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
+    req.on("error", (err: NodeJS.ErrnoException) => reject(fail(`does not answer: ${err.code ?? err.message}`)));
+  });
 }
 
 export interface ChallengeResponder {
@@ -73,16 +103,31 @@ export class CertificateStore {
 
   /** The app's certificate file when it covers every domain and is not due for renewal at `now`. */
   usable(app: string, domains: string[], issuer?: "internal" | "acme", now = Date.now()): string | null {
+    const held = this.held(app, domains, issuer);
+    return held && now < held.renewalDueAt.getTime() ? held.file : null;
+  }
+
+  /**
+   * The app's certificate when it covers every domain and has not ended at `now`, due or not:
+   * what HAProxy keeps serving while a renewal has not succeeded yet (Let's Encrypt's 90-day
+   * certificates leave 30 days of retries before a browser sees an error).
+   */
+  servable(app: string, domains: string[], issuer?: "internal" | "acme", now = Date.now()): { file: string; validTo: Date } | null {
+    const held = this.held(app, domains, issuer);
+    return held && now < held.validTo.getTime() ? { file: held.file, validTo: held.validTo } : null;
+  }
+
+  private held(app: string, domains: string[], issuer?: "internal" | "acme"): { file: string; validTo: Date; renewalDueAt: Date } | null {
     const file = this.certFile(app);
     if (!existsSync(file)) return null;
     try {
       const cert = new X509Certificate(readFileSync(file));
       const names = (cert.subjectAltName ?? "").split(", ").map((n) => n.replace(/^DNS:/, ""));
       if (!domains.every((d) => names.includes(d))) return null;
-      if (now >= renewalDueAt(new Date(cert.validFrom), new Date(cert.validTo)).getTime()) return null;
       const internal = cert.issuer === this.internalCa()?.subject;
       if (issuer && (issuer === "internal") !== internal) return null;
-      return file;
+      const validTo = new Date(cert.validTo);
+      return { file, validTo, renewalDueAt: renewalDueAt(new Date(cert.validFrom), validTo) };
     } catch {
       return null;
     }
@@ -101,14 +146,15 @@ export class CertificateStore {
   async acme(app: string, domains: string[], account: AcmeAccount, challenges: ChallengeResponder, now = Date.now()): Promise<string> {
     const existing = this.usable(app, domains, "acme", now);
     if (existing) return existing;
+    const ca = this.options.acmeCaCertFile ? readFileSync(this.options.acmeCaCertFile) : undefined;
+    await checkAcmeDirectory(account.directory, ca);
     const acme = await loadAcme();
     const client = new acme.Client({ directoryUrl: account.directory, accountKey: await this.accountKey(account.directory) });
-    if (this.options.acmeCaCertFile) {
-      // A private ACME server (step-ca, Pebble) with its own TLS root.
-      acme.axios.defaults.httpsAgent = new https.Agent({ ca: readFileSync(this.options.acmeCaCertFile) });
-    }
+    // A private ACME server (step-ca, Pebble) with its own TLS root.
+    if (ca) acme.axios.defaults.httpsAgent = new https.Agent({ ca });
     const [key, csr] = await acme.crypto.createCsr({ commonName: domains[0], altNames: domains });
-    const chain = await client.auto({
+    const chain = await client
+      .auto({
       csr,
       ...(account.email ? { email: account.email } : {}),
       termsOfServiceAgreed: true,
@@ -122,7 +168,13 @@ export class CertificateStore {
       challengeRemoveFn: async (_authz, challenge) => {
         if (challenge.type === "http-01") await challenges.removeChallenge(challenge.token);
       },
-    });
+    })
+      .catch((err: Error) => {
+        // acme-client 5.4 retries a request that got no answer 5 times (75 s), then fails
+        // reading the missing response (publishlab/node-acme-client#101): say what happened.
+        if (err instanceof TypeError && /reading 'config'/.test(err.message)) throw new Error(`the ACME server ${account.directory} stopped answering during the order (no answer after 5 retries)`);
+        throw err;
+      });
     const file = this.certFile(app);
     writeSecret(file, `${chain.trim()}\n${key.toString().trim()}\n`);
     return file;

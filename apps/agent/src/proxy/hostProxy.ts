@@ -122,9 +122,11 @@ export class HostProxy {
 
   /**
    * Creates or updates the app's route (domains, TLS, timeouts), keeping its upstreams. A
-   * certificate is obtained first, so the https side and the redirect switch on together.
+   * certificate is obtained first, so the https side and the redirect switch on together. A due
+   * certificate that cannot be renewed now is kept while it is valid: the deploy goes on and
+   * `certificateWarning` says why and until when (the renewal check tries again).
    */
-  ensureRoute(settings: RouteSettings): Promise<void> {
+  ensureRoute(settings: RouteSettings): Promise<{ certificateWarning?: string }> {
     return this.exclusive(async () => {
       for (const d of settings.domains) {
         const owner = this.table.owner(d);
@@ -142,15 +144,24 @@ export class HostProxy {
       };
       const same = current && JSON.stringify({ ...current, upstreams: [] }) === JSON.stringify({ ...next, upstreams: [] });
       const needsCert = next.tls !== "off" && !this.certs.usable(next.app, next.domains, next.tls === "internal" ? "internal" : "acme");
-      if (same && !needsCert && (await this.running())) return;
+      if (same && !needsCert && (await this.running())) return {};
       this.table.set(next);
       // The route must answer http (ACME's challenge) before the certificate can be ordered.
       await this.writeAndApply();
       if (needsCert) {
-        await this.obtainCertificate(next, Date.now());
+        try {
+          await this.obtainCertificate(next, Date.now());
+        } catch (err) {
+          const held = this.certs.servable(next.app, next.domains, next.tls === "internal" ? "internal" : "acme");
+          if (!held) throw err;
+          const certificateWarning = `renewing the certificate for ${next.domains.join(", ")} failed: ${(err as Error).message}; the current one is served until ${held.validTo.toISOString()} and is ordered again at the next check (every 12 h)`;
+          this.log(`${next.app}: ${certificateWarning}`);
+          return { certificateWarning };
+        }
         await this.writeAndApply();
         this.log(`${next.app}: certificate in place for ${next.domains.join(", ")}`);
       }
+      return {};
     });
   }
 
@@ -331,8 +342,9 @@ export class HostProxy {
     const certs = new Map<string, string>();
     for (const r of this.table.all()) {
       if (r.tls === "off") continue;
-      const file = this.certs.usable(r.app, r.domains, r.tls === "internal" ? "internal" : "acme");
-      if (file) certs.set(r.app, file);
+      // due or not: a certificate whose renewal has not succeeded yet is served until it ends
+      const held = this.certs.servable(r.app, r.domains, r.tls === "internal" ? "internal" : "acme");
+      if (held) certs.set(r.app, held.file);
     }
     return certs;
   }
