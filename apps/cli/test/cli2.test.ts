@@ -170,6 +170,8 @@ describe("apps, secrets, install command", () => {
     const table = await cli(["apps"]);
     expect(table.stdout).toMatch(/^APP\s+REPO\s+BRANCH\s+HOSTS/);
     expect(table.stdout).toMatch(/api\s+acme\/api\s+\S+\s+api-1,api-2\s+127\.0\.0\.1:5000\/acme\/api/);
+    // no image and no DEPLOYBOT_REGISTRY_URL: nothing is pushed, and the detail says so
+    expect((await cli(["apps", "web"])).stdout).toMatch(/image:\s+- \(each host builds it; nothing is pushed\)/);
 
     const rel = await cli(["releases", "api", "--json"]);
     expect(rel.code).toBe(0);

@@ -43,3 +43,22 @@ describe("the registry URL and image names are normalised once, when config is p
     expect(beat.job.spec).toMatchObject({ image: "reg.example.test/web", registry: { url: "reg.example.test", password: "pw" } });
   });
 });
+
+describe("GET /v1/apps says where an app's images go", () => {
+  const appsYaml = "apps:\n  - name: web\n    repo: acme/web\n    hosts: [web-1]\n  - name: api\n    repo: acme/api\n    hosts: [web-1]\n    image: reg.other.test/acme/api\n";
+
+  test("the controller's registry for an app with no image of its own; its own image otherwise", async () => {
+    const h = await makeHarness({ registry: registryFrom("https://reg.example.test/") }, appsYaml);
+    const { apps } = await (await h.call("GET", "/v1/apps", { token: ADMIN })).json();
+    expect(apps.map((a: { name: string; image: string | null; imageRepository: string | null }) => [a.name, a.image, a.imageRepository])).toEqual([
+      ["web", null, "reg.example.test/web"],
+      ["api", "reg.other.test/acme/api", "reg.other.test/acme/api"],
+    ]);
+  });
+
+  test("none without a registry: each host builds its own image (not 'the controller's registry')", async () => {
+    const h = await makeHarness({}, appsYaml);
+    const { app } = await (await h.call("GET", "/v1/apps/web", { token: ADMIN })).json();
+    expect(app).toMatchObject({ image: null, imageRepository: null });
+  });
+});

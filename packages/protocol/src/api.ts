@@ -24,6 +24,8 @@ export const appView = z.object({
   deployOnPush: z.boolean(),
   hosts: z.array(z.string()),
   image: z.string().nullable(),
+  /** where its images are pushed and pulled from: `image`, else DEPLOYBOT_REGISTRY_URL/<app>; null: each host builds its own and nothing is pushed */
+  imageRepository: z.string().nullable(),
   build: buildSpec,
   run: runSpec,
   /** served by the proxy on every host of the app; empty: a published host port */

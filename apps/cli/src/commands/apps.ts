@@ -12,6 +12,8 @@ const appSchema = z
     branch: z.string().optional(),
     hosts: z.array(z.string()),
     image: z.string().nullable(),
+    // absent from controllers before it
+    imageRepository: z.string().nullable().optional(),
     currentRelease: release.nullable(),
   })
   .passthrough();
@@ -35,7 +37,7 @@ async function showApp(ctx: Context, name: string): Promise<number> {
     ["app", app.name],
     ["repo", `${app.repo}${app.branch ? ` (${app.branch})` : ""}`],
     ["hosts", app.hosts.join(", ") || "-"],
-    ["image", app.image ?? "-"],
+    ["image", app.imageRepository ?? app.image ?? (app.imageRepository === null ? "- (each host builds it; nothing is pushed)" : "-")],
     ["current", r ? `${r.version} (${r.id}, ${age(r.builtAt ?? r.createdAt)})` : "-"],
   ]);
   ctx.out.line();
@@ -76,7 +78,7 @@ export const apps: Command = {
         a.repo,
         a.branch ?? "-",
         a.hosts.join(",") || "-",
-        a.image ?? "-",
+        a.imageRepository ?? a.image ?? "-",
         a.currentRelease ? `${a.currentRelease.version} (${a.currentRelease.id})` : "-",
         a.currentRelease ? age(a.currentRelease.builtAt ?? a.currentRelease.createdAt) : "-",
       ]),

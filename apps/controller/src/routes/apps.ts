@@ -13,7 +13,7 @@ const appName = idParam("name");
 const secretParams = z.object({ name: z.string().min(1), key: secretKeyParam });
 
 /** What apps.yaml says of an app, with its current release and per-host state. Secret values are never part of it. */
-const appToWire = (app: AppDefinition, currentRelease: Release | null, status: AppHostStatus[]) => ({
+const appToWire = (app: AppDefinition, imageRepository: string | undefined, currentRelease: Release | null, status: AppHostStatus[]) => ({
   name: app.name,
   repo: app.repo,
   url: app.url,
@@ -21,6 +21,7 @@ const appToWire = (app: AppDefinition, currentRelease: Release | null, status: A
   deployOnPush: app.deploy_on_push,
   hosts: app.hosts,
   image: app.image ?? null,
+  imageRepository: imageRepository ?? null,
   build: app.build,
   run: app.run,
   domains: app.domains,
@@ -46,7 +47,7 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         const current = await s.deployments.catalog.currentByApp();
         const visible = apps().apps.filter((a) => !allowed || allowed.includes(a.name));
         const agents = await s.agents.list();
-        const list = await Promise.all(visible.map(async (a) => appToWire(a, current.get(a.name) ?? null, await s.appOperations.status(a.name, agents))));
+        const list = await Promise.all(visible.map(async (a) => appToWire(a, s.deployments.imageRepository(a), current.get(a.name) ?? null, await s.appOperations.status(a.name, agents))));
         return c.json({ apps: list }, 200);
       },
     )
@@ -64,7 +65,7 @@ export function appRoutes(s: Services, apps: () => AppsConfig) {
         const app = appNamed(c.req.valid("param").name);
         return c.json(
           {
-            app: appToWire(app, await s.deployments.catalog.current(app.name), await s.appOperations.status(app.name)),
+            app: appToWire(app, s.deployments.imageRepository(app), await s.deployments.catalog.current(app.name), await s.appOperations.status(app.name)),
             releases: (await s.deployments.catalog.list(app.name)).slice(0, 10),
             // each host's route: domains, upstreams and their health, as its agent last reported
             routes: await s.routes.forApp(app.name),

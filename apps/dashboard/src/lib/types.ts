@@ -11,6 +11,8 @@ export interface App {
   deployOnPush: boolean;
   hosts: string[];
   image: string | null;
+  /** `image`, else the controller's registry; null: each host builds it, nothing is pushed */
+  imageRepository: string | null;
   run: RunSpec;
   /** served by the host proxy (controllers with routing; absent on older ones) */
   domains?: string[];

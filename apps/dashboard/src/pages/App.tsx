@@ -284,7 +284,9 @@ export function AppPage({ name }: { name: string }) {
             <dt>Deploy on push</dt>
             <dd>{data.app.deployOnPush ? "yes" : "no"}</dd>
             <dt>Image</dt>
-            <dd class="mono">{data.app.image ?? "the controller's registry"}</dd>
+            <dd class="mono" data-testid="image-repository">
+              {data.app.imageRepository ?? <span class="dim">none: each host builds it (set image, or DEPLOYBOT_REGISTRY_URL on the controller, to build once)</span>}
+            </dd>
             {data.app.domains && data.app.domains.length > 0 ? (
               <>
                 <dt>Domains</dt>
