@@ -151,7 +151,7 @@ export class AgentDaemon {
       ...base,
       desiredVersion: this.desired.version,
       appEvents: this.appEvents.unsent(),
-      appStatus: this.reconciler.status(listed ?? undefined),
+      appStatus: this.reconciler.status(listed ?? undefined, finished?.jobId),
       volumes: await this.hostVolumes(),
     };
   }

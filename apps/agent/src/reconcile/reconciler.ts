@@ -109,11 +109,16 @@ export class Reconciler {
    * (start, deploy) reported the new containers beside the old status ("1 up, 0 healthy") until
    * the next heartbeat. A container no pass has probed yet counts as healthy, as in a pass: a
    * deploy or start only leaves one that passed its health check.
+   * `ended`: the job whose final status this heartbeat carries. It is still the agent's job until
+   * the controller has the report, but its containers are the app's now: left out, the heartbeat
+   * that reported a deploy said "0 up, 0 healthy" beside a listing with the new container, and
+   * `deploybot ps` showed the app degraded until the next one.
    */
-  status(all?: ServingContainer[]): AppStatus[] {
+  status(all?: ServingContainer[], ended?: string): AppStatus[] {
     if (!all) return [...this.statuses.values()];
     const busy = this.o.busy();
-    return [...this.appsOf(all)].map((app) => this.statusOf(app, servingContainers(all, app, busy.jobId)));
+    const inProgress = busy.jobId !== null && busy.jobId !== ended ? busy.jobId : null;
+    return [...this.appsOf(all)].map((app) => this.statusOf(app, servingContainers(all, app, inProgress)));
   }
 
   /** The apps a pass looks at: those of the desired state and those with managed containers. */
