@@ -5,6 +5,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { parseAppsConfig } from "../src/services/appsConfig";
 import { privateAddressProblem } from "../src/services/notificationHttp";
 import { ADMIN, type Harness, makeHarness } from "./fixture";
+import { promtoolCheck } from "../../../test/support/promtool";
 import { type Receiver, startReceiver, verifyDelivery } from "./receiver";
 
 const SECRET = "whsec-0123456789abcdef";
@@ -320,6 +321,23 @@ describe("notifications", () => {
     expect(d.attempts).toBeGreaterThanOrEqual(2);
     expect(d.attempts).toBeLessThanOrEqual(3);
     expect(receiver.received).toHaveLength(d.attempts);
+
+    // what a scrape tells Prometheus: one given up, then one delivered and one waiting
+    receiver.answer(200);
+    await deploy(h, agent, "v2", "succeeded");
+    await deliver(h);
+    receiver.answer(503);
+    await deploy(h, agent, "v3", "failed", "boom");
+    await deliver(h);
+    const text = await (await h.call("GET", "/metrics", { token: ADMIN })).text();
+    const check = await promtoolCheck(text);
+    expect(check.output).toBe("");
+    const series = text.split("\n").filter((l) => l.startsWith("deploybot_notification_deliveries{"));
+    expect(series.sort()).toEqual([
+      'deploybot_notification_deliveries{target="ops",status="delivered"} 1',
+      'deploybot_notification_deliveries{target="ops",status="failed"} 1',
+      'deploybot_notification_deliveries{target="ops",status="pending"} 1',
+    ]);
   });
 
   test("a target removed by a reload drops its pending deliveries", async () => {

@@ -3,7 +3,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import { count, eq, min, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { reusable } from "../db/reusable";
-import { agents, deployments, jobs, webhookDeliveries } from "../db/schema";
+import { agents, deployments, jobs, notificationDeliveries, webhookDeliveries } from "../db/schema";
 import { databaseBytes } from "../db/size";
 import type { OutboxEvent } from "./outbox";
 
@@ -45,6 +45,11 @@ export class ControllerMetrics {
         .groupBy(agents.online);
     const deploymentCounts = () => db.select({ status: deployments.status, n: count() }).from(deployments).groupBy(deployments.status);
     const webhookCounts = () => db.select({ outcome: webhookDeliveries.outcome, n: count() }).from(webhookDeliveries).groupBy(webhookDeliveries.outcome);
+    const notificationCounts = () =>
+      db
+        .select({ target: notificationDeliveries.target, status: notificationDeliveries.status, n: count() })
+        .from(notificationDeliveries)
+        .groupBy(notificationDeliveries.target, notificationDeliveries.status);
     // only events stored before job.changed carried the times read them (observeJobChange)
     const times = reusable(db, () =>
       db
@@ -115,6 +120,17 @@ export class ControllerMetrics {
         const rows = await webhookCounts();
         this.reset();
         for (const row of rows) this.inc({ outcome: row.outcome }, row.n);
+      },
+    });
+    new Gauge({
+      name: "deploybot_notification_deliveries",
+      help: "Notification deliveries in the database by target and status (pending, delivered, failed, refused, dropped)",
+      labelNames: ["target", "status"],
+      registers: [r],
+      async collect() {
+        const rows = await notificationCounts();
+        this.reset();
+        for (const row of rows) this.set({ target: row.target, status: row.status }, row.n);
       },
     });
     new Gauge({
