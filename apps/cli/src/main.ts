@@ -204,4 +204,10 @@ export async function main(argv: string[], env: Env, streams = { stdout: process
   }
 }
 
+// `deploybot jobs | head`: once the reader is gone, stop quietly, as cat and git do, instead of
+// crashing on the next write with an unhandled EPIPE and a stack trace
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(ExitCode.ok);
+  throw err;
+});
 process.exitCode = await main(process.argv.slice(2), process.env);

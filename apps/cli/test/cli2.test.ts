@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { createServer as createHttpServer, request as httpRequest } from "node:http";
 import { createServer, type Socket, connect } from "node:net";
@@ -7,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { startTestController } from "../../controller/test/server";
 import { SseParser } from "../src/sse";
 import { fakeAgent as makeFakeAgent } from "./fakeAgent";
-import { json, runCli } from "./runCli";
+import { BIN, json, runCli } from "./runCli";
 
 // Deployments, releases, rollback, secrets and SSE log following: the real binary against a real
 // controller (one for the whole file), with fake agents speaking the wire protocol over HTTP.
@@ -138,6 +139,19 @@ describe("help", () => {
       expect(run.stdout, names[i]).toMatch(/--json/);
     });
     expect((await cli(["secrets", "--help"])).stdout).toMatch(/secrets set/);
+  });
+
+  test("a reader that goes away (deploybot jobs | head) ends the command quietly", async () => {
+    // the read end is closed before the command writes anything: every write fails with EPIPE
+    const child = spawn(process.execPath, [BIN, "--help"], { stdio: ["ignore", "pipe", "pipe"], env: { PATH: process.env.PATH, HOME: home } });
+    child.stdout.destroy();
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString("utf8");
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
   });
 
   test("usage errors exit 2", async () => {

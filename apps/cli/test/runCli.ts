@@ -5,7 +5,7 @@ import { expect } from "vitest";
 import { ADMIN } from "../../controller/test/server";
 
 // The real binary: the launcher, which runs the bundled CLI (rebuilt first when a source changed).
-const BIN = fileURLToPath(new URL("../bin/deploybot.mjs", import.meta.url));
+export const BIN = fileURLToPath(new URL("../bin/deploybot.mjs", import.meta.url));
 
 export interface Run {
   code: number;
