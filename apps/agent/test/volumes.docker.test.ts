@@ -128,6 +128,50 @@ describeDocker("volumes: named volumes outlive containers, binds only below allo
     expect(await volumeExists(volumeName(app, "data"))).toBe(false);
   });
 
+  it("the README's backup and restore of a volume bring its files back, hidden ones too", async () => {
+    const app = newApp("backup");
+    const store = "mkdir -p /data/sub; echo precious > /data/f; echo dot > /data/.hidden; echo deep > /data/sub/g";
+    expect((await deploy(app, "r1", runSpec(`${store}; trap 'exit 0' TERM; sleep 600 & wait`, ["data:/data"]))).outcome).toMatchObject({ ok: true });
+    const remove = async () => executeJob(makeJob({ kind: "remove", app }), await context()); // the app stopped
+    expect(await remove()).toMatchObject({ ok: true });
+
+    // the commands the README gives, run in the test's busybox (Debian's build: no `find -delete`)
+    const readme = await readFile(path.join(__dirname, "../../../README.md"), "utf8");
+    const block = /\*\*Backing up a volume\.\*\*[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
+    const backupCommand = /busybox \\\n\s*(tar czf [^\n]+)/.exec(block)?.[1];
+    const restoreCommand = /busybox \\\n\s*sh -c '([^']+)'/.exec(block)?.[1];
+    expect(backupCommand).toBeDefined();
+    expect(restoreCommand).toBeDefined();
+    // the README names the file by today's date when it writes it and by an example date when it reads it
+    const oneFile = (command: string) => command.replace(/\/backup\/db-data-(?:\$\(date \+%F\)|[\d-]+)\.tgz/g, "/backup/data.tgz");
+    const backups = await mkdtemp(path.join(os.tmpdir(), "deploybot-volume-backup-"));
+    dirs.push(backups);
+    const volume = volumeName(app, "data");
+    const oneShot = async (command: string, readOnly: boolean) => {
+      const c = await docker.createContainer({
+        Image: BASE_IMAGE,
+        Cmd: ["sh", "-c", command],
+        Labels: { "deploybot.test": app },
+        HostConfig: { Binds: [`${volume}:/data${readOnly ? ":ro" : ""}`, `${backups}:/backup`] },
+      });
+      try {
+        await c.start();
+        const { StatusCode } = (await c.wait()) as { StatusCode: number };
+        const logs = (await c.logs({ stdout: true, stderr: true })).toString("utf8");
+        return { code: StatusCode, logs };
+      } finally {
+        await c.remove({ force: true });
+      }
+    };
+    expect(await oneShot(oneFile(backupCommand!), true)).toMatchObject({ code: 0 });
+
+    // the data changes after the backup; the restore puts back what was backed up, nothing else
+    expect((await runIn(app, "echo garbage > /data/f; rm /data/.hidden; echo new > /data/later", ["data:/data"])).outcome).toMatchObject({ ok: true });
+    expect(await oneShot(oneFile(restoreCommand!), false)).toMatchObject({ code: 0, logs: "" });
+    const after = await runIn(app, "cd /data && find . | sort && cat f .hidden sub/g", ["data:/data"]);
+    expect(after.log).toEqual([".", "./.hidden", "./f", "./sub", "./sub/g", "precious", "dot", "deep"]);
+  });
+
   it("a Docker volume of that name made by hand (not the app's) is refused, not adopted", async () => {
     const app = newApp("taken");
     await docker.createVolume({ Name: volumeName(app, "data") });
