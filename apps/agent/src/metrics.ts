@@ -61,6 +61,9 @@ function dirBytes(dir: string): number {
   return total;
 }
 
+/** A container's `State` as the engine reports it. */
+const DOCKER_STATES = ["created", "running", "paused", "restarting", "removing", "exited", "dead"] as const;
+
 /** Serves GET /metrics on 127.0.0.1:`port` (DEPLOYBOT_AGENT_METRICS_PORT): never on another address. */
 export function serveAgentMetrics(port: number, docker: Dockerode, spoolDir: string): Promise<Server> {
   new Gauge({
@@ -78,8 +81,13 @@ export function serveAgentMetrics(port: number, docker: Dockerode, spoolDir: str
     registers: [registry],
     async collect() {
       this.reset();
-      const counts = new Map<string, number>();
-      for (const c of await listManagedContainers(docker).catch(() => [])) counts.set(c.state ?? "unknown", (counts.get(c.state ?? "unknown") ?? 0) + 1);
+      // every state Docker knows is a series, 0 when no container is in it: an alert on
+      // {state="running"} == 0 must fire when the last container is gone. An engine that does
+      // not answer gives no series (not zeros).
+      const listed = await listManagedContainers(docker).catch(() => null);
+      if (!listed) return;
+      const counts = new Map<string, number>(DOCKER_STATES.map((state) => [state, 0]));
+      for (const c of listed) counts.set(c.state ?? "unknown", (counts.get(c.state ?? "unknown") ?? 0) + 1);
       for (const [state, n] of counts) this.set({ state }, n);
     },
   });

@@ -3,7 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import Dockerode from "dockerode";
 import { expect, it } from "vitest";
-import { describeDocker, freePort } from "../../../test/support/docker";
+import { describeDocker, freePort, uniqueName } from "../../../test/support/docker";
+import { scopeToHost } from "../src/docker/managedContainers";
 import { instrumentDocker, jobsRun, reconcileActions, serveAgentMetrics } from "../src/metrics";
 import { promtoolCheck } from "../../../test/support/promtool";
 
@@ -31,8 +32,14 @@ describeDocker("agent metrics (DEPLOYBOT_AGENT_METRICS_PORT)", () => {
       expect(text).toMatch(/^deploybot_agent_jobs_total\{kind="deploy"\} 1$/m);
       expect(text).toMatch(/^deploybot_agent_reconcile_actions_total\{action="restarted"\} 1$/m);
       expect(text).toContain("# TYPE deploybot_agent_containers gauge");
+      // a host with no managed container: every state is there, at 0
+      scopeToHost(uniqueName("nothing-here"));
+      const empty = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(empty).toMatch(/^deploybot_agent_containers\{state="running"\} 0$/m);
+      expect(empty).toMatch(/^deploybot_agent_containers\{state="exited"\} 0$/m);
       expect((server.address() as { address: string }).address).toBe("127.0.0.1");
     } finally {
+      scopeToHost(null);
       await new Promise((r) => server.close(r));
       rmSync(dir, { recursive: true, force: true });
     }
