@@ -90,6 +90,12 @@ describeDocker("a certificate due for renewal whose ACME order fails", () => {
     expect(lines.join("\n")).toMatch(/renewing the certificate for .* failed: .*; the current one is served until 20\d\d-/);
     expect(await httpsGet(world.httpsPort, domain, due.ca)).toMatchObject({ status: 200, body: "d1", fingerprint: due.fingerprint });
     expect(await viaProxy(world.httpPort, domain, "/x")).toMatchObject({ status: 308, location: `https://${domain}:${world.httpsPort}/x` });
+    // the heartbeat's route report carries the certificate and why its renewal failed
+    const validTo = new X509Certificate(due.file).validTo;
+    expect((await world.proxy.routes()).find((r) => r.app === app)).toMatchObject({
+      certificate: { issuer: "test ACME CA", validTo: new Date(validTo).toISOString() },
+      certificateError: expect.stringContaining("does not answer: ECONNREFUSED"),
+    });
 
     // an agent restart (HAProxy too) loads it again
     await world.proxy.stop();
@@ -109,5 +115,8 @@ describeDocker("a certificate due for renewal whose ACME order fails", () => {
     expect(outcome).toMatchObject({ ok: false });
     // asked once, not after acme-client's 75 s of retries ending in "reading 'config'"
     expect(outcome.ok ? "" : outcome.error).toContain(`the ACME server ${acme.directory} does not answer: ECONNREFUSED`);
+    const route = (await world.proxy.routes()).find((r) => r.app === fresh);
+    expect(route?.certificate).toBeUndefined();
+    expect(route?.certificateError).toContain("does not answer: ECONNREFUSED");
   });
 });

@@ -85,10 +85,23 @@ export const routeUpstream = z.object({
   release: z.string().max(128).optional(),
 });
 
+/** The certificate a host proxy serves for a route (tls auto or internal). */
+export const routeCertificate = z.object({
+  /** the issuer's common name (Let's Encrypt's R11, "deploybot internal CA") */
+  issuer: z.string().max(256),
+  /** ISO times: the end of its validity, and from when the agent orders a new one */
+  validTo: z.string().max(64),
+  renewalDueAt: z.string().max(64),
+});
+
 export const routeInfo = z.object({
   app: z.string().max(128),
   domains: z.array(z.string().max(253)).max(100),
   tls: z.string().max(16),
   upstreams: z.array(routeUpstream).max(200),
+  /** absent: tls off, no certificate in place yet, or an agent older than this field */
+  certificate: routeCertificate.optional(),
+  /** why the agent's last certificate order for the route failed; gone once one succeeds */
+  certificateError: z.string().max(1000).optional(),
 });
 export type RouteInfo = z.infer<typeof routeInfo>;

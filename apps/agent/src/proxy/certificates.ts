@@ -60,6 +60,15 @@ export function checkAcmeDirectory(directory: string, ca?: Buffer, timeoutMs = 1
   });
 }
 
+/** A certificate file of the store and what a person wants to know of it. */
+export interface HeldCertificate {
+  file: string;
+  /** the issuer's common name */
+  issuer: string;
+  validTo: Date;
+  renewalDueAt: Date;
+}
+
 export interface ChallengeResponder {
   addChallenge(token: string, keyAuthorization: string): Promise<void>;
   removeChallenge(token: string): Promise<void>;
@@ -112,12 +121,12 @@ export class CertificateStore {
    * what HAProxy keeps serving while a renewal has not succeeded yet (Let's Encrypt's 90-day
    * certificates leave 30 days of retries before a browser sees an error).
    */
-  servable(app: string, domains: string[], issuer?: "internal" | "acme", now = Date.now()): { file: string; validTo: Date } | null {
+  servable(app: string, domains: string[], issuer?: "internal" | "acme", now = Date.now()): HeldCertificate | null {
     const held = this.held(app, domains, issuer);
-    return held && now < held.validTo.getTime() ? { file: held.file, validTo: held.validTo } : null;
+    return held && now < held.validTo.getTime() ? held : null;
   }
 
-  private held(app: string, domains: string[], issuer?: "internal" | "acme"): { file: string; validTo: Date; renewalDueAt: Date } | null {
+  private held(app: string, domains: string[], issuer?: "internal" | "acme"): HeldCertificate | null {
     const file = this.certFile(app);
     if (!existsSync(file)) return null;
     try {
@@ -127,7 +136,8 @@ export class CertificateStore {
       const internal = cert.issuer === this.internalCa()?.subject;
       if (issuer && (issuer === "internal") !== internal) return null;
       const validTo = new Date(cert.validTo);
-      return { file, validTo, renewalDueAt: renewalDueAt(new Date(cert.validFrom), validTo) };
+      const issuerName = /^CN=(.*)$/m.exec(cert.issuer)?.[1] ?? cert.issuer;
+      return { file, issuer: issuerName, validTo, renewalDueAt: renewalDueAt(new Date(cert.validFrom), validTo) };
     } catch {
       return null;
     }

@@ -48,6 +48,8 @@ export class HostProxy {
   readonly files: ProxyFiles;
   private readonly bin: string;
   private queue: Promise<unknown> = Promise.resolve();
+  /** app -> why its last certificate order failed, until one succeeds (reported with the routes) */
+  private readonly orderErrors = new Map<string, string>();
 
   constructor(private readonly options: HostProxyOptions) {
     const dir = join(options.stateDir, "proxy");
@@ -167,6 +169,16 @@ export class HostProxy {
 
   /** Issues the route's certificate (the route already answers http: ACME's challenge). */
   private async obtainCertificate(route: AppRoute, now: number): Promise<void> {
+    try {
+      await this.orderCertificate(route, now);
+      this.orderErrors.delete(route.app);
+    } catch (err) {
+      this.orderErrors.set(route.app, (err as Error).message.slice(0, 1000));
+      throw err;
+    }
+  }
+
+  private async orderCertificate(route: AppRoute, now: number): Promise<void> {
     if (route.tls === "internal") {
       await this.certs.internal(route.app, route.domains, now);
       return;
@@ -286,6 +298,7 @@ export class HostProxy {
     return this.exclusive(async () => {
       if (!this.table.get(app)) return;
       this.table.delete(app);
+      this.orderErrors.delete(app);
       await this.writeAndApply();
     });
   }
@@ -299,6 +312,7 @@ export class HostProxy {
       app: r.app,
       domains: r.domains,
       tls: r.tls,
+      ...this.certificateReport(r),
       upstreams: r.upstreams.map((u) => {
         const stat = stats.find((s) => s.backend === backendName(r.app) && s.server === serverName(u.container));
         const status = stat?.status ?? "";
@@ -311,6 +325,17 @@ export class HostProxy {
         };
       }),
     }));
+  }
+
+  /** The certificate served for the route and the last order's failure, as the routes report them. */
+  private certificateReport(route: AppRoute): Pick<RouteInfo, "certificate" | "certificateError"> {
+    if (route.tls === "off") return {};
+    const held = this.certs.servable(route.app, route.domains, route.tls === "internal" ? "internal" : "acme");
+    const error = this.orderErrors.get(route.app);
+    return {
+      ...(held ? { certificate: { issuer: held.issuer.slice(0, 256), validTo: held.validTo.toISOString(), renewalDueAt: held.renewalDueAt.toISOString() } } : {}),
+      ...(error ? { certificateError: error } : {}),
+    };
   }
 
   /** Stops the HAProxy this agent started (tests; an agent never stops routing on its own). */

@@ -18,6 +18,7 @@ export const routes: Command = {
   notes: [
     "An upstream is one container in the host proxy's route: ready (takes traffic), drain (finishing its requests).",
     "HEALTH is HAProxy's own check of the container (up/down); figures are as of the host's last heartbeat.",
+    "With tls auto or internal, a second table shows each host's certificate: issuer, end, when it is ordered again, and why the last order failed.",
   ],
   examples: ["deploybot routes web", "deploybot routes web --json | jq '.routes[] | {host, healthy}'"],
   async run(ctx, _values, [app]) {
@@ -51,6 +52,19 @@ export const routes: Command = {
         ]),
       ),
     );
+    if (a.tls && a.tls !== "off") {
+      // what each host serves on https (agents before this report nothing: "-")
+      const now = Date.now();
+      ctx.out.line();
+      ctx.out.table(
+        ["HOST", "CERTIFICATE", "VALID UNTIL", "RENEWS FROM", "LAST ORDER"],
+        hostRoutes.map((r) => {
+          const c = r.certificate;
+          const state = !c ? paint.red("none reported") : Date.parse(c.validTo) <= now ? paint.red("expired") : Date.parse(c.renewalDueAt) <= now ? paint.yellow("renewal due") : paint.green("ok");
+          return [r.host, `${state}${c ? ` (${c.issuer})` : ""}`, c?.validTo.slice(0, 10) ?? "-", c?.renewalDueAt.slice(0, 10) ?? "-", r.certificateError ? paint.red(`failed: ${r.certificateError}`) : "-"];
+        }),
+      );
+    }
     return 0;
   },
 };

@@ -18,6 +18,8 @@ const tone: Record<string, string> = {
   lost: "bad",
   timed_out: "bad",
   offline: "bad",
+  expired: "bad",
+  "renewal due": "busy",
   rejected: "bad",
   pending: "busy",
   assigned: "busy",

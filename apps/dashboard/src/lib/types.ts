@@ -88,4 +88,8 @@ export interface HostRoute {
   domains: string[];
   tls: string;
   upstreams: Array<{ container: string; address: string; state: string; health: string; release?: string }>;
+  /** the certificate the host proxy serves (agents before it report none) */
+  certificate?: { issuer: string; validTo: string; renewalDueAt: string };
+  /** why the host's last certificate order failed, until one succeeds */
+  certificateError?: string;
 }

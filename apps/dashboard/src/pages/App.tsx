@@ -192,6 +192,33 @@ function HostStates({ app, hosts, releases }: { app: App; hosts: Agent[]; releas
   );
 }
 
+const day = (iso: string) => iso.slice(0, 10);
+
+/** The route's TLS mode, the certificate the host serves (issuer, end, renewal) and why its last order failed. */
+function Certificate({ route }: { route: HostRoute }) {
+  const cert = route.certificate;
+  const now = Date.now();
+  return (
+    <>
+      {route.tls}
+      {cert ? (
+        <div class="small">
+          {Date.parse(cert.validTo) <= now ? <Badge status="expired" /> : Date.parse(cert.renewalDueAt) <= now ? <Badge status="renewal due" /> : null} until{" "}
+          <time datetime={cert.validTo} title={new Date(cert.validTo).toLocaleString()}>
+            {day(cert.validTo)}
+          </time>{" "}
+          <span class="dim">
+            · {cert.issuer} · renews from {day(cert.renewalDueAt)}
+          </span>
+        </div>
+      ) : route.tls !== "off" ? (
+        <div class="small dim">no certificate reported yet</div>
+      ) : null}
+      {route.certificateError ? <div class="small err-text">last order failed: {route.certificateError}</div> : null}
+    </>
+  );
+}
+
 /** Each host proxy's route for the app: which containers take traffic and whether its checks pass. */
 function Routes({ routes, releases }: { routes: HostRoute[]; releases: Release[] }) {
   if (routes.length === 0) return <Empty>No host proxy reports a route for this app yet (the first deploy creates them).</Empty>;
@@ -212,7 +239,9 @@ function Routes({ routes, releases }: { routes: HostRoute[]; releases: Release[]
             <th scope="row">
               {r.host} {r.online ? null : <Badge status="offline" />}
             </th>
-            <td>{r.tls}</td>
+            <td data-testid={`certificate-${r.host}`}>
+              <Certificate route={r} />
+            </td>
             <td>
               {r.healthy} of {r.upstreams.length}
             </td>
@@ -302,7 +331,7 @@ export function AppPage({ name }: { name: string }) {
                 <dt>TLS</dt>
                 <dd>
                   {data.app.tls === "auto" ? "certificates from ACME (the agent's proxy orders and renews them)" : data.app.tls === "internal" ? "the proxy's own certificate authority" : "off: plain HTTP"}
-                  <span class="dim small"> · certificate state is not reported to the controller yet</span>
+                  {data.app.tls !== "off" ? <span class="dim small"> · each host's certificate is under Routes</span> : null}
                 </dd>
                 <dt>Replicas</dt>
                 <dd>{data.app.replicas ?? 1} per host</dd>
