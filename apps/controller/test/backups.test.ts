@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -102,6 +102,33 @@ describe("database backups", () => {
     const copy = readBackup(join(out, kept.at(-1)!));
     expect(copy.integrity).toBe("ok");
     expect(copy.tokens).toContain("kept");
+  });
+
+  test("after a restart the last success is the newest periodic backup already there, not 0, until the next one is due", async () => {
+    const out = tmp("bk-restart");
+    const dir = tmp("bk-restart-ctl");
+    const env = { DEPLOYBOT_BACKUP_DIR: out, DEPLOYBOT_BACKUP_INTERVAL: "1h" };
+    const first = await startTestController(dir, env);
+    try {
+      // none there yet: the first one is taken a second after the start
+      for (let i = 0; i < 600 && listBackups(out).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await first.stop();
+    }
+    const [written] = listBackups(out);
+    expect(written).toBeDefined();
+    const writtenAt = statSync(join(out, written!)).mtimeMs;
+
+    const second = await startTestController(dir, env);
+    try {
+      const metrics = await (await fetch(`${second.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
+      // the next backup is an hour away: an alert on time() - this must not fire meanwhile
+      expect(Number(/^deploybot_backup_last_success_timestamp_seconds (\S+)$/m.exec(metrics)?.[1])).toBeCloseTo(writtenAt / 1000, 2);
+      expect(metrics).toMatch(/^deploybot_backups_total\{result="ok"\} 0$/m);
+      expect(listBackups(out)).toEqual([written]);
+    } finally {
+      await second.stop();
+    }
   });
 
   test("restored into a fresh data dir with the same secret key: tokens and secrets work; another key is refused at start", async () => {

@@ -220,6 +220,11 @@ export function startPeriodicBackups(backups: DatabaseBackups, opts: { dir: stri
   };
   mkdirSync(opts.dir, { recursive: true });
   const newest = newestBackupAt(opts.dir);
+  // A file of that name is whole and checked (written to a temp name, renamed). Counted as the
+  // last success, a restart does not leave deploybot_backup_last_success_timestamp_seconds at 0
+  // until the next backup, up to an interval (6 h by default) later: the README's alert on
+  // time() minus it fired after every restart.
+  if (newest !== null && (backups.stats.lastSuccessAt ?? 0) < newest) backups.stats.lastSuccessAt = newest;
   schedule(newest === null ? 1000 : Math.max(1000, newest + opts.intervalMs - Date.now()));
   return {
     async stop() {

@@ -163,7 +163,7 @@ export class ControllerMetrics {
     });
     new Gauge({
       name: "deploybot_backup_last_success_timestamp_seconds",
-      help: "When this process last wrote a checked backup (Unix seconds; 0: not yet)",
+      help: "When the last checked backup was written (Unix seconds; 0: none yet): by this process, or the newest in DEPLOYBOT_BACKUP_DIR at start",
       registers: [r],
       collect() {
         const at = backups().lastSuccessAt;
