@@ -50,12 +50,13 @@ export const build: Command = {
   options: {
     tag: { type: "string", value: "TAG", description: "a git tag of the app's repository; the image is tagged with it" },
     ref: { type: "string", value: "REF", description: "a branch or commit instead; the image is tagged with its short sha" },
-    rebuild: { type: "boolean", description: "build again even when the catalog has this tag already" },
+    rebuild: { type: "boolean", description: "build again even when the catalog has this tag built already" },
     detach: { type: "boolean", short: "d", description: "print the image id and return at once" },
   },
   notes: [
     "POST /v1/images: one image per app and tag; asking again answers the existing image (no",
-    "build) unless --rebuild. The build log streams to stdout, progress to stderr; the image id",
+    "build) unless --rebuild, or unless its build failed (then it builds again). The build log",
+    "streams to stdout, progress to stderr; the image id",
     "goes to stdout at the end. Exit 0 when the image is built, 1 when the build failed.",
     "Deploy it with: deploybot deploy APP --image-id ID",
   ],

@@ -39,7 +39,7 @@ const KEEPS_IMAGE: ReadonlySet<string> = new Set(["queued", "started", "cancel_r
 /**
  * The images catalog: build and push an app at a git tag (or a branch or commit, tagged by its
  * short sha) without deploying it. One image per app and tag (a unique key): a repeated request
- * answers the existing image unless it asks for a rebuild. The image's status follows its build
+ * answers the existing image unless it asks for a rebuild or that image's build failed. The image's status follows its build
  * job (pending -> building -> success | failed); the job's log is the build log.
  */
 export class ImageService {
@@ -76,14 +76,16 @@ export class ImageService {
     // A tag is its own image tag; a branch or commit is tagged by the commit it names now.
     const wanted = input.tag ?? input.ref!;
     const existing = input.tag ? await this.byTag(app.name, input.tag) : undefined;
-    if (existing && !input.rebuild) return { image: toWire(existing), created: false };
+    // a failed build has no image to keep: asking again builds it again, as --rebuild would
+    const buildAgain = (row: ImageRow) => input.rebuild || row.status === "failed";
+    if (existing && !buildAgain(existing)) return { image: toWire(existing), created: false };
     const sha = isFullSha(wanted) ? wanted : await this.refs.resolve(app, wanted, input.tag ? "tag" : "any");
     const tag = input.tag ?? sha.slice(0, 12);
 
     const { db, clock } = this.deps;
     return db.write(async () => {
       const row = await this.byTag(app.name, tag);
-      if (row && (!input.rebuild || row.status === "pending" || row.status === "building")) return { image: toWire(row), created: false };
+      if (row && (!buildAgain(row) || row.status === "pending" || row.status === "building")) return { image: toWire(row), created: false };
       const id = row?.id ?? newId("img");
       const { job } = await this.jobs.create({
         spec: jobSpec.parse({ kind: "build", app: app.name, source: { type: "git", url: app.url, ref: sha }, build: app.build, image: repository, version: tag }),

@@ -65,7 +65,7 @@ describe("POST /v1/images", () => {
     expect(deployments.deployments).toEqual([]);
   });
 
-  test("a repeated request returns the same image; rebuild builds it again under the same id", async () => {
+  test("a repeated request returns the same image, or builds it again when it failed; rebuild builds it again under the same id", async () => {
     const h = await harness();
     const agent = await h.register("cat-1");
     const first = await (await post(h, { app: "cat", tag: "v1.2.3" })).json();
@@ -77,11 +77,18 @@ describe("POST /v1/images", () => {
 
     await runBuild(h, agent, { status: "failed", error: "build: step 2 failed" });
     expect(await getImage(h, first.image.id)).toMatchObject({ status: "failed", error: "build: step 2 failed" });
-    const rebuilt = await post(h, { app: "cat", tag: "v1.2.3", rebuild: true });
-    expect(rebuilt.status).toBe(201);
-    const body = await rebuilt.json();
+    // a failed build kept nothing: asking again, without rebuild, builds it again
+    const retried = await post(h, { app: "cat", tag: "v1.2.3" });
+    expect(retried.status).toBe(201);
+    const body = await retried.json();
     expect(body.image).toMatchObject({ id: first.image.id, status: "pending", error: null, builds: 2 });
     expect(body.image.buildJobId).not.toBe(first.image.buildJobId);
+    await runBuild(h, agent, { status: "succeeded", result: { digest: `sha256:${"b".repeat(64)}`, sha: v1, version: "v1.2.3" } });
+    // a built one is answered as it is, unless rebuild
+    expect(await (await post(h, { app: "cat", tag: "v1.2.3" })).json()).toMatchObject({ created: false, image: { status: "success", builds: 2 } });
+    const rebuilt = await post(h, { app: "cat", tag: "v1.2.3", rebuild: true });
+    expect(rebuilt.status).toBe(201);
+    expect((await rebuilt.json()).image).toMatchObject({ id: first.image.id, status: "pending", builds: 3 });
     const list = await (await h.call("GET", "/v1/images?app=cat", { token: ADMIN })).json();
     expect(list.images).toHaveLength(1);
   });
