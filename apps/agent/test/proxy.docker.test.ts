@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeDocker, uniqueName } from "../../../test/support/docker";
+import { describeDocker, freePort, httpGet, uniqueName } from "../../../test/support/docker";
 import { failures, startLoad } from "../../../test/support/load";
 import { eventually, type ProxyWorld, proxyWorld, viaProxy } from "./proxyFixture";
 
@@ -118,5 +118,27 @@ describeDocker("routing through the host proxy (real engine + HAProxy)", () => {
     await world.proxy.stop();
     await world.restartAgent().converge();
     expect(await viaProxy(world.httpPort, domainA)).toEqual({ status: 200, body: "a2" });
+  });
+
+  it("an app whose domains are taken out leaves the proxy: its old domains answer 404 and another app may take them", async () => {
+    const c = uniqueName("rtc");
+    const domainC = `${c}.deploybot.test`;
+    expect(await world.deploy(c, "c1", { domains: [domainC] })).toMatchObject({ ok: true });
+    expect(await viaProxy(world.httpPort, domainC)).toEqual({ status: 200, body: "c1" });
+
+    // apps.yaml now publishes a port instead (port mode)
+    const port = await freePort();
+    const lines: string[] = [];
+    expect(await world.deploy(c, "c2", { domains: [], ports: [`127.0.0.1:${port}:80`], onLog: (l) => lines.push(l) })).toMatchObject({ ok: true });
+    expect((await httpGet(port, "/"))?.body.trim()).toBe("c2");
+    expect(lines).toContain(`deploy: ${c} has no domains now: ${domainC} left this host's proxy`);
+    expect(world.proxy.table.get(c)).toBeUndefined();
+    expect((await world.proxy.routes()).map((r) => r.app)).not.toContain(c);
+    expect(await viaProxy(world.httpPort, domainC)).toMatchObject({ status: 404 });
+
+    // the domain is free on this host again
+    const d = uniqueName("rtd");
+    expect(await world.deploy(d, "d1", { domains: [domainC] })).toMatchObject({ ok: true });
+    expect(await viaProxy(world.httpPort, domainC)).toEqual({ status: 200, body: "d1" });
   });
 });

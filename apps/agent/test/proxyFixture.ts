@@ -44,7 +44,16 @@ export interface ProxyWorld {
   deploy(
     app: string,
     version: string,
-    route: RouteOptions & { healthy?: boolean; replicas?: number; stopFirst?: boolean; cancelWhen?: (line: string) => boolean; onLog?: (line: string) => void; files?: Record<string, string> },
+    route: RouteOptions & {
+      healthy?: boolean;
+      replicas?: number;
+      stopFirst?: boolean;
+      cancelWhen?: (line: string) => boolean;
+      onLog?: (line: string) => void;
+      files?: Record<string, string>;
+      /** published ports (port mode, with no domains) */
+      ports?: string[];
+    },
   ): ReturnType<typeof executeJob>;
   cleanup(): Promise<void>;
 }
@@ -106,7 +115,7 @@ export async function proxyWorld(options: { acmeCaCertFile?: string; supervision
         version,
         source: { type: "files", files: route.files ?? routedAppFiles(version, { healthy: route.healthy }) },
         run: {
-          ports: [],
+          ports: route.ports ?? [],
           env: {},
           secrets: [],
           restart: "unless-stopped",

@@ -55,6 +55,30 @@ export type RollOutOutcome =
  * are removed). Apps with published ports and no domains keep port mode (portModeReplace).
  */
 export async function rollOut(ctx: RollOutContext, input: RollOutPlan): Promise<RollOutOutcome> {
+  const outcome = await rollOutContainers(ctx, input);
+  if (outcome.ok && !input.route) await leaveRoute(ctx, input.app);
+  return outcome;
+}
+
+/**
+ * An app deployed without domains whose earlier release had them (domains taken out of
+ * apps.yaml): once its new containers serve, its route leaves the host proxy, so the proxy no
+ * longer answers its old domains with a 503 from containers that are gone, nor keeps claiming
+ * them for this app. Its certificate stays on disk, reused if the domains come back.
+ */
+async function leaveRoute(ctx: RollOutContext, app: string): Promise<void> {
+  const route = ctx.proxy?.table.get(app);
+  if (!ctx.proxy || !route) return;
+  try {
+    await ctx.proxy.removeRoute(app);
+    ctx.log("system", `deploy: ${app} has no domains now: ${route.domains.join(", ")} left this host's proxy`);
+  } catch (err) {
+    // the new containers serve already; the next deploy of the app tries again
+    ctx.log("stderr", `deploy: ${app} has no domains now, but its route for ${route.domains.join(", ")} could not leave this host's proxy: ${(err as Error).message}`);
+  }
+}
+
+async function rollOutContainers(ctx: RollOutContext, input: RollOutPlan): Promise<RollOutOutcome> {
   // Every container of the app, old and new, mounts the same named volumes (kept across deploys).
   const mounts = await prepareMounts(ctx.docker, input.app, input.run, ctx.mountPolicy);
   if (!mounts.ok) return { ok: false, error: `deploy: ${mounts.reason}; nothing was started` };
