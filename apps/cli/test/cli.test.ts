@@ -132,6 +132,17 @@ describe("errors", () => {
     }
   });
 
+  test("an app's output on a host it does not run on (a typo) exits 4 at once, following or not", async () => {
+    for (const args of [["logs", "web", "--host", "web-9"], ["logs", "web", "--host", "web-9", "-f"]]) {
+      const run = await cli(args);
+      expect(run.code, args.join(" ")).toBe(4);
+      expect(run.stderr, args.join(" ")).toMatch(/unknown_host: app 'web' has no output from host 'web-9'.*its hosts: web-1/);
+    }
+    const quiet = await cli(["logs", "web", "--host", "web-1"]);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).toMatch(/no output from web on web-1 yet/);
+  });
+
   test("other API errors exit 6 with code: message", async () => {
     const run = await cli(["deploy", "--repo", "acme/unknown", "--ref", "main", "--host", "web-1", "--detach"]);
     expect(run.code).toBe(6);

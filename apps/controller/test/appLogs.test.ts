@@ -62,6 +62,14 @@ describe("GET /v1/apps/{name}/logs", () => {
     expect((await read(h, "?since=15s")).lines.map((l) => l.line)).toEqual(["n=10", "n=11"]);
     expect((await h.call("GET", "/v1/apps/web/logs?since=yesterday", { token: ADMIN })).status).toBe(400);
     expect((await h.call("GET", "/v1/apps/nope/logs", { token: ADMIN })).status).toBe(404);
+    // a host the app runs on but that has said nothing yet is empty; one it neither runs on nor
+    // has output from (a typo) is 404, streaming or not
+    expect((await h.call("GET", "/v1/apps/api/logs?host=api-2", { token: ADMIN })).status).toBe(200);
+    for (const follow of ["", "&follow=1"]) {
+      const typo = await h.call("GET", `/v1/apps/web/logs?host=web-3${follow}`, { token: ADMIN });
+      expect(typo.status).toBe(404);
+      expect((await typo.json()).error).toMatchObject({ code: "unknown_host", message: expect.stringContaining("its hosts: web-1") });
+    }
     expect((await h.call("GET", "/v1/apps/web/logs")).status).toBe(401);
   });
 

@@ -59,14 +59,19 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
           description: "the lines, or with follow=1 an event stream",
           content: { "application/json": { schema: appLogPage }, "text/event-stream": { schema: z.string() } },
         },
-        ...fails({ 400: "bad since or cursor", 404: "no such app" }),
+        ...fails({ 400: "bad since or cursor", 404: "no such app, or a host the app neither runs on nor has output from" }),
       },
     }),
     async (c) => {
     const { name } = c.req.valid("param");
     assertAppAllowed(c.get("user"), name);
-    if (!apps().byName(name)) throw new ApiError(404, "unknown_app", `no app '${name}'`);
+    const app = apps().byName(name);
+    if (!app) throw new ApiError(404, "unknown_app", `no app '${name}'`);
     const q = c.req.valid("query");
+    // a misspelt host matched nothing, and `logs APP --host H -f` waited for ever in silence
+    if (q.host && !app.hosts.includes(q.host) && !(await s.appLogs.hasLines(name, q.host))) {
+      throw new ApiError(404, "unknown_host", `app '${name}' has no output from host '${q.host}' and does not run there (its hosts: ${app.hosts.join(", ") || "none"})`);
+    }
     const lastId = c.req.header("last-event-id");
     if (lastId !== undefined && !/^\d{1,15}$/.test(lastId)) throw new ApiError(400, "invalid_cursor", "Last-Event-ID must be a line id");
     const after = lastId !== undefined ? Number(lastId) : q.after;

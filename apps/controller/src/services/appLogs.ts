@@ -117,6 +117,16 @@ export class AppLogService {
     }
   }
 
+  /** Whether any line of `app` from `host` is stored (a host the app ran on before apps.yaml moved it). */
+  async hasLines(app: string, host: string): Promise<boolean> {
+    const rows = await this.deps.db
+      .select({ id: appLogs.id })
+      .from(appLogs)
+      .where(and(eq(appLogs.app, app), eq(appLogs.host, host)))
+      .limit(1);
+    return rows.length > 0;
+  }
+
   /** Stored lines of an app, oldest first: after an id, since a time; the last `tail`, else the first `limit`. */
   async read(app: string, q: AppLogQuery, limit = 10_000): Promise<AppLogLine[]> {
     const where = [
