@@ -1,6 +1,16 @@
 import type { Agent, App, HostContainer } from "./types";
 
-export type Health = "running" | "stopped" | "missing" | "offline" | "unknown";
+export type Health = "running" | "stopped" | "missing" | "removed" | "not deployed" | "offline" | "unknown";
+
+/**
+ * No container runs: stopped when one exists or it was stopped on purpose, removed or never
+ * deployed when that is what the controller wants, missing only when one should be there.
+ */
+export function idleState(actualContainers: number, desired: string | undefined | null): Health {
+  if (actualContainers > 0 || desired === "stopped") return "stopped";
+  if (desired === "removed") return "removed";
+  return desired ? "missing" : "not deployed";
+}
 
 /** Hosts by name, for the per-host health of many apps in one pass (500 hosts x 200 apps). */
 export function indexHosts(hosts: Agent[]): Map<string, Agent> {
@@ -9,7 +19,7 @@ export function indexHosts(hosts: Agent[]): Map<string, Agent> {
 
 /**
  * An app's state on one host, from the containers its agent last reported: running when a
- * container of the app runs, stopped when one exists but does not run, missing when none does.
+ * container of the app runs, else `idleState`.
  */
 export function appHealth(app: Pick<App, "name" | "status">, host: Agent | undefined, hostname = host?.hostname): Health {
   // a controller that keeps desired state says what runs where, including stopped on purpose
@@ -17,7 +27,7 @@ export function appHealth(app: Pick<App, "name" | "status">, host: Agent | undef
   if (st) {
     if (!st.online) return "offline";
     if (st.actual.running > 0) return "running";
-    return st.actual.containers > 0 || st.desired?.state === "stopped" ? "stopped" : "missing";
+    return idleState(st.actual.containers, st.desired?.state ?? null);
   }
   if (!host) return "unknown";
   if (!host.online) return "offline";

@@ -6,7 +6,7 @@ import { DeploymentsTable } from "../components/DeploymentsTable";
 import { SchedulesSection } from "../components/Schedules";
 import { Badge, Empty, Failure, Loading, Page, shortImage, Time, version } from "../components/ui";
 import { type ApiFailure, api, get } from "../lib/api";
-import { appHealth, indexHosts } from "../lib/health";
+import { appHealth, idleState, indexHosts } from "../lib/health";
 import { useResource } from "../lib/live";
 import { navigate } from "../lib/router";
 import { useCan } from "../lib/session";
@@ -128,7 +128,7 @@ function DesiredStates({ app, releases }: { app: App; releases: Release[] }) {
                 )}
               </td>
               <td>
-                <Badge status={running ? "running" : st.actual.containers > 0 ? "stopped" : "missing"} />{" "}
+                <Badge status={running ? "running" : idleState(st.actual.containers, st.desired?.state ?? null)} />{" "}
                 <span class="small">
                   {st.actual.running}/{st.actual.containers} running{st.actual.healthy ? `, ${st.actual.healthy} healthy` : ""}
                 </span>{" "}

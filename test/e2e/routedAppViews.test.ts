@@ -14,7 +14,7 @@ type Browser = Awaited<ReturnType<typeof launchChromium>>;
  * The certificate each host proxy serves, from the agent's heartbeat to what a person sees:
  * GET /v1/apps/{name} `routes[].certificate`, `deploybot routes APP` and the app's page.
  */
-describeBrowser("a routed app's certificate in the API, the CLI and the dashboard", () => {
+describeBrowser("a routed app in the API, the CLI and the dashboard", () => {
   describeDocker("real controller and agent processes, the engine and HAProxy", () => {
     const app = uniqueName("certui");
     const host = uniqueName("certhost");
@@ -67,7 +67,7 @@ apps:
       rmSync(home, { recursive: true, force: true });
     });
 
-    it("the host's certificate (issuer, end, renewal) reaches the API, `deploybot routes` and the app's page", async () => {
+    it("the host's certificate (issuer, end, renewal) reaches the API, `deploybot routes` and the app's page; a removal shows as removed", async () => {
       const launched = launchChromium();
       const created = await ctl.api("POST", "/v1/deployments", { app, ref: "main" });
       expect(created.status).toBe(201);
@@ -108,6 +108,15 @@ apps:
       expect(await page.locator("main").textContent()).not.toContain("not reported to the controller");
       await screenshot(page, "app-routed-certificate");
       await expectAccessible(page, "the page of an app with a certificate");
+
+      // removed on purpose: the page says removed (not missing), and the route is gone
+      const removed = await runCli({ url: ctl.url, home }, ["remove", app], { env: { DEPLOYBOT_TOKEN: ADMIN }, timeoutMs: 120_000 });
+      expect(removed.code).toBe(0);
+      const is = page.getByTestId(`host-state-${host}`).locator("td").nth(1);
+      await expect.poll(() => is.textContent(), { timeout: 60_000 }).toMatch(/^removed 0\/0 running/);
+      await page.getByRole("link", { name: "Overview" }).click();
+      await expect.poll(() => page.getByRole("row", { name: new RegExp(`^${app}`) }).textContent(), { timeout: 30_000 }).toContain(`${host} removed`);
+      await waitFor("the route to leave GET /v1/apps", async () => ((await ctl.api("GET", `/v1/apps/${app}`)).body.routes.length === 0 ? true : undefined));
     });
   });
 });
