@@ -191,6 +191,15 @@ describe("database backups", () => {
       const denied = await runCli({ url: ctl.url, home }, ["db", "backup", "--out", join(home, "no.db")], { env: { DEPLOYBOT_TOKEN: read } });
       expect(denied.code).toBe(3);
       expect(readdirSync(home).filter((f) => f.startsWith("no.db"))).toEqual([]);
+      // a path that cannot be written is said at once, before the controller takes a backup
+      const taken = ctl.services.backups.stats.ok;
+      const nowhere = await runCli({ url: ctl.url, home }, ["db", "backup", "--out", join(home, "missing", "x.db")]);
+      expect(nowhere.code).toBe(2);
+      expect(nowhere.stderr).toMatch(/cannot write the backup to .*missing\/x\.db: its directory does not exist/);
+      const intoDir = await runCli({ url: ctl.url, home }, ["db", "backup", "--out", home]);
+      expect(intoDir.code).toBe(2);
+      expect(intoDir.stderr).toMatch(/is a directory/);
+      expect(ctl.services.backups.stats.ok).toBe(taken);
     } finally {
       await ctl.stop();
     }
