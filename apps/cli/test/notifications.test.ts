@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { type Receiver, startReceiver } from "../../controller/test/receiver";
 import { APPS_YAML } from "../../controller/test/appsYaml";
 import { JOIN, startTestController } from "../../controller/test/server";
+import { freePort } from "../../../test/support/docker";
 import { json, runCli } from "./runCli";
 
 // `deploybot notifications`: the real binary against a real controller whose targets are a
@@ -32,6 +33,14 @@ notifications:
       type: slack
       url: ${receiver.url}/T0/B0/secret-slack-path
       events: [agent.updated]
+    - name: down
+      type: webhook
+      url: http://127.0.0.1:${await freePort()}/hook
+      secret: cli-notification-secret
+      events: [agent.updated]
+      allow_private: true
+  # the first retry (10 s) would come after this: a failed attempt is the last one
+  retry_for_seconds: 1
 `;
   ctl = await startTestController(undefined, {}, { appsYaml });
   home = mkdtempSync(join(tmpdir(), "deploybot-cli-ntf-home-"));
@@ -45,6 +54,9 @@ notifications:
   };
   await register("1.0.1", await register("1.0.0"));
   for (let i = 0; i < 100 && receiver.accepted().length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 100 && notificationDeliveryPage.parse(json(await cli(["notifications", "--json", "--target", "down"]))).deliveries[0]?.status !== "failed"; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
 });
 
 afterAll(async () => {
@@ -75,6 +87,12 @@ describe("deploybot notifications", () => {
     expect(notificationDeliveryAnswer.parse(json(await cli(["notifications", id, "--json"]))).delivery.history).toHaveLength(1);
 
     expect(notificationDeliveryPage.parse(json(await cli(["notifications", "--json", "--status", "refused"]))).deliveries.map((d) => d.target)).toEqual(["chat"]);
+    // a delivery given up says why, with the last attempt's error
+    const [down] = notificationDeliveryPage.parse(json(await cli(["notifications", "--json", "--target", "down"]))).deliveries;
+    expect(down).toMatchObject({ status: "failed", attempts: 1 });
+    const gaveUp = await cli(["notifications", down!.id]);
+    expect(gaveUp.stdout).toMatch(/why:\s+given up: no attempt succeeded within notifications\.retry_for_seconds \(last: .*ECONNREFUSED/);
+
     expect((await cli(["notifications", "--status", "bogus"])).code).toBe(2);
     expect((await cli(["notifications", "ntf_nope"])).code).toBe(4);
   });

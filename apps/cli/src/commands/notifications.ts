@@ -29,7 +29,7 @@ export const notifications: Command = {
     limit: { type: "string", value: "N", description: "at most this many (default 20, at most 500)" },
   },
   notes: [
-    "pending: waiting for its next attempt (retried with backoff for notifications.retry_for_seconds); refused: the target's address is loopback, link-local or private and the target has no allow_private; dropped: its target was removed from apps.yaml.",
+    "pending: waiting for its next attempt (retried with backoff for notifications.retry_for_seconds); failed: given up, no attempt succeeded within retry_for_seconds; refused: the target's address is loopback, link-local or private and the target has no allow_private; dropped: its target was removed from apps.yaml.",
   ],
   examples: [
     "deploybot notifications",
@@ -81,6 +81,10 @@ async function showDelivery(ctx: Context, id: string): Promise<number> {
     ["created", d.createdAt],
     ...(d.deliveredAt ? ([["delivered", d.deliveredAt]] as [string, string][]) : []),
     ...(d.nextAttemptAt ? ([["next attempt", d.nextAttemptAt]] as [string, string][]) : []),
+    // why it ended without being delivered: a dropped one has no attempt to show it
+    ...(d.status !== "delivered" && d.status !== "pending" && d.lastError
+      ? ([["why", d.status === "failed" ? `given up: no attempt succeeded within notifications.retry_for_seconds (last: ${d.lastError})` : d.lastError]] as [string, string][])
+      : []),
   ]);
   if (d.history.length === 0) return 0;
   ctx.out.line();
