@@ -32,6 +32,8 @@ describe("deployments", () => {
     expect(job.spec.source).toMatchObject({ type: "git", ref: "main" });
     const done = await getDeployment(h, d.id);
     expect(done.status).toBe("succeeded");
+    // the commit the host built is the deployment's, as with a built image (webhooks, `deploybot deployments`)
+    expect(done).toMatchObject({ ref: "main", sha: "abc123def" });
     const releases = (await (await h.call("GET", "/v1/apps/web/releases", { token: ADMIN })).json()).releases;
     expect(releaseSchema.parse(releases[0])).toMatchObject({ status: "success", version: "abc123", current: true });
   });

@@ -1,6 +1,6 @@
 import type { IdempotencyHandle } from "./idempotency";
 import { type Deployment, type DeploymentChangedEvent, type JobChangedEvent, appImageRepository, type JobSpec, jobSpec, type Target } from "@deploybot/protocol";
-import { and, desc, eq, inArray, isNotNull, lt, type SQL } from "drizzle-orm";
+import { and, desc, eq, inArray, isNotNull, isNull, lt, type SQL } from "drizzle-orm";
 import { agents, deployments, jobs, releases } from "../db/schema";
 import { ApiError, notFound } from "../lib/errors";
 import { newId } from "../lib/ids";
@@ -354,6 +354,16 @@ export class DeploymentService {
         builtAt: this.deps.clock(),
       })
       .where(eq(releases.id, release.id));
+    // A ref deployed without an image repository is resolved by the host that builds it: the
+    // deployment learns its commit here (a built image's deployment learns it when the build
+    // ends). Without it, `deploybot deployments` and every deployment.* notification said
+    // "main" / "a new release" with sha null.
+    if (dep.sha === null && typeof result.sha === "string") {
+      await this.deps.db
+        .update(deployments)
+        .set({ sha: result.sha })
+        .where(and(eq(deployments.id, dep.id), isNull(deployments.sha)));
+    }
   }
 
   /** Derives the deployment's status from its jobs and tells listeners when it changed. */
