@@ -67,7 +67,7 @@ apps:
       rmSync(home, { recursive: true, force: true });
     });
 
-    it("the host's certificate (issuer, end, renewal) reaches the API, `deploybot routes` and the app's page; a removal shows as removed", async () => {
+    it("the host's certificate (issuer, end, renewal) reaches the API, `deploybot routes` and the app's page; a scale and a removal show as such", async () => {
       const launched = launchChromium();
       const created = await ctl.api("POST", "/v1/deployments", { app, ref: "main" });
       expect(created.status).toBe(201);
@@ -108,6 +108,12 @@ apps:
       expect(await page.locator("main").textContent()).not.toContain("not reported to the controller");
       await screenshot(page, "app-routed-certificate");
       await expectAccessible(page, "the page of an app with a certificate");
+
+      // scaled by hand: the page says so next to apps.yaml's count, and the host's row shows it
+      const scaled = await runCli({ url: ctl.url, home }, ["scale", app, "2"], { env: { DEPLOYBOT_TOKEN: ADMIN }, timeoutMs: 120_000 });
+      expect(scaled.code).toBe(0);
+      await expect.poll(() => page.getByTestId("replicas").textContent(), { timeout: 60_000 }).toBe(`1 per host in apps.yaml · scaled to 2 on ${host} until the next deploy`);
+      expect(await page.getByTestId(`host-state-${host}`).locator("td").first().textContent()).toMatch(/× 2$/);
 
       // removed on purpose: the page says removed (not missing), and the route is gone
       const removed = await runCli({ url: ctl.url, home }, ["remove", app], { env: { DEPLOYBOT_TOKEN: ADMIN }, timeoutMs: 120_000 });

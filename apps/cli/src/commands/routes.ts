@@ -32,7 +32,7 @@ export const routes: Command = {
       ctx.out.note(`app ${a.name} has no domains: it runs in port mode (add domains and proxy.port in apps.yaml)`);
       return 0;
     }
-    ctx.out.note(`${a.name}: ${a.domains.join(", ")} (tls ${a.tls ?? "?"}, ${a.replicas ?? 1} replica(s) per host)`);
+    ctx.out.note(`${a.name}: ${a.domains.join(", ")} (tls ${a.tls ?? "?"}, ${a.replicas ?? 1} replica(s) per host in apps.yaml)`);
     if (hostRoutes.length === 0) {
       ctx.out.note("no host reports a route yet (deploy the app first)");
       return 0;

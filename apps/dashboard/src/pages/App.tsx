@@ -95,6 +95,13 @@ function Releases({ app, releases }: { app: App; releases: Release[] }) {
   );
 }
 
+/** Hosts where `deploybot scale` (or Scale below) set another count than apps.yaml's, which the next deploy restores. */
+function Scaled({ app }: { app: App }) {
+  const scaled = (app.status ?? []).filter((st) => st.desired && st.desired.state === "running" && st.desired.replicas !== (app.replicas ?? 1));
+  if (scaled.length === 0) return null;
+  return <span class="small"> · scaled to {scaled.map((st) => `${st.desired?.replicas} on ${st.host}`).join(", ")} until the next deploy</span>;
+}
+
 /** Per host, from the controller's desired state and the agent's report (controllers that keep one). */
 function DesiredStates({ app, releases }: { app: App; releases: Release[] }) {
   const name = (id: string | null) => (id ? version(releases.find((r) => r.id === id)?.version ?? id) : "—");
@@ -121,7 +128,7 @@ function DesiredStates({ app, releases }: { app: App; releases: Release[] }) {
                 {st.desired ? (
                   <>
                     <Badge status={st.desired.state} /> <span class="mono small">{name(st.desired.release)}</span>
-                    {st.desired.replicas !== 1 ? <span class="small"> × {st.desired.replicas}</span> : null}
+                    {st.desired.replicas !== 1 || st.desired.replicas !== (app.replicas ?? 1) ? <span class="small"> × {st.desired.replicas}</span> : null}
                   </>
                 ) : (
                   <span class="dim">nothing deployed</span>
@@ -334,7 +341,10 @@ export function AppPage({ name }: { name: string }) {
                   {data.app.tls !== "off" ? <span class="dim small"> · each host's certificate is under Routes</span> : null}
                 </dd>
                 <dt>Replicas</dt>
-                <dd>{data.app.replicas ?? 1} per host</dd>
+                <dd data-testid="replicas">
+                  {data.app.replicas ?? 1} per host in apps.yaml
+                  <Scaled app={data.app} />
+                </dd>
               </>
             ) : null}
             <dt>Current release</dt>
