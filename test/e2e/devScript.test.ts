@@ -6,6 +6,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort, uniqueName } from "../support/docker";
+import { agentSettingNames } from "../../apps/agent/src/config";
+import { controllerSettingNames } from "../../apps/controller/src/config";
 import { waitFor } from "../harness/processes";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
@@ -67,7 +69,8 @@ function devScript(port: number) {
   let err = "";
   const child = spawn("bash", ["scripts/dev.sh"], {
     cwd: repoRoot,
-    env: { ...process.env, DEPLOYBOT_DEV_DIR: dir, DEPLOYBOT_PORT: String(port), DEPLOYBOT_HOSTNAME: uniqueName("dev"), DEPLOYBOT_LOG_LEVEL: "warn" },
+    // two of the controller's own settings (the README's TLS ones) ride along, as a user sets them
+    env: { ...process.env, DEPLOYBOT_ACME_CA: "https://127.0.0.1:1/dir", DEPLOYBOT_ACME_EMAIL: "ops@dev.test", DEPLOYBOT_DEV_DIR: dir, DEPLOYBOT_PORT: String(port), DEPLOYBOT_HOSTNAME: uniqueName("dev"), DEPLOYBOT_LOG_LEVEL: "warn" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout?.on("data", (c: Buffer) => (out += c));
@@ -83,6 +86,14 @@ afterAll(() => {
 });
 
 describe("scripts/dev.sh, the README's front door", () => {
+  it("keeps every setting of the controller's that the agent does not read from the agent", () => {
+    const script = readFileSync(join(repoRoot, "scripts/dev.sh"), "utf8");
+    const unset = new Set((/^\s*unset (DEPLOYBOT_DEV_DIR(?:[^\n]*\\\n)*[^\n]*)/m.exec(script)?.[1] ?? "").split(/[\s\\]+/).filter(Boolean));
+    const controllerOnly = controllerSettingNames.filter((n) => !agentSettingNames.includes(n) && !n.startsWith("DEPLOYBOT_TEST_"));
+    expect(controllerOnly.filter((n) => !unset.has(n))).toEqual([]);
+    expect([...unset].filter((n) => agentSettingNames.includes(n))).toEqual([]);
+  });
+
   it("SIGTERM stops the controller and the agent: no process of its group is left and the port is closed", async () => {
     const port = await freePort();
     const dev = devScript(port);
@@ -104,7 +115,8 @@ describe("scripts/dev.sh, the README's front door", () => {
     expect(left).toEqual([]);
     expect(await portOpen(port)).toBe(false);
     // the script's own settings (DEPLOYBOT_DEV_DIR) do not reach the agent as unknown ones
-    expect(dev.out() + dev.err()).not.toContain('"name":"DEPLOYBOT_DEV_DIR","msg":"unknown DEPLOYBOT_* setting');
+    // nor do the controller's (the agent would call each "misspelt?")
+    for (const name of ["DEPLOYBOT_DEV_DIR", "DEPLOYBOT_ACME_CA", "DEPLOYBOT_ACME_EMAIL"]) expect(dev.out() + dev.err()).not.toContain(`"name":"${name}","msg":"unknown DEPLOYBOT_* setting`);
     const lock = join(dev.dir, "agent", "agent.lock");
     if (dev.err().includes("killing the rest")) {
       // On a starved machine a straggler can outlive dev.sh's 15 s grace and gets SIGKILL: its

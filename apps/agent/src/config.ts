@@ -116,6 +116,9 @@ export interface AgentConfig {
   };
 }
 
+/** Every setting the agent reads; any other DEPLOYBOT_* one is warned about at start. */
+export const agentSettingNames: readonly string[] = Object.keys(envSchema.shape);
+
 export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {

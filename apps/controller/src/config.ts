@@ -163,6 +163,9 @@ export interface Config {
   backups: { dir: string; intervalMs: number; keep: number } | undefined;
 }
 
+/** Every setting the controller reads (scripts/dev.sh keeps them from the agent beside it). */
+export const controllerSettingNames: readonly string[] = Object.keys(envSchema.shape);
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
