@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runCli } from "../../apps/cli/test/runCli";
 import { describeBrowser, ensureBuilt, expectAccessible, launchChromium, screenshot, signIn } from "../../apps/dashboard/test/browser";
-import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor } from "../harness/processes";
+import { ADMIN, type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, stopAgentAndProxy, waitFor } from "../harness/processes";
 import { describeDocker, engineRequest, freePort, makeGitRepo, removeAppContainers, type TestGitRepo, testAppFiles, uniqueName } from "../support/docker";
 
 const DAY = 86_400_000;
@@ -54,12 +54,7 @@ apps:
 
     afterAll(async () => {
       await browser?.close();
-      await agent?.stop();
-      try {
-        process.kill(Number(readFileSync(join(agent.stateDir, "proxy/haproxy.pid"), "utf8")), "SIGTERM");
-      } catch {
-        // never started
-      }
+      await stopAgentAndProxy(agent);
       await ctl?.stop();
       await removeAppContainers(app);
       await engineRequest("DELETE", `/networks/${network}`).catch(() => undefined);

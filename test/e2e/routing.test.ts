@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
 import http from "node:http";
-import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, waitFor } from "../harness/processes";
+import { type AgentProcess, agentProcess, type ControllerProcess, controllerProcess, stopAgentAndProxy, waitFor } from "../harness/processes";
 import { describeDocker, engineRequest, freePort, makeGitRepo, removeAppContainers, type TestGitRepo, testAppFiles, uniqueName } from "../support/docker";
 
 /** GET / through the proxy with a Host header: status and body, or null when nothing answers. */
@@ -67,12 +65,7 @@ apps:
   });
 
   afterAll(async () => {
-    await agent?.stop();
-    try {
-      process.kill(Number(readFileSync(join(agent.stateDir, "proxy/haproxy.pid"), "utf8")), "SIGTERM");
-    } catch {
-      // never started
-    }
+    await stopAgentAndProxy(agent);
     await ctl?.stop();
     await removeAppContainers(app);
     await engineRequest("DELETE", `/networks/${network}`).catch(() => undefined);

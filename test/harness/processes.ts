@@ -111,6 +111,17 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** Stops the agent, then the HAProxy it started for its routes (which outlives the agent on purpose). */
+export async function stopAgentAndProxy(agent: AgentProcess | undefined): Promise<void> {
+  if (!agent) return;
+  await agent.stop();
+  try {
+    process.kill(Number(readFileSync(join(agent.stateDir, "proxy/haproxy.pid"), "utf8")), "SIGTERM");
+  } catch {
+    // never started
+  }
+}
+
 export function agentProcess(url: string, hostname: string, env: Record<string, string> = {}): AgentProcess {
   const stateDir = mkdtempSync(join(tmpdir(), `deploybot-e2e-agent-${hostname}-`));
   const logFile = join(stateDir, "agent.log");

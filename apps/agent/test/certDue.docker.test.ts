@@ -1,12 +1,10 @@
 import { randomBytes, webcrypto, X509Certificate } from "node:crypto";
 import { writeFileSync } from "node:fs";
-import https from "node:https";
-import type tls from "node:tls";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeDocker, freePort, uniqueName } from "../../../test/support/docker";
 import { renewalDueAt } from "../src/proxy/certificates";
-import { type ProxyWorld, proxyWorld, viaProxy } from "./proxyFixture";
+import { httpsGet, type ProxyWorld, proxyWorld, viaProxy } from "./proxyFixture";
 
 const DAY = 86_400_000;
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
@@ -45,23 +43,6 @@ async function dueCertificate(domain: string): Promise<{ ca: string; file: strin
   const leaf = new X509Certificate(cert.toString("pem"));
   expect(renewalDueAt(new Date(leaf.validFrom), new Date(leaf.validTo)).getTime()).toBeLessThan(now);
   return { ca: caCert.toString("pem"), file: `${cert.toString("pem")}\n${caCert.toString("pem")}\n${await pem(keys.privateKey)}`, fingerprint: leaf.fingerprint256 };
-}
-
-/** The certificate served on the https port for `servername` (verified against `ca`) and the answer to GET /. */
-function httpsGet(port: number, servername: string, ca: string): Promise<{ fingerprint: string; status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.get({ host: "127.0.0.1", port, servername, path: "/", headers: { host: servername }, ca, agent: false, timeout: 5000 }, (res) => {
-      const cert = (res.socket as tls.TLSSocket).getPeerCertificate();
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => {
-        body += c;
-      });
-      res.on("end", () => resolve({ fingerprint: cert.fingerprint256, status: res.statusCode ?? 0, body: body.trim() }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
 }
 
 describeDocker("a certificate due for renewal whose ACME order fails", () => {

@@ -1,7 +1,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
+import https from "node:https";
 import os from "node:os";
 import path from "node:path";
+import type tls from "node:tls";
 import type { ProxySpec, TlsMode } from "@deploybot/protocol";
 import Dockerode from "dockerode";
 import { BASE_IMAGE, engineRequest, freePort, removeAppContainers, uniqueName } from "../../../test/support/docker";
@@ -170,4 +172,21 @@ export async function eventually(what: string, fn: () => Promise<boolean>, timeo
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`${what} did not happen within ${timeoutMs / 1000}s`);
+}
+
+/** Connects to the https port as `servername`, verifying the chain against `ca`; the served certificate and the answer to GET /. */
+export function httpsGet(port: number, servername: string, ca: string): Promise<{ fingerprint: string; issuer: string; status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: "127.0.0.1", port, servername, path: "/", headers: { host: servername }, ca, agent: false, timeout: 5000 }, (res) => {
+      const cert = (res.socket as tls.TLSSocket).getPeerCertificate();
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        body += c;
+      });
+      res.on("end", () => resolve({ fingerprint: cert.fingerprint256, issuer: [cert.issuer.CN ?? ""].flat().join(","), status: res.statusCode ?? 0, body: body.trim() }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
 }

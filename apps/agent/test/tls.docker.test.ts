@@ -1,29 +1,11 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import https from "node:https";
-import type tls from "node:tls";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeDocker, testAcme, uniqueName } from "../../../test/support/docker";
 import { startLoad } from "../../../test/support/load";
 import { renewalDueAt } from "../src/proxy/certificates";
-import { type ProxyWorld, proxyWorld, viaProxy } from "./proxyFixture";
-
-/** Connects to the https port as `servername`, verifying the chain against `ca`; the served certificate and the answer to GET /. */
-function httpsGet(port: number, servername: string, ca: string): Promise<{ fingerprint: string; issuer: string; status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.get({ host: "127.0.0.1", port, servername, path: "/", headers: { host: servername }, ca, agent: false, timeout: 5000 }, (res) => {
-      const cert = (res.socket as tls.TLSSocket).getPeerCertificate();
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => {
-        body += c;
-      });
-      res.on("end", () => resolve({ fingerprint: cert.fingerprint256, issuer: [cert.issuer.CN ?? ""].flat().join(","), status: res.statusCode ?? 0, body: body.trim() }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
-}
+import { httpsGet, type ProxyWorld, proxyWorld, viaProxy } from "./proxyFixture";
 
 /** Pebble makes a new root at every start: the test asks for the current one. */
 function pebbleRoot(): Promise<string> {
