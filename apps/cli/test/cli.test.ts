@@ -294,4 +294,20 @@ describe("hosts, tokens and agents", () => {
     expect(removed.stdout).toMatch(/web-9 removed/);
     expect((await cli(["agents", "revoke", "web-9"])).code).toBe(4);
   });
+
+  test("a deploy, and the status of a job, say why it waits: a host offline, or one no agent registered as", async () => {
+    await fakeAgent("api-1");
+    expect((await cli(["agents", "revoke", "api-1"])).code).toBe(0);
+    expect((await cli(["secrets", "set", "api", "DATABASE_URL", "postgres://db"])).code).toBe(0);
+    // api builds on its first host, api-1: the deploy follows until killed, the build stays pending
+    const deploying = await runCli({ url: ctl.url, home }, ["deploy", "api"], { timeoutMs: 8_000 });
+    expect(deploying.stderr).toMatch(/host 'api-1' is offline \(last heard from .* ago\): its jobs wait until its agent is back/);
+
+    const queued = await cli(["deploy", "--repo", "acme/api", "--ref", "main", "--host", "api-2", "--detach", "--json"]);
+    expect(queued.code, queued.stderr).toBe(0);
+    const status = await cli(["status", json(queued).job.id]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/status:\s+pending/);
+    expect(status.stderr).toMatch(/no agent called 'api-2' has registered: its jobs wait until one does/);
+  });
 });

@@ -4,6 +4,7 @@ import { type ApiAnswer, type ApiClient, CliError, ExitCode, usageError } from "
 import { type Command, type Context, intOption, seg, sleep, stringOption } from "../command";
 import { age, duration } from "../output";
 import { followEvents } from "../sse";
+import { absentHosts } from "./hosts";
 import { streamJobLog } from "./logs";
 
 export const deploymentAnswer = z.object({ deployment: deploymentSchema });
@@ -81,6 +82,8 @@ export async function followDeployment(ctx: Context, client: ApiClient, first: A
 
   try {
     show(first);
+    const waiting = first.data.deployment.jobs.filter((j) => j.status === "pending" && j.host).map((j) => j.host!);
+    for (const why of await absentHosts(client, waiting)) out.note(`  ${why}`);
     if (!FINAL.has(first.data.deployment.status)) await watchDeployment(ctx, client, first.data.deployment, show);
     // the last lines arrive before each stream's `end`; never wait for ever on a stuck one
     let timer: NodeJS.Timeout | undefined;

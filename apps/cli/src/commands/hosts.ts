@@ -1,9 +1,27 @@
 import { agent } from "@deploybot/protocol";
 import { z } from "zod";
+import type { ApiClient } from "../client";
 import type { Command } from "../command";
 import { age } from "../output";
 
 export const hostList = z.object({ hosts: z.array(agent) });
+
+/**
+ * Why jobs for these hosts would sit pending: no agent of that name has registered (a typo in
+ * apps.yaml, an agent not installed yet), or the host is offline. Empty when every host can take
+ * them, or when the token may not list hosts.
+ */
+export async function absentHosts(client: ApiClient, names: readonly string[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const listed = await client.get("/v1/hosts", hostList).catch(() => null);
+  if (!listed) return [];
+  return [...new Set(names)].flatMap((name) => {
+    const h = listed.data.hosts.find((x) => x.hostname === name);
+    if (!h) return [`no agent called '${name}' has registered: its jobs wait until one does (deploybot hosts; deploybot agents install-command)`];
+    if (!h.online) return [`host '${name}' is offline (last heard from ${age(h.lastHeartbeatAt)}): its jobs wait until its agent is back`];
+    return [];
+  });
+}
 const reportedContainer = z.object({ id: z.string(), name: z.string().optional(), app: z.string().optional(), release: z.string().optional(), state: z.string().optional(), image: z.string().optional() });
 
 export const hosts: Command = {

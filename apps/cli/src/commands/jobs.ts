@@ -3,6 +3,7 @@ import { z } from "zod";
 import { usageError } from "../client";
 import { type Command, type Context, intOption, seg, stringOption } from "../command";
 import { age, duration } from "../output";
+import { absentHosts } from "./hosts";
 import { fetchJob } from "./logs";
 
 const jobAnswer = z.object({ job: jobSchema });
@@ -23,7 +24,9 @@ export const status: Command = {
       ctx.out.printJson(answer.raw);
       return 0;
     }
-    printJob(ctx, answer.data.job);
+    const job = answer.data.job;
+    printJob(ctx, job);
+    if (job.status === "pending" && "host" in job.target) for (const why of await absentHosts(ctx.client(), [job.target.host])) ctx.out.note(why);
     return 0;
   },
 };
