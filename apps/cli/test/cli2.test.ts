@@ -299,6 +299,14 @@ describe("deployments", () => {
     expect((await cli(["deployments", "--app", "web"])).stdout).toMatch(/^DEPLOYMENT\s+APP\s+STATUS/);
     const one = await cli(["deployments", dep2.id, "--json"]);
     expect(json(one).deployment.id).toBe(dep2.id);
+    // an image pinned by digest fits the VERSION column: the digest is cut to 12 hex digits
+    const digest = `sha256:${"0123456789ab".repeat(5)}cdef`;
+    const pinned = cli(["deploy", "web", "--image", `registry.test/web@${digest}`, "--detach"]);
+    expect((await pinned).code).toBe(0);
+    const table = (await cli(["deployments", "--app", "web", "--limit", "1"])).stdout;
+    expect(table).toMatch(/\sregistry\.test\/web@sha256:0123456789ab\s/);
+    expect(table).not.toContain(digest);
+    expect((await cli(["cancel", json(await cli(["deployments", "--app", "web", "--limit", "1", "--json"])).deployments[0].jobs[0].id])).code).toBe(0);
 
     // the host's app log: the history of its jobs, oldest first
     const history = await cli(["logs", "--host", "web-1", "--app", "web", "--json"]);

@@ -32,6 +32,13 @@ export function paintDeployment(ctx: Context, status: string): string {
 
 type DeploymentJob = Deployment["jobs"][number];
 
+/**
+ * What a deployment runs, short enough for a table: the commit, else the image with its digest
+ * cut to 12 hex digits (a repository@sha256:... of a catalog or registry deploy is ~100
+ * characters), else the ref.
+ */
+const versionOf = (d: Deployment) => d.sha?.slice(0, 12) ?? (d.image ? d.image.replace(/@sha256:([0-9a-f]{12})[0-9a-f]{52}$/, "@sha256:$1") : null) ?? d.ref ?? "-";
+
 type Answer = ApiAnswer<z.infer<typeof deploymentAnswer>>;
 
 /**
@@ -277,7 +284,7 @@ export const deployments: Command = {
         d.app,
         paintDeployment(ctx, d.status),
         d.trigger,
-        d.image ?? d.sha?.slice(0, 12) ?? d.ref ?? "-",
+        versionOf(d),
         d.hosts.join(","),
         age(d.createdAt),
         duration(d.createdAt, d.finishedAt),
