@@ -64,9 +64,11 @@ rm -f "$pid_of_controller"
 set -m
 (
   set +m
-  # a stop signal reaches every member of the group: wait for (and reap) both, then go
-  trap 'wait; exit 143' TERM
-  trap 'wait; exit 130' INT
+  # A stop signal to the group reaches every member; one sent to this subshell alone (it is the
+  # second dev.sh in `pgrep -f dev.sh`) is passed on to the controller and the agent. Then wait
+  # for (and reap) both, and go.
+  trap 'kill -TERM $(jobs -p) 2>/dev/null; wait; exit 143' TERM
+  trap 'kill -INT $(jobs -p) 2>/dev/null; wait; exit 130' INT
   (cd "$root/apps/controller" && exec node --import tsx src/main.ts </dev/null) &
   controller=$!
   echo "$controller" > "$pid_of_controller"

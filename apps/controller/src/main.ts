@@ -25,7 +25,11 @@ if (args[0] === "db" && args[1] === "copy") {
 try {
   // --init: create a new empty database even where the data dir shows an earlier installation
   const controller = await startController(loadConfig(), { init: process.argv.includes("--init") });
+  let stopping = false;
   const shutdown = async (signal: string) => {
+    // once: a signal sent to a process group and passed on by its leader arrives twice
+    if (stopping) return;
+    stopping = true;
     controller.logger.info({ signal }, "shutting down");
     await controller.stop();
     process.exit(0);
