@@ -303,6 +303,10 @@ describe("hosts, tokens and agents", () => {
     const deploying = await runCli({ url: ctl.url, home }, ["deploy", "api"], { timeoutMs: 8_000 });
     expect(deploying.stderr).toMatch(/host 'api-1' is offline \(last heard from .* ago\): its jobs wait until its agent is back/);
 
+    // the single-job form says so too, while it follows
+    const single = await runCli({ url: ctl.url, home }, ["deploy", "--repo", "acme/api", "--ref", "main", "--host", "api-2"], { timeoutMs: 8_000 });
+    expect(single.stderr).toMatch(/no agent called 'api-2' has registered: its jobs wait until one does/);
+
     const queued = await cli(["deploy", "--repo", "acme/api", "--ref", "main", "--host", "api-2", "--detach", "--json"]);
     expect(queued.code, queued.stderr).toBe(0);
     const status = await cli(["status", json(queued).job.id]);

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { usageError } from "../client";
 import { type Command, intOption, listOption, requiredOption, stringOption } from "../command";
 import { deploymentAnswer, followDeployment, printDetached } from "./deployments";
+import { absentHosts } from "./hosts";
 import { describeEnd, followJob } from "./logs";
 
 const jobAnswer = z.object({ job: jobSchema });
@@ -87,6 +88,7 @@ export const deploy: Command = {
     }
 
     ctx.out.note(`${fresh ? "queued" : "following the identical active job"} ${describe(job)}`);
+    if (job.status === "pending") for (const why of await absentHosts(client, [body.host])) ctx.out.note(`  ${why}`);
     const end = await followJob(ctx, client, job.id);
     if (ctx.out.json) ctx.out.printJson(end.job.raw);
     return describeEnd(ctx, end.job.data.job);
