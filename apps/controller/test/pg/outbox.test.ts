@@ -351,7 +351,9 @@ onBothEngines("outbox and drainer on PostgreSQL", contract, (pg) => {
       return appendedId;
     });
     const [ida, idb] = await Promise.all([a, b]);
-    expect(runs).toBe(3);
+    // One body at least ran again. On a loaded machine the victim's second run can take the row
+    // before the woken survivor does and deadlock once more (4 runs, seen in CI): still both commit.
+    expect(runs).toBeGreaterThanOrEqual(3);
     const rows = (await outbox.after(Math.min(ida, idb) - 1, 10)).filter((e) => e.type === "test.deadlock");
     expect(rows.map((e) => e.data.by).sort()).toEqual(["a", "b"]);
   });
