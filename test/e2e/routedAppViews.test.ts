@@ -25,6 +25,7 @@ describeBrowser("a routed app in the API, the CLI and the dashboard", () => {
     let agent: AgentProcess;
     let browser: Browser | undefined;
     const home = mkdtempSync(join(tmpdir(), "deploybot-certui-home-"));
+    let deploymentId = "";
 
     beforeAll(async () => {
       ensureBuilt();
@@ -67,6 +68,7 @@ apps:
       const created = await ctl.api("POST", "/v1/deployments", { app, ref: "main" });
       expect(created.status).toBe(201);
       const id = created.body.deployment.id as string;
+      deploymentId = id;
       const done = await waitFor(`deployment ${id}`, async () => {
         const d = (await ctl.api("GET", `/v1/deployments/${id}`)).body.deployment;
         return ["succeeded", "failed", "cancelled"].includes(d.status) ? d : undefined;
@@ -118,6 +120,25 @@ apps:
       await page.getByRole("link", { name: "Overview" }).click();
       await expect.poll(() => page.getByRole("row", { name: new RegExp(`^${app}`) }).textContent(), { timeout: 30_000 }).toContain(`${host} removed`);
       await waitFor("the route to leave GET /v1/apps", async () => ((await ctl.api("GET", `/v1/apps/${app}`)).body.routes.length === 0 ? true : undefined));
+    });
+
+    it("relative times move on while a page stays open, with no new data", async () => {
+      const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+      const page = await context.newPage();
+      // the page's clock runs on as usual; fastForward moves it 15 s at once, short of the 30 s
+      // background refresh, and no event reaches the page (each one would redraw it), so only
+      // the page's own timer can change what it shows
+      await page.clock.install();
+      await page.route("**/v1/events*", (route) => route.abort());
+      await signIn(page, ctl.url, ADMIN);
+      await page.getByRole("link", { name: "Overview" }).waitFor();
+      await page.goto(`${ctl.url}/deployments/${deploymentId}`);
+      const started = page.locator("dl.facts dd time").first();
+      await started.waitFor();
+      const before = await started.textContent();
+      await page.clock.fastForward(15_000);
+      await expect.poll(() => started.textContent(), { timeout: 5000 }).not.toBe(before);
+      await context.close();
     });
   });
 });

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import type { ApiFailure } from "../lib/api";
 
 const tone: Record<string, string> = {
@@ -49,7 +49,33 @@ export function ago(iso: string | null | undefined, now = Date.now()): string {
   return s > 0 ? `${span(s)} ago` : `in ${span(-s)}`;
 }
 
+// A relative time is worked out when it is drawn, and pages redraw on events and every 30 s:
+// a deploy's "Started just now" stayed so for up to 30 s. One timer redraws every <Time> on the
+// page every 5 s (one render pass: the updates are batched).
+const TICK_MS = 5000;
+const tickers = new Set<() => void>();
+let tickTimer: ReturnType<typeof setInterval> | null = null;
+
+function useTick(): void {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const tick = () => setTick((n) => n + 1);
+    tickers.add(tick);
+    tickTimer ??= setInterval(() => {
+      for (const t of tickers) t();
+    }, TICK_MS);
+    return () => {
+      tickers.delete(tick);
+      if (tickers.size === 0 && tickTimer) {
+        clearInterval(tickTimer);
+        tickTimer = null;
+      }
+    };
+  }, []);
+}
+
 export function Time({ iso }: { iso: string | null | undefined }) {
+  useTick();
   return iso ? <time datetime={iso} title={new Date(iso).toLocaleString()}>{ago(iso)}</time> : <span class="dim">—</span>;
 }
 
