@@ -167,6 +167,7 @@ describe("help", () => {
       ["secrets", "set", "api"],
       ["secrets", "set", "api", "not-a-name", "v"],
       ["deployments", "-f"],
+      ["logs", "web", "--since", "10x"],
     ];
     const runs = await Promise.all(cases.map((args) => cli(args)));
     runs.forEach((run, i) => {

@@ -75,6 +75,19 @@ export const appendAppLogsRequest = z.object({
   entries: z.array(appLogEntry).max(5000),
 });
 
+/**
+ * `since` of an app's output ("10m", "2h", "45s", "1d" or an ISO time) as epoch ms at `now`; null
+ * when it is neither. One parser for the controller (a 400) and the CLI (a usage error, exit 2).
+ */
+export function sinceMs(since: string, now: number): number | null {
+  const rel = /^(\d{1,7})(s|m|h|d)$/.exec(since);
+  if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as "s" | "m" | "h" | "d"];
+  const at = Date.parse(since);
+  return Number.isNaN(at) ? null : at;
+}
+
+export const SINCE_FORMS = "10m, 2h, 1d or an ISO time";
+
 /** Docker trims trailing zeros of RFC 3339 nanoseconds; padded to 9 digits, timestamps compare as strings. */
 export function normaliseTs(ts: string): string {
   const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/.exec(ts);

@@ -1,4 +1,4 @@
-import { appLogLine, type Job, jobPage, job as jobSchema, jobLogsResponse, logStreamEnd, logStreamLine, type storedLogEntry } from "@deploybot/protocol";
+import { appLogLine, type Job, jobPage, job as jobSchema, jobLogsResponse, logStreamEnd, logStreamLine, SINCE_FORMS, sinceMs, type storedLogEntry } from "@deploybot/protocol";
 import { z } from "zod";
 import { type ApiClient, CliError, ExitCode, usageError } from "../client";
 import { type Command, type Context, intOption, seg, stringOption } from "../command";
@@ -197,7 +197,10 @@ async function appLogs(ctx: Context, app: string, o: { host?: string; since?: st
   const client = ctx.client();
   const q = new URLSearchParams();
   if (o.host) q.set("host", o.host);
-  if (o.since) q.set("since", o.since);
+  if (o.since) {
+    if (sinceMs(o.since, Date.now()) === null) throw usageError(`--since must look like ${SINCE_FORMS}, not '${o.since}'`);
+    q.set("since", o.since);
+  }
   if (o.tail !== undefined) q.set("tail", String(o.tail));
   if (!o.follow) {
     const page = await client.get(`/v1/apps/${seg(app)}/logs?${q}`, appLogPage);

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { type AppLogEntry, type AppLogLine, normaliseTs } from "@deploybot/protocol";
+import { type AppLogEntry, type AppLogLine, normaliseTs, SINCE_FORMS, sinceMs } from "@deploybot/protocol";
 import { and, asc, desc, eq, gt, gte, sql } from "drizzle-orm";
 import { reusable } from "../db/reusable";
 import { agents, appLogs } from "../db/schema";
@@ -23,13 +23,8 @@ const TRIM_EVERY = 500;
 
 
 export function parseSince(since: string, now: number): string {
-  const rel = /^(\d{1,7})(s|m|h|d)$/.exec(since);
-  if (rel) {
-    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as "s" | "m" | "h" | "d"];
-    return normaliseTs(new Date(now - Number(rel[1]) * unit).toISOString());
-  }
-  const at = Date.parse(since);
-  if (Number.isNaN(at)) throw new ApiError(400, "invalid_query", `since must look like 10m, 2h, 1d or an ISO time, not '${since.slice(0, 40)}'`);
+  const at = sinceMs(since, now);
+  if (at === null) throw new ApiError(400, "invalid_query", `since must look like ${SINCE_FORMS}, not '${since.slice(0, 40)}'`);
   return normaliseTs(new Date(at).toISOString());
 }
 
