@@ -79,16 +79,24 @@ apps:
       return ["succeeded", "failed", "cancelled", "superseded"].includes(body.deployment.status) ? body.deployment : undefined;
     });
 
-  /** What each host serves: its app container's published port, answered over loopback. */
+  /**
+   * What each host serves: its app container's published port, answered over loopback. `seen`
+   * says what the engine held for the host (every container, its release and state) and the
+   * agent's last log lines, so a failed expectation names the host and what was there.
+   */
   const served = async () =>
     Promise.all(
-      hosts.map(async (host) => {
-        const [c] = (await containersWithLabels([`deploybot.app=${app}`, `deploybot.host=${host}`])).filter((x) => x.State === "running");
-        if (!c) return null;
+      hosts.map(async (host, i) => {
+        const all = await containersWithLabels([`deploybot.app=${app}`, `deploybot.host=${host}`]);
+        const seen = () =>
+          `${host}: ${JSON.stringify(all.map((x) => ({ name: x.Names?.[0], state: x.State, status: x.Status, labels: x.Labels })))}\n` +
+          readFileSync(agents[i]!.logFile, "utf8").split("\n").slice(-15).join("\n");
+        const [c] = all.filter((x) => x.State === "running");
+        if (!c) return { body: undefined, env: [] as string[], seen: seen() };
         const info = JSON.parse((await engineRequest("GET", `/containers/${c.Id}/json`)).body);
         const port = Number(info.NetworkSettings.Ports["80/tcp"][0].HostPort);
         const env = info.Config.Env as string[];
-        return { body: (await httpGet(port, "/"))?.body, env };
+        return { body: (await httpGet(port, "/"))?.body, env, seen: seen() };
       }),
     );
 
@@ -124,13 +132,12 @@ apps:
     expect(d.status).toBe("succeeded");
     expect(d.jobs.filter((j: { kind: string }) => j.kind === "build")).toHaveLength(1);
     expect(d.image).toMatch(/@sha256:/);
-    const now = await served();
-    expect(now.map((s) => s?.body)).toEqual(["v1\n", "v1\n"]);
+    for (const s of await served()) expect(s.body, s.seen).toBe("v1\n");
     first = d;
   });
 
   it("a secret reaches the container env and no job log, API answer or controller log line", async () => {
-    for (const s of await served()) expect(s?.env).toContain(`API_KEY=${API_KEY}`);
+    for (const s of await served()) expect(s.env, s.seen).toContain(`API_KEY=${API_KEY}`);
     const { body } = await ctl.api("GET", `/v1/deployments/${first.id}`);
     const texts = [JSON.stringify(body)];
     for (const j of body.deployment.jobs) {
@@ -153,7 +160,7 @@ apps:
     const sha = await repo.commit(testAppFiles("v2-broken", { salt: app, healthy: false }), "broken");
     const d = await waitDeployment((await push(sha, "broken")).body.deploymentId);
     expect(d.status).toBe("failed");
-    expect((await served()).map((s) => s?.body)).toEqual(["v1\n", "v1\n"]);
+    for (const s of await served()) expect(s.body, s.seen).toBe("v1\n");
   });
 
   it("rollback brings the previous release back with its own env", async () => {
@@ -163,17 +170,17 @@ apps:
     const d3 = await waitDeployment((await push(sha, "v3")).body.deploymentId);
     expect(d3.status).toBe("succeeded");
     for (const s of await served()) {
-      expect(s?.body).toBe("v3\n");
-      expect(s?.env).toContain("GREETING=two");
+      expect(s.body, s.seen).toBe("v3\n");
+      expect(s.env, s.seen).toContain("GREETING=two");
     }
     const rb = await ctl.api("POST", `/v1/apps/${app}/rollback`, {});
     expect(rb.status).toBe(201);
     expect(rb.body.deployment.releaseId).toBe(first.releaseId);
     expect((await waitDeployment(rb.body.deployment.id)).status).toBe("succeeded");
     for (const s of await served()) {
-      expect(s?.body).toBe("v1\n");
-      expect(s?.env).toContain("GREETING=one");
-      expect(s?.env).toContain(`API_KEY=${API_KEY}`);
+      expect(s.body, s.seen).toBe("v1\n");
+      expect(s.env, s.seen).toContain("GREETING=one");
+      expect(s.env, s.seen).toContain(`API_KEY=${API_KEY}`);
     }
   });
 

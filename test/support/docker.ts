@@ -72,7 +72,9 @@ export async function dockerAvailable(): Promise<boolean> {
 
 interface ContainerSummary {
   Id: string;
+  Names: string[];
   State: string;
+  Status: string;
   Labels: Record<string, string>;
   Ports: { PrivatePort: number; PublicPort?: number; IP?: string; Type: string }[];
 }

@@ -40,6 +40,8 @@ export class AgentDaemon {
   private intervalSeconds = 10;
   private current: JobRunner | null = null;
   private draining = false;
+  /** jobs adopted since start: reconcile re-lists the engine when a job began after its listing */
+  private jobsStarted = 0;
   /** what the process exits with: RESTART_EXIT_CODE after a self-update, for systemd to restart it */
   exitCode = 0;
   private readonly stopped = new AbortController();
@@ -118,7 +120,7 @@ export class AgentDaemon {
       busy: () => {
         // before recovery has adopted it, a job held on disk still owns its app
         const job = this.current?.job ?? this.state.loadHeldJob();
-        return { app: job?.app ?? null, jobId: job?.id ?? null };
+        return { app: job?.app ?? null, jobId: job?.id ?? null, started: this.jobsStarted };
       },
     });
   }
@@ -446,6 +448,7 @@ export class AgentDaemon {
       desired: this.desired,
       mountPolicy: this.mountPolicy,
       succeeded: (job, result) => this.jobSucceeded(job, result),
+      settled: (app) => this.reconciler.settled(app),
       finishInHeartbeat: (report) => this.finishInHeartbeat(report),
     };
   }
@@ -453,6 +456,7 @@ export class AgentDaemon {
   /** The runner is the current job until it has reported its end; then the loop wakes. */
   private adopt(runner: JobRunner): void {
     this.current = runner;
+    this.jobsStarted++;
     runner.finished.then(() => {
       jobsRun.inc({ kind: runner.job.kind });
       if (this.current === runner) this.current = null;

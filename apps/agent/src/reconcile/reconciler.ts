@@ -50,8 +50,11 @@ export interface ReconcilerOptions {
   events: AppEventQueue;
   state: AgentState;
   logger: Logger;
-  /** the app and job of the job running now: reconcile never fights a deploy */
-  busy: () => { app: string | null; jobId: string | null };
+  /**
+   * The app and job of the job running now (reconcile never fights a deploy), and how many jobs
+   * this agent has started: one that began after a listing makes the listing stale.
+   */
+  busy: () => { app: string | null; jobId: string | null; started: number };
   intervalMs: number;
   /** the host proxy: containers of apps with domains join its network and its routes */
   proxy?: HostProxy;
@@ -79,6 +82,8 @@ export class Reconciler {
   private readonly stopped = new AbortController();
   private wake = new AbortController();
   private running: Promise<void> | null = null;
+  /** the app a pass is acting on now; a job of that app waits for it (see settled) */
+  private acting: { app: string; done: Promise<void> } | null = null;
   private readonly backoff;
 
   constructor(private readonly o: ReconcilerOptions) {
@@ -94,6 +99,16 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.stopped.abort();
     await this.running;
+  }
+
+  /**
+   * Resolves once no pass is acting on `app`. A job of the app awaits it before it touches the
+   * engine, so reconcile and a deploy never change one app's containers at once: a pass that
+   * listed the old container, then found the deploy's release in the desired state, created a
+   * second container beside the deploy's and removed the deploy's at the next pass.
+   */
+  async settled(app: string): Promise<void> {
+    while (this.acting?.app === app) await this.acting.done;
   }
 
   /** Run a pass now (a job ended, the desired state changed). */
@@ -141,13 +156,27 @@ export class Reconciler {
   /** One look at the engine and every action it calls for. */
   async pass(): Promise<void> {
     const { docker, store } = this.o;
-    const all = await listManagedInfo(docker);
-    const busy = this.o.busy();
+    let listedAt = this.o.busy().started;
+    let all = await listManagedInfo(docker);
     const statuses = new Map<string, AppStatus>();
     for (const app of this.appsOf(all)) {
-      const containers = servingContainers(all, app, busy.jobId);
-      if (app !== busy.app && store.known) await this.reconcileApp(app, store.get(app), containers);
-      statuses.set(app, this.statusOf(app, containers));
+      let done!: () => void;
+      this.acting = { app, done: new Promise<void>((resolve) => (done = resolve)) };
+      try {
+        // From here a job of this app waits (settled); one started before is seen below.
+        const busy = this.o.busy();
+        if (busy.started !== listedAt) {
+          // a job began since the listing (and may have ended): it changed what runs
+          all = await listManagedInfo(docker);
+          listedAt = busy.started;
+        }
+        const containers = servingContainers(all, app, busy.jobId);
+        if (app !== busy.app && store.known) await this.reconcileApp(app, store.get(app), containers);
+        statuses.set(app, this.statusOf(app, containers));
+      } finally {
+        this.acting = null;
+        done();
+      }
     }
     this.statuses = statuses;
     const live = new Set(all.map((c) => c.Id));
