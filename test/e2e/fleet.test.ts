@@ -96,7 +96,8 @@ apps:
         const info = JSON.parse((await engineRequest("GET", `/containers/${c.Id}/json`)).body);
         const port = Number(info.NetworkSettings.Ports["80/tcp"][0].HostPort);
         const env = info.Config.Env as string[];
-        return { body: (await httpGet(port, "/"))?.body, env, seen: seen() };
+        // a refused connection returns at once; the long timeout only spares a loaded machine
+        return { body: (await httpGet(port, "/", 15_000))?.body, env, seen: seen() };
       }),
     );
 

@@ -154,9 +154,9 @@ export function freePort(): Promise<number> {
 export const uniqueName = (prefix: string): string => `${prefix}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 
 /** GET http://127.0.0.1:<port><path>; status and body, or null when nothing answers. */
-export async function httpGet(port: number, urlPath = "/"): Promise<{ status: number; body: string } | null> {
+export async function httpGet(port: number, urlPath = "/", timeoutMs = 3000): Promise<{ status: number; body: string } | null> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, { signal: AbortSignal.timeout(3000) });
+    const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, { signal: AbortSignal.timeout(timeoutMs) });
     return { status: res.status, body: await res.text() };
   } catch {
     return null;
