@@ -169,6 +169,7 @@ describe("jobs", () => {
     const human = await cli(["status", job.id]);
     expect(human.stdout).toMatch(/status:\s+pending/);
     expect(human.stdout).toMatch(/ref:\s+detached/);
+    expect(human.stdout).toMatch(/attempts:\s+0 of at most 3\n/);
 
     const list = await cli(["jobs", "--status", "pending", "--host", "web-1", "--app", "web", "--limit", "10", "--json"]);
     expect(list.code).toBe(0);
@@ -182,6 +183,7 @@ describe("jobs", () => {
     expect(cancel.code).toBe(0);
     expect(json(cancel).job.status).toBe("cancelled");
     expect((await cli(["cancel", job.id])).stdout).toMatch(/cancelled/);
+    expect((await cli(["status", job.id])).stdout).toMatch(/attempts:\s+0\n/);
   });
 
   test("deploy follows the log live and exits 0 when the job succeeds", async () => {

@@ -216,6 +216,8 @@ apps:
       await page.locator("main tbody tr a").first().click();
       await page.getByRole("heading", { name: "Log" }).waitFor();
       await expect.poll(() => page.locator("[data-testid^=log-state-]").textContent()).toContain("complete");
+      // a job that ended shows the attempts it took, not a count of retries still to come
+      expect(await page.locator("dt:text-is('Attempts') + dd").textContent()).toBe("1");
       await screenshot(page, "job");
       await expectAccessible(page, "the job page");
 

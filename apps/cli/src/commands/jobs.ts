@@ -1,4 +1,4 @@
-import { type Job, job as jobSchema, jobPage, jobStatus, jobStatuses } from "@deploybot/protocol";
+import { isFinal, type Job, job as jobSchema, jobPage, jobStatus, jobStatuses } from "@deploybot/protocol";
 import { z } from "zod";
 import { usageError } from "../client";
 import { type Command, type Context, intOption, seg, stringOption } from "../command";
@@ -41,7 +41,9 @@ export function printJob(ctx: Context, job: Job) {
     ["ref", ref(job)],
     ["target", target(job)],
     ["agent", job.agentId ?? "-"],
-    ["attempts", `${job.attempts}/${job.maxAttempts}`],
+    // A job is handed out again only when its agent never started it; "1/3" on a failed job
+    // read as if two retries were still to come.
+    ["attempts", isFinal(job.status) ? String(job.attempts) : `${job.attempts} of at most ${job.maxAttempts}`],
     ["created", when(job.createdAt)],
     ["started", when(job.startedAt)],
     ["finished", when(job.finishedAt)],

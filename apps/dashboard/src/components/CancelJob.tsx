@@ -3,7 +3,8 @@ import { type ApiFailure, api } from "../lib/api";
 import { useCan } from "../lib/session";
 import { Failure } from "./ui";
 
-const ACTIVE = ["pending", "assigned", "running"];
+/** the job statuses that may still change (a cancel can reach them) */
+export const ACTIVE = ["pending", "assigned", "running"];
 
 /** Cancel for a job that has not ended, shown only to tokens that may deploy. */
 export function CancelJob({ jobId, app, status, onDone }: { jobId: string; app: string; status: string; onDone: () => void }) {

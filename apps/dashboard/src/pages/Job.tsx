@@ -1,4 +1,4 @@
-import { CancelJob } from "../components/CancelJob";
+import { ACTIVE, CancelJob } from "../components/CancelJob";
 import { JobLog } from "../components/LogView";
 import { Badge, Failure, Loading, Page, Time } from "../components/ui";
 import { get } from "../lib/api";
@@ -31,7 +31,7 @@ export function JobPage({ id }: { id: string }) {
             ) : null}
             <dt>Attempts</dt>
             <dd>
-              {job.attempts} of {job.maxAttempts}
+              {ACTIVE.includes(job.status) ? `${job.attempts} of at most ${job.maxAttempts}` : job.attempts}
             </dd>
             <dt>Created</dt>
             <dd>
