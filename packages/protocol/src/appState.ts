@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { desiredRunState, name } from "./schemas";
+import { desiredRunState, name, queryNumber } from "./schemas";
 
 // ---------------------------------------------------------------------------------------------
 // Status and operations (REST)
@@ -45,8 +45,8 @@ export const appLogsQuery = z.object({
   host: name.optional(),
   /** "10m", "2h", "30s", or an ISO time */
   since: z.string().max(40).optional(),
-  tail: z.coerce.number().int().min(1).max(10_000).optional(),
-  after: z.coerce.number().int().min(0).optional(),
+  tail: queryNumber(z.coerce.number().int().min(1).max(10_000).optional()),
+  after: queryNumber(z.coerce.number().int().min(0).optional()),
   follow: z.enum(["0", "1", "true", "false"]).optional(),
 });
 

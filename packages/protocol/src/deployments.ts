@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { envName, gitRef, name, pageCursor, relativePath } from "./schemas";
+import { envName, gitRef, name, pageCursor, queryNumber, relativePath } from "./schemas";
 
 export const createDeploymentRequest = z
   .object({
@@ -55,7 +55,7 @@ export type Deployment = z.infer<typeof deployment>;
 export const listDeploymentsQuery = z.object({
   app: name.optional(),
   cursor: pageCursor("dep").optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: queryNumber(z.coerce.number().int().min(1).max(200).default(50)),
 });
 
 export const release = z.object({

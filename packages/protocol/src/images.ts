@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { gitRef, name } from "./schemas";
+import { gitRef, name, queryNumber } from "./schemas";
 
 /**
  * `repo` of `repo:tag`, `repo@sha256:...` or `repo:tag@sha256:...` (a registry port stays part of
@@ -53,7 +53,7 @@ export const image = z.object({
 export type Image = z.infer<typeof image>;
 
 export const imageAnswer = z.object({ image, created: z.boolean() });
-export const listImagesQuery = z.object({ app: name.optional(), limit: z.coerce.number().int().min(1).max(500).default(100) });
+export const listImagesQuery = z.object({ app: name.optional(), limit: queryNumber(z.coerce.number().int().min(1).max(500).default(100)) });
 export const imageList = z.object({ images: z.array(image) });
 
 /** A branch or tag of an app's git remote, as `git ls-remote` lists it. */

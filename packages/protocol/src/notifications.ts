@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { name } from "./schemas";
+import { name, queryNumber } from "./schemas";
 
 /**
  * What a notification target can subscribe to (`events:` of a target in apps.yaml). Each is
@@ -57,7 +57,7 @@ export const notificationDeliveriesQuery = z.object({
   target: name.optional().describe("only this target's deliveries"),
   status: z.enum(notificationDeliveryStatuses).optional(),
   event: notificationEvent.optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(50).describe("newest first"),
+  limit: queryNumber(z.coerce.number().int().min(1).max(500).default(50).describe("newest first")),
 });
 
 /** The body a `webhook` target receives (signed: see README, "Notifications"). */

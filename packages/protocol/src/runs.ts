@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { envName, name } from "./schemas";
+import { envName, name, queryNumber } from "./schemas";
 
 /** What a schedule does with a tick while an earlier run of it is still active. */
 export const concurrencyPolicies = ["forbid", "allow", "replace"] as const;
@@ -59,7 +59,7 @@ export const listRunsQuery = z.object({
   app: name.optional(),
   schedule: name.optional(),
   cursor: z.string().max(64).optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: queryNumber(z.coerce.number().int().min(1).max(200).default(50)),
 });
 
 /** `POST /v1/apps/{name}/runs`: a one-off command in the app's current release. */

@@ -22,6 +22,13 @@ export const name = z
   .max(63)
   .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "must start with a letter or digit and use only letters, digits, '_', '.', '-'");
 
+/**
+ * A number in a query string (`schema` a z.coerce.number()): an empty value is refused like
+ * `?limit=abc`. z.coerce.number() alone reads `?after=` as 0, which skipped the first log line
+ * instead of meaning "from the start".
+ */
+export const queryNumber = <S extends z.ZodType>(schema: S) => z.preprocess((value) => (value === "" ? Number.NaN : value), schema);
+
 export const label = z
   .string()
   .min(1)
@@ -240,7 +247,7 @@ export const listJobsQuery = z.object({
   host: name.optional(),
   app: name.optional(),
   cursor: pageCursor("job").optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: queryNumber(z.coerce.number().int().min(1).max(200).default(50)),
 });
 
 export const jobPage = z.object({ jobs: z.array(job), nextCursor: z.string().nullable() });
@@ -504,7 +511,7 @@ export const heartbeatRequest = z
   .strip();
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
 
-export const heartbeatQuery = z.object({ wait: z.coerce.number().min(0).max(30).default(0) });
+export const heartbeatQuery = z.object({ wait: queryNumber(z.coerce.number().min(0).max(30).default(0)) });
 
 /** A job as handed to the agent that claimed it: the spec with credentials, and the lease. */
 export const claimedJob = z.object({
@@ -574,8 +581,8 @@ export const appendLogsResponse = z.object({
 
 
 export const jobLogsQuery = z.object({
-  after: z.coerce.number().int().min(-1).default(-1),
-  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+  after: queryNumber(z.coerce.number().int().min(-1).default(-1)),
+  limit: queryNumber(z.coerce.number().int().min(1).max(10_000).default(1000)),
 });
 
 export const storedLogEntry = z.object({

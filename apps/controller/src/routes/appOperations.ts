@@ -1,4 +1,4 @@
-import { type AppOperation, appEventList, appOperationRequest, appOperations, jobList } from "@deploybot/protocol";
+import { type AppOperation, appEventList, appOperationRequest, appOperations, jobList, queryNumber } from "@deploybot/protocol";
 import { z } from "zod";
 import { idempotency } from "../middleware/idempotency";
 import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
@@ -8,7 +8,7 @@ import { assertAppAllowed } from "../services/auth";
 
 export const appEventsQuery = z.object({
   host: z.string().max(63).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  limit: queryNumber(z.coerce.number().int().min(1).max(1000).default(50)),
 });
 
 const summaries: Record<AppOperation, string> = {

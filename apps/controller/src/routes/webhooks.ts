@@ -1,9 +1,9 @@
-import { webhookDeliveryList, webhookReply } from "@deploybot/protocol";
+import { webhookDeliveryList, webhookReply, queryNumber } from "@deploybot/protocol";
 import { z } from "zod";
 import { fails, guards, json, newRouter, route } from "../openapi/route";
 import type { Services } from "../services";
 
-const listDeliveriesQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) });
+const listDeliveriesQuery = z.object({ limit: queryNumber(z.coerce.number().int().min(1).max(200).default(50)) });
 
 /** GitHub calls in (authenticated by its signature, not a token); users read what was decided. */
 export function webhookRoutes(s: Services) {
