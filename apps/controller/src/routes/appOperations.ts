@@ -30,7 +30,7 @@ export function appOperationRoutes(s: Services) {
       guard: read,
       summary: "What the agents' reconcile loops did to the app (restarts, recreations, removals), newest first, with reasons",
       request: { params: appName, query: appEventsQuery },
-      responses: { 200: json(appEventList, "the events"), ...fails({ 400: "invalid query" }) },
+      responses: { 200: json(appEventList, "the events"), ...fails({ 400: "invalid query", 404: "no such app" }) },
     }),
     async (c) => {
       const { name } = c.req.valid("param");

@@ -3,6 +3,7 @@ import { and, desc, eq, max, sql } from "drizzle-orm";
 import { reusable } from "../db/reusable";
 import { watchRows } from "../db/watch";
 import { appEvents, appStates } from "../db/schema";
+import { notFound } from "../lib/errors";
 import type { Deps } from "./deps";
 import type { JobChange } from "./events";
 import type { JobRow } from "./jobs";
@@ -224,7 +225,9 @@ export class AppStateService {
     return Math.max(...events.map((e) => e.seq));
   }
 
+  /** An app's events are asked for by name: one apps.yaml does not hold is a 404, as for its other routes. */
   async events(filter: { app?: string; host?: string; limit: number }) {
+    if (filter.app !== undefined && !this.deps.apps().byName(filter.app)) throw notFound("app", filter.app);
     const where = [filter.app ? eq(appEvents.app, filter.app) : undefined, filter.host ? eq(appEvents.host, filter.host) : undefined];
     return (await this.deps.db
       .select()
