@@ -6,7 +6,7 @@ import pino from "pino";
 import { describe, expect, test } from "vitest";
 import { runCli } from "../../cli/test/runCli";
 import { BackupError, DatabaseBackups, listBackups } from "../src/services/backups";
-import { ADMIN, startTestController } from "./server";
+import { ADMIN, JOIN, startTestController } from "./server";
 
 const tmp = (prefix: string) => mkdtempSync(join(tmpdir(), `deploybot-${prefix}-`));
 const quiet = pino({ level: "silent" });
@@ -155,6 +155,44 @@ describe("database backups", () => {
     copyFileSync(dest, join(wrongKey, "deploybot.db"));
     await expect(startTestController(wrongKey)).rejects.toThrow(/encrypted with another secret key/);
     expect(existsSync(join(wrongKey, "deploybot.db"))).toBe(true);
+  });
+
+  test("restored from a backup taken before its agent registered again (a restart, an update): the agent re-registers with its own token, keeps its id; older tokens stay dead", async () => {
+    const dir = tmp("bk-agent-src");
+    const ctl = await startTestController(dir);
+    const hostname = `web-${Date.now()}`;
+    const register = (c: { call: typeof ctl.call }, token: string) => c.call("POST", "/v1/agents/register", token, { hostname, version: "0.1.0" });
+    const first = await register(ctl, JOIN);
+    expect(first.status).toBe(200);
+    const agentId = first.body.agent.id as string;
+    const dest = join(tmp("bk-agent-copy"), "backup.db");
+    await ctl.services.backups.backupTo(dest);
+    // after the backup the agent restarts (or takes an update) and registers again: a newer token
+    const second = await register(ctl, first.body.token);
+    expect(second.status).toBe(200);
+    await ctl.stop();
+
+    const fresh = tmp("bk-agent-restored");
+    copyFileSync(dest, join(fresh, "deploybot.db"));
+    copyFileSync(join(dir, "secret.key"), join(fresh, "secret.key"));
+    const restored = await startTestController(fresh);
+    try {
+      // its token is newer than the restored database knows: heartbeats are refused, so it registers
+      expect((await restored.call("POST", `/v1/agents/${agentId}/heartbeat`, second.body.token, { status: "idle", containers: [] })).status).toBe(401);
+      const again = await register(restored, second.body.token);
+      expect(again.status).toBe(200);
+      expect(again.body.agent.id).toBe(agentId);
+      expect((await restored.call("POST", `/v1/agents/${agentId}/heartbeat`, again.body.token, { status: "idle", containers: [] })).status).toBe(200);
+      // every token issued before this registration is dead, the newer one included
+      for (const old of [first.body.token, second.body.token]) {
+        expect((await restored.call("POST", `/v1/agents/${agentId}/heartbeat`, old, { status: "idle", containers: [] })).status).toBe(401);
+        expect((await register(restored, old)).status).toBe(401);
+      }
+      // the shared join token still cannot take the host over
+      expect((await register(restored, JOIN)).status).toBe(409);
+    } finally {
+      await restored.stop();
+    }
   });
 
   test("GET /v1/db/backup: admin only; the checked copy as an SQLite file, nothing left in the data dir; deploybot db backup writes it whole", async () => {

@@ -55,10 +55,10 @@ export function requireJoinOrAgentToken(joinToken: string | undefined, jwt: Agen
       c.set("joinGrant", { kind: "joinToken", id: grant.id, hostname: grant.hostname });
       return next();
     }
-    // an expired token of the current version still identifies the agent of its host
+    // an expired token of the current version (or a newer one: a restored backup) still identifies the agent of its host
     const check = given.split(".").length === 3 ? await jwt.verify(given, { allowExpired: true }) : null;
     if (check?.ok) {
-      c.set("agent", await agents.authenticate(check.agentId, check.tokenVersion));
+      c.set("agent", await agents.authenticateToRegister(check.agentId, check.tokenVersion));
       return next();
     }
     if (!joinToken && !(await joinTokens.any())) throw new ApiError(403, "registration_closed", "DEPLOYBOT_JOIN_TOKEN is not set on the controller and no join token was created");

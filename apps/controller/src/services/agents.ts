@@ -191,7 +191,8 @@ export class AgentService {
     const row = existing
       ? (await db
           .update(agents)
-          .set({ ...fields, tokenVersion: sql`${agents.tokenVersion} + 1` })
+          // past a newer token the agent presented (a restored backup), so that one dies too
+          .set({ ...fields, tokenVersion: auth.self && auth.self.tokenVersion > existing.tokenVersion ? auth.self.tokenVersion + 1 : sql`${agents.tokenVersion} + 1` })
           .where(eq(agents.id, existing.id))
           .returning())[0]
       : (await db
@@ -223,6 +224,27 @@ export class AgentService {
    * every call (one primary-key probe on a prepared statement): a token rotated or revoked by
    * another writer (a second controller, an admin tool) stops working at once.
    */
+  /**
+   * Registration with the agent's own token: its current version, or a newer one. Versions only
+   * grow, so a newer token signed with our key means the database went back in time — a backup
+   * restored from before the agent last registered (a restart, a self-update). Refusing it would
+   * lock the host out for good: the shared join token may not take over a host that exists. The
+   * answer carries the presented version, which register() moves past.
+   */
+  async authenticateToRegister(agentId: string, tokenVersion: number): Promise<AgentCaller> {
+    const row = await this.byId(agentId);
+    if (!row || row.revoked || tokenVersion < row.tokenVersion) {
+      throw new ApiError(401, "unauthorized", "agent token was rotated or revoked; register again");
+    }
+    if (tokenVersion > row.tokenVersion) {
+      this.deps.logger.warn(
+        { agentId, hostname: row.hostname, presented: tokenVersion, stored: row.tokenVersion },
+        "agent token newer than the database (restored from a backup?): the agent re-registers with it",
+      );
+    }
+    return { ...row, tokenVersion };
+  }
+
   async authenticate(agentId: string, tokenVersion: number): Promise<AgentCaller> {
     const row = await this.byId(agentId);
     if (!row || row.revoked || row.tokenVersion !== tokenVersion) {
