@@ -301,6 +301,29 @@ apps:
       await screenshot(page, "overview");
     });
 
+    it("on a phone-sized screen no page scrolls sideways: wide tables scroll in their own box", async () => {
+      const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+      const p = await context.newPage();
+      await signIn(p, ctl.url, ADMIN);
+      const jobId = (await ctl.api("GET", "/v1/jobs?limit=1")).body.jobs[0].id as string;
+      const pages = ["/", "/hosts", "/apps", `/apps/${app}`, "/images", "/jobs", `/jobs/${jobId}`, "/webhooks", "/settings"];
+      const wider: string[] = [];
+      for (const path of pages) {
+        await p.goto(`${ctl.url}${path}`);
+        await p.locator("main h1").waitFor();
+        await p.locator("main [aria-busy=true]").waitFor({ state: "detached" });
+        // the page itself, not a table's own box, is what a reader would have to scroll sideways
+        const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        if (overflow > 0) wider.push(`${path}: ${overflow} px`);
+      }
+      await p.goto(`${ctl.url}/apps/${app}`);
+      await p.locator("main table").first().waitFor();
+      await screenshot(p, "app-narrow");
+      expect(wider, "pages wider than a 390 px screen").toEqual([]);
+      await expectAccessible(p, "the app page on a narrow screen");
+      await context.close();
+    });
+
     it("stop and start the app from its page: the host's state follows, the app stops and comes back", async () => {
       await page.getByRole("link", { name: "Apps", exact: true }).click();
       await page.getByRole("link", { name: app }).click();

@@ -1,7 +1,7 @@
 import { appHealth } from "../lib/health";
 import { useSession } from "../lib/session";
 import type { Agent, App } from "../lib/types";
-import { Badge, Empty, version } from "./ui";
+import { Badge, Empty, GridTable, version } from "./ui";
 
 /** The hosts an app runs on: its status rows when the controller keeps desired state, else apps.yaml's list. */
 const hostsOf = (app: App) => app.status?.map((s) => s.host) ?? app.hosts;
@@ -13,7 +13,7 @@ export function AppsTable({ apps, hosts }: { apps: App[]; hosts: Map<string, Age
     return <Empty>{limitedTo ? `No app this token may see (it is limited to ${limitedTo.join(", ")}).` : "No apps: add them to apps.yaml and reload the controller."}</Empty>;
   }
   return (
-    <table class="grid">
+    <GridTable>
       <thead>
         <tr>
           <th scope="col">App</th>
@@ -41,6 +41,6 @@ export function AppsTable({ apps, hosts }: { apps: App[]; hosts: Map<string, Age
           </tr>
         ))}
       </tbody>
-    </table>
+    </GridTable>
   );
 }

@@ -1,10 +1,10 @@
 import type { Deployment } from "../lib/types";
-import { Badge, DeployedWhat, Empty, Time } from "./ui";
+import { Badge, DeployedWhat, Empty, GridTable, Time } from "./ui";
 
 export function DeploymentsTable({ deployments, showApp = true }: { deployments: Deployment[]; showApp?: boolean }) {
   if (deployments.length === 0) return <Empty>No deployments yet.</Empty>;
   return (
-    <table class="grid">
+    <GridTable>
       <thead>
         <tr>
           <th scope="col">Deployment</th>
@@ -42,6 +42,6 @@ export function DeploymentsTable({ deployments, showApp = true }: { deployments:
           </tr>
         ))}
       </tbody>
-    </table>
+    </GridTable>
   );
 }

@@ -3,7 +3,7 @@ import { useState } from "preact/hooks";
 import { type ApiFailure, api, authHeaders, get } from "../lib/api";
 import { useResource } from "../lib/live";
 import { useCan } from "../lib/session";
-import { Badge, Empty, Failure, JobLink, Time } from "./ui";
+import { Badge, Empty, Failure, GridTable, JobLink, Time } from "./ui";
 
 const seconds = (ms: number | null) => (ms === null ? "—" : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
 
@@ -22,7 +22,7 @@ async function downloadResult(run: Run) {
 export function RunsTable({ runs }: { runs: Run[] }) {
   if (runs.length === 0) return <Empty>No run yet.</Empty>;
   return (
-    <table class="grid">
+    <GridTable>
       <thead>
         <tr>
           <th scope="col">Run</th>
@@ -64,7 +64,7 @@ export function RunsTable({ runs }: { runs: Run[] }) {
           </tr>
         ))}
       </tbody>
-    </table>
+    </GridTable>
   );
 }
 
@@ -97,7 +97,7 @@ export function SchedulesSection({ app }: { app: string }) {
           No schedules for this app (add them under <code>schedules:</code> in apps.yaml).
         </Empty>
       ) : (
-        <table class="grid">
+        <GridTable>
           <thead>
             <tr>
               <th scope="col">Schedule</th>
@@ -133,7 +133,7 @@ export function SchedulesSection({ app }: { app: string }) {
               </tr>
             ))}
           </tbody>
-        </table>
+        </GridTable>
       )}
       <h3>Recent runs</h3>
       <Failure error={runs.error?.status === 404 ? undefined : runs.error} />

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { ApiFailure } from "../lib/api";
 
 const tone: Record<string, string> = {
@@ -77,6 +77,32 @@ function useTick(): void {
 export function Time({ iso }: { iso: string | null | undefined }) {
   useTick();
   return iso ? <time datetime={iso} title={new Date(iso).toLocaleString()}>{ago(iso)}</time> : <span class="dim">—</span>;
+}
+
+/**
+ * A data table. On a narrow screen it scrolls sideways in a box of its own, not the whole page;
+ * while it does, the box takes keyboard focus, so the arrow keys scroll it as well (a table
+ * without links or buttons had no other way in).
+ */
+export function GridTable({ children }: { children: ComponentChildren }) {
+  const box = useRef<HTMLDivElement>(null);
+  const [scrolls, setScrolls] = useState(false);
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const measure = () => setScrolls(el.scrollWidth > el.clientWidth);
+    measure();
+    const observer = new ResizeObserver(measure);
+    observer.observe(el);
+    // rows arriving widen the table, not the box
+    if (el.firstElementChild) observer.observe(el.firstElementChild);
+    return () => observer.disconnect();
+  }, []);
+  return (
+    <div class="scroll-x" ref={box} tabIndex={scrolls ? 0 : undefined}>
+      <table class="grid">{children}</table>
+    </div>
+  );
 }
 
 export function Page({ title, children, actions }: { title: string; children: ComponentChildren; actions?: ComponentChildren }) {

@@ -4,7 +4,7 @@ import { DeployForm } from "../components/DeployForm";
 import { LogView } from "../components/LogView";
 import { DeploymentsTable } from "../components/DeploymentsTable";
 import { SchedulesSection } from "../components/Schedules";
-import { Badge, Empty, Failure, Loading, Page, shortImage, Time, version } from "../components/ui";
+import { Badge, Empty, Failure, GridTable, Loading, Page, shortImage, Time, version } from "../components/ui";
 import { type ApiFailure, api, get } from "../lib/api";
 import { appHealth, idleState, indexHosts } from "../lib/health";
 import { useResource } from "../lib/live";
@@ -42,7 +42,7 @@ function Releases({ app, releases }: { app: App; releases: Release[] }) {
   return (
     <>
       <Failure error={error} />
-      <table class="grid">
+      <GridTable>
         <thead>
           <tr>
             <th scope="col">Version</th>
@@ -90,7 +90,7 @@ function Releases({ app, releases }: { app: App; releases: Release[] }) {
             </tr>
           ))}
         </tbody>
-      </table>
+      </GridTable>
     </>
   );
 }
@@ -106,7 +106,7 @@ function Scaled({ app }: { app: App }) {
 function DesiredStates({ app, releases }: { app: App; releases: Release[] }) {
   const name = (id: string | null) => (id ? version(releases.find((r) => r.id === id)?.version ?? id) : "—");
   return (
-    <table class="grid">
+    <GridTable>
       <thead>
         <tr>
           <th scope="col">Host</th>
@@ -158,7 +158,7 @@ function DesiredStates({ app, releases }: { app: App; releases: Release[] }) {
           );
         })}
       </tbody>
-    </table>
+    </GridTable>
   );
 }
 
@@ -168,7 +168,7 @@ function HostStates({ app, hosts, releases }: { app: App; hosts: Agent[]; releas
   if (app.status) return <DesiredStates app={app} releases={releases} />;
   if (app.hosts.length === 0) return <Empty>This app names no hosts in apps.yaml.</Empty>;
   return (
-    <table class="grid">
+    <GridTable>
       <thead>
         <tr>
           <th scope="col">Host</th>
@@ -195,7 +195,7 @@ function HostStates({ app, hosts, releases }: { app: App; hosts: Agent[]; releas
           );
         })}
       </tbody>
-    </table>
+    </GridTable>
   );
 }
 
@@ -231,7 +231,7 @@ function Routes({ routes, releases }: { routes: HostRoute[]; releases: Release[]
   if (routes.length === 0) return <Empty>No host proxy reports a route for this app yet (the first deploy creates them).</Empty>;
   const name = (id?: string) => (id ? version(releases.find((r) => r.id === id)?.version ?? id) : "—");
   return (
-    <table class="grid">
+    <GridTable>
       <thead>
         <tr>
           <th scope="col">Host</th>
@@ -265,7 +265,7 @@ function Routes({ routes, releases }: { routes: HostRoute[]; releases: Release[]
           </tr>
         ))}
       </tbody>
-    </table>
+    </GridTable>
   );
 }
 

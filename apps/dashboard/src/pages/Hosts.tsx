@@ -1,5 +1,5 @@
 import { useMemo, useState } from "preact/hooks";
-import { Badge, Empty, Failure, JobLink, Loading, Page, Time } from "../components/ui";
+import { Badge, Empty, Failure, GridTable, JobLink, Loading, Page, Time } from "../components/ui";
 import { get } from "../lib/api";
 import { useResource } from "../lib/live";
 import { useLocation } from "../lib/router";
@@ -44,7 +44,7 @@ export function HostsPage() {
       ) : shown.length === 0 ? (
         <Empty>{data.length === 0 ? "No host has registered yet: install an agent (see the README)." : "No host matches the filter."}</Empty>
       ) : (
-        <table class="grid">
+        <GridTable>
           <thead>
             <tr>
               <th scope="col">Host</th>
@@ -87,7 +87,7 @@ export function HostsPage() {
               </tr>
             ))}
           </tbody>
-        </table>
+        </GridTable>
       )}
     </Page>
   );

@@ -1,6 +1,6 @@
 import type { Image, RemoteRef } from "@deploybot/protocol";
 import { useEffect, useState } from "preact/hooks";
-import { Badge, Empty, Failure, JobLink, Loading, Page, shortImage, Time } from "../components/ui";
+import { Badge, Empty, Failure, GridTable, JobLink, Loading, Page, shortImage, Time } from "../components/ui";
 import { type ApiFailure, api, get, qs } from "../lib/api";
 import { useResource } from "../lib/live";
 import { navigate, useLocation } from "../lib/router";
@@ -125,7 +125,7 @@ export function ImagesPage() {
       ) : data.length === 0 ? (
         <Empty>No image in the catalog{app ? ` for ${app}` : ""} yet.</Empty>
       ) : (
-        <table class="grid">
+        <GridTable>
           <thead>
             <tr>
               <th scope="col">App</th>
@@ -178,7 +178,7 @@ export function ImagesPage() {
               </tr>
             ))}
           </tbody>
-        </table>
+        </GridTable>
       )}
     </Page>
   );

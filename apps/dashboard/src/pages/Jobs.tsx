@@ -1,6 +1,6 @@
 import type { JobStatus } from "@deploybot/protocol";
 import { useState } from "preact/hooks";
-import { Badge, Empty, Failure, Loading, Page, Time } from "../components/ui";
+import { Badge, Empty, Failure, GridTable, Loading, Page, Time } from "../components/ui";
 import { get, qs } from "../lib/api";
 import { useResource } from "../lib/live";
 import { navigate, useLocation } from "../lib/router";
@@ -61,7 +61,7 @@ export function JobsPage() {
         <Empty>No job matches.</Empty>
       ) : (
         <>
-          <table class="grid">
+          <GridTable>
             <thead>
               <tr>
                 <th scope="col">Job</th>
@@ -97,7 +97,7 @@ export function JobsPage() {
                 </tr>
               ))}
             </tbody>
-          </table>
+          </GridTable>
           <p class="pager">
             {cursor ? <a href={`/jobs${qs(filters)}`}>Newest</a> : null} {data.nextCursor ? <a href={`/jobs${qs({ ...filters, cursor: data.nextCursor })}`}>Older jobs</a> : null}
           </p>

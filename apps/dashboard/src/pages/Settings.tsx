@@ -1,6 +1,6 @@
 import type { TokenScope } from "@deploybot/protocol";
 import { useState } from "preact/hooks";
-import { Badge, Empty, Failure, Loading, Page, Time } from "../components/ui";
+import { Badge, Empty, Failure, GridTable, Loading, Page, Time } from "../components/ui";
 import { type ApiFailure, api, get } from "../lib/api";
 import { useResource } from "../lib/live";
 import { useCan, useSession } from "../lib/session";
@@ -62,7 +62,7 @@ function Tokens() {
       ) : data.length === 0 ? (
         <Empty>Only the bootstrap admin token (DEPLOYBOT_ADMIN_TOKEN) exists.</Empty>
       ) : (
-        <table class="grid">
+        <GridTable>
           <thead>
             <tr>
               <th scope="col">Name</th>
@@ -99,7 +99,7 @@ function Tokens() {
               </tr>
             ))}
           </tbody>
-        </table>
+        </GridTable>
       )}
       <form class="filters" onSubmit={create} aria-label="Create a token">
         <label for="t-name">New token name</label>

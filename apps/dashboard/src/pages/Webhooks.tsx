@@ -1,4 +1,4 @@
-import { Badge, Empty, Failure, Loading, Page, Time } from "../components/ui";
+import { Badge, Empty, Failure, GridTable, Loading, Page, Time } from "../components/ui";
 import { get } from "../lib/api";
 import { useResource } from "../lib/live";
 import type { Delivery } from "../lib/types";
@@ -16,7 +16,7 @@ export function WebhooksPage() {
       ) : data.length === 0 ? (
         <Empty>No delivery yet. Point a GitHub webhook at /v1/webhooks/github (see the README).</Empty>
       ) : (
-        <table class="grid">
+        <GridTable>
           <thead>
             <tr>
               <th scope="col">Received</th>
@@ -56,7 +56,7 @@ export function WebhooksPage() {
               </tr>
             ))}
           </tbody>
-        </table>
+        </GridTable>
       )}
     </Page>
   );
