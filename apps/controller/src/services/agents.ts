@@ -220,11 +220,6 @@ export class AgentService {
   }
 
   /**
-   * The token is valid only for the current version of a live agent. Read from the database on
-   * every call (one primary-key probe on a prepared statement): a token rotated or revoked by
-   * another writer (a second controller, an admin tool) stops working at once.
-   */
-  /**
    * Registration with the agent's own token: its current version, or a newer one. Versions only
    * grow, so a newer token signed with our key means the database went back in time — a backup
    * restored from before the agent last registered (a restart, a self-update). Refusing it would
@@ -245,6 +240,11 @@ export class AgentService {
     return { ...row, tokenVersion };
   }
 
+  /**
+   * The token is valid only for the current version of a live agent. Read from the database on
+   * every call (one primary-key probe on a prepared statement): a token rotated or revoked by
+   * another writer (a second controller, an admin tool) stops working at once.
+   */
   async authenticate(agentId: string, tokenVersion: number): Promise<AgentCaller> {
     const row = await this.byId(agentId);
     if (!row || row.revoked || row.tokenVersion !== tokenVersion) {
