@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { envName, name, queryNumber } from "./schemas";
+import { envName, name, pageCursor, queryNumber } from "./schemas";
 
 /** What a schedule does with a tick while an earlier run of it is still active. */
 export const concurrencyPolicies = ["forbid", "allow", "replace"] as const;
@@ -58,7 +58,7 @@ export const runPage = z.object({ runs: z.array(run), nextCursor: z.string().nul
 export const listRunsQuery = z.object({
   app: name.optional(),
   schedule: name.optional(),
-  cursor: z.string().max(64).optional(),
+  cursor: pageCursor("run").optional(),
   limit: queryNumber(z.coerce.number().int().min(1).max(200).default(50)),
 });
 

@@ -250,6 +250,9 @@ export const listJobsQuery = z.object({
   limit: queryNumber(z.coerce.number().int().min(1).max(200).default(50)),
 });
 
+/** GET /v1/volumes (here, not in volumes.ts: that file is imported by this one and cannot use `name`) */
+export const listVolumesQuery = z.object({ app: name.optional(), host: name.optional() });
+
 export const jobPage = z.object({ jobs: z.array(job), nextCursor: z.string().nullable() });
 
 // ---------------------------------------------------------------------------------------------

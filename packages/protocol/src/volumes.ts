@@ -135,7 +135,6 @@ export type HostVolume = z.infer<typeof hostVolume>;
 export const listedVolume = hostVolume.extend({ host: z.string(), online: z.boolean() });
 export type ListedVolume = z.infer<typeof listedVolume>;
 export const volumesAnswer = z.object({ volumes: z.array(listedVolume) });
-export const listVolumesQuery = z.object({ app: z.string().max(63).optional(), host: z.string().max(63).optional() });
 
 /** The named volumes the hosts reported (an agent from before volumes reports none), by host, app and name. */
 export function volumesOnHosts(hosts: readonly { hostname: string; online: boolean; volumes?: unknown[] }[], filter: { app?: string; host?: string } = {}): ListedVolume[] {

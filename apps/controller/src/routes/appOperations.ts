@@ -1,4 +1,4 @@
-import { type AppOperation, appEventList, appOperationRequest, appOperations, jobList, queryNumber } from "@deploybot/protocol";
+import { type AppOperation, appEventList, appOperationRequest, appOperations, jobList, name as hostName, queryNumber } from "@deploybot/protocol";
 import { z } from "zod";
 import { idempotency } from "../middleware/idempotency";
 import { fails, guards, idParam, json, jsonBody, newRouter, route } from "../openapi/route";
@@ -7,7 +7,7 @@ import { replayJobs } from "./replays";
 import { assertAppAllowed } from "../services/auth";
 
 export const appEventsQuery = z.object({
-  host: z.string().max(63).optional(),
+  host: hostName.optional(),
   limit: queryNumber(z.coerce.number().int().min(1).max(1000).default(50)),
 });
 
