@@ -1,9 +1,10 @@
 import { errorBody } from "@deploybot/protocol";
 import { createRoute, OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { validator } from "hono/validator";
 import { z } from "zod";
 import { ApiError, describeZodError } from "../lib/errors";
+import { hasNul, nulAt, replaceNul } from "../lib/nul";
 import { type AppEnv, requireAgent, requireScope } from "../middleware/auth";
 import type { Services } from "../services";
 
@@ -103,9 +104,13 @@ export function route<const R extends Declared>({ guard, middleware = [], before
 
 const invalidCode = { json: "invalid_body", query: "invalid_query", param: "invalid_param" } as const;
 
-/** One synchronous zod parse per input; a failure is a 400 in our envelope. */
-function validate(target: keyof typeof invalidCode, schema: z.ZodType) {
-  return validator(target, (value) => {
+/**
+ * One synchronous zod parse per input; a failure is a 400 in our envelope. A NUL character is
+ * refused before the parse, or, in what an agent reports (`machineText`), replaced (lib/nul.ts).
+ */
+function validate(target: keyof typeof invalidCode, schema: z.ZodType, machineText = false) {
+  return validator(target, async (raw, c) => {
+    const value = (await mayHoldNul(target, raw, c)) ? refuseOrReplaceNul(target, raw, machineText) : raw;
     const parsed = schema.safeParse(value);
     if (parsed.success) return parsed.data as never;
     const { message, details } = describeZodError(parsed.error);
@@ -113,17 +118,36 @@ function validate(target: keyof typeof invalidCode, schema: z.ZodType) {
   });
 }
 
+/**
+ * A JSON text can hold U+0000 only as the escape `\u0000`: one scan of the text the body was
+ * parsed from (cached by the request; 0.3 µs for 5.5 KB) instead of a walk of the parsed value (8 µs)
+ * for a heartbeat of 20 containers, on a request of ~113 µs.
+ */
+async function mayHoldNul(target: keyof typeof invalidCode, raw: unknown, c: Context): Promise<boolean> {
+  if (target !== "json") return hasNul(raw);
+  return (await c.req.text()).includes("\\u0000") && hasNul(raw);
+}
+
+function refuseOrReplaceNul(target: keyof typeof invalidCode, raw: unknown, machineText: boolean): unknown {
+  if (machineText) return replaceNul(raw);
+  const at = nulAt(raw) || target;
+  throw new ApiError(400, invalidCode[target], `invalid '${at}': contains a NUL character (U+0000)`, [{ path: at, message: "contains a NUL character" }]);
+}
+
 const isZod = (s: unknown): s is z.ZodType => s instanceof z.ZodType;
 
-/** The validators a declaration asks for: path, query and JSON body (a non-zod body schema is documentation only). */
-function validatorsOf(request: RouteConfig["request"]): MiddlewareHandler[] {
+/**
+ * The validators a declaration asks for: path, query and JSON body (a non-zod body schema is
+ * documentation only). `fromAgent`: the body is an agent's report (see validate).
+ */
+function validatorsOf(request: RouteConfig["request"], fromAgent: boolean): MiddlewareHandler[] {
   if (request?.headers || request?.cookies) throw new Error("route(): header and cookie schemas are not validated here; read them in the handler");
   const out: MiddlewareHandler[] = [];
   if (request?.params) out.push(validate("param", request.params));
   if (request?.query) out.push(validate("query", request.query));
   const media = request?.body?.content?.["application/json"];
   const body = media && "schema" in media ? media.schema : undefined;
-  if (isZod(body)) out.push(validate("json", body));
+  if (isZod(body)) out.push(validate("json", body, fromAgent));
   return out;
 }
 
@@ -140,7 +164,7 @@ export class Router extends OpenAPIHono<AppEnv> {
     this.openapi = ((declared: RouteConfig, handler: MiddlewareHandler) => {
       const { middleware, hide, ...config } = declared;
       if (!hide) this.openAPIRegistry.registerPath(config);
-      const chain = [...(Array.isArray(middleware) ? middleware : middleware ? [middleware] : []), ...validatorsOf(config.request)];
+      const chain = [...(Array.isArray(middleware) ? middleware : middleware ? [middleware] : []), ...validatorsOf(config.request, config["x-deploybot-auth"] === "agent")];
       this.on([config.method], [config.path.replaceAll(/\/{(.+?)}/g, "/:$1")], ...(chain as MiddlewareHandler[]), handler);
       return this;
     }) as unknown as Router["openapi"];
