@@ -66,6 +66,8 @@ function sample(doc: Doc, s: Json | undefined, depth = 0): unknown {
       return true;
     case "string":
       if (node.format === "date-time") return new Date(0).toISOString();
+      if (node.format === "uri") return "https://example.test/";
+      if (node.format === "email") return "ops@example.test";
       return "x".repeat(Math.max(1, Number(node.minLength ?? 1)));
     default:
       return "x";
@@ -93,19 +95,54 @@ function bodyCases(doc: Doc, method: string, path: string, op: Operation, token:
     { ...base, what: "a number too big for a double", body: "1e999" },
   ];
   const top = resolve(doc, op.requestBody?.content["application/json"]?.schema);
-  if (top.type !== "object") return out;
-  const valid = sample(doc, top) as Json;
-  const props = (top.properties ?? {}) as Record<string, Json>;
-  for (const field of (top.required ?? []) as string[]) {
-    const { [field]: _, ...rest } = valid;
-    out.push({ ...base, what: `'${field}' missing`, body: JSON.stringify(rest), names: field });
+  // a body of several shapes (POST /v1/jobs): the cases of each
+  const shapes = ((top.anyOf ?? top.oneOf ?? [top]) as Json[]).map((b) => resolve(doc, b)).filter((b) => b.type === "object");
+  for (const shape of shapes) {
+    const valid = sample(doc, shape) as Json;
+    for (const [what, body, field] of fieldCases(doc, shape, valid, [])) out.push({ ...base, what, body: JSON.stringify(body), names: field });
+  }
+  return out;
+}
+
+/**
+ * One bad field at a time in `valid` (the body, or the object at `at` inside it), down to
+ * objects three levels deep: [what, the whole body, the field's dotted path].
+ */
+function fieldCases(doc: Doc, shape: Json, valid: Json, at: string[]): [string, Json, string][] {
+  const out: [string, Json, string][] = [];
+  const props = (shape.properties ?? {}) as Record<string, Json>;
+  const inner = at.reduce<Json>((o, k) => o[k] as Json, valid);
+  const withField = (field: string, value: unknown): Json => {
+    const copy = structuredClone(valid);
+    const target = at.reduce<Json>((o, k) => o[k] as Json, copy);
+    if (value === undefined) delete target[field];
+    else target[field] = value;
+    return copy;
+  };
+  for (const field of (shape.required ?? []) as string[]) {
+    const dotted = [...at, field].join(".");
+    out.push([`'${dotted}' missing`, withField(field, undefined), dotted]);
   }
   for (const [field, prop] of Object.entries(props)) {
-    out.push({ ...base, what: `'${field}' of the wrong type`, body: JSON.stringify({ ...valid, [field]: wrongType(doc, prop) }), names: field });
+    const dotted = [...at, field].join(".");
     const node = resolve(doc, prop);
-    if (Array.isArray(node.enum)) out.push({ ...base, what: `'${field}' not one of its values`, body: JSON.stringify({ ...valid, [field]: "no-such-value" }), names: field });
-    if (node.type === "string" && !node.enum)
-      out.push({ ...base, what: `'${field}' absurdly long`, body: JSON.stringify({ ...valid, [field]: LONG }), names: field });
+    out.push([`'${dotted}' of the wrong type`, withField(field, wrongType(doc, prop)), dotted]);
+    if (Array.isArray(node.enum)) out.push([`'${dotted}' not one of its values`, withField(field, "no-such-value"), dotted]);
+    if (node.type === "string" && !node.enum) {
+      out.push([`'${dotted}' absurdly long`, withField(field, LONG), dotted]);
+      out.push([`'${dotted}' holding a NUL character`, withField(field, "a\u0000b"), dotted]);
+    }
+    if (node.type === "array" && node.items) {
+      const items = resolve(doc, node.items as Json);
+      out.push([`'${dotted}' holding a wrong type`, withField(field, [wrongType(doc, items)]), dotted]);
+    }
+    if (node.type === "object" && node.properties && at.length < 2) {
+      // the nested object present (sampled) so that its own fields can be wrong
+      const nested = inner[field] ?? sample(doc, node);
+      const copy = structuredClone(valid);
+      at.reduce<Json>((o, k) => o[k] as Json, copy)[field] = nested;
+      out.push(...fieldCases(doc, node, copy, [...at, field]));
+    }
   }
   return out;
 }
@@ -122,7 +159,9 @@ function badQueryValues(doc: Doc, p: Param): string[] {
   if (type === "boolean") return ["maybe"];
   if (Array.isArray(node.enum)) return ["no-such-value"];
   if (node.format === "date-time") return ["not-a-time"];
-  return [];
+  // a name, label or cursor has a shape; a free-text filter (a search) has none
+  const shaped = typeof node.pattern === "string" || typeof node.maxLength === "number";
+  return [...(shaped ? ["../../etc/passwd", "x".repeat(4000), "\u00fc\u2603"] : []), "a\u0000b"];
 }
 
 describe("bad input to every operation", () => {
@@ -165,7 +204,9 @@ describe("bad input to every operation", () => {
         // bodies
         // (a signed body is refused for its signature before anything else is read)
         const signed = params.some((p) => p.name.toLowerCase() === "x-hub-signature-256");
-        if (op.requestBody?.content["application/json"]) cases.push(...bodyCases(doc, M, goodPath, op, token).map((c) => (signed ? { ...c, names: undefined } : c)));
+        // (what an agent reports keeps a NUL character, replaced: the last test)
+        const body = bodyCases(doc, M, goodPath, op, token).filter((c) => auth !== "agent" || !c.what.includes("NUL"));
+        if (op.requestBody?.content["application/json"]) cases.push(...body.map((c) => (signed ? { ...c, names: undefined } : c)));
         else if (op.requestBody) cases.push({ what: "a body without its headers", method: M, path: goodPath, token, body: "x", headers: { "content-type": "application/octet-stream" } });
         if (cases.length > before) operationsSwept++;
       }
@@ -185,6 +226,25 @@ describe("bad input to every operation", () => {
     // the sweep reaches every operation that takes input or a token, with hundreds of cases
     expect(operationsSwept).toBeGreaterThan(60);
     expect(cases.length).toBeGreaterThan(500);
+  });
+  test("an agent's report holding NUL characters keeps every line and its final status", async () => {
+    const h = await makeHarness();
+    const agent = await h.register("web-1");
+    const { job } = await (await h.submit(seedJob)).json();
+    const { leaseId } = (await (await h.heartbeat(agent)).json()).job;
+    const entries = ["before", "a\u0000b", "after"].map((line) => ({ ts: new Date(0).toISOString(), stream: "stdout", line }));
+    const logs = await h.call("POST", `/v1/jobs/${job.id}/logs`, { token: agent.token, body: { leaseId, offset: 0, entries } });
+    expect(logs.status).toBe(200);
+    const status = await h.call("POST", `/v1/jobs/${job.id}/status`, { token: agent.token, body: { leaseId, status: "failed", error: "exit\u00001" } });
+    expect(status.status).toBe(200);
+    const stored = await (await h.call("GET", `/v1/jobs/${job.id}/logs`, { token: ADMIN })).json();
+    expect(stored.entries.map((e: { line: string }) => e.line)).toEqual(["before", "a\uFFFDb", "after"]);
+    const answer = await (await h.call("GET", `/v1/jobs/${job.id}`, { token: ADMIN })).json();
+    expect(answer.job).toMatchObject({ status: "failed", error: "exit\uFFFD1" });
+    // a user's text with one is refused, naming the field
+    const named = await h.call("POST", "/v1/tokens", { token: ADMIN, body: { name: "a\u0000b", scope: "read" } });
+    expect(named.status).toBe(400);
+    expect((await named.json()).error.message).toContain("'name'");
   });
 });
 
