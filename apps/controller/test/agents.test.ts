@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type Agent, heartbeatResponse, registerResponse, volumesAnswer, volumesOnHosts } from "@deploybot/protocol";
 import { describe, expect } from "vitest";
-import { ADMIN, JOIN, seedJob, test } from "./fixture";
+import { ADMIN, JOIN, makeHarness, seedJob, test } from "./fixture";
 
 describe("POST /v1/agents/register", () => {
   test("issues an agent token and reports the heartbeat interval", async ({ h }) => {
@@ -110,6 +110,40 @@ describe("GET /v1/hosts", () => {
     ]);
     expect(hosts[0].labels).toEqual(["eu"]);
     expect(hosts[0].containers).toEqual([{ id: "abc", app: "web", state: "running" }]);
+  });
+
+  test("an agent long-polling for longer than its lease stays online: the wait renews its liveness every interval", async () => {
+    // interval 0.5 s: a lease of 1.5 s against the agent's default 25 s long-poll
+    const h = await makeHarness({ heartbeatIntervalSeconds: 0.5 });
+    const agent = await h.register("poll-1");
+    h.clock.advance(100);
+    const polledAt = new Date(h.clock.now).toISOString();
+    const stop = new AbortController();
+    const polling = h.app.request(`/v1/agents/${agent.id}/heartbeat?wait=25`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${agent.token}` },
+      body: "{}",
+      signal: stop.signal,
+    });
+    const host = async () => ((await (await h.call("GET", "/v1/hosts", { token: ADMIN })).json()).hosts as Agent[])[0]!;
+    const until = async (done: () => boolean | Promise<boolean>) => {
+      for (let i = 0; i < 200 && !(await done()); i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    try {
+      await until(async () => (await host()).lastHeartbeatAt === polledAt); // the poll has begun
+      h.clock.advance(1_000);
+      const renewedAt = new Date(h.clock.now).toISOString();
+      // renewed at the poll's next interval (0.5 s of real time); generous bound
+      await until(async () => (await host()).lastHeartbeatAt === renewedAt);
+      expect((await host()).lastHeartbeatAt).toBe(renewedAt);
+      h.clock.advance(1_000); // 2 s since the poll began: past the lease, 1 s since the renewal
+      await h.services.agents.markOffline();
+      expect((await host()).online).toBe(true);
+      expect(h.logLines.filter((l) => l.includes("host offline"))).toEqual([]);
+    } finally {
+      stop.abort();
+      await polling;
+    }
   });
 
   test("shows each host's named volumes as last reported; a heartbeat without them keeps the list", async ({ h }) => {

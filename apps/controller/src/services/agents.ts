@@ -303,7 +303,16 @@ export class AgentService {
           ...(appEventsAcked !== undefined ? { appEventsAcked } : {}),
         };
       }
-      await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, remaining, signal?.());
+      // The agent waiting here is alive: its liveness is renewed every interval. A long-poll
+      // longer than the lease (agents wait 25 s; DEPLOYBOT_HEARTBEAT_INTERVAL_SECONDS=3 makes a 9 s
+      // lease) would otherwise read as a silent host: "host offline" and a host.offline event in
+      // every poll, online again at its answer. A slice that merely ran out looks at nothing else.
+      const slice = Math.min(remaining, this.intervalSeconds * 1000);
+      const woken = await notifier.wait({ agentId: agent.id, hostname: agent.hostname, labels: agent.labels }, slice, signal?.());
+      if (!woken && slice < remaining && !signal?.().aborted) {
+        this.touch(agent.id, body.status, reported);
+        continue;
+      }
       ({ cancelJobIds, job } = await this.round(agent, body));
     }
   }

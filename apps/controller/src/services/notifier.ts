@@ -15,18 +15,19 @@ interface Waiter {
 export class Notifier {
   private readonly waiters = new Set<Waiter>();
 
-  /** Resolves when woken, on timeout, or on abort; the caller then looks at the queue again. */
-  wait(who: Omit<Waiter, "wake">, ms: number, signal?: AbortSignal): Promise<void> {
+  /** Resolves when woken (true), on timeout or on abort (false); the caller then looks at the queue again. */
+  wait(who: Omit<Waiter, "wake">, ms: number, signal?: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
-      const waiter: Waiter = { ...who, wake: () => done() };
-      const timer = setTimeout(() => done(), ms);
-      const done = () => {
+      const waiter: Waiter = { ...who, wake: () => done(true) };
+      const timer = setTimeout(() => done(false), ms);
+      const aborted = () => done(false);
+      const done = (woken: boolean) => {
         clearTimeout(timer);
-        signal?.removeEventListener("abort", done);
+        signal?.removeEventListener("abort", aborted);
         this.waiters.delete(waiter);
-        resolve();
+        resolve(woken);
       };
-      signal?.addEventListener("abort", done, { once: true });
+      signal?.addEventListener("abort", aborted, { once: true });
       this.waiters.add(waiter);
     });
   }
