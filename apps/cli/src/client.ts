@@ -271,6 +271,9 @@ export function apiError(status: number, raw: unknown, baseUrl: string): CliErro
   if (status === 401) return new CliError(ExitCode.auth, `${detail} (token refused by ${baseUrl}; run 'deploybot login' or set DEPLOYBOT_TOKEN)`);
   if (status === 403) return new CliError(ExitCode.auth, detail);
   if (status === 404) return new CliError(ExitCode.notFound, detail);
+  // the controller refused a value the user gave (an app name, a ref, a cursor): a usage error,
+  // as when the CLI itself finds the value wrong
+  if (status === 400) return new CliError(ExitCode.usage, detail).withStatus(status);
   return new CliError(ExitCode.api, detail).withStatus(status);
 }
 

@@ -53,7 +53,11 @@ export function parseCommandArgs(cmd: Command, argv: string[]) {
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as typeof parsed;
   } catch (err) {
-    throw usageError(`${(err as Error).message.split("\n")[0]}\n${hintHelp(cmd)}`);
+    const message = (err as Error).message.split("\n")[0]!;
+    // parseArgs refuses `--limit -5` as "ambiguous": say how to give a value that starts with '-'
+    const ambiguous = /^Option '(-[^']*)' argument is ambiguous/.exec(message);
+    const said = ambiguous ? `${ambiguous[1]} takes a value; one starting with '-' is written ${ambiguous[1]}=VALUE` : message;
+    throw usageError(`${said}\n${hintHelp(cmd)}`);
   }
   if (parsed.values.help) return { ...parsed, help: true as const };
   const max = cmd.positionals?.names.length ?? 0;

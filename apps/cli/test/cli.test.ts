@@ -143,6 +143,20 @@ describe("errors", () => {
     expect(quiet.stderr).toMatch(/no output from web on web-1 yet/);
   });
 
+  test("a value the controller refuses (400) is a usage error: exit 2 with code: message", async () => {
+    const app = await cli(["deploy", "../etc", "--ref", "main", "--detach"]);
+    expect(app.code).toBe(2);
+    expect(app.stderr).toMatch(/^deploybot deploy: invalid_body: invalid 'app': /);
+    const cursor = await cli(["jobs", "--cursor", "bogus"]);
+    expect(cursor.code).toBe(2);
+    expect(cursor.stderr).toContain("invalid_query: invalid 'cursor'");
+    // parseArgs calls `--limit -5` ambiguous; the message says how to give such a value
+    const dash = await cli(["jobs", "--limit", "-5"]);
+    expect(dash.code).toBe(2);
+    expect(dash.stderr).toContain("--limit takes a value; one starting with '-' is written --limit=VALUE");
+    expect((await cli(["jobs", "--limit=-5"])).stderr).toContain("--limit must be a whole number from 1 to 200, got '-5'");
+  });
+
   test("other API errors exit 6 with code: message", async () => {
     const run = await cli(["deploy", "--repo", "acme/unknown", "--ref", "main", "--host", "web-1", "--detach"]);
     expect(run.code).toBe(6);

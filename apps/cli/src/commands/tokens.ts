@@ -12,7 +12,7 @@ export const tokensCreate: Command = {
   usage: "--name N --scope admin|deploy|read|metrics [--apps A,B]",
   options: {
     name: { type: "string", value: "N", description: "what the token is for, e.g. ci-web" },
-    scope: { type: "string", value: "S", description: "admin (everything), deploy (submit and cancel jobs) read, or metrics (GET /metrics only, for Prometheus)" },
+    scope: { type: "string", value: "S", description: "admin (everything), deploy (submit and cancel jobs), read, or metrics (GET /metrics only, for Prometheus)" },
     apps: { type: "string", value: "A,B", description: "limit the token to these apps (deploy and read scopes): it acts on and sees nothing else" },
   },
   notes: ["A deploy token for an app can run that app's code with that app's secrets; an --apps limit keeps it to that app."],
@@ -20,7 +20,7 @@ export const tokensCreate: Command = {
   async run(ctx, values) {
     const name = requiredOption(this, values, "name");
     const scope = requiredOption(this, values, "scope");
-    if (!tokenScope.safeParse(scope).success) throw usageError(`--scope must be admin, deploy or read; got '${scope}'`);
+    if (!tokenScope.safeParse(scope).success) throw usageError(`--scope must be one of ${tokenScope.options.join(", ")}; got '${scope}'`);
     const appsOption = stringOption(values, "apps");
     const apps = appsOption?.split(",").map((a) => a.trim()).filter(Boolean);
     const answer = await ctx.client().post("/v1/tokens", createdToken, { name, scope, ...(apps ? { apps } : {}) });
