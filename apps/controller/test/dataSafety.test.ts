@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { describe, expect, test } from "vitest";
 import { ADMIN, startTestController } from "./server";
 
@@ -22,6 +23,31 @@ describe("the database cannot vanish silently", () => {
     const fresh = await startTestController(dir, {}, { init: true });
     expect((await fetch(`${fresh.url}/readyz`)).status).toBe(200);
     await fresh.stop();
+  });
+
+  test("a database a newer controller migrated is refused at start, untouched, with what to do", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deploybot-ctl-"));
+    const ctl = await startTestController(dir);
+    expect((await ctl.call("POST", "/v1/tokens", ADMIN, { name: "ci", scope: "read" })).status).toBe(201);
+    await ctl.stop();
+    // what the next version's migration leaves: a row this version's journal does not hold
+    const file = join(dir, "deploybot.db");
+    const sqlite = new Database(file);
+    const known = sqlite.prepare("SELECT count(*) AS n, max(created_at) AS at FROM __drizzle_migrations").get() as { n: number; at: number };
+    sqlite.prepare("INSERT INTO __drizzle_migrations (hash, created_at) VALUES ('next', ?)").run(known.at + 60_000);
+    sqlite.exec("CREATE TABLE next_version_rows (id text PRIMARY KEY)");
+    sqlite.close();
+
+    await expect(startTestController(dir)).rejects.toThrow(
+      new RegExp(`database .*deploybot\\.db was migrated by a newer deploybot controller: ${known.n + 1} migrations, this version knows ${known.n}`),
+    );
+    const after = new Database(file, { readonly: true });
+    try {
+      expect((after.prepare("SELECT count(*) AS n FROM __drizzle_migrations").get() as { n: number }).n).toBe(known.n + 1);
+      expect((after.prepare("SELECT name FROM api_tokens").all() as { name: string }[]).map((r) => r.name)).toEqual(["ci"]);
+    } finally {
+      after.close();
+    }
   });
 
   test("a corrupt database is reported as corrupt at start", async () => {

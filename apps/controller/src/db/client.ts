@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
@@ -55,11 +55,32 @@ export function openDb(path: string, opts: { init?: boolean } = {}): Db {
   sqlite.pragma("wal_autocheckpoint = 10000");
   const db = drizzle(sqlite, { schema });
   try {
+    refuseNewerDatabase(sqlite, path);
     migrate(db, { migrationsFolder });
   } catch (err) {
     throw corruptOr(err, path);
   }
   return Object.assign(db, sqliteWriteFacade(db, sqlite)) as Db;
+}
+
+/**
+ * A database an upgrade already migrated past this version (a controller rolled back, a backup of
+ * a newer version restored) is refused: drizzle would apply nothing and start, and this version
+ * would then leave the newer tables and columns it does not know to go stale under the next one
+ * (a deploy made here is missing from the desired state the newer controller hands to agents).
+ */
+function refuseNewerDatabase(sqlite: Database.Database, path: string): void {
+  const table = sqlite.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '__drizzle_migrations'").get();
+  if (!table) return;
+  const applied = sqlite.prepare("SELECT count(*) AS n, max(created_at) AS at FROM __drizzle_migrations").get() as { n: number; at: number | null };
+  const journal = (JSON.parse(readFileSync(join(migrationsFolder, "meta/_journal.json"), "utf8")) as { entries: { when: number; tag: string }[] }).entries;
+  const newest = journal[journal.length - 1]!;
+  if (applied.n > journal.length || (applied.at ?? 0) > newest.when) {
+    throw new Error(
+      `the database ${path} was migrated by a newer deploybot controller: ${applied.n} migrations, this version knows ${journal.length} (the newest ${newest.tag}). ` +
+        "Start that version again, or restore a backup taken before the upgrade (README: Backups and restore).",
+    );
+  }
 }
 
 /** SQLite's own words for a damaged file, turned into one clear message. */
