@@ -95,6 +95,10 @@ function bodyCases(doc: Doc, method: string, path: string, op: Operation, token:
     { ...base, what: "a number too big for a double", body: "1e999" },
   ];
   const top = resolve(doc, op.requestBody?.content["application/json"]?.schema);
+  // a valid body under another media type must not be read as an empty one
+  const validBody = JSON.stringify(sample(doc, top));
+  out.push({ ...base, what: "a valid body sent as text/plain", body: validBody, headers: { "content-type": "text/plain" } });
+  out.push({ ...base, what: "a valid body without a content type", body: validBody, headers: {} });
   // a body of several shapes (POST /v1/jobs): the cases of each
   const shapes = ((top.anyOf ?? top.oneOf ?? [top]) as Json[]).map((b) => resolve(doc, b)).filter((b) => b.type === "object");
   for (const shape of shapes) {

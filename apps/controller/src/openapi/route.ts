@@ -134,6 +134,21 @@ function refuseOrReplaceNul(target: keyof typeof invalidCode, raw: unknown, mach
   throw new ApiError(400, invalidCode[target], `invalid '${at}': contains a NUL character (U+0000)`, [{ path: at, message: "contains a NUL character" }]);
 }
 
+const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
+
+/**
+ * A body is read only as JSON. Hono's validator reads a body of another media type (or none
+ * given) as `{}`: `POST /v1/apps/web/remove` with `{"hosts":["web-1"]}` sent as text/plain removed
+ * the app from every host. Such a body is a 415; no body at all is still `{}`.
+ */
+const jsonOnly: MiddlewareHandler = async (c, next) => {
+  const type = c.req.header("content-type")?.split(";")[0]?.trim() ?? "";
+  if (!JSON_TYPE.test(type) && (await c.req.text()).length > 0) {
+    throw new ApiError(415, "unsupported_media_type", `the body must be JSON, sent with content-type: application/json${type ? ` (not ${type.slice(0, 100)})` : ""}`);
+  }
+  await next();
+};
+
 const isZod = (s: unknown): s is z.ZodType => s instanceof z.ZodType;
 
 /**
@@ -147,7 +162,7 @@ function validatorsOf(request: RouteConfig["request"], fromAgent: boolean): Midd
   if (request?.query) out.push(validate("query", request.query));
   const media = request?.body?.content?.["application/json"];
   const body = media && "schema" in media ? media.schema : undefined;
-  if (isZod(body)) out.push(validate("json", body, fromAgent));
+  if (isZod(body)) out.push(jsonOnly, validate("json", body, fromAgent));
   return out;
 }
 
