@@ -216,6 +216,17 @@ describe("POST /v1/webhooks/github: pushes that deploy nothing", () => {
     expect(await deliveryLog(h)).toEqual([expect.objectContaining({ deliveryId: id, outcome: "ignored", reason: body.reason, deploymentId: null })]);
   });
 
+  test("a NUL character in the ref is refused and recorded, not a 500 that left the delivery 'processing'", async () => {
+    const h = await harness();
+    const id = newDeliveryId();
+    const res = await deliver(h, push({ ref: "refs/heads/ma\u0000in" }), { deliveryId: id });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.code).toBe("invalid_payload");
+    expect(await jobsOf(h)).toEqual([]);
+    expect(await deliveryLog(h)).toEqual([expect.objectContaining({ deliveryId: id, outcome: "rejected", ref: null, reason: expect.stringContaining("NUL") })]);
+    expect(h.logLines.filter((l) => l.includes("unhandled error"))).toEqual([]);
+  });
+
   test("an app with deploy_on_push: false ignores pushes", async () => {
     const h = await makeHarness({ webhookSecret: SECRET }, "apps:\n  - name: web\n    repo: acme/web\n    deploy_on_push: false\n    hosts: [web-1]\n");
     const res = await deliver(h, PUSH);

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { webhookDeliveries, webhookPushes } from "../db/schema";
 import { ApiError } from "../lib/errors";
+import { hasNul } from "../lib/nul";
 import type { CreateDeploymentInput } from "./deployments";
 import { type Deps, iso } from "./deps";
 import { CommitStatusReporter } from "./commitStatuses";
@@ -138,8 +139,10 @@ export class WebhookService {
 
   private async decideAndRecord(deliveryId: string, event: string, hook: VerifiedBody): Promise<WebhookAnswer> {
     let decision: Decision;
+    let delivery: Delivery;
     try {
       decision = await this.decide(deliveryId, event, hook);
+      delivery = await this.record(deliveryId, event, decision);
     } catch (err) {
       // A refused deployment (4xx: no hosts, unknown app) is final and recorded, so a redelivery
       // is a no-op. A failure on our side is not recorded: GitHub's redelivery then tries again.
@@ -151,7 +154,6 @@ export class WebhookService {
       }
       throw err;
     }
-    const delivery = await this.record(deliveryId, event, decision);
     if (decision.outcome === "rejected") throw new ApiError(decision.status, "invalid_payload", decision.reason);
     return { status: decision.status, body: { ...delivery } };
   }
@@ -164,6 +166,8 @@ export class WebhookService {
     const parsed = pushPayload.safeParse(parseBody(hook));
     if (!parsed.success) return { ...none, outcome: "rejected", reason: "the push payload is not valid JSON in GitHub's format", status: 400 };
     const push = parsed.data;
+    // what is stored of the push: PostgreSQL text cannot hold U+0000 (no ref or repository name does)
+    if (hasNul([push.ref, push.after, push.repository.full_name])) return { ...none, outcome: "rejected", reason: "the push's ref, sha or repository holds a NUL character", status: 400 };
     const seen = { repo: push.repository.full_name, ref: push.ref, sha: push.after, deploymentId: null };
     const ignore = (reason: string): Decision => ({ ...seen, outcome: "ignored", reason, status: 200 });
 
