@@ -27,6 +27,8 @@ interface Case {
   status?: number;
   /** a word the error message must contain (the field a body case is about) */
   names?: string;
+  /** the error code the answer must have */
+  code?: string;
 }
 
 const ODD_IDS = ["..%2F..%2Fetc%2Fpasswd", "x".repeat(300), "%C3%BC%E2%98%83%F0%9F%9A%80", "%00", "a%20b%3Bc", "%25%2e%2e"];
@@ -85,7 +87,7 @@ function wrongType(doc: Doc, s: Json): unknown {
 }
 
 function bodyCases(doc: Doc, method: string, path: string, op: Operation, token: string | undefined): Case[] {
-  const base = { method, path, token, headers: { "content-type": "application/json" } };
+  const base = { method, path, token, headers: { "content-type": "application/json" }, code: "invalid_body" };
   const out: Case[] = [
     { ...base, what: "malformed JSON", body: "{not json" },
     { ...base, what: "an empty body", body: "" },
@@ -97,8 +99,8 @@ function bodyCases(doc: Doc, method: string, path: string, op: Operation, token:
   const top = resolve(doc, op.requestBody?.content["application/json"]?.schema);
   // a valid body under another media type must not be read as an empty one
   const validBody = JSON.stringify(sample(doc, top));
-  out.push({ ...base, what: "a valid body sent as text/plain", body: validBody, headers: { "content-type": "text/plain" } });
-  out.push({ ...base, what: "a valid body without a content type", body: validBody, headers: {} });
+  out.push({ ...base, what: "a valid body sent as text/plain", body: validBody, headers: { "content-type": "text/plain" }, code: "unsupported_media_type" });
+  out.push({ ...base, what: "a valid body without a content type", body: validBody, headers: {}, code: "unsupported_media_type" });
   // a body of several shapes (POST /v1/jobs): the cases of each
   const shapes = ((top.anyOf ?? top.oneOf ?? [top]) as Json[]).map((b) => resolve(doc, b)).filter((b) => b.type === "object");
   for (const shape of shapes) {
@@ -210,7 +212,7 @@ describe("bad input to every operation", () => {
         const signed = params.some((p) => p.name.toLowerCase() === "x-hub-signature-256");
         // (what an agent reports keeps a NUL character, replaced: the last test)
         const body = bodyCases(doc, M, goodPath, op, token).filter((c) => auth !== "agent" || !c.what.includes("NUL"));
-        if (op.requestBody?.content["application/json"]) cases.push(...body.map((c) => (signed ? { ...c, names: undefined } : c)));
+        if (op.requestBody?.content["application/json"]) cases.push(...body.map((c) => (signed ? { ...c, names: undefined, code: undefined } : c)));
         else if (op.requestBody) cases.push({ what: "a body without its headers", method: M, path: goodPath, token, body: "x", headers: { "content-type": "application/octet-stream" } });
         if (cases.length > before) operationsSwept++;
       }
@@ -276,6 +278,7 @@ async function check(h: Harness, c: Case): Promise<string | undefined> {
     if (typeof error?.code !== "string" || !error.code || typeof error.message !== "string" || !error.message)
       return `not the error envelope: ${text.slice(0, 200)}`;
     if (/at .*\.[tj]s:\d+/.test(text)) return `a stack trace: ${text.slice(0, 200)}`;
+    if (c.code && error.code !== c.code) return `code ${error.code}, not ${c.code}: ${error.message.slice(0, 200)}`;
     if (c.names && !error.message.includes(c.names)) return `message does not name '${c.names}': ${error.message.slice(0, 200)}`;
   } catch (err) {
     return `no answer: ${(err as Error).message}`;

@@ -6,7 +6,7 @@ describe("errors", () => {
   test("malformed JSON is a 400 with the error envelope", async ({ h }) => {
     const res = await h.call("POST", "/v1/jobs", { token: ADMIN, body: "{not json" });
     expect(res.status).toBe(400);
-    errorBody.parse(await res.json());
+    expect(errorBody.parse(await res.json()).error).toEqual({ code: "invalid_body", message: "the body is not valid JSON" });
   });
 
   test("a schema violation is a 400 naming the field", async ({ h }) => {

@@ -54,6 +54,10 @@ export function handleError(logger: Logger) {
       if (typeof retryAfter === "number") c.header("retry-after", String(retryAfter));
       return errorResponse(c, err.status, err.code, err.message, err.details);
     }
+    // hono's JSON validator refuses an unparsable body before our schemas see it
+    if (err instanceof HTTPException && err.status === 400 && err.message.startsWith("Malformed JSON")) {
+      return errorResponse(c, 400, "invalid_body", "the body is not valid JSON");
+    }
     if (err instanceof HTTPException) {
       const status = err.status;
       const code = status === 413 ? "payload_too_large" : status === 401 ? "unauthorized" : "http_error";
