@@ -50,7 +50,7 @@ export async function startController(config: Config, opts: { init?: boolean } =
     db = pg;
     closeDb = () => pg.close();
   } else {
-    const sqlite = openDb(config.dbPath, opts);
+    const sqlite = openDb(config.dbPath, { ...opts, onMigrated: (m) => logger.info(m, "database migrated") });
     db = sqlite;
     closeDb = async () => {
       sqlite.$client.close();

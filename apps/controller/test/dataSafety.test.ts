@@ -1,8 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { drizzle } from "drizzle-orm/better-sqlite3";
+import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import { describe, expect, test } from "vitest";
+import { type Migrated, openDb } from "../src/db/client";
 import { ADMIN, startTestController } from "./server";
 
 describe("the database cannot vanish silently", () => {
@@ -23,6 +26,32 @@ describe("the database cannot vanish silently", () => {
     const fresh = await startTestController(dir, {}, { init: true });
     expect((await fetch(`${fresh.url}/readyz`)).status).toBe(200);
     await fresh.stop();
+  });
+
+  test("an older database is migrated once at start and says what it applied; its rows stay", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deploybot-ctl-"));
+    const file = join(dir, "deploybot.db");
+    // the previous version's database: the checked-in migrations but the newest
+    const previous = join(dir, "previous-migrations");
+    cpSync(join(import.meta.dirname, "../drizzle"), previous, { recursive: true });
+    const journalFile = join(previous, "meta/_journal.json");
+    const journal = JSON.parse(readFileSync(journalFile, "utf8")) as { entries: { tag: string }[] };
+    const newest = journal.entries.pop()!.tag;
+    writeFileSync(journalFile, JSON.stringify(journal));
+    const sqlite = new Database(file);
+    migrate(drizzle(sqlite), { migrationsFolder: previous });
+    sqlite.prepare("INSERT INTO api_tokens (id, name, scope, hash, created_at) VALUES ('tok_old', 'old', 'read', 'hash-old', 1)").run();
+    sqlite.close();
+
+    const upgraded: Migrated[] = [];
+    const db = openDb(file, { onMigrated: (m) => upgraded.push(m) });
+    const all = journal.entries.length + 1;
+    expect(upgraded).toEqual([{ from: all - 1, to: all, applied: [newest] }]);
+    expect(db.$client.prepare("SELECT name FROM api_tokens").pluck().all()).toEqual(["old"]);
+    db.$client.close();
+    const again: Migrated[] = [];
+    openDb(file, { onMigrated: (m) => again.push(m) }).$client.close();
+    expect(again).toEqual([]);
   });
 
   test("a database a newer controller migrated is refused at start, untouched, with what to do", async () => {

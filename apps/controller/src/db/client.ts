@@ -21,7 +21,7 @@ const INSTALLATION_MARKERS = ["secret.key", "controller.pid"];
  * backups, WAL leftovers) is refused unless `init`: creating a fresh empty database there would
  * silently drop every token, secret, release and agent identity.
  */
-export function openDb(path: string, opts: { init?: boolean } = {}): Db {
+export function openDb(path: string, opts: { init?: boolean; onMigrated?: (m: Migrated) => void } = {}): Db {
   if (path !== ":memory:") {
     mkdirSync(dirname(path), { recursive: true });
     if (!existsSync(path) && !opts.init) {
@@ -55,8 +55,12 @@ export function openDb(path: string, opts: { init?: boolean } = {}): Db {
   sqlite.pragma("wal_autocheckpoint = 10000");
   const db = drizzle(sqlite, { schema });
   try {
-    refuseNewerDatabase(sqlite, path);
+    const journal = (JSON.parse(readFileSync(join(migrationsFolder, "meta/_journal.json"), "utf8")) as { entries: JournalEntry[] }).entries;
+    const before = refuseNewerDatabase(sqlite, path, journal);
     migrate(db, { migrationsFolder });
+    const after = appliedMigrations(sqlite).n;
+    // an upgrade says what it applied, once: a restart on a migrated database says nothing
+    if (after > before) opts.onMigrated?.({ from: before, to: after, applied: journal.slice(before, after).map((e) => e.tag) });
   } catch (err) {
     throw corruptOr(err, path);
   }
@@ -69,11 +73,8 @@ export function openDb(path: string, opts: { init?: boolean } = {}): Db {
  * would then leave the newer tables and columns it does not know to go stale under the next one
  * (a deploy made here is missing from the desired state the newer controller hands to agents).
  */
-function refuseNewerDatabase(sqlite: Database.Database, path: string): void {
-  const table = sqlite.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '__drizzle_migrations'").get();
-  if (!table) return;
-  const applied = sqlite.prepare("SELECT count(*) AS n, max(created_at) AS at FROM __drizzle_migrations").get() as { n: number; at: number | null };
-  const journal = (JSON.parse(readFileSync(join(migrationsFolder, "meta/_journal.json"), "utf8")) as { entries: { when: number; tag: string }[] }).entries;
+function refuseNewerDatabase(sqlite: Database.Database, path: string, journal: JournalEntry[]): number {
+  const applied = appliedMigrations(sqlite);
   const newest = journal[journal.length - 1]!;
   if (applied.n > journal.length || (applied.at ?? 0) > newest.when) {
     throw new Error(
@@ -81,6 +82,19 @@ function refuseNewerDatabase(sqlite: Database.Database, path: string): void {
         "Start that version again, or restore a backup taken before the upgrade (README: Backups and restore).",
     );
   }
+  return applied.n;
+}
+
+type JournalEntry = { when: number; tag: string };
+
+/** What an upgrade applied at start, for the log. */
+export type Migrated = { from: number; to: number; applied: string[] };
+
+/** Migrations recorded in the database (none yet: a new file). */
+function appliedMigrations(sqlite: Database.Database): { n: number; at: number | null } {
+  const table = sqlite.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '__drizzle_migrations'").get();
+  if (!table) return { n: 0, at: null };
+  return sqlite.prepare("SELECT count(*) AS n, max(created_at) AS at FROM __drizzle_migrations").get() as { n: number; at: number | null };
 }
 
 /** SQLite's own words for a damaged file, turned into one clear message. */
