@@ -22,7 +22,8 @@ export const AGENT_FILES = ["deploybot-agent.mjs", "deploybot-agent.service", "d
 const UNITS = ["deploybot-agent.service", "deploybot-proxy.service", "deploybot-proxy.path"];
 export const defaultAgentDist = join(repoRoot, "apps/agent/dist");
 const agentPackage = join(repoRoot, "apps/agent/package.json");
-const sources = [join(repoRoot, "apps/agent/src"), join(repoRoot, "packages/protocol/src"), agentPackage, ...UNITS.map((u) => join(repoRoot, "scripts/systemd", u)), join(repoRoot, "scripts/install-agent.sh"), join(repoRoot, "scripts/build-agent.mjs")];
+/** What the distribution is built from: a change to any of it is a new agent version (scripts/agent-version.mjs). */
+export const sources = [join(repoRoot, "apps/agent/src"), join(repoRoot, "packages/protocol/src"), agentPackage, ...UNITS.map((u) => join(repoRoot, "scripts/systemd", u)), join(repoRoot, "scripts/install-agent.sh"), join(repoRoot, "scripts/build-agent.mjs")];
 
 const sha256 = (file) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
