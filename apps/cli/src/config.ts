@@ -3,7 +3,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import { parseControllerUrls } from "@deploybot/protocol";
-import { CliError, ExitCode } from "./client";
+import { CliError, ExitCode, usageError } from "./client";
 
 /** `url` may list several controllers, comma-separated (see ApiClient) */
 const storedConfig = z.object({
@@ -36,9 +36,23 @@ export function readStoredConfig(env: Env): StoredConfig | undefined {
   }
 }
 
+/** The controller URLs of `value` (comma-separated), each http:// or https://; otherwise a usage error naming `source`. */
+export function controllerUrls(value: string, source: string): string[] {
+  const urls = parseControllerUrls(value);
+  if (urls.length === 0) throw usageError(`${source} '${value}' is not a URL (try http://HOST:8080)`);
+  for (const url of urls) {
+    if (!URL.canParse(url)) throw usageError(`${source} '${url}' is not a URL (try http://HOST:8080)`);
+    const { protocol } = new URL(url);
+    if (protocol !== "http:" && protocol !== "https:") throw usageError(`${source} must be http:// or https://, got '${url}'`);
+  }
+  return urls;
+}
+
 /** Where to talk to and as whom: DEPLOYBOT_URL / DEPLOYBOT_TOKEN win over the stored login. */
 export function resolveCredentials(env: Env): StoredConfig {
   const envUrl = env.DEPLOYBOT_URL || undefined;
+  // checked like login --url: "notaurl" was exit 5, "cannot reach the controller: ERR_INVALID_URL"
+  if (envUrl) controllerUrls(envUrl, "DEPLOYBOT_URL");
   const envToken = env.DEPLOYBOT_TOKEN || undefined;
   const stored = envUrl && envToken ? undefined : readStoredConfig(env);
   const url = envUrl ?? stored?.url;

@@ -124,6 +124,15 @@ describe("errors", () => {
     expect(run.stderr).toMatch(/ECONNREFUSED/);
   });
 
+  test("a DEPLOYBOT_URL that is no http(s) URL is a usage error (exit 2), checked as login --url is", async () => {
+    const notUrl = await cli(["hosts"], { DEPLOYBOT_URL: "notaurl" });
+    expect(notUrl.code).toBe(2);
+    expect(notUrl.stderr).toContain("DEPLOYBOT_URL 'notaurl' is not a URL (try http://HOST:8080)");
+    const ftp = await cli(["hosts"], { DEPLOYBOT_URL: "ftp://deploy.example.test" });
+    expect(ftp.code).toBe(2);
+    expect(ftp.stderr).toContain("DEPLOYBOT_URL must be http:// or https://");
+  });
+
   test("an unknown job exits 4 for status, logs and cancel", async () => {
     for (const args of [["status", "job_nope"], ["logs", "--job", "job_nope"], ["cancel", "job_nope"]]) {
       const run = await cli(args);

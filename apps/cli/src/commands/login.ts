@@ -1,8 +1,8 @@
-import { agent, parseControllerUrls } from "@deploybot/protocol";
+import { agent } from "@deploybot/protocol";
 import { z } from "zod";
-import { ApiClient, CliError, ExitCode, usageError } from "../client";
+import { ApiClient, CliError, ExitCode } from "../client";
 import { type Command, requiredOption } from "../command";
-import { saveStoredConfig } from "../config";
+import { controllerUrls, saveStoredConfig } from "../config";
 
 export const login: Command = {
   name: "login",
@@ -24,17 +24,7 @@ export const login: Command = {
   async run(ctx, values) {
     const given = requiredOption(this, values, "url");
     const token = requiredOption(this, values, "token");
-    const urls = parseControllerUrls(given);
-    if (urls.length === 0) throw usageError(`--url '${given}' is not a URL (try http://HOST:8080)`);
-    for (const url of urls) {
-      let parsed: URL;
-      try {
-        parsed = new URL(url);
-      } catch {
-        throw usageError(`--url '${url}' is not a URL (try http://HOST:8080)`);
-      }
-      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw usageError(`--url must be http:// or https://, got '${url}'`);
-    }
+    const urls = controllerUrls(given, "--url");
     const normalized = urls.join(",");
 
     // Each controller of a list is asked on its own: a refused token anywhere is an error now,
