@@ -448,7 +448,7 @@ export class AgentDaemon {
       desired: this.desired,
       mountPolicy: this.mountPolicy,
       succeeded: (job, result) => this.jobSucceeded(job, result),
-      settled: (app) => this.reconciler.settled(app),
+      settled: (app, signal) => this.reconciler.settled(app, signal),
       finishInHeartbeat: (report) => this.finishInHeartbeat(report),
     };
   }

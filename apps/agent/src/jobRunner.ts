@@ -30,7 +30,7 @@ export interface RunnerDeps {
   desired?: DesiredStore;
   mountPolicy?: MountPolicy;
   /** resolves once reconcile is not acting on the app; the job touches the engine only after */
-  settled?: (app: string) => Promise<void>;
+  settled?: (app: string, signal: AbortSignal) => Promise<void>;
   /** a job succeeded here (before it is reported): a deploy changes the host's desired state */
   succeeded?: (job: ClaimedJob, result: Record<string, unknown>) => void;
   /**
@@ -104,7 +104,7 @@ export class JobRunner {
     const timer = setTimeout(() => this.cancel(`timed out after ${job.timeoutSeconds} s`), job.timeoutSeconds * 1000);
     let outcome: JobOutcome;
     try {
-      await deps.settled?.(job.app);
+      await deps.settled?.(job.app, this.abort.signal);
       outcome = await executeJob(job, {
         docker: deps.docker,
         workRoot: join(deps.stateDir, "work"),

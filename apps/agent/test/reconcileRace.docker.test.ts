@@ -86,7 +86,7 @@ describeDocker("reconcile and a job of one app never act on it at once (real eng
     expect(w.events.unsent().map((e) => `${e.kind}: ${e.reason}`)).toEqual([]);
   });
 
-  it("a job of the app waits while the pass acts on it; a job of another app does not", async () => {
+  it("a job of the app waits while the pass acts on it, until it is cancelled; a job of another app does not", async () => {
     let entered!: () => void;
     const acting = new Promise<void>((resolve) => (entered = resolve));
     let letGo!: () => void;
@@ -113,6 +113,11 @@ describeDocker("reconcile and a job of one app never act on it at once (real eng
     let sameApp = false;
     const waiting = w.reconciler.settled(w.app).then(() => (sameApp = true));
     await w.reconciler.settled("another-app");
+    // a job cancelled while it waits stops waiting
+    const cancel = new AbortController();
+    const cancelled = w.reconciler.settled(w.app, cancel.signal);
+    cancel.abort();
+    await cancelled;
     await new Promise((r) => setTimeout(r, 100));
     expect(sameApp).toBe(false);
     letGo();

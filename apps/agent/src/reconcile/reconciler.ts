@@ -107,8 +107,10 @@ export class Reconciler {
    * listed the old container, then found the deploy's release in the desired state, created a
    * second container beside the deploy's and removed the deploy's at the next pass.
    */
-  async settled(app: string): Promise<void> {
-    while (this.acting?.app === app) await this.acting.done;
+  async settled(app: string, signal?: AbortSignal): Promise<void> {
+    // a job cancelled (or timed out) while it waits stops waiting: its end must not hang on a pass
+    const aborted = signal ? new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true })) : null;
+    while (this.acting?.app === app && !signal?.aborted) await (aborted ? Promise.race([this.acting.done, aborted]) : this.acting.done);
   }
 
   /** Run a pass now (a job ended, the desired state changed). */
