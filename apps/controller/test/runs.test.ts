@@ -91,6 +91,31 @@ describe("one-off runs: POST /v1/apps/{name}/runs", () => {
     expect(runs[0]!.resultFile).toEqual({ path: "/r", size: 5 * RESULT_FILE_LIMIT, stored: RESULT_FILE_LIMIT, truncated: true });
   });
 
+  test("a result size header that is missing, empty, not a whole number or negative is a 400 naming it; nothing is stored", async () => {
+    const h = await setup();
+    const created = await h.call("POST", "/v1/apps/bot/runs", { token: ADMIN, body: { command: ["true"] } });
+    const { run } = runAnswer.parse(await created.json());
+    const { agent, claimed } = await h.agentTakes();
+    const put = (size: string | undefined) =>
+      h.call("PUT", `/v1/jobs/${claimed.id}/result`, {
+        token: agent.token,
+        headers: { "x-deploybot-lease": claimed.leaseId, "x-deploybot-result-path": "%2Fr", ...(size === undefined ? {} : { "x-deploybot-result-size": size }) },
+        raw: Buffer.from("abc"),
+      });
+    for (const size of ["", "  ", undefined, "abc", "-1", "1.5", "0x10", "1e3", "12abc", "9".repeat(16)]) {
+      const res = await put(size);
+      expect(res.status, `size ${JSON.stringify(size)}`).toBe(400);
+      const { error } = errorBody.parse(await res.json());
+      expect(error.code).toBe("invalid_headers");
+      expect(error.message).toMatch(/^x-deploybot-result-size: /);
+      expect((await h.call("GET", `/v1/runs/${run.id}/result`, { token: ADMIN })).status).toBe(404);
+    }
+    // what the agent sends, String(bytes), is kept
+    expect((await put("3")).status).toBe(200);
+    const stored = runAnswer.parse(await (await h.call("GET", `/v1/runs/${run.id}`, { token: ADMIN })).json()).run;
+    expect(stored.resultFile).toEqual({ path: "/r", size: 3, stored: 3, truncated: false });
+  });
+
   test("errors: no release is 409, unknown app 404, an empty command 400, no token 401, a read token 403, a user token cannot upload", async () => {
     const h = await setup();
     const read = await h.token("read");

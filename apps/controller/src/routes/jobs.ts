@@ -37,7 +37,12 @@ const resultUpload = z.object({
         return z.NEVER;
       }
     }),
-  size: z.coerce.number().int().min(0),
+  // digits only: z.coerce.number() read an empty header as 0 (and "0x10" or "1e3" as numbers),
+  // so a result was stored claiming 0 bytes of a file it had cut at 1 MiB
+  size: z
+    .string()
+    .regex(/^\d{1,15}$/, "must be the file's size in bytes, a whole number")
+    .transform(Number),
 });
 
 /** Users submit, read and cancel jobs; the agent holding a job reports its status and logs. */
@@ -145,7 +150,11 @@ export function jobRoutes(s: Services) {
           path: c.req.header(resultUploadHeaders.path),
           size: c.req.header(resultUploadHeaders.size),
         });
-        if (!upload.success) throw new ApiError(400, "invalid_headers", `give ${Object.values(resultUploadHeaders).join(", ")}`);
+        if (!upload.success) {
+          const issue = upload.error.issues[0]!;
+          const header = resultUploadHeaders[issue.path[0] as keyof typeof resultUploadHeaders];
+          throw new ApiError(400, "invalid_headers", `${header}: ${issue.code === "invalid_type" ? "missing" : issue.message}; give ${Object.values(resultUploadHeaders).join(", ")}`);
+        }
         const content = Buffer.from(await c.req.arrayBuffer());
         const { lease, path, size } = upload.data;
         await s.runs.storeResult(c.get("agent").id, c.req.valid("param").jobId, lease, { path, size, content });
