@@ -7,9 +7,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Tokens of the hosts registered so far: a host that exists re-registers with its own, as the real agent does. */
 const tokens = new Map<string, string>();
 
-/** An agent spoken over HTTP, so the CLI sees real jobs claimed, logged and ended. */
-export async function fakeAgent(ctl: Controller, hostname: string) {
-  const reg = await ctl.call("POST", "/v1/agents/register", tokens.get(`${ctl.url}|${hostname}`) ?? JOIN, { hostname });
+/**
+ * An agent spoken over HTTP, so the CLI sees real jobs claimed, logged and ended. It registers
+ * as a current agent does; `identity` overrides its version and capabilities (an older agent).
+ */
+export async function fakeAgent(ctl: Controller, hostname: string, identity: { version?: string; capabilities?: Record<string, unknown> } = {}) {
+  const { version = "test", capabilities = { volumes: true } } = identity;
+  const reg = await ctl.call("POST", "/v1/agents/register", tokens.get(`${ctl.url}|${hostname}`) ?? JOIN, { hostname, version, capabilities });
   expect(reg.status).toBe(200);
   const { id } = reg.body.agent as { id: string };
   const token = reg.body.token as string;
@@ -31,6 +35,9 @@ export async function fakeAgent(ctl: Controller, hostname: string) {
         offset,
         entries: lines.map((line) => ({ ts: new Date().toISOString(), stream: "stdout", line })),
       }),
+    /** ships app containers' output at `offset`, as the agent's app-log shipper does */
+    appLogs: (offset: number, entries: { app: string; container: string; line: string }[]) =>
+      ctl.call("POST", `/v1/agents/${id}/app-logs`, token, { offset, entries: entries.map((e) => ({ ts: new Date().toISOString(), stream: "stdout", ...e })) }),
     /** claims the next job, logs `lines`, ends it with `status` */
     async run(lines: string[], status = "succeeded", error?: string) {
       const job = await agent.claim();

@@ -1,9 +1,9 @@
-import { appLogLine } from "@deploybot/protocol";
+import { appLogLine, appLogSilentHost } from "@deploybot/protocol";
 import { describe, expect } from "vitest";
 import { z } from "zod";
 import { ADMIN, type Harness, makeHarness, test } from "./fixture";
 
-const page = z.object({ lines: z.array(appLogLine), next: z.number() });
+const page = z.object({ lines: z.array(appLogLine), next: z.number(), silentHosts: z.array(appLogSilentHost) });
 const entry = (n: number, app = "web", stream = "stdout") => ({
   ts: `2026-11-22T12:00:${String(n % 60).padStart(2, "0")}.5Z`,
   app,
@@ -86,6 +86,37 @@ describe("GET /v1/apps/{name}/logs", () => {
     expect(lines.length).toBeGreaterThanOrEqual(100);
     expect(lines.length).toBeLessThan(600);
     expect(lines.at(-1)?.line).toBe("n=1199");
+  });
+
+  test("a host whose agent predates app-log shipping is named with its version and 'upgrade', not left as an empty answer", async ({ h }) => {
+    // api runs on api-1 (a current agent) and api-2 (an agent from before app-log shipping)
+    await h.register("api-1");
+    const old = await h.register("api-2", [], [], { version: "0.1.0", capabilities: {} });
+    const api = async (query = "") => page.parse(await (await h.call("GET", `/v1/apps/api/logs${query}`, { token: ADMIN })).json());
+    const all = await api();
+    expect(all.lines).toEqual([]);
+    expect(all.silentHosts).toEqual([
+      {
+        host: "api-2",
+        agentVersion: "0.1.0",
+        message: "host api-2 runs agent 0.1.0, which predates app-log shipping: the output of api there never reaches the controller; upgrade the agent on api-2",
+      },
+    ]);
+    expect((await api("?host=api-2")).silentHosts.map((s) => s.host)).toEqual(["api-2"]);
+    expect((await api("?host=api-1")).silentHosts).toEqual([]);
+    // a live stream says it first, as a `notice` event without an id
+    const res = await h.call("GET", "/v1/apps/api/logs?follow=1", { token: ADMIN });
+    const reader = res.body!.getReader();
+    let text = "";
+    while (!text.includes("\n\n")) text += Buffer.from((await reader.read()).value ?? []).toString("utf8");
+    await reader.cancel();
+    expect(text).toMatch(/^event: notice\ndata: \{"host":"api-2".*upgrade the agent on api-2"\}\n\n/);
+    expect(text).not.toMatch(/^id:/m);
+    // an agent of that day without the volumes capability that has sent lines does ship
+    await send(h, old, 0, [entry(0, "api")]);
+    const shipped = await api();
+    expect(shipped.lines.map((l) => l.line)).toEqual(["n=0"]);
+    expect(shipped.silentHosts).toEqual([]);
   });
 
   test("follow=1 streams the stored lines, then new ones as they arrive, resumable by Last-Event-ID", async ({ h }) => {

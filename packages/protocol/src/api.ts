@@ -63,7 +63,23 @@ export const appEventList = z.object({ events: z.array(appEventRecord) });
 /** One app with its ten newest releases, each host's route and its 20 newest reconcile events. */
 export const appDetail = z.object({ app: appView, releases: z.array(release), routes: z.array(hostRoute), events: z.array(appEventRecord) });
 /** `GET /v1/apps/{name}/logs` without `follow`: lines oldest first, and the cursor to continue after. */
-export const appLogPage = z.object({ lines: z.array(appLogLine), next: z.number().int() });
+/**
+ * A host of the app whose agent does not ship the containers' output (it predates app-log
+ * shipping): no line of it will come, so "no output yet" would mislead. Also a `notice` event
+ * at the start of a `follow=1` stream.
+ */
+export const appLogSilentHost = z.object({
+  host: z.string(),
+  agentVersion: z.string(),
+  message: z.string().describe("says why and what to do: upgrade the host's agent"),
+});
+export type AppLogSilentHost = z.infer<typeof appLogSilentHost>;
+export const appLogPage = z.object({
+  lines: z.array(appLogLine),
+  next: z.number().int(),
+  /** added after the first release: an older controller leaves it out */
+  silentHosts: z.array(appLogSilentHost).optional(),
+});
 /** An app operation: one job per host. */
 export const jobList = z.object({ jobs: z.array(job) });
 /** `GET /readyz` when ready (a 503 otherwise, in the error envelope). */

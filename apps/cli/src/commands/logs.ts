@@ -1,4 +1,4 @@
-import { appLogLine, type Job, jobPage, job as jobSchema, jobLogsResponse, logStreamEnd, logStreamLine, SINCE_FORMS, sinceMs, type storedLogEntry } from "@deploybot/protocol";
+import { appLogLine, appLogSilentHost, type Job, jobPage, job as jobSchema, jobLogsResponse, logStreamEnd, logStreamLine, SINCE_FORMS, sinceMs, type storedLogEntry } from "@deploybot/protocol";
 import { z } from "zod";
 import { type ApiClient, CliError, ExitCode, usageError } from "../client";
 import { type Command, type Context, intOption, seg, stringOption } from "../command";
@@ -185,7 +185,8 @@ export const logs: Command = {
 };
 
 type AppLine = z.infer<typeof appLogLine>;
-const appLogPage = z.object({ lines: z.array(appLogLine), next: z.number() });
+// silentHosts: from a controller that knows them (an older one leaves it out)
+const appLogPage = z.object({ lines: z.array(appLogLine), next: z.number(), silentHosts: z.array(appLogSilentHost).default([]) });
 
 function printAppLine(ctx: Context, l: AppLine) {
   const text = l.stream === "stderr" ? ctx.out.paint.yellow(l.line) : l.line;
@@ -204,9 +205,14 @@ async function appLogs(ctx: Context, app: string, o: { host?: string; since?: st
   if (o.tail !== undefined) q.set("tail", String(o.tail));
   if (!o.follow) {
     const page = await client.get(`/v1/apps/${seg(app)}/logs?${q}`, appLogPage);
-    if (ctx.out.json) ctx.out.printJson(page.raw);
-    else if (page.data.lines.length === 0) ctx.out.note(`no output from ${app}${o.host ? ` on ${o.host}` : ""} yet`);
-    else for (const l of page.data.lines) printAppLine(ctx, l);
+    if (ctx.out.json) {
+      ctx.out.printJson(page.raw);
+      return 0;
+    }
+    for (const l of page.data.lines) printAppLine(ctx, l);
+    // a host whose agent never ships output is named with why, not lumped into "no output yet"
+    for (const silent of page.data.silentHosts) ctx.out.note(ctx.out.paint.yellow(silent.message));
+    if (page.data.lines.length === 0 && page.data.silentHosts.length === 0) ctx.out.note(`no output from ${app}${o.host ? ` on ${o.host}` : ""} yet`);
     return 0;
   }
   q.set("follow", "1");
@@ -215,6 +221,7 @@ async function appLogs(ctx: Context, app: string, o: { host?: string; since?: st
     path: `/v1/apps/${seg(app)}/logs?${q}`,
     signal: ctx.signal,
     onEvent(event) {
+      if (event.type === "notice") ctx.out.note(ctx.out.paint.yellow(eventData(appLogSilentHost, event).message));
       if (event.type !== "log") return undefined;
       const l = eventData(appLogLine, event);
       if (l.id <= last) return undefined;

@@ -52,7 +52,8 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
       guard: read,
       summary:
         "The app's container output, merged across hosts (or `host`), oldest first; `follow=1`: Server-Sent Events, resumable with Last-Event-ID",
-      description: "With `follow=1` the answer is `text/event-stream`: `log` events (id = line id, data: one line as in `lines`), `: ping` every 15 s when quiet.",
+      description:
+        "With `follow=1` the answer is `text/event-stream`: first a `notice` event per host in `silentHosts` (data: one entry as there), then `log` events (id = line id, data: one line as in `lines`), `: ping` every 15 s when quiet.",
       request: { params: idParam("name"), query: appLogsQuery },
       responses: {
         200: {
@@ -79,9 +80,11 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
     // a resumed stream (Last-Event-ID) wants every line after its cursor, not the last few
     const tail = after !== undefined ? undefined : (q.tail ?? (follow && !q.since ? FOLLOW_TAIL : undefined));
     const query = { host: q.host, since: q.since, after, tail };
+    // hosts whose agent never ships output: said, instead of an empty answer that reads as "nothing yet"
+    const silentHosts = await s.appLogs.silentHosts(name, q.host ? [q.host] : app.hosts);
     if (!follow) {
       const lines = await s.appLogs.read(name, query);
-      return c.json({ lines, next: lines.at(-1)?.id ?? after ?? 0 }, 200);
+      return c.json({ lines, next: lines.at(-1)?.id ?? after ?? 0, silentHosts }, 200);
     }
     // Subscribe before reading the history: a line stored in between is in one or the other,
     // and the id check drops it from the second.
@@ -109,6 +112,8 @@ export function appLogReadRoutes(s: Services, apps: () => { byName(name: string)
           last = l.id;
           sent.set(l.host, l.id);
         };
+        // once per stream, not again on each resume; no id, so a client's Last-Event-ID stays the last line's
+        if (lastId === undefined) for (const silent of silentHosts) await stream.writeSSE({ event: "notice", data: JSON.stringify(silent) });
         for (let page = history; ; page = await s.appLogs.read(name, { host: q.host, after: last }, HISTORY_PAGE)) {
           for (const l of page) await write(l);
           if (page.length < HISTORY_PAGE || stream.aborted) break;

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
-import { type AppLogEntry, type AppLogLine, normaliseTs, SINCE_FORMS, sinceMs } from "@deploybot/protocol";
-import { and, asc, desc, eq, gt, gte, sql } from "drizzle-orm";
+import { type AppLogEntry, type AppLogLine, type AppLogSilentHost, normaliseTs, SINCE_FORMS, sinceMs } from "@deploybot/protocol";
+import { and, asc, desc, eq, gt, gte, inArray, sql } from "drizzle-orm";
 import { reusable } from "../db/reusable";
 import { agents, appLogs } from "../db/schema";
 import { ApiError } from "../lib/errors";
@@ -120,6 +120,29 @@ export class AppLogService {
       .where(and(eq(appLogs.app, app), eq(appLogs.host, host)))
       .limit(1);
     return rows.length > 0;
+  }
+
+  /**
+   * Which of `hosts` run an agent that does not ship the containers' output, each with a message
+   * naming the host and what to do. Agents report no capability for shipping; it came in the same
+   * day's agent (0.1.0 throughout) as the `volumes` capability, about 3 h before it, so an agent
+   * reporting volumes ships, and so does one whose offset moved (it has sent lines). An agent of
+   * those 3 h that has not sent a line yet is named too: it is also too old for volumes.
+   */
+  async silentHosts(app: string, hosts: readonly string[]): Promise<AppLogSilentHost[]> {
+    if (hosts.length === 0) return [];
+    const rows = await this.deps.db
+      .select({ host: agents.hostname, version: agents.version, capabilities: agents.capabilities, offset: agents.appLogOffset, revoked: agents.revoked })
+      .from(agents)
+      .where(inArray(agents.hostname, [...hosts]));
+    return rows
+      .filter((a) => !a.revoked && a.capabilities?.volumes !== true && a.offset === 0)
+      .sort((a, b) => a.host.localeCompare(b.host))
+      .map((a) => ({
+        host: a.host,
+        agentVersion: a.version,
+        message: `host ${a.host} runs agent ${a.version}, which predates app-log shipping: the output of ${app} there never reaches the controller; upgrade the agent on ${a.host}`,
+      }));
   }
 
   /** Stored lines of an app, oldest first: after an id, since a time; the last `tail`, else the first `limit`. */
