@@ -76,6 +76,40 @@ apps:
     expect(shown.jobs).toEqual([expect.objectContaining({ host: "store-1", status: "pending", error: expect.stringMatching(/supports volumes.*store-1 runs agent 0\.9\.0/) })]);
   });
 
+  test("start and scale jobs wait for an agent that knows them; other jobs still reach the old agent; an upgraded one takes them", async ({ h }) => {
+    // an agent from before the reconcile loop: it knows deploy, build, run, stop, restart, remove
+    // and fails a start or scale job at once ("this agent does not know job kind 'scale'")
+    const old = await h.register("api-1", [], [], { version: "0.1.0", capabilities: {} });
+    await h.call("PUT", "/v1/apps/api/secrets/DATABASE_URL", { token: ADMIN, body: { value: "postgres://db" } });
+    const deploy = await h.call("POST", "/v1/deployments", { token: ADMIN, body: { app: "api", image: "127.0.0.1:5000/acme/api:v1", hosts: ["api-1"] } });
+    expect(deploy.status).toBe(201);
+    const deployJob = (await beat(h, old)).job!;
+    expect(deployJob.kind).toBe("deploy");
+    await h.call("POST", `/v1/jobs/${deployJob.id}/status`, { token: old.token, body: { leaseId: deployJob.leaseId, status: "succeeded", result: { release: "rel-1" } } });
+
+    const scale = await h.call("POST", "/v1/apps/api/scale", { token: ADMIN, body: { hosts: ["api-1"], replicas: 2 } });
+    expect(scale.status).toBe(201);
+    const scaleJob = ((await scale.json()) as { jobs: { id: string }[] }).jobs[0]!;
+    // held-back jobs are looked for at most once a minute per agent (on PostgreSQL counted from
+    // its last claim, the deploy's)
+    h.clock.advance(61_000);
+    expect((await beat(h, old)).job).toBeNull();
+    const held = await getJob(h, scaleJob.id);
+    expect(held.status).toBe("pending");
+    expect(held.error).toBe("waiting for an agent that knows 'scale' jobs; host api-1 runs agent 0.1.0, which would fail it: upgrade it");
+
+    // a job of a kind it knows, queued after the held one, still reaches it
+    const ordinary = await submit(h, {}, { host: "api-1" });
+    expect((await beat(h, old)).job?.id).toBe(ordinary.id);
+    expect((await getJob(h, scaleJob.id)).status).toBe("pending");
+
+    // the host's agent upgraded: it takes the scale job, which no longer says it waits
+    const current = await h.register("api-1");
+    const claimed = await beat(h, current);
+    expect(claimed.job).toMatchObject({ id: scaleJob.id, kind: "scale" });
+    expect((await getJob(h, scaleJob.id)).error).toBeNull();
+  });
+
   test("a job that times out waiting keeps the reason", async ({ h }) => {
     const old = await h.register("web-1", [], [], OLD_AGENT);
     const job = await submit(h, { run: { volumes: ["data:/data"] } });

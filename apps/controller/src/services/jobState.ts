@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { JobChangedEvent, JobStatus } from "@deploybot/protocol";
 import type { Deps } from "./deps";
 import { GroupCommit } from "./groupCommit";
-import type { JobFields, JobRow, JobStore, NewJob } from "./jobStore";
+import { type JobFields, type JobRow, type JobStore, LEGACY_JOB_KINDS, type NewJob } from "./jobStore";
 import type { FinishedAndClaimed, FinishReport } from "./jobTransitions";
 import type { Outbox } from "./outbox";
 
@@ -59,7 +59,7 @@ export type ClaimingAgent = {
   id: string;
   hostname: string;
   labels: readonly string[];
-  /** as registered; without `volumes: true`, jobs with volumes, stop_first or a volume purge are not handed to it */
+  /** as registered; without `volumes: true`, jobs with volumes, stop_first or a volume purge, or of a kind newer than LEGACY_JOB_KINDS, are not handed to it */
   capabilities?: Record<string, unknown>;
   version?: string;
 };
@@ -67,6 +67,12 @@ export type ClaimingAgent = {
 /** The reason a job needing volumes shows while only an agent without them could take it. */
 export const waitingForVolumes = (agent: Pick<ClaimingAgent, "hostname" | "version">) =>
   `waiting for an agent that supports volumes (run.volumes, stop_first, purging volumes); host ${agent.hostname} runs agent ${agent.version ?? "unknown"}, which would ignore them: upgrade it`;
+
+/** Why a job of `kind` stays pending while only an agent without the volumes capability could take it. */
+export const waitingForCurrentAgent = (agent: Pick<ClaimingAgent, "hostname" | "version">, kind: string) =>
+  LEGACY_JOB_KINDS.includes(kind)
+    ? waitingForVolumes(agent)
+    : `waiting for an agent that knows '${kind}' jobs; host ${agent.hostname} runs agent ${agent.version ?? "unknown"}, which would fail it: upgrade it`;
 
 export const canonicalLabels = (labels: readonly string[]): string[] => [...new Set(labels)].sort();
 
@@ -167,7 +173,7 @@ export class JobState {
     const withoutVolumes = agent.capabilities?.volumes !== true;
     for (let tries = 0; tries < 3; tries++) {
       const id = tries === 0 && candidate !== undefined ? candidate : this.oldestMatching(agent, withoutVolumes);
-      if (withoutVolumes && tries === 0) this.noteWaitingForVolumes(agent, id);
+      if (withoutVolumes && tries === 0) this.noteHeldBack(agent, id);
       if (id === undefined) return null;
       const now = this.deps.clock();
       // randomUUID draws from a cached entropy pool: 0.8 µs against 10 µs for randomBytes(12), measured
@@ -197,11 +203,12 @@ export class JobState {
   }
 
   /**
-   * Jobs this agent would take but must not (it would ignore their volumes) stay pending and say
+   * Jobs this agent would take but must not (it would ignore their volumes, or not know their
+   * kind) stay pending and say
    * why, on the job and in the log, once per job and reason: an agent that can run them takes
    * them, or the queue timeout ends them with that reason still visible.
    */
-  private noteWaitingForVolumes(agent: ClaimingAgent, eligible: string | undefined): void {
+  private noteHeldBack(agent: ClaimingAgent, eligible: string | undefined): void {
     // Index probes only: is a job this agent must not run ahead of what it may run? Listing them
     // reads every pending row of the host, so it runs only then, at most once a minute per agent.
     const oldest = this.oldestMatching(agent, false);
@@ -209,15 +216,15 @@ export class JobState {
     const now = this.deps.clock();
     if (now - (this.waitingScannedAt.get(agent.id) ?? Number.NEGATIVE_INFINITY) < 60_000) return;
     this.waitingScannedAt.set(agent.id, now);
-    const ids = this.store.pendingNeedingVolumes(agent.hostname, this.matchingLabelSets(agent));
-    if (ids.length === 0) return;
-    const reason = waitingForVolumes(agent);
+    const held = this.store.pendingNeedingCurrentAgent(agent.hostname, this.matchingLabelSets(agent));
+    if (held.length === 0) return;
     if (this.waitingNoted.size > 10_000) this.waitingNoted.clear();
-    for (const id of ids) {
+    for (const { id, kind } of held) {
+      const reason = waitingForCurrentAgent(agent, kind);
       if (this.waitingNoted.get(id) === reason) continue;
       this.waitingNoted.set(id, reason);
       if (this.store.move(id, ["pending"], null, "pending", { error: reason })) {
-        this.deps.logger.warn({ jobId: id, agentId: agent.id, hostname: agent.hostname, version: agent.version }, "job held back: the agent does not support volumes");
+        this.deps.logger.warn({ jobId: id, kind, agentId: agent.id, hostname: agent.hostname, version: agent.version }, "job held back: the agent is too old for it");
       }
     }
   }

@@ -34,8 +34,8 @@ export interface JobStore {
    */
   oldestPendingForHost(host: string, withoutVolumes?: boolean): string | undefined;
   oldestPendingForLabels(labelSet: string, withoutVolumes?: boolean): string | undefined;
-  /** Pending jobs for this host or these label sets that need the `volumes` capability. */
-  pendingNeedingVolumes(host: string, labelSets: readonly string[]): string[];
+  /** Pending jobs for this host or these label sets that an agent without the `volumes` capability must not get. */
+  pendingNeedingCurrentAgent(host: string, labelSets: readonly string[]): Array<{ id: string; kind: string }>;
   pendingLabelSets(): string[];
   /** pending -> assigned, compare-and-swap on the status. */
   take(id: string, agentId: string, leaseId: string, leaseExpiresAt: number, now: number): JobRow | undefined;
@@ -65,8 +65,21 @@ export interface JobStore {
 
 const HELD = ["assigned", "running"];
 
-/** A job spec an agent without the `volumes` capability would run wrong (jobs.spec is JSON text). */
-const NEEDS_VOLUMES = `(coalesce(json_array_length(spec, '$.run.volumes'), 0) > 0 OR coalesce(json_extract(spec, '$.run.stop_first'), 0) <> 0 OR coalesce(json_extract(spec, '$.purgeVolumes'), 0) <> 0)`;
+/**
+ * The job kinds agents knew before the reconcile loop brought `start` and `scale`. Such an agent
+ * fails those at once ("this agent does not know job kind 'start'"). It registers without the
+ * `volumes` capability, which came later the same day (agent 0.1.0 throughout, no version to
+ * tell them apart), so an agent without it is not handed a job of another kind either.
+ */
+export const LEGACY_JOB_KINDS: readonly string[] = ["deploy", "build", "run", "stop", "restart", "remove"];
+/** The same as an SQL list, written into the statements of both engines (constants, no parameters) */
+export const LEGACY_JOB_KINDS_SQL = `(${LEGACY_JOB_KINDS.map((k) => `'${k}'`).join(", ")})`;
+
+/**
+ * A job an agent without the `volumes` capability would run wrong (jobs.spec is JSON text): it
+ * would ignore its volumes, or not know its kind.
+ */
+const NEEDS_CURRENT_AGENT = `(coalesce(json_array_length(spec, '$.run.volumes'), 0) > 0 OR coalesce(json_extract(spec, '$.run.stop_first'), 0) <> 0 OR coalesce(json_extract(spec, '$.purgeVolumes'), 0) <> 0 OR kind NOT IN ${LEGACY_JOB_KINDS_SQL})`;
 
 /** A `jobs` row as a raw statement returns it: the values in the statement's column order. */
 type RawJob = unknown[];
@@ -163,7 +176,7 @@ export class SqliteJobStore implements JobStore {
   private readonly probeLabels;
   private readonly probeHostWithoutVolumes;
   private readonly probeLabelsWithoutVolumes;
-  private readonly needingVolumesStatement;
+  private readonly needingCurrentAgentStatement;
   private readonly takeStatement;
   private readonly startStatement;
   private readonly finishStatement;
@@ -199,22 +212,21 @@ export class SqliteJobStore implements JobStore {
     // the claim index, measured).
     this.probeHostWithoutVolumes = sqlite
       .prepare(
-        `SELECT id FROM jobs INDEXED BY jobs_claim_host_idx WHERE status = 'pending' AND target_host = ? AND target_host IS NOT NULL AND NOT ${NEEDS_VOLUMES} ORDER BY id LIMIT 1`,
+        `SELECT id FROM jobs INDEXED BY jobs_claim_host_idx WHERE status = 'pending' AND target_host = ? AND target_host IS NOT NULL AND NOT ${NEEDS_CURRENT_AGENT} ORDER BY id LIMIT 1`,
       )
       .pluck();
     this.probeLabelsWithoutVolumes = sqlite
       .prepare(
-        `SELECT id FROM jobs INDEXED BY jobs_claim_labels_idx WHERE status = 'pending' AND target_labels = ? AND target_labels IS NOT NULL AND NOT ${NEEDS_VOLUMES} ORDER BY id LIMIT 1`,
+        `SELECT id FROM jobs INDEXED BY jobs_claim_labels_idx WHERE status = 'pending' AND target_labels = ? AND target_labels IS NOT NULL AND NOT ${NEEDS_CURRENT_AGENT} ORDER BY id LIMIT 1`,
       )
       .pluck();
-    this.needingVolumesStatement = sqlite
+    this.needingCurrentAgentStatement = sqlite
       .prepare(
-        `SELECT id FROM jobs INDEXED BY jobs_claim_host_idx WHERE status = 'pending' AND target_host = ? AND target_host IS NOT NULL AND ${NEEDS_VOLUMES}
+        `SELECT id, kind FROM jobs INDEXED BY jobs_claim_host_idx WHERE status = 'pending' AND target_host = ? AND target_host IS NOT NULL AND ${NEEDS_CURRENT_AGENT}
          UNION ALL
-         SELECT id FROM jobs INDEXED BY jobs_claim_labels_idx WHERE status = 'pending' AND target_labels IN (SELECT value FROM json_each(?)) AND target_labels IS NOT NULL AND ${NEEDS_VOLUMES}
+         SELECT id, kind FROM jobs INDEXED BY jobs_claim_labels_idx WHERE status = 'pending' AND target_labels IN (SELECT value FROM json_each(?)) AND target_labels IS NOT NULL AND ${NEEDS_CURRENT_AGENT}
          ORDER BY id LIMIT 100`,
-      )
-      .pluck();
+      );
     this.takeStatement = sqlite.prepare(`
       UPDATE jobs SET status = 'assigned', agent_id = @agentId, lease_id = @leaseId,
         lease_expires_at = @leaseExpiresAt, assigned_at = @now, attempts = attempts + 1, error = NULL
@@ -317,8 +329,8 @@ export class SqliteJobStore implements JobStore {
     return (withoutVolumes ? this.probeLabelsWithoutVolumes : this.probeLabels).get(labelSet) as string | undefined;
   }
 
-  pendingNeedingVolumes(host: string, labelSets: readonly string[]): string[] {
-    return this.needingVolumesStatement.all(host, JSON.stringify(labelSets)) as string[];
+  pendingNeedingCurrentAgent(host: string, labelSets: readonly string[]): Array<{ id: string; kind: string }> {
+    return this.needingCurrentAgentStatement.all(host, JSON.stringify(labelSets)) as Array<{ id: string; kind: string }>;
   }
 
   pendingLabelSets(): string[] {

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
+import { jobKinds } from "@deploybot/protocol";
 import { getTableColumns } from "drizzle-orm";
 import type { Logger } from "pino";
 import type postgres from "postgres";
 import { LOCKS, OUTBOX_CHANNEL, type PgSql } from "../db/pg";
 import { type DerivedTable, jobs as pgJobs } from "../db/pgSchema";
-import type { JobFields, JobRow, NewJob } from "./jobStore";
-import { canonicalLabels, type ClaimingAgent, type JobState, type JobTransition, jobEvent, requeueStep, SUPERSEDED, waitingForVolumes } from "./jobState";
+import { type JobFields, type JobRow, LEGACY_JOB_KINDS_SQL, type NewJob } from "./jobStore";
+import { canonicalLabels, type ClaimingAgent, type JobState, type JobTransition, jobEvent, requeueStep, SUPERSEDED, waitingForCurrentAgent } from "./jobState";
 import type { PgFacadeDb } from "../db/pgFacade";
 import { DbJobLeases, type FinishedAndClaimed, type FinishReport, type JobLeases, type JobTransitions } from "./jobTransitions";
 
@@ -68,11 +69,12 @@ export async function appendOutbox(
   return row!.id;
 }
 
-/** A job an agent without the volumes capability must not run: it would ignore its volumes. */
-const needsVolumes = (tx: Tx) => tx`(
+/** A job an agent without the volumes capability must not run: it would ignore its volumes, or not know its kind (LEGACY_JOB_KINDS). */
+const needsCurrentAgent = (tx: Tx) => tx`(
   coalesce(jsonb_array_length(spec->'run'->'volumes'), 0) > 0
   OR coalesce((spec->'run'->>'stop_first')::boolean, false)
-  OR coalesce((spec->>'purgeVolumes')::boolean, false))`;
+  OR coalesce((spec->>'purgeVolumes')::boolean, false)
+  OR kind NOT IN ${tx.unsafe(LEGACY_JOB_KINDS_SQL)})`;
 
 /**
  * jobEvent() (jobState.ts) in SQL, over the changed row `c`: the same fields, for transitions
@@ -186,7 +188,7 @@ export class PgJobState implements JobTransitions {
         WHERE id = (
           SELECT id FROM jobs
           WHERE status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb)
-            AND (${withoutVolumes}::boolean = false OR NOT ${needsVolumes(this.db)})
+            AND (${withoutVolumes}::boolean = false OR NOT ${needsCurrentAgent(this.db)})
           ORDER BY id LIMIT 1
           FOR UPDATE SKIP LOCKED)
         AND status = 'pending'
@@ -194,7 +196,7 @@ export class PgJobState implements JobTransitions {
       "claimed",
     );
     if (row) this.deps.logger.info({ jobId: row.id, agentId: agent.id, attempt: row.attempts }, "job assigned");
-    if (withoutVolumes) await this.noteWaitingForVolumes(agent, labels, row?.id ?? null);
+    if (withoutVolumes) await this.noteHeldBack(agent, labels, row?.id ?? null);
     return row ?? null;
   }
 
@@ -202,25 +204,26 @@ export class PgJobState implements JobTransitions {
   private readonly waitingScannedAt = new Map<string, number>();
 
   /**
-   * Jobs this agent would take but must not (it would ignore their volumes) stay pending and say
-   * why, on the job (as on SQLite, JobState.noteWaitingForVolumes): only when such a job is ahead
+   * Jobs this agent would take but must not (it would ignore their volumes, or not know their kind) stay pending and say
+   * why, on the job (as on SQLite, JobState.noteHeldBack): only when such a job is ahead
    * of what the agent was handed, at most once a minute per agent and controller, and a job
    * already showing the reason is not written again — so several controllers write it once.
    */
-  private async noteWaitingForVolumes(agent: ClaimingAgent, labels: string, claimedId: string | null): Promise<void> {
+  private async noteHeldBack(agent: ClaimingAgent, labels: string, claimedId: string | null): Promise<void> {
     const now = this.deps.clock();
     if (now - (this.waitingScannedAt.get(agent.id) ?? Number.NEGATIVE_INFINITY) < 60_000) return;
     if (this.waitingScannedAt.size > 10_000) this.waitingScannedAt.clear();
     this.waitingScannedAt.set(agent.id, now);
-    const reason = waitingForVolumes(agent);
-    const matches = this.db`status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb) AND ${needsVolumes(this.db)}`;
-    const held = await this.db<{ id: string }[]>`
-      UPDATE jobs SET error = ${reason}
-      WHERE ${matches} AND error IS DISTINCT FROM ${reason}
+    const matches = this.db`status = 'pending' AND (target_host = ${agent.hostname} OR target_labels <@ ${labels}::jsonb) AND ${needsCurrentAgent(this.db)}`;
+    // the reason depends on the kind (a job kind the agent does not know, or volumes): one per kind
+    const reasons = JSON.stringify(Object.fromEntries(jobKinds.map((kind) => [kind, waitingForCurrentAgent(agent, kind)])));
+    const held = await this.db<{ id: string; kind: string }[]>`
+      UPDATE jobs SET error = ${reasons}::jsonb->>kind
+      WHERE ${matches} AND error IS DISTINCT FROM ${reasons}::jsonb->>kind
         AND EXISTS (SELECT 1 FROM jobs WHERE ${matches} AND (${claimedId}::text IS NULL OR id < ${claimedId}))
-      RETURNING id`;
-    for (const { id } of held) {
-      this.deps.logger.warn({ jobId: id, agentId: agent.id, hostname: agent.hostname, version: agent.version }, "job held back: the agent does not support volumes");
+      RETURNING id, kind`;
+    for (const { id, kind } of held) {
+      this.deps.logger.warn({ jobId: id, kind, agentId: agent.id, hostname: agent.hostname, version: agent.version }, "job held back: the agent is too old for it");
     }
   }
 
