@@ -268,7 +268,7 @@ export class AgentDaemon {
 
   private async capabilities() {
     const engine = await this.docker.version().catch(() => null);
-    return { engineVersion: engine?.Version, arch: arch(), os: platform(), cpus: cpus().length, memoryBytes: totalmem(), autoUpdate: this.config.autoUpdate, volumes: true };
+    return { engineVersion: engine?.Version, arch: arch(), os: platform(), cpus: cpus().length, memoryBytes: totalmem(), autoUpdate: this.config.autoUpdate, volumes: true, appLogs: this.config.shipAppLogs };
   }
 
   async register(): Promise<void> {

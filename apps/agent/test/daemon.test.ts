@@ -43,6 +43,28 @@ describe("agent registration", () => {
     expect(hosts.map((h: { id: string }) => h.id)).toEqual([first.agentId]);
     // it says it honours volumes, so the controller hands it jobs that have them
     expect(hosts[0].capabilities.volumes).toBe(true);
+    expect(hosts[0].capabilities.appLogs).toBe(true);
+  });
+
+  test("an agent with app-log shipping turned off says so, and `logs APP` names its host and why", async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), "deploybot-agent-state-"));
+    const quiet = { ...config(stateDir, JOIN), hostname: "api-1", shipAppLogs: false };
+    await new AgentDaemon(quiet, noEngine, pino({ level: "silent" })).register();
+    const host = (await ctl.call("GET", "/v1/hosts", ADMIN)).body.hosts.find((h: { hostname: string }) => h.hostname === "api-1");
+    expect(host.capabilities).toMatchObject({ volumes: true, appLogs: false });
+    const logs = (await ctl.call("GET", "/v1/apps/api/logs", ADMIN)).body;
+    expect(logs).toEqual({
+      lines: [],
+      next: 0,
+      silentHosts: [
+        {
+          host: "api-1",
+          agentVersion: host.version,
+          message:
+            "the agent on host api-1 has app-log shipping turned off (DEPLOYBOT_SHIP_APP_LOGS=false): the output of api there never reaches the controller; set it to true and restart that agent",
+        },
+      ],
+    });
   });
 
   test("without an identity, a wrong join token is refused", async () => {

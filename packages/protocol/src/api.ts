@@ -65,13 +65,13 @@ export const appDetail = z.object({ app: appView, releases: z.array(release), ro
 /** `GET /v1/apps/{name}/logs` without `follow`: lines oldest first, and the cursor to continue after. */
 /**
  * A host of the app whose agent does not ship the containers' output (it predates app-log
- * shipping): no line of it will come, so "no output yet" would mislead. Also a `notice` event
- * at the start of a `follow=1` stream.
+ * shipping, or has it turned off): no line of it will come, so "no output yet" would mislead.
+ * Also a `notice` event at the start of a `follow=1` stream.
  */
 export const appLogSilentHost = z.object({
   host: z.string(),
   agentVersion: z.string(),
-  message: z.string().describe("says why and what to do: upgrade the host's agent"),
+  message: z.string().describe("says why and what to do: upgrade the host's agent, or turn shipping on"),
 });
 export type AppLogSilentHost = z.infer<typeof appLogSilentHost>;
 export const appLogPage = z.object({

@@ -317,6 +317,12 @@ export const capabilities = z
     volumes: z.boolean().optional(),
     /** false: the agent opted out of updates offered in heartbeat answers (DEPLOYBOT_AUTO_UPDATE=false) */
     autoUpdate: z.boolean().optional(),
+    /**
+     * false: the agent ships no app output (DEPLOYBOT_SHIP_APP_LOGS=false), and `deploybot logs
+     * APP` says so. Absent: an agent from before this field (which ships unless it predates
+     * app-log shipping, see the controller's AppLogService.silentHosts).
+     */
+    appLogs: z.boolean().optional(),
   })
   .strip();
 

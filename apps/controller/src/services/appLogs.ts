@@ -124,10 +124,11 @@ export class AppLogService {
 
   /**
    * Which of `hosts` run an agent that does not ship the containers' output, each with a message
-   * naming the host and what to do. Agents report no capability for shipping; it came in the same
-   * day's agent (0.1.0 throughout) as the `volumes` capability, about 3 h before it, so an agent
-   * reporting volumes ships, and so does one whose offset moved (it has sent lines). An agent of
-   * those 3 h that has not sent a line yet is named too: it is also too old for volumes.
+   * naming the host and what to do. Agents since 0.2.3 report `appLogs: false` when shipping is
+   * turned off. Older ones report nothing of it; shipping came in the same day's agent (0.1.0
+   * throughout) as the `volumes` capability, about 3 h before it, so an agent reporting volumes
+   * ships, and so does one whose offset moved (it has sent lines). An agent of those 3 h that has
+   * not sent a line yet is named too: it is also too old for volumes.
    */
   async silentHosts(app: string, hosts: readonly string[]): Promise<AppLogSilentHost[]> {
     if (hosts.length === 0) return [];
@@ -135,14 +136,20 @@ export class AppLogService {
       .select({ host: agents.hostname, version: agents.version, capabilities: agents.capabilities, offset: agents.appLogOffset, revoked: agents.revoked })
       .from(agents)
       .where(inArray(agents.hostname, [...hosts]));
+    const why = (a: (typeof rows)[number]): string | null => {
+      if (a.revoked) return null;
+      if (a.capabilities?.appLogs === false) {
+        return `the agent on host ${a.host} has app-log shipping turned off (DEPLOYBOT_SHIP_APP_LOGS=false): the output of ${app} there never reaches the controller; set it to true and restart that agent`;
+      }
+      if (a.capabilities?.volumes === true || a.offset > 0) return null;
+      return `host ${a.host} runs agent ${a.version}, which predates app-log shipping: the output of ${app} there never reaches the controller; upgrade the agent on ${a.host}`;
+    };
     return rows
-      .filter((a) => !a.revoked && a.capabilities?.volumes !== true && a.offset === 0)
       .sort((a, b) => a.host.localeCompare(b.host))
-      .map((a) => ({
-        host: a.host,
-        agentVersion: a.version,
-        message: `host ${a.host} runs agent ${a.version}, which predates app-log shipping: the output of ${app} there never reaches the controller; upgrade the agent on ${a.host}`,
-      }));
+      .flatMap((a) => {
+        const message = why(a);
+        return message ? [{ host: a.host, agentVersion: a.version, message }] : [];
+      });
   }
 
   /** Stored lines of an app, oldest first: after an id, since a time; the last `tail`, else the first `limit`. */
