@@ -204,9 +204,8 @@ export class JobState {
 
   /**
    * Jobs this agent would take but must not (it would ignore their volumes, or not know their
-   * kind) stay pending and say
-   * why, on the job and in the log, once per job and reason: an agent that can run them takes
-   * them, or the queue timeout ends them with that reason still visible.
+   * kind) stay pending and say why, on the job and in the log, once per job and reason: an agent
+   * that can run them takes them, or the queue timeout ends them with that reason still visible.
    */
   private noteHeldBack(agent: ClaimingAgent, eligible: string | undefined): void {
     // Index probes only: is a job this agent must not run ahead of what it may run? Listing them

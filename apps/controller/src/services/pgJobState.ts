@@ -204,10 +204,11 @@ export class PgJobState implements JobTransitions {
   private readonly waitingScannedAt = new Map<string, number>();
 
   /**
-   * Jobs this agent would take but must not (it would ignore their volumes, or not know their kind) stay pending and say
-   * why, on the job (as on SQLite, JobState.noteHeldBack): only when such a job is ahead
-   * of what the agent was handed, at most once a minute per agent and controller, and a job
-   * already showing the reason is not written again — so several controllers write it once.
+   * Jobs this agent would take but must not (it would ignore their volumes, or not know their
+   * kind) stay pending and say why, on the job (as on SQLite, JobState.noteHeldBack): only when
+   * such a job is ahead of what the agent was handed, at most once a minute per agent and
+   * controller, and a job already showing the reason is not written again — so several
+   * controllers write it once.
    */
   private async noteHeldBack(agent: ClaimingAgent, labels: string, claimedId: string | null): Promise<void> {
     const now = this.deps.clock();
