@@ -113,6 +113,7 @@ describeBrowser("dashboard: an app's log names the hosts that send no output", (
     const page = await context.newPage();
     const log = await openLogs(page, "calm");
     await expect.poll(() => log.textContent()).toBe("shop-1 calm and quiet");
+    expect(await page.locator(".log-state").textContent()).toBe("Log live · 1 line");
     expect(await page.getByRole("heading", { name: "Hosts that send no output" }).count()).toBe(0);
     expect(await page.getByTestId("log-notices-app-calm").getByRole("listitem").count()).toBe(0);
     await context.close();

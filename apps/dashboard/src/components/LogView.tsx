@@ -134,7 +134,7 @@ export function LogView({ path, id, label, onEnd, showHost }: { path: string; id
           Log {stateText[state]}
           {detail ? `: ${detail}` : ""}
         </span>
-        <span class="dim"> · {lines.length} lines</span>
+        <span class="dim">{` · ${lines.length} ${lines.length === 1 ? "line" : "lines"}`}</span>
       </div>
       <div role="status" data-testid={`log-notices-${id}`}>
         {silent.length > 0 ? (
