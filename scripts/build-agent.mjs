@@ -37,7 +37,8 @@ export async function buildAgentDist({ outDir = defaultAgentDist, version } = {}
     minify: true,
     external: ["cpu-features", "*.node"],
     stubs: { ssh2: 'module.exports = { Client: class { constructor() { throw new Error("DOCKER_HOST=ssh:// is not supported by the agent bundle"); } } };' },
-    define: version ? { __DEPLOYBOT_AGENT_VERSION__: JSON.stringify(version) } : {},
+    // every bundle says it is one (apps/agent/src/version.ts: only a bundle may update itself)
+    define: { __DEPLOYBOT_AGENT_BUNDLE__: "true", ...(version ? { __DEPLOYBOT_AGENT_VERSION__: JSON.stringify(version) } : {}) },
   });
   for (const unit of UNITS) copyFileSync(join(repoRoot, "scripts/systemd", unit), join(outDir, unit));
   copyFileSync(join(repoRoot, "scripts/install-agent.sh"), join(outDir, "install-agent.sh"));

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { parseControllerUrls, protectedPathProblem } from "@deploybot/protocol";
 import { z } from "zod";
+import { RUNS_FROM_BUNDLE } from "./version";
 
 const nonEmpty = z
   .string()
@@ -119,7 +120,11 @@ export interface AgentConfig {
 /** Every setting the agent reads; any other DEPLOYBOT_* one is warned about at start. */
 export const agentSettingNames: readonly string[] = Object.keys(envSchema.shape);
 
-export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
+/**
+ * `bundled`: whether this runs the installed bundle (the default asks the build, version.ts);
+ * from a checkout's sources self-update is off whatever DEPLOYBOT_AUTO_UPDATE says.
+ */
+export function loadAgentConfig(env: Record<string, string | undefined> = process.env, opts: { bundled?: boolean } = {}): AgentConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
@@ -142,7 +147,7 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     logLevel: e.DEPLOYBOT_LOG_LEVEL,
     metricsPort: e.DEPLOYBOT_AGENT_METRICS_PORT,
     bindRoots: e.DEPLOYBOT_AGENT_BIND_ROOTS,
-    autoUpdate: e.DEPLOYBOT_AUTO_UPDATE === "true" || e.DEPLOYBOT_AUTO_UPDATE === "1",
+    autoUpdate: (e.DEPLOYBOT_AUTO_UPDATE === "true" || e.DEPLOYBOT_AUTO_UPDATE === "1") && (opts.bundled ?? RUNS_FROM_BUNDLE),
     updateTrialSeconds: e.DEPLOYBOT_UPDATE_TRIAL_SECONDS,
     updateTrial: e.DEPLOYBOT_UPDATE_TRIAL === "1",
     unknownSettings: Object.keys(env).filter((k) => k.startsWith("DEPLOYBOT_") && !(k in envSchema.shape)).sort(),

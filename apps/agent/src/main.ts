@@ -6,6 +6,7 @@ import { AgentDaemon } from "./daemon";
 import { instrumentDocker, serveAgentMetrics } from "./metrics";
 import { Redactor } from "./redact";
 import { lockStateDir } from "./stateLock";
+import { RUNS_FROM_BUNDLE } from "./version";
 
 let config: ReturnType<typeof loadAgentConfig>;
 try {
@@ -31,6 +32,7 @@ const logger = pino(
   { write: (line: string) => process.stdout.write(redactor.redact(line)) },
 );
 for (const name of config.unknownSettings) logger.warn({ name }, "unknown DEPLOYBOT_* setting ignored (misspelt?)");
+if (!RUNS_FROM_BUNDLE) logger.info("running from a checkout, not the installed bundle: self-update is off (update the checkout to move this agent)");
 // dockerode/docker-modem read DOCKER_HOST themselves; the default is the local socket.
 const docker = instrumentDocker(new Dockerode());
 const daemon = new AgentDaemon(config, docker, logger, redactor);

@@ -67,6 +67,20 @@ describe("agent registration", () => {
     });
   });
 
+  test("an agent run from a checkout's sources never takes an update: it says so, and only a bundle may", async () => {
+    const env = { DEPLOYBOT_URL: ctl.url, DEPLOYBOT_JOIN_TOKEN: JOIN, DEPLOYBOT_STATE_DIR: "/tmp/unused" };
+    // these tests run the sources: whatever DEPLOYBOT_AUTO_UPDATE says, self-update is off
+    expect(loadAgentConfig({ ...env, DEPLOYBOT_AUTO_UPDATE: "true" }).autoUpdate).toBe(false);
+    expect(loadAgentConfig({ ...env, DEPLOYBOT_AUTO_UPDATE: "true" }, { bundled: true }).autoUpdate).toBe(true);
+    expect(loadAgentConfig({ ...env, DEPLOYBOT_AUTO_UPDATE: "false" }, { bundled: true }).autoUpdate).toBe(false);
+    // the controller reads the capability, and offers nothing to a host that has it off
+    const stateDir = mkdtempSync(join(tmpdir(), "deploybot-agent-state-"));
+    const fromCheckout = { ...loadAgentConfig({ ...env, DEPLOYBOT_STATE_DIR: stateDir }), hostname: "dev-1" };
+    await new AgentDaemon(fromCheckout, noEngine, pino({ level: "silent" })).register();
+    const host = (await ctl.call("GET", "/v1/hosts", ADMIN)).body.hosts.find((h: { hostname: string }) => h.hostname === "dev-1");
+    expect(host.capabilities.autoUpdate).toBe(false);
+  });
+
   test("without an identity, a wrong join token is refused", async () => {
     const stateDir = mkdtempSync(join(tmpdir(), "deploybot-agent-state-"));
     await expect(daemon(stateDir, "wrong-join-token").register()).rejects.toThrow(/join token/);
